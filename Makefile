@@ -1,0 +1,37 @@
+# The whole test suite is `make test`: setup (Debian packages, MinIO), vet,
+# gofmt, then every Go test on SQLite and PostgreSQL, the S3 conformance
+# suite against a real MinIO and the interop suite against the real
+# OpenStack clients.
+POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+export ASHLAR_TEST_POSTGRES_URL ?= $(POSTGRES_URL)
+export ASHLAR_CACHE ?= $(HOME)/.cache/ashlar
+GOTESTSUM = go tool gotestsum --format pkgname-and-test-fails --format-hide-empty-pkg
+
+.PHONY: all build run test unit lint setup bench interop
+all: build
+
+build:
+	go build -o bin/ashlar ./cmd/ashlar
+
+run:
+	go run ./cmd/ashlar serve
+
+setup:
+	scripts/setup.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	go vet ./...
+
+# Quick: unit and database tests, no setup, no interop.
+unit:
+	$(GOTESTSUM) -- -count=1 ./...
+
+test: setup lint
+	ASHLAR_INTEROP=1 $(GOTESTSUM) -- -count=1 -timeout 60m ./...
+
+interop: setup
+	ASHLAR_INTEROP=1 $(GOTESTSUM) --format standard-verbose -- -count=1 -timeout 60m ./test/interop/...
+
+bench:
+	go test -run '^$$' -bench . -benchtime 3x ./...

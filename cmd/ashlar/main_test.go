@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.conf")
+	os.WriteFile(bad, []byte("[identity]\ntoken_expiration = forever\n[image]\nenabled_backends = a:file, b:tape\ndefault_backend = a\n"), 0o600)
+	good := filepath.Join(dir, "good.conf")
+	os.WriteFile(good, []byte("[DEFAULT]\nstate_path = "+dir+"\n"), 0o600)
+
+	tests := []struct {
+		name     string
+		args     []string
+		code     int
+		mentions []string
+	}{
+		{"bad value and unknown type", []string{"config", "check", bad}, 1,
+			[]string{"[identity] token_expiration", `unknown type "tape"`}},
+		{"good", []string{"config", "check", good}, 0, []string{"[store:fast]", "state_path = " + dir}},
+		{"missing file", []string{"config", "check", filepath.Join(dir, "nope")}, 1, []string{"nope"}},
+		{"usage", []string{"config"}, 2, []string{"config check FILE"}},
+		{"unknown command", []string{"frob"}, 2, []string{"unknown command"}},
+		{"version", []string{"version"}, 0, []string{"ashlar "}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := run(tt.args, &out, &errOut)
+			all := out.String() + errOut.String()
+			if code != tt.code {
+				t.Errorf("exit %d, want %d; output:\n%s", code, tt.code, all)
+			}
+			for _, m := range tt.mentions {
+				if !strings.Contains(all, m) {
+					t.Errorf("output does not mention %q:\n%s", m, all)
+				}
+			}
+		})
+	}
+}
+
+func TestDBMigrateAndStatus(t *testing.T) {
+	dir := t.TempDir()
+	var out, errOut bytes.Buffer
+	if code := run([]string{"db", "migrate", "--state-path", dir}, &out, &errOut); code != 0 {
+		t.Fatalf("migrate: %d %s", code, errOut.String())
+	}
+	out.Reset()
+	if code := run([]string{"db", "status", "--state-path", dir}, &out, &errOut); code != 0 {
+		t.Fatalf("status: %d %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "applied") || strings.Contains(out.String(), "pending") {
+		t.Errorf("status after migrate:\n%s", out.String())
+	}
+}

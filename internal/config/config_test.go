@@ -1,0 +1,192 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestEmbeddedDefaults(t *testing.T) {
+	c, err := Load("", "/srv/ashlar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Database.Connection != "sqlite:////srv/ashlar/ashlar.db" {
+		t.Errorf("connection = %q", c.Database.Connection)
+	}
+	var ids []string
+	for _, s := range c.Stores {
+		ids = append(ids, s.ID+":"+s.Type)
+		if s.Description == "" {
+			t.Errorf("store %s has no description", s.ID)
+		}
+		if want := filepath.Join("/srv/ashlar/images", s.ID); s.Options["filesystem_store_datadir"] != want {
+			t.Errorf("store %s datadir = %q, want %q", s.ID, s.Options["filesystem_store_datadir"], want)
+		}
+	}
+	if got := strings.Join(ids, ","); got != "fast:file,cheap:file,reliable:file" {
+		t.Errorf("stores = %s", got)
+	}
+	if c.Image.DefaultBackend != "fast" {
+		t.Errorf("default backend = %q", c.Image.DefaultBackend)
+	}
+	if len(c.Backends) != 1 || c.Backends[0].VolumeDriver != "file" || c.Backends[0].Options["volumes_dir"] != "/srv/ashlar/volumes/local" {
+		t.Errorf("backends = %+v", c.Backends)
+	}
+	for _, svc := range []string{ServiceIdentity, ServiceImage, ServiceVolume} {
+		if !c.Enabled(svc) {
+			t.Errorf("%s not enabled by default", svc)
+		}
+	}
+	if c.Identity.Bind != "127.0.0.1:5000" || c.Image.Bind != "127.0.0.1:9292" || c.Volume.Bind != "127.0.0.1:8776" {
+		t.Errorf("binds = %s %s %s", c.Identity.Bind, c.Image.Bind, c.Volume.Bind)
+	}
+	if c.Identity.TokenExpiration != time.Hour {
+		t.Errorf("token expiration = %v", c.Identity.TokenExpiration)
+	}
+}
+
+func TestDesignExample(t *testing.T) {
+	c, err := Parse(`
+[DEFAULT]
+state_path = /var/lib/ashlar
+
+[database]
+connection = postgresql://postgres@127.0.0.1:5432/ashlar
+
+[image]
+enabled_backends = fast:file, cheap:s3, reliable:file, web:http
+default_backend = fast
+
+[store:fast]
+store_description = Fast store with short transfer time
+filesystem_store_datadir = /data/fast
+
+[store:web]
+store_description = Read-only images served over HTTP
+
+[store:cheap]
+store_description = Inexpensive store
+s3_store_host = http://127.0.0.1:8333
+s3_store_bucket = cheap
+s3_store_access_key = ak
+s3_store_secret_key = sk
+
+[volume]
+enabled_backends = local
+glance_api_servers = http://127.0.0.1:9292/
+
+[backend:local]
+volume_driver = file
+volume_backend_name = local
+volumes_dir = /data/volumes
+`, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Warnings) != 0 {
+		t.Errorf("warnings: %v", c.Warnings)
+	}
+	want := []string{"fast:file", "cheap:s3", "reliable:file", "web:http"}
+	for i, s := range c.Stores {
+		if s.ID+":"+s.Type != want[i] {
+			t.Errorf("store %d = %s:%s, want %s", i, s.ID, s.Type, want[i])
+		}
+	}
+	if c.Stores[1].Options["s3_store_bucket"] != "cheap" || c.Stores[2].Options["filesystem_store_datadir"] != "/var/lib/ashlar/images/reliable" {
+		t.Errorf("store options: %+v / %+v", c.Stores[1].Options, c.Stores[2].Options)
+	}
+	if c.Volume.GlanceAPIServers[0] != "http://127.0.0.1:9292" {
+		t.Errorf("glance_api_servers = %v", c.Volume.GlanceAPIServers)
+	}
+	engine, dsn, err := ParseConnection(c.Database.Connection)
+	if engine != EnginePostgres || dsn != "postgres://postgres@127.0.0.1:5432/ashlar" || err != nil {
+		t.Errorf("ParseConnection = %s %s %v", engine, dsn, err)
+	}
+}
+
+// Every problem is reported at once, each with its section and key.
+func TestInvalidReportsEveryProblem(t *testing.T) {
+	_, err := Parse(`
+[DEFAULT]
+debug = maybe
+[identity]
+token_expiration = soon
+[image]
+enabled_backends = fast:file, bad:ftp, os_glance_x:file
+default_backend = nowhere
+[store:fast]
+frobnicate = 1
+[backend:local]
+volume_driver = lvm
+`, "")
+	ve, ok := err.(*ValidationError)
+	if !ok {
+		t.Fatalf("err = %v, want *ValidationError", err)
+	}
+	for _, want := range []string{
+		"[DEFAULT] debug:", "[identity] token_expiration:", `unknown type "ftp"`,
+		"os_glance_ prefix is reserved", "[image] default_backend:", "[backend:local] volume_driver:",
+	} {
+		if !strings.Contains(ve.Error(), want) {
+			t.Errorf("error does not mention %q:\n%s", want, ve.Error())
+		}
+	}
+}
+
+func TestUnknownKeysWarn(t *testing.T) {
+	c, err := Parse("[image]\nflux = 1\n[nonsense]\na = b\n", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ""
+	for _, w := range c.Warnings {
+		got += w.String() + "\n"
+	}
+	if !strings.Contains(got, "[image] flux: unknown option") || !strings.Contains(got, "[nonsense]: unknown section") {
+		t.Errorf("warnings = %s", got)
+	}
+}
+
+func TestParseConnection(t *testing.T) {
+	tests := []struct{ in, engine, dsn string }{
+		{"sqlite:///./data/ashlar.db", EngineSQLite, "./data/ashlar.db"},
+		{"sqlite:////var/lib/a.db", EngineSQLite, "/var/lib/a.db"},
+		{"postgresql+psycopg2://u:p@h:5432/d", EnginePostgres, "postgres://u:p@h:5432/d"},
+		{"mysql://x", "", ""},
+		{"nonsense", "", ""},
+	}
+	for _, tt := range tests {
+		e, d, err := ParseConnection(tt.in)
+		if e != tt.engine || d != tt.dsn || (tt.engine == "") != (err != nil) {
+			t.Errorf("ParseConnection(%q) = %q, %q, %v", tt.in, e, d, err)
+		}
+	}
+}
+
+func TestPrintMasksSecrets(t *testing.T) {
+	c, err := Parse("[database]\nconnection = postgresql://u:hunter2@h/d\n[image]\nenabled_backends = s:s3\ndefault_backend = s\n[store:s]\ns3_store_host = http://h:1\ns3_store_bucket = b\ns3_store_access_key = AK\ns3_store_secret_key = SK\n", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	Print(&b, c)
+	for _, secret := range []string{"hunter2", "= SK", "= AK"} {
+		if strings.Contains(b.String(), secret) {
+			t.Errorf("printed config contains %q", secret)
+		}
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	if _, err := Load(filepath.Join(t.TempDir(), "nope.conf"), ""); err == nil {
+		t.Error("missing file accepted")
+	}
+	p := filepath.Join(t.TempDir(), "a.conf")
+	os.WriteFile(p, []byte("[DEFAULT]\nstate_path = /x\n"), 0o600)
+	if c, err := Load(p, ""); err != nil || c.Default.StatePath != "/x" {
+		t.Errorf("Load = %v, %v", c, err)
+	}
+}

@@ -1,0 +1,77 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// secretKeys are never printed.
+var secretKeys = map[string]bool{"password": true, "s3_store_secret_key": true, "s3_store_access_key": true}
+
+// Print writes the resolved configuration as INI, secrets masked.
+func Print(w io.Writer, c *Config) {
+	fmt.Fprintf(w, "[DEFAULT]\nstate_path = %s\nenabled_services = %s\nmetrics_bind = %s\nlog_format = %s\ndebug = %t\n\n",
+		c.Default.StatePath, strings.Join(c.Default.EnabledServices, ", "), c.Default.MetricsBind, c.Default.LogFormat, c.Default.Debug)
+	fmt.Fprintf(w, "[database]\nconnection = %s\n\n", maskURL(c.Database.Connection))
+	fmt.Fprintf(w, "[identity]\nbind = %s\npublic_url = %s\nregion = %s\ntoken_expiration = %d\n",
+		c.Identity.Bind, c.Identity.PublicURL, c.Identity.Region, int(c.Identity.TokenExpiration.Seconds()))
+	if c.Identity.External() {
+		fmt.Fprintf(w, "auth_url = %s\nusername = %s\npassword = ***\nproject_name = %s\n", c.Identity.AuthURL, c.Identity.Username, c.Identity.ProjectName)
+	}
+	var stores []string
+	for _, s := range c.Stores {
+		stores = append(stores, s.ID+":"+s.Type)
+	}
+	fmt.Fprintf(w, "\n[image]\nbind = %s\npublic_url = %s\nenabled_backends = %s\ndefault_backend = %s\nimage_size_cap = %d\nuser_storage_quota = %d\nhashing_algorithm = %s\nenabled_import_methods = %s\nallowed_import_hosts = %s\nstaging_dir = %s\n",
+		c.Image.Bind, c.Image.PublicURL, strings.Join(stores, ", "), c.Image.DefaultBackend, c.Image.ImageSizeCap,
+		c.Image.UserStorageQuota, c.Image.HashingAlgorithm, strings.Join(c.Image.ImportMethods, ", "),
+		strings.Join(c.Image.AllowedImportHosts, ", "), c.Image.StagingDir)
+	for _, s := range c.Stores {
+		fmt.Fprintf(w, "\n[store:%s]\nstore_description = %s\n", s.ID, s.Description)
+		printOptions(w, s.Options)
+	}
+	var backends []string
+	for _, b := range c.Backends {
+		backends = append(backends, b.Name)
+	}
+	fmt.Fprintf(w, "\n[volume]\nbind = %s\npublic_url = %s\nenabled_backends = %s\nglance_api_servers = %s\ndefault_volume_type = %s\n",
+		c.Volume.Bind, c.Volume.PublicURL, strings.Join(backends, ", "), strings.Join(c.Volume.GlanceAPIServers, ", "), c.Volume.DefaultVolumeType)
+	for _, b := range c.Backends {
+		fmt.Fprintf(w, "\n[backend:%s]\nvolume_driver = %s\nvolume_backend_name = %s\n", b.Name, b.VolumeDriver, b.VolumeBackendName)
+		printOptions(w, b.Options)
+	}
+}
+
+func printOptions(w io.Writer, opts map[string]string) {
+	keys := make([]string, 0, len(opts))
+	for k := range opts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := opts[k]
+		if secretKeys[k] {
+			v = "***"
+		}
+		fmt.Fprintf(w, "%s = %s\n", k, v)
+	}
+}
+
+// maskURL hides a password in a database URL.
+func maskURL(u string) string {
+	scheme, rest, ok := strings.Cut(u, "://")
+	if !ok {
+		return u
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return u
+	}
+	user, _, hasPw := strings.Cut(rest[:at], ":")
+	if !hasPw {
+		return u
+	}
+	return scheme + "://" + user + ":***" + rest[at:]
+}

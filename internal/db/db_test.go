@@ -1,0 +1,108 @@
+package db_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ashlar-dev/ashlar/internal/db"
+	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
+)
+
+func TestRebind(t *testing.T) {
+	pg := &db.DB{Engine: "postgres"}
+	lite := &db.DB{Engine: "sqlite"}
+	tests := []struct{ in, pg, lite string }{
+		{"SELECT 1", "SELECT 1", "SELECT 1"},
+		{"a = ? AND b = ?", "a = $1 AND b = $2", "a = ? AND b = ?"},
+		{"a = '?' AND b = ?", "a = '?' AND b = $1", "a = '?' AND b = ?"},
+	}
+	for _, tt := range tests {
+		if got := pg.Rebind(tt.in); got != tt.pg {
+			t.Errorf("pg Rebind(%q) = %q, want %q", tt.in, got, tt.pg)
+		}
+		if got := lite.Rebind(tt.in); got != tt.lite {
+			t.Errorf("sqlite Rebind(%q) = %q, want %q", tt.in, got, tt.lite)
+		}
+	}
+}
+
+func TestMigrateStatusAndRoundTrip(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		if err := d.CheckCurrent(ctx); err != nil {
+			t.Fatalf("CheckCurrent after Migrate: %v", err)
+		}
+		st, err := d.Status(ctx)
+		if err != nil || len(st) == 0 {
+			t.Fatalf("Status = %v, %v", st, err)
+		}
+		// Migrate is idempotent.
+		if err := d.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		now := db.Now()
+		err = d.InTx(ctx, func(tx *db.Tx) error {
+			_, err := tx.ExecContext(ctx, "INSERT INTO ashlar_meta (name, value) VALUES (?, ?)", "t", now)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got db.Timestamp
+		if err := d.QueryRowContext(ctx, "SELECT value FROM ashlar_meta WHERE name = ?", "t").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if !got.Time.Equal(now.Time) {
+			t.Errorf("timestamp round trip: got %v want %v", got, now)
+		}
+		_, err = d.ExecContext(ctx, "INSERT INTO ashlar_meta (name, value) VALUES (?, ?)", "t", "x")
+		if !db.IsUniqueViolation(err) {
+			t.Errorf("duplicate insert: got %v, want a unique violation", err)
+		}
+		// A failed transaction leaves nothing behind.
+		boom := errors.New("boom")
+		err = d.InTx(ctx, func(tx *db.Tx) error {
+			if _, err := tx.ExecContext(ctx, "INSERT INTO ashlar_meta (name, value) VALUES (?, ?)", "u", "1"); err != nil {
+				return err
+			}
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatalf("InTx error = %v", err)
+		}
+		if err := d.QueryRowContext(ctx, "SELECT value FROM ashlar_meta WHERE name = ?", "u").Scan(new(string)); !db.IsNoRows(err) {
+			t.Errorf("rolled-back row is visible: %v", err)
+		}
+	})
+}
+
+func TestTimestampOrderIsTextOrder(t *testing.T) {
+	a := db.Timestamp{time.Date(2026, 1, 2, 3, 4, 5, 100000, time.UTC)}
+	b := db.Timestamp{time.Date(2026, 1, 2, 3, 4, 5, 900000000, time.UTC)}
+	va, _ := a.Value()
+	vb, _ := b.Value()
+	if !(va.(string) < vb.(string)) {
+		t.Errorf("%v !< %v", va, vb)
+	}
+}
+
+func TestPendingMigrationIsReported(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		// Pretend the newest migration was never applied.
+		st, _ := d.Status(ctx)
+		last := st[len(st)-1].Version
+		if _, err := d.ExecContext(ctx, "DELETE FROM goose_db_version WHERE version_id = ?", last); err != nil {
+			t.Fatal(err)
+		}
+		err := d.CheckCurrent(ctx)
+		if err == nil || !contains(err.Error(), "ashlar db migrate") {
+			t.Fatalf("CheckCurrent = %v, want an error naming ashlar db migrate", err)
+		}
+	})
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -1,0 +1,223 @@
+// Package server wires the configured services together and runs them:
+// one listener per service, shared metrics, graceful shutdown.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ashlar-dev/ashlar/internal/api"
+	"github.com/ashlar-dev/ashlar/internal/auth"
+	"github.com/ashlar-dev/ashlar/internal/config"
+	"github.com/ashlar-dev/ashlar/internal/db"
+	"github.com/ashlar-dev/ashlar/internal/identity"
+	"github.com/ashlar-dev/ashlar/internal/image"
+	"github.com/ashlar-dev/ashlar/internal/service"
+	"github.com/ashlar-dev/ashlar/internal/volume"
+)
+
+// Server is a running set of services.
+type Server struct {
+	cfg      *config.Config
+	db       *db.DB
+	logger   *slog.Logger
+	registry *prometheus.Registry
+	services []bound
+}
+
+type bound struct {
+	svc     service.Service
+	bind    string
+	handler http.Handler
+}
+
+// OpenDB opens the configured database and brings its schema up to date:
+// SQLite is migrated automatically; a PostgreSQL schema that is behind is
+// refused with a message naming `ashlar db migrate`.
+func OpenDB(ctx context.Context, cfg *config.Config) (*db.DB, error) {
+	d, err := db.Open(ctx, cfg.Database.Connection)
+	if err != nil {
+		return nil, err
+	}
+	if d.Postgres() {
+		err = d.CheckCurrent(ctx)
+	} else {
+		err = d.Migrate(ctx)
+	}
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// New opens the database and builds every enabled service.
+func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server, error) {
+	d, err := OpenDB(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s, err := newWithDB(ctx, cfg, d, logger)
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func newWithDB(ctx context.Context, cfg *config.Config, d *db.DB, logger *slog.Logger) (*Server, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s := &Server{cfg: cfg, db: d, logger: logger, registry: reg}
+	deps := service.Deps{Config: cfg, DB: d, Logger: logger, Registry: reg, Metrics: api.NewMetrics(reg)}
+
+	var validator auth.Validator
+	if cfg.Enabled(config.ServiceIdentity) {
+		idsvc, err := identity.New(ctx, deps)
+		if err != nil {
+			return nil, fmt.Errorf("identity: %w", err)
+		}
+		validator = idsvc.Validator()
+		s.add(idsvc, cfg.Identity.Bind, deps, api.Keystone)
+	} else if cfg.Identity.External() {
+		validator = identity.NewExternalValidator(cfg.Identity, logger)
+	} else {
+		return nil, errors.New("identity is disabled and [identity] auth_url is not set: nothing can validate tokens")
+	}
+	deps.Validator = validator
+	if cfg.Enabled(config.ServiceImage) {
+		svc, err := image.New(ctx, deps)
+		if err != nil {
+			return nil, fmt.Errorf("image: %w", err)
+		}
+		s.add(svc, cfg.Image.Bind, deps, api.Glance)
+	}
+	if cfg.Enabled(config.ServiceVolume) {
+		svc, err := volume.New(ctx, deps)
+		if err != nil {
+			return nil, fmt.Errorf("volume: %w", err)
+		}
+		s.add(svc, cfg.Volume.Bind, deps, api.Cinder)
+	}
+	return s, nil
+}
+
+func (s *Server) add(svc service.Service, bind string, deps service.Deps, flavor api.Flavor) {
+	h := api.Wrap(svc.Name(), svc.Handler(), deps.Logger.With("service", svc.Name()), deps.Metrics, flavor)
+	s.services = append(s.services, bound{svc: svc, bind: bind, handler: h})
+}
+
+// Handler returns the wrapped handler of the named service, for tests.
+func (s *Server) Handler(name string) http.Handler {
+	for _, b := range s.services {
+		if b.svc.Name() == name {
+			return b.handler
+		}
+	}
+	return nil
+}
+
+// MetricsHandler serves the Prometheus registry.
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})
+}
+
+// DB returns the server's database.
+func (s *Server) DB() *db.DB { return s.db }
+
+// Close releases the database.
+func (s *Server) Close() error { return s.db.Close() }
+
+// ShutdownTimeout bounds how long in-flight requests may take to finish.
+const ShutdownTimeout = 30 * time.Second
+
+// Run listens on every service's address (and the metrics address) and
+// serves until ctx is cancelled, then lets in-flight requests finish and
+// stops background work. ready, when non-nil, is called once all listeners
+// are open.
+func (s *Server) Run(ctx context.Context, ready func()) error {
+	type lis struct {
+		name string
+		l    net.Listener
+		h    http.Handler
+	}
+	var ls []lis
+	closeAll := func() {
+		for _, x := range ls {
+			x.l.Close()
+		}
+	}
+	for _, b := range s.services {
+		l, err := net.Listen("tcp", b.bind)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("%s: listening on %s: %w", b.svc.Name(), b.bind, err)
+		}
+		ls = append(ls, lis{b.svc.Name(), l, b.handler})
+	}
+	if s.cfg.Default.MetricsBind != "" {
+		l, err := net.Listen("tcp", s.cfg.Default.MetricsBind)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("metrics: listening on %s: %w", s.cfg.Default.MetricsBind, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", s.MetricsHandler())
+		ls = append(ls, lis{"metrics", l, mux})
+	}
+
+	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	for _, b := range s.services {
+		if r, ok := b.svc.(service.Runner); ok {
+			wg.Go(func() {
+				if err := r.Run(bgCtx); err != nil && !errors.Is(err, context.Canceled) {
+					s.logger.Error("background work stopped", "service", b.svc.Name(), "err", err)
+				}
+			})
+		}
+	}
+
+	errc := make(chan error, len(ls))
+	var servers []*http.Server
+	for _, x := range ls {
+		hs := &http.Server{Handler: x.h, ReadHeaderTimeout: 30 * time.Second,
+			BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) }}
+		servers = append(servers, hs)
+		s.logger.Info("listening", "service", x.name, "addr", x.l.Addr().String())
+		go func() {
+			if err := hs.Serve(x.l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s: %w", x.name, err)
+			}
+		}()
+	}
+	if ready != nil {
+		ready()
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+		s.logger.Info("shutting down: letting in-flight requests finish")
+	case runErr = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	var swg sync.WaitGroup
+	for _, hs := range servers {
+		swg.Go(func() { _ = hs.Shutdown(sctx) })
+	}
+	swg.Wait()
+	stopBackground()
+	wg.Wait()
+	return runErr
+}

@@ -1,0 +1,56 @@
+// Package driver defines the volume Driver interface that every block
+// backend implements, and the capabilities the scheduler matches against.
+package driver
+
+import (
+	"context"
+	"io"
+)
+
+// Driver manages the volumes of one backend ([backend:<name>]).
+//
+// Error contract: a missing volume is errs.NotFound, no space left is
+// errs.TooLarge; failed operations leave no partial volume behind.
+type Driver interface {
+	// Create makes an empty (all-zero, sparse where possible) volume.
+	Create(ctx context.Context, id string, sizeBytes int64) error
+	// CreateFrom makes a volume of sizeBytes from r (raw bytes, at most
+	// sizeBytes), writing only the non-zero extents so holes stay holes.
+	CreateFrom(ctx context.Context, id string, sizeBytes int64, r io.Reader) error
+	// Open returns the volume for reading its raw bytes.
+	Open(ctx context.Context, id string) (Volume, error)
+	// Extend grows the volume; the new space reads as zeros.
+	Extend(ctx context.Context, id string, newSizeBytes int64) error
+	// Delete removes the volume; errs.NotFound when it does not exist.
+	Delete(ctx context.Context, id string) error
+	// Capabilities reports what the scheduler needs to know.
+	Capabilities(ctx context.Context) (Capabilities, error)
+}
+
+// Volume is an open volume's data.
+type Volume interface {
+	io.ReaderAt
+	io.Closer
+	// Size is the volume's size in bytes.
+	Size() int64
+	// Extents lists the ranges that may hold data, in order; ranges not
+	// listed read as zeros. A driver that cannot tell returns one extent
+	// covering the whole volume.
+	Extents(ctx context.Context) ([]Extent, error)
+}
+
+// Extent is a byte range [Offset, Offset+Length).
+type Extent struct {
+	Offset, Length int64
+}
+
+// Capabilities are a backend's reported properties, matched by the
+// scheduler against a volume type's extra specs.
+type Capabilities struct {
+	VolumeBackendName string
+	TotalCapacityGB   float64
+	FreeCapacityGB    float64
+	ThinProvisioning  bool
+	// Extra holds further capability key/values (e.g. "multiattach").
+	Extra map[string]string
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a fresh Debian machine (as root) and
+# builds the pinned S3 test server into a cache outside the repository.
+# Idempotent: a second run only checks.
+set -euo pipefail
+
+CACHE="${ASHLAR_CACHE:-$HOME/.cache/ashlar}"
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+
+# Debian packages: the real OpenStack clients, tempest and services for the
+# interop suite, qemu-img for image formats, curl for readiness probes.
+PKGS=(curl qemu-utils python3-openstackclient python3-glanceclient python3-cinderclient tempest
+      python3-stestr)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: missing Debian packages ${missing[*]} (run as root to install them)" >&2
+  else
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+# MinIO, pinned, for the S3 store conformance tests (about 8 min cold on 2 cores).
+MINIO="$CACHE/minio-$MINIO_VERSION/minio"
+if [ ! -x "$MINIO" ]; then
+  echo "setup: building MinIO $MINIO_VERSION into $CACHE (first time only)"
+  mkdir -p "$CACHE"
+  GOBIN="$CACHE/minio-$MINIO_VERSION" GOFLAGS=-mod=mod go install "github.com/minio/minio@$MINIO_VERSION"
+fi
+echo "setup: ok (minio at $MINIO)"
