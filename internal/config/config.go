@@ -320,6 +320,11 @@ func parse(f *ini.File, statePathOverride string) (*Config, error) {
 	if statePathOverride != "" {
 		c.Default.StatePath = statePathOverride
 	}
+	// Absolute, so that store locations (file:///...) and generated files
+	// do not depend on the working directory.
+	if abs, err := filepath.Abs(c.Default.StatePath); err == nil {
+		c.Default.StatePath = abs
+	}
 	state := c.Default.StatePath
 	c.Default.EnabledServices = p.list(D, "enabled_services",
 		[]string{ServiceIdentity, ServiceImage, ServiceVolume})
