@@ -111,18 +111,23 @@ func (s *Service) Run(ctx context.Context) error {
 			return ctx.Err()
 		case <-t.C:
 		}
-		var gen string
-		err := s.db.QueryRowContext(ctx, "SELECT value FROM ashlar_meta WHERE name = ?", genKey).Scan(&gen)
-		if err != nil && !db.IsNoRows(err) {
+		if err := s.poll(ctx); err != nil && ctx.Err() == nil {
 			s.logger.Warn("identity: polling for changes", "err", err)
-			continue
-		}
-		if gen != s.snap.Load().gen {
-			if err := s.reload(ctx); err != nil {
-				s.logger.Warn("identity: reloading", "err", err)
-			}
 		}
 	}
+}
+
+// poll reloads the snapshot when the generation in the database moved.
+func (s *Service) poll(ctx context.Context) error {
+	var gen string
+	err := s.db.QueryRowContext(ctx, "SELECT value FROM ashlar_meta WHERE name = ?", genKey).Scan(&gen)
+	if err != nil && !db.IsNoRows(err) {
+		return err
+	}
+	if gen == s.snap.Load().gen {
+		return nil
+	}
+	return s.reload(ctx)
 }
 
 func (s *Service) reload(ctx context.Context) error {
