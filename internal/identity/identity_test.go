@@ -559,4 +559,3 @@ func TestSharedDatabase(t *testing.T) {
 		}
 	})
 }
-
