@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
@@ -25,6 +26,8 @@ type env struct {
 	s   *Service
 	srv *httptest.Server
 	cfg *config.Config
+	// validations counts GET /v3/auth/tokens requests served.
+	validations atomic.Int64
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -53,10 +56,17 @@ func newEnv(t *testing.T, d *db.DB) *env {
 	if _, err := s.Bootstrap(context.Background(), BootstrapOptions{Password: adminPW}); err != nil {
 		t.Fatal(err)
 	}
-	srv.Config.Handler = api.Wrap("identity", s.Handler(), quietLogger(), nil, api.Keystone)
+	e := &env{t: t, s: s, srv: srv, cfg: cfg}
+	h := api.Wrap("identity", s.Handler(), quietLogger(), nil, api.Keystone)
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Path == "/v3/auth/tokens" {
+			e.validations.Add(1)
+		}
+		h.ServeHTTP(w, r)
+	})
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &env{t: t, s: s, srv: srv, cfg: cfg}
+	return e
 }
 
 type resp struct {
