@@ -177,3 +177,8 @@ func authRequestFor(t *testing.T, user, pw string) *http.Request {
 	b, _ := json.Marshal(passwordAuth(user, pw, ""))
 	return httptest.NewRequest("POST", "/v3/auth/tokens", bytes.NewReader(b))
 }
+
+func authRequestForScoped(t testing.TB, user, pw, project string) *http.Request {
+	b, _ := json.Marshal(passwordAuth(user, pw, project))
+	return httptest.NewRequest("POST", "/v3/auth/tokens", bytes.NewReader(b))
+}
