@@ -159,19 +159,29 @@ func loadKey(path string) ([]byte, error) {
 	}
 	k := make([]byte, keySize)
 	_, _ = rand.Read(k)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return loadKey(path) // another process won the race
-	}
+	// Write a temporary file, then link it into place: a concurrent reader
+	// never sees a partial key, and a concurrent creator loses the link
+	// race and reads the winner's key.
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".token.key.*")
 	if err != nil {
 		return nil, fmt.Errorf("creating token key: %w", err)
 	}
-	_, err = f.WriteString(base64.StdEncoding.EncodeToString(k) + "\n")
-	if cerr := f.Close(); err == nil {
+	defer os.Remove(tmp.Name())
+	_, err = tmp.WriteString(base64.StdEncoding.EncodeToString(k) + "\n")
+	if cerr := tmp.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o600)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("writing token key: %w", err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return loadKey(path)
+		}
+		return nil, fmt.Errorf("installing token key: %w", err)
 	}
 	return k, nil
 }
