@@ -101,7 +101,7 @@ func (s *Service) deleteRole(w http.ResponseWriter, r *http.Request, c *auth.Cal
 	if ro == nil {
 		return notFound("role", id)
 	}
-	if ro.Name == auth.RoleAdmin || ro.Name == auth.RoleMember || ro.Name == auth.RoleReader {
+	if ro.Name == auth.RoleAdmin || ro.Name == auth.RoleMember || ro.Name == auth.RoleReader || ro.Name == RoleService {
 		return errs.E(errs.Forbidden, "Role %s is immutable.", ro.Name)
 	}
 	err := s.write(r.Context(), func(tx *db.Tx) error {

@@ -53,7 +53,8 @@ func (s *Service) generatedPasswordFile() string {
 	return filepath.Join(s.cfg.Default.StatePath, "admin_password")
 }
 
-// Bootstrap makes sure the Default domain, the roles admin/member/reader,
+// Bootstrap makes sure the Default domain, the roles admin/member/reader
+// (and service, for keystonemiddleware's service users, as Keystone has),
 // the admin and service projects, the admin user (admin on the admin
 // project) and the catalog of this deployment exist. It is idempotent; the
 // catalog endpoints it manages are updated to the configured URLs.
@@ -93,7 +94,7 @@ func (s *Service) Bootstrap(ctx context.Context, opts BootstrapOptions) (*Bootst
 			return err
 		}
 		roleIDs := map[string]string{}
-		for _, name := range []string{auth.RoleAdmin, auth.RoleMember, auth.RoleReader} {
+		for _, name := range []string{auth.RoleAdmin, auth.RoleMember, auth.RoleReader, RoleService} {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO identity_roles (id, name) VALUES (?, ?) ON CONFLICT DO NOTHING`, newID(), name); err != nil {
 				return err
 			}

@@ -213,6 +213,14 @@ func TestValidateAndRevoke(t *testing.T) {
 		if r := e.do("GET", "/v3/auth/tokens", other, nil, "X-Subject-Token", userTok); r.code != 403 {
 			t.Errorf("another user's token: %d", r.code)
 		}
+		// keystonemiddleware's service user: may validate, not revoke.
+		svcTok, _, _ := e.user("svc", RoleService)
+		if r := e.do("GET", "/v3/auth/tokens", svcTok, nil, "X-Subject-Token", userTok); r.code != 200 {
+			t.Errorf("service role validating: %d %s", r.code, r.body)
+		}
+		if r := e.do("DELETE", "/v3/auth/tokens", svcTok, nil, "X-Subject-Token", userTok); r.code != 403 {
+			t.Errorf("service role revoking: %d %s", r.code, r.body)
+		}
 		if r := e.do("GET", "/v3/auth/tokens", admin, nil); r.code != 400 {
 			t.Errorf("no subject: %d", r.code)
 		}
@@ -484,7 +492,7 @@ func TestBootstrap(t *testing.T) {
 			return strings.Join(out, " ")
 		}
 		first := counts()
-		if want := "identity_domains=01 identity_projects=02 identity_users=01 identity_roles=03 identity_assignments=01 identity_services=04 identity_endpoints=12"; first != want {
+		if want := "identity_domains=01 identity_projects=02 identity_users=01 identity_roles=04 identity_assignments=01 identity_services=04 identity_endpoints=12"; first != want {
 			t.Errorf("after bootstrap: %s, want %s", first, want)
 		}
 		// A restart keeps the password (remembered in the state path) and
