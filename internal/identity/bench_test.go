@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"fmt"
 	"testing"
+	"time"
 
+	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
 )
 
@@ -64,5 +67,35 @@ func BenchmarkValidate(b *testing.B) {
 				}
 			}
 		})
+	})
+	// The same with 1000 more users and 1000 live revocations: the cost
+	// does not grow with the data set.
+	exp := db.Timestamp{Time: time.Now().Add(time.Hour)}
+	err = s.write(ctx, func(tx *db.Tx) error {
+		for i := range 1000 {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO identity_users (id, name, domain_id, tokens_valid_after, created_at)
+				VALUES (?, ?, 'default', ?, ?)`, newID(), fmt.Sprintf("user%d", i), db.Now(), db.Now()); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO identity_revocations (audit_id, expires_at) VALUES (?, ?)`,
+				encodeAudit(newAuditID()), exp); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if n := len(s.snap.Load().revoked); n != 1000 {
+		b.Fatalf("%d revocations loaded", n)
+	}
+	b.Run("validate-1000-users-1000-revocations", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := v.Validate(ctx, tok); err != nil {
+				b.Fatal(err)
+			}
+		}
 	})
 }

@@ -200,11 +200,13 @@ func (s *Service) check(token string) (*payload, *auth.Caller, error) {
 	if err := s.live(snap, p); err != nil {
 		return nil, nil, err
 	}
-	k := p.UserID + "\x00" + p.ProjectID
-	cb, ok := snap.callers.Load(k)
-	if !ok {
+	k := [2]string{p.UserID, p.ProjectID}
+	snap.callersMu.RLock()
+	base := snap.callers[k]
+	snap.callersMu.RUnlock()
+	if base == nil {
 		u := snap.users[p.UserID]
-		base := &callerBase{c: auth.Caller{UserID: u.ID, UserName: u.Name, UserDomainID: u.DomainID}}
+		base = &callerBase{c: auth.Caller{UserID: u.ID, UserName: u.Name, UserDomainID: u.DomainID}}
 		if p.ProjectID != "" {
 			pr := snap.projects[p.ProjectID]
 			base.c.ProjectID, base.c.ProjectName, base.c.ProjectDomainID = pr.ID, pr.Name, pr.DomainID
@@ -213,9 +215,10 @@ func (s *Service) check(token string) (*payload, *auth.Caller, error) {
 			}
 			base.catalog = snap.catalog(pr.ID)
 		}
-		cb, _ = snap.callers.LoadOrStore(k, base)
+		snap.callersMu.Lock()
+		snap.callers[k] = base
+		snap.callersMu.Unlock()
 	}
-	base := cb.(*callerBase)
 	c := base.c
 	c.Roles = slices.Clone(base.roles)
 	c.Catalog = base.catalog
@@ -239,13 +242,8 @@ func (s *Service) live(snap *snapshot, p *payload) error {
 	if d := snap.domains[u.DomainID]; d == nil || !d.Enabled {
 		return errUnauthorized
 	}
-	if len(snap.revoked) > 0 {
-		if _, ok := snap.revoked[encodeAudit(p.AuditID)]; ok {
-			return errUnauthorized
-		}
-		if _, ok := snap.revoked[encodeAudit(p.ChainID)]; ok {
-			return errUnauthorized
-		}
+	if snap.revoked[p.AuditID] || snap.revoked[p.ChainID] {
+		return errUnauthorized
 	}
 	if p.ProjectID != "" {
 		pr := snap.projects[p.ProjectID]

@@ -70,6 +70,16 @@ func (p *payload) auditIDs() []string {
 
 func encodeAudit(a [auditSize]byte) string { return base64.RawURLEncoding.EncodeToString(a[:]) }
 
+func decodeAudit(s string) ([auditSize]byte, bool) {
+	var a [auditSize]byte
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) != auditSize {
+		return a, false
+	}
+	copy(a[:], b)
+	return a, true
+}
+
 var errBadToken = errors.New("malformed or forged token")
 
 // seal signs p with key and returns the token string.
