@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -90,6 +91,22 @@ func TestExternalValidator(t *testing.T) {
 		tok3, _, _ := e.user("ext3", "member")
 		if _, err := long.Validate(ctx, tok3); err != nil {
 			t.Errorf("after service token revocation: %v", err)
+		}
+
+		// Concurrent first validations of one token share one request.
+		tok4, _, _ := e.user("ext4", "member")
+		n = e.validations.Load()
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				if _, err := long.Validate(ctx, tok4); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if got := e.validations.Load() - n; got != 1 {
+			t.Errorf("8 concurrent validations made %d requests", got)
 		}
 
 		// Wrong service credentials or a dead Keystone: 503, not 401.
