@@ -336,7 +336,7 @@ func (s *Service) revokeToken(w http.ResponseWriter, r *http.Request, c *auth.Ca
 
 func (s *Service) authCatalog(w http.ResponseWriter, r *http.Request, c *auth.Caller) error {
 	if c.ProjectID == "" {
-		return errs.E(errs.Forbidden, "A project-scoped token is required to produce a service catalog.")
+		return errs.E(errs.Forbidden, "You are not authorized to perform the requested action.")
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]any{"catalog": catalogJSON(s.snap.Load(), c.ProjectID),
 		"links": s.links(r)})
