@@ -339,7 +339,7 @@ func (s *Service) authCatalog(w http.ResponseWriter, r *http.Request, c *auth.Ca
 		return errs.E(errs.Forbidden, "You are not authorized to perform the requested action.")
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]any{"catalog": catalogJSON(s.snap.Load(), c.ProjectID),
-		"links": s.links(r)})
+		"links": map[string]any{"self": s.links(r)["self"]}})
 	return nil
 }
 
