@@ -222,6 +222,10 @@ func (s *Service) WriteClientFiles(password string) error {
 		return err
 	}
 	authURL := strings.TrimRight(s.cfg.Identity.PublicURL, "/") + "/v3"
+	cloudsPath, err := filepath.Abs(filepath.Join(dir, "clouds.yaml"))
+	if err != nil {
+		return err
+	}
 	region := s.cfg.Identity.Region
 	openrc := fmt.Sprintf(`# Ashlar admin credentials: source this file, then run openstack commands.
 export OS_AUTH_URL=%s
@@ -234,7 +238,9 @@ export OS_PROJECT_DOMAIN_NAME=Default
 export OS_DOMAIN_NAME=Default
 export OS_REGION_NAME=%s
 export OS_INTERFACE=public
-`, shellQuote(authURL), AdminUser, shellQuote(password), AdminProject, shellQuote(region))
+# lets "openstack --os-cloud ashlar ..." find clouds.yaml from any directory
+export OS_CLIENT_CONFIG_FILE=%s
+`, shellQuote(authURL), AdminUser, shellQuote(password), AdminProject, shellQuote(region), shellQuote(cloudsPath))
 	clouds := fmt.Sprintf(`clouds:
   ashlar:
     auth:
