@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -564,6 +565,50 @@ func TestSharedDatabase(t *testing.T) {
 		}
 		if _, err := s2.Validator().Validate(context.Background(), tok); !errs.Is(err, errs.Unauthorized) {
 			t.Errorf("after polling: %v", err)
+		}
+	})
+}
+
+// TestConcurrentBootstrap: two processes starting on one empty database
+// both come up; exactly one creates the admin, and its password works.
+func TestConcurrentBootstrap(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		t.Setenv(EnvAdminPassword, "")
+		var svcs [2]*Service
+		var results [2]*BootstrapResult
+		var errsOut [2]error
+		for i := range svcs {
+			s, err := newService(ctx, testConfig(t, "http://127.0.0.1:21099"), d, quietLogger(), 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			svcs[i] = s
+		}
+		var wg sync.WaitGroup
+		for i := range svcs {
+			wg.Go(func() { results[i], errsOut[i] = svcs[i].Bootstrap(ctx, BootstrapOptions{}) })
+		}
+		wg.Wait()
+		created := 0
+		for i, r := range results {
+			if errsOut[i] != nil {
+				t.Fatalf("bootstrap %d: %v", i, errsOut[i])
+			}
+			if r.Created {
+				created++
+				if _, err := svcs[i].authenticate(authRequestFor(t, "admin", r.AdminPassword)); err != nil {
+					t.Errorf("the creator's password does not work: %v", err)
+				}
+			} else if r.AdminPassword != "" {
+				if _, err := svcs[i].authenticate(authRequestFor(t, "admin", r.AdminPassword)); err != nil {
+					t.Errorf("process %d reports a password that does not work: %v", i, err)
+				}
+			}
+		}
+		var n int
+		if err := d.QueryRowContext(ctx, "SELECT COUNT(*) FROM identity_users").Scan(&n); err != nil || n != 1 || created != 1 {
+			t.Errorf("%d users, %d creators (%v)", n, created, err)
 		}
 	})
 }
