@@ -38,6 +38,18 @@ func TestVersionDiscovery(t *testing.T) {
 	}
 }
 
+func TestUnknownRoutes(t *testing.T) {
+	e := newEnv(t, dbtest.Open(t, "sqlite"))
+	r := e.do("GET", "/v3/nothing", "", nil)
+	if r.code != 404 || string(r.body) != `{"error":{"code":404,"message":"The resource could not be found.","title":"Not Found"}}` {
+		t.Errorf("unknown path: %d %s", r.code, r.body)
+	}
+	r = e.do("PUT", "/v3/auth/tokens", "", nil)
+	if r.code != 405 || dig(r.json(t), "error", "title") != "Method Not Allowed" || r.header.Get("Allow") != "GET, HEAD, POST, DELETE" {
+		t.Errorf("wrong method: %d %s %q", r.code, r.body, r.header.Get("Allow"))
+	}
+}
+
 func TestIssueToken(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
 		e := newEnv(t, d)
