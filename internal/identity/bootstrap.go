@@ -294,7 +294,7 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 	}
 	if err != nil {
 		_ = os.Remove(tmp.Name())
-		return errors.Join(err)
+		return err
 	}
 	return nil
 }
