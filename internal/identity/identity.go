@@ -39,7 +39,7 @@ type Service struct {
 	db     *db.DB
 	logger *slog.Logger
 	mux    *api.Mux
-	key    []byte
+	key    *signer
 	snap   atomic.Pointer[snapshot]
 	// reloadMu serialises reloads so a slow one never replaces a newer one.
 	reloadMu sync.Mutex
@@ -84,7 +84,7 @@ func newService(ctx context.Context, cfg *config.Config, d *db.DB, logger *slog.
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, db: d, logger: logger, mux: api.NewMux(), key: key,
+	s := &Service{cfg: cfg, db: d, logger: logger, mux: api.NewMux(), key: newSigner(key),
 		bcryptCost: cost, now: func() time.Time { return time.Now().UTC() }, dummyHash: dummy}
 	if err := s.reload(ctx); err != nil {
 		return nil, err
