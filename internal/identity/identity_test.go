@@ -470,10 +470,55 @@ func TestDoneWhen(t *testing.T) {
 		if l := e.mustDo(200, "GET", "/v3/endpoints?service_id="+sid, admin, nil)["endpoints"].([]any); len(l) != 0 {
 			t.Errorf("endpoints of a deleted service: %v", l)
 		}
-		for _, path := range []string{"/v3/domains", "/v3/domains/default", "/v3/regions", "/v3/services?type=image", "/v3/endpoints?interface=public"} {
+		for _, path := range []string{"/v3/domains", "/v3/domains/default", "/v3/regions", "/v3/regions/RegionOne",
+			"/v3/services?type=image", "/v3/endpoints?interface=public"} {
 			e.mustDo(200, "GET", path, admin, nil)
 		}
+		e.mustDo(404, "GET", "/v3/domains/nope", admin, nil)
+
+		// Custom roles come and go; the defaults are immutable.
+		ro := e.mustDo(201, "POST", "/v3/roles", admin, map[string]any{"role": map[string]any{"name": "custom"}})
+		e.mustDo(409, "POST", "/v3/roles", admin, map[string]any{"role": map[string]any{"name": "custom"}})
+		e.mustDo(204, "DELETE", "/v3/roles/"+dig(ro, "role", "id").(string), admin, nil)
+		e.mustDo(403, "DELETE", "/v3/roles/"+e.s.snap.Load().roleByName["reader"].ID, admin, nil)
 	})
+}
+
+// TestSelfService: users change their own password and list their own
+// projects, and nobody else's.
+func TestSelfService(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d)
+		tok, uid, pid := e.user("self", "member")
+		_, otherID, _ := e.user("other", "member")
+		ps := e.mustDo(200, "GET", "/v3/users/"+uid+"/projects", tok, nil)["projects"].([]any)
+		if len(ps) != 1 || dig(ps[0], "id") != pid {
+			t.Errorf("own projects = %v", ps)
+		}
+		e.mustDo(403, "GET", "/v3/users/"+otherID+"/projects", tok, nil)
+		e.mustDo(403, "GET", "/v3/users/"+otherID, tok, nil)
+		change := func(orig, pw string) map[string]any {
+			return map[string]any{"user": map[string]any{"original_password": orig, "password": pw}}
+		}
+		e.mustDo(401, "POST", "/v3/users/"+uid+"/password", tok, change("wrong", "new-pw"))
+		e.mustDo(403, "POST", "/v3/users/"+otherID+"/password", tok, change("other-pw", "new-pw"))
+		e.mustDo(204, "POST", "/v3/users/"+uid+"/password", tok, change("self-pw", "new-pw"))
+		if _, err := e.s.Validator().Validate(context.Background(), tok); !errs.Is(err, errs.Unauthorized) {
+			t.Errorf("token survived its user's password change: %v", err)
+		}
+		e.token("self", "new-pw", "self")
+	})
+}
+
+func TestNoBodyDetailsLeak(t *testing.T) {
+	e := newEnv(t, dbtest.Open(t, "sqlite"))
+	admin := e.token("admin", adminPW, "admin")
+	for _, body := range []string{`{"user": {"name": "x", "password": "` + strings.Repeat("p", 80) + `"}}`, `{"user": "x"}`, `[]`} {
+		r := e.do("POST", "/v3/users", admin, body)
+		if r.code != 400 {
+			t.Errorf("POST /v3/users %.40s: %d %s", body, r.code, r.body)
+		}
+	}
 }
 
 func TestBootstrap(t *testing.T) {
