@@ -155,6 +155,13 @@ func (s *Service) Bootstrap(ctx context.Context, opts BootstrapOptions) (*Bootst
 	if err != nil {
 		return nil, fmt.Errorf("identity bootstrap: %w", err)
 	}
+	if explicit != "" {
+		// A remembered generated password is stale now; openrc, rewritten
+		// with the given one, is where it can be read.
+		if err := os.Remove(s.generatedPasswordFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+	}
 	if res.Generated {
 		if err := os.MkdirAll(s.cfg.Default.StatePath, 0o750); err != nil {
 			return nil, err

@@ -587,6 +587,22 @@ func TestBootstrap(t *testing.T) {
 		if _, err := s.authenticate(authRequestFor(t, "admin", "from-env")); err != nil {
 			t.Errorf("password from the environment refused: %v", err)
 		}
+		// Without the variable again, the old generated password is not
+		// resurrected: the password is unknown and openrc stays as it is.
+		if err := s.WriteClientFiles(res3.AdminPassword); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv(EnvAdminPassword, "")
+		res4, err := s.Bootstrap(ctx, BootstrapOptions{})
+		if err != nil || res4.AdminPassword != "" {
+			t.Fatalf("bootstrap after env: %+v %v", res4, err)
+		}
+		if err := s.WriteClientFiles(res4.AdminPassword); err != nil {
+			t.Fatal(err)
+		}
+		if rc, _ := os.ReadFile(filepath.Join(cfg.Default.StatePath, "openrc")); !strings.Contains(string(rc), "OS_PASSWORD='from-env'") {
+			t.Errorf("openrc lost the current password:\n%s", rc)
+		}
 	})
 }
 
