@@ -5,6 +5,7 @@ import (
 
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/image/store/file"
+	"github.com/ashlar-dev/ashlar/internal/image/store/s3"
 )
 
 // The drivers satisfy the interfaces they claim. (Drivers do not import
@@ -12,6 +13,8 @@ import (
 var (
 	_ Driver = (*file.Driver)(nil)
 	_ Lister = (*file.Driver)(nil)
+	_ Driver = (*s3.Driver)(nil)
+	_ Lister = (*s3.Driver)(nil)
 )
 
 // Factories returns the driver factories by store type, the value of
@@ -20,6 +23,13 @@ func Factories() map[string]Factory {
 	return map[string]Factory{
 		"file": func(ctx context.Context, cfg config.Store) (Driver, error) {
 			d, err := file.Open(ctx, cfg)
+			if err != nil {
+				return nil, err
+			}
+			return d, nil
+		},
+		"s3": func(ctx context.Context, cfg config.Store) (Driver, error) {
+			d, err := s3.Open(ctx, cfg)
 			if err != nil {
 				return nil, err
 			}
