@@ -5,6 +5,7 @@ import (
 
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/image/store/file"
+	httpstore "github.com/ashlar-dev/ashlar/internal/image/store/http"
 	"github.com/ashlar-dev/ashlar/internal/image/store/s3"
 )
 
@@ -15,6 +16,9 @@ var (
 	_ Lister = (*file.Driver)(nil)
 	_ Driver = (*s3.Driver)(nil)
 	_ Lister = (*s3.Driver)(nil)
+
+	_ Driver         = (*httpstore.Driver)(nil)
+	_ ReadOnlyDriver = (*httpstore.Driver)(nil)
 )
 
 // Factories returns the driver factories by store type, the value of
@@ -30,6 +34,13 @@ func Factories() map[string]Factory {
 		},
 		"s3": func(ctx context.Context, cfg config.Store) (Driver, error) {
 			d, err := s3.Open(ctx, cfg)
+			if err != nil {
+				return nil, err
+			}
+			return d, nil
+		},
+		"http": func(ctx context.Context, cfg config.Store) (Driver, error) {
+			d, err := httpstore.Open(ctx, cfg)
 			if err != nil {
 				return nil, err
 			}
