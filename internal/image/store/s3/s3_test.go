@@ -196,3 +196,10 @@ func TestAbortUploads(t *testing.T) {
 }
 
 func strPtr(s string) *string { return &s }
+
+// BenchmarkS3 runs against the package's MinIO with the production part
+// size and concurrency (10 MiB, 2).
+func BenchmarkS3(b *testing.B) {
+	d := newDriver(b, func(c *s3.Config) { c.PartSize, c.Concurrency = 0, 0 })
+	storetest.Bench(b, d, storetest.BenchOptions{ScratchDir: b.TempDir()})
+}
