@@ -93,6 +93,8 @@ type Config struct {
 
 // Driver stores objects in one S3 bucket.
 type Driver struct {
+	// locPrefix is "s3://host" or "s3+https://host" (Glance's scheme).
+	locPrefix   string
 	client      *s3.Client
 	bucket      string
 	create      bool
@@ -210,10 +212,23 @@ func New(c Config) (*Driver, error) {
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
 		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
 	})
-	d := &Driver{client: client, bucket: c.Bucket, create: c.CreateBucket,
+	scheme := "s3"
+	if u.Scheme == "https" {
+		scheme = "s3+https"
+	}
+	d := &Driver{locPrefix: scheme + "://" + u.Host + strings.TrimRight(u.Path, "/"), client: client, bucket: c.Bucket, create: c.CreateBucket,
 		partSize: c.PartSize, concurrency: c.Concurrency}
 	d.bufs.New = func() any { b := make([]byte, d.partSize); return &b }
 	return d, nil
+}
+
+// Location returns s3://<host>/<bucket>/<key> (s3+https:// for a TLS
+// endpoint): Glance's location form, without the credentials Glance embeds.
+func (d *Driver) Location(key string) (string, error) {
+	if err := checkKey(key); err != nil {
+		return "", err
+	}
+	return d.locPrefix + "/" + d.bucket + "/" + (&url.URL{Path: key}).EscapedPath(), nil
 }
 
 // Client returns the underlying S3 client (tests inspect the bucket with it).
