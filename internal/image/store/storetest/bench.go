@@ -33,6 +33,7 @@ func NewSource(n int64) *Source {
 	return &Source{n: n}
 }
 
+// Read implements io.Reader, copying from a shared 1 MiB pattern.
 func (s *Source) Read(p []byte) (int, error) {
 	if s.off >= s.n {
 		return 0, io.EOF

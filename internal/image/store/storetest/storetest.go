@@ -395,7 +395,8 @@ func testConcurrent(t *testing.T, d store.Driver) {
 	datas := make([][]byte, n)
 	for i := range n {
 		keys[i] = Key(t)
-		datas[i] = Data(256*1024+i*4099, uint64(100+i))
+		// Odd ones cross 5 MiB: concurrent multipart uploads on S3.
+		datas[i] = Data(256*1024+i*4099+(i%2)*6*MiB, uint64(100+i))
 	}
 	var wg sync.WaitGroup
 	errc := make(chan error, n)
