@@ -629,6 +629,14 @@ func apiCode(err error) string {
 	return ""
 }
 
+func apiMessage(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorMessage()
+	}
+	return ""
+}
+
 func httpStatus(err error) int {
 	var re *awshttp.ResponseError
 	if errors.As(err, &re) {
@@ -668,7 +676,9 @@ func (d *Driver) mapErr(ctx context.Context, err error, msg string) error {
 	case isNotFound(err):
 		return errs.Wrap(errs.NotFound, err, "object not found in store")
 	case code == "EntityTooLarge", code == "XMinioStorageFull", code == "QuotaExceeded",
-		code == "XMinioAdminBucketQuotaExceeded", status == http.StatusRequestEntityTooLarge:
+		code == "XMinioAdminBucketQuotaExceeded", status == http.StatusRequestEntityTooLarge,
+		// MinIO reports a disk that fills up mid-upload as a 500.
+		strings.Contains(strings.ToLower(apiMessage(err)), "no space left on device"):
 		return errs.Wrap(errs.TooLarge, err, "Image storage media is full")
 	case code == "InvalidRange":
 		return errs.Wrap(errs.BadRange, err, "requested range not satisfiable")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -202,4 +203,47 @@ func strPtr(s string) *string { return &s }
 func BenchmarkS3(b *testing.B) {
 	d := newDriver(b, func(c *s3.Config) { c.PartSize, c.Concurrency = 0, 0 })
 	storetest.Bench(b, d, storetest.BenchOptions{ScratchDir: b.TempDir()})
+}
+
+// TestStoreFull runs MinIO on a 64 MiB tmpfs (needs root to mount; skips
+// otherwise): an upload that does not fit is "store full" (413), leaves no
+// object and no parts, and a small upload works afterwards.
+func TestStoreFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() })
+	m := testenv.StartMinIOIn(t, mnt)
+	d, err := s3.New(s3.Config{Endpoint: m.Endpoint, Bucket: "full", AccessKey: m.AccessKey,
+		SecretKey: m.SecretKey, CreateBucket: true, PartSize: 5 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, size := range []int64{3 << 20, 100 << 20} { // single PutObject, then multipart
+		key := fmt.Sprintf("big-%d", size)
+		_, err = d.Put(ctx, key, storetest.NewSource(size))
+		if size < 64<<20 {
+			if err != nil {
+				t.Fatalf("Put of %d bytes: %v", size, err)
+			}
+			continue
+		}
+		if !errs.Is(err, errs.TooLarge) {
+			t.Fatalf("Put of %d bytes into a 64 MiB store = %v (kind %v), want TooLarge", size, err, errs.KindOf(err))
+		}
+		if _, err := d.Size(ctx, key); !errs.Is(err, errs.NotFound) {
+			t.Fatalf("Size after failed Put = %v, want NotFound", err)
+		}
+		if left := uploads(t, d, key); len(left) != 0 {
+			t.Fatalf("failed Put left uploads %v", left)
+		}
+	}
+	if _, err := d.Put(ctx, "small", strings.NewReader("fits")); err != nil {
+		t.Fatalf("Put after the failure: %v", err)
+	}
 }
