@@ -323,6 +323,14 @@ func (d *Driver) List(ctx context.Context, fn func(key string) error) error {
 	})
 }
 
+// Recover implements store.Recoverer. Temp files of dead uploads are
+// already swept when the store is opened, and a key never names a partial
+// object, so there is nothing to do per key.
+func (d *Driver) Recover(ctx context.Context, key string) error {
+	_, err := d.path(key)
+	return err
+}
+
 // sweep removes temp files nobody holds a lock on: leftovers of a process
 // that died mid-upload.
 func (d *Driver) sweep() error {

@@ -621,6 +621,27 @@ func (d *Driver) AbortUploads(ctx context.Context, prefix string) error {
 	})
 }
 
+// Recover implements store.Recoverer: it aborts the unfinished multipart
+// uploads of exactly key, which a process killed mid-Put leaves behind
+// (S3 keeps their parts, and bills them, until aborted).
+func (d *Driver) Recover(ctx context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	return d.ListUploads(ctx, key, func(k, id string) error {
+		if k != key {
+			return nil
+		}
+		_, err := d.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+			Bucket: &d.bucket, Key: &k, UploadId: &id})
+		var nsu *types.NoSuchUpload
+		if err != nil && !errors.As(err, &nsu) {
+			return d.mapErr(ctx, err, "cannot abort upload")
+		}
+		return nil
+	})
+}
+
 func apiCode(err error) string {
 	var ae smithy.APIError
 	if errors.As(err, &ae) {

@@ -3,11 +3,14 @@ package s3_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/errs"
@@ -183,16 +186,27 @@ func TestAbortUploads(t *testing.T) {
 	}
 	// MinIO lists the uploads of one exact key only (AWS takes any
 	// prefix), so the sweep is run per key here.
-	for _, k := range []string{"orphan-1", "orphan-2"} {
-		if left := uploads(t, d, k); len(left) != 1 {
-			t.Fatalf("uploads of %s before sweep: %v", k, left)
-		}
-		if err := d.AbortUploads(ctx, k); err != nil {
-			t.Fatal(err)
-		}
-		if left := uploads(t, d, k); len(left) != 0 {
-			t.Fatalf("uploads of %s after sweep: %v", k, left)
-		}
+	if left := uploads(t, d, "orphan-1"); len(left) != 1 {
+		t.Fatalf("uploads of orphan-1 before sweep: %v", left)
+	}
+	if err := d.AbortUploads(ctx, "orphan-1"); err != nil {
+		t.Fatal(err)
+	}
+	if left := uploads(t, d, "orphan-1"); len(left) != 0 {
+		t.Fatalf("uploads of orphan-1 after sweep: %v", left)
+	}
+	// Recover (what the image service calls for an image stuck in saving).
+	if left := uploads(t, d, "orphan-2"); len(left) != 1 {
+		t.Fatalf("uploads of orphan-2 before Recover: %v", left)
+	}
+	if err := d.Recover(ctx, "orphan-2"); err != nil {
+		t.Fatal(err)
+	}
+	if left := uploads(t, d, "orphan-2"); len(left) != 0 {
+		t.Fatalf("uploads of orphan-2 after Recover: %v", left)
+	}
+	if err := d.Recover(ctx, "never-uploaded"); err != nil {
+		t.Fatalf("Recover with nothing to do: %v", err)
 	}
 }
 
@@ -245,5 +259,78 @@ func TestStoreFull(t *testing.T) {
 	}
 	if _, err := d.Put(ctx, "small", strings.NewReader("fits")); err != nil {
 		t.Fatalf("Put after the failure: %v", err)
+	}
+}
+
+// endless is a reader that never ends: an upload that is still running.
+type endless struct{}
+
+func (endless) Read(p []byte) (int, error) {
+	time.Sleep(time.Millisecond)
+	return min(len(p), 256<<10), nil
+}
+
+// TestKilledMidUpload kills (SIGKILL) a process in the middle of a
+// multipart Put: no object appears, and Recover, what the image service
+// runs at start-up for an image stuck in saving, removes the stored parts.
+func TestKilledMidUpload(t *testing.T) {
+	if env := os.Getenv("ASHLAR_S3_CHILD"); env != "" {
+		var c s3.Config
+		if err := json.Unmarshal([]byte(env), &c); err != nil {
+			os.Exit(3)
+		}
+		d, err := s3.New(c)
+		if err != nil {
+			os.Exit(3)
+		}
+		_, _ = d.Put(context.Background(), "img", endless{})
+		os.Exit(4) // not reached: the parent kills us first
+	}
+	d := newDriver(t, nil)
+	ctx := context.Background()
+	if _, err := d.Put(ctx, "seed", strings.NewReader("x")); err != nil { // creates the bucket
+		t.Fatal(err)
+	}
+	m := testenv.SharedMinIO(t)
+	cfg, _ := json.Marshal(s3.Config{Endpoint: m.Endpoint, Bucket: d.Bucket(), AccessKey: m.AccessKey,
+		SecretKey: m.SecretKey, PartSize: 5 << 20, Concurrency: 1})
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledMidUpload$")
+	cmd.Env = append(os.Environ(), "ASHLAR_S3_CHILD="+string(cfg))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	// Wait until the upload has stored a part.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var ids []string
+		_ = d.ListUploads(ctx, "img", func(k, id string) error { ids = append(ids, id); return nil })
+		if len(ids) == 1 {
+			out, err := d.Client().ListParts(ctx, &s3api.ListPartsInput{Bucket: strPtr(d.Bucket()),
+				Key: strPtr("img"), UploadId: &ids[0]})
+			if err == nil && len(out.Parts) > 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("child never stored a part")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if _, err := d.Size(ctx, "img"); !errs.Is(err, errs.NotFound) {
+		t.Fatalf("Size of the killed upload = %v, want NotFound", err)
+	}
+	if left := uploads(t, d, "img"); len(left) != 1 {
+		t.Fatalf("uploads after the kill: %v, want the one orphan", left)
+	}
+	if err := d.Recover(ctx, "img"); err != nil {
+		t.Fatal(err)
+	}
+	if left := uploads(t, d, "img"); len(left) != 0 {
+		t.Fatalf("uploads after Recover: %v", left)
 	}
 }
