@@ -449,12 +449,17 @@ func (d *Driver) putMultipart(ctx context.Context, key string, r io.Reader, firs
 		slices.SortFunc(parts, func(a, b types.CompletedPart) int {
 			return int(aws.ToInt32(a.PartNumber) - aws.ToInt32(b.PartNumber))
 		})
-		_, err := d.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		// Every byte is stored; finishing must not be cut short by a
+		// cancellation racing the response (S3 could complete the object
+		// while the client sees an error and then aborts nothing).
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+		_, err := d.client.CompleteMultipartUpload(cctx, &s3.CompleteMultipartUploadInput{
 			Bucket:          &d.bucket,
 			Key:             &key,
 			UploadId:        uploadID,
 			MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 		})
+		ccancel()
 		if err == nil {
 			return total, nil
 		}
