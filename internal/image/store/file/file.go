@@ -23,8 +23,6 @@ import (
 	"sync"
 	"syscall"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/errs"
 )
@@ -191,7 +189,7 @@ func (w *flushingWriter) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.written += int64(n)
 	if w.written-w.flushed >= flushEvery {
-		_ = unix.SyncFileRange(int(w.f.Fd()), w.flushed, w.written-w.flushed, unix.SYNC_FILE_RANGE_WRITE)
+		startWriteback(w.f, w.flushed, w.written-w.flushed)
 		w.flushed = w.written
 	}
 	return n, err
