@@ -54,3 +54,10 @@ type Capabilities struct {
 	// Extra holds further capability key/values (e.g. "multiattach").
 	Extra map[string]string
 }
+
+// Allocator is implemented by drivers that can tell how much backing space
+// a volume really uses (for thin provisioning reports and sparseness tests).
+type Allocator interface {
+	// Allocated returns the bytes of backing storage the volume occupies.
+	Allocated(ctx context.Context, id string) (int64, error)
+}
