@@ -61,3 +61,10 @@ type Allocator interface {
 	// Allocated returns the bytes of backing storage the volume occupies.
 	Allocated(ctx context.Context, id string) (int64, error)
 }
+
+// LocalFile is implemented by volumes that live in a local file or block
+// device, so external tools (qemu-img) can read them by path.
+type LocalFile interface {
+	// Path is the file or device holding the volume's raw bytes.
+	Path() string
+}

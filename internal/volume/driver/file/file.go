@@ -52,6 +52,7 @@ var (
 	_ driver.Driver    = (*Driver)(nil)
 	_ driver.Allocator = (*Driver)(nil)
 	_ driver.Volume    = (*volume)(nil)
+	_ driver.LocalFile = (*volume)(nil)
 )
 
 // New builds the driver for a [backend:<name>] section whose volume_driver
@@ -233,7 +234,7 @@ func (d *Driver) Open(ctx context.Context, id string) (driver.Volume, error) {
 		f.Close()
 		return nil, mapErr(err, id)
 	}
-	return &volume{f: f, size: st.Size()}, nil
+	return &volume{f: f, size: st.Size(), path: p}, nil
 }
 
 // Extend grows volume id; the new range is a hole.
@@ -331,12 +332,16 @@ func mapErr(err error, id string) error {
 type volume struct {
 	f    *os.File
 	size int64
+	path string
 	mu   sync.Mutex // Extents moves the file offset
 }
 
 func (v *volume) ReadAt(p []byte, off int64) (int, error) { return v.f.ReadAt(p, off) }
 func (v *volume) Close() error                            { return v.f.Close() }
 func (v *volume) Size() int64                             { return v.size }
+
+// Path implements driver.LocalFile.
+func (v *volume) Path() string { return v.path }
 
 // Extents walks the file with SEEK_DATA/SEEK_HOLE. Filesystems without
 // them report the whole file as one extent.
