@@ -13,6 +13,7 @@ var Policy = policy.Table{
 	"volume_extension:types_manage":                           policy.Admin,
 	"volume_extension:type_get":                               policy.Reader,
 	"volume_extension:type_get_all":                           policy.Reader,
+	"volume_extension:access_types_extra_specs":               policy.Reader,
 	"volume_extension:access_types_qos_specs_id":              policy.Admin,
 	"volume_extension:types_extra_specs:index":                policy.Reader,
 	"volume_extension:types_extra_specs:show":                 policy.Reader,

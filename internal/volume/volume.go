@@ -5,6 +5,7 @@ package volume
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/glanceclient"
 	"github.com/ashlar-dev/ashlar/internal/service"
 	"github.com/ashlar-dev/ashlar/internal/volume/driver"
+	"github.com/ashlar-dev/ashlar/internal/volume/driver/drivers"
 )
 
 // Microversion bounds served.
@@ -22,13 +24,14 @@ const (
 	MaxVersion = "3.70"
 )
 
-// DriverFactories builds a backend's driver from its [backend:<name>]
-// section, keyed by volume_driver. Driver packages register here.
-var DriverFactories = map[string]func(b config.Backend) (driver.Driver, error){}
-
-// GlanceFactory builds the image-service client for an endpoint URL. The
-// glanceclient package provides the HTTP implementation.
-var GlanceFactory func(endpoint string) glanceclient.Client
+// httpGlance builds the HTTP image client for an endpoint URL.
+func httpGlance(endpoint string) glanceclient.Client {
+	c, err := glanceclient.New(endpoint, nil)
+	if err != nil {
+		return brokenGlance{err}
+	}
+	return c
+}
 
 // Options replaces the parts New builds from the configuration; tests use
 // it to run the service on drivers and image endpoints of their own.
@@ -70,21 +73,16 @@ func NewWithOptions(ctx context.Context, deps service.Deps, opts Options) (*Serv
 	s := &Service{deps: deps, mux: api.NewMux(), kick: make(chan struct{}, 1)}
 	s.glance = opts.Glance
 	if s.glance == nil {
-		s.glance = GlanceFactory
+		s.glance = httpGlance
 	}
 	for _, b := range deps.Config.Backends {
 		drv := opts.Drivers[b.Name]
 		if drv == nil {
-			f := DriverFactories[b.VolumeDriver]
-			if f == nil {
-				if opts.Drivers != nil {
-					continue
-				}
-				deps.Logger.Warn("volume driver not available; backend disabled", "backend", b.Name, "driver", b.VolumeDriver)
+			if opts.Drivers != nil {
 				continue
 			}
 			var err error
-			if drv, err = f(b); err != nil {
+			if drv, err = drivers.New(b); err != nil {
 				return nil, fmt.Errorf("backend %s: %w", b.Name, err)
 			}
 		}
@@ -128,3 +126,24 @@ func (s *Service) versions(w http.ResponseWriter, r *http.Request) {
 func (s *Service) versionV3(w http.ResponseWriter, r *http.Request) {
 	api.WriteJSON(w, http.StatusOK, s.versionDoc())
 }
+
+// brokenGlance is the client for an unusable endpoint URL: every call
+// fails with the URL's error.
+type brokenGlance struct{ err error }
+
+func (b brokenGlance) Stores(context.Context, string) ([]glanceclient.Store, error) {
+	return nil, b.err
+}
+func (b brokenGlance) CreateImage(context.Context, string, map[string]any) (*glanceclient.Image, error) {
+	return nil, b.err
+}
+func (b brokenGlance) GetImage(context.Context, string, string) (*glanceclient.Image, error) {
+	return nil, b.err
+}
+func (b brokenGlance) Upload(context.Context, string, string, string, io.Reader, int64) error {
+	return b.err
+}
+func (b brokenGlance) Download(context.Context, string, string) (io.ReadCloser, error) {
+	return nil, b.err
+}
+func (b brokenGlance) DeleteImage(context.Context, string, string) error { return b.err }
