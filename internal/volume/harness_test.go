@@ -192,3 +192,18 @@ func errMessage(t *testing.T, r resp) (string, string) {
 	}
 	return "", ""
 }
+
+// newEnvOn starts a second service (a restarted process) on the same
+// database, volumes directory and image endpoint as prev.
+func newEnvOn(t *testing.T, d *db.DB, prev *env) *env {
+	t.Helper()
+	svc, err := New(context.Background(), prev.svc.deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, svc: svc, glance: prev.glance, db: d, dir: prev.dir,
+		h: api.Wrap("volume", svc.Handler(), prev.svc.deps.Logger, nil, api.Cinder)}
+	e.start()
+	t.Cleanup(e.stop)
+	return e
+}
