@@ -767,7 +767,9 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request, detail bool) {
 		}
 	}
 	resp := map[string]any{"volumes": out}
-	if more && len(vols) > 0 {
+	// Like Cinder, a full page always links to the next one (which may be
+	// empty): clients page until a short page.
+	if len(vols) > 0 && (more || r.URL.Query().Has("limit") && len(vols) == p.limit) {
 		q := r.URL.Query()
 		q.Set("marker", vols[len(vols)-1].ID)
 		q.Set("limit", strconv.Itoa(p.limit))
