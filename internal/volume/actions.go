@@ -35,6 +35,10 @@ func (s *Service) volumeAction(w http.ResponseWriter, r *http.Request) {
 		"os-retype":               s.actRetype,
 		"os-force_delete":         s.actForceDelete,
 		"os-volume_upload_image":  s.actUploadImage,
+		"os-attach":               s.actAttach,
+		"os-detach":               s.actDetach,
+		"os-begin_detaching":      s.actDetach,
+		"os-roll_detaching":       s.actDetach,
 	}
 	for _, k := range keys {
 		if h, ok := handlers[k]; ok {

@@ -294,3 +294,18 @@ func (e *env) readVolume(id string, n int64) []byte {
 	}
 	return buf
 }
+
+func TestDetachUnknownVolume(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d)
+		for _, a := range []string{"os-detach", "os-attach", "os-begin_detaching"} {
+			if r := e.do("member", "POST", "/v3/"+projA+"/volumes/xxx/action", map[string]any{a: map[string]any{}}); r.Code != 404 {
+				t.Errorf("%s unknown volume: %d %s", a, r.Code, r.Body)
+			}
+		}
+		id := e.createVolume("member", projA, map[string]any{}, "available")["id"].(string)
+		if r := e.do("member", "POST", "/v3/"+projA+"/volumes/"+id+"/action", map[string]any{"os-detach": map[string]any{}}); r.Code != 400 {
+			t.Errorf("detach unattached: %d", r.Code)
+		}
+	})
+}
