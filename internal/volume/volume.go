@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 
@@ -48,6 +49,8 @@ type Service struct {
 	mux      *api.Mux
 	handler  http.Handler
 	backends []*backend
+	// hostname is the host part of os-vol-host-attr:host.
+	hostname string
 	glance   func(endpoint string) glanceclient.Client
 
 	// kick wakes the background worker when new work is recorded.
@@ -70,7 +73,10 @@ func New(ctx context.Context, deps service.Deps) (*Service, error) {
 // NewWithOptions builds the volume service; zero Options fields are built
 // from the configuration.
 func NewWithOptions(ctx context.Context, deps service.Deps, opts Options) (*Service, error) {
-	s := &Service{deps: deps, mux: api.NewMux(), kick: make(chan struct{}, 1)}
+	s := &Service{deps: deps, mux: api.NewMux(), kick: make(chan struct{}, 1), hostname: "ashlar"}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		s.hostname = h
+	}
 	s.glance = opts.Glance
 	if s.glance == nil {
 		s.glance = httpGlance

@@ -89,7 +89,7 @@ func (s *Service) volumeView(r *http.Request, v *vol, kind string) map[string]an
 		if allowed(r, "volume_extension:volume_host_attribute", v.ProjectID) {
 			var host any
 			if v.Host != nil {
-				host = *v.Host
+				host = s.hostString(*v.Host)
 			}
 			m["os-vol-host-attr:host"] = host
 		}
@@ -836,4 +836,14 @@ func (s *Service) volumeSummary(w http.ResponseWriter, r *http.Request) {
 		sum["metadata"] = md
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]any{"volume-summary": sum})
+}
+
+// hostString renders a backend as Cinder's host@backend#pool, the shape
+// clients (and tempest's schema) expect in os-vol-host-attr:host.
+func (s *Service) hostString(backendName string) string {
+	pool := backendName
+	if b := s.backendNamed(backendName); b != nil && b.cfg.VolumeBackendName != "" {
+		pool = b.cfg.VolumeBackendName
+	}
+	return s.hostname + "@" + backendName + "#" + pool
 }
