@@ -80,6 +80,18 @@ func TestRecovery(t *testing.T) {
 		// A create recorded but never run (the process died after the 202).
 		r := e.do("member", "POST", "/v3/"+projA+"/volumes", map[string]any{"volume": map[string]any{"size": 1}})
 		created := e.must(202, r)["volume"].(map[string]any)["id"].(string)
+		// Work leased by another live process is left alone until the lease
+		// expires (the other process died without releasing it).
+		leased := e.createVolumeNoWorker("member", projA)
+		if _, err := d.ExecContext(ctx, `UPDATE volumes SET status = 'creating' WHERE id = ?`, leased); err != nil {
+			t.Fatal(err)
+		}
+		leaseEnd := time.Now().Add(3 * time.Second)
+		if _, err := d.ExecContext(ctx, `INSERT INTO volume_work (id, volume_id, kind, payload, attempts, lease_owner, lease_until, created_at) VALUES (?, ?, ?, '{}', 1, 'other', ?, ?)`,
+			uuid.NewString(), leased, workCreate, db.Timestamp{Time: leaseEnd}, db.Now()); err != nil {
+			t.Fatal(err)
+		}
+
 		// An upload whose process died mid-way: volume uploading, image queued.
 		up := e.createVolumeNoWorker("member", projA)
 		e.start()
@@ -113,6 +125,10 @@ func TestRecovery(t *testing.T) {
 		e2.waitStatus("member", projA, up, "available")
 		e2.waitImage(img.ID, "active")
 		e2.waitStatus("member", projA, stuck, "error")
+		e2.waitStatus("member", projA, leased, "available")
+		if time.Now().Before(leaseEnd) {
+			t.Errorf("leased work ran before the lease expired")
+		}
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			var n int

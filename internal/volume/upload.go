@@ -223,6 +223,9 @@ func (s *Service) runUpload(ctx context.Context, w *work, v *vol, giveUp bool) e
 	}
 	gc, gerr := s.glanceForCaller(p.ImageEndpoint)
 	failed := func(cause error) error {
+		if ctx.Err() != nil {
+			return cause // shutting down: the next start resumes the upload
+		}
 		bg := context.WithoutCancel(ctx)
 		if gc != nil {
 			if img, err := gc.GetImage(bg, p.Token, p.ImageID); err == nil && (img.Status == "queued" || img.Status == "saving") {

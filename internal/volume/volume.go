@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/google/uuid"
+
 	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/glanceclient"
@@ -56,6 +58,8 @@ type Service struct {
 	// kick wakes the background worker when new work is recorded.
 	kick    chan struct{}
 	running sync.Map // work id -> struct{}: work executing in this process
+	// owner identifies this process in work leases.
+	owner string
 }
 
 // backend is one configured volume backend.
@@ -73,7 +77,7 @@ func New(ctx context.Context, deps service.Deps) (*Service, error) {
 // NewWithOptions builds the volume service; zero Options fields are built
 // from the configuration.
 func NewWithOptions(ctx context.Context, deps service.Deps, opts Options) (*Service, error) {
-	s := &Service{deps: deps, mux: api.NewMux(), kick: make(chan struct{}, 1), hostname: "ashlar"}
+	s := &Service{deps: deps, mux: api.NewMux(), kick: make(chan struct{}, 1), hostname: "ashlar", owner: uuid.NewString()}
 	if h, err := os.Hostname(); err == nil && h != "" {
 		s.hostname = h
 	}
