@@ -1,0 +1,29 @@
+package store
+
+import (
+	"context"
+
+	"github.com/ashlar-dev/ashlar/internal/config"
+	"github.com/ashlar-dev/ashlar/internal/image/store/file"
+)
+
+// The drivers satisfy the interfaces they claim. (Drivers do not import
+// this package, which imports them, so the checks live here.)
+var (
+	_ Driver = (*file.Driver)(nil)
+	_ Lister = (*file.Driver)(nil)
+)
+
+// Factories returns the driver factories by store type, the value of
+// `<store id>:<type>` in [image] enabled_backends.
+func Factories() map[string]Factory {
+	return map[string]Factory{
+		"file": func(ctx context.Context, cfg config.Store) (Driver, error) {
+			d, err := file.Open(ctx, cfg)
+			if err != nil {
+				return nil, err
+			}
+			return d, nil
+		},
+	}
+}
