@@ -106,10 +106,8 @@ func (e *env) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.srv != nil {
-		e.srv.Close()
-		e.svc.Close()
-	}
+	// A previous instance is left running, like a process that died
+	// without cleaning up; its test cleanup closes it.
 	e.svc = svc
 	e.srv = httptest.NewServer(api.Wrap("image", svc.Handler(), deps.Logger, nil, api.Glance))
 	t.Cleanup(func() { e.srv.Close(); svc.Close() })

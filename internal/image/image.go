@@ -93,10 +93,12 @@ func (s *Service) routes() {
 	m.HandleFunc("DELETE /v2/images/{id}/members/{member}", s.deleteMember)
 	m.HandleFunc("PUT /v2/images/{id}/file", s.upload)
 	m.HandleFunc("GET /v2/images/{id}/file", s.download)
-	m.HandleFunc("/v2/images/{id}/file", func(w http.ResponseWriter, r *http.Request) {
+	notAllowed := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, PUT")
 		api.WriteError(w, r, api.Glance, errs.E(errs.NotAllowed, "The method %s is not allowed for this resource.", r.Method))
-	})
+	}
+	m.HandleFunc("HEAD /v2/images/{id}/file", notAllowed)
+	m.HandleFunc("/v2/images/{id}/file", notAllowed)
 	m.HandleFunc("PUT /v2/images/{id}/stage", s.stage)
 	m.HandleFunc("POST /v2/images/{id}/import", s.importImage)
 	m.HandleFunc("GET /v2/images/{id}/tasks", s.imageTasks)

@@ -97,7 +97,9 @@ func TestPatchTagsDelete(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
 		e := newEnv(t, d, "")
 		id := e.create("alice", `{"name":"p","foo":"bar"}`)
-		patch := func(body string) resp { return e.do("alice", "PATCH", "/v2/images/"+id, body, "Content-Type", patchV21) }
+		patch := func(body string) resp {
+			return e.do("alice", "PATCH", "/v2/images/"+id, body, "Content-Type", patchV21)
+		}
 		e.must(415, e.do("alice", "PATCH", "/v2/images/"+id, `[]`))
 		im := e.must(200, patch(`[{"op":"replace","path":"/name","value":"q"},{"op":"add","path":"/baz","value":"1"},
 			{"op":"remove","path":"/foo"},{"op":"replace","path":"/min_ram","value":512},{"op":"replace","path":"/protected","value":true}]`)).json(t)
