@@ -120,11 +120,11 @@ func TestUploadFailures(t *testing.T) {
 		e := newEnv(t, d, "image_size_cap = 100000")
 		data := bytes.Repeat([]byte{7}, 50000)
 		cases := []struct {
-			name  string
-			kind  errs.Kind
-			body  []byte
-			code  int
-			msg   string
+			name string
+			kind errs.Kind
+			body []byte
+			code int
+			msg  string
 		}{
 			{"store full", errs.TooLarge, data, 413, "Image storage media is full"},
 			{"store unreachable", errs.Unavailable, data, 503, "unavailable"},
