@@ -467,3 +467,6 @@ func (s *Set) Get(id string) (*Store, bool) {
 	st, ok := s.byID[id]
 	return st, ok
 }
+
+// Ops exposes the operation counter (tests).
+func (m *Metrics) Ops() *prometheus.CounterVec { return m.ops }
