@@ -80,8 +80,15 @@ type MinIO struct {
 // ends. Prefer SharedMinIO to start one per package.
 func StartMinIO(t testing.TB) *MinIO {
 	t.Helper()
+	return StartMinIOIn(t, t.TempDir())
+}
+
+// StartMinIOIn is StartMinIO with the data kept under dir (a small
+// filesystem, to test a full store).
+func StartMinIOIn(t testing.TB, dir string) *MinIO {
+	t.Helper()
 	requireMinIO(t)
-	m, err := startMinIO(t.TempDir())
+	m, err := startMinIO(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

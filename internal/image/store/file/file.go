@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,6 +98,15 @@ func (d *Driver) path(key string) (string, error) {
 		}
 	}
 	return filepath.Join(d.dir, filepath.FromSlash(key)), nil
+}
+
+// Location returns the object's file:// URL (Glance's location form).
+func (d *Driver) Location(key string) (string, error) {
+	p, err := d.path(key)
+	if err != nil {
+		return "", err
+	}
+	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(p)}).String(), nil
 }
 
 // Put implements the store.Driver method. An existing object at key is replaced
@@ -311,6 +321,14 @@ func (d *Driver) List(ctx context.Context, fn func(key string) error) error {
 		}
 		return fn(filepath.ToSlash(rel))
 	})
+}
+
+// Recover implements store.Recoverer. Temp files of dead uploads are
+// already swept when the store is opened, and a key never names a partial
+// object, so there is nothing to do per key.
+func (d *Driver) Recover(ctx context.Context, key string) error {
+	_, err := d.path(key)
+	return err
 }
 
 // sweep removes temp files nobody holds a lock on: leftovers of a process
