@@ -1,6 +1,7 @@
 package volume
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -101,6 +102,40 @@ volumes_dir = `+filepath.Join(dir, "vols")+`
 				t.Errorf("%s: image %v", typeName, img)
 			}
 			e.waitStatus("member", projA, id, "available")
+		}
+
+		// Round trip through qcow2: raw image -> volume -> qcow2 image in
+		// cheap -> new volume (qemu-img conversion) with the same bytes.
+		data := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+		call := func(method, path, ctype string, body []byte) map[string]any {
+			req, _ := http.NewRequest(method, imgSrv.URL+path, bytes.NewReader(body))
+			req.Header.Set("X-Auth-Token", "member")
+			req.Header.Set("Content-Type", ctype)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode >= 300 {
+				b, _ := io.ReadAll(resp.Body)
+				t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
+			}
+			var m map[string]any
+			_ = json.NewDecoder(resp.Body).Decode(&m)
+			return m
+		}
+		raw := call("POST", "/v2/images", "application/json", []byte(`{"name": "raw-src", "disk_format": "raw", "container_format": "bare"}`))["id"].(string)
+		call("PUT", "/v2/images/"+raw+"/file", "application/octet-stream", data)
+		src := e.createVolume("member", projA, map[string]any{"imageRef": raw, "volume_type": "to-cheap"}, "available")
+		r := e.do("member", "POST", "/v3/"+projA+"/volumes/"+src["id"].(string)+"/action",
+			map[string]any{"os-volume_upload_image": map[string]any{"image_name": "q", "disk_format": "qcow2"}})
+		q := e.must(202, r)["os-volume_upload_image"].(map[string]any)["image_id"].(string)
+		if img := imageStores(q); img["stores"] != "cheap" {
+			t.Fatalf("qcow2 image %v", img)
+		}
+		back := e.createVolume("member", projA, map[string]any{"imageRef": q}, "available")
+		if got := e.readVolume(back["id"].(string), int64(len(data))); !bytes.Equal(got, data) {
+			t.Errorf("round trip through qcow2 changed the data")
 		}
 	})
 }

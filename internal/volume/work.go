@@ -293,20 +293,3 @@ func (s *Service) runCreate(ctx context.Context, w *work, v *vol, giveUp bool) e
 		bootable, db.Now(), v.ID)
 	return err
 }
-
-// copyImageToVolume streams a raw image into the new volume.
-func (s *Service) copyImageToVolume(ctx context.Context, w *work, b *backend, v *vol) error {
-	if df := v.ImageMetadata["disk_format"]; df != "" && df != "raw" && df != "iso" {
-		return errs.E(errs.Invalid, "Image disk format %s cannot be written to a volume.", df)
-	}
-	gc, err := s.glanceForCaller(w.Payload.ImageEndpoint)
-	if err != nil {
-		return err
-	}
-	rc, err := gc.Download(ctx, w.Payload.Token, w.Payload.ImageID)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	return b.drv.CreateFrom(ctx, v.ID, v.Size*gib, io.LimitReader(rc, v.Size*gib+1))
-}
