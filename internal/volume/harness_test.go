@@ -164,7 +164,7 @@ func (e *env) createVolume(token, project string, fields map[string]any, want st
 
 func (e *env) waitStatus(token, project, id, want string) map[string]any {
 	e.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		r := e.do(token, "GET", "/v3/"+project+"/volumes/"+id, nil)
 		if r.Code == 200 {

@@ -97,14 +97,14 @@ func TestRecovery(t *testing.T) {
 		e.start()
 		e.waitStatus("member", projA, up, "available")
 		e.stop()
-		img, err := e.svc.glance(e.glance.srv.URL).CreateImage(ctx, "member", map[string]any{"name": "resumed", "disk_format": "raw", "container_format": "bare"})
+		img, err := e.svc.glance(e.glance.srv.URL).CreateImage(ctx, "member", map[string]any{"name": "resumed", "disk_format": "qcow2", "container_format": "bare"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := setStatus(ctx, d, up, "uploading", "available"); err != nil {
 			t.Fatal(err)
 		}
-		p, _ := json.Marshal(workPayload{ImageID: img.ID, Token: "member", DiskFormat: "raw", ContainerFormat: "bare", PreviousStatus: "available"})
+		p, _ := json.Marshal(workPayload{ImageID: img.ID, Token: "member", DiskFormat: "qcow2", ContainerFormat: "bare", PreviousStatus: "available"})
 		if _, err := d.ExecContext(ctx, `INSERT INTO volume_work (id, volume_id, kind, payload, attempts, created_at) VALUES (?, ?, ?, ?, 1, ?)`,
 			uuid.NewString(), up, workUpload, string(p), db.Now()); err != nil {
 			t.Fatal(err)
