@@ -153,6 +153,15 @@ func TestVolumeLifecycle(t *testing.T) {
 			t.Errorf("az %v", az)
 		}
 
+		// Pools: admin only, with the matched capabilities.
+		if r := e.do("member", "GET", "/v3/"+projA+"/scheduler-stats/get_pools", nil); r.Code != 403 {
+			t.Errorf("member get_pools: %d", r.Code)
+		}
+		pools := e.must(200, e.do("admin", "GET", "/v3/"+projA+"/scheduler-stats/get_pools?detail=true", nil))["pools"].([]any)
+		if len(pools) != 1 || pools[0].(map[string]any)["capabilities"].(map[string]any)["volume_backend_name"] != "local" {
+			t.Errorf("pools %v", pools)
+		}
+
 		// Delete.
 		e.must(202, e.do("member", "DELETE", base+"/"+id, nil))
 		if r := e.do("member", "GET", base+"/"+id, nil); r.Code != 404 {
