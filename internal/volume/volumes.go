@@ -551,7 +551,7 @@ func (s *Service) deleteVolume(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, err)
 		return
 	}
-	if err := setStatus(ctx, s.deps.DB, v.ID, "deleting", deletableStatuses...); err != nil || v.AttachStatus != "detached" {
+	if v.AttachStatus != "detached" || setStatus(ctx, s.deps.DB, v.ID, "deleting", deletableStatuses...) != nil {
 		fail(w, r, errs.E(errs.Invalid, "Invalid volume: Volume status must be available or error or error_restoring or error_extending or error_managing and must not be migrating, attached, belong to a group, have snapshots, awaiting a transfer, or be disassociated from snapshots after volume transfer."))
 		return
 	}
