@@ -2,7 +2,6 @@ package volume
 
 import (
 	"fmt"
-	"net/http"
 	"sort"
 	"strings"
 	"testing"
@@ -187,4 +186,3 @@ func wantKeys(t *testing.T, what string, m map[string]any, keys ...string) {
 	}
 }
 
-var _ = http.StatusOK

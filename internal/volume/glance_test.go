@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 
@@ -178,8 +177,6 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
 }
-
-var _ = strings.TrimSpace
 
 // keepBytes is how much of each uploaded image the test Glance keeps.
 const keepBytes = 4 << 20

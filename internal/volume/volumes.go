@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"math"
 	"net/http"
-	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -777,12 +776,10 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request, detail bool) {
 		if detail {
 			path += "/detail"
 		}
-		resp["volumes_links"] = []map[string]string{{"rel": "next", "href": s.linkBase(r) + path + "?" + encodeQuery(q)}}
+		resp["volumes_links"] = []map[string]string{{"rel": "next", "href": s.linkBase(r) + path + "?" + q.Encode()}}
 	}
 	api.WriteJSON(w, http.StatusOK, resp)
 }
-
-func encodeQuery(q url.Values) string { return q.Encode() }
 
 func (s *Service) volumeSummary(w http.ResponseWriter, r *http.Request) {
 	mv := versionOf(r)
