@@ -185,4 +185,3 @@ func wantKeys(t *testing.T, what string, m map[string]any, keys ...string) {
 		t.Errorf("%s keys:\n got %v\nwant %v", what, got, keys)
 	}
 }
-
