@@ -122,23 +122,23 @@ func BenchmarkUpload(b *testing.B) {
 				ctx := context.Background()
 				b.SetBytes(size)
 				// The baseline again, untimed, before every upload, so that
-				// the ratio compares the two under the same machine load.
-				var base time.Duration
+				// the ratio compares the two under the same machine load;
+				// best of each over the iterations, as the machine is shared.
+				var bestBase, bestUp time.Duration
 				for b.Loop() {
 					b.StopTimer()
-					base += hashLimit(size)
-					b.StartTimer()
+					base := hashLimit(size)
 					id := fmt.Sprintf("bench-%d", time.Now().UnixNano())
 					if real {
-						b.StopTimer()
 						img, err := client.CreateImage(ctx, token, map[string]any{"name": "bench-" + vol + "-" + f,
 							"disk_format": f, "container_format": "bare"})
 						if err != nil {
 							b.Fatal(err)
 						}
 						id = img.ID
-						b.StartTimer()
 					}
+					b.StartTimer()
+					t0 := time.Now()
 					if err := Upload(ctx, client, token, id, store, vols[vol], f); err != nil {
 						b.Fatal(err)
 					}
@@ -147,12 +147,23 @@ func BenchmarkUpload(b *testing.B) {
 						if err != nil || img.Status != "active" {
 							b.Fatalf("image after upload: %+v %v", img, err)
 						}
-						b.StopTimer()
-						client.DeleteImage(ctx, token, id)
-						b.StartTimer()
 					}
+					up := time.Since(t0)
+					b.StopTimer()
+					if real {
+						client.DeleteImage(ctx, token, id)
+					}
+					if bestUp == 0 || up < bestUp {
+						bestUp = up
+					}
+					if bestBase == 0 || base < bestBase {
+						bestBase = base
+					}
+					b.StartTimer()
 				}
-				b.ReportMetric(100*base.Seconds()/b.Elapsed().Seconds(), "%hash-limit")
+				b.ReportMetric(bestUp.Seconds(), "best-s")
+				b.ReportMetric(bestBase.Seconds(), "hash-best-s")
+				b.ReportMetric(100*bestBase.Seconds()/bestUp.Seconds(), "%hash-limit")
 			})
 		}
 	}
