@@ -131,8 +131,8 @@ vols = {}
 for name, path in files.items():
     _, _, img = call("POST", GL + "/v2/images", {"name": "src-" + name, "disk_format": "raw",
         "container_format": "bare"}, tok)
-    subprocess.run(["curl", "-fsS", "-X", "PUT", "-H", "X-Auth-Token: " + tok, "-H",
-        "Content-Type: application/octet-stream", "--data-binary", "@" + path,
+    subprocess.run(["curl", "-fsS", "-H", "X-Auth-Token: " + tok, "-H",
+        "Content-Type: application/octet-stream", "-T", path,
         GL + "/v2/images/" + img["id"] + "/file"], check=True)
     _, _, v = call("POST", f"{CI}/v3/{project}/volumes", {"volume": {"size": max(1, size >> 30),
         "imageRef": img["id"], "name": "bench-" + name}}, tok)
