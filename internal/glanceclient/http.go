@@ -69,6 +69,14 @@ func (c *HTTP) do(ctx context.Context, token, method, path string, hdr http.Head
 		req.ContentLength = size
 		if size == 0 {
 			req.Body = http.NoBody
+		} else if req.GetBody == nil {
+			// Lets the transport retry on a fresh connection when a reused
+			// keep-alive connection turns out closed before anything was
+			// sent; the body is then still unread and is used as is, so
+			// GetBody itself is only reached when a replay is impossible.
+			req.GetBody = func() (io.ReadCloser, error) {
+				return nil, errors.New("the image data cannot be sent again")
+			}
 		}
 	}
 	for k, v := range hdr {

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ashlar-dev/ashlar/internal/errs"
 )
@@ -389,5 +390,37 @@ func TestUploadFile(t *testing.T) {
 	}
 	if _, err := file.Seek(0, io.SeekStart); err != nil {
 		t.Fatalf("the caller's file was closed: %v", err)
+	}
+}
+
+// TestUploadOnStaleConnection: the server dropped the idle keep-alive
+// connection; the upload must go out on a new one instead of failing.
+func TestUploadOnStaleConnection(t *testing.T) {
+	var got []int
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		got = append(got, int(n))
+		mu.Unlock()
+		w.WriteHeader(204)
+	}))
+	defer srv.Close()
+	c, _ := New(srv.URL, nil)
+	ctx := context.Background()
+	for i := range 3 {
+		// Prime a keep-alive connection, then have the server drop it.
+		if err := c.DeleteImage(ctx, goodToken, "x"); err != nil {
+			t.Fatal(err)
+		}
+		srv.CloseClientConnections()
+		time.Sleep(10 * time.Millisecond)
+		src := io.MultiReader(strings.NewReader("abc"), strings.NewReader("def")) // not replayable
+		if err := c.Upload(ctx, goodToken, "img", "", src, 6); err != nil {
+			t.Fatalf("upload %d on a stale connection: %v", i, err)
+		}
+	}
+	if len(got) != 6 || got[1] != 6 {
+		t.Fatalf("server saw bodies %v", got)
 	}
 }
