@@ -18,7 +18,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/ashlar-dev/ashlar/internal/errs"
 )
@@ -393,34 +392,48 @@ func TestUploadFile(t *testing.T) {
 	}
 }
 
-// TestUploadOnStaleConnection: the server dropped the idle keep-alive
-// connection; the upload must go out on a new one instead of failing.
-func TestUploadOnStaleConnection(t *testing.T) {
-	var got []int
+// TestUploadOnFreshConnection: uploads never go out on a kept-alive
+// connection (which the server may have closed while idle: a streamed body
+// cannot be replayed), while other calls reuse theirs.
+func TestUploadOnFreshConnection(t *testing.T) {
 	var mu sync.Mutex
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n, _ := io.Copy(io.Discard, r.Body)
+	conns := map[string]int{} // requests per connection
+	var order []string
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
 		mu.Lock()
-		got = append(got, int(n))
+		conns[r.RemoteAddr]++
+		order = append(order, r.Method+" "+r.RemoteAddr)
 		mu.Unlock()
 		w.WriteHeader(204)
 	}))
+	srv.Start()
 	defer srv.Close()
 	c, _ := New(srv.URL, nil)
 	ctx := context.Background()
-	for i := range 3 {
-		// Prime a keep-alive connection, then have the server drop it.
+	for range 3 {
 		if err := c.DeleteImage(ctx, goodToken, "x"); err != nil {
 			t.Fatal(err)
 		}
-		srv.CloseClientConnections()
-		time.Sleep(10 * time.Millisecond)
-		src := io.MultiReader(strings.NewReader("abc"), strings.NewReader("def")) // not replayable
-		if err := c.Upload(ctx, goodToken, "img", "", src, 6); err != nil {
-			t.Fatalf("upload %d on a stale connection: %v", i, err)
+		if err := c.Upload(ctx, goodToken, "img", "", io.MultiReader(strings.NewReader("abc")), 3); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if len(got) != 6 || got[1] != 6 {
-		t.Fatalf("server saw bodies %v", got)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, o := range order {
+		method, addr, _ := strings.Cut(o, " ")
+		if method == "PUT" && conns[addr] != 1 {
+			t.Fatalf("an upload shared its connection: %v", order)
+		}
+	}
+	deletes := 0
+	for _, o := range order {
+		if strings.HasPrefix(o, "DELETE") && conns[strings.TrimPrefix(o, "DELETE ")] == 3 {
+			deletes++
+		}
+	}
+	if deletes != 3 {
+		t.Fatalf("other calls did not keep their connection alive: %v", order)
 	}
 }
