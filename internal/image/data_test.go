@@ -177,6 +177,27 @@ func TestUploadFailures(t *testing.T) {
 			}
 			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data))
 		})
+		t.Run("client stall", func(t *testing.T) {
+			e.svc.StallTimeout = 300 * time.Millisecond
+			defer func() { e.svc.StallTimeout = DefaultStallTimeout }()
+			id := e.create("alice", rawImage)
+			u, _ := url.Parse(e.srv.URL)
+			conn, err := net.Dial("tcp", u.Host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			fmt.Fprintf(conn, "PUT /v2/images/%s/file HTTP/1.1\r\nHost: x\r\nX-Auth-Token: alice\r\nContent-Type: application/octet-stream\r\nContent-Length: 90000\r\n\r\n", id)
+			conn.Write(data[:30000])
+			e.waitImage(id, func(m map[string]any) bool { return m["status"] == "saving" })
+			// The connection stays open but sends nothing more.
+			e.waitImage(id, func(m map[string]any) bool { return m["status"] == "queued" })
+			// (the disconnect case above left one active image in fast)
+			if objs := e.objects("fast"); len(objs) != 1 || objs[0] == id {
+				t.Errorf("objects left: %v", objs)
+			}
+			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data))
+		})
 		t.Run("crash recovery", func(t *testing.T) {
 			// A stalled upload is in flight when the process "dies"; the
 			// next start finds the image saving and the partial object.
