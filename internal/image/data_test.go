@@ -127,7 +127,7 @@ func TestUploadFailures(t *testing.T) {
 			msg  string
 		}{
 			{"store full", errs.TooLarge, data, 413, "Image storage media is full"},
-			{"store unreachable", errs.Unavailable, data, 503, "unavailable"},
+			{"store unreachable", errs.Unavailable, data, 503, "injected backend failure"},
 			{"size cap", 0, bytes.Repeat([]byte{1}, 100001), 413, "The incoming image is too large"},
 		}
 		for _, c := range cases {

@@ -184,6 +184,10 @@ func (s *Store) mapErr(err error, op string) error {
 	case errs.TooLarge:
 		return &errs.Error{Kind: errs.TooLarge, Msg: "Image storage media is full: There is not enough disk space on the image storage media.", Err: err}
 	case errs.Unavailable:
+		var e *errs.Error
+		if errors.As(err, &e) && e.Msg != "" {
+			return err // the driver's message says why (permissions, unreachable)
+		}
 		return errs.Wrap(errs.Unavailable, err, fmt.Sprintf("Store %s is unavailable.", s.ID))
 	case errs.Gone:
 		return errs.Wrap(errs.Gone, err, "Error in store configuration. Adding images to store is disabled.")
