@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -150,12 +152,37 @@ func TestUploadFailures(t *testing.T) {
 				e.must(204, e.do("alice", "DELETE", "/v2/images/"+id, nil))
 			})
 		}
+		t.Run("store unwritable", func(t *testing.T) {
+			// A real file store whose directory has become a plain file.
+			dir := filepath.Join(e.state, "images", "reliable")
+			if err := os.RemoveAll(dir); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dir, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			id := e.create("alice", rawImage)
+			r := e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "reliable")
+			if r.code != 500 && r.code != 503 {
+				t.Errorf("unwritable store: %d %s", r.code, r.body)
+			}
+			if st := e.image(id)["status"]; st != "queued" {
+				t.Errorf("status %v, want queued", st)
+			}
+			if err := os.Remove(dir); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(dir, 0o750); err != nil {
+				t.Fatal(err)
+			}
+			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "reliable"))
+		})
 		t.Run("quota", func(t *testing.T) {
 			e := newEnv(t, d, "user_storage_quota = 60000")
-			a := e.create("alice", rawImage)
-			e.must(204, e.do("alice", "PUT", "/v2/images/"+a+"/file", data))
-			b := e.create("alice", rawImage)
-			r := e.must(413, e.do("alice", "PUT", "/v2/images/"+b+"/file", data))
+			a := e.create("bob", rawImage)
+			e.must(204, e.do("bob", "PUT", "/v2/images/"+a+"/file", data))
+			b := e.create("bob", rawImage)
+			r := e.must(413, e.do("bob", "PUT", "/v2/images/"+b+"/file", data))
 			if !strings.Contains(string(r.body), "storage quota") || e.image(b)["status"] != "queued" {
 				t.Errorf("quota: %s", r.body)
 			}

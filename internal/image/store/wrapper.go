@@ -128,9 +128,13 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, limit int64, a
 			err = errors.Join(err, fmt.Errorf("deleting partial object: %w", derr))
 		}
 		cancel()
-		if hr.err != nil {
+		switch {
+		case hr.err != nil:
 			err = hr.err
-		} else {
+		case errs.Is(err, errs.NotFound):
+			// a vanished directory or bucket: the store cannot be written
+			err = errs.Wrap(errs.Unavailable, err, fmt.Sprintf("Store %s cannot be written to.", s.ID))
+		default:
 			err = s.mapErr(err, "put")
 		}
 		s.metrics.observe(s.ID, "put", 0, start, err)
