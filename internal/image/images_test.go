@@ -111,6 +111,12 @@ func TestPatchTagsDelete(t *testing.T) {
 		e.must(403, patch(`[{"op":"replace","path":"/status","value":"active"}]`))
 		e.must(403, patch(`[{"op":"add","path":"/os_glance_x","value":"x"}]`))
 		e.must(400, patch(`[{"op":"move","path":"/name"}]`))
+		// draft 4 (v2.0 content type), as tempest sends it
+		im = e.must(200, e.do("alice", "PATCH", "/v2/images/"+id, `[{"replace":"/name","value":"d4"},{"add":"/x","value":"y"}]`, "Content-Type", patchV20)).json(t)
+		if im["name"] != "d4" || im["x"] != "y" {
+			t.Errorf("draft 4 patch: %v", im)
+		}
+		e.must(400, e.do("alice", "PATCH", "/v2/images/"+id, `[{"op":"replace","path":"/name","value":"d4"}]`, "Content-Type", patchV20))
 		e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/tags/t1", nil))
 		e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/tags/t1", nil))
 		if tags := e.image(id)["tags"].([]any); len(tags) != 1 || tags[0] != "t1" {

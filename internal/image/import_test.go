@@ -94,9 +94,14 @@ func TestImport(t *testing.T) {
 			// Only the listed host:port may be fetched from.
 			e.cfg.Image.AllowedImportHosts = []string{strings.TrimPrefix(src.URL, "http://")}
 			id := e.create("alice", rawImage)
-			r := e.must(400, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"web-download","uri":"http://example.com/img"}}`))
+			r := e.must(400, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"web-download","uri":"file:///etc/passwd"}}`))
 			if !strings.Contains(string(r.body), "does not pass filtering") {
 				t.Errorf("filter: %s", r.body)
+			}
+			// A host the config does not list is never fetched: the task fails.
+			e.must(202, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"web-download","uri":"http://does-not.exist/img"}}`))
+			if im := e.waitImage(id, importDone); im["status"] != "queued" || im["os_glance_failed_import"] != "fast" {
+				t.Errorf("filtered web-download: %v", im)
 			}
 			e.must(202, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"web-download","uri":"`+src.URL+`/img"},"stores":["cheap","reliable"]}`))
 			im := e.waitImage(id, importDone)
