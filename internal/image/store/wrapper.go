@@ -64,7 +64,7 @@ func (s *Store) Driver() Driver { return s.drv }
 // hashers; QueueDepth buffers per upload bound its memory.
 const (
 	ChunkSize  = 256 << 10
-	QueueDepth = 8
+	QueueDepth = 16
 )
 
 // PutResult is what a successful Put learned in its single pass.
