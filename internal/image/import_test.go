@@ -116,6 +116,32 @@ func TestImport(t *testing.T) {
 			}
 		})
 
+		t.Run("import interrupted by a crash", func(t *testing.T) {
+			id := e.create("alice", rawImage)
+			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/stage", data))
+			// What a process killed mid-import leaves: the image importing,
+			// its lock and pending stores set, a pending object in fast.
+			ctx := t.Context()
+			if _, err := d.ExecContext(ctx, "UPDATE images SET status = 'importing' WHERE id = ?", id); err != nil {
+				t.Fatal(err)
+			}
+			if err := setProps(ctx, d, id, map[string]*string{propTask: strp("t"), propImporting: strp("fast,cheap"), propFailed: strp("")}); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.svc.addPending(ctx, d, id, "fast", id); err != nil {
+				t.Fatal(err)
+			}
+			e.start()
+			im := e.image(id)
+			if im["status"] != "uploading" || im["os_glance_import_task"] != nil || im["os_glance_failed_import"] != "fast,cheap" {
+				t.Errorf("after restart: %v", im)
+			}
+			// The staged data survived: the import can be run again.
+			e.must(202, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"}}`))
+			if im := e.waitImage(id, importDone); im["status"] != "active" || im["stores"] != "fast" {
+				t.Errorf("re-import: %v", im)
+			}
+		})
 		t.Run("all_stores", func(t *testing.T) {
 			id := e.create("alice", rawImage)
 			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/stage", data))
