@@ -176,6 +176,27 @@ func TestListPaging(t *testing.T) {
 		if got := len(e.must(200, e.do("admin", "GET", "/v2/images", nil)).json(t)["images"].([]any)); got != 8 {
 			t.Errorf("admin sees %d, want 8", got)
 		}
+		// Keyset paging over ties and NULLs of a non-unique sort key.
+		for range 3 {
+			e.create("alice", `{"name":"dup"}`)
+		}
+		e.create("alice", `{}`)
+		got := map[string]bool{}
+		next = "/v2/images?sort=name:asc,size:desc&limit=2"
+		for next != "" {
+			m := e.must(200, e.do("alice", "GET", next, nil)).json(t)
+			for _, im := range m["images"].([]any) {
+				id := im.(map[string]any)["id"].(string)
+				if got[id] {
+					t.Errorf("image %s listed twice", id)
+				}
+				got[id] = true
+			}
+			next, _ = m["next"].(string)
+		}
+		if len(got) != 11 {
+			t.Errorf("paged %d images by name, want 11", len(got))
+		}
 		e.must(400, e.do("alice", "GET", "/v2/images?limit=-1", nil))
 		e.must(400, e.do("alice", "GET", "/v2/images?marker=00000000-0000-0000-0000-000000000000", nil))
 		r := e.must(400, e.do("alice", "GET", "/v2/images?sort=bogus:asc", nil))
