@@ -236,3 +236,14 @@ func TestMembers(t *testing.T) {
 		e.must(403, e.do("alice", "POST", "/v2/images/"+priv+"/members", `{"member":"p2"}`))
 	})
 }
+
+func TestLongPropertyValue(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d, "")
+		long := strings.Repeat("v", 60000)
+		id := e.create("alice", `{"name":"long","description":"`+long+`"}`)
+		if got := e.image(id)["description"]; got != long {
+			t.Errorf("description of %d bytes came back as %d", len(long), len(got.(string)))
+		}
+	})
+}
