@@ -252,3 +252,33 @@ func TestUploadFailures(t *testing.T) {
 		})
 	})
 }
+
+// TestS3Unreachable uploads into a real S3 driver whose server is down:
+// 503 like Glance, the image back to queued, and the default store still works.
+func TestS3Unreachable(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close() // nothing listens there any more
+		e := newEnvWith(t, d, ", dead:s3", `
+[store:dead]
+s3_store_host = http://`+addr+`
+s3_store_bucket = images
+s3_store_access_key = k
+s3_store_secret_key = s
+`)
+		id := e.create("alice", rawImage)
+		data := bytes.Repeat([]byte{3}, 70000)
+		r := e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "dead")
+		if r.code != 503 {
+			t.Errorf("upload to unreachable s3: %d %s", r.code, r.body)
+		}
+		if st := e.image(id)["status"]; st != "queued" {
+			t.Errorf("status %v, want queued", st)
+		}
+		e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data))
+	})
+}
