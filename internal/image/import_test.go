@@ -142,6 +142,14 @@ func TestImport(t *testing.T) {
 				t.Errorf("re-import: %v", im)
 			}
 		})
+		t.Run("read-only store as a target", func(t *testing.T) {
+			id := e.create("alice", rawImage)
+			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/stage", data))
+			e.must(202, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"},"stores":["fast","web"],"all_stores_must_succeed":false}`))
+			if im := e.waitImage(id, importDone); im["status"] != "active" || im["stores"] != "fast" || im["os_glance_failed_import"] != "web" {
+				t.Errorf("import into read-only store: %v", im)
+			}
+		})
 		t.Run("all_stores", func(t *testing.T) {
 			id := e.create("alice", rawImage)
 			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/stage", data))
