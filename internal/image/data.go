@@ -39,8 +39,12 @@ func (s *Service) limits(ctx context.Context, owner string) (limit int64, quota 
 			return 0, false, 0, err
 		}
 		remaining = q - used
+		if remaining <= 0 {
+			// (a limit of 0 would mean "unlimited" to the store wrapper)
+			return 0, true, remaining, tooLargeErr(true, 0, remaining)
+		}
 		if remaining < limit {
-			return max(remaining, 0), true, remaining, nil
+			return remaining, true, remaining, nil
 		}
 	}
 	return limit, false, remaining, nil

@@ -186,6 +186,13 @@ func TestUploadFailures(t *testing.T) {
 			if !strings.Contains(string(r.body), "storage quota") || e.image(b)["status"] != "queued" {
 				t.Errorf("quota: %s", r.body)
 			}
+			// Fill the quota exactly; then even a chunked upload is refused.
+			e.must(204, e.do("bob", "PUT", "/v2/images/"+b+"/file", data[:10000]))
+			c := e.create("bob", rawImage)
+			e.must(413, e.do("bob", "PUT", "/v2/images/"+c+"/file", bytes.NewReader(data[:10])))
+			if st := e.image(c)["status"]; st != "queued" {
+				t.Errorf("status %v after quota refusal", st)
+			}
 		})
 		t.Run("client disconnect", func(t *testing.T) {
 			id := e.create("alice", rawImage)
