@@ -82,9 +82,36 @@ func objectURL(st *store.Store, key string) string {
 }
 
 func (s *Service) addPending(ctx context.Context, q db.Querier, imageID, storeID, key string) error {
-	_, err := q.ExecContext(ctx, `INSERT INTO image_pending_objects (image_id, store, object_key, created_at)
-VALUES (?,?,?,?) ON CONFLICT DO NOTHING`, imageID, storeID, key, db.Now())
+	_, err := q.ExecContext(ctx, `INSERT INTO image_pending_objects (image_id, store, object_key, node, heartbeat_at)
+VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING`, imageID, storeID, key, s.node(), db.Now())
 	return err
+}
+
+// node names this image API process among the nodes sharing the database.
+func (s *Service) node() string { return s.cfg.Image.PublicURL }
+
+// StaleAfter is how long a pending object may go without a heartbeat before
+// any node treats it as left behind by a dead process.
+const StaleAfter = 2 * time.Minute
+
+// keepAlive refreshes the heartbeat of a pending object until stop is
+// called, so other nodes leave the write alone.
+func (s *Service) keepAlive(storeID, key string) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(StaleAfter / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_, _ = s.deps.DB.ExecContext(context.Background(), "UPDATE image_pending_objects SET heartbeat_at = ? WHERE store = ? AND object_key = ?",
+					db.Now(), storeID, key)
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 func (s *Service) dropPending(ctx context.Context, q db.Querier, storeID, key string) error {
@@ -100,16 +127,25 @@ func (s *Service) storeByID(id string) *store.Store {
 	return st
 }
 
-// sweepPending deletes the pending objects of one image ("" for all) and
-// forgets them; objects that are already gone count as deleted.
+// sweepPending deletes the pending objects of one image and forgets them;
+// objects that are already gone count as deleted.
 func (s *Service) sweepPending(ctx context.Context, imageID string) {
-	q := "SELECT store, object_key FROM image_pending_objects"
-	var args []any
-	if imageID != "" {
-		q += " WHERE image_id = ?"
-		args = append(args, imageID)
+	s.sweep(ctx, "image_id = ?", imageID)
+}
+
+// sweepDead deletes what dead writers left: this node's rows at start-up
+// (nothing of ours runs yet) and any node's rows without a recent heartbeat.
+func (s *Service) sweepDead(ctx context.Context, includeOwn bool) {
+	stale := db.Timestamp{Time: time.Now().Add(-StaleAfter)}
+	if includeOwn {
+		s.sweep(ctx, "node = ? OR heartbeat_at < ?", s.node(), stale)
+	} else {
+		s.sweep(ctx, "heartbeat_at < ?", stale)
 	}
-	rows, err := s.deps.DB.QueryContext(ctx, q, args...)
+}
+
+func (s *Service) sweep(ctx context.Context, where string, args ...any) {
+	rows, err := s.deps.DB.QueryContext(ctx, "SELECT store, object_key FROM image_pending_objects WHERE "+where, args...)
 	if err != nil {
 		s.deps.Logger.Error("listing pending objects", "err", err)
 		return
@@ -145,11 +181,11 @@ func (s *Service) sweepPending(ctx context.Context, imageID string) {
 // recover runs at start-up: objects whose writes never finished are
 // deleted, and no image stays in saving or importing.
 func (s *Service) recover(ctx context.Context) error {
-	s.sweepPending(ctx, "")
-	now := db.Now()
-	if _, err := s.deps.DB.ExecContext(ctx, "UPDATE images SET status = ?, updated_at = ? WHERE status = ?", StatusQueued, now, StatusSaving); err != nil {
+	s.sweepDead(ctx, true)
+	if err := s.requeueOrphans(ctx); err != nil {
 		return fmt.Errorf("recovering uploads: %w", err)
 	}
+	now := db.Now()
 	rows, err := s.deps.DB.QueryContext(ctx, "SELECT id FROM images WHERE status = ?", StatusImporting)
 	if err != nil {
 		return err
@@ -227,7 +263,9 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request) {
 		fail(err)
 		return
 	}
+	stop := s.keepAlive(st.ID, im.ID)
 	res, err := st.Put(ctx, im.ID, s.bodyReader(w, r), limit, s.cfg.Image.HashingAlgorithm)
+	stop()
 	if err == nil {
 		err = s.finishUpload(ctx, im, st, res, StatusSaving)
 	}
@@ -478,7 +516,9 @@ func (s *Service) stage(w http.ResponseWriter, r *http.Request) {
 		fail(err)
 		return
 	}
+	stop := s.keepAlive(st.ID, im.ID)
 	res, err := st.Put(ctx, im.ID, s.bodyReader(w, r), limit, s.cfg.Image.HashingAlgorithm)
+	stop()
 	dctx := context.WithoutCancel(ctx)
 	if err != nil {
 		_, _ = s.deps.DB.ExecContext(dctx, "UPDATE images SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
@@ -556,4 +596,30 @@ func (sr *stallReader) Read(p []byte) (int, error) {
 		err = errs.Wrap(errs.Invalid, err, "The client stopped sending image data.")
 	}
 	return n, err
+}
+
+// requeueOrphans puts back to queued the images in saving whose write no
+// node is doing any more (no pending object left).
+func (s *Service) requeueOrphans(ctx context.Context) error {
+	_, err := s.deps.DB.ExecContext(ctx, `UPDATE images SET status = ?, updated_at = ? WHERE status = ?
+AND NOT EXISTS (SELECT 1 FROM image_pending_objects p WHERE p.image_id = images.id)`, StatusQueued, db.Now(), StatusSaving)
+	return err
+}
+
+// reap runs the dead-writer sweep periodically, for uploads of nodes that
+// died and will not come back to recover them.
+func (s *Service) reap(ctx context.Context) {
+	t := time.NewTicker(StaleAfter / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.sweepDead(ctx, false)
+			if err := s.requeueOrphans(ctx); err != nil {
+				s.deps.Logger.Warn("requeueing orphaned uploads", "err", err)
+			}
+		}
+	}
 }

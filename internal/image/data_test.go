@@ -257,6 +257,41 @@ func TestUploadFailures(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 			_ = bufio.NewReader(conn)
 		})
+		t.Run("other nodes", func(t *testing.T) {
+			// Another node's live upload is left alone at start-up; a dead
+			// node's (no heartbeat for StaleAfter) is cleaned up.
+			ctx := t.Context()
+			live, dead := e.create("alice", rawImage), e.create("alice", rawImage)
+			fast, _ := e.svc.stores.Get("fast")
+			for _, c := range []struct {
+				id string
+				hb time.Time
+			}{{live, time.Now()}, {dead, time.Now().Add(-2 * StaleAfter)}} {
+				if _, err := d.ExecContext(ctx, "UPDATE images SET status = 'saving' WHERE id = ?", c.id); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := d.ExecContext(ctx, `INSERT INTO image_pending_objects (image_id, store, object_key, node, heartbeat_at)
+VALUES (?, 'fast', ?, 'http://other-node:9292', ?)`, c.id, c.id, db.Timestamp{Time: c.hb}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := fast.Put(ctx, c.id, bytes.NewReader(data[:100]), 0, "sha512"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.start()
+			if st := e.image(live)["status"]; st != "saving" {
+				t.Errorf("live upload of another node: %v", st)
+			}
+			if st := e.image(dead)["status"]; st != "queued" {
+				t.Errorf("dead node's upload: %v", st)
+			}
+			if _, err := fast.Size(ctx, dead); !errs.Is(err, errs.NotFound) {
+				t.Errorf("dead node's object: %v", err)
+			}
+			if _, err := fast.Size(ctx, live); err != nil {
+				t.Errorf("live node's object: %v", err)
+			}
+		})
 	})
 }
 

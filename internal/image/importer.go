@@ -337,7 +337,9 @@ func (s *Service) copyInto(ctx context.Context, job *importJob, st *store.Store,
 	if err != nil {
 		return 0, err
 	}
+	stop := s.keepAlive(st.ID, id)
 	res, err := st.Put(ctx, id, rc, limit, s.cfg.Image.HashingAlgorithm)
+	stop()
 	if err != nil {
 		return 0, err
 	}
@@ -459,7 +461,9 @@ func (s *Service) download2Staging(ctx context.Context, job *importJob) error {
 	if err := s.addPending(ctx, s.deps.DB, id, staging.ID, id); err != nil {
 		return err
 	}
+	stop := s.keepAlive(staging.ID, id)
 	res, err := staging.Put(ctx, id, resp.Body, limit, s.cfg.Image.HashingAlgorithm)
+	stop()
 	dctx := context.WithoutCancel(ctx)
 	if err == nil {
 		_, err = s.deps.DB.ExecContext(dctx, "UPDATE images SET size = ?, updated_at = ? WHERE id = ?", res.Size, db.Now(), id)

@@ -55,16 +55,22 @@ CREATE TABLE image_locations (
     PRIMARY KEY (image_id, store)
 );
 
--- Objects being written. A row exists from before the first byte is
--- written until the object is either recorded as a location or deleted,
--- so start-up recovery knows exactly which objects a crash orphaned.
+-- Objects being written (or about to be deleted). A row exists from
+-- before the first byte is written until the object is either recorded as
+-- a location or deleted, so recovery knows exactly which objects a crash
+-- orphaned. node is the image API process (its public URL) doing the
+-- write; it refreshes heartbeat_at while the write runs, so other nodes
+-- can tell a live upload from a dead node's leftovers.
 CREATE TABLE image_pending_objects (
-    image_id   TEXT NOT NULL,
-    store      TEXT NOT NULL,
-    object_key TEXT NOT NULL,
-    created_at TEXT NOT NULL,
+    image_id     TEXT NOT NULL,
+    store        TEXT NOT NULL,
+    object_key   TEXT NOT NULL,
+    node         TEXT NOT NULL,
+    heartbeat_at TEXT NOT NULL,
     PRIMARY KEY (store, object_key)
 );
+CREATE INDEX image_pending_objects_image ON image_pending_objects (image_id);
+CREATE INDEX image_pending_objects_heartbeat ON image_pending_objects (heartbeat_at);
 
 CREATE TABLE image_members (
     image_id   TEXT NOT NULL REFERENCES images (id) ON DELETE CASCADE,
