@@ -185,27 +185,37 @@ func (s *Service) recover(ctx context.Context) error {
 	if err := s.requeueOrphans(ctx); err != nil {
 		return fmt.Errorf("recovering uploads: %w", err)
 	}
-	now := db.Now()
-	rows, err := s.deps.DB.QueryContext(ctx, "SELECT id FROM images WHERE status = ?", StatusImporting)
+	return s.recoverImports(ctx, true)
+}
+
+// recoverImports fails the imports whose node died: at start-up this
+// node's (none of them runs yet), and any node's task that stopped
+// refreshing updated_at. Their images go back to where the user can retry.
+func (s *Service) recoverImports(ctx context.Context, includeOwn bool) error {
+	stale := db.Timestamp{Time: time.Now().Add(-StaleAfter)}
+	q := "SELECT id, image_id FROM image_tasks WHERE status IN ('pending', 'processing') AND updated_at < ?"
+	args := []any{stale}
+	if includeOwn {
+		q = "SELECT id, image_id FROM image_tasks WHERE status IN ('pending', 'processing') AND (node = ? OR updated_at < ?)"
+		args = []any{s.node(), stale}
+	}
+	rows, err := s.deps.DB.QueryContext(ctx, q, args...)
 	if err != nil {
 		return err
 	}
-	var ids []string
+	type task struct{ id, image string }
+	var tasks []task
 	for rows.Next() {
-		var id string
-		if rows.Scan(&id) == nil {
-			ids = append(ids, id)
+		var t task
+		if rows.Scan(&t.id, &t.image) == nil {
+			tasks = append(tasks, t)
 		}
 	}
 	rows.Close()
-	for _, id := range ids {
-		if err := s.abandonImport(ctx, id, "interrupted by a restart"); err != nil {
-			return err
-		}
+	for _, t := range tasks {
+		s.abandonImport(ctx, t.image, t.id, "Task interrupted: the node running it stopped")
 	}
-	_, err = s.deps.DB.ExecContext(ctx, "UPDATE image_tasks SET status = 'failure', message = ?, updated_at = ? WHERE status IN ('pending', 'processing')",
-		"Task interrupted by a service restart", now)
-	return err
+	return nil
 }
 
 var errDeleted = errors.New("image deleted during upload")
@@ -619,6 +629,9 @@ func (s *Service) reap(ctx context.Context) {
 			s.sweepDead(ctx, false)
 			if err := s.requeueOrphans(ctx); err != nil {
 				s.deps.Logger.Warn("requeueing orphaned uploads", "err", err)
+			}
+			if err := s.recoverImports(ctx, false); err != nil {
+				s.deps.Logger.Warn("recovering imports of dead nodes", "err", err)
 			}
 		}
 	}

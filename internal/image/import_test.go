@@ -125,7 +125,13 @@ func TestImport(t *testing.T) {
 			if _, err := d.ExecContext(ctx, "UPDATE images SET status = 'importing' WHERE id = ?", id); err != nil {
 				t.Fatal(err)
 			}
-			if err := setProps(ctx, d, id, map[string]*string{propTask: strp("t"), propImporting: strp("fast,cheap"), propFailed: strp("")}); err != nil {
+			if err := setProps(ctx, d, id, map[string]*string{propTask: strp("t-" + id), propImporting: strp("fast,cheap"), propFailed: strp("")}); err != nil {
+				t.Fatal(err)
+			}
+			now := db.Now()
+			if _, err := d.ExecContext(ctx, `INSERT INTO image_tasks (id, image_id, type, status, owner, user_id, request_id, input,
+message, created_at, updated_at, node) VALUES (?, ?, 'api_image_import', 'processing', 'p1', 'u', 'r', '{}', '', ?, ?, ?)`,
+				"t-"+id, id, now, now, e.cfg.Image.PublicURL); err != nil {
 				t.Fatal(err)
 			}
 			if err := e.svc.addPending(ctx, d, id, "fast", id); err != nil {
@@ -135,6 +141,10 @@ func TestImport(t *testing.T) {
 			im := e.image(id)
 			if im["status"] != "uploading" || im["os_glance_import_task"] != nil || im["os_glance_failed_import"] != "fast,cheap" {
 				t.Errorf("after restart: %v", im)
+			}
+			tasks := e.must(200, e.do("alice", "GET", "/v2/images/"+id+"/tasks", nil)).json(t)["tasks"].([]any)
+			if len(tasks) != 1 || tasks[0].(map[string]any)["status"] != "failure" {
+				t.Errorf("interrupted task: %v", tasks)
 			}
 			// The staged data survived: the import can be run again.
 			e.must(202, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"}}`))

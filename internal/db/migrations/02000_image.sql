@@ -95,10 +95,13 @@ CREATE TABLE image_tasks (
     message    TEXT NOT NULL,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
-    expires_at TEXT
+    expires_at TEXT,
+    -- the image API node running the task; it refreshes updated_at while
+    -- the task runs, so other nodes can tell a dead node's task
+    node       TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX image_tasks_image ON image_tasks (image_id, created_at);
-CREATE INDEX image_tasks_status ON image_tasks (status);
+CREATE INDEX image_tasks_status ON image_tasks (status, updated_at);
 
 -- +goose Down
 DROP TABLE image_tasks;
