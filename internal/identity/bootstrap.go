@@ -116,20 +116,31 @@ func (s *Service) Bootstrap(ctx context.Context, opts BootstrapOptions) (*Bootst
 			}
 			projIDs[name] = id
 		}
-		var adminID string
-		err := tx.QueryRowContext(ctx, `SELECT id FROM identity_users WHERE domain_id = ? AND name = ?`, DefaultDomainID, AdminUser).Scan(&adminID)
-		switch {
-		case db.IsNoRows(err):
-			adminID = newID()
-			res.Created = true
-			if _, err := tx.ExecContext(ctx, `INSERT INTO identity_users (id, name, domain_id, password_hash, enabled,
-				default_project_id, tokens_valid_after, created_at) VALUES (?, ?, ?, ?, TRUE, ?, ?, ?)`,
-				adminID, AdminUser, DefaultDomainID, hash, projIDs[AdminProject], now, now); err != nil {
-				return err
-			}
-		case err != nil:
+		// Insert-if-missing, so two processes bootstrapping one database at
+		// once both succeed.
+		if hash == "" && admin == nil {
+			return errors.New("no password hash for a new admin user")
+		}
+		ins, err := tx.ExecContext(ctx, `INSERT INTO identity_users (id, name, domain_id, password_hash, enabled,
+			default_project_id, tokens_valid_after, created_at) VALUES (?, ?, ?, ?, TRUE, ?, ?, ?) ON CONFLICT DO NOTHING`,
+			newID(), AdminUser, DefaultDomainID, hash, projIDs[AdminProject], now, now)
+		if err != nil {
 			return err
-		case hash != "":
+		}
+		if n, _ := ins.RowsAffected(); n == 1 {
+			res.Created = true
+		}
+		var adminID string
+		if err := tx.QueryRowContext(ctx, `SELECT id FROM identity_users WHERE domain_id = ? AND name = ?`,
+			DefaultDomainID, AdminUser).Scan(&adminID); err != nil {
+			return err
+		}
+		if !res.Created && res.Generated {
+			// Another process created the admin first with its own
+			// generated password; keep that one.
+			res.AdminPassword, res.Generated = "", false
+		}
+		if hash != "" && !res.Created && explicit != "" {
 			if _, err := tx.ExecContext(ctx, `UPDATE identity_users SET password_hash = ?, tokens_valid_after = ? WHERE id = ?`,
 				hash, now, adminID); err != nil {
 				return err
@@ -143,6 +154,13 @@ func (s *Service) Bootstrap(ctx context.Context, opts BootstrapOptions) (*Bootst
 	})
 	if err != nil {
 		return nil, fmt.Errorf("identity bootstrap: %w", err)
+	}
+	if explicit != "" {
+		// A remembered generated password is stale now; openrc, rewritten
+		// with the given one, is where it can be read.
+		if err := os.Remove(s.generatedPasswordFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
 	}
 	if res.Generated {
 		if err := os.MkdirAll(s.cfg.Default.StatePath, 0o750); err != nil {
@@ -283,7 +301,7 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 	}
 	if err != nil {
 		_ = os.Remove(tmp.Name())
-		return errors.Join(err)
+		return err
 	}
 	return nil
 }

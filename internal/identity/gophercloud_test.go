@@ -5,6 +5,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/gophercloud/gophercloud/v2"
@@ -58,11 +61,20 @@ func TestGophercloud(t *testing.T) {
 				t.Cleanup(hs.Close)
 			}
 
-			t.Setenv("OS_AUTH_URL", cfg.Identity.PublicURL+"/v3")
-			t.Setenv("OS_USERNAME", "admin")
-			t.Setenv("OS_PASSWORD", "gopher-secret")
-			t.Setenv("OS_PROJECT_NAME", "admin")
-			t.Setenv("OS_DOMAIN_NAME", "Default")
+			// The environment is what `source <state_path>/openrc` sets.
+			rc, err := os.ReadFile(filepath.Join(cfg.Default.StatePath, "openrc"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, line := range strings.Split(string(rc), "\n") {
+				k, v, ok := strings.Cut(strings.TrimPrefix(line, "export "), "=")
+				if ok && strings.HasPrefix(line, "export ") {
+					t.Setenv(k, strings.Trim(v, "'"))
+				}
+			}
+			if os.Getenv("OS_PASSWORD") != "gopher-secret" || os.Getenv("OS_AUTH_URL") != cfg.Identity.PublicURL+"/v3" {
+				t.Fatalf("openrc:\n%s", rc)
+			}
 			ao, err := openstack.AuthOptionsFromEnv()
 			if err != nil {
 				t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,7 +39,7 @@ type Service struct {
 	db     *db.DB
 	logger *slog.Logger
 	mux    *api.Mux
-	key    []byte
+	key    *signer
 	snap   atomic.Pointer[snapshot]
 	// reloadMu serialises reloads so a slow one never replaces a newer one.
 	reloadMu sync.Mutex
@@ -83,7 +84,7 @@ func newService(ctx context.Context, cfg *config.Config, d *db.DB, logger *slog.
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, db: d, logger: logger, mux: api.NewMux(), key: key,
+	s := &Service{cfg: cfg, db: d, logger: logger, mux: api.NewMux(), key: newSigner(key),
 		bcryptCost: cost, now: func() time.Time { return time.Now().UTC() }, dummyHash: dummy}
 	if err := s.reload(ctx); err != nil {
 		return nil, err
@@ -95,8 +96,30 @@ func newService(ctx context.Context, cfg *config.Config, d *db.DB, logger *slog.
 // Name implements service.Service.
 func (s *Service) Name() string { return config.ServiceIdentity }
 
-// Handler implements service.Service.
-func (s *Service) Handler() http.Handler { return s.mux }
+// Handler implements service.Service. Unknown URLs and methods get
+// Keystone's JSON error bodies rather than the mux's plain text.
+func (s *Service) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := s.mux.Handler(r); pattern == "" {
+			var allow []string
+			for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"} {
+				probe := r.Clone(r.Context())
+				probe.Method = m
+				if _, p := s.mux.Handler(probe); p != "" {
+					allow = append(allow, m)
+				}
+			}
+			if len(allow) == 0 {
+				s.writeError(w, r, errs.E(errs.NotFound, "The resource could not be found."))
+				return
+			}
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			s.writeError(w, r, errs.E(errs.NotAllowed, "The method is not allowed for the requested URL."))
+			return
+		}
+		s.mux.ServeHTTP(w, r)
+	})
+}
 
 // Validator validates tokens issued by this service, from memory.
 func (s *Service) Validator() auth.Validator { return validator{s} }

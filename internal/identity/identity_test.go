@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +35,18 @@ func TestVersionDiscovery(t *testing.T) {
 		if r.code != 200 || dig(r.json(t), "version", "id") != "v3.14" {
 			t.Errorf("GET %s = %d %s", p, r.code, r.body)
 		}
+	}
+}
+
+func TestUnknownRoutes(t *testing.T) {
+	e := newEnv(t, dbtest.Open(t, "sqlite"))
+	r := e.do("GET", "/v3/nothing", "", nil)
+	if r.code != 404 || string(r.body) != `{"error":{"code":404,"message":"The resource could not be found.","title":"Not Found"}}` {
+		t.Errorf("unknown path: %d %s", r.code, r.body)
+	}
+	r = e.do("PUT", "/v3/auth/tokens", "", nil)
+	if r.code != 405 || dig(r.json(t), "error", "title") != "Method Not Allowed" || r.header.Get("Allow") != "GET, HEAD, POST, DELETE" {
+		t.Errorf("wrong method: %d %s %q", r.code, r.body, r.header.Get("Allow"))
 	}
 }
 
@@ -320,7 +333,7 @@ func TestTokenInvalidation(t *testing.T) {
 			}
 			// Signed with another key: rejected.
 			p, _ := open(e.s.key, tok)
-			other, _ := seal(make([]byte, keySize), p)
+			other, _ := seal(newSigner(make([]byte, keySize)), p)
 			if _, err := v.Validate(ctx, other); !errs.Is(err, errs.Unauthorized) {
 				t.Errorf("token signed with another key: %v", err)
 			}
@@ -457,10 +470,55 @@ func TestDoneWhen(t *testing.T) {
 		if l := e.mustDo(200, "GET", "/v3/endpoints?service_id="+sid, admin, nil)["endpoints"].([]any); len(l) != 0 {
 			t.Errorf("endpoints of a deleted service: %v", l)
 		}
-		for _, path := range []string{"/v3/domains", "/v3/domains/default", "/v3/regions", "/v3/services?type=image", "/v3/endpoints?interface=public"} {
+		for _, path := range []string{"/v3/domains", "/v3/domains/default", "/v3/regions", "/v3/regions/RegionOne",
+			"/v3/services?type=image", "/v3/endpoints?interface=public"} {
 			e.mustDo(200, "GET", path, admin, nil)
 		}
+		e.mustDo(404, "GET", "/v3/domains/nope", admin, nil)
+
+		// Custom roles come and go; the defaults are immutable.
+		ro := e.mustDo(201, "POST", "/v3/roles", admin, map[string]any{"role": map[string]any{"name": "custom"}})
+		e.mustDo(409, "POST", "/v3/roles", admin, map[string]any{"role": map[string]any{"name": "custom"}})
+		e.mustDo(204, "DELETE", "/v3/roles/"+dig(ro, "role", "id").(string), admin, nil)
+		e.mustDo(403, "DELETE", "/v3/roles/"+e.s.snap.Load().roleByName["reader"].ID, admin, nil)
 	})
+}
+
+// TestSelfService: users change their own password and list their own
+// projects, and nobody else's.
+func TestSelfService(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d)
+		tok, uid, pid := e.user("self", "member")
+		_, otherID, _ := e.user("other", "member")
+		ps := e.mustDo(200, "GET", "/v3/users/"+uid+"/projects", tok, nil)["projects"].([]any)
+		if len(ps) != 1 || dig(ps[0], "id") != pid {
+			t.Errorf("own projects = %v", ps)
+		}
+		e.mustDo(403, "GET", "/v3/users/"+otherID+"/projects", tok, nil)
+		e.mustDo(403, "GET", "/v3/users/"+otherID, tok, nil)
+		change := func(orig, pw string) map[string]any {
+			return map[string]any{"user": map[string]any{"original_password": orig, "password": pw}}
+		}
+		e.mustDo(401, "POST", "/v3/users/"+uid+"/password", tok, change("wrong", "new-pw"))
+		e.mustDo(403, "POST", "/v3/users/"+otherID+"/password", tok, change("other-pw", "new-pw"))
+		e.mustDo(204, "POST", "/v3/users/"+uid+"/password", tok, change("self-pw", "new-pw"))
+		if _, err := e.s.Validator().Validate(context.Background(), tok); !errs.Is(err, errs.Unauthorized) {
+			t.Errorf("token survived its user's password change: %v", err)
+		}
+		e.token("self", "new-pw", "self")
+	})
+}
+
+func TestNoBodyDetailsLeak(t *testing.T) {
+	e := newEnv(t, dbtest.Open(t, "sqlite"))
+	admin := e.token("admin", adminPW, "admin")
+	for _, body := range []string{`{"user": {"name": "x", "password": "` + strings.Repeat("p", 80) + `"}}`, `{"user": "x"}`, `[]`} {
+		r := e.do("POST", "/v3/users", admin, body)
+		if r.code != 400 {
+			t.Errorf("POST /v3/users %.40s: %d %s", body, r.code, r.body)
+		}
+	}
 }
 
 func TestBootstrap(t *testing.T) {
@@ -529,6 +587,22 @@ func TestBootstrap(t *testing.T) {
 		if _, err := s.authenticate(authRequestFor(t, "admin", "from-env")); err != nil {
 			t.Errorf("password from the environment refused: %v", err)
 		}
+		// Without the variable again, the old generated password is not
+		// resurrected: the password is unknown and openrc stays as it is.
+		if err := s.WriteClientFiles(res3.AdminPassword); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv(EnvAdminPassword, "")
+		res4, err := s.Bootstrap(ctx, BootstrapOptions{})
+		if err != nil || res4.AdminPassword != "" {
+			t.Fatalf("bootstrap after env: %+v %v", res4, err)
+		}
+		if err := s.WriteClientFiles(res4.AdminPassword); err != nil {
+			t.Fatal(err)
+		}
+		if rc, _ := os.ReadFile(filepath.Join(cfg.Default.StatePath, "openrc")); !strings.Contains(string(rc), "OS_PASSWORD='from-env'") {
+			t.Errorf("openrc lost the current password:\n%s", rc)
+		}
 	})
 }
 
@@ -564,6 +638,50 @@ func TestSharedDatabase(t *testing.T) {
 		}
 		if _, err := s2.Validator().Validate(context.Background(), tok); !errs.Is(err, errs.Unauthorized) {
 			t.Errorf("after polling: %v", err)
+		}
+	})
+}
+
+// TestConcurrentBootstrap: two processes starting on one empty database
+// both come up; exactly one creates the admin, and its password works.
+func TestConcurrentBootstrap(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		t.Setenv(EnvAdminPassword, "")
+		var svcs [2]*Service
+		var results [2]*BootstrapResult
+		var errsOut [2]error
+		for i := range svcs {
+			s, err := newService(ctx, testConfig(t, "http://127.0.0.1:21099"), d, quietLogger(), 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			svcs[i] = s
+		}
+		var wg sync.WaitGroup
+		for i := range svcs {
+			wg.Go(func() { results[i], errsOut[i] = svcs[i].Bootstrap(ctx, BootstrapOptions{}) })
+		}
+		wg.Wait()
+		created := 0
+		for i, r := range results {
+			if errsOut[i] != nil {
+				t.Fatalf("bootstrap %d: %v", i, errsOut[i])
+			}
+			if r.Created {
+				created++
+				if _, err := svcs[i].authenticate(authRequestFor(t, "admin", r.AdminPassword)); err != nil {
+					t.Errorf("the creator's password does not work: %v", err)
+				}
+			} else if r.AdminPassword != "" {
+				if _, err := svcs[i].authenticate(authRequestFor(t, "admin", r.AdminPassword)); err != nil {
+					t.Errorf("process %d reports a password that does not work: %v", i, err)
+				}
+			}
+		}
+		var n int
+		if err := d.QueryRowContext(ctx, "SELECT COUNT(*) FROM identity_users").Scan(&n); err != nil || n != 1 || created != 1 {
+			t.Errorf("%d users, %d creators (%v)", n, created, err)
 		}
 	})
 }

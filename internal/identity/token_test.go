@@ -9,7 +9,7 @@ import (
 )
 
 func TestTokenRoundTrip(t *testing.T) {
-	key := make([]byte, keySize)
+	key := newSigner(make([]byte, keySize))
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	tests := []payload{
 		{Methods: methodPassword, IssuedAt: now, ExpiresAt: now.Add(time.Hour), AuditID: newAuditID(), UserID: "u", ProjectID: "p"},

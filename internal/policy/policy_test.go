@@ -82,3 +82,40 @@ func TestEnforce(t *testing.T) {
 		})
 	}
 }
+
+func TestEnforceHidden(t *testing.T) {
+	tb := Table{"volume:delete": Member, "volume:get": Reader}
+	notFound := errs.E(errs.NotFound, "Volume v could not be found.")
+	callers := map[string]*auth.Caller{
+		"admin":  {ProjectID: "q", Roles: []string{"admin"}},
+		"member": {ProjectID: "p", Roles: []string{"member"}},
+		"reader": {ProjectID: "p", Roles: []string{"reader"}},
+		"nil":    nil,
+	}
+	tests := []struct {
+		caller, action, project string
+		kind                    errs.Kind // -1: allowed
+	}{
+		{"member", "volume:delete", "p", -1},
+		{"reader", "volume:get", "p", -1},
+		{"reader", "volume:delete", "p", errs.Forbidden}, // visible, but not allowed
+		{"member", "volume:get", "other", errs.NotFound},
+		{"reader", "volume:delete", "other", errs.NotFound},
+		{"admin", "volume:delete", "other", -1},
+		{"nil", "volume:get", "p", errs.NotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.caller+"/"+tt.action+"/"+tt.project, func(t *testing.T) {
+			err := tb.EnforceHidden(callers[tt.caller], tt.action, Target{ProjectID: tt.project}, notFound)
+			if tt.kind == -1 {
+				if err != nil {
+					t.Errorf("denied: %v", err)
+				}
+				return
+			}
+			if errs.KindOf(err) != tt.kind {
+				t.Errorf("err = %v (kind %v), want kind %v", err, errs.KindOf(err), tt.kind)
+			}
+		})
+	}
+}

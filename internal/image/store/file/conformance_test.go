@@ -29,3 +29,14 @@ func BenchmarkFile(b *testing.B) {
 	}
 	storetest.Bench(b, d, storetest.BenchOptions{ScratchDir: dir})
 }
+
+// BenchmarkFilePaced: Put from a source paced at the hashing speed
+// ($ASHLAR_BENCH_PACE MB/s, default 400).
+func BenchmarkFilePaced(b *testing.B) {
+	dir := b.TempDir()
+	d, err := file.New(filepath.Join(dir, "images"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	storetest.BenchPaced(b, d, dir)
+}

@@ -245,3 +245,95 @@ func report(b *testing.B, size int64, driverT, baseT time.Duration) {
 		b.ReportMetric(drv/base, "x-base")
 	}
 }
+
+// PacedSource is a Source that delivers at most rate bytes per second, like
+// an upload whose speed is set by the hashing in front of the store.
+type PacedSource struct {
+	Source
+	rate  float64
+	start time.Time
+}
+
+// NewPacedSource returns n bytes delivered at rate bytes/s.
+func NewPacedSource(n int64, rate float64) *PacedSource {
+	return &PacedSource{Source: *NewSource(n), rate: rate}
+}
+
+// Read implements io.Reader, sleeping to keep to the rate.
+func (s *PacedSource) Read(p []byte) (int, error) {
+	if s.start.IsZero() {
+		s.start = time.Now()
+	}
+	n, err := s.Source.Read(p)
+	due := time.Duration(float64(s.off) / s.rate * float64(time.Second))
+	if d := due - time.Since(s.start); d > 0 {
+		time.Sleep(d)
+	}
+	return n, err
+}
+
+// BenchPace is the source rate of BenchPaced in MB/s: $ASHLAR_BENCH_PACE or
+// 400 (about the md5+sha512 throughput of the build machine, the speed at
+// which the image service hands data to a store).
+func BenchPace() float64 {
+	if v, err := strconv.ParseFloat(os.Getenv("ASHLAR_BENCH_PACE"), 64); err == nil && v > 0 {
+		return v
+	}
+	return 400
+}
+
+// BenchPaced measures Put from a PacedSource: how much of the source's pace
+// the driver keeps once its own tail (fsync, multipart completion) is
+// counted. It reports x-pace (driver MB/s / pace) and, interleaved, the
+// same for a raw os.File write+fsync at the same pace (base-x-pace).
+func BenchPaced(b *testing.B, d store.Driver, scratchDir string) {
+	rate := BenchPace() * 1e6
+	for _, size := range BenchSizes() {
+		b.Run(fmt.Sprintf("%dMiB/PutPaced%.0f", size/MiB, rate/1e6), func(b *testing.B) {
+			ctx := context.Background()
+			key := fmt.Sprintf("bench-paced-%d", size)
+			base := filepath.Join(scratchDir, key+".baseline")
+			buf := make([]byte, MiB)
+			var driverT, baseT time.Duration
+			baseline := func() {
+				b.StopTimer()
+				t0 := time.Now()
+				f, err := os.Create(base)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.CopyBuffer(struct{ io.Writer }{f}, NewPacedSource(size, rate), buf); err != nil {
+					b.Fatal(err)
+				}
+				if err := f.Sync(); err != nil {
+					b.Fatal(err)
+				}
+				f.Close()
+				baseT += time.Since(t0)
+				_ = os.Remove(base)
+				b.StartTimer()
+			}
+			b.SetBytes(size)
+			for i := 0; b.Loop(); i++ {
+				if i%2 == 0 {
+					baseline()
+				}
+				t1 := time.Now()
+				if n, err := d.Put(ctx, key, NewPacedSource(size, rate)); err != nil || n != size {
+					b.Fatalf("Put = %d, %v", n, err)
+				}
+				driverT += time.Since(t1)
+				b.StopTimer()
+				if err := d.Delete(ctx, key); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if i%2 == 1 {
+					baseline()
+				}
+			}
+			b.ReportMetric(mbps(size, b.N, driverT)/(rate/1e6), "x-pace")
+			b.ReportMetric(mbps(size, b.N, baseT)/(rate/1e6), "base-x-pace")
+		})
+	}
+}
