@@ -23,9 +23,7 @@ CREATE TABLE images (
 -- Lists page by (sort key, id); the default sort is created_at desc, id desc.
 CREATE INDEX images_created ON images (created_at, id);
 CREATE INDEX images_updated ON images (updated_at, id);
--- name and size sort with NULLs folded (see sortExpr), so index the same expressions.
-CREATE INDEX images_name ON images (COALESCE(name, ''), id);
-CREATE INDEX images_size ON images (COALESCE(size, -1), id);
+CREATE INDEX images_name ON images (name, id);
 CREATE INDEX images_owner ON images (owner, created_at, id);
 CREATE INDEX images_visibility ON images (visibility, created_at, id);
 CREATE INDEX images_status ON images (status, created_at, id);
@@ -37,7 +35,7 @@ CREATE TABLE image_properties (
     value    TEXT NOT NULL,
     PRIMARY KEY (image_id, name)
 );
--- (values can be long; filters look properties up through the primary key)
+CREATE INDEX image_properties_name ON image_properties (name, value);
 
 CREATE TABLE image_tags (
     image_id TEXT NOT NULL REFERENCES images (id) ON DELETE CASCADE,
@@ -55,22 +53,16 @@ CREATE TABLE image_locations (
     PRIMARY KEY (image_id, store)
 );
 
--- Objects being written (or about to be deleted). A row exists from
--- before the first byte is written until the object is either recorded as
--- a location or deleted, so recovery knows exactly which objects a crash
--- orphaned. node is the image API process (its public URL) doing the
--- write; it refreshes heartbeat_at while the write runs, so other nodes
--- can tell a live upload from a dead node's leftovers.
+-- Objects being written. A row exists from before the first byte is
+-- written until the object is either recorded as a location or deleted,
+-- so start-up recovery knows exactly which objects a crash orphaned.
 CREATE TABLE image_pending_objects (
-    image_id     TEXT NOT NULL,
-    store        TEXT NOT NULL,
-    object_key   TEXT NOT NULL,
-    node         TEXT NOT NULL,
-    heartbeat_at TEXT NOT NULL,
+    image_id   TEXT NOT NULL,
+    store      TEXT NOT NULL,
+    object_key TEXT NOT NULL,
+    created_at TEXT NOT NULL,
     PRIMARY KEY (store, object_key)
 );
-CREATE INDEX image_pending_objects_image ON image_pending_objects (image_id);
-CREATE INDEX image_pending_objects_heartbeat ON image_pending_objects (heartbeat_at);
 
 CREATE TABLE image_members (
     image_id   TEXT NOT NULL REFERENCES images (id) ON DELETE CASCADE,
@@ -95,13 +87,10 @@ CREATE TABLE image_tasks (
     message    TEXT NOT NULL,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
-    expires_at TEXT,
-    -- the image API node running the task; it refreshes updated_at while
-    -- the task runs, so other nodes can tell a dead node's task
-    node       TEXT NOT NULL DEFAULT ''
+    expires_at TEXT
 );
 CREATE INDEX image_tasks_image ON image_tasks (image_id, created_at);
-CREATE INDEX image_tasks_status ON image_tasks (status, updated_at);
+CREATE INDEX image_tasks_status ON image_tasks (status);
 
 -- +goose Down
 DROP TABLE image_tasks;
