@@ -324,3 +324,29 @@ s3_store_secret_key = s
 		e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data))
 	})
 }
+
+// TestDownloadFirstReadableCopy: a copy that went missing from its store is
+// skipped and the next one is served.
+func TestDownloadFirstReadableCopy(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d, "")
+		data := bytes.Repeat([]byte("copy"), 5000)
+		id := e.create("alice", rawImage)
+		e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "cheap"))
+		e.must(202, e.do("admin", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"copy-image"},"stores":["reliable"]}`))
+		e.waitImage(id, func(m map[string]any) bool {
+			return m["stores"] == "cheap,reliable" && m["os_glance_import_task"] == nil
+		})
+		if err := os.Remove(filepath.Join(e.state, "images", "cheap", id)); err != nil {
+			t.Fatal(err)
+		}
+		r := e.must(200, e.do("alice", "GET", "/v2/images/"+id+"/file", nil))
+		if !bytes.Equal(r.body, data) {
+			t.Errorf("served %d bytes", len(r.body))
+		}
+		if err := os.Remove(filepath.Join(e.state, "images", "reliable", id)); err != nil {
+			t.Fatal(err)
+		}
+		e.must(404, e.do("alice", "GET", "/v2/images/"+id+"/file", nil))
+	})
+}
