@@ -8,8 +8,12 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +40,19 @@ func TestUploadDownload(t *testing.T) {
 			t.Errorf("after 410: %v", st)
 		}
 		e.must(204, e.do("reader", "GET", "/v2/images/"+id+"/file", nil))
+		// The size cap also applies when the length is announced up front.
+		big := e.create("alice", rawImage)
+		e.cfg.Image.ImageSizeCap = 1000
+		e.must(413, e.do("alice", "PUT", "/v2/images/"+big+"/file", make([]byte, 1001)))
+		e.cfg.Image.ImageSizeCap = 1 << 40
+		// An empty upload makes an active 0-byte image (virtual_size unknown, like Glance).
+		empty := e.create("alice", rawImage)
+		e.must(204, e.do("alice", "PUT", "/v2/images/"+empty+"/file", []byte{}))
+		if im := e.image(empty); im["status"] != "active" || im["size"] != float64(0) || im["virtual_size"] != nil ||
+			im["checksum"] != "d41d8cd98f00b204e9800998ecf8427e" {
+			t.Errorf("empty image: %v", im)
+		}
+		e.must(200, e.do("alice", "GET", "/v2/images/"+empty+"/file", nil))
 		e.must(403, e.do("reader", "PUT", "/v2/images/"+id+"/file", data))
 		e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "cheap"))
 		e.must(409, e.do("alice", "PUT", "/v2/images/"+id+"/file", data))
@@ -85,8 +102,8 @@ func TestUploadDownload(t *testing.T) {
 			t.Errorf("after store delete: %v %v", got, e.objects("cheap"))
 		}
 		e.must(204, e.do("alice", "DELETE", "/v2/images/"+id, nil))
-		if n := len(e.objects("fast")); n != 0 {
-			t.Errorf("objects left after delete: %d", n)
+		if objs := e.objects("fast"); slices.Contains(objs, id) || len(objs) != 1 { // (the empty image stays)
+			t.Errorf("objects left after delete: %v", objs)
 		}
 	})
 }
@@ -127,7 +144,7 @@ func TestUploadFailures(t *testing.T) {
 			msg  string
 		}{
 			{"store full", errs.TooLarge, data, 413, "Image storage media is full"},
-			{"store unreachable", errs.Unavailable, data, 503, "unavailable"},
+			{"store unreachable", errs.Unavailable, data, 503, "injected backend failure"},
 			{"size cap", 0, bytes.Repeat([]byte{1}, 100001), 413, "The incoming image is too large"},
 		}
 		for _, c := range cases {
@@ -135,7 +152,7 @@ func TestUploadFailures(t *testing.T) {
 				id := e.create("alice", rawImage)
 				e.flaky.failKind, e.flaky.failAfter = c.kind, 20000
 				// A chunked body (unknown length) so the cap is enforced while streaming.
-				r := e.do("alice", "PUT", "/v2/images/"+id+"/file", bytes.NewReader(c.body), "X-Image-Meta-Store", "flaky")
+				r := e.do("alice", "PUT", "/v2/images/"+id+"/file", io.MultiReader(bytes.NewReader(c.body)), "X-Image-Meta-Store", "flaky")
 				if r.code != c.code || !strings.Contains(string(r.body), c.msg) {
 					t.Errorf("%d %s, want %d %q", r.code, r.body, c.code, c.msg)
 				}
@@ -150,14 +167,46 @@ func TestUploadFailures(t *testing.T) {
 				e.must(204, e.do("alice", "DELETE", "/v2/images/"+id, nil))
 			})
 		}
+		t.Run("store unwritable", func(t *testing.T) {
+			// A real file store whose directory has become a plain file.
+			dir := filepath.Join(e.state, "images", "reliable")
+			if err := os.RemoveAll(dir); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dir, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			id := e.create("alice", rawImage)
+			r := e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "reliable")
+			if r.code != 500 && r.code != 503 {
+				t.Errorf("unwritable store: %d %s", r.code, r.body)
+			}
+			if st := e.image(id)["status"]; st != "queued" {
+				t.Errorf("status %v, want queued", st)
+			}
+			if err := os.Remove(dir); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(dir, 0o750); err != nil {
+				t.Fatal(err)
+			}
+			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "reliable"))
+		})
 		t.Run("quota", func(t *testing.T) {
 			e := newEnv(t, d, "user_storage_quota = 60000")
-			a := e.create("alice", rawImage)
-			e.must(204, e.do("alice", "PUT", "/v2/images/"+a+"/file", data))
-			b := e.create("alice", rawImage)
-			r := e.must(413, e.do("alice", "PUT", "/v2/images/"+b+"/file", data))
+			a := e.create("bob", rawImage)
+			e.must(204, e.do("bob", "PUT", "/v2/images/"+a+"/file", data))
+			b := e.create("bob", rawImage)
+			r := e.must(413, e.do("bob", "PUT", "/v2/images/"+b+"/file", data))
 			if !strings.Contains(string(r.body), "storage quota") || e.image(b)["status"] != "queued" {
 				t.Errorf("quota: %s", r.body)
+			}
+			// Fill the quota exactly; then even a chunked upload is refused.
+			e.must(204, e.do("bob", "PUT", "/v2/images/"+b+"/file", data[:10000]))
+			c := e.create("bob", rawImage)
+			e.must(413, e.do("bob", "PUT", "/v2/images/"+c+"/file", bytes.NewReader(data[:10])))
+			if st := e.image(c)["status"]; st != "queued" {
+				t.Errorf("status %v after quota refusal", st)
 			}
 		})
 		t.Run("client disconnect", func(t *testing.T) {
@@ -173,6 +222,27 @@ func TestUploadFailures(t *testing.T) {
 			conn.Close()
 			e.waitImage(id, func(m map[string]any) bool { return m["status"] == "queued" })
 			if objs := e.objects("fast"); len(objs) != 0 {
+				t.Errorf("objects left: %v", objs)
+			}
+			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data))
+		})
+		t.Run("client stall", func(t *testing.T) {
+			e.svc.StallTimeout = 300 * time.Millisecond
+			defer func() { e.svc.StallTimeout = DefaultStallTimeout }()
+			id := e.create("alice", rawImage)
+			u, _ := url.Parse(e.srv.URL)
+			conn, err := net.Dial("tcp", u.Host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			fmt.Fprintf(conn, "PUT /v2/images/%s/file HTTP/1.1\r\nHost: x\r\nX-Auth-Token: alice\r\nContent-Type: application/octet-stream\r\nContent-Length: 90000\r\n\r\n", id)
+			conn.Write(data[:30000])
+			e.waitImage(id, func(m map[string]any) bool { return m["status"] == "saving" })
+			// The connection stays open but sends nothing more.
+			e.waitImage(id, func(m map[string]any) bool { return m["status"] == "queued" })
+			// (the disconnect case above left one active image in fast)
+			if objs := e.objects("fast"); len(objs) != 1 || objs[0] == id {
 				t.Errorf("objects left: %v", objs)
 			}
 			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data))
@@ -202,5 +272,96 @@ func TestUploadFailures(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 			_ = bufio.NewReader(conn)
 		})
+		t.Run("other nodes", func(t *testing.T) {
+			// Another node's live upload is left alone at start-up; a dead
+			// node's (no heartbeat for StaleAfter) is cleaned up.
+			ctx := t.Context()
+			live, dead := e.create("alice", rawImage), e.create("alice", rawImage)
+			fast, _ := e.svc.stores.Get("fast")
+			for _, c := range []struct {
+				id string
+				hb time.Time
+			}{{live, time.Now()}, {dead, time.Now().Add(-2 * StaleAfter)}} {
+				if _, err := d.ExecContext(ctx, "UPDATE images SET status = 'saving' WHERE id = ?", c.id); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := d.ExecContext(ctx, `INSERT INTO image_pending_objects (image_id, store, object_key, node, heartbeat_at)
+VALUES (?, 'fast', ?, 'http://other-node:9292', ?)`, c.id, c.id, db.Timestamp{Time: c.hb}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := fast.Put(ctx, c.id, bytes.NewReader(data[:100]), 0, "sha512"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.start()
+			if st := e.image(live)["status"]; st != "saving" {
+				t.Errorf("live upload of another node: %v", st)
+			}
+			if st := e.image(dead)["status"]; st != "queued" {
+				t.Errorf("dead node's upload: %v", st)
+			}
+			if _, err := fast.Size(ctx, dead); !errs.Is(err, errs.NotFound) {
+				t.Errorf("dead node's object: %v", err)
+			}
+			if _, err := fast.Size(ctx, live); err != nil {
+				t.Errorf("live node's object: %v", err)
+			}
+		})
+	})
+}
+
+// TestS3Unreachable uploads into a real S3 driver whose server is down:
+// 503 like Glance, the image back to queued, and the default store still works.
+func TestS3Unreachable(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close() // nothing listens there any more
+		e := newEnvWith(t, d, ", dead:s3", `
+[store:dead]
+s3_store_host = http://`+addr+`
+s3_store_bucket = images
+s3_store_access_key = k
+s3_store_secret_key = s
+`)
+		id := e.create("alice", rawImage)
+		data := bytes.Repeat([]byte{3}, 70000)
+		r := e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "dead")
+		if r.code != 503 {
+			t.Errorf("upload to unreachable s3: %d %s", r.code, r.body)
+		}
+		if st := e.image(id)["status"]; st != "queued" {
+			t.Errorf("status %v, want queued", st)
+		}
+		e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data))
+	})
+}
+
+// TestDownloadFirstReadableCopy: a copy that went missing from its store is
+// skipped and the next one is served.
+func TestDownloadFirstReadableCopy(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d, "")
+		data := bytes.Repeat([]byte("copy"), 5000)
+		id := e.create("alice", rawImage)
+		e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "cheap"))
+		e.must(202, e.do("admin", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"copy-image"},"stores":["reliable"]}`))
+		e.waitImage(id, func(m map[string]any) bool {
+			return m["stores"] == "cheap,reliable" && m["os_glance_import_task"] == nil
+		})
+		if err := os.Remove(filepath.Join(e.state, "images", "cheap", id)); err != nil {
+			t.Fatal(err)
+		}
+		r := e.must(200, e.do("alice", "GET", "/v2/images/"+id+"/file", nil))
+		if !bytes.Equal(r.body, data) {
+			t.Errorf("served %d bytes", len(r.body))
+		}
+		if err := os.Remove(filepath.Join(e.state, "images", "reliable", id)); err != nil {
+			t.Fatal(err)
+		}
+		e.must(404, e.do("alice", "GET", "/v2/images/"+id+"/file", nil))
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/auth"
@@ -25,6 +26,9 @@ type Service struct {
 	handler http.Handler
 	// HTTPClient fetches web-download URIs.
 	HTTPClient *http.Client
+	// StallTimeout abandons an upload that receives nothing for this long
+	// (DefaultStallTimeout; <= 0 disables).
+	StallTimeout time.Duration
 
 	bg sync.WaitGroup
 	// bgCtx is cancelled when Run's context ends, stopping imports.
@@ -46,7 +50,8 @@ func New(ctx context.Context, deps service.Deps, factories map[string]store.Fact
 // recovers what a crash left behind (uploads stuck in saving, orphaned
 // objects, imports that were running).
 func NewWithStores(ctx context.Context, deps service.Deps, set *store.Set) (*Service, error) {
-	s := &Service{deps: deps, cfg: deps.Config, stores: set, mux: api.NewMux(), HTTPClient: &http.Client{}}
+	s := &Service{deps: deps, cfg: deps.Config, stores: set, mux: api.NewMux(), HTTPClient: &http.Client{},
+		StallTimeout: DefaultStallTimeout}
 	s.bgCtx, s.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.routes()
 	s.handler = auth.Require(deps.Validator, public, func(w http.ResponseWriter, r *http.Request, err error) {
@@ -116,7 +121,7 @@ func (s *Service) Handler() http.Handler { return s.handler }
 // ends they are cancelled and waited for (their images are recovered on the
 // next start).
 func (s *Service) Run(ctx context.Context) error {
-	<-ctx.Done()
+	s.reap(ctx)
 	s.bgCancel()
 	s.bg.Wait()
 	return nil

@@ -15,6 +15,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/auth"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/image/store"
 )
 
 var (
@@ -355,17 +356,36 @@ func parsePatch(r *http.Request) ([]patchOp, error) {
 			return nil, errs.E(errs.Invalid, "Operations must be JSON objects.")
 		}
 		var op patchOp
-		op.Op, _ = m["op"].(string)
-		switch op.Op {
-		case "add", "remove", "replace":
-		case "":
-			return nil, errs.E(errs.Invalid, "Unable to find `op` in JSON Schema change. It must be one of the following: add, remove, replace.")
-		default:
-			return nil, errs.E(errs.Invalid, "Invalid operation: `%s`. It must be one of the following: add, remove, replace.", op.Op)
-		}
-		p, ok := m["path"].(string)
-		if !ok {
-			return nil, errs.E(errs.Invalid, "Unable to find '%s' in JSON Schema change", "path")
+		var p string
+		if ct == patchV20 {
+			// draft 4: {"replace": "/name", "value": ...}
+			for _, k := range []string{"add", "remove", "replace"} {
+				if v, ok := m[k]; ok {
+					if op.Op != "" {
+						return nil, errs.E(errs.Invalid, "Operation objects must contain only one member named \"add\", \"remove\", or \"replace\".")
+					}
+					op.Op = k
+					if p, ok = v.(string); !ok {
+						return nil, errs.E(errs.Invalid, "Unable to find '%s' in JSON Schema change", k)
+					}
+				}
+			}
+			if op.Op == "" {
+				return nil, errs.E(errs.Invalid, "Operation objects must contain exactly one member named \"add\", \"remove\", or \"replace\".")
+			}
+		} else {
+			op.Op, _ = m["op"].(string)
+			switch op.Op {
+			case "add", "remove", "replace":
+			case "":
+				return nil, errs.E(errs.Invalid, "Unable to find `op` in JSON Schema change. It must be one of the following: add, remove, replace.")
+			default:
+				return nil, errs.E(errs.Invalid, "Invalid operation: `%s`. It must be one of the following: add, remove, replace.", op.Op)
+			}
+			var ok bool
+			if p, ok = m["path"].(string); !ok {
+				return nil, errs.E(errs.Invalid, "Unable to find '%s' in JSON Schema change", "path")
+			}
 		}
 		if !strings.HasPrefix(p, "/") {
 			return nil, errs.E(errs.Invalid, "Pointer `%s` does not start with \"/\".", p)
@@ -512,15 +532,12 @@ func (s *Service) delete(w http.ResponseWriter, r *http.Request) {
 	// Remember the objects before the row goes, so a crash between the
 	// two steps still finds and removes them at start-up.
 	err = s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
-		now := db.Now()
 		for _, l := range im.Locations {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO image_pending_objects (image_id, store, object_key, created_at)
-VALUES (?,?,?,?) ON CONFLICT DO NOTHING`, im.ID, l.Store, im.ID, now); err != nil {
+			if err := s.addPending(ctx, tx, im.ID, l.Store, im.ID); err != nil {
 				return err
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO image_pending_objects (image_id, store, object_key, created_at)
-VALUES (?,?,?,?) ON CONFLICT DO NOTHING`, im.ID, "os_glance_staging_store", im.ID, now); err != nil {
+		if err := s.addPending(ctx, tx, im.ID, store.StagingID, im.ID); err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, "DELETE FROM images WHERE id = ?", im.ID)
