@@ -137,11 +137,15 @@ type idName struct {
 // find returns the id of the named entity of a collection ("projects",
 // "users", "roles"), or "" when there is none.
 func (c *ksClient) find(ctx context.Context, collection, name string) (string, error) {
-	var out map[string][]idName
+	var out map[string]json.RawMessage
 	if _, err := c.do(ctx, "GET", "/"+collection+"?name="+url.QueryEscape(name), nil, &out, http.StatusOK); err != nil {
 		return "", err
 	}
-	for _, e := range out[collection] {
+	var list []idName
+	if err := json.Unmarshal(out[collection], &list); err != nil {
+		return "", fmt.Errorf("GET /%s: %w", collection, err)
+	}
+	for _, e := range list {
 		if e.Name == name {
 			return e.ID, nil
 		}
