@@ -15,6 +15,7 @@ import (
 
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/db"
+	"github.com/ashlar-dev/ashlar/internal/identity"
 	"github.com/ashlar-dev/ashlar/internal/server"
 	"github.com/ashlar-dev/ashlar/internal/version"
 )
@@ -24,6 +25,10 @@ const usage = `usage: ashlar <command> [flags]
 commands:
   serve [--config FILE] [--state-path DIR]   run the enabled services
   db migrate|status [--config FILE]          apply or list schema migrations
+  bootstrap [--config FILE] [--state-path DIR]
+                                             create the admin account, roles and catalog (idempotent;
+                                             password from ASHLAR_ADMIN_PASSWORD or generated) and
+                                             write <state_path>/openrc and clouds.yaml
   config check FILE                          validate a config file and print it resolved
   version                                    print the version
 `
@@ -46,6 +51,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serve(args[1:], stderr)
 	case "db":
 		err = dbCmd(args[1:], stdout, stderr)
+	case "bootstrap":
+		err = bootstrap(args[1:], stdout, stderr)
 	case "config":
 		err = configCmd(args[1:], stdout, stderr)
 	case "version", "--version":
@@ -163,5 +170,25 @@ func configCmd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	config.Print(stdout, cfg)
+	return nil
+}
+
+func bootstrap(args []string, stdout, stderr io.Writer) error {
+	cfg, _, err := loadConfig("bootstrap", args, stderr)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	d, err := server.OpenDB(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	_, err = identity.RunBootstrap(ctx, cfg, d, newLogger(cfg, stderr))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "identity bootstrapped; credentials in %s/openrc and %s/clouds.yaml (cloud \"ashlar\")\n",
+		cfg.Default.StatePath, cfg.Default.StatePath)
 	return nil
 }

@@ -5,25 +5,89 @@ package identity
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/auth"
 	"github.com/ashlar-dev/ashlar/internal/config"
+	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/service"
 )
 
+// DefaultDomainID is the id of the Default domain, as in Keystone.
+const DefaultDomainID = "default"
+
+// PollInterval is how often a running service checks whether another
+// process changed the identity data.
+const PollInterval = 2 * time.Second
+
 // Service is the embedded Keystone.
 type Service struct {
-	deps service.Deps
-	mux  *api.Mux
+	cfg    *config.Config
+	db     *db.DB
+	logger *slog.Logger
+	mux    *api.Mux
+	key    []byte
+	snap   atomic.Pointer[snapshot]
+	// reloadMu serialises reloads so a slow one never replaces a newer one.
+	reloadMu sync.Mutex
+	// bcryptCost is bcrypt.DefaultCost; tests lower it.
+	bcryptCost int
+	now        func() time.Time
+	// dummyHash is compared against when a user is unknown, so that an
+	// unknown user and a wrong password take the same time.
+	dummyHash []byte
 }
 
-// New builds the embedded identity service.
+// KeyPath is where the token signing key lives under the state path.
+func KeyPath(statePath string) string { return filepath.Join(statePath, "keys", "token.key") }
+
+// New builds the embedded identity service: it loads (or creates) the token
+// key, bootstraps the Default domain, roles, admin account and catalog when
+// they are missing, writes openrc and clouds.yaml, and loads the data set.
 func New(ctx context.Context, deps service.Deps) (*Service, error) {
-	s := &Service{deps: deps, mux: api.NewMux()}
+	s, err := newService(ctx, deps.Config, deps.DB, deps.Logger, bcrypt.DefaultCost)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.Bootstrap(ctx, BootstrapOptions{})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.WriteClientFiles(res.AdminPassword); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func newService(ctx context.Context, cfg *config.Config, d *db.DB, logger *slog.Logger, cost int) (*Service, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	key, err := loadKey(KeyPath(cfg.Default.StatePath))
+	if err != nil {
+		return nil, err
+	}
+	dummy, err := bcrypt.GenerateFromPassword([]byte(uuid.NewString()), cost)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, db: d, logger: logger, mux: api.NewMux(), key: key,
+		bcryptCost: cost, now: func() time.Time { return time.Now().UTC() }, dummyHash: dummy}
+	if err := s.reload(ctx); err != nil {
+		return nil, err
+	}
 	s.routes()
 	return s, nil
 }
@@ -34,38 +98,155 @@ func (s *Service) Name() string { return config.ServiceIdentity }
 // Handler implements service.Service.
 func (s *Service) Handler() http.Handler { return s.mux }
 
-// Validator validates tokens issued by this service.
-func (s *Service) Validator() auth.Validator { return auth.Static{} }
+// Validator validates tokens issued by this service, from memory.
+func (s *Service) Validator() auth.Validator { return validator{s} }
 
-func (s *Service) routes() {
-	s.mux.HandleFunc("GET /{$}", s.versions)
-	s.mux.HandleFunc("GET /v3/{$}", s.version)
-	s.mux.HandleFunc("GET /v3", s.version)
-}
-
-func (s *Service) v3() map[string]any {
-	return map[string]any{
-		"id": "v3.14", "status": "stable", "updated": "2020-04-07T00:00:00Z",
-		"links":       []map[string]string{{"rel": "self", "href": s.deps.Config.Identity.PublicURL + "/v3/"}},
-		"media-types": []map[string]string{{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}},
+// Run polls for changes made by other processes sharing the database.
+func (s *Service) Run(ctx context.Context) error {
+	t := time.NewTicker(PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		var gen string
+		err := s.db.QueryRowContext(ctx, "SELECT value FROM ashlar_meta WHERE name = ?", genKey).Scan(&gen)
+		if err != nil && !db.IsNoRows(err) {
+			s.logger.Warn("identity: polling for changes", "err", err)
+			continue
+		}
+		if gen != s.snap.Load().gen {
+			if err := s.reload(ctx); err != nil {
+				s.logger.Warn("identity: reloading", "err", err)
+			}
+		}
 	}
 }
 
-func (s *Service) versions(w http.ResponseWriter, r *http.Request) {
-	api.WriteJSON(w, http.StatusMultipleChoices, map[string]any{"versions": map[string]any{"values": []any{s.v3()}}})
+func (s *Service) reload(ctx context.Context) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	snap, err := loadSnapshot(ctx, s.db)
+	if err != nil {
+		return err
+	}
+	s.snap.Store(snap)
+	return nil
 }
 
-func (s *Service) version(w http.ResponseWriter, r *http.Request) {
-	api.WriteJSON(w, http.StatusOK, map[string]any{"version": s.v3()})
+// write runs fn in a transaction that also bumps the generation, then
+// reloads the snapshot so this process sees its own write at once.
+func (s *Service) write(ctx context.Context, fn func(tx *db.Tx) error) error {
+	err := s.db.InTx(ctx, func(tx *db.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO ashlar_meta (name, value) VALUES (?, ?)
+			ON CONFLICT (name) DO UPDATE SET value = excluded.value`, genKey, uuid.NewString())
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.reload(ctx); err != nil {
+		return fmt.Errorf("reloading identity data: %w", err)
+	}
+	return nil
 }
 
-// NewExternalValidator returns a Validator that asks an external Keystone.
-func NewExternalValidator(cfg config.Identity, logger *slog.Logger) auth.Validator {
-	return external{}
+// newID returns a Keystone-style id: 32 lowercase hex digits.
+func newID() string {
+	u := uuid.New()
+	const hex = "0123456789abcdef"
+	b := make([]byte, 32)
+	for i, c := range u {
+		b[2*i], b[2*i+1] = hex[c>>4], hex[c&15]
+	}
+	return string(b)
 }
 
-type external struct{}
+type validator struct{ s *Service }
 
-func (external) Validate(ctx context.Context, token string) (*auth.Caller, error) {
-	return nil, errs.E(errs.Unavailable, "external Keystone validation is not implemented yet")
+var errUnauthorized = errs.E(errs.Unauthorized, "The request you have made requires authentication.")
+
+// Validate implements auth.Validator without touching the database: the
+// signature is checked with the key, then expiry, revocation, the user's
+// state and the roles come from the in-memory snapshot.
+func (v validator) Validate(_ context.Context, token string) (*auth.Caller, error) {
+	_, c, err := v.s.check(token)
+	return c, err
+}
+
+type callerBase struct {
+	roles   []string
+	catalog []auth.CatalogEntry
+	c       auth.Caller
+}
+
+// check validates token and returns its payload and Caller.
+func (s *Service) check(token string) (*payload, *auth.Caller, error) {
+	p, err := open(s.key, token)
+	if err != nil {
+		return nil, nil, errUnauthorized
+	}
+	snap := s.snap.Load()
+	if err := s.live(snap, p); err != nil {
+		return nil, nil, err
+	}
+	k := p.UserID + "\x00" + p.ProjectID
+	cb, ok := snap.callers.Load(k)
+	if !ok {
+		u := snap.users[p.UserID]
+		base := &callerBase{c: auth.Caller{UserID: u.ID, UserName: u.Name, UserDomainID: u.DomainID}}
+		if p.ProjectID != "" {
+			pr := snap.projects[p.ProjectID]
+			base.c.ProjectID, base.c.ProjectName, base.c.ProjectDomainID = pr.ID, pr.Name, pr.DomainID
+			for _, r := range snap.effectiveRoles(u.ID, pr.ID) {
+				base.roles = append(base.roles, r.Name)
+			}
+			base.catalog = snap.catalog(pr.ID)
+		}
+		cb, _ = snap.callers.LoadOrStore(k, base)
+	}
+	base := cb.(*callerBase)
+	c := base.c
+	c.Roles = slices.Clone(base.roles)
+	c.Catalog = base.catalog
+	c.Token = token
+	c.ExpiresAt = p.ExpiresAt
+	return p, &c, nil
+}
+
+// live reports whether a verified token is still good: not expired or
+// revoked, its user enabled and unchanged since issue, its project enabled
+// and the user still holding a role there.
+func (s *Service) live(snap *snapshot, p *payload) error {
+	now := s.now()
+	if !now.Before(p.ExpiresAt) {
+		return errUnauthorized
+	}
+	u := snap.users[p.UserID]
+	if u == nil || !u.Enabled || p.IssuedAt.Before(u.ValidAfter) {
+		return errUnauthorized
+	}
+	if d := snap.domains[u.DomainID]; d == nil || !d.Enabled {
+		return errUnauthorized
+	}
+	if len(snap.revoked) > 0 {
+		if _, ok := snap.revoked[encodeAudit(p.AuditID)]; ok {
+			return errUnauthorized
+		}
+		if _, ok := snap.revoked[encodeAudit(p.ChainID)]; ok {
+			return errUnauthorized
+		}
+	}
+	if p.ProjectID != "" {
+		pr := snap.projects[p.ProjectID]
+		if pr == nil || !pr.Enabled || len(snap.direct[[2]string{u.ID, pr.ID}]) == 0 {
+			return errUnauthorized
+		}
+	}
+	return nil
 }

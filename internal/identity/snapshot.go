@@ -1,0 +1,280 @@
+package identity
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ashlar-dev/ashlar/internal/auth"
+	"github.com/ashlar-dev/ashlar/internal/db"
+)
+
+// The identity data set (domains, projects, users, roles, assignments,
+// catalog, revocations) is small, so every process keeps all of it in
+// memory as an immutable snapshot: token validation and reads never touch
+// the database. Writes go to the database, bump a generation stamp in the
+// same transaction and reload; other processes sharing the database notice
+// the new generation when they poll.
+
+type domain struct {
+	ID, Name, Description string
+	Enabled               bool
+}
+
+type project struct {
+	ID, Name, DomainID, Description string
+	Enabled                         bool
+}
+
+type user struct {
+	ID, Name, DomainID, PasswordHash string
+	Enabled                          bool
+	Email, Description, DefaultProj  string
+	ValidAfter                       time.Time
+}
+
+type role struct{ ID, Name, Description string }
+
+type assignment struct{ UserID, ProjectID, RoleID string }
+
+type catalogService struct {
+	ID, Type, Name, Description string
+	Enabled                     bool
+}
+
+type endpoint struct {
+	ID, ServiceID, Interface, Region, URL string
+	Enabled                               bool
+}
+
+type snapshot struct {
+	gen          string
+	domains      map[string]*domain
+	domainByName map[string]*domain
+	projects     map[string]*project
+	projByName   map[[2]string]*project // domain id, name
+	users        map[string]*user
+	userByName   map[[2]string]*user
+	roles        map[string]*role
+	roleByName   map[string]*role
+	assignments  []assignment // sorted by user, project, role
+	direct       map[[2]string][]string
+	services     []*catalogService // sorted by type, name
+	endpoints    []*endpoint       // sorted by service, interface
+	revoked      map[string]time.Time
+
+	// callers caches the per (user, project) part of a Caller; filled
+	// lazily by Validate and dropped with the snapshot.
+	callers sync.Map
+}
+
+const genKey = "identity_generation"
+
+// loadSnapshot reads the whole identity data set.
+func loadSnapshot(ctx context.Context, d *db.DB) (*snapshot, error) {
+	s := &snapshot{
+		domains: map[string]*domain{}, domainByName: map[string]*domain{},
+		projects: map[string]*project{}, projByName: map[[2]string]*project{},
+		users: map[string]*user{}, userByName: map[[2]string]*user{},
+		roles: map[string]*role{}, roleByName: map[string]*role{},
+		direct: map[[2]string][]string{}, revoked: map[string]time.Time{},
+	}
+	// The generation is read first: a write racing with this load leaves
+	// the snapshot stamped older than its content, so the next poll reloads.
+	if err := d.QueryRowContext(ctx, "SELECT value FROM ashlar_meta WHERE name = ?", genKey).Scan(&s.gen); err != nil && !db.IsNoRows(err) {
+		return nil, fmt.Errorf("reading identity generation: %w", err)
+	}
+	type loader struct {
+		q    string
+		scan func(func(...any) error) error
+	}
+	loaders := []loader{
+		{"SELECT id, name, description, enabled FROM identity_domains", func(scan func(...any) error) error {
+			x := &domain{}
+			if err := scan(&x.ID, &x.Name, &x.Description, &x.Enabled); err != nil {
+				return err
+			}
+			s.domains[x.ID], s.domainByName[x.Name] = x, x
+			return nil
+		}},
+		{"SELECT id, name, domain_id, description, enabled FROM identity_projects", func(scan func(...any) error) error {
+			x := &project{}
+			if err := scan(&x.ID, &x.Name, &x.DomainID, &x.Description, &x.Enabled); err != nil {
+				return err
+			}
+			s.projects[x.ID], s.projByName[[2]string{x.DomainID, x.Name}] = x, x
+			return nil
+		}},
+		{"SELECT id, name, domain_id, password_hash, enabled, email, description, default_project_id, tokens_valid_after FROM identity_users", func(scan func(...any) error) error {
+			x := &user{}
+			var va db.Timestamp
+			if err := scan(&x.ID, &x.Name, &x.DomainID, &x.PasswordHash, &x.Enabled, &x.Email, &x.Description, &x.DefaultProj, &va); err != nil {
+				return err
+			}
+			x.ValidAfter = va.Time
+			s.users[x.ID], s.userByName[[2]string{x.DomainID, x.Name}] = x, x
+			return nil
+		}},
+		{"SELECT id, name, description FROM identity_roles", func(scan func(...any) error) error {
+			x := &role{}
+			if err := scan(&x.ID, &x.Name, &x.Description); err != nil {
+				return err
+			}
+			s.roles[x.ID], s.roleByName[x.Name] = x, x
+			return nil
+		}},
+		{"SELECT user_id, project_id, role_id FROM identity_assignments ORDER BY user_id, project_id, role_id", func(scan func(...any) error) error {
+			var a assignment
+			if err := scan(&a.UserID, &a.ProjectID, &a.RoleID); err != nil {
+				return err
+			}
+			s.assignments = append(s.assignments, a)
+			k := [2]string{a.UserID, a.ProjectID}
+			s.direct[k] = append(s.direct[k], a.RoleID)
+			return nil
+		}},
+		{"SELECT id, type, name, description, enabled FROM identity_services ORDER BY type, name, id", func(scan func(...any) error) error {
+			x := &catalogService{}
+			if err := scan(&x.ID, &x.Type, &x.Name, &x.Description, &x.Enabled); err != nil {
+				return err
+			}
+			s.services = append(s.services, x)
+			return nil
+		}},
+		{"SELECT id, service_id, interface, region, url, enabled FROM identity_endpoints ORDER BY service_id, interface, id", func(scan func(...any) error) error {
+			x := &endpoint{}
+			if err := scan(&x.ID, &x.ServiceID, &x.Interface, &x.Region, &x.URL, &x.Enabled); err != nil {
+				return err
+			}
+			s.endpoints = append(s.endpoints, x)
+			return nil
+		}},
+		{"SELECT audit_id, expires_at FROM identity_revocations", func(scan func(...any) error) error {
+			var id string
+			var exp db.Timestamp
+			if err := scan(&id, &exp); err != nil {
+				return err
+			}
+			s.revoked[id] = exp.Time
+			return nil
+		}},
+	}
+	for _, l := range loaders {
+		rows, err := d.QueryContext(ctx, l.q)
+		if err != nil {
+			return nil, fmt.Errorf("loading identity data: %w", err)
+		}
+		for rows.Next() {
+			if err := l.scan(rows.Scan); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("loading identity data: %w", err)
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("loading identity data: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// implied lists the roles a role name implies, Keystone's defaults:
+// admin implies member, member implies reader.
+func implied(name string) []string {
+	switch name {
+	case auth.RoleAdmin:
+		return []string{auth.RoleMember, auth.RoleReader}
+	case auth.RoleMember:
+		return []string{auth.RoleReader}
+	}
+	return nil
+}
+
+// effectiveRoles returns the roles userID has on projectID, directly or by
+// implication, sorted by name.
+func (s *snapshot) effectiveRoles(userID, projectID string) []*role {
+	ids := s.direct[[2]string{userID, projectID}]
+	if len(ids) == 0 {
+		return nil
+	}
+	seen := map[string]*role{}
+	for _, id := range ids {
+		r := s.roles[id]
+		if r == nil {
+			continue
+		}
+		seen[r.Name] = r
+		for _, n := range implied(r.Name) {
+			if ir := s.roleByName[n]; ir != nil {
+				seen[n] = ir
+			}
+		}
+	}
+	out := make([]*role, 0, len(seen))
+	for _, r := range seen {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b *role) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// userProjects lists the enabled projects on which userID has a role.
+func (s *snapshot) userProjects(userID string) []*project {
+	var out []*project
+	seen := map[string]bool{}
+	for _, a := range s.assignments {
+		if a.UserID != userID || seen[a.ProjectID] {
+			continue
+		}
+		seen[a.ProjectID] = true
+		if p := s.projects[a.ProjectID]; p != nil {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b *project) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// catalog builds the token catalog for a project: every enabled service
+// with its enabled endpoints, project templates in URLs substituted.
+// Endpoints whose URL needs a project are left out of unscoped catalogs,
+// as Keystone does.
+func (s *snapshot) catalog(projectID string) []auth.CatalogEntry {
+	var out []auth.CatalogEntry
+	for _, svc := range s.services {
+		if !svc.Enabled {
+			continue
+		}
+		e := auth.CatalogEntry{Type: svc.Type, Name: svc.Name}
+		for _, ep := range s.endpoints {
+			if ep.ServiceID != svc.ID || !ep.Enabled {
+				continue
+			}
+			u, ok := substitute(ep.URL, projectID)
+			if !ok {
+				continue
+			}
+			e.Endpoints = append(e.Endpoints, auth.Endpoint{Interface: ep.Interface, Region: ep.Region, URL: u})
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+var projectTemplates = []string{"%(project_id)s", "$(project_id)s", "%(tenant_id)s", "$(tenant_id)s"}
+
+func substitute(url, projectID string) (string, bool) {
+	for _, t := range projectTemplates {
+		if strings.Contains(url, t) {
+			if projectID == "" {
+				return "", false
+			}
+			url = strings.ReplaceAll(url, t, projectID)
+		}
+	}
+	return url, true
+}

@@ -1,0 +1,184 @@
+package identity
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Tokens are self-contained and signed, like Keystone's fernet tokens but
+// authenticated with HMAC-SHA256 only (their content is ids and times, not
+// secrets). Layout, before base64url (no padding):
+//
+//	version(1) methods(1) issued_at(8, unix µs) expires_at(8, unix µs)
+//	audit_id(16) chain_id(16) len(1) user_id len(1) project_id  mac(32)
+//
+// chain_id is the audit id of the token first issued with a password; a
+// rescoped token carries its parent's chain, as Keystone's audit_ids do.
+const (
+	tokenVersion = 1
+	macSize      = sha256.Size
+	auditSize    = 16
+	fixedSize    = 1 + 1 + 8 + 8 + auditSize + auditSize
+	keySize      = 32
+)
+
+// Authentication method bits of a token.
+const (
+	methodPassword uint8 = 1 << iota
+	methodToken
+)
+
+// payload is what a token says.
+type payload struct {
+	Methods   uint8
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+	AuditID   [auditSize]byte
+	ChainID   [auditSize]byte
+	UserID    string
+	ProjectID string
+}
+
+func (p *payload) methodNames() []string {
+	var out []string
+	if p.Methods&methodPassword != 0 {
+		out = append(out, "password")
+	}
+	if p.Methods&methodToken != 0 {
+		out = append(out, "token")
+	}
+	return out
+}
+
+// auditIDs renders Keystone's audit_ids: the token's own, then its chain's
+// when the token was rescoped from another.
+func (p *payload) auditIDs() []string {
+	ids := []string{encodeAudit(p.AuditID)}
+	if p.ChainID != p.AuditID {
+		ids = append(ids, encodeAudit(p.ChainID))
+	}
+	return ids
+}
+
+func encodeAudit(a [auditSize]byte) string { return base64.RawURLEncoding.EncodeToString(a[:]) }
+
+var errBadToken = errors.New("malformed or forged token")
+
+// seal signs p with key and returns the token string.
+func seal(key []byte, p *payload) (string, error) {
+	if len(p.UserID) > 255 || len(p.ProjectID) > 255 {
+		return "", errors.New("id too long for a token")
+	}
+	b := make([]byte, 0, fixedSize+2+len(p.UserID)+len(p.ProjectID)+macSize)
+	b = append(b, tokenVersion, p.Methods)
+	b = binary.BigEndian.AppendUint64(b, uint64(p.IssuedAt.UnixMicro()))
+	b = binary.BigEndian.AppendUint64(b, uint64(p.ExpiresAt.UnixMicro()))
+	b = append(b, p.AuditID[:]...)
+	b = append(b, p.ChainID[:]...)
+	b = append(b, byte(len(p.UserID)))
+	b = append(b, p.UserID...)
+	b = append(b, byte(len(p.ProjectID)))
+	b = append(b, p.ProjectID...)
+	m := hmac.New(sha256.New, key)
+	m.Write(b)
+	b = m.Sum(b)
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// open verifies a token's signature and decodes it. It does not look at
+// expiry or revocation.
+func open(key []byte, token string) (*payload, error) {
+	if len(token) > 1024 {
+		return nil, errBadToken
+	}
+	b, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil || len(b) < fixedSize+2+macSize || b[0] != tokenVersion {
+		return nil, errBadToken
+	}
+	body, mac := b[:len(b)-macSize], b[len(b)-macSize:]
+	m := hmac.New(sha256.New, key)
+	m.Write(body)
+	var sum [macSize]byte
+	if !hmac.Equal(m.Sum(sum[:0]), mac) {
+		return nil, errBadToken
+	}
+	p := &payload{Methods: body[1]}
+	p.IssuedAt = time.UnixMicro(int64(binary.BigEndian.Uint64(body[2:10]))).UTC()
+	p.ExpiresAt = time.UnixMicro(int64(binary.BigEndian.Uint64(body[10:18]))).UTC()
+	copy(p.AuditID[:], body[18:34])
+	copy(p.ChainID[:], body[34:50])
+	rest := body[fixedSize:]
+	str := func() (string, bool) {
+		if len(rest) < 1 || len(rest) < 1+int(rest[0]) {
+			return "", false
+		}
+		s := string(rest[1 : 1+int(rest[0])])
+		rest = rest[1+int(rest[0]):]
+		return s, true
+	}
+	var ok1, ok2 bool
+	p.UserID, ok1 = str()
+	p.ProjectID, ok2 = str()
+	if !ok1 || !ok2 || len(rest) != 0 || p.UserID == "" {
+		return nil, errBadToken
+	}
+	return p, nil
+}
+
+func newAuditID() [auditSize]byte {
+	var a [auditSize]byte
+	_, _ = rand.Read(a[:])
+	return a
+}
+
+// loadKey reads the token signing key from path, creating it (0600) with a
+// fresh random key when it does not exist. Every Ashlar process that serves
+// the same identity database must share this file.
+func loadKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		k, derr := base64.StdEncoding.DecodeString(string(trimSpace(b)))
+		if derr != nil || len(k) < keySize {
+			return nil, fmt.Errorf("token key %s is not %d base64 bytes", path, keySize)
+		}
+		return k, nil
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("reading token key: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating key directory: %w", err)
+	}
+	k := make([]byte, keySize)
+	_, _ = rand.Read(k)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return loadKey(path) // another process won the race
+	}
+	if err != nil {
+		return nil, fmt.Errorf("creating token key: %w", err)
+	}
+	_, err = f.WriteString(base64.StdEncoding.EncodeToString(k) + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("writing token key: %w", err)
+	}
+	return k, nil
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
