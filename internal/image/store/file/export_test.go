@@ -1,0 +1,6 @@
+package file
+
+import "testing"
+
+// TempFiles lets the external conformance test see upload temp files.
+func TempFiles(t *testing.T, dir string) []string { return tempFiles(t, dir) }

@@ -1,0 +1,356 @@
+// Package file is the filesystem image-store driver (Glance's "file" store).
+//
+// Objects are plain files named by their key directly under
+// filesystem_store_datadir (flat, like Glance: <datadir>/<image id>); a key
+// containing '/' maps to subdirectories. A Put streams into a hidden temp
+// file in the destination directory, fsyncs it, renames it over the key and
+// fsyncs the directory, so a reader sees either the whole object or none,
+// and a crash never leaves a partial object under a key. Temp files of
+// crashed processes are swept when the store is opened: every writer holds
+// an flock on its temp file, so a sweep never removes a live upload.
+package file
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/ashlar-dev/ashlar/internal/config"
+	"github.com/ashlar-dev/ashlar/internal/errs"
+)
+
+// OptDatadir is the [store:<id>] key naming the directory of a file store.
+const OptDatadir = "filesystem_store_datadir"
+
+// tempPrefix marks in-progress uploads; keys may not start with '.', so a
+// temp file never collides with an object and List skips it.
+const tempPrefix = ".ashlar-tmp-"
+
+// bufSize is the copy buffer of a Put: large enough that a slow network
+// body is written to disk in few, large syscalls.
+const bufSize = 1 << 20
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+// Driver stores objects as files in one directory.
+type Driver struct {
+	dir string
+	// wrapWrite, when set (tests only), wraps the temp file's writer so a
+	// test can inject ENOSPC or EROFS at a chosen offset.
+	wrapWrite func(io.Writer) io.Writer
+}
+
+// Open opens a "file" store from its [store:<id>] section: it reads
+// filesystem_store_datadir (required) and creates the directory if missing.
+// (The store package registers it; drivers do not import store, which
+// imports them.)
+func Open(ctx context.Context, cfg config.Store) (*Driver, error) {
+	dir := cfg.Options[OptDatadir]
+	if dir == "" {
+		return nil, errs.E(errs.Invalid, "store %q: %s is required", cfg.ID, OptDatadir)
+	}
+	return New(dir)
+}
+
+// New opens (creating if needed) a file store rooted at dir and removes temp
+// files left behind by crashed uploads.
+func New(dir string) (*Driver, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, errs.Wrap(errs.Invalid, err, "bad store directory")
+	}
+	if err := os.MkdirAll(abs, 0o750); err != nil {
+		return nil, mapErr(err, "cannot create store directory")
+	}
+	d := &Driver{dir: abs}
+	if err := d.sweep(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Dir returns the absolute directory of the store.
+func (d *Driver) Dir() string { return d.dir }
+
+// path validates key and returns its file path. Keys are relative,
+// '/'-separated, with no empty, "." or ".." segment and no segment starting
+// with '.', so no key escapes the directory or names a temp file.
+func (d *Driver) path(key string) (string, error) {
+	if key == "" || len(key) > 1024 {
+		return "", errs.E(errs.Invalid, "invalid store key %q", key)
+	}
+	for _, seg := range strings.Split(key, "/") {
+		if seg == "" || seg[0] == '.' {
+			return "", errs.E(errs.Invalid, "invalid store key %q", key)
+		}
+		for i := 0; i < len(seg); i++ {
+			if c := seg[i]; c < 0x21 || c > 0x7e || c == '\\' {
+				return "", errs.E(errs.Invalid, "invalid store key %q", key)
+			}
+		}
+	}
+	return filepath.Join(d.dir, filepath.FromSlash(key)), nil
+}
+
+// Put implements the store.Driver method. An existing object at key is replaced
+// atomically; if the Put fails, the previous object (if any) is untouched.
+func (d *Driver) Put(ctx context.Context, key string, r io.Reader) (n int64, err error) {
+	p, err := d.path(key)
+	if err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	dir := filepath.Dir(p)
+	if dir != d.dir {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return 0, mapErr(err, "cannot create store directory")
+		}
+	}
+	f, err := os.CreateTemp(dir, tempPrefix+"*")
+	if err != nil {
+		return 0, mapErr(err, "cannot write to store")
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	// The lock tells a concurrent sweep (another process opening the same
+	// directory) that this temp file is alive; it goes with the fd.
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return 0, mapErr(err, "cannot lock temp file")
+	}
+	var w io.Writer = f
+	if d.wrapWrite != nil {
+		w = d.wrapWrite(f)
+	}
+	n, err = copyCtx(ctx, w, r)
+	if err != nil {
+		return n, err
+	}
+	if err := f.Sync(); err != nil {
+		return n, mapErr(err, "cannot write to store")
+	}
+	if err := f.Close(); err != nil {
+		return n, mapErr(err, "cannot write to store")
+	}
+	if err := ctx.Err(); err != nil {
+		return n, err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return n, mapErr(err, "cannot write to store")
+	}
+	// Make the rename durable; a failure here is not worth failing the
+	// upload for (the data itself is synced), so it is ignored.
+	if df, err := os.Open(dir); err == nil {
+		_ = df.Sync()
+		_ = df.Close()
+	}
+	return n, nil
+}
+
+// copyCtx copies r to w in bufSize chunks, filling each chunk before it is
+// written (few large writes even from a trickling network body) and checking
+// ctx between chunks. Reader errors are returned as they are (the caller
+// knows whether the client went away); writer errors are mapped to kinds.
+func copyCtx(ctx context.Context, w io.Writer, r io.Reader) (int64, error) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		m, rerr := io.ReadFull(r, buf)
+		if m > 0 {
+			if _, err := w.Write(buf[:m]); err != nil {
+				return n, mapErr(err, "cannot write to store")
+			}
+			n += int64(m)
+		}
+		switch {
+		case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
+			return n, ctx.Err()
+		case rerr != nil:
+			return n, fmt.Errorf("reading image data: %w", rerr)
+		}
+	}
+}
+
+// Get implements the store.Driver method. Reading past the end yields errs.BadRange;
+// an offset equal to the size yields an empty reader.
+func (d *Driver) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	p, err := d.path(key)
+	if err != nil {
+		return nil, err
+	}
+	if offset < 0 {
+		return nil, errs.E(errs.BadRange, "negative offset %d", offset)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, mapErr(err, "cannot read from store")
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		_ = f.Close()
+		if err == nil {
+			return nil, errs.E(errs.NotFound, "no object %q in store", key)
+		}
+		return nil, mapErr(err, "cannot read from store")
+	}
+	size := fi.Size()
+	if offset > size {
+		_ = f.Close()
+		return nil, errs.E(errs.BadRange, "offset %d beyond object size %d", offset, size)
+	}
+	if length < 0 || offset+length > size {
+		length = size - offset
+	}
+	if offset > 0 {
+		if _, err := f.Seek(offset, io.SeekStart); err != nil {
+			_ = f.Close()
+			return nil, mapErr(err, "cannot read from store")
+		}
+	}
+	return &reader{f: f, lr: &io.LimitedReader{R: f, N: length}}, nil
+}
+
+// reader is the body returned by Get. Its WriteTo hands the
+// *io.LimitedReader over an *os.File to the destination's ReadFrom, which
+// lets net/http send the file with sendfile(2) instead of copying it
+// through user space.
+type reader struct {
+	f  *os.File
+	lr *io.LimitedReader
+}
+
+func (r *reader) Read(p []byte) (int, error) { return r.lr.Read(p) }
+
+func (r *reader) WriteTo(w io.Writer) (int64, error) {
+	if rf, ok := w.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r.lr)
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	return io.CopyBuffer(w, struct{ io.Reader }{r.lr}, *bp)
+}
+
+func (r *reader) Close() error { return r.f.Close() }
+
+// Delete implements the store.Driver method.
+func (d *Driver) Delete(ctx context.Context, key string) error {
+	p, err := d.path(key)
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Lstat(p); err != nil {
+		return mapErr(err, "cannot delete from store")
+	} else if !fi.Mode().IsRegular() {
+		return errs.E(errs.NotFound, "no object %q in store", key)
+	}
+	if err := os.Remove(p); err != nil {
+		return mapErr(err, "cannot delete from store")
+	}
+	return nil
+}
+
+// Size implements the store.Driver method.
+func (d *Driver) Size(ctx context.Context, key string) (int64, error) {
+	p, err := d.path(key)
+	if err != nil {
+		return 0, err
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return 0, mapErr(err, "cannot read from store")
+	}
+	if !fi.Mode().IsRegular() {
+		return 0, errs.E(errs.NotFound, "no object %q in store", key)
+	}
+	return fi.Size(), nil
+}
+
+// List implements store.Lister: every object key, in lexical order per
+// directory; temp files of uploads in progress are not objects.
+func (d *Driver) List(ctx context.Context, fn func(key string) error) error {
+	return filepath.WalkDir(d.dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return mapErr(err, "cannot list store")
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if p == d.dir {
+			return nil
+		}
+		if strings.HasPrefix(e.Name(), ".") {
+			if e.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !e.Type().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(d.dir, p)
+		if err != nil {
+			return err
+		}
+		return fn(filepath.ToSlash(rel))
+	})
+}
+
+// sweep removes temp files nobody holds a lock on: leftovers of a process
+// that died mid-upload.
+func (d *Driver) sweep() error {
+	return filepath.WalkDir(d.dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return mapErr(err, "cannot scan store directory")
+		}
+		if e.IsDir() || !strings.HasPrefix(e.Name(), tempPrefix) {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return nil
+		}
+		defer f.Close()
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			_ = os.Remove(p)
+		}
+		return nil
+	})
+}
+
+// mapErr turns an OS error into the store error contract, the way Glance's
+// filesystem store does: no space (ENOSPC, EFBIG, EDQUOT) is "store full"
+// (413), a write that the filesystem refuses (EACCES, EPERM, EROFS) is
+// "store not writable" (Glance's StorageWriteDenied, 503), a missing file
+// is NotFound.
+func mapErr(err error, msg string) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
+		return errs.Wrap(errs.NotFound, err, "object not found in store")
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EFBIG), errors.Is(err, syscall.EDQUOT):
+		return errs.Wrap(errs.TooLarge, err, "Image storage media is full")
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EROFS):
+		return errs.Wrap(errs.Unavailable, err, "Insufficient permissions on image storage media")
+	}
+	return errs.Wrap(errs.Other, err, msg)
+}

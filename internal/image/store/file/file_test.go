@@ -1,0 +1,282 @@
+package file
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/ashlar-dev/ashlar/internal/config"
+	"github.com/ashlar-dev/ashlar/internal/errs"
+)
+
+func newTestDriver(t *testing.T) *Driver {
+	t.Helper()
+	d, err := New(filepath.Join(t.TempDir(), "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// tempFiles lists upload temp files under dir.
+func tempFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var left []string
+	_ = filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(e.Name(), tempPrefix) {
+			left = append(left, p)
+		}
+		return nil
+	})
+	return left
+}
+
+func TestOpen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	d, err := Open(context.Background(), config.Store{ID: "fast", Type: "file",
+		Options: map[string]string{OptDatadir: dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Fatalf("datadir not created: %v", err)
+	}
+	if _, err := d.Put(context.Background(), "k", strings.NewReader("v")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "k")); err != nil || string(b) != "v" {
+		t.Fatalf("object file = %q, %v; want the flat layout <datadir>/<key>", b, err)
+	}
+	_, err = Open(context.Background(), config.Store{ID: "x", Type: "file", Options: map[string]string{}})
+	if !errs.Is(err, errs.Invalid) {
+		t.Fatalf("Open without datadir: %v, want Invalid", err)
+	}
+}
+
+func TestKeys(t *testing.T) {
+	d := newTestDriver(t)
+	ctx := context.Background()
+	for _, key := range []string{"", ".", "..", "../x", "a/../../x", "/abs", "a//b", ".hidden",
+		tempPrefix + "x", "a/.b", "sp ace", "back\\slash", "nul\x00", "é"} {
+		if _, err := d.Put(ctx, key, strings.NewReader("x")); !errs.Is(err, errs.Invalid) {
+			t.Errorf("Put(%q) = %v, want Invalid", key, err)
+		}
+		if _, err := d.Size(ctx, key); !errs.Is(err, errs.Invalid) {
+			t.Errorf("Size(%q) = %v, want Invalid", key, err)
+		}
+	}
+	// A prefixed key lives in a subdirectory and is listed with its prefix.
+	if _, err := d.Put(ctx, "staging/abc", strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	if err := d.List(ctx, func(k string) error { keys = append(keys, k); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 || keys[0] != "staging/abc" {
+		t.Fatalf("List = %v, want [staging/abc]", keys)
+	}
+	// A directory is not an object.
+	if _, err := d.Size(ctx, "staging"); !errs.Is(err, errs.NotFound) {
+		t.Fatalf("Size(dir) = %v, want NotFound", err)
+	}
+	if err := d.Delete(ctx, "staging"); !errs.Is(err, errs.NotFound) {
+		t.Fatalf("Delete(dir) = %v, want NotFound", err)
+	}
+}
+
+// errAfter is a writer that fails with err once n bytes have been written,
+// as a real file does when the disk fills up.
+type errAfter struct {
+	w   io.Writer
+	n   int
+	err error
+}
+
+func (e *errAfter) Write(p []byte) (int, error) {
+	if len(p) > e.n {
+		k, _ := e.w.Write(p[:e.n])
+		e.n = 0
+		return k, &fs.PathError{Op: "write", Path: "x", Err: e.err}
+	}
+	e.n -= len(p)
+	return e.w.Write(p)
+}
+
+func TestWriteErrors(t *testing.T) {
+	cases := []struct {
+		errno syscall.Errno
+		kind  errs.Kind
+	}{
+		{syscall.ENOSPC, errs.TooLarge},
+		{syscall.EDQUOT, errs.TooLarge},
+		{syscall.EFBIG, errs.TooLarge},
+		{syscall.EROFS, errs.Unavailable},
+		{syscall.EACCES, errs.Unavailable},
+		{syscall.EIO, errs.Other},
+	}
+	for _, c := range cases {
+		t.Run(c.errno.Error(), func(t *testing.T) {
+			d := newTestDriver(t)
+			d.wrapWrite = func(w io.Writer) io.Writer { return &errAfter{w: w, n: 3 << 20, err: c.errno} }
+			_, err := d.Put(context.Background(), "img", bytes.NewReader(testData(5<<20, 1)))
+			if !errs.Is(err, c.kind) || !errors.Is(err, c.errno) {
+				t.Fatalf("Put = %v (kind %v), want kind %v wrapping %v", err, errs.KindOf(err), c.kind, c.errno)
+			}
+			if _, err := d.Size(context.Background(), "img"); !errs.Is(err, errs.NotFound) {
+				t.Fatalf("Size after failed Put = %v, want NotFound", err)
+			}
+			if left := tempFiles(t, d.dir); len(left) > 0 {
+				t.Fatalf("temp files left: %v", left)
+			}
+			d.wrapWrite = nil
+			if _, err := d.Put(context.Background(), "img", strings.NewReader("ok")); err != nil {
+				t.Fatalf("Put after failure: %v", err)
+			}
+		})
+	}
+}
+
+// TestFullFilesystem fills a real 1 MiB tmpfs. It needs CAP_SYS_ADMIN to
+// mount and skips without it.
+func TestFullFilesystem(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", mnt).Run() })
+	d, err := New(mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.Put(context.Background(), "big", bytes.NewReader(testData(3<<20, 1)))
+	if !errs.Is(err, errs.TooLarge) {
+		t.Fatalf("Put into full fs = %v, want TooLarge", err)
+	}
+	if left := tempFiles(t, mnt); len(left) > 0 {
+		t.Fatalf("temp files left on the full fs: %v", left)
+	}
+	if _, err := d.Put(context.Background(), "small", bytes.NewReader(testData(100<<10, 1))); err != nil {
+		t.Fatalf("Put after the failure (space must have been freed): %v", err)
+	}
+	// A read-only remount refuses writes with 503 semantics.
+	if out, err := exec.Command("mount", "-o", "remount,ro", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot remount read-only: %v %s", err, out)
+	}
+	_, err = d.Put(context.Background(), "ro", strings.NewReader("x"))
+	if !errs.Is(err, errs.Unavailable) {
+		t.Fatalf("Put into read-only fs = %v, want Unavailable", err)
+	}
+	if b := get(t, d, "small"); len(b) != 100<<10 {
+		t.Fatalf("read from read-only fs: %d bytes", len(b))
+	}
+}
+
+func get(t *testing.T, d *Driver, key string) []byte {
+	t.Helper()
+	rc, err := d.Get(context.Background(), key, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestSweep: a temp file left by a dead process is removed when the store
+// is opened; one whose writer is alive (holds the lock) is kept.
+func TestSweep(t *testing.T) {
+	dir := t.TempDir()
+	dead := filepath.Join(dir, tempPrefix+"dead")
+	if err := os.WriteFile(dead, []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	live := filepath.Join(dir, tempPrefix+"live")
+	f, err := os.Create(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dead); !os.IsNotExist(err) {
+		t.Fatalf("dead temp file still there: %v", err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Fatalf("live temp file removed: %v", err)
+	}
+	n := 0
+	_ = d.List(context.Background(), func(string) error { n++; return nil })
+	if n != 0 {
+		t.Fatalf("List shows %d objects, want temp files hidden", n)
+	}
+}
+
+// TestGetSendfile checks that the reader hands an *io.LimitedReader over
+// the file to a ReaderFrom (what lets net/http use sendfile).
+func TestGetSendfile(t *testing.T) {
+	d := newTestDriver(t)
+	data := testData(1<<20, 3)
+	if _, err := d.Put(context.Background(), "k", bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := d.Get(context.Background(), "k", 1000, 5000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	rf := &recordingReaderFrom{}
+	if _, err := io.Copy(rf, rc); err != nil {
+		t.Fatal(err)
+	}
+	lr, ok := rf.src.(*io.LimitedReader)
+	if !ok {
+		t.Fatalf("ReadFrom got %T, want *io.LimitedReader", rf.src)
+	}
+	if _, ok := lr.R.(*os.File); !ok {
+		t.Fatalf("LimitedReader over %T, want *os.File", lr.R)
+	}
+	if !bytes.Equal(rf.buf.Bytes(), data[1000:6000]) {
+		t.Fatal("ranged content differs")
+	}
+}
+
+type recordingReaderFrom struct {
+	src io.Reader
+	buf bytes.Buffer
+}
+
+func (r *recordingReaderFrom) Write(p []byte) (int, error) { return r.buf.Write(p) }
+
+func (r *recordingReaderFrom) ReadFrom(src io.Reader) (int64, error) {
+	r.src = src
+	return r.buf.ReadFrom(src)
+}
+
+// testData returns size bytes of a pattern that depends on seed.
+func testData(size int, seed byte) []byte {
+	b := make([]byte, size)
+	for i := range b {
+		b[i] = byte(i*7) ^ byte(i>>11) ^ seed
+	}
+	return b
+}

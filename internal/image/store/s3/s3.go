@@ -1,0 +1,667 @@
+// Package s3 is the S3-compatible image-store driver (Glance's "s3" store),
+// built on the AWS SDK for Go v2 S3 client.
+//
+// A Put streams: objects smaller than one part go up in a single PutObject;
+// larger ones in a multipart upload whose parts are read into a fixed number
+// of part buffers (memory is bounded by (s3_store_thread_pools + 1) x part
+// size whatever the object size). The part size starts at
+// s3_store_large_object_chunk_size and doubles every 1000 parts, so an
+// upload of unknown length is never stopped by S3's 10,000-part limit.
+// Any failure (reader error, ctx cancellation, S3 error) aborts the
+// multipart upload on a context detached from the canceled one, so no
+// object and no stored parts remain.
+//
+// Requests use path-style URLs (any S3-compatible server, no bucket DNS)
+// and compute checksums only when S3 requires them (aws-sdk-go-v2 >=
+// 1.73 would otherwise add CRC32 trailers that many third-party servers
+// refuse).
+package s3
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/ashlar-dev/ashlar/internal/config"
+	"github.com/ashlar-dev/ashlar/internal/errs"
+)
+
+// The [store:<id>] keys of an s3 store (Glance's names).
+const (
+	OptHost              = "s3_store_host"
+	OptBucket            = "s3_store_bucket"
+	OptAccessKey         = "s3_store_access_key"
+	OptSecretKey         = "s3_store_secret_key"
+	OptCreateBucketOnPut = "s3_store_create_bucket_on_put"
+	OptRegion            = "s3_store_region"
+	OptChunkSize         = "s3_store_large_object_chunk_size" // MiB
+	OptThreadPools       = "s3_store_thread_pools"
+)
+
+const (
+	mib = 1 << 20
+	// minPartSize is S3's smallest part (all but the last).
+	minPartSize = 5 * mib
+	// maxPartSize is S3's largest part.
+	maxPartSize = 5 << 30
+	// maxParts is S3's part count limit.
+	maxParts = 10000
+	// partsPerStep parts are uploaded at one part size before it doubles.
+	partsPerStep = 1000
+	// abortTimeout bounds the clean-up of a failed upload.
+	abortTimeout = 30 * time.Second
+)
+
+// Config is an s3 store's configuration.
+type Config struct {
+	// Endpoint is the S3 endpoint URL (http:// or https://).
+	Endpoint string
+	Bucket   string
+	// AccessKey and SecretKey sign requests (SigV4).
+	AccessKey, SecretKey string
+	// Region defaults to us-east-1.
+	Region string
+	// CreateBucket creates a missing bucket at the first Put.
+	CreateBucket bool
+	// PartSize is the first multipart part size in bytes (default 10 MiB,
+	// at least 5 MiB); objects smaller than it are sent in one PutObject.
+	PartSize int64
+	// Concurrency is the number of parts uploaded at once (default 2).
+	Concurrency int
+}
+
+// Driver stores objects in one S3 bucket.
+type Driver struct {
+	client      *s3.Client
+	bucket      string
+	create      bool
+	partSize    int64
+	concurrency int
+	// bucketReady is set once the bucket is known to exist (create mode).
+	bucketReady atomic.Bool
+	bucketMu    sync.Mutex
+	// bufs recycles part buffers of the initial part size.
+	bufs sync.Pool
+}
+
+// Open opens an "s3" store from its [store:<id>] section.
+func Open(ctx context.Context, cfg config.Store) (*Driver, error) {
+	o := cfg.Options
+	c := Config{
+		Endpoint:  o[OptHost],
+		Bucket:    o[OptBucket],
+		AccessKey: o[OptAccessKey],
+		SecretKey: o[OptSecretKey],
+		Region:    o[OptRegion],
+	}
+	var problems []string
+	for _, k := range []string{OptHost, OptBucket, OptAccessKey, OptSecretKey} {
+		if o[k] == "" {
+			problems = append(problems, k+" is required")
+		}
+	}
+	if v := o[OptCreateBucketOnPut]; v != "" {
+		b, err := parseBool(v)
+		if err != nil {
+			problems = append(problems, OptCreateBucketOnPut+": "+err.Error())
+		}
+		c.CreateBucket = b
+	}
+	if v := o[OptChunkSize]; v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < minPartSize/mib || n > maxPartSize/mib {
+			problems = append(problems, fmt.Sprintf("%s must be an integer between %d and %d (MiB)",
+				OptChunkSize, minPartSize/mib, maxPartSize/mib))
+		}
+		c.PartSize = n * mib
+	}
+	if v := o[OptThreadPools]; v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 64 {
+			problems = append(problems, OptThreadPools+" must be an integer between 1 and 64")
+		}
+		c.Concurrency = n
+	}
+	if len(problems) > 0 {
+		return nil, errs.E(errs.Invalid, "store %q: %s", cfg.ID, strings.Join(problems, "; "))
+	}
+	return New(c)
+}
+
+func parseBool(v string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "1", "true", "yes", "on":
+		return true, nil
+	case "0", "false", "no", "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("not a boolean: %q", v)
+}
+
+// New builds a driver. It does not contact the server: a store that is down
+// at start-up is reported by the first request (errs.Unavailable), not by a
+// failed start.
+func New(c Config) (*Driver, error) {
+	endpoint := c.Endpoint
+	if !strings.HasPrefix(endpoint, "http://") && !strings.HasPrefix(endpoint, "https://") {
+		// Glance's rule: a host without a scheme is plain HTTP.
+		endpoint = "http://" + endpoint
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Host == "" {
+		return nil, errs.E(errs.Invalid, "%s: invalid endpoint %q", OptHost, c.Endpoint)
+	}
+	if c.Bucket == "" {
+		return nil, errs.E(errs.Invalid, "%s is required", OptBucket)
+	}
+	if c.Region == "" {
+		c.Region = "us-east-1"
+	}
+	if c.PartSize == 0 {
+		c.PartSize = 10 * mib
+	}
+	if c.PartSize < minPartSize {
+		return nil, errs.E(errs.Invalid, "part size %d below S3's minimum of 5 MiB", c.PartSize)
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 2
+	}
+	httpClient := awshttp.NewBuildableClient().
+		WithDialerOptions(func(d *net.Dialer) { d.Timeout = 10 * time.Second }).
+		WithTransportOptions(func(t *http.Transport) {
+			t.MaxIdleConnsPerHost = 4 * c.Concurrency
+			t.ResponseHeaderTimeout = 5 * time.Minute
+		})
+	client := s3.New(s3.Options{
+		Region:       c.Region,
+		BaseEndpoint: aws.String(strings.TrimRight(endpoint, "/")),
+		UsePathStyle: true,
+		Credentials:  credentials.NewStaticCredentialsProvider(c.AccessKey, c.SecretKey, ""),
+		HTTPClient:   httpClient,
+		// Retries: few and quick, so an unreachable store fails fast
+		// (503) instead of holding the client's request for tens of
+		// seconds; no retry quota, whose exhaustion is a confusing error.
+		Retryer: retry.NewStandard(func(o *retry.StandardOptions) {
+			o.MaxAttempts = 3
+			o.MaxBackoff = time.Second
+			o.RateLimiter = ratelimit.None
+		}),
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
+		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
+	})
+	d := &Driver{client: client, bucket: c.Bucket, create: c.CreateBucket,
+		partSize: c.PartSize, concurrency: c.Concurrency}
+	d.bufs.New = func() any { b := make([]byte, d.partSize); return &b }
+	return d, nil
+}
+
+// Client returns the underlying S3 client (tests inspect the bucket with it).
+func (d *Driver) Client() *s3.Client { return d.client }
+
+// Bucket returns the bucket name.
+func (d *Driver) Bucket() string { return d.bucket }
+
+func checkKey(key string) error {
+	if key == "" || len(key) > 1024 || !utf8.ValidString(key) || strings.ContainsRune(key, 0) {
+		return errs.E(errs.Invalid, "invalid store key %q", key)
+	}
+	return nil
+}
+
+// ensureBucket creates the bucket on the first Put when the store is
+// configured to (Glance's s3_store_create_bucket_on_put).
+func (d *Driver) ensureBucket(ctx context.Context) error {
+	if !d.create || d.bucketReady.Load() {
+		return nil
+	}
+	d.bucketMu.Lock()
+	defer d.bucketMu.Unlock()
+	if d.bucketReady.Load() {
+		return nil
+	}
+	_, err := d.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &d.bucket})
+	if err != nil && isNotFound(err) {
+		in := &s3.CreateBucketInput{Bucket: &d.bucket}
+		if r := d.client.Options().Region; r != "us-east-1" {
+			in.CreateBucketConfiguration = &types.CreateBucketConfiguration{
+				LocationConstraint: types.BucketLocationConstraint(r)}
+		}
+		_, err = d.client.CreateBucket(ctx, in)
+		var owned *types.BucketAlreadyOwnedByYou
+		if errors.As(err, &owned) {
+			err = nil
+		}
+	}
+	if err != nil {
+		return d.mapErr(ctx, err, "cannot create bucket")
+	}
+	d.bucketReady.Store(true)
+	return nil
+}
+
+func (d *Driver) getBuf(size int64) *[]byte {
+	if size == d.partSize {
+		return d.bufs.Get().(*[]byte)
+	}
+	b := make([]byte, size)
+	return &b
+}
+
+func (d *Driver) putBuf(b *[]byte) {
+	if int64(len(*b)) == d.partSize {
+		d.bufs.Put(b)
+	}
+}
+
+// partSizeFor returns the size of part n (1-based): the initial size,
+// doubled every partsPerStep parts, capped at S3's maximum.
+func (d *Driver) partSizeFor(n int32) int64 {
+	s := d.partSize << ((n - 1) / partsPerStep)
+	return min(s, maxPartSize)
+}
+
+// readPart fills buf from r. It returns the bytes read and whether r is
+// exhausted; a reader error is returned as is unless ctx was canceled, in
+// which case ctx's error wins (the reader failing is its symptom).
+func readPart(ctx context.Context, r io.Reader, buf []byte) (int, bool, error) {
+	n, err := io.ReadFull(r, buf)
+	switch {
+	case ctx.Err() != nil:
+		return n, false, ctx.Err()
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		return n, true, nil
+	case err != nil:
+		return n, false, fmt.Errorf("reading image data: %w", err)
+	}
+	return n, false, nil
+}
+
+// Put implements the store.Driver method. An existing object is replaced
+// only when the new one is complete.
+func (d *Driver) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	if err := checkKey(key); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := d.ensureBucket(ctx); err != nil {
+		return 0, err
+	}
+	bp := d.getBuf(d.partSize)
+	n, eof, err := readPart(ctx, r, *bp)
+	if err != nil {
+		d.putBuf(bp)
+		return 0, err
+	}
+	if eof {
+		defer d.putBuf(bp)
+		_, err := d.client.PutObject(ctx, &s3.PutObjectInput{
+			Bucket:        &d.bucket,
+			Key:           &key,
+			Body:          bytes.NewReader((*bp)[:n]),
+			ContentLength: aws.Int64(int64(n)),
+		})
+		if err != nil {
+			return 0, d.mapErr(ctx, err, "cannot write to store")
+		}
+		return int64(n), nil
+	}
+	return d.putMultipart(ctx, key, r, bp, n)
+}
+
+// putMultipart uploads first (a full part already read) and the rest of r
+// as a multipart upload, aborting it on any failure.
+func (d *Driver) putMultipart(ctx context.Context, key string, r io.Reader, first *[]byte, firstLen int) (total int64, err error) {
+	created, err := d.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+		Bucket: &d.bucket, Key: &key})
+	if err != nil {
+		d.putBuf(first)
+		return 0, d.mapErr(ctx, err, "cannot write to store")
+	}
+	uploadID := created.UploadId
+
+	// Part uploads run on upCtx so the first failure stops the others.
+	upCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		parts    []types.CompletedPart
+		firstErr error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+		cancel(err)
+	}
+	slots := make(chan struct{}, d.concurrency)
+	upload := func(num int32, bp *[]byte, n int) {
+		defer wg.Done()
+		defer func() { <-slots }()
+		defer d.putBuf(bp)
+		out, err := d.client.UploadPart(upCtx, &s3.UploadPartInput{
+			Bucket:        &d.bucket,
+			Key:           &key,
+			UploadId:      uploadID,
+			PartNumber:    aws.Int32(num),
+			Body:          bytes.NewReader((*bp)[:n]),
+			ContentLength: aws.Int64(int64(n)),
+		})
+		if err != nil {
+			fail(d.mapErr(ctx, err, "cannot write to store"))
+			return
+		}
+		mu.Lock()
+		parts = append(parts, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(num)})
+		mu.Unlock()
+	}
+
+	var (
+		num  int32 = 1
+		bp         = first
+		n          = firstLen
+		eof  bool
+		rerr error
+	)
+	for {
+		total += int64(n)
+		if n > 0 || num == 1 {
+			select {
+			case slots <- struct{}{}:
+			case <-upCtx.Done():
+			}
+			if upCtx.Err() != nil {
+				d.putBuf(bp)
+				break
+			}
+			wg.Add(1)
+			go upload(num, bp, n)
+		} else {
+			d.putBuf(bp)
+		}
+		if eof {
+			break
+		}
+		num++
+		if num > maxParts {
+			rerr = errs.E(errs.TooLarge, "image exceeds the S3 store's largest object")
+			break
+		}
+		bp = d.getBuf(d.partSizeFor(num))
+		n, eof, rerr = readPart(upCtx, r, *bp)
+		if rerr != nil {
+			d.putBuf(bp)
+			break
+		}
+		if n == 0 && eof {
+			d.putBuf(bp)
+			break
+		}
+	}
+	wg.Wait()
+	if rerr != nil {
+		fail(rerr)
+	}
+	if firstErr == nil && ctx.Err() != nil {
+		fail(ctx.Err())
+	}
+	if firstErr == nil {
+		slices.SortFunc(parts, func(a, b types.CompletedPart) int {
+			return int(aws.ToInt32(a.PartNumber) - aws.ToInt32(b.PartNumber))
+		})
+		_, err := d.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+			Bucket:          &d.bucket,
+			Key:             &key,
+			UploadId:        uploadID,
+			MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+		})
+		if err == nil {
+			return total, nil
+		}
+		fail(d.mapErr(ctx, err, "cannot write to store"))
+	}
+	d.abort(ctx, key, uploadID)
+	// A reader failing because ctx was canceled reports the cancellation.
+	if ctx.Err() != nil && !errors.Is(firstErr, ctx.Err()) && !errs.Is(firstErr, errs.TooLarge) {
+		return 0, ctx.Err()
+	}
+	return 0, firstErr
+}
+
+// abort discards a multipart upload's parts. It runs on a context that
+// survives the caller's cancellation: a client going away is the very case
+// that must not leave parts behind.
+func (d *Driver) abort(ctx context.Context, key string, uploadID *string) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+	defer cancel()
+	// All part uploads have returned by now, so one successful abort
+	// frees every stored part; a failed one is retried once.
+	for range 2 {
+		_, err := d.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
+			Bucket: &d.bucket, Key: &key, UploadId: uploadID})
+		var nsu *types.NoSuchUpload
+		if err == nil || errors.As(err, &nsu) {
+			return
+		}
+	}
+}
+
+// Get implements the store.Driver method.
+func (d *Driver) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	if offset < 0 {
+		return nil, errs.E(errs.BadRange, "negative offset %d", offset)
+	}
+	if length == 0 {
+		// S3 has no empty range; check existence and bounds instead.
+		size, err := d.Size(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		if offset > size {
+			return nil, errs.E(errs.BadRange, "offset %d beyond object size %d", offset, size)
+		}
+		return io.NopCloser(bytes.NewReader(nil)), nil
+	}
+	in := &s3.GetObjectInput{Bucket: &d.bucket, Key: &key}
+	switch {
+	case length > 0:
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-%d", offset, offset+length-1))
+	case offset > 0:
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-", offset))
+	}
+	out, err := d.client.GetObject(ctx, in)
+	if err != nil {
+		if isInvalidRange(err) {
+			// Reading at the very end is empty, not an error.
+			size, serr := d.Size(ctx, key)
+			if serr != nil {
+				return nil, serr
+			}
+			if offset == size {
+				return io.NopCloser(bytes.NewReader(nil)), nil
+			}
+			return nil, errs.E(errs.BadRange, "offset %d beyond object size %d", offset, size)
+		}
+		return nil, d.mapErr(ctx, err, "cannot read from store")
+	}
+	return out.Body, nil
+}
+
+// Size implements the store.Driver method.
+func (d *Driver) Size(ctx context.Context, key string) (int64, error) {
+	if err := checkKey(key); err != nil {
+		return 0, err
+	}
+	out, err := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &d.bucket, Key: &key})
+	if err != nil {
+		if isNotFound(err) && !d.create {
+			// A HEAD's 404 has no body to tell a missing key from a
+			// missing bucket; a missing bucket is a broken store.
+			if _, berr := d.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &d.bucket}); berr != nil && isNotFound(berr) {
+				return 0, errs.Wrap(errs.Unavailable, berr, fmt.Sprintf("S3 bucket %q does not exist", d.bucket))
+			}
+		}
+		return 0, d.mapErr(ctx, err, "cannot read from store")
+	}
+	return aws.ToInt64(out.ContentLength), nil
+}
+
+// Delete implements the store.Driver method. S3 deletes of missing keys
+// succeed, so existence is checked first to report NotFound.
+func (d *Driver) Delete(ctx context.Context, key string) error {
+	if _, err := d.Size(ctx, key); err != nil {
+		return err
+	}
+	if _, err := d.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &d.bucket, Key: &key}); err != nil {
+		return d.mapErr(ctx, err, "cannot delete from store")
+	}
+	return nil
+}
+
+// List implements store.Lister over the whole bucket. A bucket that does
+// not exist yet (created on first Put) holds no keys.
+func (d *Driver) List(ctx context.Context, fn func(key string) error) error {
+	p := s3.NewListObjectsV2Paginator(d.client, &s3.ListObjectsV2Input{Bucket: &d.bucket})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			if isNotFound(err) {
+				return nil
+			}
+			return d.mapErr(ctx, err, "cannot list store")
+		}
+		for _, o := range page.Contents {
+			if err := fn(aws.ToString(o.Key)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ListUploads calls fn for every unfinished multipart upload under prefix
+// (leftovers of crashed processes; tests check that failed Puts leave none).
+// MinIO treats prefix as one exact key; AWS S3 as a prefix.
+func (d *Driver) ListUploads(ctx context.Context, prefix string, fn func(key, uploadID string) error) error {
+	in := &s3.ListMultipartUploadsInput{Bucket: &d.bucket, Prefix: aws.String(prefix)}
+	for {
+		out, err := d.client.ListMultipartUploads(ctx, in)
+		if err != nil {
+			if isNotFound(err) {
+				return nil
+			}
+			return d.mapErr(ctx, err, "cannot list uploads")
+		}
+		for _, u := range out.Uploads {
+			if err := fn(aws.ToString(u.Key), aws.ToString(u.UploadId)); err != nil {
+				return err
+			}
+		}
+		if !aws.ToBool(out.IsTruncated) {
+			return nil
+		}
+		in.KeyMarker, in.UploadIdMarker = out.NextKeyMarker, out.NextUploadIdMarker
+	}
+}
+
+// AbortUploads aborts every unfinished multipart upload under prefix: the
+// crash-recovery sweep for parts that a killed process left behind.
+func (d *Driver) AbortUploads(ctx context.Context, prefix string) error {
+	return d.ListUploads(ctx, prefix, func(key, id string) error {
+		_, err := d.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+			Bucket: &d.bucket, Key: &key, UploadId: &id})
+		var nsu *types.NoSuchUpload
+		if err != nil && !errors.As(err, &nsu) {
+			return d.mapErr(ctx, err, "cannot abort upload")
+		}
+		return nil
+	})
+}
+
+func apiCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
+}
+
+func httpStatus(err error) int {
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode()
+	}
+	return 0
+}
+
+func isNotFound(err error) bool {
+	switch apiCode(err) {
+	case "NoSuchKey", "NotFound", "NoSuchBucket":
+		return true
+	}
+	return httpStatus(err) == http.StatusNotFound
+}
+
+func isInvalidRange(err error) bool {
+	return apiCode(err) == "InvalidRange" || httpStatus(err) == http.StatusRequestedRangeNotSatisfiable
+}
+
+// mapErr maps an S3 client error to the store error contract. The
+// caller's cancellation is returned as ctx.Err() (not a store failure);
+// anything that is not a definite answer from S3 (connection refused,
+// timeouts, 5xx) means the store is unavailable (503), like Glance's
+// RemoteServiceUnavailable.
+func (d *Driver) mapErr(ctx context.Context, err error, msg string) error {
+	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		return ctx.Err()
+	}
+	code, status := apiCode(err), httpStatus(err)
+	switch {
+	case code == "NoSuchBucket":
+		if d.create {
+			return errs.Wrap(errs.NotFound, err, "object not found in store")
+		}
+		return errs.Wrap(errs.Unavailable, err, fmt.Sprintf("S3 bucket %q does not exist", d.bucket))
+	case isNotFound(err):
+		return errs.Wrap(errs.NotFound, err, "object not found in store")
+	case code == "EntityTooLarge", code == "XMinioStorageFull", code == "QuotaExceeded",
+		code == "XMinioAdminBucketQuotaExceeded", status == http.StatusRequestEntityTooLarge:
+		return errs.Wrap(errs.TooLarge, err, "Image storage media is full")
+	case code == "InvalidRange":
+		return errs.Wrap(errs.BadRange, err, "requested range not satisfiable")
+	case code == "AccessDenied", code == "InvalidAccessKeyId", code == "SignatureDoesNotMatch",
+		status == http.StatusForbidden, status == http.StatusUnauthorized:
+		return errs.Wrap(errs.Unavailable, err, "S3 store refused the credentials")
+	case code != "" && status >= 400 && status < 500:
+		return errs.Wrap(errs.Other, err, msg)
+	}
+	return errs.Wrap(errs.Unavailable, err, "S3 store is unavailable")
+}
