@@ -4,49 +4,204 @@ package image
 import (
 	"context"
 	"net/http"
+	"strings"
+	"sync"
 
 	"github.com/ashlar-dev/ashlar/internal/api"
+	"github.com/ashlar-dev/ashlar/internal/auth"
 	"github.com/ashlar-dev/ashlar/internal/config"
+	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/image/store"
+	"github.com/ashlar-dev/ashlar/internal/policy"
 	"github.com/ashlar-dev/ashlar/internal/service"
 )
 
 // Service is the image API.
 type Service struct {
-	deps service.Deps
-	mux  *api.Mux
+	deps    service.Deps
+	cfg     *config.Config
+	stores  *store.Set
+	mux     *api.Mux
+	handler http.Handler
+	// HTTPClient fetches web-download URIs.
+	HTTPClient *http.Client
+
+	bg sync.WaitGroup
+	// bgCtx is cancelled when Run's context ends, stopping imports.
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
 }
 
-// New builds the image service.
-func New(ctx context.Context, deps service.Deps) (*Service, error) {
-	s := &Service{deps: deps, mux: api.NewMux()}
-	s.mux.HandleFunc("GET /{$}", s.versions)
-	s.mux.HandleFunc("GET /versions", s.versions)
+// New builds the image service on the stores the configuration names,
+// opened with factories (store type -> driver factory).
+func New(ctx context.Context, deps service.Deps, factories map[string]store.Factory) (*Service, error) {
+	set, err := store.NewSet(ctx, deps.Config, factories, deps.Registry)
+	if err != nil {
+		return nil, err
+	}
+	return NewWithStores(ctx, deps, set)
+}
+
+// NewWithStores builds the image service on an already opened store set and
+// recovers what a crash left behind (uploads stuck in saving, orphaned
+// objects, imports that were running).
+func NewWithStores(ctx context.Context, deps service.Deps, set *store.Set) (*Service, error) {
+	s := &Service{deps: deps, cfg: deps.Config, stores: set, mux: api.NewMux(), HTTPClient: &http.Client{}}
+	s.bgCtx, s.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
+	s.routes()
+	s.handler = auth.Require(deps.Validator, public, func(w http.ResponseWriter, r *http.Request, err error) {
+		api.WriteError(w, r, api.Glance, err)
+	})(s.mux)
+	if err := s.recover(ctx); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// public: version documents need no token.
+func public(r *http.Request) bool {
+	return r.Method == http.MethodGet && (r.URL.Path == "/" || r.URL.Path == "/versions")
+}
+
+func (s *Service) routes() {
+	m := s.mux
+	m.HandleFunc("GET /{$}", s.versions)
+	m.HandleFunc("GET /versions", s.versions)
+	m.HandleFunc("GET /v2/schemas/image", s.schemaImage)
+	m.HandleFunc("GET /v2/schemas/images", s.schemaImages)
+	m.HandleFunc("GET /v2/schemas/member", s.schemaMember)
+	m.HandleFunc("GET /v2/schemas/members", s.schemaMembers)
+	m.HandleFunc("GET /v2/schemas/task", s.schemaTask)
+	m.HandleFunc("GET /v2/schemas/tasks", s.schemaTasks)
+	m.HandleFunc("GET /v2/info/stores", s.storesInfo)
+	m.HandleFunc("GET /v2/info/stores/detail", s.storesDetail)
+	m.HandleFunc("GET /v2/info/import", s.importInfo)
+	m.HandleFunc("GET /v2/info/usage", s.usageInfo)
+	m.HandleFunc("POST /v2/images", s.create)
+	m.HandleFunc("GET /v2/images", s.list)
+	m.HandleFunc("GET /v2/images/{id}", s.show)
+	m.HandleFunc("PATCH /v2/images/{id}", s.update)
+	m.HandleFunc("DELETE /v2/images/{id}", s.delete)
+	m.HandleFunc("POST /v2/images/{id}/actions/deactivate", s.deactivate)
+	m.HandleFunc("POST /v2/images/{id}/actions/reactivate", s.reactivate)
+	m.HandleFunc("PUT /v2/images/{id}/tags/{tag}", s.addTag)
+	m.HandleFunc("DELETE /v2/images/{id}/tags/{tag}", s.deleteTag)
+	m.HandleFunc("GET /v2/images/{id}/members", s.listMembers)
+	m.HandleFunc("POST /v2/images/{id}/members", s.addMember)
+	m.HandleFunc("GET /v2/images/{id}/members/{member}", s.showMember)
+	m.HandleFunc("PUT /v2/images/{id}/members/{member}", s.updateMember)
+	m.HandleFunc("DELETE /v2/images/{id}/members/{member}", s.deleteMember)
+	m.HandleFunc("PUT /v2/images/{id}/file", s.upload)
+	m.HandleFunc("GET /v2/images/{id}/file", s.download)
+	m.HandleFunc("/v2/images/{id}/file", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", "GET, PUT")
+		api.WriteError(w, r, api.Glance, errs.E(errs.NotAllowed, "The method %s is not allowed for this resource.", r.Method))
+	})
+	m.HandleFunc("PUT /v2/images/{id}/stage", s.stage)
+	m.HandleFunc("POST /v2/images/{id}/import", s.importImage)
+	m.HandleFunc("GET /v2/images/{id}/tasks", s.imageTasks)
+	m.HandleFunc("GET /v2/tasks/{id}", s.showTask)
+	m.HandleFunc("DELETE /v2/stores/{store}/{id}", s.deleteFromStore)
 }
 
 // Name implements service.Service.
 func (s *Service) Name() string { return config.ServiceImage }
 
 // Handler implements service.Service.
-func (s *Service) Handler() http.Handler { return s.mux }
+func (s *Service) Handler() http.Handler { return s.handler }
+
+// Run implements service.Runner: imports run in the background; when ctx
+// ends they are cancelled and waited for (their images are recovered on the
+// next start).
+func (s *Service) Run(ctx context.Context) error {
+	<-ctx.Done()
+	s.bgCancel()
+	s.bg.Wait()
+	return nil
+}
+
+// Close stops background work (tests).
+func (s *Service) Close() {
+	s.bgCancel()
+	s.bg.Wait()
+}
 
 // versionIDs are the Glance API versions served, newest first.
-var versionIDs = []string{"v2.17", "v2.16", "v2.15", "v2.14", "v2.13", "v2.12", "v2.11", "v2.10", "v2.9", "v2.8",
+var versionIDs = []string{"v2.16", "v2.15", "v2.14", "v2.13", "v2.12", "v2.11", "v2.10", "v2.9", "v2.8",
 	"v2.7", "v2.6", "v2.5", "v2.4", "v2.3", "v2.2", "v2.1", "v2.0"}
 
 func (s *Service) versions(w http.ResponseWriter, r *http.Request) {
-	vs := make([]map[string]any, 0, len(versionIDs))
+	vs := make([]object, 0, len(versionIDs))
 	for i, id := range versionIDs {
 		status := "SUPPORTED"
 		if i == 0 {
 			status = "CURRENT"
 		}
-		vs = append(vs, map[string]any{"id": id, "status": status,
-			"links": []map[string]string{{"rel": "self", "href": s.deps.Config.Image.PublicURL + "/v2/"}}})
+		vs = append(vs, object{{"id", id}, {"status", status},
+			{"links", []object{{{"rel", "self"}, {"href", strings.TrimSuffix(s.cfg.Image.PublicURL, "/") + "/v2/"}}}}})
 	}
 	code := http.StatusMultipleChoices
 	if r.URL.Path == "/versions" {
 		code = http.StatusOK
 	}
 	api.WriteJSON(w, code, map[string]any{"versions": vs})
+}
+
+// rules is the image policy table, after Glance's defaults: readers read,
+// members of the owning project write, admins do anything. Visibility
+// (another project's private image is a 404) is checked before policy.
+var rules = policy.Table{
+	"add_image":             policy.Member,
+	"get_image":             policy.Reader,
+	"get_images":            policy.Reader,
+	"modify_image":          policy.Member,
+	"publicize_image":       policy.Admin,
+	"communitize_image":     policy.Member,
+	"delete_image":          policy.Member,
+	"upload_image":          policy.Member,
+	"download_image":        policy.Reader,
+	"deactivate":            policy.Member,
+	"reactivate":            policy.Member,
+	"add_member":            policy.Member,
+	"get_members":           policy.Reader,
+	"modify_member":         policy.Member,
+	"delete_member":         policy.Member,
+	"add_image_tag":         policy.Member,
+	"delete_image_tag":      policy.Member,
+	"stores_info_detail":    policy.Admin,
+	"copy_image":            policy.Admin,
+	"import_image":          policy.Member,
+	"delete_image_location": policy.Member,
+	"get_tasks":             policy.Reader,
+}
+
+func caller(r *http.Request) *auth.Caller { return auth.FromContext(r.Context()) }
+
+func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
+	api.WriteError(w, r, api.Glance, err)
+}
+
+// enforce checks action against the image's owner, or the caller's own
+// project when im is nil.
+func enforce(c *auth.Caller, action string, im *Image) error {
+	t := policy.Target{}
+	if im != nil {
+		t.ProjectID = im.Owner
+	}
+	if err := rules.Enforce(c, action, t); err != nil {
+		return &errs.Error{Kind: errs.Forbidden, Msg: "You are not authorized to complete " + action + " action."}
+	}
+	return nil
+}
+
+// readable is the "read" policy for a visible image: any reader role.
+func readable(c *auth.Caller, action string) error {
+	return enforce(c, action, nil)
+}
+
+// writeEmpty writes a bodiless success response the way Glance does.
+func writeEmpty(w http.ResponseWriter, code int) {
+	w.Header().Set("Content-Type", "text/html; charset=UTF-8")
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(code)
 }

@@ -1,0 +1,506 @@
+package image
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/ashlar-dev/ashlar/internal/api"
+	"github.com/ashlar-dev/ashlar/internal/auth"
+	"github.com/ashlar-dev/ashlar/internal/db"
+	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/image/store"
+)
+
+// checkOctetStream refuses bodies that are not raw image data.
+func checkOctetStream(r *http.Request) error {
+	ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
+	ct = strings.TrimSpace(strings.ToLower(ct))
+	if ct != "" && ct != "application/octet-stream" {
+		return errs.E(errs.UnsupportedMedia, "The request media type %s is not supported by this server.\n", ct)
+	}
+	return nil
+}
+
+// limits returns the byte limit for a new object of the image's owner and
+// whether the project quota (not the size cap) is what binds it.
+func (s *Service) limits(ctx context.Context, owner string) (limit int64, quota bool, remaining int64, err error) {
+	limit = s.cfg.Image.ImageSizeCap
+	if q := s.cfg.Image.UserStorageQuota; q > 0 {
+		used, err := s.projectUsage(ctx, owner)
+		if err != nil {
+			return 0, false, 0, err
+		}
+		remaining = q - used
+		if remaining < limit {
+			return max(remaining, 0), true, remaining, nil
+		}
+	}
+	return limit, false, remaining, nil
+}
+
+// projectUsage is the bytes a project stores, counting every copy (as
+// Glance's user_storage_quota does).
+func (s *Service) projectUsage(ctx context.Context, owner string) (int64, error) {
+	var used int64
+	err := s.deps.DB.QueryRowContext(ctx, `SELECT COALESCE(SUM(COALESCE(i.size, 0)), 0) FROM images i
+JOIN image_locations l ON l.image_id = i.id WHERE i.owner = ?`, owner).Scan(&used)
+	return used, err
+}
+
+func tooLargeErr(quota bool, size, remaining int64) error {
+	if quota {
+		return errs.E(errs.TooLarge, "Image exceeds the storage quota: The size of the data %d will exceed the limit. %d bytes remaining.", size, remaining)
+	}
+	return errs.E(errs.TooLarge, "The incoming image is too large: The provided image is too large.")
+}
+
+// objectURL is the location URL Glance shows for key in st.
+func objectURL(st *store.Store, key string) string {
+	if u, ok := st.Driver().(interface{ URL(key string) string }); ok {
+		return u.URL(key)
+	}
+	if st.Type == "file" {
+		if dir, ok := st.Properties["data_dir"].(string); ok && dir != "" {
+			return "file://" + strings.TrimSuffix(dir, "/") + "/" + key
+		}
+	}
+	return st.Type + "://" + st.ID + "/" + key
+}
+
+func (s *Service) addPending(ctx context.Context, q db.Querier, imageID, storeID, key string) error {
+	_, err := q.ExecContext(ctx, `INSERT INTO image_pending_objects (image_id, store, object_key, created_at)
+VALUES (?,?,?,?) ON CONFLICT DO NOTHING`, imageID, storeID, key, db.Now())
+	return err
+}
+
+func (s *Service) dropPending(ctx context.Context, q db.Querier, storeID, key string) error {
+	_, err := q.ExecContext(ctx, "DELETE FROM image_pending_objects WHERE store = ? AND object_key = ?", storeID, key)
+	return err
+}
+
+func (s *Service) storeByID(id string) *store.Store {
+	if id == store.StagingID {
+		return s.stores.Staging()
+	}
+	st, _ := s.stores.Get(id)
+	return st
+}
+
+// sweepPending deletes the pending objects of one image ("" for all) and
+// forgets them; objects that are already gone count as deleted.
+func (s *Service) sweepPending(ctx context.Context, imageID string) {
+	q := "SELECT store, object_key FROM image_pending_objects"
+	var args []any
+	if imageID != "" {
+		q += " WHERE image_id = ?"
+		args = append(args, imageID)
+	}
+	rows, err := s.deps.DB.QueryContext(ctx, q, args...)
+	if err != nil {
+		s.deps.Logger.Error("listing pending objects", "err", err)
+		return
+	}
+	type obj struct{ store, key string }
+	var objs []obj
+	for rows.Next() {
+		var o obj
+		if rows.Scan(&o.store, &o.key) == nil {
+			objs = append(objs, o)
+		}
+	}
+	rows.Close()
+	for _, o := range objs {
+		if st := s.storeByID(o.store); st != nil {
+			if err := st.Delete(ctx, o.key); err != nil && !errs.Is(err, errs.NotFound) {
+				s.deps.Logger.Warn("deleting orphaned object", "store", o.store, "key", o.key, "err", err)
+				continue
+			}
+		}
+		_ = s.dropPending(ctx, s.deps.DB, o.store, o.key)
+	}
+}
+
+// recover runs at start-up: objects whose writes never finished are
+// deleted, and no image stays in saving or importing.
+func (s *Service) recover(ctx context.Context) error {
+	s.sweepPending(ctx, "")
+	now := db.Now()
+	if _, err := s.deps.DB.ExecContext(ctx, "UPDATE images SET status = ?, updated_at = ? WHERE status = ?", StatusQueued, now, StatusSaving); err != nil {
+		return fmt.Errorf("recovering uploads: %w", err)
+	}
+	rows, err := s.deps.DB.QueryContext(ctx, "SELECT id FROM images WHERE status = ?", StatusImporting)
+	if err != nil {
+		return err
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if rows.Scan(&id) == nil {
+			ids = append(ids, id)
+		}
+	}
+	rows.Close()
+	for _, id := range ids {
+		if err := s.abandonImport(ctx, id, "interrupted by a restart"); err != nil {
+			return err
+		}
+	}
+	_, err = s.deps.DB.ExecContext(ctx, "UPDATE image_tasks SET status = 'failure', message = ?, updated_at = ? WHERE status IN ('pending', 'processing')",
+		"Task interrupted by a service restart", now)
+	return err
+}
+
+var errDeleted = errors.New("image deleted during upload")
+
+func (s *Service) upload(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	c := caller(r)
+	fail := func(err error) {
+		w.Header().Set("Connection", "close")
+		s.fail(w, r, err)
+	}
+	im, err := s.getVisible(ctx, c, r.PathValue("id"))
+	if err != nil {
+		fail(err)
+		return
+	}
+	if err := enforce(c, "upload_image", im); err != nil {
+		fail(err)
+		return
+	}
+	if err := checkOctetStream(r); err != nil {
+		fail(err)
+		return
+	}
+	st := s.stores.Default()
+	if id := r.Header.Get("X-Image-Meta-Store"); id != "" {
+		var ok bool
+		if st, ok = s.stores.Get(id); !ok {
+			fail(errs.E(errs.Invalid, "Store for identifier %s not found", id))
+			return
+		}
+	}
+	if im.DiskFormat == nil || im.ContainerFormat == nil {
+		fail(errs.E(errs.Invalid, "Properties disk_format, container_format must be set prior to saving data."))
+		return
+	}
+	if im.Status != StatusQueued {
+		fail(errs.E(errs.Conflict, "Image status transition from %s to saving is not allowed", im.Status))
+		return
+	}
+	if st.ReadOnly {
+		fail(errs.E(errs.Gone, "Error in store configuration. Adding images to store is disabled."))
+		return
+	}
+	limit, quota, remaining, err := s.limits(ctx, im.Owner)
+	if err != nil {
+		fail(err)
+		return
+	}
+	if r.ContentLength > limit {
+		fail(tooLargeErr(quota, r.ContentLength, remaining))
+		return
+	}
+	if err := s.transition(ctx, im.ID, StatusQueued, StatusSaving, st.ID, im.ID); err != nil {
+		fail(err)
+		return
+	}
+	res, err := st.Put(ctx, im.ID, r.Body, limit, s.cfg.Image.HashingAlgorithm)
+	if err == nil {
+		err = s.finishUpload(ctx, im, st, res, StatusSaving)
+	}
+	if err != nil {
+		dctx := context.WithoutCancel(ctx)
+		if errors.Is(err, errDeleted) {
+			_ = st.Delete(dctx, im.ID)
+			_ = s.dropPending(dctx, s.deps.DB, st.ID, im.ID)
+			fail(errs.E(errs.Gone, "Image %s could not be found after upload. The image may have been deleted during the upload.", im.ID))
+			return
+		}
+		// The wrapper deleted the partial object; hand the image back.
+		_, _ = s.deps.DB.ExecContext(dctx, "UPDATE images SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
+			StatusQueued, db.Now(), im.ID, StatusSaving)
+		_ = s.dropPending(dctx, s.deps.DB, st.ID, im.ID)
+		fail(s.uploadErr(err, quota, remaining))
+		return
+	}
+	writeEmpty(w, http.StatusNoContent)
+}
+
+// uploadErr turns a failed Put into Glance's answer.
+func (s *Service) uploadErr(err error, quota bool, remaining int64) error {
+	switch {
+	case errors.Is(err, store.ErrTooLarge):
+		return tooLargeErr(quota, 0, remaining)
+	case errs.KindOf(err) != errs.Other:
+		return err
+	case errors.Is(err, context.Canceled), errors.Is(err, io.ErrUnexpectedEOF), isClientErr(err):
+		return errs.Wrap(errs.Invalid, err, "Error reading the image data from the request.")
+	}
+	return err
+}
+
+// isClientErr reports errors that come from reading the request body.
+func isClientErr(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe) || strings.Contains(err.Error(), "http: ") || strings.Contains(err.Error(), "connection reset")
+}
+
+// transition moves an image from one status to another, recording the
+// object about to be written, or 409 like Glance.
+func (s *Service) transition(ctx context.Context, id, from, to, storeID, key string) error {
+	return s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
+		res, err := tx.ExecContext(ctx, "UPDATE images SET status = ?, updated_at = ? WHERE id = ? AND status = ?", to, db.Now(), id, from)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			cur, err := loadImage(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			return errs.E(errs.Conflict, "Image status transition from %s to %s is not allowed", cur.Status, to)
+		}
+		if storeID != "" {
+			return s.addPending(ctx, tx, id, storeID, key)
+		}
+		return nil
+	})
+}
+
+// finishUpload records a written object: the image becomes active with the
+// sizes and hashes of the one pass, and the store becomes a location.
+func (s *Service) finishUpload(ctx context.Context, im *Image, st *store.Store, res store.PutResult, from string) error {
+	vsize := virtualSize(deref(im.DiskFormat), res.Head, res.Size)
+	algo := s.cfg.Image.HashingAlgorithm
+	ctx = context.WithoutCancel(ctx)
+	return s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
+		r, err := tx.ExecContext(ctx, `UPDATE images SET status = ?, size = ?, virtual_size = ?, checksum = ?, os_hash_algo = ?,
+os_hash_value = ?, updated_at = ? WHERE id = ? AND status = ?`, StatusActive, res.Size, vsize, res.MD5, algo, res.Hash, db.Now(), im.ID, from)
+		if err != nil {
+			return err
+		}
+		if n, _ := r.RowsAffected(); n == 0 {
+			return errDeleted
+		}
+		if err := addLocation(ctx, tx, im.ID, st, im.ID); err != nil {
+			return err
+		}
+		return s.dropPending(ctx, tx, st.ID, im.ID)
+	})
+}
+
+func addLocation(ctx context.Context, tx *db.Tx, imageID string, st *store.Store, key string) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO image_locations (image_id, store, url, position)
+VALUES (?, ?, ?, (SELECT COALESCE(MAX(position), 0) + 1 FROM image_locations WHERE image_id = ?))`,
+		imageID, st.ID, objectURL(st, key), imageID)
+	return err
+}
+
+var rangeRE = regexp.MustCompile(`^bytes=(\d*)-(\d*)$`)
+var contentRangeRE = regexp.MustCompile(`^bytes (\d+)-(\d+)/(\d+|\*)$`)
+
+// parseRange returns offset and length for a single range of size bytes.
+func parseRange(r *http.Request, size int64) (off, n int64, ranged bool, err error) {
+	h := strings.TrimSpace(r.Header.Get("Range"))
+	if h == "" {
+		cr := strings.TrimSpace(r.Header.Get("Content-Range"))
+		if cr == "" {
+			return 0, size, false, nil
+		}
+		m := contentRangeRE.FindStringSubmatch(cr)
+		if m == nil {
+			return 0, 0, false, errs.E(errs.Invalid, "Invalid Content-Range header.")
+		}
+		h = "bytes=" + m[1] + "-" + m[2]
+	}
+	if strings.Contains(h, ",") {
+		return 0, 0, false, errs.E(errs.Invalid, "Requests with multiple ranges are not supported in Glance. You may make multiple single-range requests instead.")
+	}
+	m := rangeRE.FindStringSubmatch(h)
+	if m == nil || (m[1] == "" && m[2] == "") {
+		return 0, 0, false, errs.E(errs.Invalid, "Invalid Range header.")
+	}
+	unsat := func() error {
+		return &errs.Error{Kind: errs.BadRange, Msg: "The Range requested is not available.",
+			Detail: fmt.Sprintf("Invalid start position in Range header. Start position MUST be in the inclusive range [0, %d].", max(size-1, 0))}
+	}
+	if m[1] == "" { // suffix
+		k, _ := strconv.ParseInt(m[2], 10, 64)
+		if k == 0 || size == 0 {
+			return 0, 0, false, unsat()
+		}
+		k = min(k, size)
+		return size - k, k, true, nil
+	}
+	start, _ := strconv.ParseInt(m[1], 10, 64)
+	if start >= size {
+		return 0, 0, false, unsat()
+	}
+	end := size - 1
+	if m[2] != "" {
+		e, _ := strconv.ParseInt(m[2], 10, 64)
+		if e < start {
+			return 0, 0, false, errs.E(errs.Invalid, "Invalid Range header.")
+		}
+		end = min(e, size-1)
+	}
+	return start, end - start + 1, true, nil
+}
+
+func (s *Service) download(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	c := caller(r)
+	im, err := s.getVisible(ctx, c, r.PathValue("id"))
+	if err == nil {
+		err = readable(c, "download_image")
+	}
+	if err == nil && im.Status == StatusDeactivated && !c.IsAdmin() {
+		err = errs.E(errs.Forbidden, "The requested image has been deactivated. Image data download is forbidden.")
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if len(im.Locations) == 0 || im.Size == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	size := *im.Size
+	off, n, ranged, err := parseRange(r, size)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	rc, err := s.openFirst(ctx, im, off, n)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer rc.Close()
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	if im.Checksum != nil {
+		h.Set("Content-MD5", *im.Checksum)
+	}
+	h.Set("Content-Length", strconv.FormatInt(n, 10))
+	code := http.StatusOK
+	if ranged {
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, size))
+		code = http.StatusPartialContent
+	}
+	w.WriteHeader(code)
+	buf := make([]byte, store.ChunkSize)
+	if _, err := io.CopyBuffer(w, rc, buf); err != nil {
+		api.LoggerFrom(ctx).Warn("download interrupted", "image", im.ID, "err", err)
+	}
+}
+
+// openFirst reads from the first store copy that opens.
+func (s *Service) openFirst(ctx context.Context, im *Image, off, n int64) (io.ReadCloser, error) {
+	var last error
+	for _, l := range im.Locations {
+		st, ok := s.stores.Get(l.Store)
+		if !ok {
+			continue
+		}
+		rc, err := st.Get(ctx, im.ID, off, n)
+		if err == nil {
+			return rc, nil
+		}
+		api.LoggerFrom(ctx).Warn("image copy unreadable", "image", im.ID, "store", l.Store, "err", err)
+		last = err
+	}
+	if last == nil || errs.Is(last, errs.NotFound) {
+		return nil, errs.E(errs.NotFound, "Image data for %s is not available in any store.", im.ID)
+	}
+	return nil, errs.Wrap(errs.Unavailable, last, "No store holding the image data is reachable.")
+}
+
+func (s *Service) stage(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	c := caller(r)
+	fail := func(err error) {
+		w.Header().Set("Connection", "close")
+		s.fail(w, r, err)
+	}
+	im, err := s.getVisible(ctx, c, r.PathValue("id"))
+	if err == nil {
+		err = enforce(c, "upload_image", im)
+	}
+	if err == nil {
+		err = checkOctetStream(r)
+	}
+	if err == nil && !s.methodEnabled("glance-direct") {
+		err = errs.E(errs.NotFound, "The glance-direct import method is not enabled.")
+	}
+	if err != nil {
+		fail(err)
+		return
+	}
+	if im.Status != StatusQueued {
+		fail(errs.E(errs.Conflict, "Image status transition from %s to uploading is not allowed", im.Status))
+		return
+	}
+	limit, quota, remaining, err := s.limits(ctx, im.Owner)
+	if err != nil {
+		fail(err)
+		return
+	}
+	if r.ContentLength > limit {
+		fail(tooLargeErr(quota, r.ContentLength, remaining))
+		return
+	}
+	st := s.stores.Staging()
+	if err := s.transition(ctx, im.ID, StatusQueued, StatusUploading, st.ID, im.ID); err != nil {
+		fail(err)
+		return
+	}
+	res, err := st.Put(ctx, im.ID, r.Body, limit, s.cfg.Image.HashingAlgorithm)
+	dctx := context.WithoutCancel(ctx)
+	if err != nil {
+		_, _ = s.deps.DB.ExecContext(dctx, "UPDATE images SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
+			StatusQueued, db.Now(), im.ID, StatusUploading)
+		_ = s.dropPending(dctx, s.deps.DB, st.ID, im.ID)
+		fail(s.uploadErr(err, quota, remaining))
+		return
+	}
+	err = s.deps.DB.InTx(dctx, func(tx *db.Tx) error {
+		r, err := tx.ExecContext(dctx, "UPDATE images SET size = ?, updated_at = ? WHERE id = ? AND status = ?", res.Size, db.Now(), im.ID, StatusUploading)
+		if err != nil {
+			return err
+		}
+		if n, _ := r.RowsAffected(); n == 0 {
+			return errDeleted
+		}
+		return s.dropPending(dctx, tx, st.ID, im.ID)
+	})
+	if err != nil {
+		if errors.Is(err, errDeleted) {
+			_ = st.Delete(dctx, im.ID)
+			_ = s.dropPending(dctx, s.deps.DB, st.ID, im.ID)
+			err = errs.E(errs.Gone, "Image %s could not be found after upload. The image may have been deleted during the upload.", im.ID)
+		}
+		fail(err)
+		return
+	}
+	writeEmpty(w, http.StatusNoContent)
+}
+
+func (s *Service) methodEnabled(name string) bool {
+	for _, m := range s.cfg.Image.ImportMethods {
+		if m == name {
+			return true
+		}
+	}
+	return false
+}
+
+// ownerOrAdmin: some actions need the owning project, not just visibility.
+func ownerOrAdmin(c *auth.Caller, im *Image) bool { return c.IsAdmin() || c.ProjectID == im.Owner }

@@ -1,0 +1,257 @@
+package image
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ashlar-dev/ashlar/internal/api"
+	"github.com/ashlar-dev/ashlar/internal/auth"
+	"github.com/ashlar-dev/ashlar/internal/config"
+	"github.com/ashlar-dev/ashlar/internal/db"
+	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/image/store"
+	"github.com/ashlar-dev/ashlar/internal/image/store/file"
+	"github.com/ashlar-dev/ashlar/internal/service"
+)
+
+// tokens: admin of project "admin"; members alice (p1) and bob (p2); a
+// reader of p1.
+var tokens = auth.Static{
+	"admin":  {UserID: "u-admin", ProjectID: "admin", Roles: []string{"admin", "member", "reader"}},
+	"alice":  {UserID: "u-alice", ProjectID: "p1", Roles: []string{"member", "reader"}},
+	"bob":    {UserID: "u-bob", ProjectID: "p2", Roles: []string{"member", "reader"}},
+	"reader": {UserID: "u-reader", ProjectID: "p1", Roles: []string{"reader"}},
+}
+
+// env is an image service on a real database and real file stores, one of
+// which ("flaky") can be told to fail.
+type env struct {
+	t     *testing.T
+	svc   *Service
+	srv   *httptest.Server
+	cfg   *config.Config
+	db    *db.DB
+	state string
+	flaky *faulty
+}
+
+const testConfig = `
+[image]
+enabled_backends = fast:file, cheap:file, reliable:file, flaky:file
+default_backend = fast
+allowed_import_hosts = 127.0.0.1
+%s
+[store:fast]
+store_description = Fast store
+[store:cheap]
+store_description = Cheap store
+`
+
+func newEnv(t *testing.T, d *db.DB, extra string) *env {
+	t.Helper()
+	state := t.TempDir()
+	cfg, err := config.Parse(fmt.Sprintf(testConfig, extra), state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, cfg: cfg, db: d, state: state}
+	e.start()
+	return e
+}
+
+// start (re)builds the service over the same state, like a process restart.
+func (e *env) start() {
+	t := e.t
+	ctx := context.Background()
+	var stores []*store.Store
+	for _, sc := range e.cfg.Stores {
+		drv, err := file.Open(ctx, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d store.Driver = drv
+		if sc.ID == "flaky" {
+			if e.flaky == nil {
+				e.flaky = &faulty{}
+			}
+			e.flaky.Driver = drv
+			d = e.flaky
+		}
+		stores = append(stores, store.NewStore(sc, d, sc.ID == e.cfg.Image.DefaultBackend, nil))
+	}
+	ro := config.Store{ID: "web", Type: "http", Description: "Read-only store"}
+	roDrv, _ := file.New(filepath.Join(e.state, "web"))
+	stores = append(stores, store.NewStore(ro, readOnly{roDrv}, false, nil))
+	stDrv, err := file.New(e.cfg.Image.StagingDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	staging := store.NewStore(config.Store{ID: store.StagingID, Type: "file"}, stDrv, false, nil)
+	deps := service.Deps{Config: e.cfg, DB: e.db, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Registry: prometheus.NewRegistry(), Validator: tokens}
+	svc, err := NewWithStores(ctx, deps, store.NewSetOf(staging, stores...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.srv != nil {
+		e.srv.Close()
+		e.svc.Close()
+	}
+	e.svc = svc
+	e.srv = httptest.NewServer(api.Wrap("image", svc.Handler(), deps.Logger, nil, api.Glance))
+	t.Cleanup(func() { e.srv.Close(); svc.Close() })
+}
+
+type readOnly struct{ store.Driver }
+
+func (readOnly) ReadOnly() bool { return true }
+
+// faulty passes everything to a real file driver, but can make Put fail
+// after some bytes were written, the way a full or unreachable backend does.
+type faulty struct {
+	store.Driver
+	failAfter int64
+	failKind  errs.Kind
+}
+
+func (f *faulty) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	if f.failKind == 0 {
+		return f.Driver.Put(ctx, key, r)
+	}
+	return f.Driver.Put(ctx, key, &failingReader{r: r, left: f.failAfter, kind: f.failKind})
+}
+
+type failingReader struct {
+	r    io.Reader
+	left int64
+	kind errs.Kind
+}
+
+func (fr *failingReader) Read(p []byte) (int, error) {
+	if fr.left <= 0 {
+		return 0, errs.E(fr.kind, "injected backend failure")
+	}
+	if int64(len(p)) > fr.left {
+		p = p[:fr.left]
+	}
+	n, err := fr.r.Read(p)
+	fr.left -= int64(n)
+	return n, err
+}
+
+type resp struct {
+	code   int
+	header http.Header
+	body   []byte
+}
+
+func (r resp) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("body %q: %v", r.body, err)
+	}
+	return m
+}
+
+// do sends a request; body may be nil, a string (JSON) or []byte (octet-stream).
+func (e *env) do(token, method, path string, body any, hdr ...string) resp {
+	e.t.Helper()
+	var rd io.Reader
+	ct := ""
+	switch b := body.(type) {
+	case string:
+		rd, ct = strings.NewReader(b), "application/json"
+	case []byte:
+		rd, ct = bytes.NewReader(b), "application/octet-stream"
+	case io.Reader:
+		rd, ct = b, "application/octet-stream"
+	}
+	req, err := http.NewRequest(method, e.srv.URL+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
+	req.Header.Set("Accept", "application/json")
+	if token != "" {
+		req.Header.Set("X-Auth-Token", token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return resp{res.StatusCode, res.Header, b}
+}
+
+func (e *env) must(code int, r resp) resp {
+	e.t.Helper()
+	if r.code != code {
+		e.t.Fatalf("status %d, want %d: %s", r.code, code, r.body)
+	}
+	return r
+}
+
+func (e *env) create(token, body string) string {
+	e.t.Helper()
+	r := e.must(201, e.do(token, "POST", "/v2/images", body))
+	return r.json(e.t)["id"].(string)
+}
+
+func (e *env) image(id string) map[string]any {
+	e.t.Helper()
+	return e.must(200, e.do("admin", "GET", "/v2/images/"+id, nil)).json(e.t)
+}
+
+// waitImage polls until cond holds for the image (imports are async).
+func (e *env) waitImage(id string, cond func(map[string]any) bool) map[string]any {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		im := e.image(id)
+		if cond(im) {
+			return im
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("image never reached the condition: %v", im)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// objects lists the files in a store directory (temp files included).
+func (e *env) objects(storeID string) []string {
+	e.t.Helper()
+	dir := filepath.Join(e.state, "images", storeID)
+	if storeID == store.StagingID {
+		dir = e.cfg.Image.StagingDir
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil && !os.IsNotExist(err) {
+		e.t.Fatal(err)
+	}
+	var out []string
+	for _, en := range ents {
+		out = append(out, en.Name())
+	}
+	return out
+}
