@@ -54,3 +54,17 @@ type Capabilities struct {
 	// Extra holds further capability key/values (e.g. "multiattach").
 	Extra map[string]string
 }
+
+// Allocator is implemented by drivers that can tell how much backing space
+// a volume really uses (for thin provisioning reports and sparseness tests).
+type Allocator interface {
+	// Allocated returns the bytes of backing storage the volume occupies.
+	Allocated(ctx context.Context, id string) (int64, error)
+}
+
+// LocalFile is implemented by volumes that live in a local file or block
+// device, so external tools (qemu-img) can read them by path.
+type LocalFile interface {
+	// Path is the file or device holding the volume's raw bytes.
+	Path() string
+}

@@ -1,0 +1,81 @@
+package file
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ashlar-dev/ashlar/internal/config"
+	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/volume/driver"
+	"github.com/ashlar-dev/ashlar/internal/volume/driver/drivertest"
+)
+
+func newDriver(t *testing.T) *Driver {
+	t.Helper()
+	d, err := New(config.Backend{Name: "local", VolumeDriver: "file", VolumeBackendName: "local-file",
+		Options: map[string]string{"volumes_dir": t.TempDir()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestConformance(t *testing.T) {
+	drivertest.Run(t, func(t *testing.T) driver.Driver { return newDriver(t) })
+}
+
+// TestNoTempFilesLeft checks that neither success nor failure leaves
+// temporary files, and that New removes a crash's leftovers.
+func TestNoTempFilesLeft(t *testing.T) {
+	d := newDriver(t)
+	ctx := context.Background()
+	if err := d.CreateFrom(ctx, "ok", 1<<20, bytes.NewReader(make([]byte, 100))); err != nil {
+		t.Fatal(err)
+	}
+	_ = d.CreateFrom(ctx, "toolarge", 10, bytes.NewReader(make([]byte, 1<<20)))
+	ents, _ := os.ReadDir(d.dir)
+	if len(ents) != 1 || ents[0].Name() != "volume-ok" {
+		t.Fatalf("directory holds %v, want only volume-ok", ents)
+	}
+	stale := filepath.Join(d.dir, tmpPrefix+"crashed-123")
+	if err := os.WriteFile(stale, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(config.Backend{Name: "local", Options: map[string]string{"volumes_dir": d.dir}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatal("New kept a stale temporary file")
+	}
+}
+
+func TestCapabilitiesConfigured(t *testing.T) {
+	d, err := New(config.Backend{Name: "b1", Options: map[string]string{
+		"volumes_dir": t.TempDir(), "total_capacity_gb": "1", "availability_zone": "az2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := d.Capabilities(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.VolumeBackendName != "b1" || c.TotalCapacityGB != 1 || c.FreeCapacityGB > 1 || !c.ThinProvisioning || c.Extra["availability_zone"] != "az2" {
+		t.Fatalf("capabilities %+v", c)
+	}
+}
+
+func TestNewInvalid(t *testing.T) {
+	for _, opts := range []map[string]string{
+		{},
+		{"volumes_dir": t.TempDir(), "total_capacity_gb": "lots"},
+	} {
+		_, err := New(config.Backend{Name: "x", Options: opts})
+		if !errs.Is(err, errs.Invalid) || !strings.Contains(err.Error(), "[backend:x]") {
+			t.Errorf("New(%v) = %v, want Invalid naming the section", opts, err)
+		}
+	}
+}
