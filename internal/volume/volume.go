@@ -4,11 +4,18 @@ package volume
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net/http"
+	"strings"
+	"sync"
 
 	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/config"
+	"github.com/ashlar-dev/ashlar/internal/glanceclient"
 	"github.com/ashlar-dev/ashlar/internal/service"
+	"github.com/ashlar-dev/ashlar/internal/volume/driver"
+	"github.com/ashlar-dev/ashlar/internal/volume/driver/drivers"
 )
 
 // Microversion bounds served.
@@ -17,16 +24,79 @@ const (
 	MaxVersion = "3.70"
 )
 
-// Service is the block storage API.
-type Service struct {
-	deps service.Deps
-	mux  *api.Mux
+// httpGlance builds the HTTP image client for an endpoint URL.
+func httpGlance(endpoint string) glanceclient.Client {
+	c, err := glanceclient.New(endpoint, nil)
+	if err != nil {
+		return brokenGlance{err}
+	}
+	return c
 }
 
-// New builds the volume service.
+// Options replaces the parts New builds from the configuration; tests use
+// it to run the service on drivers and image endpoints of their own.
+type Options struct {
+	// Drivers maps backend names ([volume] enabled_backends) to drivers.
+	Drivers map[string]driver.Driver
+	// Glance builds the image client for an endpoint.
+	Glance func(endpoint string) glanceclient.Client
+}
+
+// Service is the block storage API.
+type Service struct {
+	deps     service.Deps
+	mux      *api.Mux
+	handler  http.Handler
+	backends []*backend
+	glance   func(endpoint string) glanceclient.Client
+
+	// kick wakes the background worker when new work is recorded.
+	kick    chan struct{}
+	running sync.Map // work id -> struct{}: work executing in this process
+}
+
+// backend is one configured volume backend.
+type backend struct {
+	cfg config.Backend
+	drv driver.Driver
+	az  string
+}
+
+// New builds the volume service from the configuration.
 func New(ctx context.Context, deps service.Deps) (*Service, error) {
-	s := &Service{deps: deps, mux: api.NewMux()}
-	s.mux.HandleFunc("GET /{$}", s.versions)
+	return NewWithOptions(ctx, deps, Options{})
+}
+
+// NewWithOptions builds the volume service; zero Options fields are built
+// from the configuration.
+func NewWithOptions(ctx context.Context, deps service.Deps, opts Options) (*Service, error) {
+	s := &Service{deps: deps, mux: api.NewMux(), kick: make(chan struct{}, 1)}
+	s.glance = opts.Glance
+	if s.glance == nil {
+		s.glance = httpGlance
+	}
+	for _, b := range deps.Config.Backends {
+		drv := opts.Drivers[b.Name]
+		if drv == nil {
+			if opts.Drivers != nil {
+				continue
+			}
+			var err error
+			if drv, err = drivers.New(b); err != nil {
+				return nil, fmt.Errorf("backend %s: %w", b.Name, err)
+			}
+		}
+		az := b.Options["availability_zone"]
+		if az == "" {
+			az = deps.Config.Volume.DefaultAvailabilityZone
+		}
+		s.backends = append(s.backends, &backend{cfg: b, drv: drv, az: az})
+	}
+	if err := s.ensureDefaultType(ctx); err != nil {
+		return nil, fmt.Errorf("default volume type: %w", err)
+	}
+	s.routes()
+	s.handler = s.middleware(s.mux)
 	return s, nil
 }
 
@@ -34,17 +104,46 @@ func New(ctx context.Context, deps service.Deps) (*Service, error) {
 func (s *Service) Name() string { return config.ServiceVolume }
 
 // Handler implements service.Service.
-func (s *Service) Handler() http.Handler { return s.mux }
+func (s *Service) Handler() http.Handler { return s.handler }
 
-func (s *Service) versions(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("OpenStack-API-Version", "volume "+MinVersion)
-	api.WriteJSON(w, http.StatusMultipleChoices, map[string]any{"versions": []any{map[string]any{
+func (s *Service) versionDoc() map[string]any {
+	return map[string]any{"versions": []any{map[string]any{
 		"id": "v3.0", "status": "CURRENT", "version": MaxVersion, "min_version": MinVersion,
 		"updated": "2022-08-31T00:00:00Z",
 		"links": []map[string]string{
 			{"rel": "describedby", "type": "text/html", "href": "https://docs.openstack.org/"},
-			{"rel": "self", "href": s.deps.Config.Volume.PublicURL + "/v3/"}},
+			{"rel": "self", "href": strings.TrimRight(s.deps.Config.Volume.PublicURL, "/") + "/v3/"}},
 		"media-types": []map[string]string{{"base": "application/json",
 			"type": "application/vnd.openstack.volume+json;version=3"}},
-	}}})
+	}}}
 }
+
+func (s *Service) versions(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("OpenStack-API-Version", "volume "+MinVersion)
+	api.WriteJSON(w, http.StatusMultipleChoices, s.versionDoc())
+}
+
+func (s *Service) versionV3(w http.ResponseWriter, r *http.Request) {
+	api.WriteJSON(w, http.StatusOK, s.versionDoc())
+}
+
+// brokenGlance is the client for an unusable endpoint URL: every call
+// fails with the URL's error.
+type brokenGlance struct{ err error }
+
+func (b brokenGlance) Stores(context.Context, string) ([]glanceclient.Store, error) {
+	return nil, b.err
+}
+func (b brokenGlance) CreateImage(context.Context, string, map[string]any) (*glanceclient.Image, error) {
+	return nil, b.err
+}
+func (b brokenGlance) GetImage(context.Context, string, string) (*glanceclient.Image, error) {
+	return nil, b.err
+}
+func (b brokenGlance) Upload(context.Context, string, string, string, io.Reader, int64) error {
+	return b.err
+}
+func (b brokenGlance) Download(context.Context, string, string) (io.ReadCloser, error) {
+	return nil, b.err
+}
+func (b brokenGlance) DeleteImage(context.Context, string, string) error { return b.err }

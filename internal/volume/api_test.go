@@ -1,0 +1,190 @@
+package volume
+
+import (
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/ashlar-dev/ashlar/internal/db"
+	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
+)
+
+func TestVersionsAndMicroversions(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d)
+		r := e.do("", "GET", "/", nil)
+		if r.Code != 300 || r.Header.Get("OpenStack-API-Version") != "volume 3.0" {
+			t.Fatalf("GET /: %d %v", r.Code, r.Header)
+		}
+		v := r.json(t)["versions"].([]any)[0].(map[string]any)
+		if v["id"] != "v3.0" || v["version"] != "3.70" || v["min_version"] != "3.0" {
+			t.Errorf("version doc %v", v)
+		}
+		e.must(200, e.do("", "GET", "/v3/", nil))
+
+		tests := []struct {
+			header, want string
+			code         int
+		}{
+			{"", "volume 3.0", 200},
+			{"volume 3.12", "volume 3.12", 200},
+			{"volume latest", "volume 3.70", 200},
+			{"compute 2.1", "volume 3.0", 200},
+			{"volume 3.71", "", 406},
+			{"volume 2.9", "", 406},
+			{"volume x", "", 400},
+		}
+		for _, tt := range tests {
+			r := e.do("member", "GET", "/v3/"+projA+"/types", nil, "OpenStack-API-Version", tt.header)
+			if r.Code != tt.code || r.Header.Get("OpenStack-API-Version") != tt.want {
+				t.Errorf("%q: %d %q, want %d %q (%s)", tt.header, r.Code, r.Header.Get("OpenStack-API-Version"), tt.code, tt.want, r.Body)
+			}
+			if tt.code == 200 && r.Header.Get("Vary") != "OpenStack-API-Version" {
+				t.Errorf("%q: Vary %q", tt.header, r.Header.Get("Vary"))
+			}
+			if tt.code == 406 {
+				name, msg := errMessage(t, r)
+				want := fmt.Sprintf("Version %s is not supported by the API. Minimum is 3.0 and maximum is 3.70.", strings.TrimPrefix(tt.header, "volume "))
+				if name != "computeFault" || msg != want {
+					t.Errorf("406 body %s", r.Body)
+				}
+			}
+		}
+		// Project-less paths act on the token's project; a foreign project id in the URL is refused.
+		e.must(200, e.do("member", "GET", "/v3/types", nil))
+		e.must(200, e.do("member", "GET", "/v3/volumes/detail", nil))
+		if r := e.do("member", "GET", "/v3/"+projB+"/volumes", nil); r.Code != 400 {
+			t.Errorf("foreign project url: %d", r.Code)
+		}
+		if r := e.do("member", "GET", "/v3/admin/volumes", nil); r.Code != 404 {
+			t.Errorf("non-hex project: %d", r.Code)
+		}
+		if r := e.do("", "GET", "/v3/types", nil); r.Code != 401 {
+			t.Errorf("no token: %d", r.Code)
+		}
+		if r := e.do("bogus", "GET", "/v3/types", nil); r.Code != 401 {
+			t.Errorf("bad token: %d", r.Code)
+		}
+		if got := e.do("member", "GET", "/v3/types", nil).Header.Get("X-Compute-Request-Id"); !strings.HasPrefix(got, "req-") {
+			t.Errorf("X-Compute-Request-Id %q", got)
+		}
+	})
+}
+
+func TestTypesAndExtraSpecs(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d)
+		base := "/v3/" + projA + "/types"
+		// The default type exists.
+		def := e.must(200, e.do("member", "GET", base+"/default", nil))["volume_type"].(map[string]any)
+		if def["name"] != "__DEFAULT__" {
+			t.Fatalf("default type %v", def)
+		}
+		created := e.must(200, e.do("admin", "POST", base, map[string]any{"volume_type": map[string]any{"name": "gold", "description": "d"}}))["volume_type"].(map[string]any)
+		wantKeys(t, "create", created, "description", "extra_specs", "id", "is_public", "name", "os-volume-type-access:is_public")
+		id := created["id"].(string)
+		checks := []struct {
+			name, token, method, path string
+			body                      any
+			code                      int
+			fault, msg                string
+		}{
+			{"dup", "admin", "POST", base, map[string]any{"volume_type": map[string]any{"name": "gold"}}, 409, "conflictingRequest", "Volume Type gold already exists."},
+			{"empty", "admin", "POST", base, map[string]any{"volume_type": map[string]any{"name": ""}}, 400, "badRequest", "Invalid input for field/attribute name. Value: . '' is too short"},
+			{"member create", "member", "POST", base, map[string]any{"volume_type": map[string]any{"name": "x"}}, 403, "forbidden", "Policy doesn't allow volume_extension:types_manage to be performed."},
+			{"unknown", "admin", "GET", base + "/0b7e0c1e-6d1f-4d3c-9f1b-7b7e8e0e0e0e", nil, 404, "itemNotFound", "Volume type with id 0b7e0c1e-6d1f-4d3c-9f1b-7b7e8e0e0e0e could not be found."},
+			{"store unknown", "admin", "POST", base + "/" + id + "/extra_specs", map[string]any{"extra_specs": map[string]any{StoreSpec: "nope"}}, 404, "itemNotFound", "Store nope not enabled in glance."},
+			{"store case", "admin", "POST", base + "/" + id + "/extra_specs", map[string]any{"extra_specs": map[string]any{StoreSpec: "FAST"}}, 404, "itemNotFound", "Store FAST not enabled in glance."},
+			{"store read-only", "admin", "PUT", base + "/" + id + "/extra_specs/" + StoreSpec, map[string]any{StoreSpec: "web"}, 400, "badRequest", "Store web is read-only in glance."},
+			{"store value type", "admin", "POST", base + "/" + id + "/extra_specs", map[string]any{"extra_specs": map[string]any{StoreSpec: 5}}, 400, "badRequest", "Invalid input for field/attribute image_service:store_id. Value: 5. 5 is not of type 'string', 'null'"},
+			{"mismatch", "admin", "PUT", base + "/" + id + "/extra_specs/a", map[string]any{"b": "c"}, 400, "badRequest", "Request body and URI mismatch"},
+			{"two keys", "admin", "PUT", base + "/" + id + "/extra_specs/a", map[string]any{"a": "b", "c": "d"}, 400, "badRequest", "Invalid input for field/attribute body. Value: {'a': 'b', 'c': 'd'}. {'a': 'b', 'c': 'd'} has too many properties"},
+			{"null body", "admin", "PUT", base + "/" + id + "/extra_specs/a", "null", 400, "badRequest", ""},
+			{"list body", "admin", "POST", base + "/" + id + "/extra_specs", map[string]any{"extra_specs": []string{"invalid"}}, 400, "badRequest", ""},
+			{"member spec", "member", "POST", base + "/" + id + "/extra_specs", map[string]any{"extra_specs": map[string]any{"a": "b"}}, 403, "forbidden", ""},
+			{"no key", "admin", "GET", base + "/" + id + "/extra_specs/nokey", nil, 404, "itemNotFound", "Volume Type " + id + " has no extra specs with key nokey."},
+			{"type create bad store", "admin", "POST", base, map[string]any{"volume_type": map[string]any{"name": "s", "extra_specs": map[string]any{StoreSpec: "nope"}}}, 404, "itemNotFound", "Store nope not enabled in glance."},
+		}
+		for _, c := range checks {
+			r := e.do(c.token, c.method, c.path, c.body)
+			if r.Code != c.code {
+				t.Errorf("%s: %d %s, want %d", c.name, r.Code, r.Body, c.code)
+				continue
+			}
+			fault, msg := errMessage(t, r)
+			if fault != c.fault || c.msg != "" && msg != c.msg {
+				t.Errorf("%s: %s %q, want %s %q", c.name, fault, msg, c.fault, c.msg)
+			}
+		}
+		// Valid store: echoed; visible to admins only.
+		got := e.must(200, e.do("admin", "POST", base+"/"+id+"/extra_specs", map[string]any{"extra_specs": map[string]any{StoreSpec: "cheap", "multiattach": "<is> False"}}))
+		if got["extra_specs"].(map[string]any)[StoreSpec] != "cheap" {
+			t.Errorf("echo %v", got)
+		}
+		e.must(200, e.do("admin", "PUT", base+"/"+id+"/extra_specs/"+StoreSpec, map[string]any{StoreSpec: "fast"}))
+		adminView := e.must(200, e.do("admin", "GET", base+"/"+id, nil))["volume_type"].(map[string]any)
+		wantKeys(t, "admin show", adminView, "description", "extra_specs", "id", "is_public", "name", "os-volume-type-access:is_public", "qos_specs_id")
+		if adminView["extra_specs"].(map[string]any)[StoreSpec] != "fast" {
+			t.Errorf("admin show %v", adminView)
+		}
+		memberSpecs := e.must(200, e.do("member", "GET", base+"/"+id+"/extra_specs", nil))["extra_specs"].(map[string]any)
+		if _, ok := memberSpecs[StoreSpec]; ok || memberSpecs["multiattach"] != "<is> False" {
+			t.Errorf("member sees %v", memberSpecs)
+		}
+		// Update: the update schema has no os-volume-type-access:is_public.
+		upd := e.must(200, e.do("admin", "PUT", base+"/"+id, map[string]any{"volume_type": map[string]any{"description": "new"}}))["volume_type"].(map[string]any)
+		wantKeys(t, "update", upd, "description", "extra_specs", "id", "is_public", "name")
+		// In use: specs are frozen and the type cannot be deleted.
+		e.createVolume("member", projA, map[string]any{"volume_type": "gold"}, "available")
+		for _, r := range []resp{
+			e.do("admin", "PUT", base+"/"+id+"/extra_specs/"+StoreSpec, map[string]any{StoreSpec: "cheap"}),
+			e.do("admin", "DELETE", base+"/"+id+"/extra_specs/"+StoreSpec, nil),
+		} {
+			if _, msg := errMessage(t, r); r.Code != 400 || msg != "Volume Type is currently in use." {
+				t.Errorf("in use: %d %s", r.Code, r.Body)
+			}
+		}
+		if r := e.do("admin", "DELETE", base+"/"+id, nil); r.Code != 400 {
+			t.Errorf("delete in-use type: %d", r.Code)
+		}
+		// Delete an unused type, then its spec is gone.
+		other := e.createType("tmp", map[string]string{"a": "b"})
+		e.must(202, e.do("admin", "DELETE", base+"/"+other+"/extra_specs/a", nil))
+		if r := e.do("admin", "DELETE", base+"/"+other+"/extra_specs/a", nil); r.Code != 404 {
+			t.Errorf("second spec delete %d", r.Code)
+		}
+		e.must(202, e.do("admin", "DELETE", base+"/"+other, nil))
+		if r := e.do("admin", "DELETE", base+"/"+other, nil); r.Code != 404 {
+			t.Errorf("second type delete %d", r.Code)
+		}
+		// Private type: invisible and unusable for projects without access.
+		priv := e.must(200, e.do("admin", "POST", base, map[string]any{"volume_type": map[string]any{"name": "priv", "os-volume-type-access:is_public": false}}))["volume_type"].(map[string]any)["id"].(string)
+		if r := e.do("memberB", "POST", "/v3/"+projB+"/volumes", map[string]any{"volume": map[string]any{"size": 1, "volume_type": priv}}); r.Code != 404 {
+			t.Errorf("private type by other project: %d %s", r.Code, r.Body)
+		}
+		e.must(202, e.do("admin", "POST", base+"/"+priv+"/action", map[string]any{"addProjectAccess": map[string]any{"project": projB}}))
+		acc := e.must(200, e.do("admin", "GET", base+"/"+priv+"/os-volume-type-access", nil))["volume_type_access"].([]any)
+		if len(acc) != 1 {
+			t.Errorf("access %v", acc)
+		}
+		e.must(200, e.do("memberB", "GET", "/v3/"+projB+"/types/"+priv, nil))
+	})
+}
+
+// wantKeys fails unless m has exactly keys (response schemas forbid extras).
+func wantKeys(t *testing.T, what string, m map[string]any, keys ...string) {
+	t.Helper()
+	got := make([]string, 0, len(m))
+	for k := range m {
+		got = append(got, k)
+	}
+	sort.Strings(got)
+	sort.Strings(keys)
+	if strings.Join(got, ",") != strings.Join(keys, ",") {
+		t.Errorf("%s keys:\n got %v\nwant %v", what, got, keys)
+	}
+}
+
+var _ = http.StatusOK

@@ -1,0 +1,174 @@
+package volume
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/ashlar-dev/ashlar/internal/api"
+	"github.com/ashlar-dev/ashlar/internal/errs"
+)
+
+// Request validation with Cinder's JSON-schema style messages:
+// "Invalid input for field/attribute <f>. Value: <v>. <detail>".
+
+func invalidInput(field string, value any, detail string, args ...any) error {
+	return errs.E(errs.Invalid, "Invalid input for field/attribute %s. Value: %s. %s", field, pyRepr(value, false), fmt.Sprintf(detail, args...))
+}
+
+// pyRepr renders a JSON value roughly as Python prints it, as Cinder's
+// messages do; quote selects repr() (quoted strings) over str().
+func pyRepr(v any, quote bool) string {
+	switch x := v.(type) {
+	case nil:
+		return "None"
+	case string:
+		if quote {
+			return "'" + x + "'"
+		}
+		return x
+	case bool:
+		if x {
+			return "True"
+		}
+		return "False"
+	case json.Number:
+		return x.String()
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, 0, len(keys))
+		for _, k := range keys {
+			parts = append(parts, "'"+k+"': "+pyRepr(x[k], true))
+		}
+		return "{" + strings.Join(parts, ", ") + "}"
+	case []any:
+		parts := make([]string, 0, len(x))
+		for _, e := range x {
+			parts = append(parts, pyRepr(e, true))
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	}
+	return fmt.Sprint(v)
+}
+
+// decodeObject reads a JSON object body; null or a non-object is Cinder's
+// "body required" 400.
+func decodeObject(r *http.Request) (map[string]any, error) {
+	var v any
+	if err := api.DecodeJSON(r, &v, 0); err != nil {
+		return nil, err
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, errs.E(errs.Invalid, "Missing required element body or element body is not a dict.")
+	}
+	return m, nil
+}
+
+// entity returns body[key] as an object, or Cinder's missing-element 400.
+func entity(body map[string]any, key string) (map[string]any, error) {
+	v, ok := body[key]
+	if !ok {
+		return nil, invalidInput(key, body, "'%s' is a required property", key)
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, invalidInput(key, v, "%s is not of type 'object'", pyRepr(v, true))
+	}
+	return m, nil
+}
+
+// optString reads an optional string (or null) of at most max characters.
+func optString(m map[string]any, field string, max int) (*string, error) {
+	v, ok := m[field]
+	if !ok || v == nil {
+		return nil, nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return nil, invalidInput(field, v, "%s is not of type 'string', 'null'", pyRepr(v, true))
+	}
+	if max > 0 && len([]rune(s)) > max {
+		return nil, invalidInput(field, v, "'%s' is too long", s)
+	}
+	return &s, nil
+}
+
+// trueStrings and falseStrings are what Cinder's boolean parameters accept.
+var (
+	trueStrings  = []string{"True", "TRUE", "true", "1", "ON", "On", "on", "YES", "Yes", "yes", "y", "t"}
+	falseStrings = []string{"False", "FALSE", "false", "0", "OFF", "Off", "off", "NO", "No", "no", "n", "f"}
+)
+
+// parseBool accepts JSON booleans and Cinder's boolean strings.
+func parseBool(field string, v any) (bool, error) {
+	switch x := v.(type) {
+	case bool:
+		return x, nil
+	case string:
+		for _, t := range trueStrings {
+			if x == t {
+				return true, nil
+			}
+		}
+		for _, f := range falseStrings {
+			if x == f {
+				return false, nil
+			}
+		}
+	case json.Number:
+		if x == "1" {
+			return true, nil
+		}
+		if x == "0" {
+			return false, nil
+		}
+	}
+	return false, invalidInput(field, v, "%s is not one of [True, 'True', 'TRUE', 'true', '1', 'ON', 'On', 'on', 'YES', 'Yes', 'yes', 'y', 't', False, 'False', 'FALSE', 'false', '0', 'OFF', 'Off', 'off', 'NO', 'No', 'no', 'n', 'f']", pyRepr(v, true))
+}
+
+// checkAllowed rejects properties outside allowed (additionalProperties: false).
+func checkAllowed(field string, m map[string]any, allowed ...string) error {
+	var extra []string
+	for k := range m {
+		ok := false
+		for _, a := range allowed {
+			if k == a {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			extra = append(extra, "'"+k+"'")
+		}
+	}
+	if len(extra) == 0 {
+		return nil
+	}
+	sort.Strings(extra)
+	verb := "was"
+	if len(extra) > 1 {
+		verb = "were"
+	}
+	return invalidInput(field, m, "Additional properties are not allowed (%s %s unexpected)", strings.Join(extra, ", "), verb)
+}
+
+// isUUID reports whether s looks like a UUID (with or without dashes).
+func isUUID(s string) bool {
+	h := strings.ReplaceAll(s, "-", "")
+	if len(h) != 32 {
+		return false
+	}
+	for _, c := range h {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,275 @@
+package volume
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/ashlar-dev/ashlar/internal/db"
+	"github.com/ashlar-dev/ashlar/internal/errs"
+)
+
+// Kinds of durable background work.
+const (
+	workCreate    = "create"
+	workClone     = "clone"
+	workFromImage = "from_image"
+	workUpload    = "upload"
+)
+
+// maxAttempts bounds how often work is retried across restarts before it
+// is failed for good (the volume goes to error or back to its status).
+const maxAttempts = 3
+
+// workPayload is the JSON payload of a volume_work row.
+type workPayload struct {
+	Size          int64  `json:"size,omitempty"`
+	AZ            string `json:"az,omitempty"`
+	ImageID       string `json:"image_id,omitempty"`
+	ImageEndpoint string `json:"image_endpoint,omitempty"`
+	SourceHost    string `json:"source_host,omitempty"`
+	// Token is the caller's token, used for the image service calls made
+	// on the caller's behalf (as Cinder passes the request context).
+	Token           string `json:"token,omitempty"`
+	DiskFormat      string `json:"disk_format,omitempty"`
+	ContainerFormat string `json:"container_format,omitempty"`
+	Store           string `json:"store,omitempty"`
+	PreviousStatus  string `json:"previous_status,omitempty"`
+	ProjectID       string `json:"project_id,omitempty"`
+}
+
+type work struct {
+	ID, VolumeID, Kind string
+	Payload            workPayload
+	Attempts           int
+	RequestID          string
+}
+
+// addWork records work in the caller's transaction, so a volume and the
+// work that finishes it exist together or not at all.
+func (s *Service) addWork(ctx context.Context, tx *db.Tx, volumeID, kind string, p workPayload, requestID string) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO volume_work (id, volume_id, kind, payload, request_id, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		uuid.NewString(), volumeID, kind, string(b), requestID, db.Now())
+	return err
+}
+
+// wake nudges the worker after new work was committed.
+func (s *Service) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// pollInterval is how often the worker looks for work it was not woken for.
+var pollInterval = 2 * time.Second
+
+// workers bounds concurrent background jobs.
+const workers = 4
+
+// Run implements service.Runner: it resumes the work a previous process
+// left behind, then executes new work until ctx is cancelled. Work cut off
+// by cancellation stays recorded and is resumed by the next start.
+func (s *Service) Run(ctx context.Context) error {
+	sem := make(chan struct{}, workers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	for {
+		items, err := s.pendingWork(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.deps.Logger.Error("loading volume work", "err", err)
+		}
+		for _, w := range items {
+			if _, busy := s.running.LoadOrStore(w.ID, struct{}{}); busy {
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				s.running.Delete(w.ID)
+				return ctx.Err()
+			}
+			wg.Go(func() {
+				defer func() { <-sem; s.running.Delete(w.ID) }()
+				s.execute(ctx, w)
+			})
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.kick:
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Service) pendingWork(ctx context.Context) ([]*work, error) {
+	rows, err := s.deps.DB.QueryContext(ctx, `SELECT id, volume_id, kind, payload, attempts, request_id FROM volume_work ORDER BY created_at LIMIT 100`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*work
+	for rows.Next() {
+		w := &work{}
+		var payload string
+		var reqID *string
+		if err := rows.Scan(&w.ID, &w.VolumeID, &w.Kind, &payload, &w.Attempts, &reqID); err != nil {
+			return nil, err
+		}
+		w.RequestID = deref(reqID)
+		if err := json.Unmarshal([]byte(payload), &w.Payload); err != nil {
+			return nil, fmt.Errorf("work %s: %w", w.ID, err)
+		}
+		out = append(out, w)
+	}
+	return out, rows.Err()
+}
+
+// execute runs one piece of work. The attempt is counted before starting,
+// so work that kills the process is not retried forever.
+func (s *Service) execute(ctx context.Context, w *work) {
+	if ctx.Err() != nil {
+		return
+	}
+	if _, err := s.deps.DB.ExecContext(ctx, `UPDATE volume_work SET attempts = attempts + 1 WHERE id = ?`, w.ID); err != nil {
+		return
+	}
+	w.Attempts++
+	v, err := getVolume(ctx, s.deps.DB, w.VolumeID)
+	if err != nil {
+		if errs.KindOf(err) == errs.NotFound {
+			s.finishWork(ctx, w)
+		}
+		return
+	}
+	giveUp := w.Attempts > maxAttempts
+	switch w.Kind {
+	case workCreate, workClone, workFromImage:
+		err = s.runCreate(ctx, w, v, giveUp)
+	case workUpload:
+		err = s.runUpload(ctx, w, v, giveUp)
+	default:
+		err = fmt.Errorf("unknown work kind %q", w.Kind)
+	}
+	if ctx.Err() != nil {
+		// Shutting down: leave the row for the next start.
+		return
+	}
+	if err != nil {
+		s.deps.Logger.Error("volume work failed", "volume", w.VolumeID, "kind", w.Kind, "err", err)
+	}
+	s.finishWork(context.WithoutCancel(ctx), w)
+}
+
+func (s *Service) finishWork(ctx context.Context, w *work) {
+	if _, err := s.deps.DB.ExecContext(ctx, `DELETE FROM volume_work WHERE id = ?`, w.ID); err != nil {
+		s.deps.Logger.Error("finishing volume work", "work", w.ID, "err", err)
+	}
+}
+
+// runCreate schedules and creates a volume (blank, clone or from image).
+// Failures put the volume in error with a user message.
+func (s *Service) runCreate(ctx context.Context, w *work, v *vol, giveUp bool) error {
+	if v.Status != "creating" {
+		return nil
+	}
+	failed := func(event, msg string, cause error) error {
+		bg := context.WithoutCancel(ctx)
+		_ = forceStatus(bg, s.deps.DB, v.ID, "error")
+		s.recordMessage(bg, v.ProjectID, v.ID, w.RequestID, event, msg)
+		return cause
+	}
+	if giveUp {
+		return failed(eventScheduleAllocate, "schedule allocate volume:Could not find any available weighted backend.",
+			errs.E(errs.Other, "volume creation interrupted too often"))
+	}
+	var b *backend
+	if w.Kind == workClone {
+		b = s.backendNamed(w.Payload.SourceHost)
+	} else {
+		specs := map[string]string{}
+		if v.TypeID != nil {
+			t, err := s.getType(ctx, s.deps.DB, nil, *v.TypeID, false)
+			if err == nil {
+				specs = t.ExtraSpecs
+			}
+		}
+		var err error
+		if b, err = s.schedule(ctx, specs, v.AZ, v.Size); err != nil {
+			return failed(eventScheduleAllocate, "schedule allocate volume:Could not find any available weighted backend.", err)
+		}
+	}
+	if b == nil {
+		return failed(eventScheduleAllocate, "schedule allocate volume:Could not find any available weighted backend.", errs.E(errs.Other, "source backend gone"))
+	}
+	if _, err := s.deps.DB.ExecContext(ctx, `UPDATE volumes SET host = ? WHERE id = ?`, b.cfg.Name, v.ID); err != nil {
+		return err
+	}
+	// A previous attempt may have left a partial volume.
+	if err := b.drv.Delete(ctx, v.ID); err != nil && errs.KindOf(err) != errs.NotFound {
+		return failed(eventScheduleAllocate, "create volume:Failed to create volume.", err)
+	}
+	size := v.Size * gib
+	var err error
+	bootable := v.Bootable
+	switch w.Kind {
+	case workCreate:
+		err = b.drv.Create(ctx, v.ID, size)
+	case workClone:
+		var src interface {
+			io.ReaderAt
+			io.Closer
+			Size() int64
+		}
+		if src, err = b.drv.Open(ctx, *v.SourceVolID); err == nil {
+			err = b.drv.CreateFrom(ctx, v.ID, size, io.NewSectionReader(src, 0, src.Size()))
+			src.Close()
+		}
+	case workFromImage:
+		err = s.copyImageToVolume(ctx, w, b, v)
+		bootable = true
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		_ = b.drv.Delete(context.WithoutCancel(ctx), v.ID)
+		event, msg := eventScheduleAllocate, "create volume:Failed to create volume."
+		if w.Kind == workFromImage {
+			event, msg = eventCreateFromImage, "copy image to volume:Failed to copy image to volume."
+		}
+		return failed(event, msg, err)
+	}
+	_, err = s.deps.DB.ExecContext(ctx, `UPDATE volumes SET status = 'available', bootable = ?, updated_at = ? WHERE id = ? AND status = 'creating'`,
+		bootable, db.Now(), v.ID)
+	return err
+}
+
+// copyImageToVolume streams a raw image into the new volume.
+func (s *Service) copyImageToVolume(ctx context.Context, w *work, b *backend, v *vol) error {
+	if df := v.ImageMetadata["disk_format"]; df != "" && df != "raw" && df != "iso" {
+		return errs.E(errs.Invalid, "Image disk format %s cannot be written to a volume.", df)
+	}
+	gc, err := s.glanceForCaller(w.Payload.ImageEndpoint)
+	if err != nil {
+		return err
+	}
+	rc, err := gc.Download(ctx, w.Payload.Token, w.Payload.ImageID)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	return b.drv.CreateFrom(ctx, v.ID, v.Size*gib, io.LimitReader(rc, v.Size*gib+1))
+}
