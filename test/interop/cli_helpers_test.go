@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -49,7 +50,15 @@ func (c *cloud) run(t *testing.T, argv ...string) cmdResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	r := runCmd(ctx, c.env, c.dir, argv...)
+	cmd := argv
+	if argv[0] == "glance" {
+		// Standard input closed, as in a cron job: glanceclient reads image
+		// data from any other stdin that is not a terminal. (openstack
+		// fails on a closed stdin, so image records without data are
+		// created with glance.)
+		cmd = append([]string{"sh", "-c", `exec "$@" <&-`, "sh"}, argv...)
+	}
+	r := runCmd(ctx, c.env, c.dir, cmd...)
 	if f, err := os.OpenFile(filepath.Join(c.dir, "cli.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
 		fmt.Fprintf(f, "$ %s   # %s, err=%v\n%s", strings.Join(argv, " "), r.Took.Round(time.Millisecond), r.Err, r.Stdout)
 		if r.Stderr != "" {
@@ -126,7 +135,12 @@ func parseTable(out string) map[string]string {
 		switch {
 		case k == "Property" && v == "Value":
 		case k == "" && last != "":
-			m[last] += " " + v
+			// The wrapper drops the space it broke at, or breaks after a hyphen.
+			if strings.HasSuffix(m[last], "-") {
+				m[last] += v
+			} else {
+				m[last] += " " + v
+			}
 		default:
 			m[k] = v
 			last = k
@@ -167,14 +181,22 @@ func digestFile(t *testing.T, path string) digests {
 // either at the top level or under "properties" depending on the version.
 func imageField(img map[string]any, key string) string {
 	if v, ok := img[key]; ok && v != nil {
-		return fmt.Sprint(v)
+		return jsonString(v)
 	}
 	if p, ok := img["properties"].(map[string]any); ok {
 		if v, ok := p[key]; ok && v != nil {
-			return fmt.Sprint(v)
+			return jsonString(v)
 		}
 	}
 	return ""
+}
+
+// jsonString formats a decoded JSON value, integers without exponent.
+func jsonString(v any) string {
+	if f, ok := v.(float64); ok && f == float64(int64(f)) {
+		return strconv.FormatInt(int64(f), 10)
+	}
+	return fmt.Sprint(v)
 }
 
 // eventually polls f every interval until it returns true or timeout.

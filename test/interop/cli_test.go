@@ -253,9 +253,10 @@ func cliScenarios() []cliScenario {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var img map[string]any
-			s.admin.json(t, &img, "openstack", "image", "create", "--disk-format", "raw", "--container-format", "bare", "interop-queued", "-f", "json")
-			id := fmt.Sprint(img["id"])
+			id := parseTable(s.admin.ok(t, "glance", "image-create", "--disk-format", "raw", "--container-format", "bare", "--name", "interop-queued"))["id"]
+			if id == "" {
+				t.Fatal("glance image-create printed no id")
+			}
 			for _, tc := range []struct {
 				store string
 				code  int
