@@ -164,6 +164,7 @@ func TestTempest(t *testing.T) {
 		t.Log("catalog has no image_remote entry: tempest skips the remote import tests")
 	}
 	imageRef := tempestImage(t, admin.token, a.imageURL)
+	protocol, vendor := backendCapabilities(t, admin.token, a.volumeURL+"/v3/"+ti.Token.Project.ID)
 	t.Logf("tempest setup (ashlar, %d accounts, image_ref %s) took %s", len(accts), imageRef, time.Since(start).Round(time.Millisecond))
 
 	want := map[string]bool{}
@@ -181,7 +182,7 @@ func TestTempest(t *testing.T) {
 				"ADMIN_PW": adminPassword, "KEYSTONE_URL": a.identityURL,
 				"CINDER_AVAILABLE": strconv.FormatBool(list.cinder), "HTTP_IMAGE": a.web.url + "/random.img",
 				"IMAGE_CACHING": "false", "MANAGE_LOCATIONS": "false", "ALT_IMAGE_ENDPOINT": altImage,
-				"VOLUME_BACKENDS": "local", "STORAGE_PROTOCOL": "iSCSI", "VENDOR_NAME": "Open Source",
+				"VOLUME_BACKENDS": "local", "STORAGE_PROTOCOL": protocol, "VENDOR_NAME": vendor,
 				"VOLUME_MIN_MV": "3.0", "VOLUME_MAX_MV": "3.70", "VOLUME_MULTI_BACKEND": "false",
 				"VOLUME_SNAPSHOT": "false", "VOLUME_CLONE": "false", "IMAGE_REF": imageRef,
 			}
@@ -343,4 +344,27 @@ func tempestPython() string {
 		}
 	}
 	return "/usr/bin/python3"
+}
+
+// backendCapabilities reads the storage_protocol and vendor_name the volume
+// backend reports (GET scheduler-stats/get_pools), which tempest's volume
+// type tests put in extra specs the scheduler must match, as an operator
+// would configure them from the deployment.
+func backendCapabilities(t *testing.T, token, volumeURL string) (protocol, vendor string) {
+	t.Helper()
+	code, body := rawRequest(t, token, "GET", strings.TrimRight(volumeURL, "/")+"/scheduler-stats/get_pools?detail=true", nil, nil)
+	var pools struct {
+		Pools []struct {
+			Capabilities map[string]any `json:"capabilities"`
+		} `json:"pools"`
+	}
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &pools) != nil || len(pools.Pools) == 0 {
+		// What internal/volume/driver/file reports.
+		t.Logf("get_pools: %d %.200s; tempest gets the file driver's storage_protocol file, vendor_name Ashlar", code, body)
+		return "file", "Ashlar"
+	}
+	c := pools.Pools[0].Capabilities
+	protocol, vendor = fmt.Sprint(c["storage_protocol"]), fmt.Sprint(c["vendor_name"])
+	t.Logf("volume backend reports storage_protocol %q, vendor_name %q", protocol, vendor)
+	return protocol, vendor
 }
