@@ -394,7 +394,11 @@ func waitImageStores(t *testing.T, c *cloud, id, stores string) {
 		if f := imageField(img, "os_glance_failed_import"); f != "" {
 			t.Fatalf("image %s: import failed for stores %s (%s)", id, f, state)
 		}
-		return imageField(img, "status") == "active" && imageField(img, "stores") == stores, state
+		got := imageField(img, "stores")
+		if got != stores && sameSet(got, stores) {
+			t.Fatalf("image %s: stores %q, want %q (sorted, as tempest and Glance expect)", id, got, stores)
+		}
+		return imageField(img, "status") == "active" && got == stores, state
 	})
 }
 
@@ -470,4 +474,12 @@ func downloadDigest(t *testing.T, token, url string) digests {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// sameSet reports whether two comma-separated lists hold the same items.
+func sameSet(a, b string) bool {
+	x, y := strings.Split(a, ","), strings.Split(b, ",")
+	slices.Sort(x)
+	slices.Sort(y)
+	return slices.Equal(x, y)
 }
