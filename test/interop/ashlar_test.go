@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ashlar-dev/ashlar/internal/testenv"
 )
 
 // adminPassword is the embedded identity's bootstrap password
@@ -37,6 +39,9 @@ type ashlarOpts struct {
 	// glanceAPIServers is [volume] glance_api_servers; default this
 	// Ashlar's own image URL.
 	glanceAPIServers string
+	// cheapS3 puts store cheap on a MinIO (S3) the suite starts instead of
+	// a directory.
+	cheapS3 bool
 }
 
 // ashlar is one running Ashlar.
@@ -48,7 +53,9 @@ type ashlar struct {
 	imageURL    string
 	volumeURL   string
 	web         *webServer
-	proc        *proc
+	// storeTypes maps each store id to its driver type.
+	storeTypes map[string]string
+	proc       *proc
 }
 
 // startAshlar writes a config, starts the binary and waits until every
@@ -81,11 +88,28 @@ func startAshlar(t *testing.T, name string, o ashlarOpts) *ashlar {
 		}
 	}
 	fmt.Fprintf(&c, "\n[image]\nbind = 127.0.0.1:%d\n", imgPort)
-	fmt.Fprintf(&c, "enabled_backends = %s:file, %s:file, %s:file, %s:http\n", writableStores[0], writableStores[1], writableStores[2], readOnlyStore)
+	a.storeTypes = map[string]string{"fast": "file", "cheap": "file", "reliable": "file", readOnlyStore: "http"}
+	if o.cheapS3 {
+		a.storeTypes["cheap"] = "s3"
+	}
+	var backends []string
+	for _, s := range append(slices.Clone(writableStores), readOnlyStore) {
+		backends = append(backends, s+":"+a.storeTypes[s])
+	}
+	fmt.Fprintf(&c, "enabled_backends = %s\n", strings.Join(backends, ", "))
 	fmt.Fprintf(&c, "default_backend = %s\n", writableStores[0])
 	fmt.Fprintf(&c, "allowed_import_hosts = %s\n\n", a.web.hostPort)
 	descr := map[string]string{"fast": "Fast store (default)", "cheap": "Cheap store", "reliable": "Reliable store"}
+	var s3 *minio
+	if o.cheapS3 {
+		s3 = startMinIO(t)
+	}
 	for _, s := range writableStores {
+		if s == "cheap" && s3 != nil {
+			fmt.Fprintf(&c, "[store:%s]\nstore_description = %s (S3)\ns3_store_host = %s\ns3_store_bucket = interop-cheap\n", s, descr[s], s3.url)
+			fmt.Fprintf(&c, "s3_store_access_key = %s\ns3_store_secret_key = %s\ns3_store_region = us-east-1\ns3_store_create_bucket_on_put = true\n\n", s3.accessKey, s3.secretKey)
+			continue
+		}
 		fmt.Fprintf(&c, "[store:%s]\nstore_description = %s\nfilesystem_store_datadir = %s\n\n", s, descr[s], filepath.Join(a.stateDir, "images", s))
 	}
 	fmt.Fprintf(&c, "[store:%s]\nstore_description = Read-only HTTP store\nhttp_store_base_url = %s/\n\n", readOnlyStore, a.web.url)
@@ -103,6 +127,12 @@ func startAshlar(t *testing.T, name string, o ashlarOpts) *ashlar {
 	ports := map[string]string{"identity": a.identityURL, "image": a.imageURL, "volume": a.volumeURL}
 	for _, s := range o.services {
 		waitHTTP(t, a.proc, ports[s]+"/healthcheck", 60*time.Second)
+	}
+	// A config the binary ignores in part would test something else.
+	for _, line := range strings.Split(a.proc.tail(1<<16), "\n") {
+		if strings.HasPrefix(line, "warning:") {
+			t.Errorf("ashlar %s: config %s: %s", name, a.configPath, line)
+		}
 	}
 	t.Logf("ashlar %s up in %s (identity %s, image %s, volume %s, config %s)", name,
 		time.Since(start).Round(time.Millisecond), a.identityURL, a.imageURL, a.volumeURL, a.configPath)
@@ -159,3 +189,29 @@ func randomBytes(t *testing.T, n int) []byte {
 }
 
 func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
+
+// minio is a MinIO S3 server the suite started.
+type minio struct {
+	url                  string
+	accessKey, secretKey string
+}
+
+// startMinIO starts the pinned MinIO (built by scripts/setup.sh) on ports
+// of the suite's range. Without the binary the test is skipped, or fails
+// under CI=true.
+func startMinIO(t *testing.T) *minio {
+	t.Helper()
+	bin := testenv.MinIOPath()
+	if _, err := os.Stat(bin); err != nil {
+		testenv.SkipOrFatal(t, "MinIO not found at %s (run scripts/setup.sh)", bin)
+	}
+	dir := logDir(t, "minio")
+	port, console := freePort(t), freePort(t)
+	m := &minio{url: fmt.Sprintf("http://127.0.0.1:%d", port), accessKey: "interop", secretKey: "interop-secret-key"}
+	env := append(baseEnv(), "MINIO_ROOT_USER="+m.accessKey, "MINIO_ROOT_PASSWORD="+m.secretKey,
+		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_REGION=us-east-1")
+	p := startProc(t, "minio", filepath.Join(dir, "minio.log"), env, dir, bin, "server", filepath.Join(dir, "data"),
+		"--address", fmt.Sprintf("127.0.0.1:%d", port), "--console-address", fmt.Sprintf("127.0.0.1:%d", console), "--quiet")
+	waitHTTP(t, p, m.url+"/minio/health/live", 60*time.Second)
+	return m
+}

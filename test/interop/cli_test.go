@@ -45,7 +45,7 @@ func TestCLI(t *testing.T) {
 	requireInterop(t)
 	requireTools(t, "openstack", "glance", "cinder")
 	start := time.Now()
-	a := startAshlar(t, "cli", ashlarOpts{})
+	a := startAshlar(t, "cli", ashlarOpts{cheapS3: true})
 	dir := logDir(t, "cli")
 	s := &cliState{a: a, dir: dir, volumeType: "interop-cheap"}
 	s.admin = newCloud(dir, a.authURL(), "admin", adminPassword, "admin")
@@ -179,10 +179,7 @@ func cliScenarios() []cliScenario {
 				t.Fatalf("stores-info --detail: %v in %q", err, detail["stores"])
 			}
 			for _, st := range det {
-				want := "file"
-				if st["id"] == readOnlyStore {
-					want = "http"
-				}
+				want := s.a.storeTypes[fmt.Sprint(st["id"])]
 				if st["type"] != want {
 					t.Errorf("stores-info --detail: store %v type %v, want %s", st["id"], st["type"], want)
 				}

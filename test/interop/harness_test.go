@@ -187,7 +187,9 @@ func startProc(t *testing.T, name, logPath string, env []string, dir string, arg
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = env
 	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: if the test binary is killed (go test -timeout), the
+	// process goes with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		t.Fatalf("start %s: %v", name, err)
