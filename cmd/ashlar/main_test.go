@@ -60,3 +60,24 @@ func TestDBMigrateAndStatus(t *testing.T) {
 		t.Errorf("status after migrate:\n%s", out.String())
 	}
 }
+
+func TestBootstrapCommand(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("ASHLAR_ADMIN_PASSWORD", "boot-secret")
+	for i := 0; i < 2; i++ { // idempotent
+		var out, errOut bytes.Buffer
+		if code := run([]string{"bootstrap", "--state-path", dir}, &out, &errOut); code != 0 {
+			t.Fatalf("bootstrap #%d: %d %s", i, code, errOut.String())
+		}
+		if !strings.Contains(out.String(), "clouds.yaml") {
+			t.Errorf("output: %s", out.String())
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "openrc"))
+	if err != nil || !strings.Contains(string(b), "OS_PASSWORD='boot-secret'") {
+		t.Errorf("openrc: %s %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "clouds.yaml")); err != nil {
+		t.Error(err)
+	}
+}

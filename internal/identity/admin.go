@@ -59,8 +59,12 @@ func (s *Service) roleJSON(r *role) map[string]any {
 	if r.Description != "" {
 		desc = r.Description
 	}
+	opts := map[string]any{}
+	if immutableRole(r.Name) {
+		opts["immutable"] = true
+	}
 	return map[string]any{"id": r.ID, "name": r.Name, "domain_id": nil, "description": desc,
-		"options": map[string]any{}, "links": s.self("roles", r.ID)}
+		"options": opts, "links": s.self("roles", r.ID)}
 }
 
 func (s *Service) serviceJSON(c *catalogService) map[string]any {

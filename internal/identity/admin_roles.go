@@ -25,6 +25,12 @@ func flag(r *http.Request, key string) bool {
 
 // ---- roles
 
+// immutableRole reports whether a role is one Bootstrap creates, which
+// Keystone's bootstrap marks immutable.
+func immutableRole(name string) bool {
+	return name == auth.RoleAdmin || name == auth.RoleMember || name == auth.RoleReader || name == RoleService
+}
+
 func (s *Service) listRoles(w http.ResponseWriter, r *http.Request, c *auth.Caller) error {
 	if err := allow(c, "identity:list_roles", policy.Target{}); err != nil {
 		return err
@@ -101,7 +107,7 @@ func (s *Service) deleteRole(w http.ResponseWriter, r *http.Request, c *auth.Cal
 	if ro == nil {
 		return notFound("role", id)
 	}
-	if ro.Name == auth.RoleAdmin || ro.Name == auth.RoleMember || ro.Name == auth.RoleReader {
+	if immutableRole(ro.Name) {
 		return errs.E(errs.Forbidden, "Role %s is immutable.", ro.Name)
 	}
 	err := s.write(r.Context(), func(tx *db.Tx) error {

@@ -53,7 +53,8 @@ func (s *Service) generatedPasswordFile() string {
 	return filepath.Join(s.cfg.Default.StatePath, "admin_password")
 }
 
-// Bootstrap makes sure the Default domain, the roles admin/member/reader,
+// Bootstrap makes sure the Default domain, the roles admin/member/reader
+// (and service, for keystonemiddleware's service users, as Keystone has),
 // the admin and service projects, the admin user (admin on the admin
 // project) and the catalog of this deployment exist. It is idempotent; the
 // catalog endpoints it manages are updated to the configured URLs.
@@ -93,7 +94,7 @@ func (s *Service) Bootstrap(ctx context.Context, opts BootstrapOptions) (*Bootst
 			return err
 		}
 		roleIDs := map[string]string{}
-		for _, name := range []string{auth.RoleAdmin, auth.RoleMember, auth.RoleReader} {
+		for _, name := range []string{auth.RoleAdmin, auth.RoleMember, auth.RoleReader, RoleService} {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO identity_roles (id, name) VALUES (?, ?) ON CONFLICT DO NOTHING`, newID(), name); err != nil {
 				return err
 			}
@@ -115,20 +116,31 @@ func (s *Service) Bootstrap(ctx context.Context, opts BootstrapOptions) (*Bootst
 			}
 			projIDs[name] = id
 		}
-		var adminID string
-		err := tx.QueryRowContext(ctx, `SELECT id FROM identity_users WHERE domain_id = ? AND name = ?`, DefaultDomainID, AdminUser).Scan(&adminID)
-		switch {
-		case db.IsNoRows(err):
-			adminID = newID()
-			res.Created = true
-			if _, err := tx.ExecContext(ctx, `INSERT INTO identity_users (id, name, domain_id, password_hash, enabled,
-				default_project_id, tokens_valid_after, created_at) VALUES (?, ?, ?, ?, TRUE, ?, ?, ?)`,
-				adminID, AdminUser, DefaultDomainID, hash, projIDs[AdminProject], now, now); err != nil {
-				return err
-			}
-		case err != nil:
+		// Insert-if-missing, so two processes bootstrapping one database at
+		// once both succeed.
+		if hash == "" && admin == nil {
+			return errors.New("no password hash for a new admin user")
+		}
+		ins, err := tx.ExecContext(ctx, `INSERT INTO identity_users (id, name, domain_id, password_hash, enabled,
+			default_project_id, tokens_valid_after, created_at) VALUES (?, ?, ?, ?, TRUE, ?, ?, ?) ON CONFLICT DO NOTHING`,
+			newID(), AdminUser, DefaultDomainID, hash, projIDs[AdminProject], now, now)
+		if err != nil {
 			return err
-		case hash != "":
+		}
+		if n, _ := ins.RowsAffected(); n == 1 {
+			res.Created = true
+		}
+		var adminID string
+		if err := tx.QueryRowContext(ctx, `SELECT id FROM identity_users WHERE domain_id = ? AND name = ?`,
+			DefaultDomainID, AdminUser).Scan(&adminID); err != nil {
+			return err
+		}
+		if !res.Created && res.Generated {
+			// Another process created the admin first with its own
+			// generated password; keep that one.
+			res.AdminPassword, res.Generated = "", false
+		}
+		if hash != "" && !res.Created && explicit != "" {
 			if _, err := tx.ExecContext(ctx, `UPDATE identity_users SET password_hash = ?, tokens_valid_after = ? WHERE id = ?`,
 				hash, now, adminID); err != nil {
 				return err
@@ -142,6 +154,13 @@ func (s *Service) Bootstrap(ctx context.Context, opts BootstrapOptions) (*Bootst
 	})
 	if err != nil {
 		return nil, fmt.Errorf("identity bootstrap: %w", err)
+	}
+	if explicit != "" {
+		// A remembered generated password is stale now; openrc, rewritten
+		// with the given one, is where it can be read.
+		if err := os.Remove(s.generatedPasswordFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
 	}
 	if res.Generated {
 		if err := os.MkdirAll(s.cfg.Default.StatePath, 0o750); err != nil {
@@ -221,6 +240,10 @@ func (s *Service) WriteClientFiles(password string) error {
 		return err
 	}
 	authURL := strings.TrimRight(s.cfg.Identity.PublicURL, "/") + "/v3"
+	cloudsPath, err := filepath.Abs(filepath.Join(dir, "clouds.yaml"))
+	if err != nil {
+		return err
+	}
 	region := s.cfg.Identity.Region
 	openrc := fmt.Sprintf(`# Ashlar admin credentials: source this file, then run openstack commands.
 export OS_AUTH_URL=%s
@@ -233,7 +256,9 @@ export OS_PROJECT_DOMAIN_NAME=Default
 export OS_DOMAIN_NAME=Default
 export OS_REGION_NAME=%s
 export OS_INTERFACE=public
-`, shellQuote(authURL), AdminUser, shellQuote(password), AdminProject, shellQuote(region))
+# lets "openstack --os-cloud ashlar ..." find clouds.yaml from any directory
+export OS_CLIENT_CONFIG_FILE=%s
+`, shellQuote(authURL), AdminUser, shellQuote(password), AdminProject, shellQuote(region), shellQuote(cloudsPath))
 	clouds := fmt.Sprintf(`clouds:
   ashlar:
     auth:
@@ -276,7 +301,7 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 	}
 	if err != nil {
 		_ = os.Remove(tmp.Name())
-		return errors.Join(err)
+		return err
 	}
 	return nil
 }

@@ -32,12 +32,20 @@ type External struct {
 	logger *slog.Logger
 	now    func() time.Time
 
-	mu    sync.Mutex // guards cache
+	mu    sync.Mutex // guards cache and inflight
 	cache map[[sha256.Size]byte]cached
+	// inflight joins concurrent validations of one token into one request.
+	inflight map[[sha256.Size]byte]*flight
 
 	svcMu      sync.Mutex // guards the service token; held while renewing it
 	svcToken   string
 	svcExpires time.Time
+}
+
+type flight struct {
+	done chan struct{}
+	c    *auth.Caller
+	err  error
 }
 
 type cached struct {
@@ -64,7 +72,7 @@ func NewExternal(cfg config.Identity, logger *slog.Logger, client *http.Client) 
 		base += "/v3"
 	}
 	return &External{cfg: cfg, base: base, client: client, logger: logger,
-		now: time.Now, cache: map[[sha256.Size]byte]cached{}}
+		now: time.Now, cache: map[[sha256.Size]byte]cached{}, inflight: map[[sha256.Size]byte]*flight{}}
 }
 
 // Validate implements auth.Validator.
@@ -76,19 +84,48 @@ func (e *External) Validate(ctx context.Context, token string) (*auth.Caller, er
 	now := e.now()
 	e.mu.Lock()
 	hit, ok := e.cache[key]
-	e.mu.Unlock()
 	if ok && now.Before(hit.until) {
+		e.mu.Unlock()
 		return cloneCaller(hit.c, token), nil
 	}
-	c, err := e.fetch(ctx, token, false)
-	if err != nil {
-		return nil, err
+	if f := e.inflight[key]; f != nil {
+		e.mu.Unlock()
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if f.err != nil {
+			return nil, f.err
+		}
+		return cloneCaller(f.c, token), nil
 	}
+	f := &flight{done: make(chan struct{})}
+	e.inflight[key] = f
+	e.mu.Unlock()
+
+	// The request is not tied to this caller's context alone: others may
+	// be waiting on it.
+	f.c, f.err = e.fetch(context.WithoutCancel(ctx), token, false)
+	e.mu.Lock()
+	delete(e.inflight, key)
+	if f.err == nil {
+		e.store(key, f.c, now)
+	}
+	e.mu.Unlock()
+	close(f.done)
+	if f.err != nil {
+		return nil, f.err
+	}
+	return cloneCaller(f.c, token), nil
+}
+
+// store caches c until its expiry or the TTL; e.mu is held.
+func (e *External) store(key [sha256.Size]byte, c *auth.Caller, now time.Time) {
 	until := now.Add(e.cfg.CacheTTL)
 	if c.ExpiresAt.Before(until) {
 		until = c.ExpiresAt
 	}
-	e.mu.Lock()
 	if len(e.cache) >= maxCached {
 		for k, v := range e.cache {
 			if !now.Before(v.until) {
@@ -100,8 +137,6 @@ func (e *External) Validate(ctx context.Context, token string) (*auth.Caller, er
 		}
 	}
 	e.cache[key] = cached{c: c, until: until}
-	e.mu.Unlock()
-	return cloneCaller(c, token), nil
 }
 
 func cloneCaller(c *auth.Caller, token string) *auth.Caller {

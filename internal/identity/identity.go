@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,7 +39,7 @@ type Service struct {
 	db     *db.DB
 	logger *slog.Logger
 	mux    *api.Mux
-	key    []byte
+	key    *signer
 	snap   atomic.Pointer[snapshot]
 	// reloadMu serialises reloads so a slow one never replaces a newer one.
 	reloadMu sync.Mutex
@@ -83,7 +84,7 @@ func newService(ctx context.Context, cfg *config.Config, d *db.DB, logger *slog.
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, db: d, logger: logger, mux: api.NewMux(), key: key,
+	s := &Service{cfg: cfg, db: d, logger: logger, mux: api.NewMux(), key: newSigner(key),
 		bcryptCost: cost, now: func() time.Time { return time.Now().UTC() }, dummyHash: dummy}
 	if err := s.reload(ctx); err != nil {
 		return nil, err
@@ -95,8 +96,30 @@ func newService(ctx context.Context, cfg *config.Config, d *db.DB, logger *slog.
 // Name implements service.Service.
 func (s *Service) Name() string { return config.ServiceIdentity }
 
-// Handler implements service.Service.
-func (s *Service) Handler() http.Handler { return s.mux }
+// Handler implements service.Service. Unknown URLs and methods get
+// Keystone's JSON error bodies rather than the mux's plain text.
+func (s *Service) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := s.mux.Handler(r); pattern == "" {
+			var allow []string
+			for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"} {
+				probe := r.Clone(r.Context())
+				probe.Method = m
+				if _, p := s.mux.Handler(probe); p != "" {
+					allow = append(allow, m)
+				}
+			}
+			if len(allow) == 0 {
+				s.writeError(w, r, errs.E(errs.NotFound, "The resource could not be found."))
+				return
+			}
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			s.writeError(w, r, errs.E(errs.NotAllowed, "The method is not allowed for the requested URL."))
+			return
+		}
+		s.mux.ServeHTTP(w, r)
+	})
+}
 
 // Validator validates tokens issued by this service, from memory.
 func (s *Service) Validator() auth.Validator { return validator{s} }
@@ -111,18 +134,23 @@ func (s *Service) Run(ctx context.Context) error {
 			return ctx.Err()
 		case <-t.C:
 		}
-		var gen string
-		err := s.db.QueryRowContext(ctx, "SELECT value FROM ashlar_meta WHERE name = ?", genKey).Scan(&gen)
-		if err != nil && !db.IsNoRows(err) {
+		if err := s.poll(ctx); err != nil && ctx.Err() == nil {
 			s.logger.Warn("identity: polling for changes", "err", err)
-			continue
-		}
-		if gen != s.snap.Load().gen {
-			if err := s.reload(ctx); err != nil {
-				s.logger.Warn("identity: reloading", "err", err)
-			}
 		}
 	}
+}
+
+// poll reloads the snapshot when the generation in the database moved.
+func (s *Service) poll(ctx context.Context) error {
+	var gen string
+	err := s.db.QueryRowContext(ctx, "SELECT value FROM ashlar_meta WHERE name = ?", genKey).Scan(&gen)
+	if err != nil && !db.IsNoRows(err) {
+		return err
+	}
+	if gen == s.snap.Load().gen {
+		return nil
+	}
+	return s.reload(ctx)
 }
 
 func (s *Service) reload(ctx context.Context) error {
@@ -195,11 +223,13 @@ func (s *Service) check(token string) (*payload, *auth.Caller, error) {
 	if err := s.live(snap, p); err != nil {
 		return nil, nil, err
 	}
-	k := p.UserID + "\x00" + p.ProjectID
-	cb, ok := snap.callers.Load(k)
-	if !ok {
+	k := [2]string{p.UserID, p.ProjectID}
+	snap.callersMu.RLock()
+	base := snap.callers[k]
+	snap.callersMu.RUnlock()
+	if base == nil {
 		u := snap.users[p.UserID]
-		base := &callerBase{c: auth.Caller{UserID: u.ID, UserName: u.Name, UserDomainID: u.DomainID}}
+		base = &callerBase{c: auth.Caller{UserID: u.ID, UserName: u.Name, UserDomainID: u.DomainID}}
 		if p.ProjectID != "" {
 			pr := snap.projects[p.ProjectID]
 			base.c.ProjectID, base.c.ProjectName, base.c.ProjectDomainID = pr.ID, pr.Name, pr.DomainID
@@ -208,9 +238,10 @@ func (s *Service) check(token string) (*payload, *auth.Caller, error) {
 			}
 			base.catalog = snap.catalog(pr.ID)
 		}
-		cb, _ = snap.callers.LoadOrStore(k, base)
+		snap.callersMu.Lock()
+		snap.callers[k] = base
+		snap.callersMu.Unlock()
 	}
-	base := cb.(*callerBase)
 	c := base.c
 	c.Roles = slices.Clone(base.roles)
 	c.Catalog = base.catalog
@@ -234,13 +265,8 @@ func (s *Service) live(snap *snapshot, p *payload) error {
 	if d := snap.domains[u.DomainID]; d == nil || !d.Enabled {
 		return errUnauthorized
 	}
-	if len(snap.revoked) > 0 {
-		if _, ok := snap.revoked[encodeAudit(p.AuditID)]; ok {
-			return errUnauthorized
-		}
-		if _, ok := snap.revoked[encodeAudit(p.ChainID)]; ok {
-			return errUnauthorized
-		}
+	if snap.revoked[p.AuditID] || snap.revoked[p.ChainID] {
+		return errUnauthorized
 	}
 	if p.ProjectID != "" {
 		pr := snap.projects[p.ProjectID]

@@ -62,7 +62,7 @@ func allow(c *auth.Caller, action string, t policy.Target) error {
 // writeError renders err as Keystone does; a 401 names where to authenticate.
 func (s *Service) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if errs.KindOf(err) == errs.Unauthorized {
-		w.Header().Set("WWW-Authenticate", `Keystone uri="`+strings.TrimRight(s.cfg.Identity.PublicURL, "/")+`"`)
+		w.Header().Set("WWW-Authenticate", `Keystone uri="`+s.base()+`"`)
 	}
 	api.WriteError(w, r, api.Keystone, err)
 }

@@ -64,11 +64,12 @@ type snapshot struct {
 	direct       map[[2]string][]string
 	services     []*catalogService // sorted by type, name
 	endpoints    []*endpoint       // sorted by service, interface
-	revoked      map[string]time.Time
+	revoked      map[[auditSize]byte]bool
 
 	// callers caches the per (user, project) part of a Caller; filled
 	// lazily by Validate and dropped with the snapshot.
-	callers sync.Map
+	callersMu sync.RWMutex
+	callers   map[[2]string]*callerBase
 }
 
 const genKey = "identity_generation"
@@ -80,7 +81,7 @@ func loadSnapshot(ctx context.Context, d *db.DB) (*snapshot, error) {
 		projects: map[string]*project{}, projByName: map[[2]string]*project{},
 		users: map[string]*user{}, userByName: map[[2]string]*user{},
 		roles: map[string]*role{}, roleByName: map[string]*role{},
-		direct: map[[2]string][]string{}, revoked: map[string]time.Time{},
+		direct: map[[2]string][]string{}, callers: map[[2]string]*callerBase{}, revoked: map[[auditSize]byte]bool{},
 	}
 	// The generation is read first: a write racing with this load leaves
 	// the snapshot stamped older than its content, so the next poll reloads.
@@ -158,7 +159,9 @@ func loadSnapshot(ctx context.Context, d *db.DB) (*snapshot, error) {
 			if err := scan(&id, &exp); err != nil {
 				return err
 			}
-			s.revoked[id] = exp.Time
+			if a, ok := decodeAudit(id); ok && exp.Time.After(time.Now()) {
+				s.revoked[a] = true
+			}
 			return nil
 		}},
 	}

@@ -8,8 +8,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 )
 
@@ -70,10 +72,43 @@ func (p *payload) auditIDs() []string {
 
 func encodeAudit(a [auditSize]byte) string { return base64.RawURLEncoding.EncodeToString(a[:]) }
 
+func decodeAudit(s string) ([auditSize]byte, bool) {
+	var a [auditSize]byte
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) != auditSize {
+		return a, false
+	}
+	copy(a[:], b)
+	return a, true
+}
+
 var errBadToken = errors.New("malformed or forged token")
 
-// seal signs p with key and returns the token string.
-func seal(key []byte, p *payload) (string, error) {
+// signer holds the token key and a pool of HMACs keyed with it: a pooled
+// HMAC's Reset skips the key schedule that hmac.New computes every time.
+type signer struct {
+	key  []byte
+	pool sync.Pool
+}
+
+func newSigner(key []byte) *signer {
+	k := &signer{key: key}
+	k.pool.New = func() any { return hmac.New(sha256.New, key) }
+	return k
+}
+
+// mac appends the HMAC-SHA256 of b to out.
+func (k *signer) mac(out, b []byte) []byte {
+	m := k.pool.Get().(hash.Hash)
+	m.Reset()
+	m.Write(b)
+	out = m.Sum(out)
+	k.pool.Put(m)
+	return out
+}
+
+// seal signs p and returns the token string.
+func seal(key *signer, p *payload) (string, error) {
 	if len(p.UserID) > 255 || len(p.ProjectID) > 255 {
 		return "", errors.New("id too long for a token")
 	}
@@ -87,15 +122,13 @@ func seal(key []byte, p *payload) (string, error) {
 	b = append(b, p.UserID...)
 	b = append(b, byte(len(p.ProjectID)))
 	b = append(b, p.ProjectID...)
-	m := hmac.New(sha256.New, key)
-	m.Write(b)
-	b = m.Sum(b)
+	b = key.mac(b, b)
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
 // open verifies a token's signature and decodes it. It does not look at
 // expiry or revocation.
-func open(key []byte, token string) (*payload, error) {
+func open(key *signer, token string) (*payload, error) {
 	if len(token) > 1024 {
 		return nil, errBadToken
 	}
@@ -104,10 +137,8 @@ func open(key []byte, token string) (*payload, error) {
 		return nil, errBadToken
 	}
 	body, mac := b[:len(b)-macSize], b[len(b)-macSize:]
-	m := hmac.New(sha256.New, key)
-	m.Write(body)
 	var sum [macSize]byte
-	if !hmac.Equal(m.Sum(sum[:0]), mac) {
+	if !hmac.Equal(key.mac(sum[:0], body), mac) {
 		return nil, errBadToken
 	}
 	p := &payload{Methods: body[1]}
@@ -159,19 +190,29 @@ func loadKey(path string) ([]byte, error) {
 	}
 	k := make([]byte, keySize)
 	_, _ = rand.Read(k)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return loadKey(path) // another process won the race
-	}
+	// Write a temporary file, then link it into place: a concurrent reader
+	// never sees a partial key, and a concurrent creator loses the link
+	// race and reads the winner's key.
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".token.key.*")
 	if err != nil {
 		return nil, fmt.Errorf("creating token key: %w", err)
 	}
-	_, err = f.WriteString(base64.StdEncoding.EncodeToString(k) + "\n")
-	if cerr := f.Close(); err == nil {
+	defer os.Remove(tmp.Name())
+	_, err = tmp.WriteString(base64.StdEncoding.EncodeToString(k) + "\n")
+	if cerr := tmp.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o600)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("writing token key: %w", err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return loadKey(path)
+		}
+		return nil, fmt.Errorf("installing token key: %w", err)
 	}
 	return k, nil
 }

@@ -280,8 +280,13 @@ func catalogJSON(snap *snapshot, projectID string) []map[string]any {
 	return out
 }
 
-// subject validates X-Subject-Token on behalf of caller c: admins may look
-// at any token, users at their own.
+// RoleService is the role Keystone's policy lets validate any token
+// (keystonemiddleware's service users hold it).
+const RoleService = "service"
+
+// subject validates X-Subject-Token on behalf of caller c: admins (and,
+// when validating, holders of the service role) may look at any token,
+// users at their own.
 func (s *Service) subject(r *http.Request, c *auth.Caller) (*payload, error) {
 	tok := r.Header.Get("X-Subject-Token")
 	if tok == "" {
@@ -291,8 +296,13 @@ func (s *Service) subject(r *http.Request, c *auth.Caller) (*payload, error) {
 	if err != nil {
 		return nil, errs.E(errs.NotFound, "Could not find token: %s.", tok)
 	}
-	if !c.IsAdmin() && sc.UserID != c.UserID {
-		return nil, forbidden("identity:validate_token")
+	service := r.Method != http.MethodDelete && c.HasRole(RoleService)
+	if !c.IsAdmin() && !service && sc.UserID != c.UserID {
+		action := "identity:validate_token"
+		if r.Method == http.MethodDelete {
+			action = "identity:revoke_token"
+		}
+		return nil, forbidden(action)
 	}
 	return p, nil
 }
@@ -326,10 +336,10 @@ func (s *Service) revokeToken(w http.ResponseWriter, r *http.Request, c *auth.Ca
 
 func (s *Service) authCatalog(w http.ResponseWriter, r *http.Request, c *auth.Caller) error {
 	if c.ProjectID == "" {
-		return errs.E(errs.Forbidden, "A project-scoped token is required to produce a service catalog.")
+		return errs.E(errs.Forbidden, "You are not authorized to perform the requested action.")
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]any{"catalog": catalogJSON(s.snap.Load(), c.ProjectID),
-		"links": s.links(r)})
+		"links": map[string]any{"self": s.links(r)["self"]}})
 	return nil
 }
 

@@ -52,3 +52,20 @@ func (tb Table) Enforce(c *auth.Caller, action string, t Target) error {
 func (tb Table) Allowed(c *auth.Caller, action string, t Target) bool {
 	return tb.Enforce(c, action, t) == nil
 }
+
+// Foreign reports whether t belongs to a project other than the caller's
+// and the caller is no admin: such resources are invisible to the caller.
+func Foreign(c *auth.Caller, t Target) bool {
+	return t.ProjectID != "" && !c.IsAdmin() && (c == nil || t.ProjectID != c.ProjectID)
+}
+
+// EnforceHidden is Enforce for actions on one resource, answering notFound
+// (the service's own "no such volume/image" error) instead of Forbidden
+// when the resource belongs to another project: Cinder and Glance answer
+// 404 there, never revealing that the resource exists.
+func (tb Table) EnforceHidden(c *auth.Caller, action string, t Target, notFound error) error {
+	if Foreign(c, t) {
+		return notFound
+	}
+	return tb.Enforce(c, action, t)
+}
