@@ -153,7 +153,8 @@ func (e *ValidationError) Error() string {
 var StoreTypes = map[string][]string{
 	"file": {"filesystem_store_datadir"},
 	"s3": {"s3_store_host", "s3_store_bucket", "s3_store_access_key", "s3_store_secret_key",
-		"s3_store_create_bucket_on_put", "s3_store_region", "s3_store_large_object_chunk_size"},
+		"s3_store_create_bucket_on_put", "s3_store_region", "s3_store_large_object_chunk_size",
+		"s3_store_thread_pools"},
 	"http": {"http_store_base_url"},
 }
 

@@ -80,8 +80,15 @@ type MinIO struct {
 // ends. Prefer SharedMinIO to start one per package.
 func StartMinIO(t testing.TB) *MinIO {
 	t.Helper()
+	return StartMinIOIn(t, t.TempDir())
+}
+
+// StartMinIOIn is StartMinIO with the data kept under dir (a small
+// filesystem, to test a full store).
+func StartMinIOIn(t testing.TB, dir string) *MinIO {
+	t.Helper()
 	requireMinIO(t)
-	m, err := startMinIO(t.TempDir())
+	m, err := startMinIO(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,16 +245,27 @@ func (m *MinIO) waitReady(timeout time.Duration) error {
 			return errors.New("MinIO exited during start-up")
 		default:
 		}
-		resp, err := c.Get(m.Endpoint + "/minio/health/live")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		// Live first; then the S3 API itself, which answers 503 ("server
+		// not initialized") for a moment after live turns 200 and 403 to
+		// an anonymous ListBuckets once it serves requests.
+		if status(c, m.Endpoint+"/minio/health/live") == http.StatusOK &&
+			status(c, m.Endpoint+"/minio/health/ready") == http.StatusOK &&
+			status(c, m.Endpoint+"/") == http.StatusForbidden {
+			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("no answer on %s/minio/health/live within %v", m.Endpoint, timeout)
+	return fmt.Errorf("%s not serving S3 requests within %v", m.Endpoint, timeout)
+}
+
+// status is the status code of a GET, or 0 if it failed.
+func status(c *http.Client, url string) int {
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // Stop stops the server by its pid: SIGTERM, then SIGKILL after 10 s.

@@ -18,3 +18,25 @@ func TestConformance(t *testing.T) {
 		Leftovers: func(t *testing.T, key string) []string { return file.TempFiles(t, d.Dir()) },
 	})
 }
+
+// BenchmarkFile: go test -run '^$' -bench . ./internal/image/store/file/
+// (ASHLAR_BENCH_SIZES=64,1024 to choose sizes in MiB).
+func BenchmarkFile(b *testing.B) {
+	dir := b.TempDir()
+	d, err := file.New(filepath.Join(dir, "images"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	storetest.Bench(b, d, storetest.BenchOptions{ScratchDir: dir})
+}
+
+// BenchmarkFilePaced: Put from a source paced at the hashing speed
+// ($ASHLAR_BENCH_PACE MB/s, default 400).
+func BenchmarkFilePaced(b *testing.B) {
+	dir := b.TempDir()
+	d, err := file.New(filepath.Join(dir, "images"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	storetest.BenchPaced(b, d, dir)
+}

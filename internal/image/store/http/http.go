@@ -116,6 +116,9 @@ func (d *Driver) URL(key string) (string, error) {
 	return d.base.String() + strings.Join(segs, "/"), nil
 }
 
+// Location returns the URL the object is read from.
+func (d *Driver) Location(key string) (string, error) { return d.URL(key) }
+
 // Put implements the store.Driver method: the store is read-only.
 func (d *Driver) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
 	return 0, errs.E(errs.Gone, "Store is read-only: HTTP stores do not accept image data")

@@ -228,3 +228,29 @@ func TestServerBehaviours(t *testing.T) {
 }
 
 var timeZero time.Time
+
+// BenchmarkHTTP reads from an httptest file server (Get only: read-only).
+func BenchmarkHTTP(b *testing.B) {
+	dir := b.TempDir()
+	mux := http.NewServeMux()
+	mux.Handle("/images/", http.StripPrefix("/images/", http.FileServer(http.Dir(dir))))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	d, err := httpstore.New(srv.URL+"/images/", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	storetest.Bench(b, d, storetest.BenchOptions{
+		ScratchDir: b.TempDir(),
+		Seed: func(b *testing.B, key string, size int64) {
+			f, err := os.Create(filepath.Join(dir, key))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := io.Copy(f, storetest.NewSource(size)); err != nil {
+				b.Fatal(err)
+			}
+		},
+	})
+}

@@ -93,6 +93,8 @@ type Config struct {
 
 // Driver stores objects in one S3 bucket.
 type Driver struct {
+	// locPrefix is "s3://host" or "s3+https://host" (Glance's scheme).
+	locPrefix   string
 	client      *s3.Client
 	bucket      string
 	create      bool
@@ -210,10 +212,23 @@ func New(c Config) (*Driver, error) {
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
 		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
 	})
-	d := &Driver{client: client, bucket: c.Bucket, create: c.CreateBucket,
+	scheme := "s3"
+	if u.Scheme == "https" {
+		scheme = "s3+https"
+	}
+	d := &Driver{locPrefix: scheme + "://" + u.Host + strings.TrimRight(u.Path, "/"), client: client, bucket: c.Bucket, create: c.CreateBucket,
 		partSize: c.PartSize, concurrency: c.Concurrency}
 	d.bufs.New = func() any { b := make([]byte, d.partSize); return &b }
 	return d, nil
+}
+
+// Location returns s3://<host>/<bucket>/<key> (s3+https:// for a TLS
+// endpoint): Glance's location form, without the credentials Glance embeds.
+func (d *Driver) Location(key string) (string, error) {
+	if err := checkKey(key); err != nil {
+		return "", err
+	}
+	return d.locPrefix + "/" + d.bucket + "/" + (&url.URL{Path: key}).EscapedPath(), nil
 }
 
 // Client returns the underlying S3 client (tests inspect the bucket with it).
@@ -434,12 +449,17 @@ func (d *Driver) putMultipart(ctx context.Context, key string, r io.Reader, firs
 		slices.SortFunc(parts, func(a, b types.CompletedPart) int {
 			return int(aws.ToInt32(a.PartNumber) - aws.ToInt32(b.PartNumber))
 		})
-		_, err := d.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		// Every byte is stored; finishing must not be cut short by a
+		// cancellation racing the response (S3 could complete the object
+		// while the client sees an error and then aborts nothing).
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+		_, err := d.client.CompleteMultipartUpload(cctx, &s3.CompleteMultipartUploadInput{
 			Bucket:          &d.bucket,
 			Key:             &key,
 			UploadId:        uploadID,
 			MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 		})
+		ccancel()
 		if err == nil {
 			return total, nil
 		}
@@ -606,10 +626,39 @@ func (d *Driver) AbortUploads(ctx context.Context, prefix string) error {
 	})
 }
 
+// Recover implements store.Recoverer: it aborts the unfinished multipart
+// uploads of exactly key, which a process killed mid-Put leaves behind
+// (S3 keeps their parts, and bills them, until aborted).
+func (d *Driver) Recover(ctx context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	return d.ListUploads(ctx, key, func(k, id string) error {
+		if k != key {
+			return nil
+		}
+		_, err := d.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+			Bucket: &d.bucket, Key: &k, UploadId: &id})
+		var nsu *types.NoSuchUpload
+		if err != nil && !errors.As(err, &nsu) {
+			return d.mapErr(ctx, err, "cannot abort upload")
+		}
+		return nil
+	})
+}
+
 func apiCode(err error) string {
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
 		return ae.ErrorCode()
+	}
+	return ""
+}
+
+func apiMessage(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorMessage()
 	}
 	return ""
 }
@@ -653,7 +702,9 @@ func (d *Driver) mapErr(ctx context.Context, err error, msg string) error {
 	case isNotFound(err):
 		return errs.Wrap(errs.NotFound, err, "object not found in store")
 	case code == "EntityTooLarge", code == "XMinioStorageFull", code == "QuotaExceeded",
-		code == "XMinioAdminBucketQuotaExceeded", status == http.StatusRequestEntityTooLarge:
+		code == "XMinioAdminBucketQuotaExceeded", status == http.StatusRequestEntityTooLarge,
+		// MinIO reports a disk that fills up mid-upload as a 500.
+		strings.Contains(strings.ToLower(apiMessage(err)), "no space left on device"):
 		return errs.Wrap(errs.TooLarge, err, "Image storage media is full")
 	case code == "InvalidRange":
 		return errs.Wrap(errs.BadRange, err, "requested range not satisfiable")

@@ -3,10 +3,14 @@ package s3_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/errs"
@@ -147,7 +151,10 @@ func TestUnavailable(t *testing.T) {
 // TestPartSizeGrowth checks the part-size schedule that lets uploads of
 // unknown length reach S3's maximum object size.
 func TestPartSizeGrowth(t *testing.T) {
-	d := newDriver(t, func(c *s3.Config) { c.PartSize = 10 << 20 })
+	d, err := s3.New(s3.Config{Endpoint: "127.0.0.1:1", Bucket: "b", AccessKey: "a", SecretKey: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		part int32
 		want int64
@@ -182,17 +189,193 @@ func TestAbortUploads(t *testing.T) {
 	}
 	// MinIO lists the uploads of one exact key only (AWS takes any
 	// prefix), so the sweep is run per key here.
-	for _, k := range []string{"orphan-1", "orphan-2"} {
-		if left := uploads(t, d, k); len(left) != 1 {
-			t.Fatalf("uploads of %s before sweep: %v", k, left)
-		}
-		if err := d.AbortUploads(ctx, k); err != nil {
-			t.Fatal(err)
-		}
-		if left := uploads(t, d, k); len(left) != 0 {
-			t.Fatalf("uploads of %s after sweep: %v", k, left)
-		}
+	if left := uploads(t, d, "orphan-1"); len(left) != 1 {
+		t.Fatalf("uploads of orphan-1 before sweep: %v", left)
+	}
+	if err := d.AbortUploads(ctx, "orphan-1"); err != nil {
+		t.Fatal(err)
+	}
+	if left := uploads(t, d, "orphan-1"); len(left) != 0 {
+		t.Fatalf("uploads of orphan-1 after sweep: %v", left)
+	}
+	// Recover (what the image service calls for an image stuck in saving).
+	if left := uploads(t, d, "orphan-2"); len(left) != 1 {
+		t.Fatalf("uploads of orphan-2 before Recover: %v", left)
+	}
+	if err := d.Recover(ctx, "orphan-2"); err != nil {
+		t.Fatal(err)
+	}
+	if left := uploads(t, d, "orphan-2"); len(left) != 0 {
+		t.Fatalf("uploads of orphan-2 after Recover: %v", left)
+	}
+	if err := d.Recover(ctx, "never-uploaded"); err != nil {
+		t.Fatalf("Recover with nothing to do: %v", err)
 	}
 }
 
 func strPtr(s string) *string { return &s }
+
+// BenchmarkS3 runs against the package's MinIO with the production part
+// size and concurrency (10 MiB, 2).
+func BenchmarkS3(b *testing.B) {
+	d := newDriver(b, func(c *s3.Config) { c.PartSize, c.Concurrency = 0, 0 })
+	storetest.Bench(b, d, storetest.BenchOptions{ScratchDir: b.TempDir()})
+}
+
+// TestStoreFull runs MinIO on a 64 MiB tmpfs (needs root to mount; skips
+// otherwise). Single-request uploads that no longer fit are "store full"
+// (413). A multipart upload that fills the disk is 413 when MinIO answers
+// with its "no space left" 500, but MinIO may instead reset the connection
+// while the part is still being sent, which cannot be told from a network
+// failure (503); either way no object and no parts remain, and a small
+// upload works once space is freed.
+func TestStoreFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() })
+	m := testenv.StartMinIOIn(t, mnt)
+	d, err := s3.New(s3.Config{Endpoint: m.Endpoint, Bucket: "full", AccessKey: m.AccessKey,
+		SecretKey: m.SecretKey, CreateBucket: true, PartSize: 5 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	// Fill the disk with single-request objects until one is refused.
+	var stored []string
+	for i := 0; ; i++ {
+		if i > 40 {
+			t.Fatal("64 MiB store never filled up")
+		}
+		key := fmt.Sprintf("fill-%d", i)
+		_, err := d.Put(ctx, key, storetest.NewSource(4<<20))
+		if err == nil {
+			stored = append(stored, key)
+			continue
+		}
+		if !errs.Is(err, errs.TooLarge) {
+			t.Fatalf("Put into a full store = %v (kind %v), want TooLarge", err, errs.KindOf(err))
+		}
+		if _, err := d.Size(ctx, key); !errs.Is(err, errs.NotFound) {
+			t.Fatalf("Size after refused Put = %v, want NotFound", err)
+		}
+		break
+	}
+	if len(stored) < 2 {
+		t.Fatalf("only %d objects fit before the store was full", len(stored))
+	}
+	// Free half, then a multipart upload larger than the disk.
+	for _, k := range stored[:len(stored)/2] {
+		if err := d.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = d.Put(ctx, "big", storetest.NewSource(100<<20))
+	if !errs.Is(err, errs.TooLarge) && !errs.Is(err, errs.Unavailable) {
+		t.Fatalf("100 MiB Put into a 64 MiB store = %v (kind %v), want TooLarge (or Unavailable after a reset)",
+			err, errs.KindOf(err))
+	}
+	t.Logf("multipart into a full store: kind %v", errs.KindOf(err))
+	if _, err := d.Size(ctx, "big"); !errs.Is(err, errs.NotFound) {
+		t.Fatalf("Size after failed Put = %v, want NotFound", err)
+	}
+	if left := uploads(t, d, "big"); len(left) != 0 {
+		t.Fatalf("failed Put left uploads %v", left)
+	}
+	// Once space is freed (MinIO purges deleted data in the background), a
+	// later upload works.
+	for _, k := range stored[len(stored)/2:] {
+		if err := d.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := d.Put(ctx, "after", storetest.NewSource(1<<20))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Put after freeing space: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// endless is a reader that never ends: an upload that is still running.
+type endless struct{}
+
+func (endless) Read(p []byte) (int, error) {
+	time.Sleep(time.Millisecond)
+	return min(len(p), 256<<10), nil
+}
+
+// TestKilledMidUpload kills (SIGKILL) a process in the middle of a
+// multipart Put: no object appears, and Recover, what the image service
+// runs at start-up for an image stuck in saving, removes the stored parts.
+func TestKilledMidUpload(t *testing.T) {
+	if env := os.Getenv("ASHLAR_S3_CHILD"); env != "" {
+		var c s3.Config
+		if err := json.Unmarshal([]byte(env), &c); err != nil {
+			os.Exit(3)
+		}
+		d, err := s3.New(c)
+		if err != nil {
+			os.Exit(3)
+		}
+		_, _ = d.Put(context.Background(), "img", endless{})
+		os.Exit(4) // not reached: the parent kills us first
+	}
+	d := newDriver(t, nil)
+	ctx := context.Background()
+	if _, err := d.Put(ctx, "seed", strings.NewReader("x")); err != nil { // creates the bucket
+		t.Fatal(err)
+	}
+	m := testenv.SharedMinIO(t)
+	cfg, _ := json.Marshal(s3.Config{Endpoint: m.Endpoint, Bucket: d.Bucket(), AccessKey: m.AccessKey,
+		SecretKey: m.SecretKey, PartSize: 5 << 20, Concurrency: 1})
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledMidUpload$")
+	cmd.Env = append(os.Environ(), "ASHLAR_S3_CHILD="+string(cfg))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	// Wait until the upload has stored a part.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var ids []string
+		_ = d.ListUploads(ctx, "img", func(k, id string) error { ids = append(ids, id); return nil })
+		if len(ids) == 1 {
+			out, err := d.Client().ListParts(ctx, &s3api.ListPartsInput{Bucket: strPtr(d.Bucket()),
+				Key: strPtr("img"), UploadId: &ids[0]})
+			if err == nil && len(out.Parts) > 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("child never stored a part")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if _, err := d.Size(ctx, "img"); !errs.Is(err, errs.NotFound) {
+		t.Fatalf("Size of the killed upload = %v, want NotFound", err)
+	}
+	if left := uploads(t, d, "img"); len(left) != 1 {
+		t.Fatalf("uploads after the kill: %v, want the one orphan", left)
+	}
+	if err := d.Recover(ctx, "img"); err != nil {
+		t.Fatal(err)
+	}
+	if left := uploads(t, d, "img"); len(left) != 0 {
+		t.Fatalf("uploads after Recover: %v", left)
+	}
+}

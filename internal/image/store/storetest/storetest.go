@@ -12,10 +12,12 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/image/store"
@@ -82,6 +84,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) store.Driver, opts Options) 
 	t.Run("FailedOverwriteKeepsOld", func(t *testing.T) { testFailedOverwrite(t, newDriver(t)) })
 	t.Run("ConcurrentPuts", func(t *testing.T) { testConcurrent(t, newDriver(t)) })
 	t.Run("List", func(t *testing.T) { testList(t, newDriver(t)) })
+	t.Run("BoundedMemory", func(t *testing.T) { testBoundedMemory(t, newDriver(t)) })
 }
 
 // put stores data under key through the driver, or through Seed for
@@ -395,7 +398,8 @@ func testConcurrent(t *testing.T, d store.Driver) {
 	datas := make([][]byte, n)
 	for i := range n {
 		keys[i] = Key(t)
-		datas[i] = Data(256*1024+i*4099, uint64(100+i))
+		// Odd ones cross 5 MiB: concurrent multipart uploads on S3.
+		datas[i] = Data(256*1024+i*4099+(i%2)*6*MiB, uint64(100+i))
 	}
 	var wg sync.WaitGroup
 	errc := make(chan error, n)
@@ -458,4 +462,52 @@ func testReadOnly(t *testing.T, d store.Driver) {
 	assertKind(t, "Delete", d.Delete(ctx, key), errs.Gone)
 	_, err = d.Size(ctx, key)
 	assertKind(t, "Size after refused Put", err, errs.NotFound)
+}
+
+// MaxHeapGrowth is how much the Go heap may grow during a 128 MiB Put:
+// drivers stream, so it must not scale with the object (the issue's
+// memory target for a whole upload is 64 MiB RSS).
+const MaxHeapGrowth = 48 * MiB
+
+// testBoundedMemory uploads 128 MiB while sampling the heap.
+func testBoundedMemory(t *testing.T, d store.Driver) {
+	const size = 128 * MiB
+	key := Key(t)
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapAlloc
+	peak := base
+	done := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapAlloc)
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	n, err := d.Put(context.Background(), key, NewSource(size))
+	close(done)
+	<-sampled
+	if err != nil || n != size {
+		t.Fatalf("Put = %d, %v", n, err)
+	}
+	growth := int64(peak) - int64(base)
+	t.Logf("heap growth during a %d MiB Put: %.1f MiB", size/MiB, float64(growth)/MiB)
+	if growth > MaxHeapGrowth {
+		t.Errorf("heap grew by %.1f MiB during a %d MiB Put, want <= %d MiB",
+			float64(growth)/MiB, size/MiB, MaxHeapGrowth/MiB)
+	}
+	if err := d.Delete(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
 }
