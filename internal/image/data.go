@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/auth"
@@ -62,8 +64,10 @@ func tooLargeErr(quota bool, size, remaining int64) error {
 
 // objectURL is the location URL Glance shows for key in st.
 func objectURL(st *store.Store, key string) string {
-	if u, ok := st.Driver().(interface{ URL(key string) string }); ok {
-		return u.URL(key)
+	if l, ok := st.Driver().(store.Locator); ok {
+		if u, err := l.Location(key); err == nil {
+			return u
+		}
 	}
 	if st.Type == "file" {
 		if dir, ok := st.Properties["data_dir"].(string); ok && dir != "" {
@@ -117,6 +121,14 @@ func (s *Service) sweepPending(ctx context.Context, imageID string) {
 	rows.Close()
 	for _, o := range objs {
 		if st := s.storeByID(o.store); st != nil {
+			// Hidden leftovers of a write killed with its process
+			// (multipart parts) go first, then the object itself.
+			if rec, ok := st.Driver().(store.Recoverer); ok {
+				if err := rec.Recover(ctx, o.key); err != nil {
+					s.deps.Logger.Warn("recovering interrupted write", "store", o.store, "key", o.key, "err", err)
+					continue
+				}
+			}
 			if err := st.Delete(ctx, o.key); err != nil && !errs.Is(err, errs.NotFound) {
 				s.deps.Logger.Warn("deleting orphaned object", "store", o.store, "key", o.key, "err", err)
 				continue
@@ -211,7 +223,7 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request) {
 		fail(err)
 		return
 	}
-	res, err := st.Put(ctx, im.ID, r.Body, limit, s.cfg.Image.HashingAlgorithm)
+	res, err := st.Put(ctx, im.ID, s.bodyReader(w, r), limit, s.cfg.Image.HashingAlgorithm)
 	if err == nil {
 		err = s.finishUpload(ctx, im, st, res, StatusSaving)
 	}
@@ -462,7 +474,7 @@ func (s *Service) stage(w http.ResponseWriter, r *http.Request) {
 		fail(err)
 		return
 	}
-	res, err := st.Put(ctx, im.ID, r.Body, limit, s.cfg.Image.HashingAlgorithm)
+	res, err := st.Put(ctx, im.ID, s.bodyReader(w, r), limit, s.cfg.Image.HashingAlgorithm)
 	dctx := context.WithoutCancel(ctx)
 	if err != nil {
 		_, _ = s.deps.DB.ExecContext(dctx, "UPDATE images SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
@@ -504,3 +516,40 @@ func (s *Service) methodEnabled(name string) bool {
 
 // ownerOrAdmin: some actions need the owning project, not just visibility.
 func ownerOrAdmin(c *auth.Caller, im *Image) bool { return c.IsAdmin() || c.ProjectID == im.Owner }
+
+// DefaultStallTimeout is how long an upload may go without receiving a
+// byte before it is abandoned (the image goes back to queued).
+const DefaultStallTimeout = 60 * time.Second
+
+// bodyReader returns the request body with a read deadline that moves
+// forward as data arrives, so a client that stalls mid-body cannot keep an
+// image in saving forever.
+func (s *Service) bodyReader(w http.ResponseWriter, r *http.Request) io.Reader {
+	timeout := s.StallTimeout
+	if timeout <= 0 {
+		return r.Body
+	}
+	return &stallReader{r: r.Body, rc: http.NewResponseController(w), timeout: timeout}
+}
+
+type stallReader struct {
+	r       io.Reader
+	rc      *http.ResponseController
+	timeout time.Duration
+	last    time.Time
+}
+
+func (sr *stallReader) Read(p []byte) (int, error) {
+	// Moving the deadline costs a timer update; once per tenth of the
+	// timeout is plenty.
+	if now := time.Now(); now.Sub(sr.last) > sr.timeout/10 {
+		if err := sr.rc.SetReadDeadline(now.Add(sr.timeout)); err == nil {
+			sr.last = now
+		}
+	}
+	n, err := sr.r.Read(p)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = errs.Wrap(errs.Invalid, err, "The client stopped sending image data.")
+	}
+	return n, err
+}

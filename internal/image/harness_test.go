@@ -50,7 +50,7 @@ type env struct {
 
 const testConfig = `
 [image]
-enabled_backends = fast:file, cheap:file, reliable:file, flaky:file
+enabled_backends = fast:file, cheap:file, reliable:file, flaky:file%s
 default_backend = fast
 allowed_import_hosts = 127.0.0.1
 %s
@@ -62,8 +62,14 @@ store_description = Cheap store
 
 func newEnv(t *testing.T, d *db.DB, extra string) *env {
 	t.Helper()
+	return newEnvWith(t, d, "", extra)
+}
+
+// newEnvWith adds stores (", id:type" items) and config text.
+func newEnvWith(t *testing.T, d *db.DB, stores, extra string) *env {
+	t.Helper()
 	state := t.TempDir()
-	cfg, err := config.Parse(fmt.Sprintf(testConfig, extra), state)
+	cfg, err := config.Parse(fmt.Sprintf(testConfig, stores, extra), state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +84,7 @@ func (e *env) start() {
 	ctx := context.Background()
 	var stores []*store.Store
 	for _, sc := range e.cfg.Stores {
-		drv, err := file.Open(ctx, sc)
+		drv, err := store.Factories()[sc.Type](ctx, sc)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -106,10 +112,8 @@ func (e *env) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.srv != nil {
-		e.srv.Close()
-		e.svc.Close()
-	}
+	// A previous instance is left running, like a process that died
+	// without cleaning up; its test cleanup closes it.
 	e.svc = svc
 	e.srv = httptest.NewServer(api.Wrap("image", svc.Handler(), deps.Logger, nil, api.Glance))
 	t.Cleanup(func() { e.srv.Close(); svc.Close() })

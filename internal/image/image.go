@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/auth"
@@ -25,6 +26,9 @@ type Service struct {
 	handler http.Handler
 	// HTTPClient fetches web-download URIs.
 	HTTPClient *http.Client
+	// StallTimeout abandons an upload that receives nothing for this long
+	// (DefaultStallTimeout; <= 0 disables).
+	StallTimeout time.Duration
 
 	bg sync.WaitGroup
 	// bgCtx is cancelled when Run's context ends, stopping imports.
@@ -46,7 +50,8 @@ func New(ctx context.Context, deps service.Deps, factories map[string]store.Fact
 // recovers what a crash left behind (uploads stuck in saving, orphaned
 // objects, imports that were running).
 func NewWithStores(ctx context.Context, deps service.Deps, set *store.Set) (*Service, error) {
-	s := &Service{deps: deps, cfg: deps.Config, stores: set, mux: api.NewMux(), HTTPClient: &http.Client{}}
+	s := &Service{deps: deps, cfg: deps.Config, stores: set, mux: api.NewMux(), HTTPClient: &http.Client{},
+		StallTimeout: DefaultStallTimeout}
 	s.bgCtx, s.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.routes()
 	s.handler = auth.Require(deps.Validator, public, func(w http.ResponseWriter, r *http.Request, err error) {
@@ -93,10 +98,12 @@ func (s *Service) routes() {
 	m.HandleFunc("DELETE /v2/images/{id}/members/{member}", s.deleteMember)
 	m.HandleFunc("PUT /v2/images/{id}/file", s.upload)
 	m.HandleFunc("GET /v2/images/{id}/file", s.download)
-	m.HandleFunc("/v2/images/{id}/file", func(w http.ResponseWriter, r *http.Request) {
+	notAllowed := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, PUT")
 		api.WriteError(w, r, api.Glance, errs.E(errs.NotAllowed, "The method %s is not allowed for this resource.", r.Method))
-	})
+	}
+	m.HandleFunc("HEAD /v2/images/{id}/file", notAllowed)
+	m.HandleFunc("/v2/images/{id}/file", notAllowed)
 	m.HandleFunc("PUT /v2/images/{id}/stage", s.stage)
 	m.HandleFunc("POST /v2/images/{id}/import", s.importImage)
 	m.HandleFunc("GET /v2/images/{id}/tasks", s.imageTasks)

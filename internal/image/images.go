@@ -355,17 +355,36 @@ func parsePatch(r *http.Request) ([]patchOp, error) {
 			return nil, errs.E(errs.Invalid, "Operations must be JSON objects.")
 		}
 		var op patchOp
-		op.Op, _ = m["op"].(string)
-		switch op.Op {
-		case "add", "remove", "replace":
-		case "":
-			return nil, errs.E(errs.Invalid, "Unable to find `op` in JSON Schema change. It must be one of the following: add, remove, replace.")
-		default:
-			return nil, errs.E(errs.Invalid, "Invalid operation: `%s`. It must be one of the following: add, remove, replace.", op.Op)
-		}
-		p, ok := m["path"].(string)
-		if !ok {
-			return nil, errs.E(errs.Invalid, "Unable to find '%s' in JSON Schema change", "path")
+		var p string
+		if ct == patchV20 {
+			// draft 4: {"replace": "/name", "value": ...}
+			for _, k := range []string{"add", "remove", "replace"} {
+				if v, ok := m[k]; ok {
+					if op.Op != "" {
+						return nil, errs.E(errs.Invalid, "Operation objects must contain only one member named \"add\", \"remove\", or \"replace\".")
+					}
+					op.Op = k
+					if p, ok = v.(string); !ok {
+						return nil, errs.E(errs.Invalid, "Unable to find '%s' in JSON Schema change", k)
+					}
+				}
+			}
+			if op.Op == "" {
+				return nil, errs.E(errs.Invalid, "Operation objects must contain exactly one member named \"add\", \"remove\", or \"replace\".")
+			}
+		} else {
+			op.Op, _ = m["op"].(string)
+			switch op.Op {
+			case "add", "remove", "replace":
+			case "":
+				return nil, errs.E(errs.Invalid, "Unable to find `op` in JSON Schema change. It must be one of the following: add, remove, replace.")
+			default:
+				return nil, errs.E(errs.Invalid, "Invalid operation: `%s`. It must be one of the following: add, remove, replace.", op.Op)
+			}
+			var ok bool
+			if p, ok = m["path"].(string); !ok {
+				return nil, errs.E(errs.Invalid, "Unable to find '%s' in JSON Schema change", "path")
+			}
 		}
 		if !strings.HasPrefix(p, "/") {
 			return nil, errs.E(errs.Invalid, "Pointer `%s` does not start with \"/\".", p)

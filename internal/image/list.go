@@ -107,7 +107,7 @@ func parseSort(q url.Values) ([]sortSpec, error) {
 
 // listParams are the query parameters that are not property filters.
 var listParams = []string{"limit", "marker", "sort", "sort_key", "sort_dir", "visibility", "member_status",
-	"name", "status", "owner", "tag", "size_min", "size_max", "created_at", "updated_at", "os_hidden",
+	"name", "status", "owner", "tag", "size_min", "size_max", "size", "created_at", "updated_at", "os_hidden",
 	"protected", "disk_format", "container_format", "id", "checksum", "os_hash_value"}
 
 func (s *Service) list(w http.ResponseWriter, r *http.Request) {
@@ -222,7 +222,7 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) {
 	for _, t := range q["tag"] {
 		add("EXISTS (SELECT 1 FROM image_tags t WHERE t.image_id = images.id AND t.tag = ?)", t)
 	}
-	for _, b := range []struct{ p, op string }{{"size_min", ">="}, {"size_max", "<="}} {
+	for _, b := range []struct{ p, op string }{{"size_min", ">="}, {"size_max", "<="}, {"size", "="}} {
 		if v := q.Get(b.p); v != "" {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || n < 0 {

@@ -64,7 +64,7 @@ func (s *Store) Driver() Driver { return s.drv }
 // hashers; QueueDepth buffers per upload bound its memory.
 const (
 	ChunkSize  = 256 << 10
-	QueueDepth = 8
+	QueueDepth = 16
 )
 
 // PutResult is what a successful Put learned in its single pass.
@@ -128,9 +128,13 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, limit int64, a
 			err = errors.Join(err, fmt.Errorf("deleting partial object: %w", derr))
 		}
 		cancel()
-		if hr.err != nil {
+		switch {
+		case hr.err != nil:
 			err = hr.err
-		} else {
+		case errs.Is(err, errs.NotFound):
+			// a vanished directory or bucket: the store cannot be written
+			err = errs.Wrap(errs.Unavailable, err, fmt.Sprintf("Store %s cannot be written to.", s.ID))
+		default:
 			err = s.mapErr(err, "put")
 		}
 		s.metrics.observe(s.ID, "put", 0, start, err)
@@ -184,6 +188,10 @@ func (s *Store) mapErr(err error, op string) error {
 	case errs.TooLarge:
 		return &errs.Error{Kind: errs.TooLarge, Msg: "Image storage media is full: There is not enough disk space on the image storage media.", Err: err}
 	case errs.Unavailable:
+		var e *errs.Error
+		if errors.As(err, &e) && e.Msg != "" {
+			return err // the driver's message says why (permissions, unreachable)
+		}
 		return errs.Wrap(errs.Unavailable, err, fmt.Sprintf("Store %s is unavailable.", s.ID))
 	case errs.Gone:
 		return errs.Wrap(errs.Gone, err, "Error in store configuration. Adding images to store is disabled.")
@@ -467,3 +475,6 @@ func (s *Set) Get(id string) (*Store, bool) {
 	st, ok := s.byID[id]
 	return st, ok
 }
+
+// Ops exposes the operation counter (tests).
+func (m *Metrics) Ops() *prometheus.CounterVec { return m.ops }

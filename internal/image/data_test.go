@@ -1,0 +1,284 @@
+package image
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/md5"
+	"crypto/sha512"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ashlar-dev/ashlar/internal/db"
+	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
+	"github.com/ashlar-dev/ashlar/internal/errs"
+)
+
+const rawImage = `{"name":"x","disk_format":"raw","container_format":"bare"}`
+
+func TestUploadDownload(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d, "")
+		data := bytes.Repeat([]byte("0123456789abcdefghijklmn"), 10000)
+		id := e.create("alice", rawImage)
+		e.must(415, e.do("alice", "PUT", "/v2/images/"+id+"/file", string(data)))
+		r := e.must(400, e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "nosuch"))
+		if !strings.Contains(string(r.body), "Store for identifier nosuch not found") {
+			t.Errorf("unknown store: %s", r.body)
+		}
+		e.must(410, e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "web"))
+		if st := e.image(id)["status"]; st != "queued" {
+			t.Errorf("after 410: %v", st)
+		}
+		e.must(204, e.do("reader", "GET", "/v2/images/"+id+"/file", nil))
+		e.must(403, e.do("reader", "PUT", "/v2/images/"+id+"/file", data))
+		e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "cheap"))
+		e.must(409, e.do("alice", "PUT", "/v2/images/"+id+"/file", data))
+		im := e.image(id)
+		md := md5.Sum(data)
+		sh := sha512.Sum512(data)
+		if im["status"] != "active" || im["size"] != float64(len(data)) || im["virtual_size"] != float64(len(data)) ||
+			im["checksum"] != hex.EncodeToString(md[:]) || im["os_hash_value"] != hex.EncodeToString(sh[:]) ||
+			im["os_hash_algo"] != "sha512" || im["stores"] != "cheap" {
+			t.Errorf("image after upload: %v", im)
+		}
+		loc := im["locations"].([]any)[0].(map[string]any)
+		if loc["metadata"].(map[string]any)["store"] != "cheap" || !strings.HasPrefix(loc["url"].(string), "file://") {
+			t.Errorf("location: %v", loc)
+		}
+		r = e.must(200, e.do("reader", "GET", "/v2/images/"+id+"/file", nil))
+		if !bytes.Equal(r.body, data) || r.header.Get("Content-MD5") != hex.EncodeToString(md[:]) {
+			t.Errorf("download: %d bytes, md5 %q", len(r.body), r.header.Get("Content-MD5"))
+		}
+		r = e.must(206, e.do("alice", "GET", "/v2/images/"+id+"/file", nil, "Range", "bytes=6-11"))
+		if string(r.body) != string(data[6:12]) || r.header.Get("Content-Range") != fmt.Sprintf("bytes 6-11/%d", len(data)) {
+			t.Errorf("range: %q %q", r.body, r.header.Get("Content-Range"))
+		}
+		r = e.must(206, e.do("alice", "GET", "/v2/images/"+id+"/file", nil, "Range", "bytes=-5"))
+		if string(r.body) != string(data[len(data)-5:]) {
+			t.Errorf("suffix range: %q", r.body)
+		}
+		e.must(416, e.do("alice", "GET", "/v2/images/"+id+"/file", nil, "Range", "bytes=999999999-"))
+		e.must(400, e.do("alice", "GET", "/v2/images/"+id+"/file", nil, "Range", "bytes=0-1,3-4"))
+		e.must(405, e.do("alice", "HEAD", "/v2/images/"+id+"/file", nil))
+
+		// Deactivated images cannot be downloaded except by admins.
+		e.must(204, e.do("alice", "POST", "/v2/images/"+id+"/actions/deactivate", nil))
+		e.must(403, e.do("alice", "GET", "/v2/images/"+id+"/file", nil))
+		e.must(200, e.do("admin", "GET", "/v2/images/"+id+"/file", nil))
+		e.must(204, e.do("alice", "POST", "/v2/images/"+id+"/actions/reactivate", nil))
+
+		// Copy to a second store, then delete one copy and the image.
+		e.must(202, e.do("admin", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"copy-image"},"stores":["fast"]}`))
+		e.waitImage(id, func(m map[string]any) bool { return m["stores"] == "cheap,fast" && m["os_glance_import_task"] == nil })
+		e.must(404, e.do("alice", "DELETE", "/v2/stores/reliable/"+id, nil))
+		e.must(409, e.do("alice", "DELETE", "/v2/stores/nosuch/"+id, nil))
+		e.must(404, e.do("bob", "DELETE", "/v2/stores/cheap/"+id, nil))
+		e.must(204, e.do("alice", "DELETE", "/v2/stores/cheap/"+id, nil))
+		e.must(403, e.do("alice", "DELETE", "/v2/stores/fast/"+id, nil))
+		if got := e.image(id)["stores"]; got != "fast" || len(e.objects("cheap")) != 0 {
+			t.Errorf("after store delete: %v %v", got, e.objects("cheap"))
+		}
+		e.must(204, e.do("alice", "DELETE", "/v2/images/"+id, nil))
+		if n := len(e.objects("fast")); n != 0 {
+			t.Errorf("objects left after delete: %d", n)
+		}
+	})
+}
+
+func TestVirtualSize(t *testing.T) {
+	q := make([]byte, 512)
+	copy(q, "QFI\xfb")
+	binary.BigEndian.PutUint64(q[24:], 1<<30)
+	v := make([]byte, 512)
+	copy(v, "KDMV")
+	binary.LittleEndian.PutUint64(v[12:], 2048)
+	h := make([]byte, 512)
+	copy(h, "conectix")
+	binary.BigEndian.PutUint64(h[48:], 5<<20)
+	for _, c := range []struct {
+		format string
+		head   []byte
+		want   int64
+	}{{"qcow2", q, 1 << 30}, {"vmdk", v, 2048 * 512}, {"vhd", h, 5 << 20}, {"raw", q, 512}, {"qcow2", h, -1}} {
+		got := virtualSize(c.format, c.head, 512)
+		if c.want < 0 && got != nil || c.want >= 0 && (got == nil || *got != c.want) {
+			t.Errorf("%s: %v, want %d", c.format, got, c.want)
+		}
+	}
+}
+
+// TestUploadFailures: every failure hands the image back as queued, leaves
+// no object behind, answers with real Glance's status, and a later upload works.
+func TestUploadFailures(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d, "image_size_cap = 100000")
+		data := bytes.Repeat([]byte{7}, 50000)
+		cases := []struct {
+			name string
+			kind errs.Kind
+			body []byte
+			code int
+			msg  string
+		}{
+			{"store full", errs.TooLarge, data, 413, "Image storage media is full"},
+			{"store unreachable", errs.Unavailable, data, 503, "injected backend failure"},
+			{"size cap", 0, bytes.Repeat([]byte{1}, 100001), 413, "The incoming image is too large"},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				id := e.create("alice", rawImage)
+				e.flaky.failKind, e.flaky.failAfter = c.kind, 20000
+				// A chunked body (unknown length) so the cap is enforced while streaming.
+				r := e.do("alice", "PUT", "/v2/images/"+id+"/file", bytes.NewReader(c.body), "X-Image-Meta-Store", "flaky")
+				if r.code != c.code || !strings.Contains(string(r.body), c.msg) {
+					t.Errorf("%d %s, want %d %q", r.code, r.body, c.code, c.msg)
+				}
+				if st := e.image(id)["status"]; st != "queued" {
+					t.Errorf("status %v, want queued", st)
+				}
+				if objs := e.objects("flaky"); len(objs) != 0 {
+					t.Errorf("objects left: %v", objs)
+				}
+				e.flaky.failKind = 0
+				e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "flaky"))
+				e.must(204, e.do("alice", "DELETE", "/v2/images/"+id, nil))
+			})
+		}
+		t.Run("store unwritable", func(t *testing.T) {
+			// A real file store whose directory has become a plain file.
+			dir := filepath.Join(e.state, "images", "reliable")
+			if err := os.RemoveAll(dir); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dir, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			id := e.create("alice", rawImage)
+			r := e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "reliable")
+			if r.code != 500 && r.code != 503 {
+				t.Errorf("unwritable store: %d %s", r.code, r.body)
+			}
+			if st := e.image(id)["status"]; st != "queued" {
+				t.Errorf("status %v, want queued", st)
+			}
+			if err := os.Remove(dir); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(dir, 0o750); err != nil {
+				t.Fatal(err)
+			}
+			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "reliable"))
+		})
+		t.Run("quota", func(t *testing.T) {
+			e := newEnv(t, d, "user_storage_quota = 60000")
+			a := e.create("bob", rawImage)
+			e.must(204, e.do("bob", "PUT", "/v2/images/"+a+"/file", data))
+			b := e.create("bob", rawImage)
+			r := e.must(413, e.do("bob", "PUT", "/v2/images/"+b+"/file", data))
+			if !strings.Contains(string(r.body), "storage quota") || e.image(b)["status"] != "queued" {
+				t.Errorf("quota: %s", r.body)
+			}
+		})
+		t.Run("client disconnect", func(t *testing.T) {
+			id := e.create("alice", rawImage)
+			u, _ := url.Parse(e.srv.URL)
+			conn, err := net.Dial("tcp", u.Host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(conn, "PUT /v2/images/%s/file HTTP/1.1\r\nHost: x\r\nX-Auth-Token: alice\r\nContent-Type: application/octet-stream\r\nContent-Length: 90000\r\n\r\n", id)
+			conn.Write(data[:30000])
+			e.waitImage(id, func(m map[string]any) bool { return m["status"] == "saving" })
+			conn.Close()
+			e.waitImage(id, func(m map[string]any) bool { return m["status"] == "queued" })
+			if objs := e.objects("fast"); len(objs) != 0 {
+				t.Errorf("objects left: %v", objs)
+			}
+			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data))
+		})
+		t.Run("client stall", func(t *testing.T) {
+			e.svc.StallTimeout = 300 * time.Millisecond
+			defer func() { e.svc.StallTimeout = DefaultStallTimeout }()
+			id := e.create("alice", rawImage)
+			u, _ := url.Parse(e.srv.URL)
+			conn, err := net.Dial("tcp", u.Host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			fmt.Fprintf(conn, "PUT /v2/images/%s/file HTTP/1.1\r\nHost: x\r\nX-Auth-Token: alice\r\nContent-Type: application/octet-stream\r\nContent-Length: 90000\r\n\r\n", id)
+			conn.Write(data[:30000])
+			e.waitImage(id, func(m map[string]any) bool { return m["status"] == "saving" })
+			// The connection stays open but sends nothing more.
+			e.waitImage(id, func(m map[string]any) bool { return m["status"] == "queued" })
+			// (the disconnect case above left one active image in fast)
+			if objs := e.objects("fast"); len(objs) != 1 || objs[0] == id {
+				t.Errorf("objects left: %v", objs)
+			}
+			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data))
+		})
+		t.Run("crash recovery", func(t *testing.T) {
+			// A stalled upload is in flight when the process "dies"; the
+			// next start finds the image saving and the partial object.
+			id := e.create("alice", rawImage)
+			u, _ := url.Parse(e.srv.URL)
+			conn, err := net.Dial("tcp", u.Host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			fmt.Fprintf(conn, "PUT /v2/images/%s/file HTTP/1.1\r\nHost: x\r\nX-Auth-Token: alice\r\nContent-Type: application/octet-stream\r\nContent-Length: 90000\r\n\r\n", id)
+			conn.Write(data[:30000])
+			e.waitImage(id, func(m map[string]any) bool { return m["status"] == "saving" })
+			e.start() // a new service over the same database and stores
+			if st := e.image(id)["status"]; st != "queued" {
+				t.Errorf("after restart: %v", st)
+			}
+			var n int
+			if err := d.QueryRowContext(t.Context(), "SELECT COUNT(*) FROM image_pending_objects").Scan(&n); err != nil || n != 0 {
+				t.Errorf("pending objects after recovery: %d %v", n, err)
+			}
+			conn.Close()
+			time.Sleep(50 * time.Millisecond)
+			_ = bufio.NewReader(conn)
+		})
+	})
+}
+
+// TestS3Unreachable uploads into a real S3 driver whose server is down:
+// 503 like Glance, the image back to queued, and the default store still works.
+func TestS3Unreachable(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close() // nothing listens there any more
+		e := newEnvWith(t, d, ", dead:s3", `
+[store:dead]
+s3_store_host = http://`+addr+`
+s3_store_bucket = images
+s3_store_access_key = k
+s3_store_secret_key = s
+`)
+		id := e.create("alice", rawImage)
+		data := bytes.Repeat([]byte{3}, 70000)
+		r := e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "dead")
+		if r.code != 503 {
+			t.Errorf("upload to unreachable s3: %d %s", r.code, r.body)
+		}
+		if st := e.image(id)["status"]; st != "queued" {
+			t.Errorf("status %v, want queued", st)
+		}
+		e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data))
+	})
+}

@@ -1,0 +1,155 @@
+package image
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/ashlar-dev/ashlar/internal/db"
+	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
+	"github.com/ashlar-dev/ashlar/internal/errs"
+)
+
+func importDone(m map[string]any) bool {
+	return m["os_glance_import_task"] == nil && m["status"] != "importing"
+}
+
+func TestImport(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d, "")
+		data := bytes.Repeat([]byte("stage"), 20000)
+
+		t.Run("glance-direct to several stores", func(t *testing.T) {
+			id := e.create("alice", rawImage)
+			e.must(409, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"}}`))
+			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/stage", data))
+			im := e.image(id)
+			if im["status"] != "uploading" || im["size"] != float64(len(data)) {
+				t.Errorf("staged: %v", im)
+			}
+			e.must(409, e.do("alice", "PUT", "/v2/images/"+id+"/stage", data))
+			e.must(204, e.do("alice", "GET", "/v2/images/"+id+"/file", nil))
+			for body, code := range map[string]int{
+				`{"method":{"name":"nosuch-method"}}`:                                     400,
+				`{"method":{"name":"glance-direct"},"stores":["nosuch"]}`:                 409,
+				`{"method":{"name":"glance-direct"},"stores":"fast"}`:                     400,
+				`{"method":{"name":"glance-direct"},"stores":["fast"],"all_stores":true}`: 400,
+			} {
+				e.must(code, e.do("alice", "POST", "/v2/images/"+id+"/import", body))
+			}
+			e.must(202, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"},"stores":["reliable","cheap"]}`))
+			im = e.waitImage(id, importDone)
+			if im["status"] != "active" || im["stores"] != "cheap,reliable" || im["os_glance_failed_import"] != "" || im["os_glance_importing_to_stores"] != "" {
+				t.Errorf("imported: %v", im)
+			}
+			if objs := e.objects("os_glance_staging_store"); len(objs) != 0 {
+				t.Errorf("staging left: %v", objs)
+			}
+			tasks := e.must(200, e.do("alice", "GET", "/v2/images/"+id+"/tasks", nil)).json(t)["tasks"].([]any)
+			if len(tasks) != 1 || tasks[0].(map[string]any)["status"] != "success" {
+				t.Errorf("tasks: %v", tasks)
+			}
+		})
+
+		t.Run("all_stores_must_succeed with a failing store", func(t *testing.T) {
+			e.flaky.failKind, e.flaky.failAfter = errs.TooLarge, 1000
+			defer func() { e.flaky.failKind = 0 }()
+			id := e.create("alice", rawImage)
+			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/stage", data))
+			e.must(202, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"},"stores":["fast","flaky"],"all_stores_must_succeed":true}`))
+			im := e.waitImage(id, importDone)
+			// Unlike Zed (wedged in importing), the image can be imported again.
+			if im["status"] != "uploading" || im["os_glance_failed_import"] != "flaky" || im["stores"] != nil {
+				t.Errorf("after failed import: %v", im)
+			}
+			if objs := e.objects("fast"); len(objs) != 0 {
+				t.Errorf("rollback left objects in fast: %v", objs)
+			}
+			e.must(202, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"},"stores":["fast","flaky"],"all_stores_must_succeed":false}`))
+			im = e.waitImage(id, importDone)
+			if im["status"] != "active" || im["stores"] != "fast" || im["os_glance_failed_import"] != "flaky" {
+				t.Errorf("partial import: %v", im)
+			}
+			// copy-image into a failing store keeps the image active.
+			e.must(202, e.do("admin", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"copy-image"},"stores":["flaky"],"all_stores_must_succeed":true}`))
+			im = e.waitImage(id, importDone)
+			if im["status"] != "active" || im["stores"] != "fast" || im["os_glance_failed_import"] != "flaky" {
+				t.Errorf("failed copy: %v", im)
+			}
+			e.must(400, e.do("admin", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"copy-image"},"stores":["fast"]}`))
+			e.must(403, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"copy-image"},"stores":["cheap"]}`))
+		})
+
+		t.Run("web-download", func(t *testing.T) {
+			src := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != "/img" {
+					http.NotFound(w, r)
+					return
+				}
+				w.Write(data)
+			}))
+			defer src.Close()
+			// Only the listed host:port may be fetched from.
+			e.cfg.Image.AllowedImportHosts = []string{strings.TrimPrefix(src.URL, "http://")}
+			id := e.create("alice", rawImage)
+			r := e.must(400, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"web-download","uri":"file:///etc/passwd"}}`))
+			if !strings.Contains(string(r.body), "does not pass filtering") {
+				t.Errorf("filter: %s", r.body)
+			}
+			// A host the config does not list is never fetched: the task fails.
+			e.must(202, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"web-download","uri":"http://does-not.exist/img"}}`))
+			if im := e.waitImage(id, importDone); im["status"] != "queued" || im["os_glance_failed_import"] != "fast" {
+				t.Errorf("filtered web-download: %v", im)
+			}
+			e.must(202, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"web-download","uri":"`+src.URL+`/img"},"stores":["cheap","reliable"]}`))
+			im := e.waitImage(id, importDone)
+			if im["status"] != "active" || im["stores"] != "cheap,reliable" || im["size"] != float64(len(data)) {
+				t.Errorf("web-download: %v", im)
+			}
+			bad := e.create("alice", rawImage)
+			e.must(202, e.do("alice", "POST", "/v2/images/"+bad+"/import", `{"method":{"name":"web-download","uri":"`+src.URL+`/missing"}}`))
+			im = e.waitImage(bad, importDone)
+			if im["status"] != "queued" || im["os_glance_failed_import"] != "fast" {
+				t.Errorf("failed web-download: %v", im)
+			}
+		})
+
+		t.Run("import interrupted by a crash", func(t *testing.T) {
+			id := e.create("alice", rawImage)
+			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/stage", data))
+			// What a process killed mid-import leaves: the image importing,
+			// its lock and pending stores set, a pending object in fast.
+			ctx := t.Context()
+			if _, err := d.ExecContext(ctx, "UPDATE images SET status = 'importing' WHERE id = ?", id); err != nil {
+				t.Fatal(err)
+			}
+			if err := setProps(ctx, d, id, map[string]*string{propTask: strp("t"), propImporting: strp("fast,cheap"), propFailed: strp("")}); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.svc.addPending(ctx, d, id, "fast", id); err != nil {
+				t.Fatal(err)
+			}
+			e.start()
+			im := e.image(id)
+			if im["status"] != "uploading" || im["os_glance_import_task"] != nil || im["os_glance_failed_import"] != "fast,cheap" {
+				t.Errorf("after restart: %v", im)
+			}
+			// The staged data survived: the import can be run again.
+			e.must(202, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"}}`))
+			if im := e.waitImage(id, importDone); im["status"] != "active" || im["stores"] != "fast" {
+				t.Errorf("re-import: %v", im)
+			}
+		})
+		t.Run("all_stores", func(t *testing.T) {
+			id := e.create("alice", rawImage)
+			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/stage", data))
+			e.must(202, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"},"all_stores":true}`))
+			im := e.waitImage(id, importDone)
+			if im["stores"] != "cheap,fast,flaky,reliable" {
+				t.Errorf("all stores: %v", im["stores"])
+			}
+		})
+	})
+}

@@ -1,0 +1,145 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/ashlar-dev/ashlar/internal/config"
+	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/image/store"
+	"github.com/ashlar-dev/ashlar/internal/image/store/file"
+)
+
+func newFileStore(t testing.TB, m *store.Metrics) (*store.Store, string) {
+	t.Helper()
+	dir := t.TempDir()
+	drv, err := file.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store.NewStore(config.Store{ID: "fast", Type: "file", Options: map[string]string{"filesystem_store_datadir": dir}}, drv, true, m), dir
+}
+
+func TestPutHashes(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := store.NewMetrics(reg)
+	st, _ := newFileStore(t, m)
+	for _, size := range []int{0, 1, store.ChunkSize - 1, store.ChunkSize, store.ChunkSize*store.QueueDepth*3 + 17} {
+		data := make([]byte, size)
+		_, _ = rand.Read(data)
+		res, err := st.Put(context.Background(), "k", bytes.NewReader(data), 0, "sha512")
+		if err != nil {
+			t.Fatal(err)
+		}
+		md, sh := md5.Sum(data), sha512.Sum512(data)
+		if res.Size != int64(size) || res.MD5 != hex.EncodeToString(md[:]) || res.Hash != hex.EncodeToString(sh[:]) {
+			t.Errorf("size %d: %+v", size, res)
+		}
+		if len(res.Head) != min(size, store.HeadSize) || !bytes.Equal(res.Head, data[:len(res.Head)]) {
+			t.Errorf("size %d: head of %d bytes", size, len(res.Head))
+		}
+		rc, err := st.Get(context.Background(), "k", 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(rc)
+		rc.Close()
+		if !bytes.Equal(got, data) {
+			t.Errorf("size %d: read back %d bytes", size, len(got))
+		}
+	}
+	if n := testutil.ToFloat64(m.Ops().WithLabelValues("fast", "put", "ok")); n != 5 {
+		t.Errorf("put counter = %v", n)
+	}
+}
+
+func TestPutLimitAndFailures(t *testing.T) {
+	st, dir := newFileStore(t, nil)
+	_, err := st.Put(context.Background(), "big", bytes.NewReader(make([]byte, 5000)), 4999, "sha512")
+	if !errs.Is(err, errs.TooLarge) || !errors.Is(err, store.ErrTooLarge) {
+		t.Errorf("over limit: %v", err)
+	}
+	clientErr := errors.New("client went away")
+	_, err = st.Put(context.Background(), "cut", io.MultiReader(bytes.NewReader(make([]byte, 3*store.ChunkSize)), errReader{clientErr}), 0, "sha512")
+	if !errors.Is(err, clientErr) {
+		t.Errorf("reader error: %v", err)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 0 {
+		t.Errorf("partial objects left: %v", ents)
+	}
+	ro := store.NewStore(config.Store{ID: "web", Type: "http"}, readOnly{st.Driver()}, false, nil)
+	if _, err := ro.Put(context.Background(), "x", bytes.NewReader(nil), 0, "sha512"); !errs.Is(err, errs.Gone) {
+		t.Errorf("read-only put: %v", err)
+	}
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+type readOnly struct{ store.Driver }
+
+func (readOnly) ReadOnly() bool { return true }
+
+// zeroReader is an endless source that costs nothing to produce.
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// BenchmarkImageData reports, in one run, the md5‖sha512 hashing limit
+// (HashReader with no store) and Put and Get of 1 GiB through the wrapper
+// into a file store; compare the MB/s of the sub-benchmarks.
+func BenchmarkImageData(b *testing.B) {
+	const size = 1 << 30
+	b.Run("hash-md5+sha512", func(b *testing.B) {
+		b.SetBytes(size)
+		for range b.N {
+			if _, _, _, err := store.HashReader(io.LimitReader(zeroReader{}, size), "sha512"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	st, _ := newFileStore(b, nil)
+	// The driver alone (no hashing): what the disk allows.
+	b.Run("driver-put-file", func(b *testing.B) {
+		b.SetBytes(size)
+		for range b.N {
+			if _, err := st.Driver().Put(context.Background(), "raw", io.LimitReader(zeroReader{}, size)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("put-file", func(b *testing.B) {
+		b.SetBytes(size)
+		for range b.N {
+			if _, err := st.Put(context.Background(), "bench", io.LimitReader(zeroReader{}, size), 0, "sha512"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("get-file", func(b *testing.B) {
+		b.SetBytes(size)
+		for range b.N {
+			rc, err := st.Get(context.Background(), "bench", 0, -1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if n, err := io.Copy(io.Discard, rc); err != nil || n != size {
+				b.Fatal(n, err)
+			}
+			rc.Close()
+		}
+	})
+}

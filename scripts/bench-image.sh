@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Whole-process image data benchmark: runs the real ashlar binary under
+# /usr/bin/time -v and reports, in one run, the machine's md5||sha512 hashing
+# throughput (Go benchmark baseline), PUT and GET throughput of 1 GiB into a
+# file store, and the peak RSS of the process while a 4 GiB image is uploaded.
+#
+#   scripts/bench-image.sh            # ports 23010 (identity) and 23011 (image)
+#   BENCH_PORT_BASE=23050 scripts/bench-image.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+base=${BENCH_PORT_BASE:-23010}
+work=$(mktemp -d /tmp/ashlar-bench-image.XXXXXX)
+trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+go build -o "$work/ashlar" ./cmd/ashlar
+cat > "$work/ashlar.conf" <<CONF
+[DEFAULT]
+state_path = $work/state
+metrics_bind =
+enabled_services = identity, image
+[identity]
+bind = 127.0.0.1:$base
+[image]
+bind = 127.0.0.1:$((base + 1))
+enabled_backends = fast:file
+default_backend = fast
+image_size_cap = 8589934592
+CONF
+
+echo "== hashing baseline (md5 and sha512 concurrently, no store)"
+hash_line=$(go test -run XXX -bench 'BenchmarkImageData/hash' -benchtime 1x ./internal/image/store | grep 'MB/s')
+hash_mbs=$(awk '{print $(NF-1)}' <<<"$hash_line")
+echo "hash: $hash_mbs MB/s"
+
+/usr/bin/time -v -o "$work/time.txt" "$work/ashlar" serve --config "$work/ashlar.conf" >"$work/log" 2>&1 &
+tpid=$!
+for _ in $(seq 100); do
+  grep -q "ashlar ready" "$work/log" 2>/dev/null && break
+  sleep 0.1
+done
+pid=$(pgrep -P "$tpid")
+pw=$(cat "$work/state/admin_password")
+token=$(curl -sf -D - -o /dev/null -H 'Content-Type: application/json' "http://127.0.0.1:$base/v3/auth/tokens" -d '{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"admin","domain":{"name":"Default"},"password":"'"$pw"'"}}},"scope":{"project":{"name":"admin","domain":{"name":"Default"}}}}}' |
+  awk 'tolower($1)=="x-subject-token:"{print $2}' | tr -d '\r')
+img=http://127.0.0.1:$((base + 1))/v2/images
+create() {
+  curl -sf -H "X-Auth-Token: $token" -H 'Content-Type: application/json' "$img" \
+    -d '{"name":"bench","disk_format":"raw","container_format":"bare"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
+}
+put() { # id bytes -> seconds
+  local t0 t1
+  t0=$(date +%s.%N)
+  head -c "$2" /dev/zero | curl -sf -X PUT -H "X-Auth-Token: $token" -H 'Content-Type: application/octet-stream' \
+    -T - "$img/$1/file" >/dev/null
+  t1=$(date +%s.%N)
+  echo "$t1 - $t0" | bc -l
+}
+GiB=1073741824
+id=$(create)
+put_s=$(put "$id" $GiB)
+t0=$(date +%s.%N)
+curl -sf -H "X-Auth-Token: $token" "$img/$id/file" -o /dev/null
+get_s=$(echo "$(date +%s.%N) - $t0" | bc -l)
+put_mbs=$(echo "$GiB / $put_s / 1000000" | bc -l)
+get_mbs=$(echo "$GiB / $get_s / 1000000" | bc -l)
+curl -sf -X DELETE -H "X-Auth-Token: $token" "$img/$id" >/dev/null
+
+id=$(create)
+put4_s=$(put "$id" $((4 * GiB)))
+curl -sf -X DELETE -H "X-Auth-Token: $token" "$img/$id" >/dev/null
+kill -TERM "$pid"
+wait "$tpid" || true
+rss_kb=$(awk -F': ' '/Maximum resident set size/{print $2}' "$work/time.txt")
+
+printf '== results (one run)\n'
+printf 'hash md5||sha512   %8.1f MB/s\n' "$hash_mbs"
+printf 'PUT 1 GiB          %8.1f MB/s  (%.0f%% of hashing)\n' "$put_mbs" "$(echo "100 * $put_mbs / $hash_mbs" | bc -l)"
+printf 'GET 1 GiB          %8.1f MB/s\n' "$get_mbs"
+printf 'PUT 4 GiB          %8.1f s\n' "$put4_s"
+printf 'peak RSS           %8.1f MiB (whole process, 4 GiB upload included)\n' "$(echo "$rss_kb / 1024" | bc -l)"
