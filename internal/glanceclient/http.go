@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -288,7 +289,13 @@ func (c *HTTP) Upload(ctx context.Context, token, id, store string, r io.Reader,
 	// Hide any WriterTo/ReadFrom shortcuts that would defeat ContentLength
 	// and report read errors from r unchanged.
 	src := &trackingReader{r: r}
-	resp, err := c.do(ctx, token, http.MethodPut, "/v2/images/"+url.PathEscape(id)+"/file", hdr, src, size)
+	var body io.Reader = src
+	if f, ok := r.(*os.File); ok && size >= 0 {
+		// Left bare so the transport can sendfile it.
+		body = io.NopCloser(f) // keeps the transport from closing the caller's file
+		src.r = nil
+	}
+	resp, err := c.do(ctx, token, http.MethodPut, "/v2/images/"+url.PathEscape(id)+"/file", hdr, body, size)
 	if err != nil {
 		// A failing source surfaces as a transport error; report the cause.
 		if src.err != nil && !errors.Is(src.err, io.EOF) && errs.KindOf(err) == errs.Unavailable {

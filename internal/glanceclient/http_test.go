@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -358,5 +359,35 @@ func TestNewInvalidURL(t *testing.T) {
 	c, err := New("http://h:9292/v2/", nil)
 	if err != nil || c.Endpoint() != "http://h:9292" {
 		t.Fatalf("endpoint %v %v", c, err)
+	}
+}
+
+// TestUploadFile covers the sendfile path: an *os.File body is sent as is
+// and left open for the caller.
+func TestUploadFile(t *testing.T) {
+	f, c := newFake(t)
+	ctx := context.Background()
+	img, err := c.CreateImage(ctx, goodToken, map[string]any{"name": "f", "disk_format": "raw", "container_format": "bare"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte{1, 2, 3, 0, 0, 0, 0, 9}, 40000)
+	p := t.TempDir() + "/vol"
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	if err := c.Upload(ctx, goodToken, img.ID, "fast", file, int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(f.data[img.ID], data) || f.lastLength != int64(len(data)) {
+		t.Fatalf("stored %d bytes (length header %d), want %d", len(f.data[img.ID]), f.lastLength, len(data))
+	}
+	if _, err := file.Seek(0, io.SeekStart); err != nil {
+		t.Fatalf("the caller's file was closed: %v", err)
 	}
 }

@@ -164,7 +164,17 @@ func (d *Driver) create(ctx context.Context, id string, sizeBytes int64, r io.Re
 		}
 		return mapErr(err, id)
 	}
+	syncDir(d.dir)
 	return nil
+}
+
+// syncDir makes a new directory entry durable; failures only weaken
+// durability, so they are not reported.
+func syncDir(dir string) {
+	if f, err := os.Open(dir); err == nil {
+		_ = f.Sync()
+		f.Close()
+	}
 }
 
 // writeSparse copies r into f, skipping all-zero blocks.
@@ -259,7 +269,11 @@ func (d *Driver) Delete(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	return mapErr(os.Remove(p), id)
+	if err := os.Remove(p); err != nil {
+		return mapErr(err, id)
+	}
+	syncDir(d.dir)
+	return nil
 }
 
 // Allocated reports the disk space volume id occupies (st_blocks).
