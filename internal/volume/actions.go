@@ -35,6 +35,10 @@ func (s *Service) volumeAction(w http.ResponseWriter, r *http.Request) {
 		"os-retype":               s.actRetype,
 		"os-force_delete":         s.actForceDelete,
 		"os-volume_upload_image":  s.actUploadImage,
+		"os-attach":               s.actAttach,
+		"os-detach":               s.actDetach,
+		"os-begin_detaching":      s.actDetach,
+		"os-roll_detaching":       s.actDetach,
 	}
 	for _, k := range keys {
 		if h, ok := handlers[k]; ok {
@@ -416,4 +420,25 @@ func (s *Service) actForceDelete(w http.ResponseWriter, r *http.Request, _ any) 
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// actAttach: attaching needs a compute service, which Ashlar does not
+// drive; the volume is still looked up first so unknown ids are 404.
+func (s *Service) actAttach(w http.ResponseWriter, r *http.Request, _ any) {
+	v, err := s.volumeFor(r.Context(), s.deps.DB, r, "volume:update")
+	if err != nil {
+		fail(w, r, err)
+		return
+	}
+	fail(w, r, errs.E(errs.Invalid, "Invalid volume: Volume %s cannot be attached: no compute service attaches volumes here.", v.ID))
+}
+
+// actDetach: no volume is ever attached, so detaching is refused after
+// the lookup (unknown ids are 404, as tempest expects).
+func (s *Service) actDetach(w http.ResponseWriter, r *http.Request, _ any) {
+	if _, err := s.volumeFor(r.Context(), s.deps.DB, r, "volume:update"); err != nil {
+		fail(w, r, err)
+		return
+	}
+	fail(w, r, errs.E(errs.Invalid, "Invalid volume: Volume must be attached in order to detach."))
 }

@@ -2,7 +2,6 @@ package volume
 
 import (
 	"fmt"
-	"net/http"
 	"sort"
 	"strings"
 	"testing"
@@ -186,5 +185,3 @@ func wantKeys(t *testing.T, what string, m map[string]any, keys ...string) {
 		t.Errorf("%s keys:\n got %v\nwant %v", what, got, keys)
 	}
 }
-
-var _ = http.StatusOK

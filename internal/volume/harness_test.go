@@ -164,7 +164,7 @@ func (e *env) createVolume(token, project string, fields map[string]any, want st
 
 func (e *env) waitStatus(token, project, id, want string) map[string]any {
 	e.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		r := e.do(token, "GET", "/v3/"+project+"/volumes/"+id, nil)
 		if r.Code == 200 {
@@ -191,4 +191,19 @@ func errMessage(t *testing.T, r resp) (string, string) {
 		return k, msg
 	}
 	return "", ""
+}
+
+// newEnvOn starts a second service (a restarted process) on the same
+// database, volumes directory and image endpoint as prev.
+func newEnvOn(t *testing.T, d *db.DB, prev *env) *env {
+	t.Helper()
+	svc, err := New(context.Background(), prev.svc.deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, svc: svc, glance: prev.glance, db: d, dir: prev.dir,
+		h: api.Wrap("volume", svc.Handler(), prev.svc.deps.Logger, nil, api.Cinder)}
+	e.start()
+	t.Cleanup(e.stop)
+	return e
 }

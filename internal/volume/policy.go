@@ -53,6 +53,7 @@ var Policy = policy.Table{
 	"volume_extension:availability_zone_list":            policy.Reader,
 	"message:get":                                        policy.Reader,
 	"message:get_all":                                    policy.Reader,
+	"scheduler_extension:scheduler_stats:get_pools":      policy.Admin,
 	"message:delete":                                     policy.Member,
 }
 

@@ -55,6 +55,7 @@ func (s *Service) routes() {
 	m.HandleFunc("GET "+p+"/messages/{message_id}", s.showMessage)
 	m.HandleFunc("DELETE "+p+"/messages/{message_id}", s.deleteMessage)
 	m.HandleFunc("GET "+p+"/extensions", s.listExtensions)
+	m.HandleFunc("GET "+p+"/scheduler-stats/get_pools", s.getPools)
 
 	// Anything else under /v3 is Cinder's 404.
 	m.HandleFunc("/v3/", func(w http.ResponseWriter, r *http.Request) {

@@ -287,7 +287,7 @@ func (s *Service) createType(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	specs := map[string]*string{}
-	if v, ok := vt["extra_specs"]; ok {
+	if v, ok := vt["extra_specs"]; ok && v != nil {
 		if specs, err = parseSpecs(v); err != nil {
 			fail(w, r, err)
 			return

@@ -2,16 +2,19 @@ package volume
 
 import (
 	"context"
-	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
-	"github.com/ashlar-dev/ashlar/internal/volume/driver"
+	"github.com/ashlar-dev/ashlar/internal/volume/upload"
 )
 
-// uploadDiskFormats are the disk formats os-volume_upload_image accepts.
+// uploadDiskFormats are the disk formats os-volume_upload_image accepts,
+// in the order of Cinder's schema message.
 var uploadDiskFormats = []string{"raw", "vmdk", "vdi", "qcow2", "vhd", "vhdx", "ploop"}
 
 // uploadRequest is a validated os-volume_upload_image body.
@@ -111,8 +114,10 @@ func (s *Service) actUploadImage(w http.ResponseWriter, r *http.Request, arg any
 			return
 		}
 	}
-	if u.ContainerFormat == "compressed" {
-		fail(w, r, errs.E(errs.Invalid, "Image compression upload disallowed, but container_format is compressed"))
+	if u.ContainerFormat != "bare" && u.ContainerFormat != "compressed" {
+		// Refused before any image exists (Cinder would leave one behind).
+		fail(w, r, errs.E(errs.Invalid, "Invalid container-format '%s' specified. Allowed container-formats are %s.",
+			u.ContainerFormat, strings.Join(upload.ContainerFormats, ", ")))
 		return
 	}
 	var t *volType
@@ -204,16 +209,6 @@ func (s *Service) actUploadImage(w http.ResponseWriter, r *http.Request, arg any
 	}})
 }
 
-// ImageStream returns the bytes of an image of diskFormat made from vol,
-// and their length (-1 when not known in advance). raw streams the volume
-// as is; other formats need a writer registered here.
-var ImageStream = func(ctx context.Context, vol driver.Volume, diskFormat string) (io.Reader, int64, error) {
-	if diskFormat != "raw" {
-		return nil, 0, errs.E(errs.Invalid, "Disk format %s is not supported for upload.", diskFormat)
-	}
-	return io.NewSectionReader(vol, 0, vol.Size()), vol.Size(), nil
-}
-
 // runUpload streams the volume to the image with X-Image-Meta-Store set to
 // the type's store. On failure the image is deleted, the volume returns to
 // its previous status and a user message records why.
@@ -228,6 +223,9 @@ func (s *Service) runUpload(ctx context.Context, w *work, v *vol, giveUp bool) e
 	}
 	gc, gerr := s.glanceForCaller(p.ImageEndpoint)
 	failed := func(cause error) error {
+		if ctx.Err() != nil {
+			return cause // shutting down: the next start resumes the upload
+		}
 		bg := context.WithoutCancel(ctx)
 		if gc != nil {
 			if img, err := gc.GetImage(bg, p.Token, p.ImageID); err == nil && (img.Status == "queued" || img.Status == "saving") {
@@ -260,14 +258,14 @@ func (s *Service) runUpload(ctx context.Context, w *work, v *vol, giveUp bool) e
 		return failed(err)
 	}
 	defer dv.Close()
-	data, size, err := ImageStream(ctx, dv, p.DiskFormat)
-	if err != nil {
+	tmp := filepath.Join(s.deps.Config.Default.StatePath, "conversion")
+	if err := os.MkdirAll(tmp, 0o750); err != nil {
 		return failed(err)
 	}
-	if rc, ok := data.(io.Closer); ok {
-		defer rc.Close()
-	}
-	if err := gc.Upload(ctx, p.Token, p.ImageID, p.Store, data, size); err != nil {
+	err = upload.UploadWith(ctx, gc, dv, upload.Options{Token: p.Token, ImageID: p.ImageID, Store: p.Store,
+		DiskFormat: p.DiskFormat, ContainerFormat: p.ContainerFormat,
+		TempDir: tmp})
+	if err != nil {
 		if ctx.Err() != nil {
 			return err
 		}

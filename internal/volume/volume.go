@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
+
+	"github.com/google/uuid"
 
 	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/config"
@@ -48,11 +51,15 @@ type Service struct {
 	mux      *api.Mux
 	handler  http.Handler
 	backends []*backend
+	// hostname is the host part of os-vol-host-attr:host.
+	hostname string
 	glance   func(endpoint string) glanceclient.Client
 
 	// kick wakes the background worker when new work is recorded.
 	kick    chan struct{}
 	running sync.Map // work id -> struct{}: work executing in this process
+	// owner identifies this process in work leases.
+	owner string
 }
 
 // backend is one configured volume backend.
@@ -70,7 +77,10 @@ func New(ctx context.Context, deps service.Deps) (*Service, error) {
 // NewWithOptions builds the volume service; zero Options fields are built
 // from the configuration.
 func NewWithOptions(ctx context.Context, deps service.Deps, opts Options) (*Service, error) {
-	s := &Service{deps: deps, mux: api.NewMux(), kick: make(chan struct{}, 1)}
+	s := &Service{deps: deps, mux: api.NewMux(), kick: make(chan struct{}, 1), hostname: "ashlar", owner: uuid.NewString()}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		s.hostname = h
+	}
 	s.glance = opts.Glance
 	if s.glance == nil {
 		s.glance = httpGlance

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"math"
 	"net/http"
-	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -89,7 +88,7 @@ func (s *Service) volumeView(r *http.Request, v *vol, kind string) map[string]an
 		if allowed(r, "volume_extension:volume_host_attribute", v.ProjectID) {
 			var host any
 			if v.Host != nil {
-				host = *v.Host
+				host = s.hostString(*v.Host)
 			}
 			m["os-vol-host-attr:host"] = host
 		}
@@ -551,7 +550,7 @@ func (s *Service) deleteVolume(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, err)
 		return
 	}
-	if err := setStatus(ctx, s.deps.DB, v.ID, "deleting", deletableStatuses...); err != nil || v.AttachStatus != "detached" {
+	if v.AttachStatus != "detached" || setStatus(ctx, s.deps.DB, v.ID, "deleting", deletableStatuses...) != nil {
 		fail(w, r, errs.E(errs.Invalid, "Invalid volume: Volume status must be available or error or error_restoring or error_extending or error_managing and must not be migrating, attached, belong to a group, have snapshots, awaiting a transfer, or be disassociated from snapshots after volume transfer."))
 		return
 	}
@@ -767,7 +766,9 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request, detail bool) {
 		}
 	}
 	resp := map[string]any{"volumes": out}
-	if more && len(vols) > 0 {
+	// Like Cinder, a full page always links to the next one (which may be
+	// empty): clients page until a short page.
+	if len(vols) > 0 && (more || r.URL.Query().Has("limit") && len(vols) == p.limit) {
 		q := r.URL.Query()
 		q.Set("marker", vols[len(vols)-1].ID)
 		q.Set("limit", strconv.Itoa(p.limit))
@@ -775,12 +776,10 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request, detail bool) {
 		if detail {
 			path += "/detail"
 		}
-		resp["volumes_links"] = []map[string]string{{"rel": "next", "href": s.linkBase(r) + path + "?" + encodeQuery(q)}}
+		resp["volumes_links"] = []map[string]string{{"rel": "next", "href": s.linkBase(r) + path + "?" + q.Encode()}}
 	}
 	api.WriteJSON(w, http.StatusOK, resp)
 }
-
-func encodeQuery(q url.Values) string { return q.Encode() }
 
 func (s *Service) volumeSummary(w http.ResponseWriter, r *http.Request) {
 	mv := versionOf(r)
@@ -834,4 +833,14 @@ func (s *Service) volumeSummary(w http.ResponseWriter, r *http.Request) {
 		sum["metadata"] = md
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]any{"volume-summary": sum})
+}
+
+// hostString renders a backend as Cinder's host@backend#pool, the shape
+// clients (and tempest's schema) expect in os-vol-host-attr:host.
+func (s *Service) hostString(backendName string) string {
+	pool := backendName
+	if b := s.backendNamed(backendName); b != nil && b.cfg.VolumeBackendName != "" {
+		pool = b.cfg.VolumeBackendName
+	}
+	return s.hostname + "@" + backendName + "#" + pool
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"regexp"
 	"testing"
 
 	"github.com/ashlar-dev/ashlar/internal/db"
@@ -38,7 +39,7 @@ func TestVolumeLifecycle(t *testing.T) {
 		}
 		adminView := e.must(200, e.do("admin", "GET", base+"/"+id, nil))["volume"].(map[string]any)
 		wantKeys(t, "admin show", adminView, showKeys30...)
-		if adminView["os-vol-host-attr:host"] != "local" {
+		if host, _ := adminView["os-vol-host-attr:host"].(string); !regexp.MustCompile(`^.+@local#local$`).MatchString(host) {
 			t.Errorf("host %v", adminView["os-vol-host-attr:host"])
 		}
 		// Microversion-dependent fields.
@@ -150,6 +151,15 @@ func TestVolumeLifecycle(t *testing.T) {
 		az := e.must(200, e.do("member", "GET", "/v3/"+projA+"/os-availability-zone", nil))["availabilityZoneInfo"].([]any)
 		if len(az) != 1 || az[0].(map[string]any)["zoneName"] != "nova" {
 			t.Errorf("az %v", az)
+		}
+
+		// Pools: admin only, with the matched capabilities.
+		if r := e.do("member", "GET", "/v3/"+projA+"/scheduler-stats/get_pools", nil); r.Code != 403 {
+			t.Errorf("member get_pools: %d", r.Code)
+		}
+		pools := e.must(200, e.do("admin", "GET", "/v3/"+projA+"/scheduler-stats/get_pools?detail=true", nil))["pools"].([]any)
+		if len(pools) != 1 || pools[0].(map[string]any)["capabilities"].(map[string]any)["volume_backend_name"] != "local" {
+			t.Errorf("pools %v", pools)
 		}
 
 		// Delete.
@@ -293,4 +303,19 @@ func (e *env) readVolume(id string, n int64) []byte {
 		e.t.Fatal(err)
 	}
 	return buf
+}
+
+func TestDetachUnknownVolume(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d)
+		for _, a := range []string{"os-detach", "os-attach", "os-begin_detaching"} {
+			if r := e.do("member", "POST", "/v3/"+projA+"/volumes/xxx/action", map[string]any{a: map[string]any{}}); r.Code != 404 {
+				t.Errorf("%s unknown volume: %d %s", a, r.Code, r.Body)
+			}
+		}
+		id := e.createVolume("member", projA, map[string]any{}, "available")["id"].(string)
+		if r := e.do("member", "POST", "/v3/"+projA+"/volumes/"+id+"/action", map[string]any{"os-detach": map[string]any{}}); r.Code != 400 {
+			t.Errorf("detach unattached: %d", r.Code)
+		}
+	})
 }

@@ -114,8 +114,13 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
+// leaseDuration is how long a claim on work lasts without renewal: the
+// delay before another process takes over the work of a dead one.
+var leaseDuration = 30 * time.Second
+
 func (s *Service) pendingWork(ctx context.Context) ([]*work, error) {
-	rows, err := s.deps.DB.QueryContext(ctx, `SELECT id, volume_id, kind, payload, attempts, request_id FROM volume_work ORDER BY created_at LIMIT 100`)
+	rows, err := s.deps.DB.QueryContext(ctx, `SELECT id, volume_id, kind, payload, attempts, request_id FROM volume_work
+		WHERE lease_until IS NULL OR lease_until < ? ORDER BY created_at LIMIT 100`, db.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -137,16 +142,44 @@ func (s *Service) pendingWork(ctx context.Context) ([]*work, error) {
 	return out, rows.Err()
 }
 
-// execute runs one piece of work. The attempt is counted before starting,
-// so work that kills the process is not retried forever.
-func (s *Service) execute(ctx context.Context, w *work) {
-	if ctx.Err() != nil {
-		return
+// claim takes the lease on w and counts the attempt (before starting, so
+// work that kills the process is not retried forever). It reports false
+// when another process holds the lease.
+func (s *Service) claim(ctx context.Context, w *work) bool {
+	now := db.Now()
+	res, err := s.deps.DB.ExecContext(ctx, `UPDATE volume_work SET attempts = attempts + 1, lease_owner = ?, lease_until = ?
+		WHERE id = ? AND (lease_until IS NULL OR lease_until < ?)`, s.owner, db.Timestamp{Time: now.Time.Add(leaseDuration)}, w.ID, now)
+	if err != nil {
+		return false
 	}
-	if _, err := s.deps.DB.ExecContext(ctx, `UPDATE volume_work SET attempts = attempts + 1 WHERE id = ?`, w.ID); err != nil {
+	n, _ := res.RowsAffected()
+	return n == 1
+}
+
+// renew extends the lease on w while it runs, until ctx ends.
+func (s *Service) renew(ctx context.Context, w *work) {
+	t := time.NewTicker(leaseDuration / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_, _ = s.deps.DB.ExecContext(ctx, `UPDATE volume_work SET lease_until = ? WHERE id = ? AND lease_owner = ?`,
+				db.Timestamp{Time: time.Now().Add(leaseDuration)}, w.ID, s.owner)
+		}
+	}
+}
+
+// execute runs one piece of work under a lease.
+func (s *Service) execute(ctx context.Context, w *work) {
+	if ctx.Err() != nil || !s.claim(ctx, w) {
 		return
 	}
 	w.Attempts++
+	rctx, stopRenew := context.WithCancel(ctx)
+	defer stopRenew()
+	go s.renew(rctx, w)
 	v, err := getVolume(ctx, s.deps.DB, w.VolumeID)
 	if err != nil {
 		if errs.KindOf(err) == errs.NotFound {
@@ -164,7 +197,8 @@ func (s *Service) execute(ctx context.Context, w *work) {
 		err = fmt.Errorf("unknown work kind %q", w.Kind)
 	}
 	if ctx.Err() != nil {
-		// Shutting down: leave the row for the next start.
+		// Shutting down: release the row for the next start.
+		_, _ = s.deps.DB.ExecContext(context.WithoutCancel(ctx), `UPDATE volume_work SET lease_until = NULL, lease_owner = NULL WHERE id = ? AND lease_owner = ?`, w.ID, s.owner)
 		return
 	}
 	if err != nil {
@@ -186,6 +220,9 @@ func (s *Service) runCreate(ctx context.Context, w *work, v *vol, giveUp bool) e
 		return nil
 	}
 	failed := func(event, msg string, cause error) error {
+		if ctx.Err() != nil {
+			return cause // shutting down: the next start resumes the work
+		}
 		bg := context.WithoutCancel(ctx)
 		_ = forceStatus(bg, s.deps.DB, v.ID, "error")
 		s.recordMessage(bg, v.ProjectID, v.ID, w.RequestID, event, msg)
@@ -255,21 +292,4 @@ func (s *Service) runCreate(ctx context.Context, w *work, v *vol, giveUp bool) e
 	_, err = s.deps.DB.ExecContext(ctx, `UPDATE volumes SET status = 'available', bootable = ?, updated_at = ? WHERE id = ? AND status = 'creating'`,
 		bootable, db.Now(), v.ID)
 	return err
-}
-
-// copyImageToVolume streams a raw image into the new volume.
-func (s *Service) copyImageToVolume(ctx context.Context, w *work, b *backend, v *vol) error {
-	if df := v.ImageMetadata["disk_format"]; df != "" && df != "raw" && df != "iso" {
-		return errs.E(errs.Invalid, "Image disk format %s cannot be written to a volume.", df)
-	}
-	gc, err := s.glanceForCaller(w.Payload.ImageEndpoint)
-	if err != nil {
-		return err
-	}
-	rc, err := gc.Download(ctx, w.Payload.Token, w.Payload.ImageID)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	return b.drv.CreateFrom(ctx, v.ID, v.Size*gib, io.LimitReader(rc, v.Size*gib+1))
 }

@@ -1,0 +1,159 @@
+package volume
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/ashlar-dev/ashlar/internal/db"
+	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
+)
+
+func TestMatchSpec(t *testing.T) {
+	tests := []struct {
+		value, req string
+		want       bool
+	}{
+		{"local", "local", true},
+		{"local", "other", false},
+		{"100", ">= 50", true},
+		{"10", ">= 50", false},
+		{"10", "= 10", true},
+		{"10", "== 11", false},
+		{"10", "<= 10", true},
+		{"True", "<is> True", true},
+		{"False", "<is> True", false},
+		{"iSCSI", "<or> FC <or> iSCSI", true},
+		{"NFS", "<or> FC <or> iSCSI", false},
+		{"abcdef", "<in> cde", true},
+		{"abc", "s== abc", true},
+		{"abc", "s!= abc", false},
+		{"abc", "s< abd", true},
+	}
+	for _, tt := range tests {
+		if got := matchSpec(tt.value, tt.req); got != tt.want {
+			t.Errorf("matchSpec(%q, %q) = %v", tt.value, tt.req, got)
+		}
+	}
+}
+
+func TestSchedulerSpecs(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d)
+		// Namespaced keys other than capabilities: are ignored; the
+		// defaults tempest puts in types match.
+		caps, _, err := e.svc.backends[0].capabilities(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.createType("ok", map[string]string{StoreSpec: "cheap", "foo:bar": "x", "capabilities:volume_backend_name": "local",
+			"storage_protocol": caps["storage_protocol"], "vendor_name": caps["vendor_name"], "volume_backend_name": "local"})
+		e.createVolume("member", projA, map[string]any{"volume_type": "ok"}, "available")
+		// Unscoped keys must match a capability.
+		for name, specs := range map[string]map[string]string{
+			"unscoped store": {"store_id": "cheap"},
+			"backend name":   {"volume_backend_name": "elsewhere"},
+			"capability":     {"capabilities:storage_protocol": "FC"},
+		} {
+			e.createType(name, specs)
+			v := e.createVolume("member", projA, map[string]any{"volume_type": name}, "error")
+			msgs := e.must(200, e.do("member", "GET", "/v3/"+projA+"/messages?resource_uuid="+v["id"].(string), nil, "OpenStack-API-Version", "volume 3.3"))["messages"].([]any)
+			if len(msgs) != 1 || msgs[0].(map[string]any)["user_message"] != "schedule allocate volume:Could not find any available weighted backend." {
+				t.Errorf("%s: messages %v", name, msgs)
+			}
+			// An errored volume can be deleted.
+			e.must(202, e.do("member", "DELETE", "/v3/"+projA+"/volumes/"+v["id"].(string), nil))
+		}
+	})
+}
+
+// TestRecovery kills the worker with work outstanding and checks that a
+// new process finishes it: no volume stays creating or uploading.
+func TestRecovery(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d)
+		e.stop()
+		ctx := context.Background()
+		// A create recorded but never run (the process died after the 202).
+		r := e.do("member", "POST", "/v3/"+projA+"/volumes", map[string]any{"volume": map[string]any{"size": 1}})
+		created := e.must(202, r)["volume"].(map[string]any)["id"].(string)
+		// Work leased by another live process is left alone until the lease
+		// expires (the other process died without releasing it).
+		leased := e.createVolumeNoWorker("member", projA)
+		if _, err := d.ExecContext(ctx, `UPDATE volumes SET status = 'creating' WHERE id = ?`, leased); err != nil {
+			t.Fatal(err)
+		}
+		leaseEnd := time.Now().Add(3 * time.Second)
+		if _, err := d.ExecContext(ctx, `INSERT INTO volume_work (id, volume_id, kind, payload, attempts, lease_owner, lease_until, created_at) VALUES (?, ?, ?, '{}', 1, 'other', ?, ?)`,
+			uuid.NewString(), leased, workCreate, db.Timestamp{Time: leaseEnd}, db.Now()); err != nil {
+			t.Fatal(err)
+		}
+
+		// An upload whose process died mid-way: volume uploading, image queued.
+		up := e.createVolumeNoWorker("member", projA)
+		e.start()
+		e.waitStatus("member", projA, up, "available")
+		e.stop()
+		img, err := e.svc.glance(e.glance.srv.URL).CreateImage(ctx, "member", map[string]any{"name": "resumed", "disk_format": "qcow2", "container_format": "bare"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := setStatus(ctx, d, up, "uploading", "available"); err != nil {
+			t.Fatal(err)
+		}
+		p, _ := json.Marshal(workPayload{ImageID: img.ID, Token: "member", DiskFormat: "qcow2", ContainerFormat: "bare", PreviousStatus: "available"})
+		if _, err := d.ExecContext(ctx, `INSERT INTO volume_work (id, volume_id, kind, payload, attempts, created_at) VALUES (?, ?, ?, ?, 1, ?)`,
+			uuid.NewString(), up, workUpload, string(p), db.Now()); err != nil {
+			t.Fatal(err)
+		}
+		// Work that already failed too often is given up, not retried forever.
+		stuck := e.createVolumeNoWorker("member", projA)
+		if _, err := d.ExecContext(ctx, `UPDATE volumes SET status = 'creating' WHERE id = ?`, stuck); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.ExecContext(ctx, `INSERT INTO volume_work (id, volume_id, kind, payload, attempts, created_at) VALUES (?, ?, ?, '{}', ?, ?)`,
+			uuid.NewString(), stuck, workCreate, maxAttempts, db.Now()); err != nil {
+			t.Fatal(err)
+		}
+
+		// A new service on the same database resumes everything.
+		e2 := newEnvOn(t, d, e)
+		e2.waitStatus("member", projA, created, "available")
+		e2.waitStatus("member", projA, up, "available")
+		e2.waitImage(img.ID, "active")
+		e2.waitStatus("member", projA, stuck, "error")
+		e2.waitStatus("member", projA, leased, "available")
+		if time.Now().Before(leaseEnd) {
+			t.Errorf("leased work ran before the lease expired")
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var n int
+			if err := d.QueryRowContext(ctx, `SELECT COUNT(*) FROM volume_work`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d work rows left", n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}
+
+// createVolumeNoWorker creates an available volume while the worker is
+// stopped, by running the worker briefly.
+func (e *env) createVolumeNoWorker(token, project string) string {
+	e.t.Helper()
+	r := e.do(token, "POST", "/v3/"+project+"/volumes", map[string]any{"volume": map[string]any{"size": 1}})
+	id := e.must(202, r)["volume"].(map[string]any)["id"].(string)
+	e.start()
+	e.waitStatus(token, project, id, "available")
+	e.stop()
+	return id
+}
