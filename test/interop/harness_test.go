@@ -56,7 +56,9 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(binDir)
-	nextPort.Store(portMin)
+	// Start somewhere in the range, so two runs on one machine seldom
+	// race for the same ports (freePort still checks each one).
+	nextPort.Store(portMin + int64(os.Getpid()%((portMax-portMin)/2)))
 	code := m.Run()
 	if code != 0 || os.Getenv("ASHLAR_INTEROP_KEEP") == "1" {
 		fmt.Fprintf(os.Stderr, "interop: logs and state kept in %s\n", logRoot)
