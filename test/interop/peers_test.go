@@ -156,13 +156,25 @@ func testPeerKeystone(t *testing.T) {
 	if !found {
 		t.Errorf("member of another project does not list the public image: %v", imgs)
 	}
-	// Volume: a member creates a volume; setting an extra spec needs admin.
-	var v map[string]any
-	demo.json(t, &v, "openstack", "volume", "create", "--size", "1", "peer-ks-vol", "-f", "json")
-	waitVolume(t, demo, fmt.Sprint(v["id"]), "available")
+	// Volume types and extra specs need admin.
 	admin.ok(t, "openstack", "volume", "type", "create", "--public", "peer-ks-type")
 	demo.refused(t, []string{"HTTP 403"}, "cinder", "type-key", "peer-ks-type", "set", "image_service:store_id=cheap")
 	admin.ok(t, "cinder", "type-key", "peer-ks-type", "set", "image_service:store_id=cheap")
+	// A member makes a volume from the public image and uploads it: the
+	// volume service carries the member's Keystone token to the image service.
+	var v map[string]any
+	demo.json(t, &v, "openstack", "volume", "create", "--size", "1", "--type", "peer-ks-type", "--image", out["id"], "peer-ks-vol", "-f", "json")
+	waitVolume(t, demo, fmt.Sprint(v["id"]), "available")
+	var up map[string]any
+	demo.json(t, &up, "openstack", "image", "create", "--volume", fmt.Sprint(v["id"]), "peer-ks-from-volume", "-f", "json")
+	newImage := fmt.Sprint(up["image_id"])
+	waitImageStatus(t, demo, newImage, "active", 5*time.Minute)
+	var shown map[string]any
+	demo.json(t, &shown, "openstack", "image", "show", newImage, "-f", "json")
+	if imageField(shown, "stores") != "cheap" || imageField(shown, "owner") != keystoneProjectID(t, k, "demo", "demo-pw") {
+		t.Errorf("member's uploaded image: stores %q owner %q, want cheap and the member's Keystone project",
+			imageField(shown, "stores"), imageField(shown, "owner"))
+	}
 	// The member does not see the admin project's volumes, and vice versa for its own.
 	var vols []map[string]any
 	admin.json(t, &vols, "openstack", "volume", "list", "-f", "json")
@@ -229,4 +241,14 @@ func testPeerCinder(t *testing.T) {
 	if code, body := spec(member.token, mti.Token.Project.ID, "cheap"); code != http.StatusForbidden {
 		t.Errorf("real cinder-api, member sets an extra spec: %d %.300s, want 403", code, body)
 	}
+}
+
+// keystoneProjectID returns the Keystone project id of a user's own project.
+func keystoneProjectID(t *testing.T, k *keystonePeer, user, password string) string {
+	t.Helper()
+	_, ti, err := login(context.Background(), k.url+"/v3", user, password, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ti.Token.Project.ID
 }
