@@ -21,7 +21,6 @@ type cliState struct {
 	admin    *cloud
 	member   *cloud
 	dir      string
-	adminTok *tokenInfo
 	// image1 is 1 MiB of random bytes, uploaded as several images.
 	image1     string
 	image1Sum  digests
@@ -94,12 +93,10 @@ func cliScenarios() []cliScenario {
 					t.Errorf("token issue: %s is empty in %v", k, tok)
 				}
 			}
-			c, ti, err := login(context.Background(), s.a.authURL(), "admin", adminPassword, "admin")
+			_, ti, err := login(context.Background(), s.a.authURL(), "admin", adminPassword, "admin")
 			if err != nil {
 				t.Fatal(err)
 			}
-			_ = c
-			s.adminTok = ti
 			if tok["project_id"] != ti.Token.Project.ID || tok["user_id"] != ti.Token.User.ID {
 				t.Errorf("token issue: project/user %s/%s, API says %s/%s", tok["project_id"], tok["user_id"], ti.Token.Project.ID, ti.Token.User.ID)
 			}
