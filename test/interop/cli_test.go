@@ -17,10 +17,10 @@ import (
 
 // cliState is what one scenario leaves for the next ones.
 type cliState struct {
-	a        *ashlar
-	admin    *cloud
-	member   *cloud
-	dir      string
+	a      *ashlar
+	admin  *cloud
+	member *cloud
+	dir    string
 	// image1 is 1 MiB of random bytes, uploaded as several images.
 	image1     string
 	image1Sum  digests
