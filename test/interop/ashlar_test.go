@@ -1,6 +1,7 @@
 package interop
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
 	"github.com/ashlar-dev/ashlar/internal/testenv"
 )
 
@@ -42,6 +44,9 @@ type ashlarOpts struct {
 	// cheapS3 puts store cheap on a MinIO (S3) the suite starts instead of
 	// a directory.
 	cheapS3 bool
+	// postgres runs Ashlar on a fresh PostgreSQL database (dropped at the
+	// end) when ASHLAR_TEST_POSTGRES_URL is set, else on SQLite.
+	postgres bool
 }
 
 // ashlar is one running Ashlar.
@@ -53,6 +58,8 @@ type ashlar struct {
 	imageURL    string
 	volumeURL   string
 	web         *webServer
+	// database is the PostgreSQL URL, "" for SQLite in stateDir.
+	database string
 	// storeTypes maps each store id to its driver type.
 	storeTypes map[string]string
 	proc       *proc
@@ -81,6 +88,14 @@ func startAshlar(t *testing.T, name string, o ashlarOpts) *ashlar {
 	var c strings.Builder
 	fmt.Fprintf(&c, "# written by the interop suite (test/interop)\n[DEFAULT]\nstate_path = %s\n", a.stateDir)
 	fmt.Fprintf(&c, "enabled_services = %s\nmetrics_bind =\ndebug = true\n\n", strings.Join(o.services, ", "))
+	if o.postgres {
+		if os.Getenv(dbtest.EnvPostgres) != "" {
+			a.database = dbtest.Connection(t, "postgres")
+			fmt.Fprintf(&c, "[database]\nconnection = %s\n\n", a.database)
+		} else {
+			t.Logf("%s is not set: ashlar %s runs on SQLite", dbtest.EnvPostgres, name)
+		}
+	}
 	fmt.Fprintf(&c, "[identity]\nbind = 127.0.0.1:%d\n", idPort)
 	if o.externalIdentity != nil {
 		for _, k := range sortedKeys(o.externalIdentity) {
@@ -126,6 +141,15 @@ func startAshlar(t *testing.T, name string, o ashlarOpts) *ashlar {
 
 	env := append(baseEnv(), "ASHLAR_ADMIN_PASSWORD="+adminPassword)
 	start := time.Now()
+	if a.database != "" {
+		// serve refuses a PostgreSQL schema that is behind; migrate first.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		r := runCmd(ctx, env, dir, bin, "db", "migrate", "--config", a.configPath)
+		cancel()
+		if r.Err != nil {
+			t.Fatalf("ashlar db migrate: %v\n%s%s", r.Err, r.Stdout, r.Stderr)
+		}
+	}
 	a.proc = startProc(t, "ashlar-"+name, filepath.Join(dir, "ashlar.log"), env, dir,
 		bin, "serve", "--config", a.configPath)
 	ports := map[string]string{"identity": a.identityURL, "image": a.imageURL, "volume": a.volumeURL}
@@ -138,7 +162,11 @@ func startAshlar(t *testing.T, name string, o ashlarOpts) *ashlar {
 			t.Errorf("ashlar %s: config %s: %s", name, a.configPath, line)
 		}
 	}
-	t.Logf("ashlar %s up in %s (identity %s, image %s, volume %s, config %s)", name,
+	db := "SQLite"
+	if a.database != "" {
+		db = "PostgreSQL"
+	}
+	t.Logf("ashlar %s up on %s in %s (identity %s, image %s, volume %s, config %s)", name, db,
 		time.Since(start).Round(time.Millisecond), a.identityURL, a.imageURL, a.volumeURL, a.configPath)
 	return a
 }

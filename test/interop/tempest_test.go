@@ -137,7 +137,7 @@ func TestTempest(t *testing.T) {
 	requireInterop(t)
 	requireTools(t, "tempest", "stestr", "python3")
 	start := time.Now()
-	a := startAshlar(t, "tempest", ashlarOpts{})
+	a := startAshlar(t, "tempest", ashlarOpts{postgres: true})
 	ctx := context.Background()
 	admin, ti, err := login(ctx, a.authURL(), "admin", adminPassword, "admin")
 	if err != nil {
