@@ -355,6 +355,30 @@ func cliScenarios() []cliScenario {
 				t.Errorf("downloaded image from volume: %+v, want %+v", got, want)
 			}
 		}},
+		{name: "volume/delete", needs: func(s *cliState) string {
+			if s.volume == "" {
+				return "no volume"
+			}
+			return ""
+		}, run: func(t *testing.T, s *cliState) {
+			s.admin.ok(t, "openstack", "volume", "delete", s.volume)
+			eventually(t, 2*time.Minute, time.Second, "volume "+s.volume+" deleted", func() (bool, string) {
+				r := s.admin.run(t, "openstack", "volume", "show", s.volume, "-f", "json")
+				if r.Err != nil && strings.Contains(r.Stderr, "No volume with a name or ID") {
+					return true, ""
+				}
+				return false, lastLines(r.Stdout+r.Stderr, 3)
+			})
+			// A type no volume uses any more can be deleted.
+			s.admin.ok(t, "openstack", "volume", "type", "delete", s.volumeType)
+			var types []map[string]any
+			s.admin.json(t, &types, "openstack", "volume", "type", "list", "-f", "json")
+			for _, vt := range types {
+				if vt["Name"] == s.volumeType {
+					t.Errorf("volume type %s still listed after delete", s.volumeType)
+				}
+			}
+		}},
 	}
 }
 
