@@ -321,6 +321,9 @@ func parse(f *ini.File, statePathOverride string) (*Config, error) {
 	if statePathOverride != "" {
 		c.Default.StatePath = statePathOverride
 	}
+	// Absolute, so that store locations (file:///...) and generated files
+	// do not depend on the working directory.
+	c.Default.StatePath = absPath(c.Default.StatePath)
 	state := c.Default.StatePath
 	c.Default.EnabledServices = p.list(D, "enabled_services",
 		[]string{ServiceIdentity, ServiceImage, ServiceVolume})
@@ -517,6 +520,7 @@ func (p *parser) validateStore(sec string, st *Store, state string) {
 		if st.Options["filesystem_store_datadir"] == "" {
 			st.Options["filesystem_store_datadir"] = filepath.Join(state, "images", st.ID)
 		}
+		st.Options["filesystem_store_datadir"] = absPath(st.Options["filesystem_store_datadir"])
 	case "s3":
 		for _, k := range []string{"s3_store_host", "s3_store_bucket", "s3_store_access_key", "s3_store_secret_key"} {
 			if st.Options[k] == "" {
@@ -561,6 +565,9 @@ func (p *parser) parseBackends(c *Config, state string) {
 		if b.VolumeDriver == "file" && b.Options["volumes_dir"] == "" {
 			b.Options["volumes_dir"] = filepath.Join(state, "volumes", name)
 		}
+		if b.Options["volumes_dir"] != "" {
+			b.Options["volumes_dir"] = absPath(b.Options["volumes_dir"])
+		}
 		if v := b.Options["total_capacity_gb"]; v != "" {
 			p.integer(sec, "total_capacity_gb", 0, 1)
 		}
@@ -572,6 +579,14 @@ func (p *parser) parseBackends(c *Config, state string) {
 			p.warnings = append(p.warnings, Problem{s.Name(), "", "backend is not in [volume] enabled_backends, ignored"})
 		}
 	}
+}
+
+// absPath makes p absolute against the working directory at start-up.
+func absPath(p string) string {
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return p
 }
 
 func sortedKeys[V any](m map[string]V) []string {

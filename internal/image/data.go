@@ -39,8 +39,12 @@ func (s *Service) limits(ctx context.Context, owner string) (limit int64, quota 
 			return 0, false, 0, err
 		}
 		remaining = q - used
+		if remaining <= 0 {
+			// (a limit of 0 would mean "unlimited" to the store wrapper)
+			return 0, true, remaining, tooLargeErr(true, 0, remaining)
+		}
 		if remaining < limit {
-			return max(remaining, 0), true, remaining, nil
+			return remaining, true, remaining, nil
 		}
 	}
 	return limit, false, remaining, nil
@@ -78,9 +82,36 @@ func objectURL(st *store.Store, key string) string {
 }
 
 func (s *Service) addPending(ctx context.Context, q db.Querier, imageID, storeID, key string) error {
-	_, err := q.ExecContext(ctx, `INSERT INTO image_pending_objects (image_id, store, object_key, created_at)
-VALUES (?,?,?,?) ON CONFLICT DO NOTHING`, imageID, storeID, key, db.Now())
+	_, err := q.ExecContext(ctx, `INSERT INTO image_pending_objects (image_id, store, object_key, node, heartbeat_at)
+VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING`, imageID, storeID, key, s.node(), db.Now())
 	return err
+}
+
+// node names this image API process among the nodes sharing the database.
+func (s *Service) node() string { return s.cfg.Image.PublicURL }
+
+// StaleAfter is how long a pending object may go without a heartbeat before
+// any node treats it as left behind by a dead process.
+const StaleAfter = 2 * time.Minute
+
+// keepAlive refreshes the heartbeat of a pending object until stop is
+// called, so other nodes leave the write alone.
+func (s *Service) keepAlive(storeID, key string) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(StaleAfter / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_, _ = s.deps.DB.ExecContext(context.Background(), "UPDATE image_pending_objects SET heartbeat_at = ? WHERE store = ? AND object_key = ?",
+					db.Now(), storeID, key)
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 func (s *Service) dropPending(ctx context.Context, q db.Querier, storeID, key string) error {
@@ -96,16 +127,25 @@ func (s *Service) storeByID(id string) *store.Store {
 	return st
 }
 
-// sweepPending deletes the pending objects of one image ("" for all) and
-// forgets them; objects that are already gone count as deleted.
+// sweepPending deletes the pending objects of one image and forgets them;
+// objects that are already gone count as deleted.
 func (s *Service) sweepPending(ctx context.Context, imageID string) {
-	q := "SELECT store, object_key FROM image_pending_objects"
-	var args []any
-	if imageID != "" {
-		q += " WHERE image_id = ?"
-		args = append(args, imageID)
+	s.sweep(ctx, "image_id = ?", imageID)
+}
+
+// sweepDead deletes what dead writers left: this node's rows at start-up
+// (nothing of ours runs yet) and any node's rows without a recent heartbeat.
+func (s *Service) sweepDead(ctx context.Context, includeOwn bool) {
+	stale := db.Timestamp{Time: time.Now().Add(-StaleAfter)}
+	if includeOwn {
+		s.sweep(ctx, "node = ? OR heartbeat_at < ?", s.node(), stale)
+	} else {
+		s.sweep(ctx, "heartbeat_at < ?", stale)
 	}
-	rows, err := s.deps.DB.QueryContext(ctx, q, args...)
+}
+
+func (s *Service) sweep(ctx context.Context, where string, args ...any) {
+	rows, err := s.deps.DB.QueryContext(ctx, "SELECT store, object_key FROM image_pending_objects WHERE "+where, args...)
 	if err != nil {
 		s.deps.Logger.Error("listing pending objects", "err", err)
 		return
@@ -141,31 +181,41 @@ func (s *Service) sweepPending(ctx context.Context, imageID string) {
 // recover runs at start-up: objects whose writes never finished are
 // deleted, and no image stays in saving or importing.
 func (s *Service) recover(ctx context.Context) error {
-	s.sweepPending(ctx, "")
-	now := db.Now()
-	if _, err := s.deps.DB.ExecContext(ctx, "UPDATE images SET status = ?, updated_at = ? WHERE status = ?", StatusQueued, now, StatusSaving); err != nil {
+	s.sweepDead(ctx, true)
+	if err := s.requeueOrphans(ctx); err != nil {
 		return fmt.Errorf("recovering uploads: %w", err)
 	}
-	rows, err := s.deps.DB.QueryContext(ctx, "SELECT id FROM images WHERE status = ?", StatusImporting)
+	return s.recoverImports(ctx, true)
+}
+
+// recoverImports fails the imports whose node died: at start-up this
+// node's (none of them runs yet), and any node's task that stopped
+// refreshing updated_at. Their images go back to where the user can retry.
+func (s *Service) recoverImports(ctx context.Context, includeOwn bool) error {
+	stale := db.Timestamp{Time: time.Now().Add(-StaleAfter)}
+	q := "SELECT id, image_id FROM image_tasks WHERE status IN ('pending', 'processing') AND updated_at < ?"
+	args := []any{stale}
+	if includeOwn {
+		q = "SELECT id, image_id FROM image_tasks WHERE status IN ('pending', 'processing') AND (node = ? OR updated_at < ?)"
+		args = []any{s.node(), stale}
+	}
+	rows, err := s.deps.DB.QueryContext(ctx, q, args...)
 	if err != nil {
 		return err
 	}
-	var ids []string
+	type task struct{ id, image string }
+	var tasks []task
 	for rows.Next() {
-		var id string
-		if rows.Scan(&id) == nil {
-			ids = append(ids, id)
+		var t task
+		if rows.Scan(&t.id, &t.image) == nil {
+			tasks = append(tasks, t)
 		}
 	}
 	rows.Close()
-	for _, id := range ids {
-		if err := s.abandonImport(ctx, id, "interrupted by a restart"); err != nil {
-			return err
-		}
+	for _, t := range tasks {
+		s.abandonImport(ctx, t.image, t.id, "Task interrupted: the node running it stopped")
 	}
-	_, err = s.deps.DB.ExecContext(ctx, "UPDATE image_tasks SET status = 'failure', message = ?, updated_at = ? WHERE status IN ('pending', 'processing')",
-		"Task interrupted by a service restart", now)
-	return err
+	return nil
 }
 
 var errDeleted = errors.New("image deleted during upload")
@@ -223,7 +273,9 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request) {
 		fail(err)
 		return
 	}
+	stop := s.keepAlive(st.ID, im.ID)
 	res, err := st.Put(ctx, im.ID, s.bodyReader(w, r), limit, s.cfg.Image.HashingAlgorithm)
+	stop()
 	if err == nil {
 		err = s.finishUpload(ctx, im, st, res, StatusSaving)
 	}
@@ -474,7 +526,9 @@ func (s *Service) stage(w http.ResponseWriter, r *http.Request) {
 		fail(err)
 		return
 	}
+	stop := s.keepAlive(st.ID, im.ID)
 	res, err := st.Put(ctx, im.ID, s.bodyReader(w, r), limit, s.cfg.Image.HashingAlgorithm)
+	stop()
 	dctx := context.WithoutCancel(ctx)
 	if err != nil {
 		_, _ = s.deps.DB.ExecContext(dctx, "UPDATE images SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
@@ -552,4 +606,33 @@ func (sr *stallReader) Read(p []byte) (int, error) {
 		err = errs.Wrap(errs.Invalid, err, "The client stopped sending image data.")
 	}
 	return n, err
+}
+
+// requeueOrphans puts back to queued the images in saving whose write no
+// node is doing any more (no pending object left).
+func (s *Service) requeueOrphans(ctx context.Context) error {
+	_, err := s.deps.DB.ExecContext(ctx, `UPDATE images SET status = ?, updated_at = ? WHERE status = ?
+AND NOT EXISTS (SELECT 1 FROM image_pending_objects p WHERE p.image_id = images.id)`, StatusQueued, db.Now(), StatusSaving)
+	return err
+}
+
+// reap runs the dead-writer sweep periodically, for uploads of nodes that
+// died and will not come back to recover them.
+func (s *Service) reap(ctx context.Context) {
+	t := time.NewTicker(StaleAfter / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.sweepDead(ctx, false)
+			if err := s.requeueOrphans(ctx); err != nil {
+				s.deps.Logger.Warn("requeueing orphaned uploads", "err", err)
+			}
+			if err := s.recoverImports(ctx, false); err != nil {
+				s.deps.Logger.Warn("recovering imports of dead nodes", "err", err)
+			}
+		}
+	}
 }

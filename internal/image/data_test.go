@@ -186,6 +186,13 @@ func TestUploadFailures(t *testing.T) {
 			if !strings.Contains(string(r.body), "storage quota") || e.image(b)["status"] != "queued" {
 				t.Errorf("quota: %s", r.body)
 			}
+			// Fill the quota exactly; then even a chunked upload is refused.
+			e.must(204, e.do("bob", "PUT", "/v2/images/"+b+"/file", data[:10000]))
+			c := e.create("bob", rawImage)
+			e.must(413, e.do("bob", "PUT", "/v2/images/"+c+"/file", bytes.NewReader(data[:10])))
+			if st := e.image(c)["status"]; st != "queued" {
+				t.Errorf("status %v after quota refusal", st)
+			}
 		})
 		t.Run("client disconnect", func(t *testing.T) {
 			id := e.create("alice", rawImage)
@@ -250,6 +257,41 @@ func TestUploadFailures(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 			_ = bufio.NewReader(conn)
 		})
+		t.Run("other nodes", func(t *testing.T) {
+			// Another node's live upload is left alone at start-up; a dead
+			// node's (no heartbeat for StaleAfter) is cleaned up.
+			ctx := t.Context()
+			live, dead := e.create("alice", rawImage), e.create("alice", rawImage)
+			fast, _ := e.svc.stores.Get("fast")
+			for _, c := range []struct {
+				id string
+				hb time.Time
+			}{{live, time.Now()}, {dead, time.Now().Add(-2 * StaleAfter)}} {
+				if _, err := d.ExecContext(ctx, "UPDATE images SET status = 'saving' WHERE id = ?", c.id); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := d.ExecContext(ctx, `INSERT INTO image_pending_objects (image_id, store, object_key, node, heartbeat_at)
+VALUES (?, 'fast', ?, 'http://other-node:9292', ?)`, c.id, c.id, db.Timestamp{Time: c.hb}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := fast.Put(ctx, c.id, bytes.NewReader(data[:100]), 0, "sha512"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.start()
+			if st := e.image(live)["status"]; st != "saving" {
+				t.Errorf("live upload of another node: %v", st)
+			}
+			if st := e.image(dead)["status"]; st != "queued" {
+				t.Errorf("dead node's upload: %v", st)
+			}
+			if _, err := fast.Size(ctx, dead); !errs.Is(err, errs.NotFound) {
+				t.Errorf("dead node's object: %v", err)
+			}
+			if _, err := fast.Size(ctx, live); err != nil {
+				t.Errorf("live node's object: %v", err)
+			}
+		})
 	})
 }
 
@@ -280,5 +322,31 @@ s3_store_secret_key = s
 			t.Errorf("status %v, want queued", st)
 		}
 		e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data))
+	})
+}
+
+// TestDownloadFirstReadableCopy: a copy that went missing from its store is
+// skipped and the next one is served.
+func TestDownloadFirstReadableCopy(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d, "")
+		data := bytes.Repeat([]byte("copy"), 5000)
+		id := e.create("alice", rawImage)
+		e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "cheap"))
+		e.must(202, e.do("admin", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"copy-image"},"stores":["reliable"]}`))
+		e.waitImage(id, func(m map[string]any) bool {
+			return m["stores"] == "cheap,reliable" && m["os_glance_import_task"] == nil
+		})
+		if err := os.Remove(filepath.Join(e.state, "images", "cheap", id)); err != nil {
+			t.Fatal(err)
+		}
+		r := e.must(200, e.do("alice", "GET", "/v2/images/"+id+"/file", nil))
+		if !bytes.Equal(r.body, data) {
+			t.Errorf("served %d bytes", len(r.body))
+		}
+		if err := os.Remove(filepath.Join(e.state, "images", "reliable", id)); err != nil {
+			t.Fatal(err)
+		}
+		e.must(404, e.do("alice", "GET", "/v2/images/"+id+"/file", nil))
 	})
 }

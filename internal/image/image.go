@@ -121,7 +121,7 @@ func (s *Service) Handler() http.Handler { return s.handler }
 // ends they are cancelled and waited for (their images are recovered on the
 // next start).
 func (s *Service) Run(ctx context.Context) error {
-	<-ctx.Done()
+	s.reap(ctx)
 	s.bgCancel()
 	s.bg.Wait()
 	return nil

@@ -15,6 +15,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/auth"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/image/store"
 )
 
 var (
@@ -531,15 +532,12 @@ func (s *Service) delete(w http.ResponseWriter, r *http.Request) {
 	// Remember the objects before the row goes, so a crash between the
 	// two steps still finds and removes them at start-up.
 	err = s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
-		now := db.Now()
 		for _, l := range im.Locations {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO image_pending_objects (image_id, store, object_key, created_at)
-VALUES (?,?,?,?) ON CONFLICT DO NOTHING`, im.ID, l.Store, im.ID, now); err != nil {
+			if err := s.addPending(ctx, tx, im.ID, l.Store, im.ID); err != nil {
 				return err
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO image_pending_objects (image_id, store, object_key, created_at)
-VALUES (?,?,?,?) ON CONFLICT DO NOTHING`, im.ID, "os_glance_staging_store", im.ID, now); err != nil {
+		if err := s.addPending(ctx, tx, im.ID, store.StagingID, im.ID); err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, "DELETE FROM images WHERE id = ?", im.ID)

@@ -125,7 +125,13 @@ func TestImport(t *testing.T) {
 			if _, err := d.ExecContext(ctx, "UPDATE images SET status = 'importing' WHERE id = ?", id); err != nil {
 				t.Fatal(err)
 			}
-			if err := setProps(ctx, d, id, map[string]*string{propTask: strp("t"), propImporting: strp("fast,cheap"), propFailed: strp("")}); err != nil {
+			if err := setProps(ctx, d, id, map[string]*string{propTask: strp("t-" + id), propImporting: strp("fast,cheap"), propFailed: strp("")}); err != nil {
+				t.Fatal(err)
+			}
+			now := db.Now()
+			if _, err := d.ExecContext(ctx, `INSERT INTO image_tasks (id, image_id, type, status, owner, user_id, request_id, input,
+message, created_at, updated_at, node) VALUES (?, ?, 'api_image_import', 'processing', 'p1', 'u', 'r', '{}', '', ?, ?, ?)`,
+				"t-"+id, id, now, now, e.cfg.Image.PublicURL); err != nil {
 				t.Fatal(err)
 			}
 			if err := e.svc.addPending(ctx, d, id, "fast", id); err != nil {
@@ -136,10 +142,22 @@ func TestImport(t *testing.T) {
 			if im["status"] != "uploading" || im["os_glance_import_task"] != nil || im["os_glance_failed_import"] != "fast,cheap" {
 				t.Errorf("after restart: %v", im)
 			}
+			tasks := e.must(200, e.do("alice", "GET", "/v2/images/"+id+"/tasks", nil)).json(t)["tasks"].([]any)
+			if len(tasks) != 1 || tasks[0].(map[string]any)["status"] != "failure" {
+				t.Errorf("interrupted task: %v", tasks)
+			}
 			// The staged data survived: the import can be run again.
 			e.must(202, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"}}`))
 			if im := e.waitImage(id, importDone); im["status"] != "active" || im["stores"] != "fast" {
 				t.Errorf("re-import: %v", im)
+			}
+		})
+		t.Run("read-only store as a target", func(t *testing.T) {
+			id := e.create("alice", rawImage)
+			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/stage", data))
+			e.must(202, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"},"stores":["fast","web"],"all_stores_must_succeed":false}`))
+			if im := e.waitImage(id, importDone); im["status"] != "active" || im["stores"] != "fast" || im["os_glance_failed_import"] != "web" {
+				t.Errorf("import into read-only store: %v", im)
 			}
 		})
 		t.Run("all_stores", func(t *testing.T) {

@@ -233,9 +233,9 @@ AND NOT EXISTS (SELECT 1 FROM image_properties WHERE image_id = ? AND name = ?)`
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO image_tasks (id, image_id, type, status, owner, user_id, request_id, input,
-message, created_at, updated_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`, job.taskID, im.ID, "api_image_import",
+message, created_at, updated_at, expires_at, node) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`, job.taskID, im.ID, "api_image_import",
 			"processing", job.caller.ProjectID, job.caller.UserID, job.requestID, string(input), "", now, now,
-			db.Timestamp{Time: now.Time.Add(48 * time.Hour)})
+			db.Timestamp{Time: now.Time.Add(48 * time.Hour)}, s.node())
 		return err
 	})
 }
@@ -245,6 +245,8 @@ message, created_at, updated_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`, 
 // back to uploading/queued (staged data kept) when nothing may be kept.
 func (s *Service) runImport(ctx context.Context, job *importJob) {
 	log := s.deps.Logger.With("image", job.image.ID, "task", job.taskID, "method", job.method)
+	stop := s.taskAlive(job.taskID)
+	defer stop()
 	id := job.image.ID
 	staging := s.stores.Staging()
 	var src func(ctx context.Context) (io.ReadCloser, error)
@@ -337,7 +339,9 @@ func (s *Service) copyInto(ctx context.Context, job *importJob, st *store.Store,
 	if err != nil {
 		return 0, err
 	}
+	stop := s.keepAlive(st.ID, id)
 	res, err := st.Put(ctx, id, rc, limit, s.cfg.Image.HashingAlgorithm)
+	stop()
 	if err != nil {
 		return 0, err
 	}
@@ -418,16 +422,17 @@ func (s *Service) failImport(ctx context.Context, job *importJob, failed []strin
 	}
 }
 
-// abandonImport is failImport for an import found running at start-up.
-func (s *Service) abandonImport(ctx context.Context, id, why string) error {
-	im, err := loadImage(ctx, s.deps.DB, id)
-	if err != nil {
-		return nil
+// abandonImport is failImport for an import whose node died.
+func (s *Service) abandonImport(ctx context.Context, imageID, taskID, why string) {
+	im, err := loadImage(ctx, s.deps.DB, imageID)
+	if err != nil || im.Props[propTask] != taskID {
+		// the image is gone or no longer locked by this task
+		_, _ = s.deps.DB.ExecContext(ctx, "UPDATE image_tasks SET status = 'failure', message = ?, updated_at = ? WHERE id = ?", why, db.Now(), taskID)
+		return
 	}
 	pending := strings.Split(im.Props[propImporting], ",")
-	job := &importJob{image: im, taskID: im.Props[propTask]}
-	s.failImport(ctx, job, slices.DeleteFunc(pending, func(s string) bool { return s == "" }), StatusUploading, "Task failed: "+why)
-	return nil
+	job := &importJob{image: im, taskID: taskID}
+	s.failImport(ctx, job, slices.DeleteFunc(pending, func(s string) bool { return s == "" }), StatusUploading, why)
 }
 
 // download2Staging fetches a web-download URI into the staging store.
@@ -459,7 +464,9 @@ func (s *Service) download2Staging(ctx context.Context, job *importJob) error {
 	if err := s.addPending(ctx, s.deps.DB, id, staging.ID, id); err != nil {
 		return err
 	}
+	stop := s.keepAlive(staging.ID, id)
 	res, err := staging.Put(ctx, id, resp.Body, limit, s.cfg.Image.HashingAlgorithm)
+	stop()
 	dctx := context.WithoutCancel(ctx)
 	if err == nil {
 		_, err = s.deps.DB.ExecContext(dctx, "UPDATE images SET size = ?, updated_at = ? WHERE id = ?", res.Size, db.Now(), id)
@@ -587,4 +594,23 @@ func (s *Service) showTask(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	api.WriteJSON(w, http.StatusOK, tasks[0])
+}
+
+// taskAlive refreshes a running task's updated_at so other nodes do not
+// take it for a dead node's.
+func (s *Service) taskAlive(taskID string) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(StaleAfter / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_, _ = s.deps.DB.ExecContext(context.Background(), "UPDATE image_tasks SET updated_at = ? WHERE id = ? AND status = 'processing'", db.Now(), taskID)
+			}
+		}
+	}()
+	return func() { close(done) }
 }

@@ -169,6 +169,22 @@ func TestTypesAndExtraSpecs(t *testing.T) {
 			t.Errorf("access %v", acc)
 		}
 		e.must(200, e.do("memberB", "GET", "/v3/"+projB+"/types/"+priv, nil))
+		names := func(token, project, query string) map[string]bool {
+			out := map[string]bool{}
+			for _, ty := range e.must(200, e.do(token, "GET", "/v3/"+project+"/types"+query, nil))["volume_types"].([]any) {
+				out[ty.(map[string]any)["name"].(string)] = true
+			}
+			return out
+		}
+		if !names("memberB", projB, "")["priv"] || names("member", projA, "")["priv"] || names("admin", projA, "")["priv"] {
+			t.Errorf("private type visibility in lists")
+		}
+		if got := names("admin", projA, "?is_public=false"); !got["priv"] || got["gold"] {
+			t.Errorf("admin is_public=false: %v", got)
+		}
+		if got := names("admin", projA, "?is_public=none"); !got["priv"] || !got["gold"] {
+			t.Errorf("admin is_public=none: %v", got)
+		}
 	})
 }
 

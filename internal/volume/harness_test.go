@@ -207,3 +207,26 @@ func newEnvOn(t *testing.T, d *db.DB, prev *env) *env {
 	t.Cleanup(e.stop)
 	return e
 }
+
+// newBenchEnv is the volume handler on d without the background worker,
+// for benchmarks.
+func newBenchEnv(b *testing.B, d *db.DB) http.Handler {
+	b.Helper()
+	dir := b.TempDir()
+	cfg, err := config.Parse(`
+[volume]
+enabled_backends = local
+[backend:local]
+volumes_dir = `+filepath.Join(dir, "vols")+`
+`, dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc, err := New(context.Background(), service.Deps{Config: cfg, DB: d, Logger: logger,
+		Registry: prometheus.NewRegistry(), Validator: testTokens})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return svc.Handler()
+}

@@ -126,7 +126,8 @@ func TestRecovery(t *testing.T) {
 		e2.waitImage(img.ID, "active")
 		e2.waitStatus("member", projA, stuck, "error")
 		e2.waitStatus("member", projA, leased, "available")
-		if time.Now().Before(leaseEnd) {
+		if d.Postgres() && time.Now().Before(leaseEnd) {
+			// SQLite takes a dead process's leases over at start instead.
 			t.Errorf("leased work ran before the lease expired")
 		}
 		deadline := time.Now().Add(10 * time.Second)

@@ -124,3 +124,42 @@ func forceStatus(ctx context.Context, q db.Querier, id, status string) error {
 	_, err := q.ExecContext(ctx, `UPDATE volumes SET status = ?, updated_at = ? WHERE id = ?`, status, db.Now(), id)
 	return err
 }
+
+// loadKVs fills the metadata of a page of volumes with one query per
+// table, not one per volume.
+func loadKVs(ctx context.Context, q db.Querier, vols []*vol) error {
+	if len(vols) == 0 {
+		return nil
+	}
+	byID := make(map[string]*vol, len(vols))
+	args := make([]any, 0, len(vols))
+	for _, v := range vols {
+		v.Metadata, v.ImageMetadata = map[string]string{}, map[string]string{}
+		byID[v.ID] = v
+		args = append(args, v.ID)
+	}
+	in := strings.TrimSuffix(strings.Repeat("?, ", len(vols)), ", ")
+	for _, table := range []string{"volume_metadata", "volume_image_metadata"} {
+		rows, err := q.QueryContext(ctx, `SELECT volume_id, key, value FROM `+table+` WHERE volume_id IN (`+in+`)`, args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var id, k, val string
+			if err := rows.Scan(&id, &k, &val); err != nil {
+				rows.Close()
+				return err
+			}
+			if table == "volume_metadata" {
+				byID[id].Metadata[k] = val
+			} else {
+				byID[id].ImageMetadata[k] = val
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -153,10 +153,13 @@ func (s *Service) listTypes(w http.ResponseWriter, r *http.Request) {
 			fail(w, r, err)
 			return
 		}
-		q += ` WHERE is_public = ?`
-		args = append(args, b)
-	case c.IsAdmin():
-		q += ` WHERE is_public = TRUE`
+		if b {
+			// As Cinder: public types, and private ones shared with the project.
+			q += ` WHERE is_public = TRUE OR id IN (SELECT type_id FROM volume_type_projects WHERE project_id = ?)`
+			args = append(args, c.ProjectID)
+		} else {
+			q += ` WHERE is_public = FALSE`
+		}
 	default:
 		q += ` WHERE is_public = TRUE OR id IN (SELECT type_id FROM volume_type_projects WHERE project_id = ?)`
 		args = append(args, c.ProjectID)

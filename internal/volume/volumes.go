@@ -700,8 +700,10 @@ func (s *Service) queryVolumes(ctx context.Context, r *http.Request, p *listPara
 		if err := s.deps.DB.QueryRowContext(ctx, `SELECT `+col+` FROM volumes v WHERE v.id = ?`, p.marker).Scan(&key); err != nil {
 			return nil, false, err
 		}
-		filters = append(filters, "("+col+" "+cmp+" ? OR ("+col+" = ? AND v.id "+cmp+" ?))")
-		args = append(args, key, key, p.marker)
+		// A row-value comparison lets both engines seek the (project,
+		// sort key, id) index instead of scanning up to the marker.
+		filters = append(filters, "("+col+", v.id) "+cmp+" (?, ?)")
+		args = append(args, key, p.marker)
 	}
 	q := `SELECT ` + volCols + volFrom
 	if len(filters) > 0 {
@@ -753,12 +755,14 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request, detail bool) {
 		return
 	}
 	out := []any{}
+	if detail {
+		if err := loadKVs(ctx, s.deps.DB, vols); err != nil {
+			fail(w, r, err)
+			return
+		}
+	}
 	for _, v := range vols {
 		if detail {
-			if err := loadKV(ctx, s.deps.DB, v); err != nil {
-				fail(w, r, err)
-				return
-			}
 			out = append(out, s.volumeView(r, v, "show"))
 		} else {
 			full := s.volumeView(r, v, "create")

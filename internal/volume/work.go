@@ -80,6 +80,13 @@ const workers = 4
 // left behind, then executes new work until ctx is cancelled. Work cut off
 // by cancellation stays recorded and is resumed by the next start.
 func (s *Service) Run(ctx context.Context) error {
+	if !s.deps.DB.Postgres() {
+		// SQLite serves one process: leases left behind are a dead
+		// predecessor's, so take its work over now instead of after expiry.
+		if _, err := s.deps.DB.ExecContext(ctx, `UPDATE volume_work SET lease_until = NULL, lease_owner = NULL`); err != nil {
+			return err
+		}
+	}
 	sem := make(chan struct{}, workers)
 	var wg sync.WaitGroup
 	defer wg.Wait()

@@ -23,9 +23,7 @@ CREATE TABLE images (
 -- Lists page by (sort key, id); the default sort is created_at desc, id desc.
 CREATE INDEX images_created ON images (created_at, id);
 CREATE INDEX images_updated ON images (updated_at, id);
--- name and size sort with NULLs folded (see sortExpr), so index the same expressions.
-CREATE INDEX images_name ON images (COALESCE(name, ''), id);
-CREATE INDEX images_size ON images (COALESCE(size, -1), id);
+CREATE INDEX images_name ON images (name, id);
 CREATE INDEX images_owner ON images (owner, created_at, id);
 CREATE INDEX images_visibility ON images (visibility, created_at, id);
 CREATE INDEX images_status ON images (status, created_at, id);
@@ -37,7 +35,7 @@ CREATE TABLE image_properties (
     value    TEXT NOT NULL,
     PRIMARY KEY (image_id, name)
 );
--- (values can be long; filters look properties up through the primary key)
+CREATE INDEX image_properties_name ON image_properties (name, value);
 
 CREATE TABLE image_tags (
     image_id TEXT NOT NULL REFERENCES images (id) ON DELETE CASCADE,
