@@ -14,7 +14,9 @@
 #                                      is active, through the Cinder API
 #   scripts/bench-upload.sh --whole-only   only the whole-process part
 #
-# Env: ASHLAR_BENCH_SIZE_MIB (default 1024), BENCH_COUNT (default 3).
+# Env: ASHLAR_BENCH_SIZE_MIB (default 1024), BENCH_COUNT (default 3),
+#      BENCH_GLANCE_URL (--whole: the volume service uses this Glance, e.g. a
+#      real glance-api, through [volume] glance_api_servers).
 # Targets: raw >= 85 % of the hashing limit; qcow2 of random data within
 # 2x of raw; qcow2 of the mostly-zero volume under 0.5 s.
 set -euo pipefail
@@ -86,6 +88,7 @@ bind = 127.0.0.1:25000
 bind = 127.0.0.1:25001
 [volume]
 bind = 127.0.0.1:25002
+${BENCH_GLANCE_URL:+glance_api_servers = $BENCH_GLANCE_URL}
 CONF
 ASHLAR_ADMIN_PASSWORD=bench-secret "$STATE/ashlar" serve --config "$STATE/ashlar.conf" >"$STATE/ashlar.log" 2>&1 &
 PID=$!
@@ -99,6 +102,7 @@ python3 - "$STATE" "$SIZE_MIB" "$COUNT" <<'PY'
 import json, os, subprocess, sys, time, urllib.request, urllib.error
 state, size_mib, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 KS, GL, CI = "http://127.0.0.1:25000", "http://127.0.0.1:25001", "http://127.0.0.1:25002"
+GL = os.environ.get("BENCH_GLANCE_URL") or GL  # a real Glance instead of Ashlar's image API
 
 def call(method, url, body=None, token=None, headers=None):
     h = {"Content-Type": "application/json", "Accept": "application/json"}

@@ -24,6 +24,10 @@ import (
 type HTTP struct {
 	base string // scheme://host[:port][/prefix], no trailing slash, no /v2
 	hc   *http.Client
+	// up sends image data. It never reuses a kept-alive connection: a
+	// streamed body cannot be replayed, so a connection the server closed
+	// while idle would fail the upload instead of being retried.
+	up *http.Client
 }
 
 // Interface guard.
@@ -40,6 +44,7 @@ func New(baseURL string, hc *http.Client) (*HTTP, error) {
 	u.RawQuery, u.Fragment = "", ""
 	base := strings.TrimRight(u.String(), "/")
 	base = strings.TrimSuffix(base, "/v2")
+	up := hc
 	if hc == nil {
 		hc = &http.Client{Transport: &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
@@ -52,7 +57,12 @@ func New(baseURL string, hc *http.Client) (*HTTP, error) {
 			ReadBufferSize:  256 << 10,
 		}}
 	}
-	return &HTTP{base: base, hc: hc}, nil
+	if up == nil {
+		t := hc.Transport.(*http.Transport).Clone()
+		t.DisableKeepAlives = true
+		up = &http.Client{Transport: t}
+	}
+	return &HTTP{base: base, hc: hc, up: up}, nil
 }
 
 // Endpoint returns the base URL requests are sent to.
@@ -61,6 +71,10 @@ func (c *HTTP) Endpoint() string { return c.base }
 // do sends a request and maps error statuses to error kinds; on success the
 // caller owns resp.Body.
 func (c *HTTP) do(ctx context.Context, token, method, path string, hdr http.Header, body io.Reader, size int64) (*http.Response, error) {
+	return c.send(ctx, c.hc, token, method, path, hdr, body, size)
+}
+
+func (c *HTTP) send(ctx context.Context, hc *http.Client, token, method, path string, hdr http.Header, body io.Reader, size int64) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return nil, errs.Wrap(errs.Invalid, err, "invalid image service request")
@@ -78,7 +92,7 @@ func (c *HTTP) do(ctx context.Context, token, method, path string, hdr http.Head
 	if token != "" {
 		req.Header.Set("X-Auth-Token", token)
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -295,7 +309,7 @@ func (c *HTTP) Upload(ctx context.Context, token, id, store string, r io.Reader,
 		body = io.NopCloser(f) // keeps the transport from closing the caller's file
 		src.r = nil
 	}
-	resp, err := c.do(ctx, token, http.MethodPut, "/v2/images/"+url.PathEscape(id)+"/file", hdr, body, size)
+	resp, err := c.send(ctx, c.up, token, http.MethodPut, "/v2/images/"+url.PathEscape(id)+"/file", hdr, body, size)
 	if err != nil {
 		// A failing source surfaces as a transport error; report the cause.
 		if src.err != nil && !errors.Is(src.err, io.EOF) && errs.KindOf(err) == errs.Unavailable {

@@ -391,3 +391,49 @@ func TestUploadFile(t *testing.T) {
 		t.Fatalf("the caller's file was closed: %v", err)
 	}
 }
+
+// TestUploadOnFreshConnection: uploads never go out on a kept-alive
+// connection (which the server may have closed while idle: a streamed body
+// cannot be replayed), while other calls reuse theirs.
+func TestUploadOnFreshConnection(t *testing.T) {
+	var mu sync.Mutex
+	conns := map[string]int{} // requests per connection
+	var order []string
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		conns[r.RemoteAddr]++
+		order = append(order, r.Method+" "+r.RemoteAddr)
+		mu.Unlock()
+		w.WriteHeader(204)
+	}))
+	srv.Start()
+	defer srv.Close()
+	c, _ := New(srv.URL, nil)
+	ctx := context.Background()
+	for range 3 {
+		if err := c.DeleteImage(ctx, goodToken, "x"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Upload(ctx, goodToken, "img", "", io.MultiReader(strings.NewReader("abc")), 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, o := range order {
+		method, addr, _ := strings.Cut(o, " ")
+		if method == "PUT" && conns[addr] != 1 {
+			t.Fatalf("an upload shared its connection: %v", order)
+		}
+	}
+	deletes := 0
+	for _, o := range order {
+		if strings.HasPrefix(o, "DELETE") && conns[strings.TrimPrefix(o, "DELETE ")] == 3 {
+			deletes++
+		}
+	}
+	if deletes != 3 {
+		t.Fatalf("other calls did not keep their connection alive: %v", order)
+	}
+}

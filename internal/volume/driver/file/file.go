@@ -314,6 +314,20 @@ func (d *Driver) Capabilities(ctx context.Context) (driver.Capabilities, error) 
 	if d.az != "" {
 		extra["availability_zone"] = d.az
 	}
+	// Provisioned = the volumes' sizes, whatever they occupy: what thin
+	// provisioning over-subscribes.
+	if ents, err := os.ReadDir(d.dir); err == nil {
+		var prov int64
+		for _, e := range ents {
+			if !strings.HasPrefix(e.Name(), "volume-") {
+				continue
+			}
+			if info, err := e.Info(); err == nil {
+				prov += info.Size()
+			}
+		}
+		extra["provisioned_capacity_gb"] = strconv.FormatFloat(round2(float64(prov)/gib), 'f', -1, 64)
+	}
 	return driver.Capabilities{
 		VolumeBackendName: d.backendName,
 		TotalCapacityGB:   round2(total),

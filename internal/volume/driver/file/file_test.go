@@ -63,8 +63,16 @@ func TestCapabilitiesConfigured(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.VolumeBackendName != "b1" || c.TotalCapacityGB != 1 || c.FreeCapacityGB > 1 || !c.ThinProvisioning || c.Extra["availability_zone"] != "az2" {
+	if c.VolumeBackendName != "b1" || c.TotalCapacityGB != 1 || c.FreeCapacityGB > 1 || !c.ThinProvisioning ||
+		c.Extra["availability_zone"] != "az2" || c.Extra["provisioned_capacity_gb"] != "0" {
 		t.Fatalf("capabilities %+v", c)
+	}
+	// Thin: 3 GiB provisioned on a 1 GiB backend, nothing allocated.
+	if err := d.Create(context.Background(), "big", 3<<30); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ = d.Capabilities(context.Background()); c.Extra["provisioned_capacity_gb"] != "3" {
+		t.Fatalf("provisioned %q, want 3", c.Extra["provisioned_capacity_gb"])
 	}
 }
 
