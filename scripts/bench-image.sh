@@ -29,7 +29,7 @@ CONF
 
 echo "== hashing baseline (md5 and sha512 concurrently, no store)"
 hash_line=$(go test -run XXX -bench 'BenchmarkImageData/hash' -benchtime 1x ./internal/image/store | grep 'MB/s')
-hash_mbs=$(awk '{print $(NF-1)}' <<<"$hash_line")
+hash_mbs=$(grep -o '[0-9.]* MB/s' <<<"$hash_line" | awk '{print $1}')
 echo "hash: $hash_mbs MB/s"
 
 /usr/bin/time -v -o "$work/time.txt" "$work/ashlar" serve --config "$work/ashlar.conf" >"$work/log" 2>&1 &

@@ -8,6 +8,9 @@ import "encoding/binary"
 func virtualSize(diskFormat string, head []byte, size int64) *int64 {
 	switch diskFormat {
 	case "raw", "iso":
+		if size == 0 {
+			return nil // Glance reports no virtual size for an empty image
+		}
 		return &size
 	case "qcow2":
 		// "QFI\xfb", version, ..., size at byte 24 (big endian).

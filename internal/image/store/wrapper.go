@@ -265,9 +265,17 @@ func newHashingReader(r io.Reader, limit int64, hs ...hash.Hash) *hashingReader 
 	return hr
 }
 
+// readMax caps one Read: the bytes just read are still in the CPU cache
+// when feed copies them for the hashers (a 1 MiB read would be copied from
+// memory, costing ~10% more CPU per upload).
+const readMax = 64 << 10
+
 func (hr *hashingReader) Read(p []byte) (int, error) {
 	if hr.err != nil {
 		return 0, hr.err
+	}
+	if len(p) > readMax {
+		p = p[:readMax]
 	}
 	n, err := hr.r.Read(p)
 	if n > 0 {
