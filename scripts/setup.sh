@@ -8,9 +8,10 @@ CACHE="${ASHLAR_CACHE:-$HOME/.cache/ashlar}"
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 
 # Debian packages: the real OpenStack clients, tempest and services for the
-# interop suite, qemu-img for image formats, curl for readiness probes.
+# interop suite (test/interop: clients, tempest, and glance-api, keystone under
+# uwsgi and cinder-api as peers), qemu-img for image formats, curl for probes.
 PKGS=(curl make qemu-utils python3-openstackclient python3-glanceclient python3-cinderclient tempest
-      python3-stestr glance-api cinder-api keystone uwsgi-core uwsgi-plugin-python3)
+      python3-stestr python3-subunit glance-api cinder-api keystone uwsgi-core uwsgi-plugin-python3)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
