@@ -22,8 +22,16 @@ if ((${#missing[@]})); then
   else
     echo "setup: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # The OpenStack packages would start their daemons on 5000/9292/8776;
+    # the suite starts its own peers, so forbid service starts while installing.
+    guard=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+      guard=/usr/sbin/policy-rc.d
+    fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    [ -z "$guard" ] || rm -f "$guard"
   fi
 fi
 
