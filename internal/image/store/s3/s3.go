@@ -708,6 +708,10 @@ func (d *Driver) mapErr(ctx context.Context, err error, msg string) error {
 		return errs.Wrap(errs.TooLarge, err, "Image storage media is full")
 	case code == "InvalidRange":
 		return errs.Wrap(errs.BadRange, err, "requested range not satisfiable")
+	case code == "IncompleteBody":
+		// We always send the whole body; MinIO answers this when it
+		// fails to store one mid-way (seen when its disk fills up).
+		return errs.Wrap(errs.Unavailable, err, "S3 store failed to store the data")
 	case code == "AccessDenied", code == "InvalidAccessKeyId", code == "SignatureDoesNotMatch",
 		status == http.StatusForbidden, status == http.StatusUnauthorized:
 		return errs.Wrap(errs.Unavailable, err, "S3 store refused the credentials")
