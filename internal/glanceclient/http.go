@@ -60,6 +60,9 @@ func New(baseURL string, hc *http.Client) (*HTTP, error) {
 	if up == nil {
 		t := hc.Transport.(*http.Transport).Clone()
 		t.DisableKeepAlives = true
+		// Uploads send Expect: 100-continue and wait this long for the
+		// image service's go-ahead before streaming the body.
+		t.ExpectContinueTimeout = 10 * time.Second
 		up = &http.Client{Transport: t}
 	}
 	return &HTTP{base: base, hc: hc, up: up}, nil
@@ -292,7 +295,11 @@ func decodeImage(r io.Reader) (*Image, error) {
 // Upload sends the image data (PUT /v2/images/{id}/file). size < 0 means
 // unknown (chunked transfer). A non-empty store sets X-Image-Meta-Store.
 func (c *HTTP) Upload(ctx context.Context, token, id, store string, r io.Reader, size int64) error {
-	hdr := http.Header{"Content-Type": {"application/octet-stream"}}
+	// With 100-continue an upload the image service refuses outright (a
+	// read-only or unknown store, a second upload, quota) gets its error
+	// response, instead of a connection reset half-way through a body the
+	// service never meant to read.
+	hdr := http.Header{"Content-Type": {"application/octet-stream"}, "Expect": {"100-continue"}}
 	if store != "" {
 		hdr.Set("X-Image-Meta-Store", store)
 	}

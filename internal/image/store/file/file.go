@@ -163,7 +163,11 @@ func (d *Driver) Put(ctx context.Context, key string, r io.Reader) (n int64, err
 	if d.wrapWrite != nil {
 		w = d.wrapWrite(f)
 	}
-	n, err = copyCtx(ctx, w, r)
+	if fw, ok := w.(*flushingWriter); ok && fw.direct {
+		n, err = copyOverlapped(ctx, w, r)
+	} else {
+		n, err = copyCtx(ctx, w, r)
+	}
 	if err != nil {
 		return n, err
 	}
@@ -282,6 +286,72 @@ func copyCtx(ctx context.Context, w io.Writer, r io.Reader) (int64, error) {
 			return n, ctx.Err()
 		case rerr != nil:
 			return n, fmt.Errorf("reading image data: %w", rerr)
+		}
+	}
+}
+
+// copyOverlapped is copyCtx with two buffers and a writer goroutine, so that
+// reading (and hashing, which the wrapper does inside Read) the next buffer
+// overlaps writing the previous one: O_DIRECT writes wait for the disk, and
+// without the overlap every write would stall the upload.
+func copyOverlapped(ctx context.Context, w io.Writer, r io.Reader) (int64, error) {
+	free := make(chan *[]byte, 2)
+	for range 2 {
+		bp := bufPool.Get().(*[]byte)
+		defer bufPool.Put(bp)
+		free <- bp
+	}
+	type job struct {
+		bp *[]byte
+		n  int
+	}
+	jobs := make(chan job, 1)
+	failed := make(chan struct{}) // closed when a write fails
+	var werr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for j := range jobs {
+			if werr == nil {
+				if _, err := w.Write((*j.bp)[:j.n]); err != nil {
+					werr = mapErr(err, "cannot write to store")
+					close(failed)
+				}
+			}
+			free <- j.bp
+		}
+	}()
+	finish := func(n int64, err error) (int64, error) {
+		close(jobs)
+		<-done
+		if werr != nil {
+			return n, werr
+		}
+		return n, err
+	}
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return finish(n, err)
+		}
+		var bp *[]byte
+		select {
+		case bp = <-free:
+		case <-failed:
+			return finish(n, nil)
+		}
+		m, rerr := io.ReadFull(r, *bp)
+		if m > 0 {
+			jobs <- job{bp, m}
+			n += int64(m)
+		} else {
+			free <- bp
+		}
+		switch {
+		case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
+			return finish(n, ctx.Err())
+		case rerr != nil:
+			return finish(n, fmt.Errorf("reading image data: %w", rerr))
 		}
 	}
 }
