@@ -53,6 +53,13 @@ func init() { pollInterval = 50 * time.Millisecond }
 // the test Glance, and runs its background worker.
 func newEnv(t *testing.T, d *db.DB) *env {
 	t.Helper()
+	return newEnvWith(t, d, nil)
+}
+
+// newEnvWith is newEnv with service options built from the configuration
+// (e.g. a wrapped driver); opts may be nil.
+func newEnvWith(t *testing.T, d *db.DB, opts func(t *testing.T, cfg *config.Config) Options) *env {
+	t.Helper()
 	g := newTestGlance(t)
 	dir := t.TempDir()
 	cfg, err := config.Parse(`
@@ -68,7 +75,11 @@ volumes_dir = `+filepath.Join(dir, "vols")+`
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	deps := service.Deps{Config: cfg, DB: d, Logger: logger, Registry: prometheus.NewRegistry(), Validator: testTokens}
-	svc, err := New(context.Background(), deps)
+	var o Options
+	if opts != nil {
+		o = opts(t, cfg)
+	}
+	svc, err := NewWithOptions(context.Background(), deps, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -296,7 +296,19 @@ func (s *Service) runCreate(ctx context.Context, w *work, v *vol, giveUp bool) e
 		}
 		return failed(event, msg, err)
 	}
-	_, err = s.deps.DB.ExecContext(ctx, `UPDATE volumes SET status = 'available', bootable = ?, updated_at = ? WHERE id = ? AND status = 'creating'`,
+	res, err := s.deps.DB.ExecContext(ctx, `UPDATE volumes SET status = 'available', bootable = ?, updated_at = ? WHERE id = ? AND status = 'creating'`,
 		bootable, db.Now(), v.ID)
-	return err
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		// Force-deleted while the data was being written: the row is gone,
+		// so the data just created must go too.
+		if _, gerr := getVolume(ctx, s.deps.DB, v.ID); errs.KindOf(gerr) == errs.NotFound {
+			if derr := b.drv.Delete(context.WithoutCancel(ctx), v.ID); derr != nil && errs.KindOf(derr) != errs.NotFound {
+				return derr
+			}
+		}
+	}
+	return nil
 }
