@@ -76,3 +76,41 @@ func TestForceDeleteDuringCreateLeavesNothing(t *testing.T) {
 		}
 	})
 }
+
+// At start the volume service removes backend data that has no volume row
+// and keeps the data of every volume it knows.
+func TestStartSweepsVolumeDataWithoutRow(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		var fd driver.Driver
+		e := newEnvWith(t, d, func(t *testing.T, cfg *config.Config) Options {
+			var err error
+			if fd, err = drivers.New(cfg.Backends[0]); err != nil {
+				t.Fatal(err)
+			}
+			return Options{Drivers: map[string]driver.Driver{"local": fd}}
+		})
+		kept := e.createVolume("member", projA, map[string]any{}, "available")["id"].(string)
+		const orphan = "0badc0de-0000-4000-8000-000000000001"
+		if err := fd.Create(context.Background(), orphan, 1<<20); err != nil {
+			t.Fatal(err)
+		}
+		e.stop()
+		e.start() // a restart: Run sweeps before taking work
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			_, err := fd.Open(context.Background(), orphan)
+			if err != nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("orphaned volume data still there after a restart")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		v, err := fd.Open(context.Background(), kept)
+		if err != nil {
+			t.Fatalf("the known volume's data was swept: %v", err)
+		}
+		v.Close()
+	})
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/volume/driver"
 )
 
 // Kinds of durable background work.
@@ -87,6 +88,7 @@ func (s *Service) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	s.sweepOrphans(ctx)
 	sem := make(chan struct{}, workers)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -117,6 +119,34 @@ func (s *Service) Run(ctx context.Context) error {
 			return ctx.Err()
 		case <-s.kick:
 		case <-t.C:
+		}
+	}
+}
+
+// sweepOrphans deletes backend volumes that have no row. A volume's row is
+// written before its data and removed after it, so data without a row is
+// left over: a process stopped between a force-delete and the end of that
+// volume's create. Failures are logged; the next start tries again.
+func (s *Service) sweepOrphans(ctx context.Context) {
+	for _, b := range s.backends {
+		l, ok := b.drv.(driver.Lister)
+		if !ok {
+			continue
+		}
+		ids, err := l.List(ctx)
+		if err != nil {
+			s.deps.Logger.Error("listing backend volumes", "backend", b.cfg.Name, "err", err)
+			continue
+		}
+		for _, id := range ids {
+			if _, err := getVolume(ctx, s.deps.DB, id); errs.KindOf(err) != errs.NotFound {
+				continue // has a row (or the lookup failed: keep it)
+			}
+			if err := b.drv.Delete(ctx, id); err != nil && errs.KindOf(err) != errs.NotFound {
+				s.deps.Logger.Error("deleting orphaned volume data", "backend", b.cfg.Name, "volume", id, "err", err)
+				continue
+			}
+			s.deps.Logger.Warn("deleted volume data without a volume", "backend", b.cfg.Name, "volume", id)
 		}
 	}
 }

@@ -68,3 +68,11 @@ type LocalFile interface {
 	// Path is the file or device holding the volume's raw bytes.
 	Path() string
 }
+
+// Lister is implemented by drivers that can enumerate their volumes, so
+// the volume service can remove data whose database row is gone (left by a
+// process that stopped between a force-delete and the end of a create).
+type Lister interface {
+	// List returns the ids of every volume the backend holds.
+	List(ctx context.Context) ([]string, error)
+}

@@ -337,6 +337,27 @@ func (d *Driver) Capabilities(ctx context.Context) (driver.Capabilities, error) 
 	}, nil
 }
 
+// List implements driver.Lister: the ids of the volume files (temp files
+// of creates in progress are not volumes yet).
+func (d *Driver) List(ctx context.Context) ([]string, error) {
+	ents, err := os.ReadDir(d.dir)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var ids []string
+	for _, e := range ents {
+		if id, ok := strings.CutPrefix(e.Name(), "volume-"); ok && e.Type().IsRegular() {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+var _ driver.Lister = (*Driver)(nil)
+
 func round2(x float64) float64 { return float64(int64(x*100)) / 100 }
 
 // mapErr turns OS errors into error kinds.
