@@ -145,21 +145,13 @@ func (s *Service) sweepDead(ctx context.Context, includeOwn bool) {
 }
 
 func (s *Service) sweep(ctx context.Context, where string, args ...any) {
-	rows, err := s.deps.DB.QueryContext(ctx, "SELECT store, object_key FROM image_pending_objects WHERE "+where, args...)
+	pairs, err := queryPairs(ctx, s.deps.DB, "SELECT store, object_key FROM image_pending_objects WHERE "+where, args...)
 	if err != nil {
 		s.deps.Logger.Error("listing pending objects", "err", err)
 		return
 	}
-	type obj struct{ store, key string }
-	var objs []obj
-	for rows.Next() {
-		var o obj
-		if rows.Scan(&o.store, &o.key) == nil {
-			objs = append(objs, o)
-		}
-	}
-	rows.Close()
-	for _, o := range objs {
+	for _, p := range pairs {
+		o := struct{ store, key string }{p[0], p[1]}
 		if st := s.storeByID(o.store); st != nil {
 			// Hidden leftovers of a write killed with its process
 			// (multipart parts) go first, then the object itself.
@@ -199,23 +191,33 @@ func (s *Service) recoverImports(ctx context.Context, includeOwn bool) error {
 		q = "SELECT id, image_id FROM image_tasks WHERE status IN ('pending', 'processing') AND (node = ? OR updated_at < ?)"
 		args = []any{s.node(), stale}
 	}
-	rows, err := s.deps.DB.QueryContext(ctx, q, args...)
+	tasks, err := queryPairs(ctx, s.deps.DB, q, args...)
 	if err != nil {
 		return err
 	}
-	type task struct{ id, image string }
-	var tasks []task
-	for rows.Next() {
-		var t task
-		if rows.Scan(&t.id, &t.image) == nil {
-			tasks = append(tasks, t)
-		}
-	}
-	rows.Close()
 	for _, t := range tasks {
-		s.abandonImport(ctx, t.image, t.id, "Task interrupted: the node running it stopped")
+		s.abandonImport(ctx, t[1], t[0], "Task interrupted: the node running it stopped")
 	}
 	return nil
+}
+
+// queryPairs runs a query of two text columns and returns its rows; a row
+// that fails to scan is an error, not silently skipped.
+func queryPairs(ctx context.Context, q db.Querier, query string, args ...any) ([][2]string, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out [][2]string
+	for rows.Next() {
+		var p [2]string
+		if err := rows.Scan(&p[0], &p[1]); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
 }
 
 var errDeleted = errors.New("image deleted during upload")
