@@ -151,7 +151,7 @@ func (e *ValidationError) Error() string {
 // StoreTypes maps each image store type to the driver option keys it accepts
 // (besides store_description). The http type is always read-only.
 var StoreTypes = map[string][]string{
-	"file": {"filesystem_store_datadir"},
+	"file": {"filesystem_store_datadir", "filesystem_thin_provisioning"},
 	"s3": {"s3_store_host", "s3_store_bucket", "s3_store_access_key", "s3_store_secret_key",
 		"s3_store_create_bucket_on_put", "s3_store_region", "s3_store_large_object_chunk_size",
 		"s3_store_thread_pools"},
@@ -439,6 +439,10 @@ func (p *parser) parseStores(c *Config, state string) {
 			if sec, err := p.f.GetSection("store:" + d.ID); err == nil {
 				st.Description = p.str(sec.Name(), "store_description", st.Description)
 				st.Options["filesystem_store_datadir"] = p.str(sec.Name(), "filesystem_store_datadir", st.Options["filesystem_store_datadir"])
+				if v := p.str(sec.Name(), "filesystem_thin_provisioning", ""); v != "" {
+					st.Options["filesystem_thin_provisioning"] = v
+					p.validateStore(sec.Name(), &st, state)
+				}
 			}
 			c.Stores = append(c.Stores, st)
 		}
@@ -521,6 +525,9 @@ func (p *parser) validateStore(sec string, st *Store, state string) {
 			st.Options["filesystem_store_datadir"] = filepath.Join(state, "images", st.ID)
 		}
 		st.Options["filesystem_store_datadir"] = absPath(st.Options["filesystem_store_datadir"])
+		if v := st.Options["filesystem_thin_provisioning"]; v != "" {
+			st.Options["filesystem_thin_provisioning"] = strconv.FormatBool(p.boolean(sec, "filesystem_thin_provisioning", false))
+		}
 	case "s3":
 		for _, k := range []string{"s3_store_host", "s3_store_bucket", "s3_store_access_key", "s3_store_secret_key"} {
 			if st.Options[k] == "" {

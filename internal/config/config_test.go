@@ -63,6 +63,7 @@ default_backend = fast
 [store:fast]
 store_description = Fast store with short transfer time
 filesystem_store_datadir = /data/fast
+filesystem_thin_provisioning = yes
 
 [store:web]
 store_description = Read-only images served over HTTP
@@ -98,6 +99,9 @@ volumes_dir = /data/volumes
 	if c.Stores[1].Options["s3_store_bucket"] != "cheap" || c.Stores[2].Options["filesystem_store_datadir"] != "/var/lib/ashlar/images/reliable" {
 		t.Errorf("store options: %+v / %+v", c.Stores[1].Options, c.Stores[2].Options)
 	}
+	if c.Stores[0].Options["filesystem_thin_provisioning"] != "true" || c.Stores[2].Options["filesystem_thin_provisioning"] != "" {
+		t.Errorf("thin provisioning: fast %q, reliable %q", c.Stores[0].Options["filesystem_thin_provisioning"], c.Stores[2].Options["filesystem_thin_provisioning"])
+	}
 	if c.Volume.GlanceAPIServers[0] != "http://127.0.0.1:9292" {
 		t.Errorf("glance_api_servers = %v", c.Volume.GlanceAPIServers)
 	}
@@ -119,6 +123,7 @@ enabled_backends = fast:file, bad:ftp, os_glance_x:file
 default_backend = nowhere
 [store:fast]
 frobnicate = 1
+filesystem_thin_provisioning = sometimes
 [backend:local]
 volume_driver = lvm
 `, "")
@@ -128,7 +133,7 @@ volume_driver = lvm
 	}
 	for _, want := range []string{
 		"[DEFAULT] debug:", "[identity] token_expiration:", `unknown type "ftp"`,
-		"os_glance_ prefix is reserved", "[image] default_backend:", "[backend:local] volume_driver:",
+		"os_glance_ prefix is reserved", "[image] default_backend:", "[store:fast] filesystem_thin_provisioning:", "[backend:local] volume_driver:",
 	} {
 		if !strings.Contains(ve.Error(), want) {
 			t.Errorf("error does not mention %q:\n%s", want, ve.Error())

@@ -49,7 +49,7 @@ func NewStore(cfg config.Store, drv Driver, isDefault bool, m *Metrics) *Store {
 	case "file":
 		s.Properties["data_dir"] = cfg.Options["filesystem_store_datadir"]
 		s.Properties["chunk_size"] = ChunkSize
-		s.Properties["thin_provisioning"] = false
+		s.Properties["thin_provisioning"] = cfg.Options["filesystem_thin_provisioning"] == "true"
 	case "s3":
 		s.Properties["s3_store_bucket"] = cfg.Options["s3_store_bucket"]
 		s.Properties["s3_store_host"] = cfg.Options["s3_store_host"]

@@ -19,6 +19,19 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestConformanceThin runs the suite with thin provisioning on: zeros are
+// left as holes, and every byte must still come back.
+func TestConformanceThin(t *testing.T) {
+	d, err := file.New(filepath.Join(t.TempDir(), "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.SetThin(true)
+	storetest.Run(t, func(*testing.T) store.Driver { return d }, storetest.Options{
+		Leftovers: func(t *testing.T, key string) []string { return file.TempFiles(t, d.Dir()) },
+	})
+}
+
 // BenchmarkFile: go test -run '^$' -bench . ./internal/image/store/file/
 // (ASHLAR_BENCH_SIZES=64,1024 to choose sizes in MiB).
 func BenchmarkFile(b *testing.B) {

@@ -11,6 +11,7 @@
 package file
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -58,9 +59,16 @@ func alignedBuffer(n int) []byte {
 	return b[off : off+n : off+n]
 }
 
+// OptThin is the [store:<id>] key that turns thin provisioning on (Glance's
+// filesystem_thin_provisioning): runs of zeros are not written but left as
+// holes, so a mostly-empty disk image costs neither the disk bandwidth nor
+// the space of its zeros. Reads see the holes as zeros.
+const OptThin = "filesystem_thin_provisioning"
+
 // Driver stores objects as files in one directory.
 type Driver struct {
-	dir string
+	dir  string
+	thin bool
 	// wrapWrite, when set (tests only), wraps the temp file's writer so a
 	// test can inject ENOSPC or EROFS at a chosen offset.
 	wrapWrite func(io.Writer) io.Writer
@@ -75,8 +83,20 @@ func Open(ctx context.Context, cfg config.Store) (*Driver, error) {
 	if dir == "" {
 		return nil, errs.E(errs.Invalid, "store %q: %s is required", cfg.ID, OptDatadir)
 	}
-	return New(dir)
+	d, err := New(dir)
+	if err != nil {
+		return nil, err
+	}
+	d.thin = cfg.Options[OptThin] == "true"
+	return d, nil
 }
+
+// SetThin turns thin provisioning on or off for later Puts (tests and
+// tools; Open reads it from the store's section).
+func (d *Driver) SetThin(on bool) { d.thin = on }
+
+// Thin reports whether runs of zeros are left as holes.
+func (d *Driver) Thin() bool { return d.thin }
 
 // New opens (creating if needed) a file store rooted at dir and removes temp
 // files left behind by crashed uploads.
@@ -159,17 +179,25 @@ func (d *Driver) Put(ctx context.Context, key string, r io.Reader) (n int64, err
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		return 0, mapErr(err, "cannot lock temp file")
 	}
-	var w io.Writer = newFileWriter(f)
+	fw := newFileWriter(f, d.thin)
+	var w io.Writer = fw
 	if d.wrapWrite != nil {
 		w = d.wrapWrite(f)
 	}
-	if fw, ok := w.(*flushingWriter); ok && fw.direct {
+	if w == fw && fw.direct {
 		n, err = copyOverlapped(ctx, w, r)
 	} else {
 		n, err = copyCtx(ctx, w, r)
 	}
 	if err != nil {
 		return n, err
+	}
+	if w == fw && fw.hole {
+		// the object ends in a hole that no write has reached: give the
+		// file its full size
+		if err := f.Truncate(n); err != nil {
+			return n, mapErr(err, "cannot write to store")
+		}
 	}
 	if err := f.Sync(); err != nil {
 		return n, mapErr(err, "cannot write to store")
@@ -212,17 +240,66 @@ const flushEvery = 8 << 20
 // source at 400 MB/s a 1 GiB Put's fsync tail drops from ~300 ms to a few
 // ms. Those errors are ignored (the final fsync reports real ones; some
 // filesystems do not support the call).
+//
+// With thin provisioning, runs of all-zero thinBlock blocks are skipped
+// (the file offset moves past them) rather than written.
 type flushingWriter struct {
 	f                *os.File
 	direct           bool
+	thin             bool
+	hole             bool // the last bytes were skipped, not written
 	written, flushed int64
 }
 
-func newFileWriter(f *os.File) *flushingWriter {
-	return &flushingWriter{f: f, direct: setDirect(f, true) == nil}
+func newFileWriter(f *os.File, thin bool) *flushingWriter {
+	return &flushingWriter{f: f, direct: setDirect(f, true) == nil, thin: thin}
 }
 
+// thinBlock is the granularity of thin provisioning: a multiple of
+// directAlign, so skipping whole blocks keeps O_DIRECT writes aligned, and
+// Glance's chunk size, so a hole here is a hole there.
+const thinBlock = 64 << 10
+
+var zeroBlock [thinBlock]byte
+
+// Write writes p, leaving its all-zero blocks as holes when thin.
 func (w *flushingWriter) Write(p []byte) (int, error) {
+	if !w.thin {
+		return w.write(p)
+	}
+	n := 0
+	for n < len(p) {
+		// the run of blocks that are all zero, or all not, from n
+		zero := isZero(p[n:min(n+thinBlock, len(p))])
+		end := min(n+thinBlock, len(p))
+		for end < len(p) && isZero(p[end:min(end+thinBlock, len(p))]) == zero {
+			end = min(end+thinBlock, len(p))
+		}
+		if zero {
+			if _, err := w.f.Seek(int64(end-n), io.SeekCurrent); err != nil {
+				return n, err
+			}
+			w.written += int64(end - n)
+			w.hole = true
+		} else {
+			m, err := w.write(p[n:end])
+			if m > 0 {
+				w.hole = false
+			}
+			if err != nil {
+				return n + m, err
+			}
+		}
+		n = end
+	}
+	return n, nil
+}
+
+// isZero reports whether b is all zeros; random data fails on its first
+// bytes, so the check costs nothing where it finds nothing.
+func isZero(b []byte) bool { return bytes.Equal(b, zeroBlock[:len(b)]) }
+
+func (w *flushingWriter) write(p []byte) (int, error) {
 	if w.direct {
 		return w.writeDirect(p)
 	}
@@ -257,7 +334,7 @@ func (w *flushingWriter) writeDirect(p []byte) (int, error) {
 	}
 	w.direct = false
 	w.flushed = w.written
-	m, err := w.Write(p[n:])
+	m, err := w.write(p[n:])
 	return n + m, err
 }
 
@@ -290,13 +367,24 @@ func copyCtx(ctx context.Context, w io.Writer, r io.Reader) (int64, error) {
 	}
 }
 
-// copyOverlapped is copyCtx with two buffers and a writer goroutine, so that
-// reading (and hashing, which the wrapper does inside Read) the next buffer
-// overlaps writing the previous one: O_DIRECT writes wait for the disk, and
-// without the overlap every write would stall the upload.
+// writeBuffers is how many bufSize buffers one O_DIRECT Put cycles through:
+// the reader fills one while the writer drains the others. Two (double
+// buffering) leave the disk idle whenever hashing falls briefly behind and
+// hashing idle whenever a write is slow; when the two run at similar speeds
+// (a ~300 MB/s virtual disk against ~480 MB/s of md5‖sha512) four let each
+// absorb the other's jitter: put-file went from 69 % to 82 % of the driver
+// alone (mean of three interleaved runs of BenchmarkImageData), for 8 MiB
+// more memory per upload.
+const writeBuffers = 4
+
+// copyOverlapped is copyCtx with writeBuffers buffers and a writer
+// goroutine, so that reading (and hashing, which the wrapper does inside
+// Read) the next buffers overlaps writing the previous ones: O_DIRECT writes
+// wait for the disk, and without the overlap every write would stall the
+// upload.
 func copyOverlapped(ctx context.Context, w io.Writer, r io.Reader) (int64, error) {
-	free := make(chan *[]byte, 2)
-	for range 2 {
+	free := make(chan *[]byte, writeBuffers)
+	for range writeBuffers {
 		bp := bufPool.Get().(*[]byte)
 		defer bufPool.Put(bp)
 		free <- bp
@@ -305,7 +393,7 @@ func copyOverlapped(ctx context.Context, w io.Writer, r io.Reader) (int64, error
 		bp *[]byte
 		n  int
 	}
-	jobs := make(chan job, 1)
+	jobs := make(chan job, writeBuffers)
 	failed := make(chan struct{}) // closed when a write fails
 	var werr error
 	done := make(chan struct{})

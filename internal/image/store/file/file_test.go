@@ -61,6 +61,50 @@ func TestOpen(t *testing.T) {
 	}
 }
 
+// TestThinProvisioning: with filesystem_thin_provisioning the zeros of a
+// mostly-empty object take no disk blocks; without it they all do.
+func TestThinProvisioning(t *testing.T) {
+	const size = 16 << 20
+	data := make([]byte, size)
+	for i := range 4096 { // 4 KiB of data in the middle of 16 MiB of zeros
+		data[size/2+i] = byte(i | 1)
+	}
+	for _, thin := range []bool{false, true} {
+		opts := map[string]string{OptDatadir: t.TempDir()}
+		if thin {
+			opts[OptThin] = "true"
+		}
+		d, err := Open(context.Background(), config.Store{ID: "s", Type: "file", Options: opts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Thin() != thin {
+			t.Fatalf("Thin() = %v, want %v", d.Thin(), thin)
+		}
+		if _, err := d.Put(context.Background(), "k", bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Join(opts[OptDatadir], "k"), &st); err != nil {
+			t.Fatal(err)
+		}
+		allocated := st.Blocks * 512
+		if st.Size != size {
+			t.Fatalf("thin=%v: size %d, want %d", thin, st.Size, size)
+		}
+		if thin && allocated > 1<<20 {
+			t.Errorf("thin: %d bytes allocated for 4 KiB of data in 16 MiB", allocated)
+		}
+		if !thin && allocated < size {
+			t.Errorf("not thin: only %d bytes allocated for %d", allocated, size)
+		}
+		got, err := os.ReadFile(filepath.Join(opts[OptDatadir], "k"))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("thin=%v: content differs (%v)", thin, err)
+		}
+	}
+}
+
 func TestKeys(t *testing.T) {
 	d := newTestDriver(t)
 	ctx := context.Background()

@@ -73,6 +73,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) store.Driver, opts Options) 
 		t.Run("ReadOnly", func(t *testing.T) { testReadOnly(t, newDriver(t)) })
 	}
 	t.Run("RoundTrip", func(t *testing.T) { testRoundTrip(t, newDriver, opts) })
+	t.Run("ZeroRuns", func(t *testing.T) { testZeroRuns(t, newDriver, opts) })
 	t.Run("GetRange", func(t *testing.T) { testGetRange(t, newDriver(t), opts) })
 	t.Run("NotFound", func(t *testing.T) { testNotFound(t, newDriver(t), opts) })
 	if opts.ReadOnly {
@@ -509,5 +510,46 @@ func testBoundedMemory(t *testing.T, d store.Driver) {
 	}
 	if err := d.Delete(context.Background(), key); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// testZeroRuns round-trips objects made of runs of zeros and data, with the
+// runs starting and ending on and off block boundaries: drivers that leave
+// zeros as holes (thin provisioning) must still return every byte.
+func testZeroRuns(t *testing.T, newDriver func(t *testing.T) store.Driver, opts Options) {
+	type run struct {
+		zero bool
+		n    int
+	}
+	cases := map[string][]run{
+		"all zero":           {{true, 5*MiB + 1}},
+		"leading zeros":      {{true, 4 * MiB}, {false, 3}},
+		"trailing zeros":     {{false, 100}, {true, 6*MiB + 4097}},
+		"zeros in between":   {{false, 64<<10 + 1}, {true, 5 * MiB}, {false, 4096}, {true, 128 << 10}, {false, 1}},
+		"unaligned islands":  {{true, 4095}, {false, 2}, {true, MiB - 3}, {false, 70000}, {true, 3 * MiB}},
+		"zero block at tail": {{false, 4 * MiB}, {true, 65536}},
+	}
+	i := 0
+	for name, runs := range cases {
+		i++
+		t.Run(name, func(t *testing.T) {
+			var data []byte
+			for j, r := range runs {
+				if r.zero {
+					data = append(data, make([]byte, r.n)...)
+				} else {
+					data = append(data, Data(r.n, uint64(100*i+j))...)
+				}
+			}
+			d := newDriver(t)
+			key := Key(t)
+			put(t, d, opts, key, data)
+			if n, err := d.Size(context.Background(), key); err != nil || n != int64(len(data)) {
+				t.Fatalf("Size = %d, %v; want %d", n, err, len(data))
+			}
+			assertSame(t, "Get", get(t, d, key, 0, -1), data)
+			off := int64(len(data) / 3)
+			assertSame(t, "Get range", get(t, d, key, off, MiB), data[off:min(int(off)+MiB, len(data))])
+		})
 	}
 }
