@@ -68,6 +68,22 @@ func New(baseURL string, hc *http.Client) (*HTTP, error) {
 	return &HTTP{base: base, hc: hc, up: up}, nil
 }
 
+// Via returns a copy of c whose requests go through wrap(transport), such
+// as a loopback.Transport that serves this process's own image API without
+// a socket.
+func (c *HTTP) Via(wrap func(http.RoundTripper) http.RoundTripper) *HTTP {
+	hc, up := *c.hc, *c.up
+	hc.Transport, up.Transport = wrap(transportOf(c.hc)), wrap(transportOf(c.up))
+	return &HTTP{base: c.base, hc: &hc, up: &up}
+}
+
+func transportOf(c *http.Client) http.RoundTripper {
+	if c.Transport == nil {
+		return http.DefaultTransport
+	}
+	return c.Transport
+}
+
 // Endpoint returns the base URL requests are sent to.
 func (c *HTTP) Endpoint() string { return c.base }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ashlar-dev/ashlar/internal/api"
+	"github.com/ashlar-dev/ashlar/internal/api/loopback"
 	"github.com/ashlar-dev/ashlar/internal/auth"
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/db"
@@ -96,15 +97,23 @@ func newWithDB(ctx context.Context, cfg *config.Config, d *db.DB, logger *slog.L
 		return nil, errors.New("identity is disabled and [identity] auth_url is not set: nothing can validate tokens")
 	}
 	deps.Validator = validator
+	var volOpts volume.Options
 	if cfg.Enabled(config.ServiceImage) {
 		svc, err := image.New(ctx, deps, store.Factories())
 		if err != nil {
 			return nil, fmt.Errorf("image: %w", err)
 		}
-		s.add(svc, cfg.Image.Bind, deps, api.Glance)
+		img := s.add(svc, cfg.Image.Bind, deps, api.Glance)
+		// The volume service reaches this image service in-process: the
+		// same API, auth and middleware, without copying every uploaded
+		// byte through a loopback socket.
+		hosts := loopback.Hosts(cfg.Image.Bind, cfg.Image.PublicURL)
+		volOpts.Via = func(next http.RoundTripper) http.RoundTripper {
+			return &loopback.Transport{Hosts: hosts, Handler: img, Next: next}
+		}
 	}
 	if cfg.Enabled(config.ServiceVolume) {
-		svc, err := volume.New(ctx, deps)
+		svc, err := volume.NewWithOptions(ctx, deps, volOpts)
 		if err != nil {
 			return nil, fmt.Errorf("volume: %w", err)
 		}
@@ -113,9 +122,11 @@ func newWithDB(ctx context.Context, cfg *config.Config, d *db.DB, logger *slog.L
 	return s, nil
 }
 
-func (s *Server) add(svc service.Service, bind string, deps service.Deps, flavor api.Flavor) {
+// add registers svc to be served on bind and returns its wrapped handler.
+func (s *Server) add(svc service.Service, bind string, deps service.Deps, flavor api.Flavor) http.Handler {
 	h := api.Wrap(svc.Name(), svc.Handler(), deps.Logger.With("service", svc.Name()), deps.Metrics, flavor)
 	s.services = append(s.services, bound{svc: svc, bind: bind, handler: h})
+	return h
 }
 
 // Handler returns the wrapped handler of the named service, for tests.

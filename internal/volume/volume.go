@@ -27,13 +27,19 @@ const (
 	MaxVersion = "3.70"
 )
 
-// httpGlance builds the HTTP image client for an endpoint URL.
-func httpGlance(endpoint string) glanceclient.Client {
-	c, err := glanceclient.New(endpoint, nil)
-	if err != nil {
-		return brokenGlance{err}
+// httpGlance returns a builder of HTTP image clients whose requests go
+// through via (when not nil).
+func httpGlance(via func(http.RoundTripper) http.RoundTripper) func(endpoint string) glanceclient.Client {
+	return func(endpoint string) glanceclient.Client {
+		c, err := glanceclient.New(endpoint, nil)
+		if err != nil {
+			return brokenGlance{err}
+		}
+		if via != nil {
+			return c.Via(via)
+		}
+		return c
 	}
-	return c
 }
 
 // Options replaces the parts New builds from the configuration; tests use
@@ -43,6 +49,10 @@ type Options struct {
 	Drivers map[string]driver.Driver
 	// Glance builds the image client for an endpoint.
 	Glance func(endpoint string) glanceclient.Client
+	// Via wraps the transport of the HTTP image clients built when Glance
+	// is nil: the server routes requests for its own image service through
+	// it in-process (internal/api/loopback).
+	Via func(http.RoundTripper) http.RoundTripper
 }
 
 // Service is the block storage API.
@@ -83,7 +93,7 @@ func NewWithOptions(ctx context.Context, deps service.Deps, opts Options) (*Serv
 	}
 	s.glance = opts.Glance
 	if s.glance == nil {
-		s.glance = httpGlance
+		s.glance = httpGlance(opts.Via)
 	}
 	for _, b := range deps.Config.Backends {
 		drv := opts.Drivers[b.Name]

@@ -1,0 +1,114 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ashlar-dev/ashlar/internal/config"
+	"github.com/ashlar-dev/ashlar/internal/identity"
+)
+
+// The volume service reaches the image service of its own process without
+// a socket: with the image service's public URL pointing at a port nothing
+// listens on, upload-to-image still lands the image, since requests for
+// that host are served in-process (internal/api/loopback).
+func TestVolumeUploadReachesOwnImageServiceInProcess(t *testing.T) {
+	t.Setenv(identity.EnvAdminPassword, "shutdown-test-pw")
+	nowhere := freePort(t) // closed again: connecting there is refused
+	text := fmt.Sprintf(`[DEFAULT]
+metrics_bind =
+[database]
+connection = sqlite:///%s/a.db
+[identity]
+bind = %s
+[image]
+bind = %s
+public_url = http://%s
+[volume]
+bind = %s
+`, t.TempDir(), freePort(t), freePort(t), nowhere, freePort(t))
+	cfg, err := config.Parse(text, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx, stop := context.WithCancel(context.Background())
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go func() { done <- srv.Run(ctx, func() { close(ready) }) }()
+	defer func() { stop(); <-done }()
+	<-ready
+	if c, err := net.DialTimeout("tcp", nowhere, time.Second); err == nil {
+		c.Close()
+		t.Skipf("something listens on %s", nowhere)
+	}
+
+	token := adminToken(t, "http://"+cfg.Identity.Bind)
+	vol := "http://" + cfg.Volume.Bind + "/v3"
+	call := func(method, url, body string, want int, out any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, url, strings.NewReader(body))
+		req.Header.Set("X-Auth-Token", token)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("OpenStack-API-Version", "volume 3.67") // project-less URLs
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != want {
+			t.Fatalf("%s %s: %d %s", method, url, resp.StatusCode, b)
+		}
+		if out != nil {
+			if err := json.Unmarshal(b, out); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitFor := func(url, key, want string) map[string]any {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); ; {
+			var body map[string]any
+			call("GET", url, "", 200, &body)
+			obj := body
+			if key != "" {
+				obj, _ = body[key].(map[string]any)
+			}
+			if obj["status"] == want {
+				return obj
+			}
+			if s := obj["status"]; s == "error" || s == "killed" || time.Now().After(deadline) {
+				t.Fatalf("%s: status %v, want %s", url, s, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	var created struct{ Volume struct{ ID string } }
+	call("POST", vol+"/volumes", `{"volume": {"size": 1, "name": "in-process"}}`, 202, &created)
+	waitFor(vol+"/volumes/"+created.Volume.ID, "volume", "available")
+	var up struct {
+		Upload struct {
+			ImageID string `json:"image_id"`
+		} `json:"os-volume_upload_image"`
+	}
+	call("POST", vol+"/volumes/"+created.Volume.ID+"/action",
+		`{"os-volume_upload_image": {"image_name": "in-process", "disk_format": "qcow2", "container_format": "bare"}}`, 202, &up)
+	img := waitFor("http://"+cfg.Image.Bind+"/v2/images/"+up.Upload.ImageID, "", "active")
+	if img["stores"] != "fast" || img["disk_format"] != "qcow2" || img["size"].(float64) <= 0 || img["checksum"] == nil {
+		t.Errorf("image = %v", img)
+	}
+	waitFor(vol+"/volumes/"+created.Volume.ID, "volume", "available")
+}
