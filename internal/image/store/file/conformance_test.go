@@ -9,27 +9,27 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/image/store/storetest"
 )
 
-func TestConformance(t *testing.T) {
-	d, err := file.New(filepath.Join(t.TempDir(), "images"))
-	if err != nil {
-		t.Fatal(err)
+// TestConformanceWriters runs the suite on each of the driver's write
+// paths: O_DIRECT pwrites (where the filesystem has them) and buffered
+// writes (filesystems without O_DIRECT), each with thin provisioning off
+// and on (zeros left as holes: every byte must still come back).
+func TestConformanceWriters(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		buffered, thin bool
+	}{{"direct", false, false}, {"direct-thin", false, true}, {"buffered", true, false}, {"buffered-thin", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := file.New(filepath.Join(t.TempDir(), "images"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.SetThin(tc.thin)
+			d.SetBuffered(tc.buffered)
+			storetest.Run(t, func(*testing.T) store.Driver { return d }, storetest.Options{
+				Leftovers: func(t *testing.T, key string) []string { return file.TempFiles(t, d.Dir()) },
+			})
+		})
 	}
-	storetest.Run(t, func(*testing.T) store.Driver { return d }, storetest.Options{
-		Leftovers: func(t *testing.T, key string) []string { return file.TempFiles(t, d.Dir()) },
-	})
-}
-
-// TestConformanceThin runs the suite with thin provisioning on: zeros are
-// left as holes, and every byte must still come back.
-func TestConformanceThin(t *testing.T) {
-	d, err := file.New(filepath.Join(t.TempDir(), "images"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.SetThin(true)
-	storetest.Run(t, func(*testing.T) store.Driver { return d }, storetest.Options{
-		Leftovers: func(t *testing.T, key string) []string { return file.TempFiles(t, d.Dir()) },
-	})
 }
 
 // BenchmarkFile: go test -run '^$' -bench . ./internal/image/store/file/
