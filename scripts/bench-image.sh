@@ -41,6 +41,18 @@ disk_mbs=$(echo "1073741824 / ($(date +%s.%N) - $t0) / 1000000" | bc -l)
 rm -f "$work/state/disk-probe"
 printf 'disk: %.1f MB/s\n' "$disk_mbs"
 bound_mbs=$(echo "if ($disk_mbs < $hash_mbs) $disk_mbs else $hash_mbs" | bc -l)
+# The same while both CPUs hash, as during a PUT: on a VM the disk slows
+# down when the vCPUs are busy.
+md5sum /dev/zero & l1=$!
+sha512sum /dev/zero & l2=$!
+sleep 0.5
+t0=$(date +%s.%N)
+dd if=/dev/zero of="$work/state/disk-probe" bs=4M count=256 oflag=direct conv=fsync 2>/dev/null
+loaded_mbs=$(echo "1073741824 / ($(date +%s.%N) - $t0) / 1000000" | bc -l)
+kill "$l1" "$l2"; wait "$l1" "$l2" 2>/dev/null || true
+rm -f "$work/state/disk-probe"
+printf 'disk while hashing: %.1f MB/s\n' "$loaded_mbs"
+loaded_bound_mbs=$(echo "if ($loaded_mbs < $hash_mbs) $loaded_mbs else $hash_mbs" | bc -l)
 
 /usr/bin/time -v -o "$work/time.txt" "$work/ashlar" serve --config "$work/ashlar.conf" >"$work/log" 2>&1 &
 tpid=$!
@@ -84,9 +96,9 @@ rss_kb=$(awk -F': ' '/Maximum resident set size/{print $2}' "$work/time.txt")
 
 printf '== results (one run)\n'
 printf 'hash md5||sha512   %8.1f MB/s\n' "$hash_mbs"
-printf 'disk O_DIRECT      %8.1f MB/s\n' "$disk_mbs"
-printf 'PUT 1 GiB          %8.1f MB/s  (%.0f%% of hashing, %.0f%% of the slower of hashing and disk)\n' "$put_mbs" \
-  "$(echo "100 * $put_mbs / $hash_mbs" | bc -l)" "$(echo "100 * $put_mbs / $bound_mbs" | bc -l)"
+printf 'disk O_DIRECT      %8.1f MB/s  (%.1f MB/s while both CPUs hash)\n' "$disk_mbs" "$loaded_mbs"
+printf 'PUT 1 GiB          %8.1f MB/s  (%.0f%% of hashing; of the slower of hashing and disk: %.0f%%, %.0f%% with the disk timed while hashing)\n' "$put_mbs" \
+  "$(echo "100 * $put_mbs / $hash_mbs" | bc -l)" "$(echo "100 * $put_mbs / $bound_mbs" | bc -l)" "$(echo "100 * $put_mbs / $loaded_bound_mbs" | bc -l)"
 printf 'GET 1 GiB          %8.1f MB/s\n' "$get_mbs"
 printf 'PUT 4 GiB          %8.1f s\n' "$put4_s"
 printf 'peak RSS           %8.1f MiB (whole process, 4 GiB upload included)\n' "$(echo "$rss_kb / 1024" | bc -l)"
