@@ -269,28 +269,19 @@ func (w *flushingWriter) Write(p []byte) (int, error) {
 	if !w.thin {
 		return w.write(p)
 	}
-	n := 0
-	for n < len(p) {
-		// the run of blocks that are all zero, or all not, from n
-		zero := isZero(p[n:min(n+thinBlock, len(p))])
-		end := min(n+thinBlock, len(p))
-		for end < len(p) && isZero(p[end:min(end+thinBlock, len(p))]) == zero {
-			end = min(end+thinBlock, len(p))
-		}
+	for n := 0; n < len(p); {
+		k, zero := nextRun(p[n:])
 		if zero {
-			if _, err := w.f.Seek(int64(end-n), io.SeekCurrent); err != nil {
+			if _, err := w.f.Seek(int64(k), io.SeekCurrent); err != nil {
 				return n, err
 			}
-			w.written += int64(end - n)
-		} else {
-			m, err := w.write(p[n:end])
-			if err != nil {
-				return n + m, err
-			}
+			w.written += int64(k)
+		} else if m, err := w.write(p[n : n+k]); err != nil {
+			return n + m, err
 		}
-		n = end
+		n += k
 	}
-	return n, nil
+	return len(p), nil
 }
 
 // writeAt writes p at off with pwrite, leaving all-zero blocks unwritten
@@ -301,19 +292,26 @@ func (w *flushingWriter) writeAt(p []byte, off int64) error {
 		return err
 	}
 	for n := 0; n < len(p); {
-		zero := isZero(p[n:min(n+thinBlock, len(p))])
-		end := min(n+thinBlock, len(p))
-		for end < len(p) && isZero(p[end:min(end+thinBlock, len(p))]) == zero {
-			end = min(end+thinBlock, len(p))
-		}
+		k, zero := nextRun(p[n:])
 		if !zero {
-			if _, err := w.f.WriteAt(p[n:end], off+int64(n)); err != nil {
+			if _, err := w.f.WriteAt(p[n:n+k], off+int64(n)); err != nil {
 				return err
 			}
 		}
-		n = end
+		n += k
 	}
 	return nil
+}
+
+// nextRun returns the length of p's leading run of thinBlock blocks that
+// are all zero, or all not, and which of the two it is.
+func nextRun(p []byte) (int, bool) {
+	end := min(thinBlock, len(p))
+	zero := isZero(p[:end])
+	for end < len(p) && isZero(p[end:min(end+thinBlock, len(p))]) == zero {
+		end = min(end+thinBlock, len(p))
+	}
+	return end, zero
 }
 
 // isZero reports whether b is all zeros; random data fails on its first
