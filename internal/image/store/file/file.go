@@ -231,13 +231,13 @@ const flushEvery = 8 << 20
 // since an upload's CPU budget goes to md5 and sha512:
 //
 // Where the filesystem allows, the file is opened O_DIRECT: copyOverlapped's
-// full, aligned buffers go from user memory to the disk without a copy into the
-// page cache and without the kernel's writeback work (about 1 CPU-second
+// full, aligned buffers go from user memory to the disk without a copy into
+// the page cache and without the kernel's writeback work (about 1 CPU-second
 // per GiB here), and image data does not evict hotter pages. The last,
 // unaligned piece is written after switching O_DIRECT off.
 //
-// Otherwise (tmpfs) writes are buffered,
-// and writeback of every flushEvery bytes starts as soon as they are written
+// Otherwise (a filesystem without O_DIRECT) writes are buffered, and
+// writeback of every flushEvery bytes starts as soon as they are written
 // (sync_file_range SYNC_FILE_RANGE_WRITE, which does not wait), so disk
 // writes overlap the upload and the final fsync has little left: with a
 // source at 400 MB/s a 1 GiB Put's fsync tail drops from ~300 ms to a few
