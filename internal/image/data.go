@@ -229,12 +229,8 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 		s.fail(w, r, err)
 	}
-	im, err := s.getVisible(ctx, c, r.PathValue("id"))
+	im, err := s.visibleFor(ctx, c, r, "upload_image")
 	if err != nil {
-		fail(err)
-		return
-	}
-	if err := enforce(c, "upload_image", im); err != nil {
 		fail(err)
 		return
 	}
@@ -262,41 +258,64 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request) {
 		fail(errs.E(errs.Gone, "Error in store configuration. Adding images to store is disabled."))
 		return
 	}
-	limit, quota, remaining, err := s.limits(ctx, im.Owner)
+	res, err := s.putBody(ctx, w, r, im, st, StatusSaving)
 	if err != nil {
 		fail(err)
 		return
 	}
-	if r.ContentLength > limit {
-		fail(tooLargeErr(quota, r.ContentLength, remaining))
+	if err := s.finishUpload(ctx, im, st, res, StatusSaving); err != nil {
+		if errors.Is(err, errDeleted) {
+			fail(s.deletedDuringUpload(ctx, im, st))
+			return
+		}
+		s.requeue(ctx, im, st, StatusSaving)
+		fail(s.uploadErr(err, false, 0))
 		return
 	}
-	if err := s.transition(ctx, im.ID, StatusQueued, StatusSaving, st.ID, im.ID); err != nil {
-		fail(err)
-		return
+	writeEmpty(w, http.StatusNoContent)
+}
+
+// putBody streams the request body into st as im's data, bounded by the
+// owner's limits, with im moved from queued to during while it runs. If the
+// Put fails (the wrapper has deleted the partial object) the image goes
+// back to queued and the error is Glance's answer.
+func (s *Service) putBody(ctx context.Context, w http.ResponseWriter, r *http.Request, im *Image, st *store.Store, during string) (store.PutResult, error) {
+	limit, quota, remaining, err := s.limits(ctx, im.Owner)
+	if err != nil {
+		return store.PutResult{}, err
+	}
+	if r.ContentLength > limit {
+		return store.PutResult{}, tooLargeErr(quota, r.ContentLength, remaining)
+	}
+	if err := s.transition(ctx, im.ID, StatusQueued, during, st.ID, im.ID); err != nil {
+		return store.PutResult{}, err
 	}
 	stop := s.keepAlive(st.ID, im.ID)
 	res, err := st.Put(ctx, im.ID, s.bodyReader(w, r), limit, s.cfg.Image.HashingAlgorithm)
 	stop()
-	if err == nil {
-		err = s.finishUpload(ctx, im, st, res, StatusSaving)
-	}
 	if err != nil {
-		dctx := context.WithoutCancel(ctx)
-		if errors.Is(err, errDeleted) {
-			_ = st.Delete(dctx, im.ID)
-			_ = s.dropPending(dctx, s.deps.DB, st.ID, im.ID)
-			fail(errs.E(errs.Gone, "Image %s could not be found after upload. The image may have been deleted during the upload.", im.ID))
-			return
-		}
-		// The wrapper deleted the partial object; hand the image back.
-		_, _ = s.deps.DB.ExecContext(dctx, "UPDATE images SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
-			StatusQueued, db.Now(), im.ID, StatusSaving)
-		_ = s.dropPending(dctx, s.deps.DB, st.ID, im.ID)
-		fail(s.uploadErr(err, quota, remaining))
-		return
+		s.requeue(ctx, im, st, during)
+		return res, s.uploadErr(err, quota, remaining)
 	}
-	writeEmpty(w, http.StatusNoContent)
+	return res, nil
+}
+
+// requeue hands an image whose data did not land back to queued and
+// forgets its pending object.
+func (s *Service) requeue(ctx context.Context, im *Image, st *store.Store, from string) {
+	dctx := context.WithoutCancel(ctx)
+	_, _ = s.deps.DB.ExecContext(dctx, "UPDATE images SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
+		StatusQueued, db.Now(), im.ID, from)
+	_ = s.dropPending(dctx, s.deps.DB, st.ID, im.ID)
+}
+
+// deletedDuringUpload removes the data of an image deleted while it was
+// being written and returns Glance's 410.
+func (s *Service) deletedDuringUpload(ctx context.Context, im *Image, st *store.Store) error {
+	dctx := context.WithoutCancel(ctx)
+	_ = st.Delete(dctx, im.ID)
+	_ = s.dropPending(dctx, s.deps.DB, st.ID, im.ID)
+	return errs.E(errs.Gone, "Image %s could not be found after upload. The image may have been deleted during the upload.", im.ID)
 }
 
 // uploadErr turns a failed Put into Glance's answer.
@@ -496,10 +515,7 @@ func (s *Service) stage(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 		s.fail(w, r, err)
 	}
-	im, err := s.getVisible(ctx, c, r.PathValue("id"))
-	if err == nil {
-		err = enforce(c, "upload_image", im)
-	}
+	im, err := s.visibleFor(ctx, c, r, "upload_image")
 	if err == nil {
 		err = checkOctetStream(r)
 	}
@@ -514,31 +530,13 @@ func (s *Service) stage(w http.ResponseWriter, r *http.Request) {
 		fail(errs.E(errs.Conflict, "Image status transition from %s to uploading is not allowed", im.Status))
 		return
 	}
-	limit, quota, remaining, err := s.limits(ctx, im.Owner)
-	if err != nil {
-		fail(err)
-		return
-	}
-	if r.ContentLength > limit {
-		fail(tooLargeErr(quota, r.ContentLength, remaining))
-		return
-	}
 	st := s.stores.Staging()
-	if err := s.transition(ctx, im.ID, StatusQueued, StatusUploading, st.ID, im.ID); err != nil {
+	res, err := s.putBody(ctx, w, r, im, st, StatusUploading)
+	if err != nil {
 		fail(err)
 		return
 	}
-	stop := s.keepAlive(st.ID, im.ID)
-	res, err := st.Put(ctx, im.ID, s.bodyReader(w, r), limit, s.cfg.Image.HashingAlgorithm)
-	stop()
 	dctx := context.WithoutCancel(ctx)
-	if err != nil {
-		_, _ = s.deps.DB.ExecContext(dctx, "UPDATE images SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
-			StatusQueued, db.Now(), im.ID, StatusUploading)
-		_ = s.dropPending(dctx, s.deps.DB, st.ID, im.ID)
-		fail(s.uploadErr(err, quota, remaining))
-		return
-	}
 	err = s.deps.DB.InTx(dctx, func(tx *db.Tx) error {
 		r, err := tx.ExecContext(dctx, "UPDATE images SET size = ?, updated_at = ? WHERE id = ? AND status = ?", res.Size, db.Now(), im.ID, StatusUploading)
 		if err != nil {
@@ -551,9 +549,7 @@ func (s *Service) stage(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		if errors.Is(err, errDeleted) {
-			_ = st.Delete(dctx, im.ID)
-			_ = s.dropPending(dctx, s.deps.DB, st.ID, im.ID)
-			err = errs.E(errs.Gone, "Image %s could not be found after upload. The image may have been deleted during the upload.", im.ID)
+			err = s.deletedDuringUpload(ctx, im, st)
 		}
 		fail(err)
 		return

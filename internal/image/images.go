@@ -289,6 +289,16 @@ func (s *Service) visible(ctx context.Context, c *auth.Caller, im *Image) (bool,
 }
 
 // getVisible loads an image the caller may see.
+// visibleFor returns the image named by the request path if c may see it
+// and may do action on it.
+func (s *Service) visibleFor(ctx context.Context, c *auth.Caller, r *http.Request, action string) (*Image, error) {
+	im, err := s.getVisible(ctx, c, r.PathValue("id"))
+	if err != nil {
+		return nil, err
+	}
+	return im, enforce(c, action, im)
+}
+
 func (s *Service) getVisible(ctx context.Context, c *auth.Caller, id string) (*Image, error) {
 	im, err := loadImage(ctx, s.deps.DB, id)
 	if err != nil {
@@ -563,17 +573,13 @@ func (s *Service) reactivate(w http.ResponseWriter, r *http.Request) { s.setActi
 func (s *Service) setActive(w http.ResponseWriter, r *http.Request, active bool) {
 	c := caller(r)
 	ctx := r.Context()
-	im, err := s.getVisible(ctx, c, r.PathValue("id"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	action := "deactivate"
 	from, to := StatusActive, StatusDeactivated
 	if active {
 		action, from, to = "reactivate", StatusDeactivated, StatusActive
 	}
-	if err := enforce(c, action, im); err != nil {
+	im, err := s.visibleFor(ctx, c, r, action)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -595,16 +601,12 @@ func (s *Service) deleteTag(w http.ResponseWriter, r *http.Request) { s.tag(w, r
 func (s *Service) tag(w http.ResponseWriter, r *http.Request, add bool) {
 	c := caller(r)
 	ctx := r.Context()
-	im, err := s.getVisible(ctx, c, r.PathValue("id"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	action := "delete_image_tag"
 	if add {
 		action = "add_image_tag"
 	}
-	if err := enforce(c, action, im); err != nil {
+	im, err := s.visibleFor(ctx, c, r, action)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -119,19 +119,10 @@ func (s *Service) addMember(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	body, err := decodeObject(r)
+	id, err := decodeStringMember(r, "member", "Member to be added not specified",
+		"Expected a member in the form: {\"member\": \"image_id\"}")
 	if err != nil {
 		s.fail(w, r, err)
-		return
-	}
-	raw, ok := body["member"]
-	if !ok {
-		s.fail(w, r, errs.E(errs.Invalid, "Member to be added not specified"))
-		return
-	}
-	id, ok := raw.(string)
-	if !ok {
-		s.fail(w, r, errs.E(errs.Invalid, "Expected a member in the form: {\"member\": \"image_id\"}"))
 		return
 	}
 	if id == "" {
@@ -164,19 +155,10 @@ func (s *Service) updateMember(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errs.E(errs.Forbidden, "Not allowed to update members for image %s.", im.ID))
 		return
 	}
-	body, err := decodeObject(r)
+	st, err := decodeStringMember(r, "status", "Status not specified",
+		"Expected a status in the form: {\"status\": \"status\"}")
 	if err != nil {
 		s.fail(w, r, err)
-		return
-	}
-	raw, ok := body["status"]
-	if !ok {
-		s.fail(w, r, errs.E(errs.Invalid, "Status not specified"))
-		return
-	}
-	st, ok := raw.(string)
-	if !ok {
-		s.fail(w, r, errs.E(errs.Invalid, "Expected a status in the form: {\"status\": \"status\"}"))
 		return
 	}
 	if !slices.Contains([]string{"pending", "accepted", "rejected"}, st) {
@@ -224,4 +206,22 @@ func (s *Service) deleteMember(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeEmpty(w, http.StatusNoContent)
+}
+
+// decodeStringMember decodes the request's JSON object and returns its key
+// member, a string; missing and notString are Glance's 400 messages.
+func decodeStringMember(r *http.Request, key, missing, notString string) (string, error) {
+	body, err := decodeObject(r)
+	if err != nil {
+		return "", err
+	}
+	raw, ok := body[key]
+	if !ok {
+		return "", errs.E(errs.Invalid, "%s", missing)
+	}
+	v, ok := raw.(string)
+	if !ok {
+		return "", errs.E(errs.Invalid, "%s", notString)
+	}
+	return v, nil
 }

@@ -239,12 +239,7 @@ func (s *Service) createType(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, err)
 		return
 	}
-	body, err := decodeObject(r)
-	if err != nil {
-		fail(w, r, err)
-		return
-	}
-	vt, err := entity(body, "volume_type")
+	vt, err := decodeEntity(r, "volume_type")
 	if err != nil {
 		fail(w, r, err)
 		return
@@ -354,12 +349,7 @@ func (s *Service) updateType(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, err)
 		return
 	}
-	body, err := decodeObject(r)
-	if err != nil {
-		fail(w, r, err)
-		return
-	}
-	vt, err := entity(body, "volume_type")
+	vt, err := decodeEntity(r, "volume_type")
 	if err != nil {
 		fail(w, r, err)
 		return

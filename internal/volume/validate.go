@@ -71,6 +71,16 @@ func decodeObject(r *http.Request) (map[string]any, error) {
 	return m, nil
 }
 
+// decodeEntity decodes the request's JSON object and returns its key
+// member as an object (the {"volume": {...}} envelope of create and update).
+func decodeEntity(r *http.Request, key string) (map[string]any, error) {
+	body, err := decodeObject(r)
+	if err != nil {
+		return nil, err
+	}
+	return entity(body, key)
+}
+
 // entity returns body[key] as an object, or Cinder's missing-element 400.
 func entity(body map[string]any, key string) (map[string]any, error) {
 	v, ok := body[key]

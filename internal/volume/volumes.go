@@ -163,12 +163,7 @@ func (s *Service) createVolume(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, err)
 		return
 	}
-	body, err := decodeObject(r)
-	if err != nil {
-		fail(w, r, err)
-		return
-	}
-	in, err := entity(body, "volume")
+	in, err := decodeEntity(r, "volume")
 	if err != nil {
 		fail(w, r, err)
 		return
@@ -479,12 +474,7 @@ func scalarString(v any) string {
 
 func (s *Service) updateVolume(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	body, err := decodeObject(r)
-	if err != nil {
-		fail(w, r, err)
-		return
-	}
-	in, err := entity(body, "volume")
+	in, err := decodeEntity(r, "volume")
 	if err != nil {
 		fail(w, r, err)
 		return
