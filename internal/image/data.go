@@ -97,6 +97,12 @@ const StaleAfter = 2 * time.Minute
 // keepAlive refreshes the heartbeat of a pending object until stop is
 // called, so other nodes leave the write alone.
 func (s *Service) keepAlive(storeID, key string) (stop func()) {
+	return s.heartbeat("UPDATE image_pending_objects SET heartbeat_at = ? WHERE store = ? AND object_key = ?", storeID, key)
+}
+
+// heartbeat runs query with the current time as its first argument (then
+// args) every StaleAfter/4 until stop is called.
+func (s *Service) heartbeat(query string, args ...any) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(StaleAfter / 4)
@@ -106,8 +112,7 @@ func (s *Service) keepAlive(storeID, key string) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				_, _ = s.deps.DB.ExecContext(context.Background(), "UPDATE image_pending_objects SET heartbeat_at = ? WHERE store = ? AND object_key = ?",
-					db.Now(), storeID, key)
+				_, _ = s.deps.DB.ExecContext(context.Background(), query, append([]any{db.Now()}, args...)...)
 			}
 		}
 	}()

@@ -599,18 +599,5 @@ func (s *Service) showTask(w http.ResponseWriter, r *http.Request) {
 // taskAlive refreshes a running task's updated_at so other nodes do not
 // take it for a dead node's.
 func (s *Service) taskAlive(taskID string) (stop func()) {
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(StaleAfter / 4)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				_, _ = s.deps.DB.ExecContext(context.Background(), "UPDATE image_tasks SET updated_at = ? WHERE id = ? AND status = 'processing'", db.Now(), taskID)
-			}
-		}
-	}()
-	return func() { close(done) }
+	return s.heartbeat("UPDATE image_tasks SET updated_at = ? WHERE id = ? AND status = 'processing'", taskID)
 }

@@ -214,6 +214,24 @@ func TestFullFilesystem(t *testing.T) {
 	if _, err := d.Put(context.Background(), "small", bytes.NewReader(testData(100<<10, 1))); err != nil {
 		t.Fatalf("Put after the failure (space must have been freed): %v", err)
 	}
+	// Thin: data that does not fit fails the same way; 3 MiB that are
+	// nearly all zeros fit on the 1 MiB filesystem.
+	d.SetThin(true)
+	if _, err := d.Put(context.Background(), "big-thin", bytes.NewReader(testData(3<<20, 2))); !errs.Is(err, errs.TooLarge) {
+		t.Fatalf("thin Put into full fs = %v, want TooLarge", err)
+	}
+	if left := tempFiles(t, mnt); len(left) > 0 {
+		t.Fatalf("temp files left on the full fs: %v", left)
+	}
+	sparse := make([]byte, 3<<20)
+	copy(sparse[1<<20:], testData(4096, 3))
+	if _, err := d.Put(context.Background(), "sparse", bytes.NewReader(sparse)); err != nil {
+		t.Fatalf("thin Put of 3 MiB of mostly zeros on a 1 MiB fs: %v", err)
+	}
+	if !bytes.Equal(get(t, d, "sparse"), sparse) {
+		t.Fatal("sparse object reads back differently")
+	}
+	d.SetThin(false)
 	// A read-only remount refuses writes with 503 semantics.
 	if out, err := exec.Command("mount", "-o", "remount,ro", mnt).CombinedOutput(); err != nil {
 		t.Skipf("cannot remount read-only: %v %s", err, out)
