@@ -11,6 +11,8 @@ import (
 	"hash"
 	"io"
 	"os"
+	"runtime"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -119,30 +121,21 @@ func reportCPU(b *testing.B, start time.Duration) {
 // and Put and Get of 1 GiB through the wrapper against them: hash-limit is
 // md5‖sha512 over bytes in memory (no store), driver-put-* the store's
 // driver alone (no hashing: what the disk allows). A Put can go no faster
-// than the slower of the two, so put-* report %hash-limit and %bound, the
-// share of that slower limit, and %loaded-bound, the same with the driver
-// timed while both hashes run (driver-put-*-loaded), as they do in a Put. The *-tmpfs pair repeats it on /dev/shm, where
-// no disk bounds the Put, to show the pipeline's own overhead.
+// than the slower of the two. put-* report %hash-limit against the hashing
+// limit timed around each Put, %bound against the slower of that and the
+// driver alone, and %loaded-bound the same with the driver timed while both
+// hashes run (driver-put-*-loaded), as they do in a Put. The *-tmpfs set
+// repeats it on /dev/shm, where no disk bounds the Put: the pipeline's own
+// overhead.
 func BenchmarkImageData(b *testing.B) {
 	const size = 1 << 30
-	var hashLimit time.Duration
 	// The machine's limit: md5 and sha512 on two goroutines over bytes
 	// already in memory, no reading, no copying, no store.
 	b.Run("hash-limit", func(b *testing.B) {
 		b.SetBytes(size)
 		defer reportCPU(b, cpuTime())
-		defer timePerOp(b, time.Now(), &hashLimit)
-		buf := make([]byte, 1<<20)
 		for range b.N {
-			var wg sync.WaitGroup
-			for _, h := range []hash.Hash{md5.New(), sha512.New()} {
-				wg.Go(func() {
-					for range size / len(buf) {
-						h.Write(buf)
-					}
-				})
-			}
-			wg.Wait()
+			hashBoth(size)
 		}
 	})
 	b.Run("hash-md5+sha512", func(b *testing.B) {
@@ -155,7 +148,7 @@ func BenchmarkImageData(b *testing.B) {
 		}
 	})
 	st, _ := newFileStore(b, nil)
-	benchPut(b, "file", st, size, hashLimit)
+	benchPut(b, "file", st, size)
 	b.Run("get-file", func(b *testing.B) {
 		b.SetBytes(size)
 		defer reportCPU(b, cpuTime())
@@ -171,14 +164,14 @@ func BenchmarkImageData(b *testing.B) {
 		}
 	})
 	if mem := memStore(b); mem != nil {
-		benchPut(b, "tmpfs", mem, size, hashLimit)
+		benchPut(b, "tmpfs", mem, size)
 	}
 }
 
-// benchPut runs driver-put-<name> (the driver alone, no hashing) and then
-// put-<name> (through the wrapper), reporting the Put against hashLimit and
-// against the slower of the two limits.
-func benchPut(b *testing.B, name string, st *store.Store, size int64, hashLimit time.Duration) {
+// benchPut runs driver-put-<name> (the driver alone, no hashing, idle and
+// loaded) and then put-<name> (through the wrapper), reporting the Put
+// against the hashing limit and against the slower of the two limits.
+func benchPut(b *testing.B, name string, st *store.Store, size int64) {
 	var driverAlone time.Duration
 	b.Run("driver-put-"+name, func(b *testing.B) {
 		b.SetBytes(size)
@@ -220,22 +213,67 @@ func benchPut(b *testing.B, name string, st *store.Store, size int64, hashLimit 
 			}
 		}
 	})
+	// The hashing limit is timed again (outside the benchmark's timer)
+	// right before and right after every Put, and each Put is compared
+	// with the mean of its two neighbours; the median of those ratios is
+	// reported. This VM's speed drifts by ±20 % from one minute to the
+	// next, more than the difference being measured, so only neighbouring
+	// timings compare.
 	b.Run("put-"+name, func(b *testing.B) {
 		b.SetBytes(size)
-		defer reportCPU(b, cpuTime())
-		start := time.Now()
+		var cpu time.Duration
+		var ratios, bounds, loadedBounds []float64
 		for range b.N {
+			b.StopTimer()
+			before := hashBoth(size)
+			b.StartTimer()
+			c0, t0 := cpuTime(), time.Now()
 			if _, err := st.Put(context.Background(), "bench", io.LimitReader(zeroReader{}, size), 0, "sha512"); err != nil {
 				b.Fatal(err)
 			}
+			put := time.Since(t0)
+			cpu += cpuTime() - c0
+			b.StopTimer()
+			hashLimit := (before + hashBoth(size)) / 2
+			b.StartTimer()
+			ratios = append(ratios, hashLimit.Seconds()/put.Seconds())
+			bounds = append(bounds, max(hashLimit, driverAlone).Seconds()/put.Seconds())
+			loadedBounds = append(loadedBounds, max(hashLimit, driverLoaded).Seconds()/put.Seconds())
 		}
-		op := time.Since(start) / time.Duration(b.N)
-		if hashLimit > 0 {
-			b.ReportMetric(100*hashLimit.Seconds()/op.Seconds(), "%hash-limit")
-			b.ReportMetric(100*max(hashLimit, driverAlone).Seconds()/op.Seconds(), "%bound")
-			b.ReportMetric(100*max(hashLimit, driverLoaded).Seconds()/op.Seconds(), "%loaded-bound")
-		}
+		b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
+		b.ReportMetric(100*median(ratios), "%hash-limit")
+		b.ReportMetric(100*median(bounds), "%bound")
+		b.ReportMetric(100*median(loadedBounds), "%loaded-bound")
 	})
+}
+
+// median returns the middle value of xs (the mean of the two middle ones
+// for an even count); xs is sorted in place.
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
+}
+
+// hashBoth hashes size bytes already in memory with md5 and sha512 on two
+// goroutines, as a Put does, and returns the time taken: the machine's
+// hashing limit, with no reading, copying or store.
+func hashBoth(size int64) time.Duration {
+	buf := make([]byte, 1<<20)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, h := range []hash.Hash{md5.New(), sha512.New()} {
+		wg.Go(func() {
+			for range size / int64(len(buf)) {
+				h.Write(buf)
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(start)
 }
 
 // timePerOp stores the mean time per operation of the benchmark that
@@ -261,4 +299,34 @@ func memStore(b *testing.B) *store.Store {
 		b.Fatal(err)
 	}
 	return store.NewStore(config.Store{ID: "mem", Type: "file", Options: map[string]string{"filesystem_store_datadir": dir}}, drv, false, nil)
+}
+
+// TestPutReusesBuffers checks that an upload's buffers (the hashers' chunk
+// queue, the file driver's write buffers) come back for the next one: a
+// server taking uploads back to back must not grow its heap by ~20 MiB of
+// garbage per upload. Best of three, as a collection between two Puts may
+// empty the pools once.
+func TestPutReusesBuffers(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop items at random")
+	}
+	st, _ := newFileStore(t, nil)
+	const size = 8 << 20
+	put := func() {
+		if _, err := st.Put(context.Background(), "k", io.LimitReader(zeroReader{}, size), 0, "sha512"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put() // fills the pools
+	best := uint64(1 << 62)
+	for range 3 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		put()
+		runtime.ReadMemStats(&after)
+		best = min(best, after.TotalAlloc-before.TotalAlloc)
+	}
+	if best > 1<<20 {
+		t.Errorf("a Put of %d MiB allocated %d KiB (want < 1 MiB: its buffers should be reused)", size>>20, best>>10)
+	}
 }
