@@ -134,3 +134,14 @@ printf '  paired           %8.0f %%     of the hashing limit timed around each P
 printf 'GET 1 GiB          %8.1f MB/s  (the last PUT'"'"'s image, just after it)\n' "$get_mbs"
 printf 'PUT 4 GiB          %8.1f s\n' "$put4_s"
 printf 'peak RSS           %8.1f MiB (whole process, 4 GiB upload included)\n' "$(echo "$rss_kb / 1024" | bc -l)"
+
+# The verdict on the targets (PUT >= 85 % of hashing, peak RSS <= 64 MiB),
+# and whether this machine can show the first at all: a durable PUT cannot
+# outrun the disk it writes to while both CPUs hash.
+awk -v put="$put_mbs" -v hash="$hash_mbs" -v paired="$paired_pct" -v loaded="$loaded_mbs" -v rss="$rss_kb" 'BEGIN {
+  pct = 100 * put / hash
+  if (pct >= 85 && paired >= 85) print "target PUT >= 85 % of hashing: met"
+  else if (loaded < 0.85 * hash) printf "target PUT >= 85 %% of hashing: not reachable here (the disk takes %.0f MB/s while hashing, below 85 %% of %.0f MB/s)\n", loaded, hash
+  else print "target PUT >= 85 % of hashing: MISS"
+  print (rss / 1024 <= 64) ? "target peak RSS <= 64 MiB: met" : "target peak RSS <= 64 MiB: MISS"
+}'
