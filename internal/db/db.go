@@ -187,6 +187,44 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 	return stx.Commit()
 }
 
+// InReadTx runs fn in a read-only transaction that sees one snapshot of the
+// database throughout, so that a row and the rows that belong to it, read
+// in several statements, are from the same moment: outside a transaction
+// (and in PostgreSQL's default READ COMMITTED) every statement sees the
+// latest commit, and a reader can see an image's old status beside its new
+// locations. On PostgreSQL the transaction is REPEATABLE READ; on SQLite a
+// deferred transaction, which in WAL mode keeps the snapshot of its first
+// read and takes no write lock.
+func (db *DB) InReadTx(ctx context.Context, fn func(tx *Tx) error) error {
+	opts := &sql.TxOptions{ReadOnly: true}
+	if db.Postgres() {
+		opts.Isolation = sql.LevelRepeatableRead
+	}
+	stx, err := db.sql.BeginTx(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = stx.Rollback() }() // read-only: nothing to keep
+	return fn(&Tx{tx: stx, db: db})
+}
+
+// Snapshot runs read against q; when q is the pool rather than a
+// transaction, inside InReadTx, so that a loader of several statements (a
+// row, then what belongs to it) reads one moment of the database.
+func Snapshot[T any](ctx context.Context, q Querier, read func(q Querier) (T, error)) (T, error) {
+	pool, ok := q.(*DB)
+	if !ok {
+		return read(q)
+	}
+	var out T
+	err := pool.InReadTx(ctx, func(tx *Tx) error {
+		var err error
+		out, err = read(tx)
+		return err
+	})
+	return out, err
+}
+
 // IsUniqueViolation reports whether err is a unique-constraint failure on
 // either engine, so callers can map it to a Conflict.
 func IsUniqueViolation(err error) bool {

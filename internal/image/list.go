@@ -292,23 +292,27 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) {
 	}
 	query += " ORDER BY " + strings.Join(order, ", ") + " LIMIT ?"
 	args = append(args, limit)
-	rows, err := s.deps.DB.QueryContext(ctx, query, args...)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	var ims []*Image
-	for rows.Next() {
-		im, err := scanImage(rows)
+	err = s.deps.DB.InReadTx(ctx, func(tx *db.Tx) error {
+		rows, err := tx.QueryContext(ctx, query, args...)
 		if err != nil {
-			rows.Close()
-			s.fail(w, r, err)
-			return
+			return err
 		}
-		ims = append(ims, im)
-	}
-	rows.Close()
-	if err := attach(ctx, s.deps.DB, ims); err != nil {
+		defer rows.Close()
+		for rows.Next() {
+			im, err := scanImage(rows)
+			if err != nil {
+				return err
+			}
+			ims = append(ims, im)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rows.Close()
+		return attach(ctx, tx, ims) // the page and what is attached, from one snapshot
+	})
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -87,19 +87,21 @@ func scanImage(sc interface{ Scan(...any) error }) (*Image, error) {
 }
 
 // loadImage reads one image with everything attached; errs.NotFound when
-// there is none.
+// there is none. Given the pool, it reads in one snapshot (db.Snapshot).
 func loadImage(ctx context.Context, q db.Querier, id string) (*Image, error) {
-	im, err := scanImage(q.QueryRowContext(ctx, "SELECT "+imageCols+" FROM images WHERE id = ?", id))
-	if db.IsNoRows(err) {
-		return nil, errs.E(errs.NotFound, "No image found with ID %s", id)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := attach(ctx, q, []*Image{im}); err != nil {
-		return nil, err
-	}
-	return im, nil
+	return db.Snapshot(ctx, q, func(q db.Querier) (*Image, error) {
+		im, err := scanImage(q.QueryRowContext(ctx, "SELECT "+imageCols+" FROM images WHERE id = ?", id))
+		if db.IsNoRows(err) {
+			return nil, errs.E(errs.NotFound, "No image found with ID %s", id)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := attach(ctx, q, []*Image{im}); err != nil {
+			return nil, err
+		}
+		return im, nil
+	})
 }
 
 // attach loads properties, tags and locations of images in three queries.

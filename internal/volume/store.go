@@ -71,16 +71,19 @@ func kv(ctx context.Context, q db.Querier, query string, args ...any) (map[strin
 	return m, rows.Err()
 }
 
-// getVolume loads a volume by id without access checks.
+// getVolume loads a volume by id without access checks. Given the pool, it
+// reads the row and its metadata in one snapshot (db.Snapshot).
 func getVolume(ctx context.Context, q db.Querier, id string) (*vol, error) {
-	v, err := scanVol(q.QueryRowContext(ctx, `SELECT `+volCols+volFrom+` WHERE v.id = ?`, id))
-	if db.IsNoRows(err) {
-		return nil, errs.E(errs.NotFound, "Volume %s could not be found.", id)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return v, loadKV(ctx, q, v)
+	return db.Snapshot(ctx, q, func(q db.Querier) (*vol, error) {
+		v, err := scanVol(q.QueryRowContext(ctx, `SELECT `+volCols+volFrom+` WHERE v.id = ?`, id))
+		if db.IsNoRows(err) {
+			return nil, errs.E(errs.NotFound, "Volume %s could not be found.", id)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return v, loadKV(ctx, q, v)
+	})
 }
 
 // volumeFor loads the request's volume: another project's volume is not

@@ -671,7 +671,7 @@ func parseDictParam(s string) (map[string]string, error) {
 }
 
 // queryVolumes runs a keyset-paged list: O(limit) rows read.
-func (s *Service) queryVolumes(ctx context.Context, r *http.Request, p *listParams) ([]*vol, bool, error) {
+func (s *Service) queryVolumes(ctx context.Context, q db.Querier, r *http.Request, p *listParams) ([]*vol, bool, error) {
 	col := sortColumns[p.sortKey]
 	filters, args := append([]string(nil), p.filters...), append([]any(nil), p.args...)
 	cmp, dir := ">", "ASC"
@@ -679,7 +679,7 @@ func (s *Service) queryVolumes(ctx context.Context, r *http.Request, p *listPara
 		cmp, dir = "<", "DESC"
 	}
 	if p.marker != "" {
-		mv, err := scanVol(s.deps.DB.QueryRowContext(ctx, `SELECT `+volCols+volFrom+` WHERE v.id = ?`, p.marker))
+		mv, err := scanVol(q.QueryRowContext(ctx, `SELECT `+volCols+volFrom+` WHERE v.id = ?`, p.marker))
 		if db.IsNoRows(err) || err == nil && mv.ProjectID != caller(r).ProjectID && !caller(r).IsAdmin() {
 			return nil, false, errs.E(errs.NotFound, "Marker %s could not be found.", p.marker)
 		}
@@ -687,7 +687,7 @@ func (s *Service) queryVolumes(ctx context.Context, r *http.Request, p *listPara
 			return nil, false, err
 		}
 		var key any
-		if err := s.deps.DB.QueryRowContext(ctx, `SELECT `+col+` FROM volumes v WHERE v.id = ?`, p.marker).Scan(&key); err != nil {
+		if err := q.QueryRowContext(ctx, `SELECT `+col+` FROM volumes v WHERE v.id = ?`, p.marker).Scan(&key); err != nil {
 			return nil, false, err
 		}
 		// A row-value comparison lets both engines seek the (project,
@@ -695,13 +695,13 @@ func (s *Service) queryVolumes(ctx context.Context, r *http.Request, p *listPara
 		filters = append(filters, "("+col+", v.id) "+cmp+" (?, ?)")
 		args = append(args, key, p.marker)
 	}
-	q := `SELECT ` + volCols + volFrom
+	query := `SELECT ` + volCols + volFrom
 	if len(filters) > 0 {
-		q += ` WHERE ` + strings.Join(filters, " AND ")
+		query += ` WHERE ` + strings.Join(filters, " AND ")
 	}
-	q += ` ORDER BY ` + col + ` ` + dir + `, v.id ` + dir + ` LIMIT ?`
+	query += ` ORDER BY ` + col + ` ` + dir + `, v.id ` + dir + ` LIMIT ?`
 	args = append(args, p.limit+1)
-	rows, err := s.deps.DB.QueryContext(ctx, q, args...)
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, false, err
 	}
@@ -739,18 +739,21 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request, detail bool) {
 		fail(w, r, err)
 		return
 	}
-	vols, more, err := s.queryVolumes(ctx, r, p)
+	var vols []*vol
+	var more bool
+	// the page and the metadata shown with it, from one snapshot
+	err = s.deps.DB.InReadTx(ctx, func(tx *db.Tx) error {
+		var err error
+		if vols, more, err = s.queryVolumes(ctx, tx, r, p); err != nil || !detail {
+			return err
+		}
+		return loadKVs(ctx, tx, vols)
+	})
 	if err != nil {
 		fail(w, r, err)
 		return
 	}
 	out := []any{}
-	if detail {
-		if err := loadKVs(ctx, s.deps.DB, vols); err != nil {
-			fail(w, r, err)
-			return
-		}
-	}
 	for _, v := range vols {
 		if detail {
 			out = append(out, s.volumeView(r, v, "show"))
