@@ -76,6 +76,13 @@ const genKey = "identity_generation"
 
 // loadSnapshot reads the whole identity data set.
 func loadSnapshot(ctx context.Context, d *db.DB) (*snapshot, error) {
+	// every table from one moment: a user is never loaded without the
+	// role assignment committed with it
+	return db.Snapshot(ctx, d, func(q db.Querier) (*snapshot, error) { return readSnapshot(ctx, q) })
+}
+
+// readSnapshot reads every identity table through d.
+func readSnapshot(ctx context.Context, d db.Querier) (*snapshot, error) {
 	s := &snapshot{
 		domains: map[string]*domain{}, domainByName: map[string]*domain{},
 		projects: map[string]*project{}, projByName: map[[2]string]*project{},
@@ -83,8 +90,9 @@ func loadSnapshot(ctx context.Context, d *db.DB) (*snapshot, error) {
 		roles: map[string]*role{}, roleByName: map[string]*role{},
 		direct: map[[2]string][]string{}, callers: map[[2]string]*callerBase{}, revoked: map[[auditSize]byte]bool{},
 	}
-	// The generation is read first: a write racing with this load leaves
-	// the snapshot stamped older than its content, so the next poll reloads.
+	// The generation is read first: were the tables not read in one
+	// snapshot, a write racing with this load would leave the snapshot
+	// stamped older than its content, and the next poll would reload.
 	if err := d.QueryRowContext(ctx, "SELECT value FROM ashlar_meta WHERE name = ?", genKey).Scan(&s.gen); err != nil && !db.IsNoRows(err) {
 		return nil, fmt.Errorf("reading identity generation: %w", err)
 	}
