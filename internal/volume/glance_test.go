@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -160,10 +161,12 @@ func (g *testGlance) addImage(fields map[string]any, data []byte) string {
 	return id
 }
 
+// image returns a copy of the image's fields (handlers keep changing the
+// original under g.mu) and its kept data.
 func (g *testGlance) image(id string) (map[string]any, []byte) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.images[id], g.data[id]
+	return maps.Clone(g.images[id]), g.data[id]
 }
 
 func (g *testGlance) imageCount() int {
