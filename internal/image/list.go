@@ -309,7 +309,7 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) {
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		rows.Close() // before the next query on the transaction's one connection
+		rows.Close()                // before the next query on the transaction's one connection
 		return attach(ctx, tx, ims) // the page and what is attached, from one snapshot
 	})
 	if err != nil {
