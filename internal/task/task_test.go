@@ -55,7 +55,10 @@ func row(t *testing.T, d *db.DB, id string) (State, int, string) {
 func waitState(t *testing.T, d *db.DB, id string, want State, within time.Duration) {
 	t.Helper()
 	apitest.Eventually(t, within, func() bool { s, _, _ := row(t, d, id); return s == want },
-		func() string { s, a, e := row(t, d, id); return fmt.Sprintf("state %s attempts %d last_error %q", s, a, e) })
+		func() string {
+			s, a, e := row(t, d, id)
+			return fmt.Sprintf("state %s attempts %d last_error %q", s, a, e)
+		})
 }
 
 // addDead records a task as running under a node that died: its lease has
