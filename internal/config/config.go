@@ -47,6 +47,11 @@ type Default struct {
 	// LogFormat is "text" or "json".
 	LogFormat string
 	Debug     bool
+	// TaskLease is how long a node's claim on background work lasts
+	// without renewal: a dead node's work is taken over within two leases.
+	TaskLease time.Duration
+	// TaskWorkers bounds the background tasks one node runs at once.
+	TaskWorkers int
 }
 
 // Database is the [database] section.
@@ -166,7 +171,8 @@ var VolumeDrivers = map[string][]string{
 
 // keys of the fixed sections: name -> known keys.
 var sectionKeys = map[string][]string{
-	ini.DefaultSection: {"state_path", "enabled_services", "metrics_bind", "log_format", "debug"},
+	ini.DefaultSection: {"state_path", "enabled_services", "metrics_bind", "log_format", "debug",
+		"task_lease", "task_workers"},
 	"database":         {"connection"},
 	"identity": {"bind", "public_url", "region", "token_expiration", "auth_url", "username",
 		"password", "project_name", "user_domain_name", "project_domain_name", "cache_ttl"},
@@ -341,6 +347,8 @@ func parse(f *ini.File, statePathOverride string) (*Config, error) {
 		p.bad(D, "log_format", "%q is not one of text, json", c.Default.LogFormat)
 	}
 	c.Default.Debug = p.boolean(D, "debug", false)
+	c.Default.TaskLease = p.seconds(D, "task_lease", 30*time.Second)
+	c.Default.TaskWorkers = int(p.integer(D, "task_workers", 8, 1))
 
 	c.Database.Connection = p.str("database", "connection", "sqlite:///"+filepath.Join(state, "ashlar.db"))
 	if _, _, err := ParseConnection(c.Database.Connection); err != nil {

@@ -172,3 +172,29 @@ func TestSnapshot(t *testing.T) {
 		}
 	})
 }
+
+// Two processes (here: two handles) on one SQLite file: the second is
+// refused while the first holds the node lock, and admitted after.
+func TestLockSingleNode(t *testing.T) {
+	ctx := context.Background()
+	conn := dbtest.Connection(t, "sqlite")
+	first, err := db.Open(ctx, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.LockSingleNode(); err != nil {
+		t.Fatal(err)
+	}
+	second, err := db.Open(ctx, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if err := second.LockSingleNode(); err == nil || !strings.Contains(err.Error(), "in use by another Ashlar process") {
+		t.Fatalf("second node on one SQLite file: %v", err)
+	}
+	first.Close()
+	if err := second.LockSingleNode(); err != nil {
+		t.Fatalf("after the first node stopped: %v", err)
+	}
+}
