@@ -35,28 +35,18 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request, key string, items
 	return nil
 }
 
-// byName lists a snapshot map in name order.
-func byName[T any](m map[string]T, name func(T) string) []T {
-	out := slices.Collect(maps.Values(m))
-	slices.SortFunc(out, func(a, b T) int { return strings.Compare(name(a), name(b)) })
-	return out
-}
+// none is the value of a filter attribute Ashlar's entities never have.
+func none[T any](T) any { return nil }
 
 // ---- domains and regions
 
 var domains = &collection[*domain]{
 	member: "domain", plural: "domains",
-	filters: []string{"name", "enabled"},
-	all:     func(s *snapshot) []*domain { return byName(s.domains, func(d *domain) string { return d.Name }) },
-	find:    func(s *snapshot, id string) (*domain, bool) { d, ok := s.domains[id]; return d, ok },
-	attr: func(d *domain, a string) any {
-		switch a {
-		case "name":
-			return d.Name
-		case "enabled":
-			return d.Enabled
-		}
-		return nil
+	items: func(s *snapshot) map[string]*domain { return s.domains },
+	order: func(a, b *domain) int { return strings.Compare(a.Name, b.Name) },
+	attrs: map[string]func(*domain) any{
+		"name":    func(d *domain) any { return d.Name },
+		"enabled": func(d *domain) any { return d.Enabled },
 	},
 	render: (*Service).domainJSON,
 }
@@ -87,7 +77,7 @@ func (s *Service) listRegions(w http.ResponseWriter, r *http.Request, c *auth.Ca
 	fs := parseFilters(r.URL.Query(), []string{"parent_region_id"})
 	var out []map[string]any
 	for _, id := range s.regions() {
-		if matchAll(fs, func(string) any { return nil }) {
+		if matchAll(fs, none) {
 			out = append(out, s.regionJSON(id))
 		}
 	}
@@ -107,11 +97,16 @@ func (s *Service) getRegion(w http.ResponseWriter, r *http.Request, c *auth.Call
 
 var projects = &collection[*project]{
 	member: "project", plural: "projects",
-	filters: []string{"domain_id", "enabled", "name", "parent_id", "is_domain"},
-	all:     func(s *snapshot) []*project { return byName(s.projects, func(p *project) string { return p.Name }) },
-	find:    func(s *snapshot, id string) (*project, bool) { p, ok := s.projects[id]; return p, ok },
-	attr:    projectAttr,
-	render:  (*Service).projectJSON,
+	items: func(s *snapshot) map[string]*project { return s.projects },
+	order: func(a, b *project) int { return strings.Compare(a.Name, b.Name) },
+	attrs: map[string]func(*project) any{
+		"domain_id": func(p *project) any { return p.DomainID },
+		"enabled":   func(p *project) any { return p.Enabled },
+		"name":      func(p *project) any { return p.Name },
+		"parent_id": func(p *project) any { return p.DomainID }, // top-level projects only
+		"is_domain": func(*project) any { return false },
+	},
+	render: (*Service).projectJSON,
 	showAllowed: func(c *auth.Caller, id string) error {
 		return allow(c, "identity:get_project", policy.Target{ProjectID: id})
 	},
@@ -124,20 +119,6 @@ var projects = &collection[*project]{
 	echoExtra: true,
 }
 
-func projectAttr(p *project, a string) any {
-	switch a {
-	case "domain_id", "parent_id":
-		return p.DomainID
-	case "enabled":
-		return p.Enabled
-	case "name":
-		return p.Name
-	case "is_domain":
-		return false
-	}
-	return nil
-}
-
 func (s *Service) projectJSON(p *project) map[string]any {
 	return s.withExtra(p, "projects", map[string]any{"id": p.ID, "name": p.Name, "domain_id": p.DomainID,
 		"description": p.Description, "enabled": p.Enabled, "parent_id": p.DomainID, "is_domain": false,
@@ -145,11 +126,11 @@ func (s *Service) projectJSON(p *project) map[string]any {
 }
 
 func buildProject(s *Service, in map[string]any) (*project, error) {
-	if isDomain, _ := boolField(in, "is_domain"); isDomain {
+	if isDomain, _ := in["is_domain"].(bool); isDomain {
 		return nil, errs.E(errs.Invalid, "Ashlar does not create domains.")
 	}
 	p := &project{DomainID: DefaultDomainID, Enabled: true}
-	p.Name, _ = strField(in, "name")
+	set(&p.Name, in, "name")
 	if d, _ := strField(in, "domain_id"); d != "" {
 		p.DomainID = d
 	}
@@ -159,23 +140,15 @@ func buildProject(s *Service, in map[string]any) (*project, error) {
 	if parent, _ := strField(in, "parent_id"); parent != "" && parent != p.DomainID {
 		return nil, errs.E(errs.Invalid, "Ashlar supports top-level projects only.")
 	}
-	p.Description, _ = strField(in, "description")
-	if e, ok := boolField(in, "enabled"); ok {
-		p.Enabled = e
-	}
+	set(&p.Description, in, "description")
+	set(&p.Enabled, in, "enabled")
 	return p, nil
 }
 
 func changeProject(_ *Service, p *project, in map[string]any) error {
-	if name, ok := strField(in, "name"); ok {
-		p.Name = name
-	}
-	if d, ok := strField(in, "description"); ok {
-		p.Description = d
-	}
-	if e, ok := boolField(in, "enabled"); ok {
-		p.Enabled = e
-	}
+	set(&p.Name, in, "name")
+	set(&p.Description, in, "description")
+	set(&p.Enabled, in, "enabled")
 	if d, ok := strField(in, "domain_id"); ok && d != p.DomainID {
 		return errs.E(errs.Invalid, "Update of `domain_id` is not allowed.")
 	}
@@ -186,20 +159,16 @@ func changeProject(_ *Service, p *project, in map[string]any) error {
 
 var users = &collection[*user]{
 	member: "user", plural: "users",
-	// password_expires_at, a filter in Keystone, is not: no Ashlar password expires.
-	filters: []string{"domain_id", "enabled", "idp_id", "name", "protocol_id", "unique_id"},
-	all:     func(s *snapshot) []*user { return byName(s.users, func(u *user) string { return u.Name }) },
-	find:    func(s *snapshot, id string) (*user, bool) { u, ok := s.users[id]; return u, ok },
-	attr: func(u *user, a string) any {
-		switch a {
-		case "domain_id":
-			return u.DomainID
-		case "enabled":
-			return u.Enabled
-		case "name":
-			return u.Name
-		}
-		return nil // idp_id, protocol_id, unique_id: Ashlar users are local
+	items: func(s *snapshot) map[string]*user { return s.users },
+	order: func(a, b *user) int { return strings.Compare(a.Name, b.Name) },
+	// password_expires_at, a filter in Keystone, is none here: no Ashlar
+	// password expires.
+	attrs: map[string]func(*user) any{
+		"domain_id": func(u *user) any { return u.DomainID },
+		"enabled":   func(u *user) any { return u.Enabled },
+		"name":      func(u *user) any { return u.Name },
+		// Ashlar's users are local: none is federated
+		"idp_id": none[*user], "protocol_id": none[*user], "unique_id": none[*user],
 	},
 	render: (*Service).userJSON,
 	// users may read themselves
@@ -246,7 +215,7 @@ func (s *Service) hash(pw string) (string, error) {
 
 func buildUser(s *Service, in map[string]any) (*user, error) {
 	u := &user{DomainID: DefaultDomainID, Enabled: true}
-	u.Name, _ = strField(in, "name")
+	set(&u.Name, in, "name")
 	if d, _ := strField(in, "domain_id"); d != "" {
 		u.DomainID = d
 	}
@@ -269,13 +238,11 @@ func buildUser(s *Service, in map[string]any) (*user, error) {
 // password or a disable invalidates the user's tokens.
 func changeUser(s *Service, u *user, in map[string]any) error {
 	revoke := false
-	if name, ok := strField(in, "name"); ok {
-		u.Name = name
-	}
+	set(&u.Name, in, "name")
 	if d, ok := strField(in, "domain_id"); ok && d != u.DomainID {
 		return errs.E(errs.Invalid, "Update of `domain_id` is not allowed.")
 	}
-	if e, ok := boolField(in, "enabled"); ok {
+	if e, ok := in["enabled"].(bool); ok {
 		revoke = u.Enabled && !e
 		u.Enabled = e
 	}
@@ -346,6 +313,17 @@ func (s *Service) changePassword(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// userProjectList lists a user's projects: projects with the filters Keystone
+// honours there.
+var userProjectList = func() *collection[*project] {
+	k := *projects
+	k.attrs = map[string]func(*project) any{}
+	for _, a := range []string{"domain_id", "enabled", "name"} {
+		k.attrs[a] = projects.attrs[a]
+	}
+	return &k
+}()
+
 func (s *Service) listUserProjects(w http.ResponseWriter, r *http.Request, c *auth.Caller) error {
 	id := r.PathValue("id")
 	if id != c.UserID && !c.IsAdmin() {
@@ -355,12 +333,5 @@ func (s *Service) listUserProjects(w http.ResponseWriter, r *http.Request, c *au
 	if snap.users[id] == nil {
 		return notFound("user", id)
 	}
-	fs := parseFilters(r.URL.Query(), []string{"domain_id", "enabled", "name"})
-	var out []map[string]any
-	for _, p := range snap.userProjects(id) {
-		if matchAll(fs, func(a string) any { return projectAttr(p, a) }) {
-			out = append(out, s.projectJSON(p))
-		}
-	}
-	return s.list(w, r, "projects", out)
+	return s.list(w, r, "projects", userProjectList.filter(s, r, snap.userProjects(id)))
 }

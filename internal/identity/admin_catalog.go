@@ -1,6 +1,9 @@
 package identity
 
 import (
+	"cmp"
+	"strings"
+
 	"github.com/ashlar-dev/ashlar/internal/errs"
 )
 
@@ -8,17 +11,13 @@ import (
 
 var services = &collection[*catalogService]{
 	member: "service", plural: "services",
-	filters: []string{"type", "name"},
-	all:     func(s *snapshot) []*catalogService { return s.services },
-	find:    func(s *snapshot, id string) (*catalogService, bool) { c, ok := s.serviceByID[id]; return c, ok },
-	attr: func(c *catalogService, a string) any {
-		switch a {
-		case "type":
-			return c.Type
-		case "name":
-			return c.Name
-		}
-		return nil
+	items: func(s *snapshot) map[string]*catalogService { return s.serviceByID },
+	order: func(a, b *catalogService) int {
+		return cmp.Or(strings.Compare(a.Type, b.Type), strings.Compare(a.Name, b.Name), strings.Compare(a.ID, b.ID))
+	},
+	attrs: map[string]func(*catalogService) any{
+		"type": func(c *catalogService) any { return c.Type },
+		"name": func(c *catalogService) any { return c.Name },
 	},
 	render:       (*Service).serviceJSON,
 	createSchema: serviceCreate, updateSchema: serviceUpdate, nullBody: true,
@@ -38,33 +37,22 @@ func (s *Service) serviceJSON(c *catalogService) map[string]any {
 }
 
 func changeService(_ *Service, c *catalogService, in map[string]any) error {
-	if t, ok := strField(in, "type"); ok {
-		c.Type = t
-	}
-	if n, ok := strField(in, "name"); ok {
-		c.Name = n
-	}
-	if e, ok := boolField(in, "enabled"); ok {
-		c.Enabled = e
-	}
+	set(&c.Type, in, "type")
+	set(&c.Name, in, "name")
+	set(&c.Enabled, in, "enabled")
 	return nil
 }
 
 var endpoints = &collection[*endpoint]{
 	member: "endpoint", plural: "endpoints",
-	filters: []string{"interface", "service_id", "region_id"},
-	all:     func(s *snapshot) []*endpoint { return s.endpoints },
-	find:    func(s *snapshot, id string) (*endpoint, bool) { e, ok := s.endpointByID[id]; return e, ok },
-	attr: func(e *endpoint, a string) any {
-		switch a {
-		case "interface":
-			return e.Interface
-		case "service_id":
-			return e.ServiceID
-		case "region_id":
-			return regionValue(e.Region)
-		}
-		return nil
+	items: func(s *snapshot) map[string]*endpoint { return s.endpointByID },
+	order: func(a, b *endpoint) int {
+		return cmp.Or(strings.Compare(a.ServiceID, b.ServiceID), strings.Compare(a.Interface, b.Interface), strings.Compare(a.ID, b.ID))
+	},
+	attrs: map[string]func(*endpoint) any{
+		"interface":  func(e *endpoint) any { return e.Interface },
+		"service_id": func(e *endpoint) any { return e.ServiceID },
+		"region_id":  func(e *endpoint) any { return regionValue(e.Region) },
 	},
 	render:       (*Service).endpointJSON,
 	createSchema: endpointCreate, updateSchema: endpointUpdate, nullBody: true,
@@ -103,19 +91,13 @@ func changeEndpoint(s *Service, e *endpoint, in map[string]any) error {
 		}
 		e.ServiceID = sid
 	}
-	if i, ok := strField(in, "interface"); ok {
-		e.Interface = i
-	}
-	if u, ok := strField(in, "url"); ok {
-		e.URL = u
-	}
+	set(&e.Interface, in, "interface")
+	set(&e.URL, in, "url")
 	if r, ok := strField(in, "region_id"); ok {
 		e.Region = r
 	} else if r, ok := strField(in, "region"); ok {
 		e.Region = r
 	}
-	if en, ok := boolField(in, "enabled"); ok {
-		e.Enabled = en
-	}
+	set(&e.Enabled, in, "enabled")
 	return nil
 }

@@ -32,15 +32,12 @@ func immutableRole(name string) bool {
 
 var roles = &collection[*role]{
 	member: "role", plural: "roles",
-	// A domain_id filter keeps nothing: Ashlar's roles are global.
-	filters: []string{"name", "domain_id"},
-	all:     func(s *snapshot) []*role { return byName(s.roles, func(r *role) string { return r.Name }) },
-	find:    func(s *snapshot, id string) (*role, bool) { r, ok := s.roles[id]; return r, ok },
-	attr: func(r *role, a string) any {
-		if a == "name" {
-			return r.Name
-		}
-		return nil
+	items: func(s *snapshot) map[string]*role { return s.roles },
+	order: func(a, b *role) int { return strings.Compare(a.Name, b.Name) },
+	attrs: map[string]func(*role) any{
+		"name": func(r *role) any { return r.Name },
+		// a domain_id filter keeps nothing: Ashlar's roles are global
+		"domain_id": none[*role],
 	},
 	render:       (*Service).roleJSON,
 	createSchema: roleCreate, updateSchema: updateOf(roleCreate),
@@ -75,12 +72,8 @@ func changeRole(_ *Service, r *role, in map[string]any) error {
 		}
 		return errs.E(errs.Invalid, "Ashlar supports global roles only.")
 	}
-	if name, ok := strField(in, "name"); ok {
-		r.Name = name
-	}
-	if d, ok := strField(in, "description"); ok {
-		r.Description = d
-	}
+	set(&r.Name, in, "name")
+	set(&r.Description, in, "description")
 	return nil
 }
 

@@ -21,12 +21,12 @@ import (
 // each kind supplies only what differs.
 type collection[T entity] struct {
 	member, plural string // JSON keys, policy action names and messages: "endpoint", "endpoints"
-	// filters are the list filters Keystone honours for the kind.
-	filters []string
-	all     func(*snapshot) []T // every item, in list order
-	find    func(*snapshot, string) (T, bool)
-	// attr returns a filter attribute of an item: a string, a bool, or nil.
-	attr   func(T, string) any
+	// items is the kind's part of the snapshot, by id; lists are in order.
+	items func(*snapshot) map[string]T
+	order func(a, b T) int
+	// attrs are the list filters Keystone honours for the kind, each with
+	// the item's value: a string, a bool, or nil when it has none.
+	attrs  map[string]func(T) any
 	render func(*Service, T) map[string]any
 	// showAllowed decides who may GET one item; the identity:get_<member>
 	// policy when nil.
@@ -59,15 +59,27 @@ func (k *collection[T]) list(s *Service) authedFunc {
 		if err := allow(c, "identity:list_"+k.plural, policy.Target{}); err != nil {
 			return err
 		}
-		fs := parseFilters(r.URL.Query(), k.filters)
-		var out []map[string]any
-		for _, item := range k.all(s.snap.Load()) {
-			if matchAll(fs, func(a string) any { return k.attr(item, a) }) {
-				out = append(out, k.render(s, item))
-			}
-		}
-		return s.list(w, r, k.plural, out)
+		all := slices.SortedFunc(maps.Values(k.items(s.snap.Load())), k.order)
+		return s.list(w, r, k.plural, k.filter(s, r, all))
 	}
+}
+
+// filter renders the items that pass the list filters of r's query.
+func (k *collection[T]) filter(s *Service, r *http.Request, items []T) []map[string]any {
+	fs := parseFilters(r.URL.Query(), slices.Collect(maps.Keys(k.attrs)))
+	var out []map[string]any
+	for _, item := range items {
+		if matchAll(fs, func(a string) any { return k.attrs[a](item) }) {
+			out = append(out, k.render(s, item))
+		}
+	}
+	return out
+}
+
+// find looks an item up by id.
+func (k *collection[T]) find(snap *snapshot, id string) (T, bool) {
+	item, ok := k.items(snap)[id]
+	return item, ok
 }
 
 // lookup finds the item of the URL's {id}.
@@ -261,7 +273,9 @@ func strField(in map[string]any, key string) (string, bool) {
 	return s, true
 }
 
-func boolField(in map[string]any, key string) (bool, bool) {
-	b, ok := in[key].(bool)
-	return b, ok
+// set copies in[key] to *dst when the body gives it (and not as null).
+func set[V string | bool](dst *V, in map[string]any, key string) {
+	if v, ok := in[key].(V); ok {
+		*dst = v
+	}
 }

@@ -188,6 +188,10 @@ func TestInexactListFilters(t *testing.T) {
 		if got := names(t, e.MustJSON(200, e.Do(admin, "GET", "/v3/services?name__startswith=cinder", nil)), "services"); !slices.Equal(got, []string{"cinder", "cinderv3"}) {
 			t.Errorf("services?name__startswith=cinder = %v", got)
 		}
+		adminID := e.s.snap.Load().userByName[[2]string{"default", "admin"}].ID
+		if got := names(t, e.MustJSON(200, e.Do(admin, "GET", "/v3/users/"+adminID+"/projects?name__icontains=ADM&is_domain=true", nil)), "projects"); !slices.Equal(got, []string{"admin"}) {
+			t.Errorf("users/{id}/projects?name__icontains=ADM = %v", got)
+		}
 		eps := e.MustJSON(200, e.Do(admin, "GET", "/v3/endpoints?interface__startswith=pub&region_id__icontains=regionone", nil))["endpoints"].([]any)
 		if len(eps) != 4 {
 			t.Errorf("endpoints?interface__startswith=pub&region_id__icontains=regionone: %d endpoints", len(eps))

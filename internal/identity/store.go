@@ -53,20 +53,13 @@ func jsonText(m map[string]any) string {
 func insertProject(ctx context.Context, tx *db.Tx, p *project) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO identity_projects (id, name, domain_id, description, enabled, extra, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`, p.ID, p.Name, p.DomainID, p.Description, p.Enabled, jsonText(p.Extra), db.Now())
-	return projectConflict(p, err)
+	return orConflict(err, "project", "name "+p.Name)
 }
 
 func updateProject(ctx context.Context, tx *db.Tx, p *project) error {
 	_, err := tx.ExecContext(ctx, `UPDATE identity_projects SET name = ?, description = ?, enabled = ?, extra = ? WHERE id = ?`,
 		p.Name, p.Description, p.Enabled, jsonText(p.Extra), p.ID)
-	return projectConflict(p, err)
-}
-
-func projectConflict(p *project, err error) error {
-	if db.IsUniqueViolation(err) {
-		return conflict("project", "name "+p.Name)
-	}
-	return err
+	return orConflict(err, "project", "name "+p.Name)
 }
 
 func deleteProject(ctx context.Context, tx *db.Tx, p *project) error {
@@ -83,7 +76,7 @@ func insertUser(ctx context.Context, tx *db.Tx, u *user) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO identity_users (id, name, domain_id, password_hash, enabled, default_project_id,
 		extra, options, tokens_valid_after, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		u.ID, u.Name, u.DomainID, u.PasswordHash, u.Enabled, u.DefaultProj, jsonText(u.Extra), jsonText(u.Options), now, now)
-	return userConflict(u, err)
+	return orConflict(err, "user", "name "+u.Name+" at domain ID "+u.DomainID)
 }
 
 // updateUser writes u, moving any legacy email and description into extra
@@ -92,14 +85,7 @@ func updateUser(ctx context.Context, tx *db.Tx, u *user) error {
 	_, err := tx.ExecContext(ctx, `UPDATE identity_users SET name = ?, password_hash = ?, enabled = ?, default_project_id = ?,
 		extra = ?, options = ?, email = '', description = '', tokens_valid_after = ? WHERE id = ?`,
 		u.Name, u.PasswordHash, u.Enabled, u.DefaultProj, jsonText(u.Extra), jsonText(u.Options), db.Timestamp{Time: u.ValidAfter}, u.ID)
-	return userConflict(u, err)
-}
-
-func userConflict(u *user, err error) error {
-	if db.IsUniqueViolation(err) {
-		return conflict("user", "name "+u.Name+" at domain ID "+u.DomainID)
-	}
-	return err
+	return orConflict(err, "user", "name "+u.Name+" at domain ID "+u.DomainID)
 }
 
 func deleteUser(ctx context.Context, tx *db.Tx, u *user) error {
@@ -111,20 +97,13 @@ func deleteUser(ctx context.Context, tx *db.Tx, u *user) error {
 func insertRole(ctx context.Context, tx *db.Tx, r *role) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO identity_roles (id, name, description, extra) VALUES (?, ?, ?, ?)`,
 		r.ID, r.Name, r.Description, jsonText(r.Extra))
-	return roleConflict(r, err)
+	return orConflict(err, "role", "name "+r.Name)
 }
 
 func updateRole(ctx context.Context, tx *db.Tx, r *role) error {
 	_, err := tx.ExecContext(ctx, `UPDATE identity_roles SET name = ?, description = ?, extra = ? WHERE id = ?`,
 		r.Name, r.Description, jsonText(r.Extra), r.ID)
-	return roleConflict(r, err)
-}
-
-func roleConflict(r *role, err error) error {
-	if db.IsUniqueViolation(err) {
-		return conflict("role", "name "+r.Name)
-	}
-	return err
+	return orConflict(err, "role", "name "+r.Name)
 }
 
 func deleteRole(ctx context.Context, tx *db.Tx, r *role) error {
@@ -176,6 +155,14 @@ func insertGrant(ctx context.Context, tx *db.Tx, a assignment) error {
 func deleteGrant(ctx context.Context, tx *db.Tx, a assignment) error {
 	_, err := tx.ExecContext(ctx, `DELETE FROM identity_assignments WHERE user_id = ? AND project_id = ? AND role_id = ?`,
 		a.UserID, a.ProjectID, a.RoleID)
+	return err
+}
+
+// orConflict is err, or Keystone's 409 when err is a unique violation.
+func orConflict(err error, kind, what string) error {
+	if db.IsUniqueViolation(err) {
+		return conflict(kind, what)
+	}
 	return err
 }
 
