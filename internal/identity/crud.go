@@ -194,10 +194,7 @@ func (k *collection[T]) delete(s *Service) authedFunc {
 func (k *collection[T]) reply(w http.ResponseWriter, s *Service, code int, item T, echoExtra bool) error {
 	m := k.render(s, item)
 	if echoExtra {
-		m["extra"] = maps.Clone(item.base().Extra)
-		if m["extra"] == nil {
-			m["extra"] = map[string]any{}
-		}
+		m["extra"] = overlay(item.base().Extra, nil)
 	}
 	api.WriteJSON(w, code, map[string]any{k.member: m})
 	return nil
@@ -225,12 +222,14 @@ func memberBody(r *http.Request, member string, nullWhenMissing bool, sc *jsonSc
 	return v.(map[string]any), nil
 }
 
+var keyNormalizer = strings.NewReplacer(":", "_", "-", "_")
+
 // normalizeKeys spells member names as Keystone stores them on create:
 // ':' and '-' become '_'.
 func normalizeKeys(in map[string]any) map[string]any {
 	out := make(map[string]any, len(in))
 	for k, v := range in {
-		out[strings.NewReplacer(":", "_", "-", "_").Replace(k)] = v
+		out[keyNormalizer.Replace(k)] = v
 	}
 	return out
 }
@@ -253,12 +252,16 @@ func extras(old, in map[string]any, attributes []string) map[string]any {
 // withExtra is an entity's JSON: its extras, then its attributes (which an
 // extra never hides), then its self link.
 func (s *Service) withExtra(e entity, plural string, attrs map[string]any) map[string]any {
-	m := maps.Clone(e.base().Extra)
-	if m == nil {
-		m = map[string]any{}
-	}
-	maps.Copy(m, attrs)
+	m := overlay(e.base().Extra, attrs)
 	m["links"] = s.self(plural, e.base().ID)
+	return m
+}
+
+// overlay is extra with attrs set over it.
+func overlay(extra, attrs map[string]any) map[string]any {
+	m := make(map[string]any, len(extra)+len(attrs)+1)
+	maps.Copy(m, extra)
+	maps.Copy(m, attrs)
 	return m
 }
 

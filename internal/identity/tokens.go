@@ -2,7 +2,6 @@ package identity
 
 import (
 	"encoding/json"
-	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -297,13 +296,9 @@ func catalogJSON(snap *snapshot, projectID string) []map[string]any {
 	snap.walkCatalog(projectID, func(svc *catalogService, eps []*endpoint, urls []string) {
 		list := []map[string]any{}
 		for i, ep := range eps {
-			m := maps.Clone(ep.Extra)
-			if m == nil {
-				m = map[string]any{}
-			}
 			region := regionValue(ep.Region)
-			maps.Copy(m, map[string]any{"id": ep.ID, "interface": ep.Interface, "region": region, "region_id": region, "url": urls[i]})
-			list = append(list, m)
+			list = append(list, overlay(ep.Extra, map[string]any{"id": ep.ID, "interface": ep.Interface,
+				"region": region, "region_id": region, "url": urls[i]}))
 		}
 		out = append(out, map[string]any{"id": svc.ID, "type": svc.Type, "name": svc.Name, "endpoints": list})
 	})
