@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"strings"
@@ -118,54 +119,30 @@ func (s *Service) listGrants(w http.ResponseWriter, r *http.Request, c *auth.Cal
 	return s.list(w, r, "roles", out)
 }
 
-func (s *Service) checkGrant(w http.ResponseWriter, r *http.Request, c *auth.Caller) error {
-	if err := allow(c, "identity:check_grant", policy.Target{}); err != nil {
-		return err
+// grant serves the check (GET, HEAD), create (PUT) and revoke (DELETE) of
+// a user's role on a project; they differ in whether the grant must exist
+// and in what they write (nothing for a check).
+func (s *Service) grant(action string, mustExist bool, write func(context.Context, *db.Tx, assignment) error) authedFunc {
+	return func(w http.ResponseWriter, r *http.Request, c *auth.Caller) error {
+		if err := allow(c, action, policy.Target{}); err != nil {
+			return err
+		}
+		p, u, ro, err := s.grantTarget(r, true)
+		if err != nil {
+			return err
+		}
+		if mustExist && !slices.Contains(s.snap.Load().direct[[2]string{u.ID, p.ID}], ro.ID) {
+			return errs.E(errs.NotFound, "Could not find role assignment with role: %s, user or group: %s, project, domain, or system: %s.", ro.ID, u.ID, p.ID)
+		}
+		if write != nil {
+			a := assignment{UserID: u.ID, ProjectID: p.ID, RoleID: ro.ID}
+			if err := s.write(r.Context(), func(tx *db.Tx) error { return write(r.Context(), tx, a) }); err != nil {
+				return err
+			}
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
 	}
-	p, u, ro, err := s.grantTarget(r, true)
-	if err != nil {
-		return err
-	}
-	if !slices.Contains(s.snap.Load().direct[[2]string{u.ID, p.ID}], ro.ID) {
-		return errs.E(errs.NotFound, "Could not find role assignment with role: %s, user or group: %s, project, domain, or system: %s.", ro.ID, u.ID, p.ID)
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
-
-func (s *Service) createGrant(w http.ResponseWriter, r *http.Request, c *auth.Caller) error {
-	if err := allow(c, "identity:create_grant", policy.Target{}); err != nil {
-		return err
-	}
-	p, u, ro, err := s.grantTarget(r, true)
-	if err != nil {
-		return err
-	}
-	err = s.write(r.Context(), func(tx *db.Tx) error { return insertGrant(r.Context(), tx, assignment{u.ID, p.ID, ro.ID}) })
-	if err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
-
-func (s *Service) revokeGrant(w http.ResponseWriter, r *http.Request, c *auth.Caller) error {
-	if err := allow(c, "identity:revoke_grant", policy.Target{}); err != nil {
-		return err
-	}
-	p, u, ro, err := s.grantTarget(r, true)
-	if err != nil {
-		return err
-	}
-	if !slices.Contains(s.snap.Load().direct[[2]string{u.ID, p.ID}], ro.ID) {
-		return errs.E(errs.NotFound, "Could not find role assignment with role: %s, user or group: %s, project, domain, or system: %s.", ro.ID, u.ID, p.ID)
-	}
-	err = s.write(r.Context(), func(tx *db.Tx) error { return deleteGrant(r.Context(), tx, assignment{u.ID, p.ID, ro.ID}) })
-	if err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
 }
 
 // match reports whether an exact role assignment filter (absent = any)

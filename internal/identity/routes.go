@@ -139,9 +139,9 @@ func (s *Service) routes() {
 	m.HandleFunc("GET /v3/users/{id}/projects", s.authed(s.listUserProjects))
 	serveCollection(s, roles)
 	m.HandleFunc("GET /v3/projects/{pid}/users/{uid}/roles", s.authed(s.listGrants))
-	m.HandleFunc("GET /v3/projects/{pid}/users/{uid}/roles/{rid}", s.authed(s.checkGrant)) // HEAD too
-	m.HandleFunc("PUT /v3/projects/{pid}/users/{uid}/roles/{rid}", s.authed(s.createGrant))
-	m.HandleFunc("DELETE /v3/projects/{pid}/users/{uid}/roles/{rid}", s.authed(s.revokeGrant))
+	m.HandleFunc("GET /v3/projects/{pid}/users/{uid}/roles/{rid}", s.authed(s.grant("identity:check_grant", true, nil))) // HEAD too
+	m.HandleFunc("PUT /v3/projects/{pid}/users/{uid}/roles/{rid}", s.authed(s.grant("identity:create_grant", false, insertGrant)))
+	m.HandleFunc("DELETE /v3/projects/{pid}/users/{uid}/roles/{rid}", s.authed(s.grant("identity:revoke_grant", true, deleteGrant)))
 	m.HandleFunc("GET /v3/role_assignments", s.authed(s.listAssignments))
 
 	serveCollection(s, services)
