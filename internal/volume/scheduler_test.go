@@ -50,7 +50,7 @@ func TestSchedulerSpecs(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.createType("ok", map[string]string{StoreSpec: "cheap", "foo:bar": "x", "capabilities:volume_backend_name": "local",
-			"storage_protocol": caps["storage_protocol"], "vendor_name": caps["vendor_name"], "volume_backend_name": "local"})
+			"storage_protocol": caps["storage_protocol"].(string), "vendor_name": caps["vendor_name"].(string), "volume_backend_name": "local"})
 		e.createVolume("member", projA, map[string]any{"volume_type": "ok"}, "available")
 		// Unscoped keys must match a capability.
 		for name, specs := range map[string]map[string]string{
@@ -60,12 +60,12 @@ func TestSchedulerSpecs(t *testing.T) {
 		} {
 			e.createType(name, specs)
 			v := e.createVolume("member", projA, map[string]any{"volume_type": name}, "error")
-			msgs := e.must(200, e.do("member", "GET", "/v3/"+projA+"/messages?resource_uuid="+v["id"].(string), nil, "OpenStack-API-Version", "volume 3.3"))["messages"].([]any)
+			msgs := e.MustJSON(200, e.Do("member", "GET", "/v3/"+projA+"/messages?resource_uuid="+v["id"].(string), nil, "OpenStack-API-Version", "volume 3.3"))["messages"].([]any)
 			if len(msgs) != 1 || msgs[0].(map[string]any)["user_message"] != "schedule allocate volume:Could not find any available weighted backend." {
 				t.Errorf("%s: messages %v", name, msgs)
 			}
 			// An errored volume can be deleted.
-			e.must(202, e.do("member", "DELETE", "/v3/"+projA+"/volumes/"+v["id"].(string), nil))
+			e.MustJSON(202, e.Do("member", "DELETE", "/v3/"+projA+"/volumes/"+v["id"].(string), nil))
 		}
 	})
 }
@@ -78,8 +78,8 @@ func TestRecovery(t *testing.T) {
 		e.stop()
 		ctx := context.Background()
 		// A create recorded but never run (the process died after the 202).
-		r := e.do("member", "POST", "/v3/"+projA+"/volumes", map[string]any{"volume": map[string]any{"size": 1}})
-		created := e.must(202, r)["volume"].(map[string]any)["id"].(string)
+		r := e.Do("member", "POST", "/v3/"+projA+"/volumes", map[string]any{"volume": map[string]any{"size": 1}})
+		created := e.MustJSON(202, r)["volume"].(map[string]any)["id"].(string)
 		// Work leased by another live process is left alone until the lease
 		// expires (the other process died without releasing it).
 		leased := e.createVolumeNoWorker("member", projA)
@@ -97,7 +97,11 @@ func TestRecovery(t *testing.T) {
 		e.start()
 		e.waitStatus("member", projA, up, "available")
 		e.stop()
-		img, err := e.svc.glance(e.glance.srv.URL).CreateImage(ctx, "member", map[string]any{"name": "resumed", "disk_format": "qcow2", "container_format": "bare"})
+		gc, err := e.svc.glance(e.glance.srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := gc.CreateImage(ctx, "member", map[string]any{"name": "resumed", "disk_format": "qcow2", "container_format": "bare"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -151,8 +155,8 @@ func TestRecovery(t *testing.T) {
 // stopped, by running the worker briefly.
 func (e *env) createVolumeNoWorker(token, project string) string {
 	e.t.Helper()
-	r := e.do(token, "POST", "/v3/"+project+"/volumes", map[string]any{"volume": map[string]any{"size": 1}})
-	id := e.must(202, r)["volume"].(map[string]any)["id"].(string)
+	r := e.Do(token, "POST", "/v3/"+project+"/volumes", map[string]any{"volume": map[string]any{"size": 1}})
+	id := e.MustJSON(202, r)["volume"].(map[string]any)["id"].(string)
 	e.start()
 	e.waitStatus(token, project, id, "available")
 	e.stop()
