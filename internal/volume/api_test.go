@@ -204,3 +204,35 @@ func wantKeys(t *testing.T, what string, m map[string]any, keys ...string) {
 		t.Errorf("%s keys:\n got %v\nwant %v", what, got, keys)
 	}
 }
+
+// An unscoped token (no project) on the project-less URLs of 3.67 is
+// refused as Cinder refuses it, by the action's policy (403), or not found
+// for one volume; it is never redirected (it was a 307 to the same URL: a
+// loop). On a project URL it is Cinder's "Malformed request url".
+func TestUnscopedTokenOnProjectlessURLs(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d)
+		id := e.createVolume("member", projA, map[string]any{}, "available")["id"].(string)
+		for _, c := range []struct {
+			method, path string
+			body         any
+			code         int
+			msg          string
+		}{
+			{"GET", "/v3/volumes", nil, 403, "Policy doesn't allow volume:get_all to be performed."},
+			{"GET", "/v3/volumes/detail", nil, 403, "Policy doesn't allow volume:get_all to be performed."},
+			{"POST", "/v3/volumes", map[string]any{"volume": map[string]any{"size": 1}}, 403, "Policy doesn't allow volume:create to be performed."},
+			{"GET", "/v3/volumes/" + id, nil, 404, "Volume " + id + " could not be found."},
+			{"GET", "/v3/types", nil, 403, "Policy doesn't allow volume_extension:type_get_all to be performed."},
+			{"GET", "/v3/os-availability-zone", nil, 403, "Policy doesn't allow volume_extension:availability_zone_list to be performed."},
+			{"GET", "/v3/" + projA + "/volumes", nil, 400, "Malformed request url"},
+		} {
+			r := e.Do("unscoped", c.method, c.path, c.body, "OpenStack-API-Version", "volume 3.67")
+			if r.Code != c.code {
+				t.Errorf("%s %s: %d %s, want %d", c.method, c.path, r.Code, r.Body, c.code)
+			} else if _, msg := errMessage(t, r); msg != c.msg {
+				t.Errorf("%s %s: message %q, want %q", c.method, c.path, msg, c.msg)
+			}
+		}
+	})
+}

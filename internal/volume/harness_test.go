@@ -32,6 +32,8 @@ var testTokens = auth.Static{
 	"reader":  {UserID: "u-reader", ProjectID: projA, Roles: []string{"reader"}},
 	"memberB": {UserID: "u-memberb", ProjectID: projB, Roles: []string{"member", "reader"}},
 	"adminB":  {UserID: "u-adminb", ProjectID: projB, Roles: []string{"admin", "member", "reader"}},
+	// An unscoped token: a user, no project, no roles.
+	"unscoped": {UserID: "u-unscoped"},
 }
 
 // env is the volume service under test with its test Glance; requests go

@@ -14,8 +14,9 @@ import (
 
 func TestMatchSpec(t *testing.T) {
 	tests := []struct {
-		value, req string
-		want       bool
+		value any
+		req   string
+		want  bool
 	}{
 		{"local", "local", true},
 		{"local", "other", false},
@@ -32,10 +33,29 @@ func TestMatchSpec(t *testing.T) {
 		{"abc", "s== abc", true},
 		{"abc", "s!= abc", false},
 		{"abc", "s< abd", true},
+		// Typed capabilities, with Cinder's (Python's) semantics.
+		{true, "<is> True", true},
+		{true, "<is> true", true},
+		{false, "<is> True", false},
+		{true, "<is> False", false},
+		{false, "<is> False", true},
+		{"yes", "<is> True", true},
+		{true, "True", false}, // plain equality: a boolean is no string
+		{100.0, ">= 50", true},
+		{10.5, "<= 10", false},
+		{true, "== 1", true}, // Python's float(True)
+		{2.0, "s== 2", false},
+		{2.0, "s!= 2", true},
+		{true, "<in> rue", false},
+		{"abc def", "<in> def ghi", true}, // only the first word counts
+		{"b", "<or> a b <or> c", false},   // "b" stands where <or> belongs,
+		{"c", "<or> a b <or> c", false},   // so the candidates are a and <or>
+		{"c", "<or> a <or> c", true},
+		{"x", "<or>", false},
 	}
 	for _, tt := range tests {
 		if got := matchSpec(tt.value, tt.req); got != tt.want {
-			t.Errorf("matchSpec(%q, %q) = %v", tt.value, tt.req, got)
+			t.Errorf("matchSpec(%#v, %q) = %v", tt.value, tt.req, got)
 		}
 	}
 }
@@ -161,4 +181,39 @@ func (e *env) createVolumeNoWorker(token, project string) string {
 	e.waitStatus(token, project, id, "available")
 	e.stop()
 	return id
+}
+
+// A type with multiattach "<is> True" makes multiattach volumes that
+// schedule to the file backend, which reports the capability (issue 17);
+// retyping follows the new type's spec, as in Cinder.
+func TestMultiattachType(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d)
+		e.createType("multi", map[string]string{"multiattach": "<is> True"})
+		e.createType("plain", nil)
+		created := e.MustJSON(202, e.Do("member", "POST", "/v3/"+projA+"/volumes",
+			map[string]any{"volume": map[string]any{"size": 1, "volume_type": "multi"}}))["volume"].(map[string]any)
+		if created["multiattach"] != true {
+			t.Errorf("create answered multiattach %v", created["multiattach"])
+		}
+		id := created["id"].(string)
+		if v := e.waitStatus("member", projA, id, "available"); v["multiattach"] != true {
+			t.Errorf("show: multiattach %v", v["multiattach"])
+		}
+		if v := e.createVolume("member", projA, map[string]any{"volume_type": "plain"}, "available"); v["multiattach"] != false {
+			t.Errorf("plain type: multiattach %v", v["multiattach"])
+		}
+		if v := e.createVolume("member", projA, map[string]any{"source_volid": id}, "available"); v["multiattach"] != true {
+			t.Errorf("clone of a multiattach volume: multiattach %v", v["multiattach"])
+		}
+		act := "/v3/" + projA + "/volumes/" + id + "/action"
+		e.Must(202, e.Do("member", "POST", act, map[string]any{"os-retype": map[string]any{"new_type": "plain"}}))
+		if v := e.waitStatus("member", projA, id, "available"); v["multiattach"] != false || v["volume_type"] != "plain" {
+			t.Errorf("retyped to plain: multiattach %v, type %v", v["multiattach"], v["volume_type"])
+		}
+		e.Must(202, e.Do("member", "POST", act, map[string]any{"os-retype": map[string]any{"new_type": "multi"}}))
+		if v := e.waitStatus("member", projA, id, "available"); v["multiattach"] != true {
+			t.Errorf("retyped to multi: multiattach %v", v["multiattach"])
+		}
+	})
 }

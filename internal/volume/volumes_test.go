@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"sort"
+	"strings"
 	"testing"
 
 	"github.com/ashlar-dev/ashlar/internal/apitest"
@@ -317,6 +319,61 @@ func TestDetachUnknownVolume(t *testing.T) {
 		id := e.createVolume("member", projA, map[string]any{}, "available")["id"].(string)
 		if r := e.Do("member", "POST", "/v3/"+projA+"/volumes/"+id+"/action", map[string]any{"os-detach": map[string]any{}}); r.Code != 400 {
 			t.Errorf("detach unattached: %d", r.Code)
+		}
+	})
+}
+
+// limit and offset are validated as Cinder's get_pagination_params does
+// (issue 17: offset=-1 was accepted), and a valid offset skips volumes
+// after the marker, in the database on both engines.
+func TestVolumeListPaginationParams(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d)
+		base := "/v3/" + projA + "/volumes"
+		for _, c := range []struct{ query, msg string }{
+			{"offset=-1", "offset must be >= 0"},
+			{"offset=abc", "offset must be an integer"},
+			{"offset=1.5", "offset must be an integer"},
+			{"offset=", "offset must be an integer"},
+			{"offset=2147483648", "offset must be <= 2147483647"},
+			{"limit=abc", "limit param must be an integer"},
+			{"limit=-1", "limit param must be positive"},
+			{"limit=-1&offset=-1", "limit param must be positive"},
+		} {
+			for _, path := range []string{base, base + "/detail"} {
+				r := e.Do("member", "GET", path+"?"+c.query, nil)
+				if fault, msg := errMessage(t, r); r.Code != 400 || fault != "badRequest" || msg != c.msg {
+					t.Errorf("%s?%s: %d %s, want 400 %q", path, c.query, r.Code, r.Body, c.msg)
+				}
+			}
+		}
+		var ids []string
+		for range 4 {
+			ids = append(ids, e.createVolume("member", projA, map[string]any{}, "available")["id"].(string))
+		}
+		sort.Strings(ids)
+		page := func(query string) []string {
+			t.Helper()
+			var got []string
+			for _, v := range e.MustJSON(200, e.Do("member", "GET", base+"?sort=id:asc&"+query, nil))["volumes"].([]any) {
+				got = append(got, v.(map[string]any)["id"].(string))
+			}
+			return got
+		}
+		for query, want := range map[string][]string{
+			"offset=0":                             ids,
+			"offset=+1":                            ids[1:],
+			"offset=%201":                          ids[1:],
+			"offset=2&limit=1":                     ids[2:3],
+			"offset=1&marker=" + ids[0]:            ids[2:],
+			"offset=9":                             nil,
+			"limit=99999999999999999999999":        ids,
+			"limit=0":                              nil,
+			"limit=%202&offset=1&marker=" + ids[0]: ids[2:4],
+		} {
+			if got := page(query); strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Errorf("%s: %v, want %v", query, got, want)
+			}
 		}
 	})
 }
