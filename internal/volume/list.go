@@ -172,11 +172,16 @@ func (s *Service) listVolumesDetail(w http.ResponseWriter, r *http.Request) erro
 	return s.list(w, r, true)
 }
 
-func (s *Service) list(w http.ResponseWriter, r *http.Request, detail bool) error {
+// listQuery authorizes a volume list or summary and reads its query.
+func listQuery(r *http.Request) (*listRequest, error) {
 	if err := enforce(r, "volume:get_all", ""); err != nil {
-		return err
+		return nil, err
 	}
-	l, err := parseList(r)
+	return parseList(r)
+}
+
+func (s *Service) list(w http.ResponseWriter, r *http.Request, detail bool) error {
+	l, err := listQuery(r)
 	if err != nil {
 		return err
 	}
@@ -244,10 +249,7 @@ func (s *Service) volumeSummary(w http.ResponseWriter, r *http.Request) error {
 	if mv < 12 {
 		return errResourceNotFound
 	}
-	if err := enforce(r, "volume:get_all", ""); err != nil {
-		return err
-	}
-	l, err := parseList(r)
+	l, err := listQuery(r)
 	if err != nil {
 		return err
 	}
