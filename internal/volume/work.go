@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"sync"
 	"time"
 
@@ -244,101 +243,15 @@ func (s *Service) execute(ctx context.Context, w *work) {
 	s.finishWork(context.WithoutCancel(ctx), w)
 }
 
+// dropWork deletes a volume's recorded work (force-delete), so none of it
+// runs after the volume is gone.
+func dropWork(ctx context.Context, q db.Querier, volumeID string) error {
+	_, err := q.ExecContext(ctx, `DELETE FROM volume_work WHERE volume_id = ?`, volumeID)
+	return err
+}
+
 func (s *Service) finishWork(ctx context.Context, w *work) {
 	if _, err := s.deps.DB.ExecContext(ctx, `DELETE FROM volume_work WHERE id = ?`, w.ID); err != nil {
 		s.deps.Logger.Error("finishing volume work", "work", w.ID, "err", err)
 	}
-}
-
-// runCreate schedules and creates a volume (blank, clone or from image).
-// Failures put the volume in error with a user message.
-func (s *Service) runCreate(ctx context.Context, w *work, v *vol, giveUp bool) error {
-	if v.Status != "creating" {
-		return nil
-	}
-	failed := func(event, msg string, cause error) error {
-		if ctx.Err() != nil {
-			return cause // shutting down: the next start resumes the work
-		}
-		bg := context.WithoutCancel(ctx)
-		_ = forceStatus(bg, s.deps.DB, v.ID, "error")
-		s.recordMessage(bg, v.ProjectID, v.ID, w.RequestID, event, msg)
-		return cause
-	}
-	if giveUp {
-		return failed(eventScheduleAllocate, "schedule allocate volume:Could not find any available weighted backend.",
-			errs.E(errs.Other, "volume creation interrupted too often"))
-	}
-	var b *backend
-	if w.Kind == workClone {
-		b = s.backendNamed(w.Payload.SourceHost)
-	} else {
-		specs := map[string]string{}
-		if v.TypeID != nil {
-			t, err := s.getType(ctx, s.deps.DB, nil, *v.TypeID, false)
-			if err == nil {
-				specs = t.ExtraSpecs
-			}
-		}
-		var err error
-		if b, err = s.schedule(ctx, specs, v.AZ, v.Size); err != nil {
-			return failed(eventScheduleAllocate, "schedule allocate volume:Could not find any available weighted backend.", err)
-		}
-	}
-	if b == nil {
-		return failed(eventScheduleAllocate, "schedule allocate volume:Could not find any available weighted backend.", errs.E(errs.Other, "source backend gone"))
-	}
-	if _, err := s.deps.DB.ExecContext(ctx, `UPDATE volumes SET host = ? WHERE id = ?`, b.cfg.Name, v.ID); err != nil {
-		return err
-	}
-	// A previous attempt may have left a partial volume.
-	if err := b.drv.Delete(ctx, v.ID); err != nil && errs.KindOf(err) != errs.NotFound {
-		return failed(eventScheduleAllocate, "create volume:Failed to create volume.", err)
-	}
-	size := v.Size * gib
-	var err error
-	bootable := v.Bootable
-	switch w.Kind {
-	case workCreate:
-		err = b.drv.Create(ctx, v.ID, size)
-	case workClone:
-		var src interface {
-			io.ReaderAt
-			io.Closer
-			Size() int64
-		}
-		if src, err = b.drv.Open(ctx, *v.SourceVolID); err == nil {
-			err = b.drv.CreateFrom(ctx, v.ID, size, io.NewSectionReader(src, 0, src.Size()))
-			src.Close()
-		}
-	case workFromImage:
-		err = s.copyImageToVolume(ctx, w, b, v)
-		bootable = true
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return err
-		}
-		_ = b.drv.Delete(context.WithoutCancel(ctx), v.ID)
-		event, msg := eventScheduleAllocate, "create volume:Failed to create volume."
-		if w.Kind == workFromImage {
-			event, msg = eventCreateFromImage, "copy image to volume:Failed to copy image to volume."
-		}
-		return failed(event, msg, err)
-	}
-	res, err := s.deps.DB.ExecContext(ctx, `UPDATE volumes SET status = 'available', bootable = ?, updated_at = ? WHERE id = ? AND status = 'creating'`,
-		bootable, db.Now(), v.ID)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		// Force-deleted while the data was being written: the row is gone,
-		// so the data just created must go too.
-		if _, gerr := getVolume(ctx, s.deps.DB, v.ID); errs.KindOf(gerr) == errs.NotFound {
-			if derr := b.drv.Delete(context.WithoutCancel(ctx), v.ID); derr != nil && errs.KindOf(derr) != errs.NotFound {
-				return derr
-			}
-		}
-	}
-	return nil
 }
