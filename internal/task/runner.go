@@ -168,10 +168,16 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.mu.Unlock()
 		return errors.New("task: runner already running")
 	}
+	// (Run may be called again once it has returned: a restart in tests.)
 	r.started = true
 	runCtx, stop := context.WithCancelCause(context.WithoutCancel(ctx))
 	r.runCtx = runCtx
 	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.started = false
+		r.mu.Unlock()
+	}()
 	if r.o.Exclusive {
 		if err := expireAll(ctx, r.db); err != nil {
 			stop(err)

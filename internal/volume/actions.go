@@ -322,9 +322,8 @@ func (s *Service) actForceDelete(w http.ResponseWriter, r *http.Request, _ any) 
 	if v.Status == "uploading" {
 		return errs.E(errs.Invalid, "Invalid volume: Volume %s is being uploaded.", v.ID)
 	}
-	if err := dropWork(ctx, s.deps.DB, v.ID); err != nil {
-		return err
-	}
+	// Work still recorded for the volume (its create) finds it gone and
+	// ends; work running now deletes the data it wrote (finishCreate).
 	if err := s.destroyVolume(ctx, v); err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/auth"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
@@ -116,7 +115,7 @@ func (s *Service) createVolume(w http.ResponseWriter, r *http.Request) error {
 		if err := insertVolume(ctx, tx, v); err != nil {
 			return err
 		}
-		return s.addWork(ctx, tx, v.ID, kind, payload, api.RequestID(ctx))
+		return s.addWork(ctx, tx, v.ID, kind, payload)
 	})
 	if err != nil {
 		return err
@@ -256,18 +255,21 @@ func (s *Service) runCreate(ctx context.Context, w *work, v *vol, giveUp bool) e
 		}
 		return s.failCreate(ctx, w, v, eventScheduleAllocate, "create volume:Failed to create volume.", err)
 	}
-	return s.finishCreate(ctx, b, v, bootable)
+	return s.finishCreate(ctx, w, b, v, bootable)
 }
 
 // failCreate puts the volume in error with a user message, unless the
-// service is shutting down: then the next start resumes the work.
+// work was cut off (its node stopping or its lease lost): then it is
+// resumed by the next claim.
 func (s *Service) failCreate(ctx context.Context, w *work, v *vol, event, msg string, cause error) error {
 	if ctx.Err() != nil {
 		return cause
 	}
-	bg := context.WithoutCancel(ctx)
-	_ = forceStatus(bg, s.deps.DB, v.ID, "error")
-	s.recordMessage(bg, v.ProjectID, v.ID, w.RequestID, event, msg)
+	err := s.settle(ctx, w, cause, func(tx *db.Tx) error { return forceStatus(ctx, tx, v.ID, "error") })
+	if err != nil {
+		return err
+	}
+	s.recordMessage(context.WithoutCancel(ctx), v.ProjectID, v.ID, w.RequestID, event, msg)
 	return cause
 }
 
@@ -310,8 +312,13 @@ func (s *Service) writeVolumeData(ctx context.Context, w *work, b *backend, v *v
 // finishCreate marks the volume available. A volume force-deleted while
 // its data was being written has no row any more: the data just written
 // goes too.
-func (s *Service) finishCreate(ctx context.Context, b *backend, v *vol, bootable bool) error {
-	created, err := markCreated(ctx, s.deps.DB, v.ID, bootable)
+func (s *Service) finishCreate(ctx context.Context, w *work, b *backend, v *vol, bootable bool) error {
+	var created bool
+	err := s.settle(ctx, w, nil, func(tx *db.Tx) error {
+		var err error
+		created, err = markCreated(ctx, tx, v.ID, bootable)
+		return err
+	})
 	if err != nil || created {
 		return err
 	}

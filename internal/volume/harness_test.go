@@ -59,7 +59,7 @@ func newEnvFor(t *testing.T, svc *Service, g *testGlance, d *db.DB, dir string) 
 	return e
 }
 
-func init() { pollInterval = 50 * time.Millisecond }
+func init() { ownRunnerPoll = 50 * time.Millisecond }
 
 // newEnv builds the service on d with the file driver in a temp dir and
 // the test Glance, and runs its background worker.

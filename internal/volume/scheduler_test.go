@@ -107,10 +107,7 @@ func TestRecovery(t *testing.T) {
 			t.Fatal(err)
 		}
 		leaseEnd := time.Now().Add(3 * time.Second)
-		if _, err := d.ExecContext(ctx, `INSERT INTO volume_work (id, volume_id, kind, payload, attempts, lease_owner, lease_until, created_at) VALUES (?, ?, ?, '{}', 1, 'other', ?, ?)`,
-			uuid.NewString(), leased, workCreate, db.Timestamp{Time: leaseEnd}, db.Now()); err != nil {
-			t.Fatal(err)
-		}
+		addTask(t, d, workCreate, leased, workPayload{}, 1, "other", leaseEnd)
 
 		// An upload whose process died mid-way: volume uploading, image queued.
 		up := e.createVolumeNoWorker("member", projA)
@@ -128,20 +125,14 @@ func TestRecovery(t *testing.T) {
 		if err := setStatus(ctx, d, up, "uploading", "available"); err != nil {
 			t.Fatal(err)
 		}
-		p, _ := json.Marshal(workPayload{ImageID: img.ID, Token: "member", DiskFormat: "qcow2", ContainerFormat: "bare", PreviousStatus: "available"})
-		if _, err := d.ExecContext(ctx, `INSERT INTO volume_work (id, volume_id, kind, payload, attempts, created_at) VALUES (?, ?, ?, ?, 1, ?)`,
-			uuid.NewString(), up, workUpload, string(p), db.Now()); err != nil {
-			t.Fatal(err)
-		}
+		addTask(t, d, workUpload, up, workPayload{ImageID: img.ID, Token: "member", DiskFormat: "qcow2",
+			ContainerFormat: "bare", PreviousStatus: "available"}, 1, "dead", time.Now().Add(-time.Second))
 		// Work that already failed too often is given up, not retried forever.
 		stuck := e.createVolumeNoWorker("member", projA)
 		if _, err := d.ExecContext(ctx, `UPDATE volumes SET status = 'creating' WHERE id = ?`, stuck); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := d.ExecContext(ctx, `INSERT INTO volume_work (id, volume_id, kind, payload, attempts, created_at) VALUES (?, ?, ?, '{}', ?, ?)`,
-			uuid.NewString(), stuck, workCreate, maxAttempts, db.Now()); err != nil {
-			t.Fatal(err)
-		}
+		addTask(t, d, workCreate, stuck, workPayload{}, maxAttempts, "dead", time.Now().Add(-time.Second))
 
 		// A new service on the same database resumes everything.
 		e2 := newEnvOn(t, d, e)
@@ -157,18 +148,33 @@ func TestRecovery(t *testing.T) {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			var n int
-			if err := d.QueryRowContext(ctx, `SELECT COUNT(*) FROM volume_work`).Scan(&n); err != nil {
+			if err := d.QueryRowContext(ctx, `SELECT COUNT(*) FROM tasks WHERE state IN ('pending', 'running')`).Scan(&n); err != nil {
 				t.Fatal(err)
 			}
 			if n == 0 {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%d work rows left", n)
+				t.Fatalf("%d tasks unfinished", n)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
+}
+
+// addTask records a volume task as a process left it: claimed attempts
+// times by owner, whose lease ends at leaseUntil.
+func addTask(t *testing.T, d *db.DB, kind, volumeID string, p workPayload, attempts int, owner string, leaseUntil time.Time) {
+	t.Helper()
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.ExecContext(context.Background(), `INSERT INTO tasks (id, kind, subject, payload, state, attempts, epoch,
+not_before, lease_owner, lease_until, created_at, updated_at) VALUES (?, ?, ?, ?, 'running', ?, 1, ?, ?, ?, ?, ?)`,
+		uuid.NewString(), kind, volumeID, string(b), attempts, db.Now(), owner, db.Timestamp{Time: leaseUntil}, db.Now(), db.Now()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // createVolumeNoWorker creates an available volume while the worker is

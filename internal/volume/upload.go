@@ -6,9 +6,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/task"
 	"github.com/ashlar-dev/ashlar/internal/glanceclient"
 	"github.com/ashlar-dev/ashlar/internal/volume/upload"
 )
@@ -187,7 +187,7 @@ func (s *Service) startUpload(r *http.Request, v *vol, t *volType, u *uploadRequ
 	p := workPayload{ImageID: img.ID, ImageEndpoint: c.EndpointURL("image", "public"), Token: c.Token,
 		DiskFormat: u.DiskFormat, ContainerFormat: u.ContainerFormat, Store: store, PreviousStatus: v.Status, ProjectID: v.ProjectID}
 	err = s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
-		return s.addWork(ctx, tx, v.ID, workUpload, p, api.RequestID(ctx))
+		return s.addWork(ctx, tx, v.ID, workUpload, p)
 	})
 	if err != nil {
 		_ = gc.DeleteImage(bg, c.Token, img.ID)
@@ -251,12 +251,34 @@ func (s *Service) runUpload(ctx context.Context, w *work, v *vol, giveUp bool) e
 		err = errs.E(errs.Other, "upload interrupted too often")
 	}
 	if err == nil {
-		err = s.uploadVolume(ctx, gc, w, v)
+		err = s.resumeUpload(ctx, gc, w, v)
+	}
+	if task.IsRetry(err) && !giveUp {
+		return err
 	}
 	if err != nil {
 		return s.failUpload(ctx, gc, w, v, prev, err)
 	}
-	return setStatus(context.WithoutCancel(ctx), s.deps.DB, v.ID, prev, "uploading")
+	return s.settle(ctx, w, nil, func(tx *db.Tx) error { return setStatus(ctx, tx, v.ID, prev, "uploading") })
+}
+
+// resumeUpload uploads the volume unless an earlier attempt, whose node
+// died before it could say so, already made the image active. An image
+// still saving is an earlier attempt's upload that the image service has
+// not recovered yet: try again later (task.Retry).
+func (s *Service) resumeUpload(ctx context.Context, gc glanceclient.Client, w *work, v *vol) error {
+	if w.t.Attempt > 1 {
+		img, err := gc.GetImage(ctx, w.Payload.Token, w.Payload.ImageID)
+		switch {
+		case err != nil:
+			return err
+		case img.Status == "active":
+			return nil
+		case img.Status == "saving":
+			return task.Retry(errs.E(errs.Conflict, "image %s is still saving from an interrupted upload", img.ID))
+		}
+	}
+	return s.uploadVolume(ctx, gc, w, v)
 }
 
 // uploadVolume streams the volume's data, in the requested format, into
@@ -295,7 +317,9 @@ func (s *Service) failUpload(ctx context.Context, gc glanceclient.Client, w *wor
 			_ = gc.DeleteImage(bg, p.Token, p.ImageID)
 		}
 	}
-	_ = setStatus(bg, s.deps.DB, v.ID, prev, "uploading")
+	if err := s.settle(ctx, w, cause, func(tx *db.Tx) error { return setStatus(ctx, tx, v.ID, prev, "uploading") }); err != nil {
+		return err
+	}
 	event, msg := eventUploadImage, "copy volume to image:Failed to upload volume to image at backend."
 	if errs.KindOf(cause) == errs.TooLarge {
 		event, msg = eventUploadQuota, "copy volume to image:Not enough quota resource for operation."

@@ -8,14 +8,12 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
-
-	"github.com/google/uuid"
 
 	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/glanceclient"
 	"github.com/ashlar-dev/ashlar/internal/service"
+	"github.com/ashlar-dev/ashlar/internal/task"
 	"github.com/ashlar-dev/ashlar/internal/volume/driver"
 	"github.com/ashlar-dev/ashlar/internal/volume/driver/drivers"
 )
@@ -65,11 +63,10 @@ type Service struct {
 	hostname string
 	glance   func(endpoint string) (glanceclient.Client, error)
 
-	// kick wakes the background worker when new work is recorded.
-	kick    chan struct{}
-	running sync.Map // work id -> struct{}: work executing in this process
-	// owner identifies this process in work leases.
-	owner string
+	// tasks runs the service's background work; ownTasks when the
+	// service made it itself (no shared runner in Deps) and runs it.
+	tasks    *task.Runner
+	ownTasks bool
 }
 
 // backend is one configured volume backend.
@@ -87,7 +84,12 @@ func New(ctx context.Context, deps service.Deps) (*Service, error) {
 // NewWithOptions builds the volume service; zero Options fields are built
 // from the configuration.
 func NewWithOptions(ctx context.Context, deps service.Deps, opts Options) (*Service, error) {
-	s := &Service{deps: deps, mux: api.NewMux(), kick: make(chan struct{}, 1), hostname: "ashlar", owner: uuid.NewString()}
+	s := &Service{deps: deps, mux: api.NewMux(), hostname: "ashlar", tasks: deps.Tasks}
+	if s.tasks == nil {
+		s.tasks, s.ownTasks = task.New(deps.DB, task.Options{Lease: deps.Config.Default.TaskLease, Poll: ownRunnerPoll,
+			Exclusive: !deps.DB.Postgres(), Logger: deps.Logger}), true
+	}
+	s.registerWork(s.tasks)
 	if h, err := os.Hostname(); err == nil && h != "" {
 		s.hostname = h
 	}
