@@ -2,9 +2,10 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -149,14 +150,7 @@ func (o *Options) Unknown() []Problem {
 }
 
 // Keys returns the keys read so far, sorted.
-func (o *Options) Keys() []string {
-	out := make([]string, 0, len(o.read))
-	for k := range o.read {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+func (o *Options) Keys() []string { return slices.Sorted(maps.Keys(o.read)) }
 
 // Resolve replaces the store's options by the values read (canonical, with
 // defaults filled in) and marks its secrets, for Print.

@@ -9,7 +9,8 @@ package drivers
 import (
 	"context"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/ashlar-dev/ashlar/internal/config"
@@ -94,7 +95,7 @@ func Check(c *config.Config) (problems, warnings []config.Problem) {
 		t, ok := types[sc.Type]
 		if !ok {
 			problems = append(problems, config.Problem{Section: "image", Key: "enabled_backends",
-				Msg: fmt.Sprintf("store %q has unknown type %q (want %s)", sc.ID, sc.Type, strings.Join(names(types), ", "))})
+				Msg: fmt.Sprintf("store %q has unknown type %q (want %s)", sc.ID, sc.Type, strings.Join(slices.Sorted(maps.Keys(types)), ", "))})
 			continue
 		}
 		if t.ReadOnly && sc.ID == c.Image.DefaultBackend {
@@ -108,15 +109,6 @@ func Check(c *config.Config) (problems, warnings []config.Problem) {
 		o.Resolve(sc)
 	}
 	return problems, warnings
-}
-
-func names(types map[string]Type) []string {
-	out := make([]string, 0, len(types))
-	for n := range types {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // The drivers implement the interfaces they claim. (Drivers need not
