@@ -141,9 +141,9 @@ func (d *Driver) Properties() map[string]any {
 }
 
 // path returns key's file path. On top of the Store's key checks, keys
-// here are '/'-separated printable ASCII without a backslash, with no empty, "."
-// or ".." segment and no segment starting with '.', so no key escapes the
-// directory or names a temp file.
+// here are '/'-separated printable ASCII without a backslash, with no
+// empty, "." or ".." segment and no segment starting with '.', so no key
+// escapes the directory or names a temp file.
 func (d *Driver) path(key string) (string, error) {
 	for _, seg := range strings.Split(key, "/") {
 		if seg == "" || seg[0] == '.' {
