@@ -129,14 +129,6 @@ func (o *Options) Path(key, def string) string {
 // Problems returns the problems found so far.
 func (o *Options) Problems() []Problem { return o.problems }
 
-// Err returns the problems found so far as a *ValidationError, or nil.
-func (o *Options) Err() error {
-	if len(o.problems) == 0 {
-		return nil
-	}
-	return &ValidationError{Problems: o.problems}
-}
-
 // Unknown returns a warning for every key of the section that no getter
 // read: the driver does not know it.
 func (o *Options) Unknown() []Problem {

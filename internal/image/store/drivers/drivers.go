@@ -33,7 +33,8 @@ type Type struct {
 
 // newType registers a driver by its two halves: parse reads the options
 // into the driver's Config, recording every problem in o; open builds the
-// driver from a Config parse accepted.
+// driver from a Config parse accepted. (No driver contacts its backend
+// when opened, so open takes no context.)
 func newType[C any, D store.Driver](readOnly bool, parse func(*config.Options) C, open func(C) (D, error)) Type {
 	return Type{
 		ReadOnly: readOnly,
