@@ -3,14 +3,13 @@ package config
 import (
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 )
 
-// secretKeys are never printed.
-var secretKeys = map[string]bool{"password": true, "s3_store_secret_key": true, "s3_store_access_key": true}
-
-// Print writes the resolved configuration as INI, secrets masked.
+// Print writes the resolved configuration as INI, secrets masked: the
+// password, the credentials in the database URL, and the store options that
+// their driver declares secret (Store.Secret; every option of a store no
+// driver has read).
 func Print(w io.Writer, c *Config) {
 	fmt.Fprintf(w, "[DEFAULT]\nstate_path = %s\nenabled_services = %s\nmetrics_bind = %s\nlog_format = %s\ndebug = %t\ntask_lease = %d\ntask_workers = %d\n\n",
 		c.Default.StatePath, strings.Join(c.Default.EnabledServices, ", "), c.Default.MetricsBind, c.Default.LogFormat, c.Default.Debug,
@@ -31,7 +30,7 @@ func Print(w io.Writer, c *Config) {
 		strings.Join(c.Image.AllowedImportHosts, ", "), c.Image.StagingDir)
 	for _, s := range c.Stores {
 		fmt.Fprintf(w, "\n[store:%s]\nstore_description = %s\n", s.ID, s.Description)
-		printOptions(w, s.Options)
+		printOptions(w, s.Options, func(k string) bool { return s.Secret == nil || s.Secret[k] })
 	}
 	var backends []string
 	for _, b := range c.Backends {
@@ -41,19 +40,14 @@ func Print(w io.Writer, c *Config) {
 		c.Volume.Bind, c.Volume.PublicURL, strings.Join(backends, ", "), strings.Join(c.Volume.GlanceAPIServers, ", "), c.Volume.DefaultVolumeType)
 	for _, b := range c.Backends {
 		fmt.Fprintf(w, "\n[backend:%s]\nvolume_driver = %s\nvolume_backend_name = %s\n", b.Name, b.VolumeDriver, b.VolumeBackendName)
-		printOptions(w, b.Options)
+		printOptions(w, b.Options, func(string) bool { return false })
 	}
 }
 
-func printOptions(w io.Writer, opts map[string]string) {
-	keys := make([]string, 0, len(opts))
-	for k := range opts {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+func printOptions(w io.Writer, opts map[string]string, secret func(key string) bool) {
+	for _, k := range sortedKeys(opts) {
 		v := opts[k]
-		if secretKeys[k] {
+		if secret(k) {
 			v = "***"
 		}
 		fmt.Fprintf(w, "%s = %s\n", k, v)

@@ -68,10 +68,8 @@ func tooLargeErr(quota bool, size, remaining int64) error {
 
 // objectURL is the location URL Glance shows for key in st.
 func objectURL(st *store.Store, key string) string {
-	if l, ok := st.Driver().(store.Locator); ok {
-		if u, err := l.Location(key); err == nil {
-			return u
-		}
+	if u, err := st.Location(key); err == nil {
+		return u
 	}
 	if st.Type == "file" {
 		if dir, ok := st.Properties["data_dir"].(string); ok && dir != "" {
@@ -160,11 +158,9 @@ func (s *Service) sweep(ctx context.Context, where string, args ...any) {
 		if st := s.storeByID(o.store); st != nil {
 			// Hidden leftovers of a write killed with its process
 			// (multipart parts) go first, then the object itself.
-			if rec, ok := st.Driver().(store.Recoverer); ok {
-				if err := rec.Recover(ctx, o.key); err != nil {
-					s.deps.Logger.Warn("recovering interrupted write", "store", o.store, "key", o.key, "err", err)
-					continue
-				}
+			if err := st.Recover(ctx, o.key); err != nil {
+				s.deps.Logger.Warn("recovering interrupted write", "store", o.store, "key", o.key, "err", err)
+				continue
 			}
 			if err := st.Delete(ctx, o.key); err != nil && !errs.Is(err, errs.NotFound) {
 				s.deps.Logger.Warn("deleting orphaned object", "store", o.store, "key", o.key, "err", err)

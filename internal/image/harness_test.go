@@ -23,6 +23,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/image/store"
+	"github.com/ashlar-dev/ashlar/internal/image/store/drivers"
 	"github.com/ashlar-dev/ashlar/internal/image/store/file"
 	"github.com/ashlar-dev/ashlar/internal/service"
 )
@@ -84,7 +85,7 @@ func (e *env) start() {
 	ctx := context.Background()
 	var stores []*store.Store
 	for _, sc := range e.cfg.Stores {
-		drv, err := store.Factories()[sc.Type](ctx, sc)
+		drv, err := drivers.Factories()[sc.Type](ctx, sc)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -23,7 +23,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/identity"
 	"github.com/ashlar-dev/ashlar/internal/image"
-	"github.com/ashlar-dev/ashlar/internal/image/store"
+	"github.com/ashlar-dev/ashlar/internal/image/store/drivers"
 	"github.com/ashlar-dev/ashlar/internal/service"
 	"github.com/ashlar-dev/ashlar/internal/task"
 	"github.com/ashlar-dev/ashlar/internal/volume"
@@ -110,7 +110,7 @@ func newWithDB(ctx context.Context, cfg *config.Config, d *db.DB, logger *slog.L
 	deps.Validator = validator
 	var volOpts volume.Options
 	if cfg.Enabled(config.ServiceImage) {
-		svc, err := image.New(ctx, deps, store.Factories())
+		svc, err := image.New(ctx, deps, drivers.Factories())
 		if err != nil {
 			return nil, fmt.Errorf("image: %w", err)
 		}

@@ -20,7 +20,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
 	"github.com/ashlar-dev/ashlar/internal/image"
-	"github.com/ashlar-dev/ashlar/internal/image/store"
+	"github.com/ashlar-dev/ashlar/internal/image/store/drivers"
 	"github.com/ashlar-dev/ashlar/internal/service"
 )
 
@@ -51,7 +51,7 @@ volumes_dir = `+filepath.Join(dir, "vols")+`
 		}
 		logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 		deps := service.Deps{Config: cfg, DB: d, Logger: logger, Registry: prometheus.NewRegistry(), Validator: testTokens}
-		isvc, err := image.New(ctx, deps, store.Factories())
+		isvc, err := image.New(ctx, deps, drivers.Factories())
 		if err != nil {
 			t.Fatal(err)
 		}
