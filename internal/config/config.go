@@ -174,7 +174,7 @@ var VolumeDrivers = map[string][]string{
 var sectionKeys = map[string][]string{
 	ini.DefaultSection: {"state_path", "enabled_services", "metrics_bind", "log_format", "debug",
 		"task_lease", "task_workers"},
-	"database":         {"connection"},
+	"database": {"connection"},
 	"identity": {"bind", "public_url", "region", "token_expiration", "auth_url", "username",
 		"password", "project_name", "user_domain_name", "project_domain_name", "cache_ttl"},
 	"image": {"bind", "public_url", "enabled_backends", "default_backend", "image_size_cap",
