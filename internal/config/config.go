@@ -99,6 +99,12 @@ type Image struct {
 	AllowedImportHosts []string
 	// StagingDir holds os_glance_staging_store data.
 	StagingDir string
+	// ShowImageDirectURL shows an image's first location as direct_url
+	// (Glance's show_image_direct_url) to callers that may read locations.
+	ShowImageDirectURL bool
+	// ShowMultipleLocations shows an image's locations (Glance's
+	// show_multiple_locations) to callers that may read locations.
+	ShowMultipleLocations bool
 }
 
 // Store is one [store:<id>] section. config reads only the generic keys;
@@ -179,7 +185,7 @@ var sectionKeys = map[string][]string{
 		"password", "project_name", "user_domain_name", "project_domain_name", "cache_ttl"},
 	"image": {"bind", "public_url", "enabled_backends", "default_backend", "image_size_cap",
 		"user_storage_quota", "hashing_algorithm", "enabled_import_methods",
-		"allowed_import_hosts", "staging_dir"},
+		"allowed_import_hosts", "staging_dir", "show_image_direct_url", "show_multiple_locations"},
 	"volume": {"bind", "public_url", "enabled_backends", "glance_api_servers",
 		"default_volume_type", "default_availability_zone"},
 }
@@ -392,6 +398,10 @@ func parse(f *ini.File, statePathOverride string, checks []Check) (*Config, erro
 		[]string{"glance-direct", "web-download", "copy-image"})
 	c.Image.AllowedImportHosts = p.list("image", "allowed_import_hosts", nil)
 	c.Image.StagingDir = p.str("image", "staging_dir", filepath.Join(state, "staging"))
+	// Both expose where image data lives (server paths, buckets): off
+	// unless the operator turns them on, as in Glance.
+	c.Image.ShowImageDirectURL = p.boolean("image", "show_image_direct_url", false)
+	c.Image.ShowMultipleLocations = p.boolean("image", "show_multiple_locations", false)
 	p.parseStores(c, state)
 
 	c.Volume.Bind = p.bind("volume", "bind", "127.0.0.1:8776")

@@ -24,10 +24,11 @@ func Print(w io.Writer, c *Config) {
 	for _, s := range c.Stores {
 		stores = append(stores, s.ID+":"+s.Type)
 	}
-	fmt.Fprintf(w, "\n[image]\nbind = %s\npublic_url = %s\nenabled_backends = %s\ndefault_backend = %s\nimage_size_cap = %d\nuser_storage_quota = %d\nhashing_algorithm = %s\nenabled_import_methods = %s\nallowed_import_hosts = %s\nstaging_dir = %s\n",
+	fmt.Fprintf(w, "\n[image]\nbind = %s\npublic_url = %s\nenabled_backends = %s\ndefault_backend = %s\nimage_size_cap = %d\nuser_storage_quota = %d\nhashing_algorithm = %s\nenabled_import_methods = %s\nallowed_import_hosts = %s\nstaging_dir = %s\nshow_image_direct_url = %t\nshow_multiple_locations = %t\n",
 		c.Image.Bind, c.Image.PublicURL, strings.Join(stores, ", "), c.Image.DefaultBackend, c.Image.ImageSizeCap,
 		c.Image.UserStorageQuota, c.Image.HashingAlgorithm, strings.Join(c.Image.ImportMethods, ", "),
-		strings.Join(c.Image.AllowedImportHosts, ", "), c.Image.StagingDir)
+		strings.Join(c.Image.AllowedImportHosts, ", "), c.Image.StagingDir, c.Image.ShowImageDirectURL,
+		c.Image.ShowMultipleLocations)
 	for _, s := range c.Stores {
 		fmt.Fprintf(w, "\n[store:%s]\nstore_description = %s\n", s.ID, s.Description)
 		printOptions(w, s.Options, func(k string) bool { return s.Secret == nil || s.Secret[k] })

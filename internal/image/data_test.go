@@ -27,7 +27,7 @@ const rawImage = `{"name":"x","disk_format":"raw","container_format":"bare"}`
 
 func TestUploadDownload(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
-		e := newEnv(t, d, "")
+		e := newEnv(t, d, "show_multiple_locations = true")
 		data := bytes.Repeat([]byte("0123456789abcdefghijklmn"), 10000)
 		id := e.create("alice", rawImage)
 		e.Must(415, e.Do("alice", "PUT", "/v2/images/"+id+"/file", string(data)))

@@ -17,7 +17,7 @@ import (
 func TestS3Store(t *testing.T) {
 	m := testenv.StartMinIO(t)
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
-		e := newEnvWith(t, d, ", obj:s3", `
+		e := newEnvWith(t, d, ", obj:s3", `show_multiple_locations = true
 [store:obj]
 store_description = Object store
 s3_store_host = `+m.Endpoint+`
