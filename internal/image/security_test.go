@@ -275,7 +275,7 @@ func TestFetchClientAddresses(t *testing.T) {
 	}{
 		{nil, false},
 		{[]string{"localhost"}, false},
-		{[]string{"localhost:1" + port}, false},
+		{[]string{"localhost:1"}, false},
 		{[]string{"localhost:" + port}, true},
 		{[]string{"127.0.0.1:" + port, "[::1]:" + port}, true},
 	} {

@@ -3,7 +3,7 @@ package image
 import (
 	"encoding/json"
 	"net/http"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -99,18 +99,23 @@ var jsonPlain = func() (t [256]bool) {
 	return t
 }()
 
-// appendString appends s as a JSON string. Plain strings are copied as
-// they are; anything else goes through encoding/json so the escaping (HTML
-// characters, control characters, invalid UTF-8) stays identical.
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if !jsonPlain[s[i]] {
-			out, _ := json.Marshal(s)
-			return append(b, out...)
+// appendString appends the concatenation of parts as a JSON string.
+// Plain strings are copied as they are; anything else goes through
+// encoding/json so the escaping (HTML characters, control characters,
+// invalid UTF-8) stays identical.
+func appendString(b []byte, parts ...string) []byte {
+	for _, s := range parts {
+		for i := 0; i < len(s); i++ {
+			if !jsonPlain[s[i]] {
+				out, _ := json.Marshal(strings.Join(parts, ""))
+				return append(b, out...)
+			}
 		}
 	}
 	b = append(b, '"')
-	b = append(b, s...)
+	for _, s := range parts {
+		b = append(b, s...)
+	}
 	return append(b, '"')
 }
 
@@ -157,7 +162,7 @@ func (s *Service) appendView(b []byte, c *auth.Caller, im *Image) []byte {
 			keys = append(keys, k)
 		}
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	b = append(b, '{')
 	for _, k := range keys {
 		b = append(appendString(b, k), ':')
@@ -200,10 +205,14 @@ func (s *Service) appendView(b []byte, c *auth.Caller, im *Image) []byte {
 		b = appendString(append(b, `,"direct_url":`...), im.Locations[0].URL)
 	}
 	b = appendJSON(append(b, `,"tags":`...), im.Tags)
-	b = appendString(append(b, `,"self":`...), "/v2/images/"+im.ID)
-	b = appendString(append(b, `,"file":`...), "/v2/images/"+im.ID+"/file")
+	b = appendString(append(b, `,"self":`...), "/v2/images/", im.ID)
+	b = appendString(append(b, `,"file":`...), "/v2/images/", im.ID, "/file")
 	b = append(b, `,"schema":"/v2/schemas/image"`...)
-	if len(im.Locations) > 0 {
+	switch len(im.Locations) {
+	case 0:
+	case 1:
+		b = appendString(append(b, `,"stores":`...), im.Locations[0].Store)
+	default:
 		b = appendString(append(b, `,"stores":`...), strings.Join(im.StoreIDs(), ","))
 	}
 	return append(b, '}')
