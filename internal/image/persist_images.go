@@ -250,17 +250,32 @@ func writeChildren(ctx context.Context, tx *db.Tx, im *Image) error {
 	return nil
 }
 
+// affected runs a statement and reports whether it changed any row.
+func affected(ctx context.Context, q db.Querier, query string, args ...any) (bool, error) {
+	res, err := q.ExecContext(ctx, query, args...)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
+}
+
+// withStatus adds "AND status = ?" to an update when status is set.
+func withStatus(query string, args []any, status string) (string, []any) {
+	if status == "" {
+		return query, args
+	}
+	return query + " AND status = ?", append(args, status)
+}
+
 // deleteImageRow deletes an image and, by cascade, what belongs to it;
 // errs.NotFound when it is already gone.
 func deleteImageRow(ctx context.Context, q db.Querier, id string) error {
-	res, err := q.ExecContext(ctx, "DELETE FROM images WHERE id = ?", id)
-	if err != nil {
-		return err
+	ok, err := affected(ctx, q, "DELETE FROM images WHERE id = ?", id)
+	if err == nil && !ok {
+		err = errs.E(errs.NotFound, "Failed to find image %s to delete", id)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return errs.E(errs.NotFound, "Failed to find image %s to delete", id)
-	}
-	return nil
+	return err
 }
 
 // setProps upserts (value non-nil) or deletes (nil) properties in place,
@@ -289,12 +304,7 @@ func setStatus(ctx context.Context, q db.Querier, id, to string, from ...string)
 		args = append(args, f)
 	}
 	in := strings.TrimSuffix(strings.Repeat("?,", len(from)), ",")
-	res, err := q.ExecContext(ctx, "UPDATE images SET status = ?, updated_at = ? WHERE id = ? AND status IN ("+in+")", args...)
-	if err != nil {
-		return false, err
-	}
-	n, _ := res.RowsAffected()
-	return n > 0, nil
+	return affected(ctx, q, "UPDATE images SET status = ?, updated_at = ? WHERE id = ? AND status IN ("+in+")", args...)
 }
 
 // moveStatus is setStatus from one status, answering Glance's 409 (with
@@ -324,14 +334,11 @@ func addTag(ctx context.Context, q db.Querier, id, tag string) error {
 
 // deleteTag removes a tag; errs.NotFound when the image has no such tag.
 func deleteTag(ctx context.Context, q db.Querier, id, tag string) error {
-	res, err := q.ExecContext(ctx, "DELETE FROM image_tags WHERE image_id = ? AND tag = ?", id, tag)
-	if err != nil {
-		return err
+	ok, err := affected(ctx, q, "DELETE FROM image_tags WHERE image_id = ? AND tag = ?", id, tag)
+	if err == nil && !ok {
+		err = errs.E(errs.NotFound, "Tag %s not found", tag)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return errs.E(errs.NotFound, "Tag %s not found", tag)
-	}
-	return nil
+	return err
 }
 
 // imageData is what one pass over an image's data learned.
@@ -345,36 +352,16 @@ type imageData struct {
 // activate makes an image active with the sizes and hashes of its data,
 // if its status is from ("" for any); it reports whether it did.
 func activate(ctx context.Context, q db.Querier, id, from string, d imageData) (bool, error) {
-	query := `UPDATE images SET status = ?, size = ?, virtual_size = ?, checksum = ?, os_hash_algo = ?,
-os_hash_value = ?, updated_at = ? WHERE id = ?`
-	args := []any{StatusActive, d.Size, d.VirtualSize, d.MD5, d.Algo, d.Hash, db.Now(), id}
-	if from != "" {
-		query += " AND status = ?"
-		args = append(args, from)
-	}
-	res, err := q.ExecContext(ctx, query, args...)
-	if err != nil {
-		return false, err
-	}
-	n, _ := res.RowsAffected()
-	return n > 0, nil
+	query, args := withStatus(`UPDATE images SET status = ?, size = ?, virtual_size = ?, checksum = ?, os_hash_algo = ?,
+os_hash_value = ?, updated_at = ? WHERE id = ?`, []any{StatusActive, d.Size, d.VirtualSize, d.MD5, d.Algo, d.Hash, db.Now(), id}, from)
+	return affected(ctx, q, query, args...)
 }
 
 // setSize records the size of staged data, if the image's status is
 // status ("" for any); it reports whether it did.
 func setSize(ctx context.Context, q db.Querier, id string, size int64, status string) (bool, error) {
-	query := "UPDATE images SET size = ?, updated_at = ? WHERE id = ?"
-	args := []any{size, db.Now(), id}
-	if status != "" {
-		query += " AND status = ?"
-		args = append(args, status)
-	}
-	res, err := q.ExecContext(ctx, query, args...)
-	if err != nil {
-		return false, err
-	}
-	n, _ := res.RowsAffected()
-	return n > 0, nil
+	query, args := withStatus("UPDATE images SET size = ?, updated_at = ? WHERE id = ?", []any{size, db.Now(), id}, status)
+	return affected(ctx, q, query, args...)
 }
 
 // settleFailedImport puts an image whose import failed into status with
@@ -393,13 +380,8 @@ func settleFailedImport(ctx context.Context, q db.Querier, id, status string, si
 // lockForImport moves an image from status from to to unless another
 // import holds its lock (the lockProp property); it reports whether it did.
 func lockForImport(ctx context.Context, q db.Querier, id, from, to, lockProp string) (bool, error) {
-	res, err := q.ExecContext(ctx, `UPDATE images SET status = ?, updated_at = ? WHERE id = ? AND status = ?
+	return affected(ctx, q, `UPDATE images SET status = ?, updated_at = ? WHERE id = ? AND status = ?
 AND NOT EXISTS (SELECT 1 FROM image_properties WHERE image_id = ? AND name = ?)`, to, db.Now(), id, from, id, lockProp)
-	if err != nil {
-		return false, err
-	}
-	n, _ := res.RowsAffected()
-	return n > 0, nil
 }
 
 // addLocation records a store copy after the image's other copies.

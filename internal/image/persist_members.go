@@ -46,27 +46,21 @@ func insertMember(ctx context.Context, q db.Querier, m member) error {
 // setMemberStatus changes a member's status; errs.NotFound when the image
 // has no such member.
 func setMemberStatus(ctx context.Context, q db.Querier, imageID, memberID, status string) error {
-	res, err := q.ExecContext(ctx, "UPDATE image_members SET status = ?, updated_at = ? WHERE image_id = ? AND member = ?",
+	ok, err := affected(ctx, q, "UPDATE image_members SET status = ?, updated_at = ? WHERE image_id = ? AND member = ?",
 		status, db.Now(), imageID, memberID)
-	if err != nil {
-		return err
+	if err == nil && !ok {
+		err = memberNotFound(imageID, memberID)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return memberNotFound(imageID, memberID)
-	}
-	return nil
+	return err
 }
 
 // deleteMember removes a member; errs.NotFound when there is none.
 func deleteMember(ctx context.Context, q db.Querier, imageID, memberID string) error {
-	res, err := q.ExecContext(ctx, "DELETE FROM image_members WHERE image_id = ? AND member = ?", imageID, memberID)
-	if err != nil {
-		return err
+	ok, err := affected(ctx, q, "DELETE FROM image_members WHERE image_id = ? AND member = ?", imageID, memberID)
+	if err == nil && !ok {
+		err = memberNotFound(imageID, memberID)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return memberNotFound(imageID, memberID)
-	}
-	return nil
+	return err
 }
 
 func memberNotFound(imageID, memberID string) error {

@@ -60,26 +60,12 @@ func appendJSON(b []byte, v any) []byte {
 	case viewBody:
 		return append(b, v...)
 	case []object:
-		b = append(b, '[')
-		for i, o := range v {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSON(b, o)
-		}
-		return append(b, ']')
+		return appendList(b, v, func(b []byte, o object) []byte { return appendJSON(b, o) })
 	case []string:
 		if v == nil {
 			return append(b, "null"...)
 		}
-		b = append(b, '[')
-		for i, s := range v {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, s)
-		}
-		return append(b, ']')
+		return appendList(b, v, func(b []byte, s string) []byte { return appendString(b, s) })
 	}
 	out, err := json.Marshal(v)
 	if err != nil {
@@ -88,6 +74,18 @@ func appendJSON(b []byte, v any) []byte {
 		panic("image: encoding a response: " + err.Error())
 	}
 	return append(b, out...)
+}
+
+// appendList appends items as a JSON array, each written by each.
+func appendList[T any](b []byte, items []T, each func([]byte, T) []byte) []byte {
+	b = append(b, '[')
+	for i, x := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = each(b, x)
+	}
+	return append(b, ']')
 }
 
 // jsonPlain marks the bytes encoding/json writes as they are: printable
