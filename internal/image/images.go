@@ -104,7 +104,7 @@ func (s *Service) create(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.storeHeaders(w)
 	w.Header().Set("Location", strings.TrimSuffix(s.cfg.Image.PublicURL, "/")+"/v2/images/"+im.ID)
-	render(w, http.StatusCreated, s.view(c, im))
+	writeBody(w, http.StatusCreated, s.appendView(nil, c, im))
 	return nil
 }
 
@@ -133,7 +133,7 @@ func (s *Service) show(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.storeHeaders(w)
-	render(w, http.StatusOK, s.view(c, im))
+	writeBody(w, http.StatusOK, s.appendView(nil, c, im))
 	return nil
 }
 
@@ -159,7 +159,7 @@ func (s *Service) update(w http.ResponseWriter, r *http.Request) error {
 	if err := s.deps.DB.InTx(r.Context(), func(tx *db.Tx) error { return updateImage(r.Context(), tx, im) }); err != nil {
 		return err
 	}
-	render(w, http.StatusOK, s.view(c, im))
+	writeBody(w, http.StatusOK, s.appendView(nil, c, im))
 	return nil
 }
 

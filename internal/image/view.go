@@ -57,8 +57,6 @@ func appendJSON(b []byte, v any) []byte {
 			b = appendJSON(b, m.v)
 		}
 		return append(b, '}')
-	case viewBody:
-		return append(b, v...)
 	case []object:
 		return appendList(b, v, func(b []byte, o object) []byte { return appendJSON(b, o) })
 	case []string:
@@ -130,9 +128,6 @@ func appendInt64p(b []byte, n *int64) []byte {
 	}
 	return strconv.AppendInt(b, *n, 10)
 }
-
-// render writes v as the JSON response body.
-func render(w http.ResponseWriter, code int, v any) { writeBody(w, code, appendJSON(nil, v)) }
 
 // writeBody writes a JSON response body, with its length: a body of
 // unknown length would be sent chunked.
@@ -216,14 +211,6 @@ func (s *Service) appendView(b []byte, c *auth.Caller, im *Image) []byte {
 	return append(b, '}')
 }
 
-// viewBody is an image body as a value that encodes itself.
-type viewBody []byte
-
-// MarshalJSON implements json.Marshaler.
-func (v viewBody) MarshalJSON() ([]byte, error) { return v, nil }
-
-// view is appendView as a value for bodies built of objects.
-func (s *Service) view(c *auth.Caller, im *Image) viewBody { return s.appendView(nil, c, im) }
 
 // isoLayout is Glance's timestamp format (seconds, Z).
 const isoLayout = "2006-01-02T15:04:05Z"
