@@ -300,8 +300,9 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) error {
 	if enc := lq.links.Encode(); enc != "" {
 		firstURL += "?" + enc
 	}
-	b := make([]byte, 0, 256+1536*len(ims))
-	b = append(b, `{"images":[`...)
+	buf := getBuffer()
+	defer putBuffer(buf)
+	b := append((*buf)[:0], `{"images":[`...)
 	for i, im := range ims {
 		if i > 0 {
 			b = append(b, ',')
@@ -318,6 +319,7 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) error {
 		next.Set("marker", ims[len(ims)-1].ID)
 		b = appendString(append(b, `,"next":`...), "/v2/images?"+next.Encode())
 	}
-	writeBody(w, http.StatusOK, append(b, '}'))
+	*buf = append(b, '}')
+	writeBody(w, http.StatusOK, *buf)
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/ashlar-dev/ashlar/internal/auth"
 	"github.com/ashlar-dev/ashlar/internal/db"
@@ -129,6 +130,21 @@ func appendInt64p(b []byte, n *int64) []byte {
 	return strconv.AppendInt(b, *n, 10)
 }
 
+// buffers recycles the buffers list pages are written into: a page is
+// tens of KiB, and allocating one per request was most of the garbage a
+// list made.
+var buffers = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+func getBuffer() *[]byte { return buffers.Get().(*[]byte) }
+
+// putBuffer returns a buffer once its response is written; a very large
+// one is left to the collector.
+func putBuffer(b *[]byte) {
+	if cap(*b) <= 1<<20 {
+		buffers.Put(b)
+	}
+}
+
 // writeBody writes a JSON response body, with its length: a body of
 // unknown length would be sent chunked.
 func writeBody(w http.ResponseWriter, code int, body []byte) {
@@ -210,7 +226,6 @@ func (s *Service) appendView(b []byte, c *auth.Caller, im *Image) []byte {
 	}
 	return append(b, '}')
 }
-
 
 // isoLayout is Glance's timestamp format (seconds, Z).
 const isoLayout = "2006-01-02T15:04:05Z"
