@@ -48,6 +48,9 @@ func TestEmbeddedDefaults(t *testing.T) {
 	if c.Identity.TokenExpiration != time.Hour {
 		t.Errorf("token expiration = %v", c.Identity.TokenExpiration)
 	}
+	if c.Image.ShowMultipleLocations || c.Image.ShowImageDirectURL {
+		t.Errorf("image locations shown by default: %v %v", c.Image.ShowMultipleLocations, c.Image.ShowImageDirectURL)
+	}
 }
 
 func TestDesignExample(t *testing.T) {
@@ -61,6 +64,7 @@ connection = postgresql://postgres@127.0.0.1:5432/ashlar
 [image]
 enabled_backends = fast:file, cheap:s3, reliable:file, web:http
 default_backend = fast
+show_image_direct_url = yes
 
 [store:fast]
 store_description = Fast store with short transfer time
@@ -108,6 +112,9 @@ volumes_dir = /data/volumes
 	if c.Volume.GlanceAPIServers[0] != "http://127.0.0.1:9292" {
 		t.Errorf("glance_api_servers = %v", c.Volume.GlanceAPIServers)
 	}
+	if !c.Image.ShowImageDirectURL || c.Image.ShowMultipleLocations {
+		t.Errorf("show_image_direct_url = %v, show_multiple_locations = %v", c.Image.ShowImageDirectURL, c.Image.ShowMultipleLocations)
+	}
 	engine, dsn, err := ParseConnection(c.Database.Connection)
 	if engine != EnginePostgres || dsn != "postgres://postgres@127.0.0.1:5432/ashlar" || err != nil {
 		t.Errorf("ParseConnection = %s %s %v", engine, dsn, err)
@@ -132,6 +139,7 @@ token_expiration = soon
 [image]
 enabled_backends = fast:file, bad:ftp, os_glance_x:file
 default_backend = nowhere
+show_multiple_locations = often
 [store:fast]
 frobnicate = 1
 filesystem_thin_provisioning = sometimes
@@ -144,7 +152,7 @@ volume_driver = lvm
 	}
 	for _, want := range []string{
 		"[DEFAULT] debug:", "[identity] token_expiration:", "os_glance_ prefix is reserved",
-		"[image] default_backend:", "[backend:local] volume_driver:", "[store:fast] k: checked", "[store:bad] k: checked",
+		"[image] default_backend:", "[image] show_multiple_locations:", "[backend:local] volume_driver:", "[store:fast] k: checked", "[store:bad] k: checked",
 	} {
 		if !strings.Contains(ve.Error(), want) {
 			t.Errorf("error does not mention %q:\n%s", want, ve.Error())
