@@ -232,3 +232,63 @@ VALUES ('w1', 'v1', 'upload', '{"image_id":"i1"}', 2, 'req-1', '2026-01-02T03:04
 		})
 	}
 }
+
+// What the image service's old recovery recorded is carried over as
+// tasks whose lease has run out: uploads to roll back, imports to give up.
+func TestImageRecoveryBecomesTasks(t *testing.T) {
+	for _, engine := range dbtest.Engines {
+		t.Run(engine, func(t *testing.T) {
+			ctx := context.Background()
+			d, err := db.Open(ctx, dbtest.Connection(t, engine))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			if err := d.MigrateTo(ctx, 4001); err != nil {
+				t.Fatal(err)
+			}
+			for _, q := range []string{
+				`INSERT INTO image_pending_objects (image_id, store, object_key, heartbeat_at, node) VALUES ('i1', 'fast', 'i1', '2026-01-02T03:04:05.000000Z', 'http://x')`,
+				`INSERT INTO image_pending_objects (image_id, store, object_key, heartbeat_at, node) VALUES ('i2', 'os_glance_staging_store', 'i2', '2026-01-02T03:04:05.000000Z', 'http://x')`,
+				`INSERT INTO image_tasks (id, image_id, type, status, owner, user_id, request_id, input, message, created_at, updated_at)
+VALUES ('t1', 'i3', 'api_image_import', 'processing', 'p', 'u', 'r', '{}', '', '2026-01-02T03:04:05.000000Z', '2026-01-02T03:04:05.000000Z')`,
+				`INSERT INTO image_tasks (id, image_id, type, status, owner, user_id, request_id, input, message, created_at, updated_at)
+VALUES ('t2', 'i4', 'api_image_import', 'success', 'p', 'u', 'r', '{}', '', '2026-01-02T03:04:05.000000Z', '2026-01-02T03:04:05.000000Z')`,
+			} {
+				if _, err := d.ExecContext(ctx, q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := d.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			rows, err := d.QueryContext(ctx, `SELECT kind, subject, payload, state, lease_until FROM tasks ORDER BY subject`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			var got []string
+			for rows.Next() {
+				var kind, subject, payload, state, until string
+				if err := rows.Scan(&kind, &subject, &payload, &state, &until); err != nil {
+					t.Fatal(err)
+				}
+				if until > "2000" {
+					t.Errorf("%s of %s: lease until %s, want run out", kind, subject, until)
+				}
+				got = append(got, kind+" "+subject+" "+payload+" "+state)
+			}
+			want := []string{
+				`image.upload i1 {"store":"fast","key":"i1","during":"saving"} running`,
+				`image.upload i2 {"store":"os_glance_staging_store","key":"i2","during":"uploading"} running`,
+				`image.import i3 {"task_id":"t1"} running`,
+			}
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Fatalf("tasks:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+			if _, err := d.ExecContext(ctx, `SELECT 1 FROM image_pending_objects`); err == nil {
+				t.Error("image_pending_objects still exists")
+			}
+		})
+	}
+}

@@ -1,7 +1,6 @@
 package image
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/md5"
 	"crypto/sha512"
@@ -18,9 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ashlar-dev/ashlar/internal/apitest"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/image/store"
 )
 
 const rawImage = `{"name":"x","disk_format":"raw","container_format":"bare"}`
@@ -247,61 +248,67 @@ func TestUploadFailures(t *testing.T) {
 			}
 			e.Must(204, e.Do("alice", "PUT", "/v2/images/"+id+"/file", data))
 		})
-		t.Run("crash recovery", func(t *testing.T) {
-			// A stalled upload is in flight when the process "dies"; the
-			// next start finds the image saving and the partial object.
-			id := e.create("alice", rawImage)
-			u, _ := url.Parse(e.srv.URL)
-			conn, err := net.Dial("tcp", u.Host)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			fmt.Fprintf(conn, "PUT /v2/images/%s/file HTTP/1.1\r\nHost: x\r\nX-Auth-Token: alice\r\nContent-Type: application/octet-stream\r\nContent-Length: 90000\r\n\r\n", id)
-			conn.Write(data[:30000])
-			e.waitImage(id, func(m map[string]any) bool { return m["status"] == "saving" })
-			e.start() // a new service over the same database and stores
-			if st := e.image(id)["status"]; st != "queued" {
-				t.Errorf("after restart: %v", st)
-			}
-			var n int
-			if err := d.QueryRowContext(t.Context(), "SELECT COUNT(*) FROM image_pending_objects").Scan(&n); err != nil || n != 0 {
-				t.Errorf("pending objects after recovery: %d %v", n, err)
-			}
-			conn.Close()
-			time.Sleep(50 * time.Millisecond)
-			_ = bufio.NewReader(conn)
-		})
+		for _, c := range []struct{ path, during, store string }{
+			{"file", StatusSaving, "fast"},
+			{"stage", StatusUploading, store.StagingID}, // issue 17: a killed stage wedged the image
+		} {
+			t.Run("crash recovery "+c.path, func(t *testing.T) {
+				// A stalled upload is in flight when the process "dies"; the
+				// next start finds the image saving (or uploading) and the
+				// partial object.
+				id := e.create("alice", rawImage)
+				u, _ := url.Parse(e.srv.URL)
+				conn, err := net.Dial("tcp", u.Host)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				fmt.Fprintf(conn, "PUT /v2/images/%s/%s HTTP/1.1\r\nHost: x\r\nX-Auth-Token: alice\r\nContent-Type: application/octet-stream\r\nContent-Length: 90000\r\n\r\n", id, c.path)
+				conn.Write(data[:30000])
+				e.waitImage(id, func(m map[string]any) bool { return m["status"] == c.during })
+				e.start() // a new service over the same database and stores
+				// Its runner rolls the dead one's upload back (at once on
+				// SQLite, once the lease has run out on PostgreSQL).
+				e.waitImage(id, func(m map[string]any) bool { return m["status"] == "queued" })
+				apitest.Eventually(t, 5*time.Second, func() bool { return unfinishedTasks(t, d, kindUpload) == 0 },
+					func() string { return "upload tasks unfinished after recovery" })
+				conn.Close()
+				apitest.Eventually(t, 5*time.Second, func() bool { return !slices.Contains(e.objects(c.store), id) && !hasTemp(e.objects(c.store)) },
+					func() string { return fmt.Sprintf("partial data left in %s: %v", c.store, e.objects(c.store)) })
+				// The image is usable again.
+				e.Must(204, e.Do("alice", "PUT", "/v2/images/"+id+"/"+c.path, data))
+			})
+		}
 		t.Run("other nodes", func(t *testing.T) {
 			// Another node's live upload is left alone at start-up; a dead
-			// node's (no heartbeat for StaleAfter) is cleaned up.
+			// node's (lease run out) is rolled back. SQLite serves one
+			// node, whose predecessors' leases are all dead.
+			if !d.Postgres() {
+				t.Skip("several nodes share PostgreSQL only")
+			}
 			ctx := t.Context()
 			live, dead := e.create("alice", rawImage), e.create("alice", rawImage)
 			fast, _ := e.svc.stores.Get("fast")
 			for _, c := range []struct {
-				id string
-				hb time.Time
-			}{{live, time.Now()}, {dead, time.Now().Add(-2 * StaleAfter)}} {
+				id    string
+				until time.Time
+			}{{live, time.Now().Add(time.Hour)}, {dead, time.Now().Add(-time.Second)}} {
 				if _, err := d.ExecContext(ctx, "UPDATE images SET status = 'saving' WHERE id = ?", c.id); err != nil {
 					t.Fatal(err)
 				}
-				if _, err := d.ExecContext(ctx, `INSERT INTO image_pending_objects (image_id, store, object_key, node, heartbeat_at)
-VALUES (?, 'fast', ?, 'http://other-node:9292', ?)`, c.id, c.id, db.Timestamp{Time: c.hb}); err != nil {
-					t.Fatal(err)
-				}
+				addTask(t, d, kindUpload, c.id, uploadWork{storedObject{"fast", c.id}, StatusSaving}, "other-node", c.until)
 				if _, err := fast.Put(ctx, c.id, bytes.NewReader(data[:100]), 0, "sha512"); err != nil {
 					t.Fatal(err)
 				}
 			}
 			e.start()
-			if st := e.image(live)["status"]; st != "saving" {
-				t.Errorf("live upload of another node: %v", st)
-			}
-			if st := e.image(dead)["status"]; st != "queued" {
-				t.Errorf("dead node's upload: %v", st)
-			}
+			e.waitImage(dead, func(m map[string]any) bool { return m["status"] == "queued" })
 			if _, err := fast.Size(ctx, dead); !errs.Is(err, errs.NotFound) {
 				t.Errorf("dead node's object: %v", err)
+			}
+			time.Sleep(3 * testLease)
+			if st := e.image(live)["status"]; st != "saving" {
+				t.Errorf("live upload of another node: %v", st)
 			}
 			if _, err := fast.Size(ctx, live); err != nil {
 				t.Errorf("live node's object: %v", err)
@@ -364,4 +371,9 @@ func TestDownloadFirstReadableCopy(t *testing.T) {
 		}
 		e.Must(404, e.Do("alice", "GET", "/v2/images/"+id+"/file", nil))
 	})
+}
+
+// hasTemp reports whether a store listing holds a file store's temp file.
+func hasTemp(names []string) bool {
+	return slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, ".ashlar-tmp-") })
 }

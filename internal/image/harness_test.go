@@ -2,6 +2,7 @@ package image
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ashlar-dev/ashlar/internal/api"
@@ -24,6 +26,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/image/store/drivers"
 	"github.com/ashlar-dev/ashlar/internal/image/store/file"
 	"github.com/ashlar-dev/ashlar/internal/service"
+	tasks "github.com/ashlar-dev/ashlar/internal/task"
 )
 
 // tokens: admin of project "admin"; members alice (p1) and bob (p2); a
@@ -46,7 +49,15 @@ type env struct {
 	db    *db.DB
 	state string
 	flaky *faulty
+	// stop ends the running service's task runner without handing its
+	// work back, as a process that dies does.
+	stop func()
 }
+
+// testLease is the task lease of the test services: a "dead" service's
+// work is taken over by the next one within two of these on PostgreSQL
+// (SQLite, one process, takes it over at start).
+const testLease = 600 * time.Millisecond
 
 const testConfig = `
 [image]
@@ -106,19 +117,28 @@ func (e *env) start() {
 		t.Fatal(err)
 	}
 	staging := store.NewStore(config.Store{ID: store.StagingID, Type: "file"}, stDrv, false, nil)
+	// A previous instance dies: its runner stops renewing what it holds
+	// (its HTTP server is left running, its test cleanup closes it).
+	if e.stop != nil {
+		e.stop()
+	}
+	runner := tasks.New(e.db, tasks.Options{Lease: testLease, Poll: 20 * time.Millisecond, Exclusive: !e.db.Postgres()})
 	deps := service.Deps{Config: e.cfg, DB: e.db, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Registry: prometheus.NewRegistry(), Validator: tokens}
+		Registry: prometheus.NewRegistry(), Validator: tokens, Tasks: runner}
 	svc, err := NewWithStores(ctx, deps, store.NewSetOf(staging, stores...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A previous instance is left running, like a process that died
-	// without cleaning up; its test cleanup closes it.
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = runner.Run(rctx) }()
+	e.stop = func() { cancel(); <-done }
 	e.svc = svc
 	e.srv = httptest.NewServer(api.Wrap("image", svc.Handler(), deps.Logger, nil, api.Glance))
 	// A real listener: the data tests stream, stall and disconnect.
 	e.Client = &apitest.Client{T: t, URL: e.srv.URL, Header: http.Header{"Accept": {"application/json"}}}
-	t.Cleanup(func() { e.srv.Close(); svc.Close() })
+	srv, stop := e.srv, e.stop
+	t.Cleanup(func() { srv.Close(); stop() })
 }
 
 type readOnly struct{ store.Driver }
@@ -193,4 +213,29 @@ func (e *env) objects(storeID string) []string {
 		out = append(out, en.Name())
 	}
 	return out
+}
+
+// addTask records an image task as a node left it: held by owner until
+// leaseUntil (in the past: a dead node's).
+func addTask(t testing.TB, d *db.DB, kind, subject string, payload any, owner string, leaseUntil time.Time) {
+	t.Helper()
+	b, err := json.Marshal(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.ExecContext(context.Background(), `INSERT INTO tasks (id, kind, subject, payload, state, attempts, epoch,
+not_before, lease_owner, lease_until, created_at, updated_at) VALUES (?, ?, ?, ?, 'running', 1, 1, ?, ?, ?, ?, ?)`,
+		uuid.NewString(), kind, subject, string(b), db.Now(), owner, db.Timestamp{Time: leaseUntil}, db.Now(), db.Now()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// unfinishedTasks counts the tasks of kind still pending or running.
+func unfinishedTasks(t testing.TB, d *db.DB, kind string) int {
+	t.Helper()
+	var n int
+	if err := d.QueryRowContext(context.Background(), `SELECT COUNT(*) FROM tasks WHERE kind = ? AND state IN ('pending', 'running')`, kind).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

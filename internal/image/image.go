@@ -5,7 +5,6 @@ import (
 	"context"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ashlar-dev/ashlar/internal/api"
@@ -15,6 +14,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/image/store"
 	"github.com/ashlar-dev/ashlar/internal/policy"
 	"github.com/ashlar-dev/ashlar/internal/service"
+	tasks "github.com/ashlar-dev/ashlar/internal/task"
 )
 
 // Service is the image API.
@@ -31,10 +31,10 @@ type Service struct {
 	// sends nothing, for this long (DefaultStallTimeout; <= 0 disables).
 	StallTimeout time.Duration
 
-	bg sync.WaitGroup
-	// bgCtx is cancelled when Run's context ends, stopping imports.
-	bgCtx    context.Context
-	bgCancel context.CancelFunc
+	// tasks runs the service's durable work; ownTasks when the service
+	// made it itself (no shared runner in Deps) and runs it.
+	tasks    *tasks.Runner
+	ownTasks bool
 }
 
 // New builds the image service on the stores the configuration names,
@@ -47,20 +47,23 @@ func New(ctx context.Context, deps service.Deps, factories map[string]store.Fact
 	return NewWithStores(ctx, deps, set)
 }
 
-// NewWithStores builds the image service on an already opened store set and
-// recovers what a crash left behind (uploads stuck in saving, orphaned
-// objects, imports that were running).
+// NewWithStores builds the image service on an already opened store set.
+// Its durable work (uploads, deletes, imports) runs on deps.Tasks, whose
+// runner also recovers what a dead node left behind; without one the
+// service makes and runs its own.
 func NewWithStores(ctx context.Context, deps service.Deps, set *store.Set) (*Service, error) {
-	s := &Service{deps: deps, cfg: deps.Config, stores: set, mux: api.NewMux(), StallTimeout: DefaultStallTimeout}
+	s := &Service{deps: deps, cfg: deps.Config, stores: set, mux: api.NewMux(), StallTimeout: DefaultStallTimeout,
+		tasks: deps.Tasks}
+	if s.tasks == nil {
+		s.tasks, s.ownTasks = tasks.New(deps.DB, tasks.Options{Lease: deps.Config.Default.TaskLease,
+			Exclusive: !deps.DB.Postgres(), Logger: deps.Logger}), true
+	}
+	s.registerWork(s.tasks)
 	s.fetch = s.newFetchClient()
-	s.bgCtx, s.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.routes()
 	s.handler = auth.Require(deps.Validator, public, func(w http.ResponseWriter, r *http.Request, err error) {
 		api.WriteError(w, r, api.Glance, err)
 	})(s.mux)
-	if err := s.recover(ctx); err != nil {
-		return nil, err
-	}
 	return s, nil
 }
 
@@ -146,20 +149,14 @@ func (s *Service) Name() string { return config.ServiceImage }
 // Handler implements service.Service.
 func (s *Service) Handler() http.Handler { return s.handler }
 
-// Run implements service.Runner: imports run in the background; when ctx
-// ends they are cancelled and waited for (their images are recovered on the
-// next start).
+// Run implements service.Runner: the service's work runs on the shared
+// task runner; a runner of its own (no shared one in Deps) runs here until
+// ctx ends.
 func (s *Service) Run(ctx context.Context) error {
-	s.reap(ctx)
-	s.bgCancel()
-	s.bg.Wait()
+	if s.ownTasks {
+		return s.tasks.Run(ctx)
+	}
 	return nil
-}
-
-// Close stops background work (tests).
-func (s *Service) Close() {
-	s.bgCancel()
-	s.bg.Wait()
 }
 
 // versionIDs are the Glance API versions served, newest first.

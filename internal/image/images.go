@@ -12,6 +12,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/image/store"
+	tasks "github.com/ashlar-dev/ashlar/internal/task"
 )
 
 // The image resource: create, show, update, delete, (de)activate, tags.
@@ -179,23 +180,27 @@ func (s *Service) delete(w http.ResponseWriter, r *http.Request) error {
 	if im.Protected {
 		return errs.E(errs.Forbidden, "Image %s is protected and cannot be deleted.", im.ID)
 	}
-	// Remember the objects before the row goes, so a crash between the
-	// two steps still finds and removes them at start-up.
+	// The objects to delete are recorded with the row's deletion, so a
+	// store that is down or a node that dies cannot orphan them.
+	objects := []storedObject{{store.StagingID, im.ID}}
+	for _, l := range im.Locations {
+		objects = append(objects, storedObject{l.Store, im.ID})
+	}
+	var t *tasks.Task
 	err = s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
-		for _, l := range im.Locations {
-			if err := s.addPending(ctx, tx, im.ID, l.Store, im.ID); err != nil {
-				return err
-			}
-		}
-		if err := s.addPending(ctx, tx, im.ID, store.StagingID, im.ID); err != nil {
+		var err error
+		if t, err = s.deleteObjects(ctx, tx, im.ID, objects); err != nil {
 			return err
 		}
 		return deleteImageRow(ctx, tx, im.ID)
 	})
+	if t != nil && err != nil {
+		t.Release()
+	}
 	if err != nil {
 		return err
 	}
-	s.sweepPending(context.WithoutCancel(ctx), im.ID)
+	s.finishDelete(ctx, t)
 	writeEmpty(w, http.StatusNoContent)
 	return nil
 }

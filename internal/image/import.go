@@ -3,6 +3,7 @@ package image
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/image/store"
+	tasks "github.com/ashlar-dev/ashlar/internal/task"
 )
 
 // Interoperable import (POST /v2/images/{id}/import): glance-direct from
@@ -43,6 +45,10 @@ type importJob struct {
 	importReq map[string]any
 	// stall abandons a web-download whose source sends nothing this long.
 	stall time.Duration
+	// task is the durable task running the import; done and failed are
+	// the stores an earlier attempt of it copied to or failed.
+	task         *tasks.Task
+	done, failed []string
 }
 
 func (s *Service) importImage(w http.ResponseWriter, r *http.Request) error {
@@ -218,7 +224,9 @@ func (s *Service) checkImportable(job *importJob) error {
 // runImport does the work of one import and leaves the image in a state
 // from which the user can go on: active with the copies that succeeded, or
 // back to uploading/queued (staged data kept) when nothing may be kept.
-func (s *Service) runImport(ctx context.Context, job *importJob) {
+// Cut off (its node stopping, its lease lost), it returns at once and
+// leaves the image importing for the task's next attempt to resume.
+func (s *Service) runImport(ctx context.Context, job *importJob) error {
 	log := s.deps.Logger.With("image", job.image.ID, "task", job.taskID, "method", job.method)
 	id := job.image.ID
 	staging := s.stores.Staging()
@@ -226,9 +234,11 @@ func (s *Service) runImport(ctx context.Context, job *importJob) {
 	switch job.method {
 	case "web-download":
 		if err := s.download2Staging(ctx, job); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
 			log.Warn("web-download failed", "err", err)
-			s.failImport(ctx, job, job.stores, StatusQueued, "Task failed: "+errs.Message(err))
-			return
+			return s.failImport(ctx, job, append(job.failed, job.stores...), StatusQueued, "Task failed: "+errs.Message(err))
 		}
 		fallthrough
 	case "glance-direct":
@@ -242,15 +252,18 @@ func (s *Service) runImport(ctx context.Context, job *importJob) {
 			return s.openFirst(ctx, im, 0, -1)
 		}
 	}
-	var done, failed []string
+	done, failed := job.done, job.failed
 	var copied int64
 	for i, sid := range job.stores {
 		st, _ := s.stores.Get(sid)
 		n, err := s.copyInto(ctx, job, st, src)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if err != nil {
 			log.Warn("import into store failed", "store", sid, "err", err)
 			failed = append(failed, sid)
-			if ctx.Err() != nil || job.mustAll {
+			if job.mustAll {
 				failed = append(failed, job.stores[i+1:]...)
 				break
 			}
@@ -270,29 +283,33 @@ func (s *Service) runImport(ctx context.Context, job *importJob) {
 		if job.method == "copy-image" {
 			back = StatusActive
 		}
-		s.failImport(context.WithoutCancel(ctx), job, failed, back, fmt.Sprintf("Import failed for stores: %s", strings.Join(failed, ",")))
-		return
+		return s.failImport(ctx, job, failed, back, fmt.Sprintf("Import failed for stores: %s", strings.Join(failed, ",")))
 	}
-	s.succeedImport(context.WithoutCancel(ctx), job, failed, copied)
+	return s.succeedImport(ctx, job, failed, copied)
 }
 
 // succeedImport ends an import that kept its copies: the staged data goes,
 // the lock is released and the task records its result.
-func (s *Service) succeedImport(ctx context.Context, job *importJob, failed []string, copied int64) {
+func (s *Service) succeedImport(ctx context.Context, job *importJob, failed []string, copied int64) error {
+	ctx = context.WithoutCancel(ctx)
 	id := job.image.ID
-	if job.method != "copy-image" {
-		_ = s.stores.Staging().Delete(ctx, id)
-	}
 	result, _ := json.Marshal(map[string]string{"image_id": id})
 	err := s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
 		if err := setProps(ctx, tx, id, map[string]*string{propTask: nil, propImporting: strp(""), propFailed: strp(strings.Join(failed, ","))}); err != nil {
 			return err
 		}
-		return succeedTask(ctx, tx, job.taskID, string(result), fmt.Sprintf("Copied %d MiB", copied>>20))
+		if err := succeedTask(ctx, tx, job.taskID, string(result), fmt.Sprintf("Copied %d MiB", copied>>20)); err != nil {
+			return err
+		}
+		return job.task.Complete(ctx, tx)
 	})
 	if err != nil {
-		s.deps.Logger.Error("finishing import", "image", id, "task", job.taskID, "err", err)
+		return fmt.Errorf("finishing import of %s: %w", id, err)
 	}
+	if job.method != "copy-image" {
+		_ = s.stores.Staging().Delete(ctx, id)
+	}
+	return nil
 }
 
 // copyInto streams the source into one store and records the copy. The
@@ -300,10 +317,10 @@ func (s *Service) succeedImport(ctx context.Context, job *importJob, failed []st
 // later copies must hash to the same values.
 func (s *Service) copyInto(ctx context.Context, job *importJob, st *store.Store, src func(context.Context) (io.ReadCloser, error)) (int64, error) {
 	id := job.image.ID
-	if err := s.addPending(ctx, s.deps.DB, id, st.ID, id); err != nil {
+	// What an earlier attempt's write left (its node died) goes first.
+	if err := st.Recover(ctx, id); err != nil {
 		return 0, err
 	}
-	defer func() { _ = s.dropPending(context.WithoutCancel(ctx), s.deps.DB, st.ID, id) }()
 	rc, err := src(ctx)
 	if err != nil {
 		return 0, err
@@ -313,9 +330,7 @@ func (s *Service) copyInto(ctx context.Context, job *importJob, st *store.Store,
 	if err != nil {
 		return 0, err
 	}
-	stop := s.keepAlive(st.ID, id)
 	res, err := st.Put(ctx, id, rc, limit, s.cfg.Image.HashingAlgorithm)
-	stop()
 	if err != nil {
 		return 0, err
 	}
@@ -333,10 +348,7 @@ func (s *Service) copyInto(ctx context.Context, job *importJob, st *store.Store,
 			VirtualSize: virtualSize(deref(cur.DiskFormat), res.Head, res.Size), Algo: s.cfg.Image.HashingAlgorithm}); err != nil {
 			return err
 		}
-		if err := addLocation(dctx, tx, id, st.ID, objectURL(st, id)); err != nil {
-			return err
-		}
-		return s.dropPending(dctx, tx, st.ID, id)
+		return addLocation(dctx, tx, id, st.ID, objectURL(st, id))
 	})
 	if err != nil {
 		_ = st.Delete(dctx, id)
@@ -353,7 +365,7 @@ func (s *Service) setImportProps(ctx context.Context, id string, pending, failed
 // failImport ends a failed import: the lock is released, the failed stores
 // recorded, the image put back into status back (active when it has
 // copies; queued when back is uploading but nothing is staged).
-func (s *Service) failImport(ctx context.Context, job *importJob, failed []string, back, msg string) {
+func (s *Service) failImport(ctx context.Context, job *importJob, failed []string, back, msg string) error {
 	ctx = context.WithoutCancel(ctx)
 	id := job.image.ID
 	err := s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
@@ -379,9 +391,16 @@ func (s *Service) failImport(ctx context.Context, job *importJob, failed []strin
 		if err := setProps(ctx, tx, id, map[string]*string{propTask: nil, propImporting: strp(""), propFailed: strp(strings.Join(failed, ","))}); err != nil {
 			return err
 		}
-		return failTask(ctx, tx, job.taskID, msg)
+		if err := failTask(ctx, tx, job.taskID, msg); err != nil {
+			return err
+		}
+		return job.task.Fail(ctx, tx, errors.New(msg))
 	})
-	if err != nil && !errs.Is(err, errs.NotFound) {
-		s.deps.Logger.Error("recording failed import", "image", id, "err", err)
+	if errs.Is(err, errs.NotFound) {
+		return nil // the image is gone
 	}
+	if err != nil {
+		return fmt.Errorf("recording failed import of %s: %w", id, err)
+	}
+	return nil
 }

@@ -2,10 +2,15 @@ package image
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
@@ -116,11 +121,12 @@ func TestImport(t *testing.T) {
 			}
 		})
 
-		t.Run("import interrupted by a crash", func(t *testing.T) {
+		// What a process killed mid-import leaves: the image importing,
+		// its lock and pending stores set, the Glance task processing, the
+		// import's task held by the dead node, a temp file in fast.
+		crashedImport := func(t *testing.T, attempts int) string {
 			id := e.create("alice", rawImage)
 			e.Must(204, e.Do("alice", "PUT", "/v2/images/"+id+"/stage", data))
-			// What a process killed mid-import leaves: the image importing,
-			// its lock and pending stores set, a pending object in fast.
 			ctx := t.Context()
 			if _, err := d.ExecContext(ctx, "UPDATE images SET status = 'importing' WHERE id = ?", id); err != nil {
 				t.Fatal(err)
@@ -129,22 +135,53 @@ func TestImport(t *testing.T) {
 				t.Fatal(err)
 			}
 			now := db.Now()
-			if _, err := d.ExecContext(ctx, `INSERT INTO image_tasks (id, image_id, type, status, owner, user_id, request_id, input,
-message, created_at, updated_at, node) VALUES (?, ?, 'api_image_import', 'processing', 'p1', 'u', 'r', '{}', '', ?, ?, ?)`,
-				"t-"+id, id, now, now, e.cfg.Image.PublicURL); err != nil {
+			if err := insertTask(ctx, d, task{ID: "t-" + id, ImageID: id, Type: "api_image_import", Status: "processing",
+				Owner: "p1", UserID: "u", RequestID: "r", Input: "{}", CreatedAt: now, UpdatedAt: now}); err != nil {
 				t.Fatal(err)
 			}
-			if err := e.svc.addPending(ctx, d, id, "fast", id); err != nil {
+			addTask(t, d, kindImport, id, importWork{TaskID: "t-" + id, Method: "glance-direct", Stores: []string{"fast", "cheap"},
+				MustAll: true, ProjectID: "p1", UserID: "u"}, "dead-node", time.Now().Add(-time.Second))
+			if _, err := d.ExecContext(ctx, "UPDATE tasks SET attempts = ? WHERE subject = ?", attempts, id); err != nil {
 				t.Fatal(err)
 			}
-			e.start()
-			im := e.image(id)
-			if im["status"] != "uploading" || im["os_glance_import_task"] != nil || im["os_glance_failed_import"] != "fast,cheap" {
-				t.Errorf("after restart: %v", im)
+			if err := os.WriteFile(filepath.Join(e.state, "images", "fast", ".ashlar-tmp-dead"), data[:100], 0o600); err != nil {
+				t.Fatal(err)
 			}
+			return id
+		}
+		glanceTask := func(t *testing.T, id string) map[string]any {
 			tasks := e.Must(200, e.Do("alice", "GET", "/v2/images/"+id+"/tasks", nil)).JSON(t)["tasks"].([]any)
-			if len(tasks) != 1 || tasks[0].(map[string]any)["status"] != "failure" {
-				t.Errorf("interrupted task: %v", tasks)
+			if len(tasks) != 1 {
+				t.Fatalf("tasks of %s: %v", id, tasks)
+			}
+			return tasks[0].(map[string]any)
+		}
+		t.Run("import resumed after a crash", func(t *testing.T) {
+			id := crashedImport(t, 1)
+			e.start()
+			im := e.waitImage(id, importDone)
+			if im["status"] != "active" || im["stores"] != "cheap,fast" || im["os_glance_failed_import"] != "" {
+				t.Errorf("resumed import: %v", im)
+			}
+			if st := glanceTask(t, id)["status"]; st != "success" {
+				t.Errorf("resumed task: %v", st)
+			}
+			if objs := e.objects("fast"); slices.Contains(objs, ".ashlar-tmp-dead") {
+				t.Errorf("the dead writer's temp file is left: %v", objs)
+			}
+		})
+		t.Run("import interrupted too often", func(t *testing.T) {
+			id := crashedImport(t, 3)
+			e.start()
+			im := e.waitImage(id, importDone)
+			if im["status"] != "uploading" || im["os_glance_import_task"] != nil || im["os_glance_failed_import"] != "fast,cheap" {
+				t.Errorf("after giving up: %v", im)
+			}
+			if gt := glanceTask(t, id); gt["status"] != "failure" || !strings.Contains(fmt.Sprint(gt["message"]), "node running it stopped") {
+				t.Errorf("interrupted task: %v", gt)
+			}
+			if objs := e.objects("fast"); slices.Contains(objs, ".ashlar-tmp-dead") || slices.Contains(objs, id) {
+				t.Errorf("partial copies left: %v", objs)
 			}
 			// The staged data survived: the import can be run again.
 			e.Must(202, e.Do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"}}`))

@@ -6,16 +6,16 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/db"
 )
 
-// The SQL of import tasks (image_tasks), except the liveness columns the
-// recovery mechanism keeps (node, heartbeat; see recovery.go).
+// The SQL of Glance's import tasks (image_tasks), what GET /v2/tasks shows.
 
 const taskCols = "id, image_id, type, status, owner, user_id, request_id, input, result, message, created_at, updated_at, expires_at"
 
-// insertTask records a task that node runs.
-func insertTask(ctx context.Context, q db.Querier, t task, node string) error {
+// insertTask records a Glance task (the durable task that runs it is
+// internal/task's).
+func insertTask(ctx context.Context, q db.Querier, t task) error {
 	_, err := q.ExecContext(ctx, `INSERT INTO image_tasks (id, image_id, type, status, owner, user_id, request_id, input,
-message, created_at, updated_at, expires_at, node) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`, t.ID, t.ImageID, t.Type,
-		t.Status, t.Owner, t.UserID, t.RequestID, t.Input, t.Message, t.CreatedAt, t.UpdatedAt, t.ExpiresAt, node)
+message, created_at, updated_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`, t.ID, t.ImageID, t.Type,
+		t.Status, t.Owner, t.UserID, t.RequestID, t.Input, t.Message, t.CreatedAt, t.UpdatedAt, t.ExpiresAt)
 	return err
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/image/store"
+	tasks "github.com/ashlar-dev/ashlar/internal/task"
 )
 
 // An image's store copies: where each lives and removing one.
@@ -25,26 +26,25 @@ func objectURL(st *store.Store, key string) string {
 	return st.Type + "://" + st.ID + "/" + key
 }
 
-// removeCopy deletes one store copy: the location goes first (recorded as
-// pending so a crash cannot orphan the object), then the object.
+// removeCopy deletes one store copy: the location goes, with the object's
+// deletion recorded in the same transaction, then the object.
 func (s *Service) removeCopy(ctx context.Context, id, storeID string) {
+	var t *tasks.Task
 	err := s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
-		if err := s.addPending(ctx, tx, id, storeID, id); err != nil {
+		var err error
+		if t, err = s.deleteObjects(ctx, tx, id, []storedObject{{storeID, id}}); err != nil {
 			return err
 		}
 		return deleteLocation(ctx, tx, id, storeID)
 	})
 	if err != nil {
+		if t != nil {
+			t.Release()
+		}
 		s.deps.Logger.Error("removing image copy", "image", id, "store", storeID, "err", err)
 		return
 	}
-	if st, ok := s.stores.Get(storeID); ok {
-		if err := st.Delete(ctx, id); err != nil && !errs.Is(err, errs.NotFound) {
-			s.deps.Logger.Warn("deleting image copy", "image", id, "store", storeID, "err", err)
-			return
-		}
-	}
-	_ = s.dropPending(ctx, s.deps.DB, storeID, id)
+	s.finishDelete(ctx, t)
 }
 
 // deleteFromStore is DELETE /v2/stores/{store}/{id}: one copy goes, the

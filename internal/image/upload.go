@@ -12,6 +12,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/image/store"
+	tasks "github.com/ashlar-dev/ashlar/internal/task"
 )
 
 // The data uploads: PUT /file (into a store) and PUT /stage (into the
@@ -73,15 +74,16 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request) error {
 	case st.ReadOnly:
 		return errReadOnlyStore
 	}
-	res, err := s.putBody(ctx, w, r, im, st, StatusSaving)
+	res, t, err := s.putBody(ctx, w, r, im, st, StatusSaving)
 	if err != nil {
 		return err
 	}
-	if err := s.finishUpload(ctx, im, st, res, StatusSaving); err != nil {
+	defer t.Release()
+	if err := s.finishUpload(ctx, t, im, st, res, StatusSaving); err != nil {
 		if errors.Is(err, errDeleted) {
-			return s.deletedDuringUpload(ctx, im, st)
+			return s.deletedDuringUpload(ctx, t, im, st)
 		}
-		s.requeue(ctx, im, st, StatusSaving)
+		s.requeue(ctx, t, im, StatusSaving, err)
 		return s.uploadErr(err, false, 0)
 	}
 	writeEmpty(w, http.StatusNoContent)
@@ -107,10 +109,11 @@ func (s *Service) stage(w http.ResponseWriter, r *http.Request) error {
 		return errs.E(errs.Conflict, "Image status transition from %s to uploading is not allowed", im.Status)
 	}
 	st := s.stores.Staging()
-	res, err := s.putBody(ctx, w, r, im, st, StatusUploading)
+	res, t, err := s.putBody(ctx, w, r, im, st, StatusUploading)
 	if err != nil {
 		return err
 	}
+	defer t.Release()
 	dctx := context.WithoutCancel(ctx)
 	err = s.deps.DB.InTx(dctx, func(tx *db.Tx) error {
 		ok, err := setSize(dctx, tx, im.ID, res.Size, StatusUploading)
@@ -120,10 +123,10 @@ func (s *Service) stage(w http.ResponseWriter, r *http.Request) error {
 		if !ok {
 			return errDeleted
 		}
-		return s.dropPending(dctx, tx, st.ID, im.ID)
+		return t.Complete(dctx, tx)
 	})
 	if errors.Is(err, errDeleted) {
-		return s.deletedDuringUpload(ctx, im, st)
+		return s.deletedDuringUpload(ctx, t, im, st)
 	}
 	if err != nil {
 		return err
@@ -170,55 +173,56 @@ func tooLargeErr(quota bool, size, remaining int64) error {
 }
 
 // putBody streams the request body into st as im's data, bounded by the
-// owner's limits, with im moved from queued to during while it runs. If the
-// Put fails (the wrapper has deleted the partial object) the image goes
-// back to queued and the error is Glance's answer.
-func (s *Service) putBody(ctx context.Context, w http.ResponseWriter, r *http.Request, im *Image, st *store.Store, during string) (store.PutResult, error) {
+// owner's limits, with im moved from queued to during while it runs, under
+// an upload task (so a node dying mid-way has its partial write rolled back
+// by another). If the Put fails (the wrapper has deleted the partial
+// object) the image goes back to queued and the error is Glance's answer;
+// otherwise the caller finishes the task and releases it.
+func (s *Service) putBody(ctx context.Context, w http.ResponseWriter, r *http.Request, im *Image, st *store.Store, during string) (store.PutResult, *tasks.Task, error) {
 	limit, quota, remaining, err := s.limits(ctx, im.Owner)
 	if err != nil {
-		return store.PutResult{}, err
+		return store.PutResult{}, nil, err
 	}
 	if r.ContentLength > limit {
-		return store.PutResult{}, tooLargeErr(quota, r.ContentLength, remaining)
+		return store.PutResult{}, nil, tooLargeErr(quota, r.ContentLength, remaining)
 	}
-	if err := s.transition(ctx, im.ID, StatusQueued, during, st.ID, im.ID); err != nil {
-		return store.PutResult{}, err
-	}
-	stop := s.keepAlive(st.ID, im.ID)
-	res, err := st.Put(ctx, im.ID, s.bodyReader(w, r), limit, s.cfg.Image.HashingAlgorithm)
-	stop()
+	t, err := s.beginUpload(ctx, im.ID, during, st)
 	if err != nil {
-		s.requeue(ctx, im, st, during)
-		return res, s.uploadErr(err, quota, remaining)
+		return store.PutResult{}, nil, err
 	}
-	return res, nil
+	// The task's context ends with the request and with the task's lease:
+	// a node that lost it stops writing.
+	res, err := st.Put(t.Context(), im.ID, s.bodyReader(w, r), limit, s.cfg.Image.HashingAlgorithm)
+	if err != nil {
+		s.requeue(ctx, t, im, during, err)
+		t.Release()
+		return res, nil, s.uploadErr(err, quota, remaining)
+	}
+	return res, t, nil
 }
 
-// transition moves an image from one status to another, recording the
-// object about to be written, or 409 like Glance.
-func (s *Service) transition(ctx context.Context, id, from, to, storeID, key string) error {
-	return s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
-		if err := moveStatus(ctx, tx, id, from, to); err != nil {
+// requeue hands an image whose data did not land back to queued, ending
+// its upload task as failed.
+func (s *Service) requeue(ctx context.Context, t *tasks.Task, im *Image, from string, cause error) {
+	dctx := context.WithoutCancel(ctx)
+	err := s.deps.DB.InTx(dctx, func(tx *db.Tx) error {
+		if _, err := setStatus(dctx, tx, im.ID, StatusQueued, from); err != nil {
 			return err
 		}
-		return s.addPending(ctx, tx, id, storeID, key)
+		return t.Fail(dctx, tx, cause)
 	})
-}
-
-// requeue hands an image whose data did not land back to queued and
-// forgets its pending object.
-func (s *Service) requeue(ctx context.Context, im *Image, st *store.Store, from string) {
-	dctx := context.WithoutCancel(ctx)
-	_, _ = setStatus(dctx, s.deps.DB, im.ID, StatusQueued, from)
-	_ = s.dropPending(dctx, s.deps.DB, st.ID, im.ID)
+	if err != nil {
+		s.deps.Logger.Warn("requeueing a failed upload", "image", im.ID, "err", err)
+	}
 }
 
 // deletedDuringUpload removes the data of an image deleted while it was
 // being written and returns Glance's 410.
-func (s *Service) deletedDuringUpload(ctx context.Context, im *Image, st *store.Store) error {
+func (s *Service) deletedDuringUpload(ctx context.Context, t *tasks.Task, im *Image, st *store.Store) error {
 	dctx := context.WithoutCancel(ctx)
-	_ = st.Delete(dctx, im.ID)
-	_ = s.dropPending(dctx, s.deps.DB, st.ID, im.ID)
+	if err := st.Delete(dctx, im.ID); err == nil || errs.Is(err, errs.NotFound) {
+		_ = t.Complete(dctx, s.deps.DB)
+	} // else: left to the task's recovery, which purges the object
 	return errs.E(errs.Gone, "Image %s could not be found after upload. The image may have been deleted during the upload.", im.ID)
 }
 
@@ -239,7 +243,7 @@ func (s *Service) uploadErr(err error, quota bool, remaining int64) error {
 
 // finishUpload records a written object: the image becomes active with the
 // sizes and hashes of the one pass, and the store becomes a location.
-func (s *Service) finishUpload(ctx context.Context, im *Image, st *store.Store, res store.PutResult, from string) error {
+func (s *Service) finishUpload(ctx context.Context, t *tasks.Task, im *Image, st *store.Store, res store.PutResult, from string) error {
 	d := imageData{Size: res.Size, VirtualSize: virtualSize(deref(im.DiskFormat), res.Head, res.Size),
 		MD5: res.MD5, Algo: s.cfg.Image.HashingAlgorithm, Hash: res.Hash}
 	ctx = context.WithoutCancel(ctx)
@@ -254,7 +258,7 @@ func (s *Service) finishUpload(ctx context.Context, im *Image, st *store.Store, 
 		if err := addLocation(ctx, tx, im.ID, st.ID, objectURL(st, im.ID)); err != nil {
 			return err
 		}
-		return s.dropPending(ctx, tx, st.ID, im.ID)
+		return t.Complete(ctx, tx)
 	})
 }
 

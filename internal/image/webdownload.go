@@ -178,19 +178,16 @@ func (s *Service) download2Staging(ctx context.Context, job *importJob) error {
 	if err != nil {
 		return err
 	}
-	if err := s.addPending(ctx, s.deps.DB, id, staging.ID, id); err != nil {
+	// What a dead node's download left in staging goes first.
+	if err := staging.Recover(ctx, id); err != nil {
 		return err
 	}
-	stop := s.keepAlive(staging.ID, id)
 	res, err := staging.Put(ctx, id, stall.reader(resp.Body), limit, s.cfg.Image.HashingAlgorithm)
-	stop()
-	dctx := context.WithoutCancel(ctx)
 	if err == nil {
-		_, err = setSize(dctx, s.deps.DB, id, res.Size, "")
+		_, err = setSize(context.WithoutCancel(ctx), s.deps.DB, id, res.Size, "")
 	} else if errs.KindOf(err) == errs.Other {
 		err = fetchErr(ctx, job, err)
 	}
-	_ = s.dropPending(dctx, s.deps.DB, staging.ID, id)
 	return err
 }
 

@@ -117,6 +117,7 @@ func Check(c *config.Config) (problems, warnings []config.Problem) {
 var (
 	_ store.Driver    = (*file.Driver)(nil)
 	_ store.Lister    = (*file.Driver)(nil)
+	_ store.Recoverer = (*file.Driver)(nil)
 	_ store.Locator   = (*file.Driver)(nil)
 	_ store.Describer = (*file.Driver)(nil)
 

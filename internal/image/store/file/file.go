@@ -589,10 +589,25 @@ func (d *Driver) List(ctx context.Context, fn func(key string) error) error {
 	})
 }
 
+// Recover removes the temp files, in key's directory, of writers that
+// died mid-upload (store.Recoverer): another node recovering a dead node's
+// upload need not wait for a store to be opened again.
+func (d *Driver) Recover(_ context.Context, key string) error {
+	p, err := d.path(key)
+	if err != nil {
+		return err
+	}
+	return sweepDir(filepath.Dir(p))
+}
+
 // sweep removes temp files nobody holds a lock on: leftovers of a process
 // that died mid-upload.
-func (d *Driver) sweep() error {
-	return filepath.WalkDir(d.dir, func(p string, e fs.DirEntry, err error) error {
+func (d *Driver) sweep() error { return sweepDir(d.dir) }
+
+// sweepDir is sweep below dir; a writer holds an flock on its temp file
+// while it lives, so a live upload's is never removed.
+func sweepDir(dir string) error {
+	return filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil

@@ -339,6 +339,20 @@ func TestSweep(t *testing.T) {
 	if n != 0 {
 		t.Fatalf("List shows %d objects, want temp files hidden", n)
 	}
+	// A writer that dies after the store was opened: Recover sweeps it
+	// (another node recovering the upload), and still spares the live one.
+	if err := os.WriteFile(dead, []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Recover(context.Background(), "some-image"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dead); !os.IsNotExist(err) {
+		t.Fatalf("Recover left the dead temp file: %v", err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Fatalf("Recover removed the live temp file: %v", err)
+	}
 }
 
 // TestGetSendfile checks that the reader hands an *io.LimitedReader over
