@@ -124,7 +124,8 @@ func newWithDB(ctx context.Context, cfg *config.Config, d *db.DB, logger *slog.L
 
 // add registers svc to be served on bind and returns its wrapped handler.
 func (s *Server) add(svc service.Service, bind string, deps service.Deps, flavor api.Flavor) http.Handler {
-	h := api.Wrap(svc.Name(), svc.Handler(), deps.Logger.With("service", svc.Name()), deps.Metrics, flavor)
+	h := api.Wrap(svc.Name(), svc.Handler(), deps.Logger.With("service", svc.Name()), deps.Metrics, flavor,
+		api.BodyTimeout(s.cfg.Default.ClientBodyTimeout))
 	s.services = append(s.services, bound{svc: svc, bind: bind, handler: h})
 	return h
 }
@@ -188,6 +189,8 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 		ls = append(ls, lis{"metrics", l, mux})
 	}
 
+	limit := newConnLimit(s.cfg.Default.MaxConnectionsPerClient, s.cfg.Default.ConnectionLimitExempt, s.logger, s.registry)
+
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	for _, b := range s.services {
@@ -203,12 +206,17 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 	errc := make(chan error, len(ls))
 	var servers []*http.Server
 	for _, x := range ls {
-		hs := &http.Server{Handler: x.h, ReadHeaderTimeout: 30 * time.Second,
-			BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) }}
+		// No ReadTimeout or WriteTimeout: they would cut image transfers
+		// of any length. A body's deadline is set per request (api.Wrap);
+		// headers and idle keep-alive connections have their own.
+		hs := &http.Server{Handler: x.h,
+			ReadHeaderTimeout: s.cfg.Default.ClientHeaderTimeout,
+			IdleTimeout:       s.cfg.Default.ClientSocketTimeout,
+			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) }}
 		servers = append(servers, hs)
 		s.logger.Info("listening", "service", x.name, "addr", x.l.Addr().String())
 		go func() {
-			if err := hs.Serve(x.l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := hs.Serve(limit.wrap(x.l)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("%s: %w", x.name, err)
 			}
 		}()
