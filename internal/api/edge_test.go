@@ -196,7 +196,6 @@ func post(path, ctype string, length int) string {
 	return "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: " + ctype + "\r\nContent-Length: " + strconv.Itoa(length) + "\r\n\r\n"
 }
 
-
 // A client that sends part of a JSON body and stalls is cut off after the
 // body timeout: in DecodeJSON (answered 400), whatever Content-Type it
 // claims, and when the handler never reads the body (net/http's drain);
