@@ -130,19 +130,19 @@ type bodyGuard struct {
 
 func (g *bodyGuard) Read(p []byte) (int, error) {
 	n, err := g.ReadCloser.Read(p)
-	if err == io.EOF && !g.eof.Swap(true) && g.armed.Load() {
-		// All in: lift the deadline, or net/http's background read (which
-		// watches for the client going away) would hit it later and cancel
-		// the request's context while the handler still works.
-		_ = g.rc.SetReadDeadline(time.Time{})
+	if err == io.EOF {
+		// net/http lifts the deadline itself when the body is all in (its
+		// background read watches for the client going away from then on).
+		g.eof.Store(true)
 	}
 	return n, err
 }
 
 // arm gives the client g.timeout from now to send the rest of the body,
-// unless it is all in or a deadline is already set. Writers that cannot
-// set deadlines (httptest recorders, the in-process loopback) are left
-// alone.
+// unless it is all in (a deadline then would cut net/http's background
+// read, cancelling the request's context) or a deadline is already set.
+// Writers that cannot set deadlines (httptest recorders, the in-process
+// loopback) are left alone.
 func (g *bodyGuard) arm() {
 	if g == nil || g.timeout <= 0 || g.eof.Load() || g.armed.Load() {
 		return

@@ -197,11 +197,12 @@ func post(path, ctype string, length int) string {
 }
 
 // A client that sends part of a JSON body and stalls is cut off after the
-// body timeout: in DecodeJSON (answered 400), whatever Content-Type it
-// claims, and when the handler never reads the body (net/http's drain);
-// a data body is not given the JSON deadline, so a slow but progressing
-// one goes through; and a handler still working after the body is in is
-// not cancelled when the deadline would have passed.
+// body timeout: in DecodeJSON (answered 400) whatever Content-Type it
+// claims, in any other reader of a non-data body, and when the handler
+// never reads the body (net/http's drain after it); a data body is not
+// given the JSON deadline, so a slow but progressing one goes through; and
+// a handler still working after the body is in is not cancelled when the
+// deadline would have passed.
 func TestBodyTimeout(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	m := NewMux()
@@ -219,6 +220,13 @@ func TestBodyTimeout(t *testing.T) {
 		WriteJSON(w, 200, v)
 	})
 	m.HandleFunc("POST /ignore", func(w http.ResponseWriter, r *http.Request) { WriteJSON(w, 401, map[string]any{}) })
+	m.HandleFunc("POST /raw", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(r.Body); err != nil {
+			WriteJSON(w, 400, map[string]string{"err": err.Error()})
+			return
+		}
+		WriteJSON(w, 200, map[string]any{})
+	})
 	m.HandleFunc("PUT /data", func(w http.ResponseWriter, r *http.Request) {
 		n, err := io.Copy(io.Discard, r.Body)
 		if err != nil {
@@ -242,6 +250,12 @@ func TestBodyTimeout(t *testing.T) {
 		}
 		if d := time.Since(start); d < timeout {
 			t.Errorf("closed after %v, before the timeout", d)
+		}
+	})
+	t.Run("partial JSON read without DecodeJSON is cut", func(t *testing.T) {
+		c := sendPartial(t, addr, post("/raw", "application/json", 100), `{"name": "x`)
+		if got := closedWithin(t, c, timeout+2*time.Second); !strings.HasPrefix(got, "HTTP/1.1 400") {
+			t.Errorf("response %q, want a 400", got)
 		}
 	})
 	t.Run("partial JSON labelled as data is cut", func(t *testing.T) {
