@@ -268,6 +268,13 @@ func TestBodyTimeout(t *testing.T) {
 			t.Errorf("response %q", got)
 		}
 	})
+	t.Run("unread data body is cut after the handler", func(t *testing.T) {
+		// an upload refused before its data is read (409, 413, ...)
+		c := sendPartial(t, addr, post("/ignore", "application/octet-stream", 1000), "xxxx")
+		if got := closedWithin(t, c, timeout+2*time.Second); !strings.HasPrefix(got, "HTTP/1.1 401") {
+			t.Errorf("response %q", got)
+		}
+	})
 	t.Run("stalled chunked JSON is cut", func(t *testing.T) {
 		c := sendPartial(t, addr, "POST /json HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n", "5\r\n{\"a\":")
 		closedWithin(t, c, timeout+2*time.Second)
