@@ -35,6 +35,8 @@ type Server struct {
 	logger   *slog.Logger
 	registry *prometheus.Registry
 	services []bound
+	// limit caps the connections per client over every listener.
+	limit *connLimit
 }
 
 type bound struct {
@@ -80,7 +82,8 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 func newWithDB(ctx context.Context, cfg *config.Config, d *db.DB, logger *slog.Logger) (*Server, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s := &Server{cfg: cfg, db: d, logger: logger, registry: reg}
+	s := &Server{cfg: cfg, db: d, logger: logger, registry: reg,
+		limit: newConnLimit(cfg.Default.MaxConnectionsPerClient, cfg.Default.ConnectionLimitExempt, logger, reg)}
 	deps := service.Deps{Config: cfg, DB: d, Logger: logger, Registry: reg, Metrics: api.NewMetrics(reg)}
 
 	var validator auth.Validator
@@ -189,8 +192,6 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 		ls = append(ls, lis{"metrics", l, mux})
 	}
 
-	limit := newConnLimit(s.cfg.Default.MaxConnectionsPerClient, s.cfg.Default.ConnectionLimitExempt, s.logger, s.registry)
-
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	for _, b := range s.services {
@@ -216,7 +217,7 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 		servers = append(servers, hs)
 		s.logger.Info("listening", "service", x.name, "addr", x.l.Addr().String())
 		go func() {
-			if err := hs.Serve(limit.wrap(x.l)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := hs.Serve(s.limit.wrap(x.l)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("%s: %w", x.name, err)
 			}
 		}()
