@@ -16,6 +16,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/identity"
+	"github.com/ashlar-dev/ashlar/internal/image/store/drivers"
 	"github.com/ashlar-dev/ashlar/internal/server"
 	"github.com/ashlar-dev/ashlar/internal/version"
 )
@@ -82,7 +83,7 @@ func loadConfig(name string, args []string, stderr io.Writer) (*config.Config, *
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
-	cfg, err := config.Load(*path, *state)
+	cfg, err := config.Load(*path, *state, drivers.Check)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -160,7 +161,7 @@ func configCmd(args []string, stdout, stderr io.Writer) error {
 	if len(args) != 2 || args[0] != "check" {
 		return fmt.Errorf("%w: config check FILE", errUsage)
 	}
-	cfg, err := config.Load(args[1], "")
+	cfg, err := config.Load(args[1], "", drivers.Check)
 	if cfg != nil {
 		for _, w := range cfg.Warnings {
 			fmt.Fprintf(stderr, "warning: %s\n", w)

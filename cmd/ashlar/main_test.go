@@ -12,6 +12,21 @@ func TestConfigCheck(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.conf")
 	os.WriteFile(bad, []byte("[identity]\ntoken_expiration = forever\n[image]\nenabled_backends = a:file, b:tape\ndefault_backend = a\n"), 0o600)
+	stores := filepath.Join(dir, "stores.conf")
+	os.WriteFile(stores, []byte(`[image]
+enabled_backends = fast:file, cheap:s3, web:http
+default_backend = fast
+[store:fast]
+filesystem_thin_provisioning = sometimes
+[store:cheap]
+s3_store_host = http://127.0.0.1:9000
+s3_store_bucket = images
+s3_store_access_key = ak
+s3_store_thread_pools = 0
+[store:web]
+http_store_base_url = ftp://web.example.com/
+frobnicate = 1
+`), 0o600)
 	good := filepath.Join(dir, "good.conf")
 	os.WriteFile(good, []byte("[DEFAULT]\nstate_path = "+dir+"\n"), 0o600)
 
@@ -23,7 +38,11 @@ func TestConfigCheck(t *testing.T) {
 	}{
 		{"bad value and unknown type", []string{"config", "check", bad}, 1,
 			[]string{"[identity] token_expiration", `unknown type "tape"`}},
-		{"good", []string{"config", "check", good}, 0, []string{"[store:fast]", "state_path = " + dir}},
+		{"every store problem at once", []string{"config", "check", stores}, 1,
+			[]string{"[store:fast] filesystem_thin_provisioning:", "[store:cheap] s3_store_secret_key: required",
+				"[store:cheap] s3_store_thread_pools:", "[store:web] http_store_base_url:",
+				"warning: [store:web] frobnicate: unknown option"}},
+		{"good", []string{"config", "check", good}, 0, []string{"[store:fast]", "filesystem_store_datadir = " + filepath.Join(dir, "images", "fast"), "state_path = " + dir}},
 		{"missing file", []string{"config", "check", filepath.Join(dir, "nope")}, 1, []string{"nope"}},
 		{"usage", []string{"config"}, 2, []string{"config check FILE"}},
 		{"unknown command", []string{"frob"}, 2, []string{"unknown command"}},

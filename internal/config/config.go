@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -48,6 +47,11 @@ type Default struct {
 	// LogFormat is "text" or "json".
 	LogFormat string
 	Debug     bool
+	// TaskLease is how long a node's claim on background work lasts
+	// without renewal: a dead node's work is taken over within two leases.
+	TaskLease time.Duration
+	// TaskWorkers bounds the background tasks one node runs at once.
+	TaskWorkers int
 	// ClientSocketTimeout closes a keep-alive connection left idle this
 	// long (oslo.service's client_socket_timeout; 0 waits forever).
 	ClientSocketTimeout time.Duration
@@ -112,15 +116,33 @@ type Image struct {
 	AllowedImportHosts []string
 	// StagingDir holds os_glance_staging_store data.
 	StagingDir string
+	// ShowImageDirectURL shows an image's first location as direct_url
+	// (Glance's show_image_direct_url) to callers that may read locations.
+	ShowImageDirectURL bool
+	// ShowMultipleLocations shows an image's locations (Glance's
+	// show_multiple_locations) to callers that may read locations.
+	ShowMultipleLocations bool
 }
 
-// Store is one [store:<id>] section.
+// Store is one [store:<id>] section. config reads only the generic keys;
+// the store's driver reads and checks the others (Options), see Check and
+// internal/image/store/drivers.
 type Store struct {
 	ID          string
 	Type        string
 	Description string
-	// Options holds the driver's own keys (filesystem_store_datadir, s3_store_host, ...).
+	// Options holds the section's other keys: as written, until the
+	// store's driver has read them (drivers.Check); then the values it
+	// read, canonical and with defaults filled in.
 	Options map[string]string
+	// Secret marks the Options that are credentials, as the driver
+	// declares them; nil until a driver has read the options, and Print
+	// masks every option of such a store.
+	Secret map[string]bool
+	// StateDir is <state_path>/images/<id>: where a driver keeps the
+	// store's data when its section names no place (the file driver's
+	// default filesystem_store_datadir).
+	StateDir string
 }
 
 // Volume is the [volume] section.
@@ -165,16 +187,6 @@ func (e *ValidationError) Error() string {
 	return "invalid configuration:\n  " + strings.Join(lines, "\n  ")
 }
 
-// StoreTypes maps each image store type to the driver option keys it accepts
-// (besides store_description). The http type is always read-only.
-var StoreTypes = map[string][]string{
-	"file": {"filesystem_store_datadir", "filesystem_thin_provisioning"},
-	"s3": {"s3_store_host", "s3_store_bucket", "s3_store_access_key", "s3_store_secret_key",
-		"s3_store_create_bucket_on_put", "s3_store_region", "s3_store_large_object_chunk_size",
-		"s3_store_thread_pools"},
-	"http": {"http_store_base_url"},
-}
-
 // VolumeDrivers maps each volume driver to the option keys it accepts
 // (besides volume_driver and volume_backend_name).
 var VolumeDrivers = map[string][]string{
@@ -184,6 +196,7 @@ var VolumeDrivers = map[string][]string{
 // keys of the fixed sections: name -> known keys.
 var sectionKeys = map[string][]string{
 	ini.DefaultSection: {"state_path", "enabled_services", "metrics_bind", "log_format", "debug",
+		"task_lease", "task_workers",
 		"client_socket_timeout", "client_header_timeout", "client_body_timeout",
 		"max_connections_per_client", "connection_limit_exempt"},
 	"database": {"connection"},
@@ -191,14 +204,22 @@ var sectionKeys = map[string][]string{
 		"password", "project_name", "user_domain_name", "project_domain_name", "cache_ttl"},
 	"image": {"bind", "public_url", "enabled_backends", "default_backend", "image_size_cap",
 		"user_storage_quota", "hashing_algorithm", "enabled_import_methods",
-		"allowed_import_hosts", "staging_dir"},
+		"allowed_import_hosts", "staging_dir", "show_image_direct_url", "show_multiple_locations"},
 	"volume": {"bind", "public_url", "enabled_backends", "glance_api_servers",
 		"default_volume_type", "default_availability_zone"},
 }
 
+// A Check validates what config leaves to others, the options of image
+// store drivers (internal/image/store/drivers.Check): it returns problems
+// and warnings, each naming its section and key, and may resolve what it
+// checks (fill in defaults). Load and Parse report its problems together
+// with their own, so every problem of a file is reported at once.
+type Check func(c *Config) (problems, warnings []Problem)
+
 // Load reads the INI file at path (or, when path is "", only the embedded
-// defaults), applies statePath when non-empty, and validates the result.
-func Load(path, statePath string) (*Config, error) {
+// defaults), applies statePath when non-empty, and validates the result,
+// running checks after its own validation.
+func Load(path, statePath string, checks ...Check) (*Config, error) {
 	var f *ini.File
 	var err error
 	opts := ini.LoadOptions{AllowPythonMultilineValues: true, ChildSectionDelimiter: "\x00",
@@ -208,17 +229,17 @@ func Load(path, statePath string) (*Config, error) {
 	} else if f, err = ini.LoadSources(opts, path); err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
-	return parse(f, statePath)
+	return parse(f, statePath, checks)
 }
 
 // Parse is Load for INI text held in memory.
-func Parse(text, statePath string) (*Config, error) {
+func Parse(text, statePath string, checks ...Check) (*Config, error) {
 	f, err := ini.LoadSources(ini.LoadOptions{AllowPythonMultilineValues: true,
 		ChildSectionDelimiter: "\x00", SpaceBeforeInlineComment: true}, []byte(text))
 	if err != nil {
 		return nil, err
 	}
-	return parse(f, statePath)
+	return parse(f, statePath, checks)
 }
 
 type parser struct {
@@ -258,14 +279,12 @@ func (p *parser) boolean(section, key string, def bool) bool {
 	if v == "" {
 		return def
 	}
-	switch strings.ToLower(v) {
-	case "true", "yes", "on", "1":
-		return true
-	case "false", "no", "off", "0":
-		return false
+	b, err := parseBool(v)
+	if err != nil {
+		p.bad(section, key, "%v", err)
+		return def
 	}
-	p.bad(section, key, "%q is not a boolean (true/false)", v)
-	return def
+	return b
 }
 
 func (p *parser) integer(section, key string, def int64, min int64) int64 {
@@ -273,13 +292,9 @@ func (p *parser) integer(section, key string, def int64, min int64) int64 {
 	if v == "" {
 		return def
 	}
-	n, err := strconv.ParseInt(v, 10, 64)
+	n, err := parseInt(v, min, noMax)
 	if err != nil {
-		p.bad(section, key, "%q is not an integer", v)
-		return def
-	}
-	if n < min {
-		p.bad(section, key, "%d is below the minimum %d", n, min)
+		p.bad(section, key, "%v", err)
 		return def
 	}
 	return n
@@ -326,7 +341,7 @@ func (p *parser) url(section, key, def string) string {
 	if v == "" {
 		return v
 	}
-	if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if !isHTTPURL(v) {
 		p.bad(section, key, "%q is not an http(s) URL", v)
 	}
 	return v
@@ -354,7 +369,7 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-func parse(f *ini.File, statePathOverride string) (*Config, error) {
+func parse(f *ini.File, statePathOverride string, checks []Check) (*Config, error) {
 	p := &parser{f: f}
 	c := &Config{}
 	D := ini.DefaultSection
@@ -383,6 +398,8 @@ func parse(f *ini.File, statePathOverride string) (*Config, error) {
 		p.bad(D, "log_format", "%q is not one of text, json", c.Default.LogFormat)
 	}
 	c.Default.Debug = p.boolean(D, "debug", false)
+	c.Default.TaskLease = p.seconds(D, "task_lease", 30*time.Second)
+	c.Default.TaskWorkers = int(p.integer(D, "task_workers", 8, 1))
 	c.Default.ClientSocketTimeout = p.secondsMin(D, "client_socket_timeout", 900*time.Second, 0)
 	c.Default.ClientHeaderTimeout = p.seconds(D, "client_header_timeout", 30*time.Second)
 	c.Default.ClientBodyTimeout = p.seconds(D, "client_body_timeout", 60*time.Second)
@@ -428,6 +445,10 @@ func parse(f *ini.File, statePathOverride string) (*Config, error) {
 		[]string{"glance-direct", "web-download", "copy-image"})
 	c.Image.AllowedImportHosts = p.list("image", "allowed_import_hosts", nil)
 	c.Image.StagingDir = p.str("image", "staging_dir", filepath.Join(state, "staging"))
+	// Both expose where image data lives (server paths, buckets): off
+	// unless the operator turns them on, as in Glance.
+	c.Image.ShowImageDirectURL = p.boolean("image", "show_image_direct_url", false)
+	c.Image.ShowMultipleLocations = p.boolean("image", "show_multiple_locations", false)
 	p.parseStores(c, state)
 
 	c.Volume.Bind = p.bind("volume", "bind", "127.0.0.1:8776")
@@ -442,6 +463,11 @@ func parse(f *ini.File, statePathOverride string) (*Config, error) {
 	c.Volume.DefaultAvailabilityZone = p.str("volume", "default_availability_zone", "nova")
 	p.parseBackends(c, state)
 
+	for _, check := range checks {
+		problems, warnings := check(c)
+		p.problems = append(p.problems, problems...)
+		p.warnings = append(p.warnings, warnings...)
+	}
 	for name, keys := range sectionKeys {
 		p.checkKeys(name, keys)
 	}
@@ -476,22 +502,20 @@ var defaultStores = []Store{
 	{ID: "reliable", Type: "file", Description: "Reliable store with redundant copies"},
 }
 
+// parseStores reads [image] enabled_backends, default_backend and the
+// generic keys of each [store:<id>]; the driver keys are left as written
+// for the store's driver (see Check).
 func (p *parser) parseStores(c *Config, state string) {
 	const S = "image"
+	store := func(id, typ, description string) Store {
+		sec := "store:" + id
+		return Store{ID: id, Type: typ, Description: p.str(sec, "store_description", description),
+			Options: p.options(sec, "store_description"), StateDir: filepath.Join(state, "images", id)}
+	}
 	items := p.list(S, "enabled_backends", nil)
 	if items == nil {
 		for _, d := range defaultStores {
-			st := d
-			st.Options = map[string]string{"filesystem_store_datadir": filepath.Join(state, "images", d.ID)}
-			if sec, err := p.f.GetSection("store:" + d.ID); err == nil {
-				st.Description = p.str(sec.Name(), "store_description", st.Description)
-				st.Options["filesystem_store_datadir"] = p.str(sec.Name(), "filesystem_store_datadir", st.Options["filesystem_store_datadir"])
-				if v := p.str(sec.Name(), "filesystem_thin_provisioning", ""); v != "" {
-					st.Options["filesystem_thin_provisioning"] = v
-					p.validateStore(sec.Name(), &st, state)
-				}
-			}
-			c.Stores = append(c.Stores, st)
+			c.Stores = append(c.Stores, store(d.ID, d.Type, d.Description))
 		}
 		c.Image.DefaultBackend = p.str(S, "default_backend", "fast")
 	} else {
@@ -511,41 +535,15 @@ func (p *parser) parseStores(c *Config, state string) {
 				continue
 			}
 			seen[id] = true
-			known, ok := StoreTypes[typ]
-			if !ok {
-				p.bad(S, "enabled_backends", "store %q has unknown type %q (want %s)", id, typ, strings.Join(sortedKeys(StoreTypes), ", "))
-				continue
-			}
-			sec := "store:" + id
-			st := Store{ID: id, Type: typ, Options: map[string]string{}}
-			st.Description = p.str(sec, "store_description", "")
-			for _, k := range known {
-				if v := p.str(sec, k, ""); v != "" {
-					st.Options[k] = v
-				}
-			}
-			p.checkKeys(sec, append([]string{"store_description"}, known...))
-			p.validateStore(sec, &st, state)
-			c.Stores = append(c.Stores, st)
+			c.Stores = append(c.Stores, store(id, typ, ""))
 		}
 		c.Image.DefaultBackend = p.str(S, "default_backend", "")
 		if c.Image.DefaultBackend == "" && len(c.Stores) > 0 {
 			p.bad(S, "default_backend", "must be set when enabled_backends is set")
 		}
 	}
-	if c.Image.DefaultBackend != "" {
-		found := false
-		for _, st := range c.Stores {
-			if st.ID == c.Image.DefaultBackend {
-				found = true
-				if st.Type == "http" {
-					p.bad(S, "default_backend", "store %q is read-only and cannot be the default", st.ID)
-				}
-			}
-		}
-		if !found {
-			p.bad(S, "default_backend", "%q is not one of enabled_backends", c.Image.DefaultBackend)
-		}
+	if c.Image.DefaultBackend != "" && !c.hasStore(c.Image.DefaultBackend) {
+		p.bad(S, "default_backend", "%q is not one of enabled_backends", c.Image.DefaultBackend)
 	}
 	for _, s := range p.f.Sections() {
 		if id, ok := strings.CutPrefix(s.Name(), "store:"); ok {
@@ -556,49 +554,23 @@ func (p *parser) parseStores(c *Config, state string) {
 	}
 }
 
-func (c *Config) hasStore(id string) bool {
-	for _, s := range c.Stores {
-		if s.ID == id {
-			return true
+// options returns the keys of section, except the generic ones, as written.
+func (p *parser) options(section string, generic ...string) map[string]string {
+	out := map[string]string{}
+	s, err := p.f.GetSection(section)
+	if err != nil {
+		return out
+	}
+	for _, k := range s.Keys() {
+		if !contains(generic, k.Name()) {
+			out[k.Name()] = k.String()
 		}
 	}
-	return false
+	return out
 }
 
-func (p *parser) validateStore(sec string, st *Store, state string) {
-	switch st.Type {
-	case "file":
-		if st.Options["filesystem_store_datadir"] == "" {
-			st.Options["filesystem_store_datadir"] = filepath.Join(state, "images", st.ID)
-		}
-		st.Options["filesystem_store_datadir"] = absPath(st.Options["filesystem_store_datadir"])
-		if v := st.Options["filesystem_thin_provisioning"]; v != "" {
-			st.Options["filesystem_thin_provisioning"] = strconv.FormatBool(p.boolean(sec, "filesystem_thin_provisioning", false))
-		}
-	case "s3":
-		for _, k := range []string{"s3_store_host", "s3_store_bucket", "s3_store_access_key", "s3_store_secret_key"} {
-			if st.Options[k] == "" {
-				p.bad(sec, k, "required for an s3 store")
-			}
-		}
-		if v := st.Options["s3_store_create_bucket_on_put"]; v != "" {
-			p.boolean(sec, "s3_store_create_bucket_on_put", false)
-		}
-		if h := st.Options["s3_store_host"]; h != "" {
-			if u, err := url.Parse(h); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-				p.bad(sec, "s3_store_host", "%q is not an http(s) URL", h)
-			}
-		}
-	case "http":
-		if v := st.Options["http_store_base_url"]; v != "" {
-			if u, err := url.Parse(v); err != nil || u.Host == "" {
-				p.bad(sec, "http_store_base_url", "%q is not a URL", v)
-			}
-		}
-	}
-}
-
-// defaultBackend is used when [volume] enabled_backends is not set.
+// parseBackends reads [volume] enabled_backends (default: one file backend
+// "local") and each [backend:<name>].
 func (p *parser) parseBackends(c *Config, state string) {
 	const S = "volume"
 	names := p.list(S, "enabled_backends", []string{"local"})
@@ -691,4 +663,9 @@ func (c *Config) Store(id string) (Store, bool) {
 		}
 	}
 	return Store{}, false
+}
+
+func (c *Config) hasStore(id string) bool {
+	_, ok := c.Store(id)
+	return ok
 }

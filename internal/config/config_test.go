@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,8 +24,8 @@ func TestEmbeddedDefaults(t *testing.T) {
 		if s.Description == "" {
 			t.Errorf("store %s has no description", s.ID)
 		}
-		if want := filepath.Join("/srv/ashlar/images", s.ID); s.Options["filesystem_store_datadir"] != want {
-			t.Errorf("store %s datadir = %q, want %q", s.ID, s.Options["filesystem_store_datadir"], want)
+		if want := filepath.Join("/srv/ashlar/images", s.ID); s.StateDir != want {
+			t.Errorf("store %s state dir = %q, want %q", s.ID, s.StateDir, want)
 		}
 	}
 	if got := strings.Join(ids, ","); got != "fast:file,cheap:file,reliable:file" {
@@ -47,6 +48,9 @@ func TestEmbeddedDefaults(t *testing.T) {
 	if c.Identity.TokenExpiration != time.Hour {
 		t.Errorf("token expiration = %v", c.Identity.TokenExpiration)
 	}
+	if c.Image.ShowMultipleLocations || c.Image.ShowImageDirectURL {
+		t.Errorf("image locations shown by default: %v %v", c.Image.ShowMultipleLocations, c.Image.ShowImageDirectURL)
+	}
 }
 
 func TestDesignExample(t *testing.T) {
@@ -60,6 +64,7 @@ connection = postgresql://postgres@127.0.0.1:5432/ashlar
 [image]
 enabled_backends = fast:file, cheap:s3, reliable:file, web:http
 default_backend = fast
+show_image_direct_url = yes
 
 [store:fast]
 store_description = Fast store with short transfer time
@@ -97,14 +102,18 @@ volumes_dir = /data/volumes
 			t.Errorf("store %d = %s:%s, want %s", i, s.ID, s.Type, want[i])
 		}
 	}
-	if c.Stores[1].Options["s3_store_bucket"] != "cheap" || c.Stores[2].Options["filesystem_store_datadir"] != "/var/lib/ashlar/images/reliable" {
-		t.Errorf("store options: %+v / %+v", c.Stores[1].Options, c.Stores[2].Options)
+	// Driver options are left as written, for the drivers to read.
+	if c.Stores[1].Options["s3_store_bucket"] != "cheap" || len(c.Stores[2].Options) != 0 || c.Stores[2].StateDir != "/var/lib/ashlar/images/reliable" {
+		t.Errorf("store options: %+v / %+v", c.Stores[1], c.Stores[2])
 	}
-	if c.Stores[0].Options["filesystem_thin_provisioning"] != "true" || c.Stores[2].Options["filesystem_thin_provisioning"] != "" {
-		t.Errorf("thin provisioning: fast %q, reliable %q", c.Stores[0].Options["filesystem_thin_provisioning"], c.Stores[2].Options["filesystem_thin_provisioning"])
+	if c.Stores[0].Options["filesystem_thin_provisioning"] != "yes" || c.Stores[0].Description != "Fast store with short transfer time" {
+		t.Errorf("store fast: %+v", c.Stores[0])
 	}
 	if c.Volume.GlanceAPIServers[0] != "http://127.0.0.1:9292" {
 		t.Errorf("glance_api_servers = %v", c.Volume.GlanceAPIServers)
+	}
+	if !c.Image.ShowImageDirectURL || c.Image.ShowMultipleLocations {
+		t.Errorf("show_image_direct_url = %v, show_multiple_locations = %v", c.Image.ShowImageDirectURL, c.Image.ShowMultipleLocations)
 	}
 	engine, dsn, err := ParseConnection(c.Database.Connection)
 	if engine != EnginePostgres || dsn != "postgres://postgres@127.0.0.1:5432/ashlar" || err != nil {
@@ -112,9 +121,17 @@ volumes_dir = /data/volumes
 	}
 }
 
-// Every problem is reported at once, each with its section and key.
+// Every problem is reported at once, each with its section and key,
+// including those a Check finds. (The store drivers' checks are tested
+// with them, in internal/image/store/drivers.)
 func TestInvalidReportsEveryProblem(t *testing.T) {
-	_, err := Parse(`
+	check := func(c *Config) (problems, warnings []Problem) {
+		for _, s := range c.Stores {
+			problems = append(problems, Problem{"store:" + s.ID, "k", "checked"})
+		}
+		return problems, []Problem{{"store:fast", "frobnicate", "unknown"}}
+	}
+	c, err := Parse(`
 [DEFAULT]
 debug = maybe
 [identity]
@@ -122,23 +139,27 @@ token_expiration = soon
 [image]
 enabled_backends = fast:file, bad:ftp, os_glance_x:file
 default_backend = nowhere
+show_multiple_locations = often
 [store:fast]
 frobnicate = 1
 filesystem_thin_provisioning = sometimes
 [backend:local]
 volume_driver = lvm
-`, "")
+`, "", check)
 	ve, ok := err.(*ValidationError)
 	if !ok {
 		t.Fatalf("err = %v, want *ValidationError", err)
 	}
 	for _, want := range []string{
-		"[DEFAULT] debug:", "[identity] token_expiration:", `unknown type "ftp"`,
-		"os_glance_ prefix is reserved", "[image] default_backend:", "[store:fast] filesystem_thin_provisioning:", "[backend:local] volume_driver:",
+		"[DEFAULT] debug:", "[identity] token_expiration:", "os_glance_ prefix is reserved",
+		"[image] default_backend:", "[image] show_multiple_locations:", "[backend:local] volume_driver:", "[store:fast] k: checked", "[store:bad] k: checked",
 	} {
 		if !strings.Contains(ve.Error(), want) {
 			t.Errorf("error does not mention %q:\n%s", want, ve.Error())
 		}
+	}
+	if len(c.Warnings) != 1 || c.Warnings[0].Key != "frobnicate" {
+		t.Errorf("warnings = %v, want the check's", c.Warnings)
 	}
 }
 
@@ -177,12 +198,51 @@ func TestPrintMasksSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var b strings.Builder
-	Print(&b, c)
-	for _, secret := range []string{"hunter2", "= SK", "= AK"} {
-		if strings.Contains(b.String(), secret) {
-			t.Errorf("printed config contains %q", secret)
+	printed := func() string {
+		var b strings.Builder
+		Print(&b, c)
+		return b.String()
+	}
+	// No driver has said which options are secret: all are masked.
+	out := printed()
+	for _, secret := range []string{"hunter2", "= SK", "= AK", "= b\n"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("printed config contains %q:\n%s", secret, out)
 		}
+	}
+	// Once a driver has, only those are.
+	o := NewOptions(c.Stores[0])
+	o.String("s3_store_bucket", "")
+	o.Secret("s3_store_secret_key")
+	o.Resolve(&c.Stores[0])
+	out = printed()
+	if !strings.Contains(out, "s3_store_bucket = b\n") || !strings.Contains(out, "s3_store_secret_key = ***\n") || strings.Contains(out, "AK") {
+		t.Errorf("printed config after the driver read its options:\n%s", out)
+	}
+}
+
+func TestOptions(t *testing.T) {
+	o := NewOptions(Store{ID: "x", Options: map[string]string{"b": " on ", "n": "7", "p": "rel", "u": "http://h/x/", "bad": "2", "z": "1"}})
+	if !o.Bool("b", false) || o.Int("n", 0, 1, 10) != 7 || o.Path("p", "") != absPath("rel") || o.HTTPURL("u", "") != "http://h/x" {
+		t.Error("getters did not read the values")
+	}
+	if o.String("missing", "def") != "def" || o.Int("bad", 5, 3, 10) != 5 {
+		t.Error("getters did not fall back to the defaults")
+	}
+	if got := fmt.Sprint(o.Problems()); got != "[[store:x] bad: 2 is below the minimum 3]" {
+		t.Errorf("problems = %s", got)
+	}
+	if got := fmt.Sprint(o.Unknown()); got != "[[store:x] z: unknown option, ignored]" {
+		t.Errorf("unknown = %s", got)
+	}
+	if got := strings.Join(o.Keys(), ","); got != "b,bad,missing,n,p,u" {
+		t.Errorf("keys = %s", got)
+	}
+	var s Store
+	o.Resolve(&s)
+	want := map[string]string{"b": "true", "n": "7", "p": absPath("rel"), "u": "http://h/x", "missing": "def"}
+	if !maps.Equal(s.Options, want) || s.Secret == nil {
+		t.Errorf("resolved = %v (secret %v), want %v", s.Options, s.Secret, want)
 	}
 }
 

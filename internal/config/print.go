@@ -3,17 +3,17 @@ package config
 import (
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 )
 
-// secretKeys are never printed.
-var secretKeys = map[string]bool{"password": true, "s3_store_secret_key": true, "s3_store_access_key": true}
-
-// Print writes the resolved configuration as INI, secrets masked.
+// Print writes the resolved configuration as INI, secrets masked: the
+// password, the credentials in the database URL, and the store options that
+// their driver declares secret (Store.Secret; every option of a store no
+// driver has read).
 func Print(w io.Writer, c *Config) {
-	fmt.Fprintf(w, "[DEFAULT]\nstate_path = %s\nenabled_services = %s\nmetrics_bind = %s\nlog_format = %s\ndebug = %t\n",
-		c.Default.StatePath, strings.Join(c.Default.EnabledServices, ", "), c.Default.MetricsBind, c.Default.LogFormat, c.Default.Debug)
+	fmt.Fprintf(w, "[DEFAULT]\nstate_path = %s\nenabled_services = %s\nmetrics_bind = %s\nlog_format = %s\ndebug = %t\ntask_lease = %d\ntask_workers = %d\n",
+		c.Default.StatePath, strings.Join(c.Default.EnabledServices, ", "), c.Default.MetricsBind, c.Default.LogFormat, c.Default.Debug,
+		int(c.Default.TaskLease.Seconds()), c.Default.TaskWorkers)
 	exempt := make([]string, len(c.Default.ConnectionLimitExempt))
 	for i, p := range c.Default.ConnectionLimitExempt {
 		exempt[i] = p.String()
@@ -31,13 +31,14 @@ func Print(w io.Writer, c *Config) {
 	for _, s := range c.Stores {
 		stores = append(stores, s.ID+":"+s.Type)
 	}
-	fmt.Fprintf(w, "\n[image]\nbind = %s\npublic_url = %s\nenabled_backends = %s\ndefault_backend = %s\nimage_size_cap = %d\nuser_storage_quota = %d\nhashing_algorithm = %s\nenabled_import_methods = %s\nallowed_import_hosts = %s\nstaging_dir = %s\n",
+	fmt.Fprintf(w, "\n[image]\nbind = %s\npublic_url = %s\nenabled_backends = %s\ndefault_backend = %s\nimage_size_cap = %d\nuser_storage_quota = %d\nhashing_algorithm = %s\nenabled_import_methods = %s\nallowed_import_hosts = %s\nstaging_dir = %s\nshow_image_direct_url = %t\nshow_multiple_locations = %t\n",
 		c.Image.Bind, c.Image.PublicURL, strings.Join(stores, ", "), c.Image.DefaultBackend, c.Image.ImageSizeCap,
 		c.Image.UserStorageQuota, c.Image.HashingAlgorithm, strings.Join(c.Image.ImportMethods, ", "),
-		strings.Join(c.Image.AllowedImportHosts, ", "), c.Image.StagingDir)
+		strings.Join(c.Image.AllowedImportHosts, ", "), c.Image.StagingDir, c.Image.ShowImageDirectURL,
+		c.Image.ShowMultipleLocations)
 	for _, s := range c.Stores {
 		fmt.Fprintf(w, "\n[store:%s]\nstore_description = %s\n", s.ID, s.Description)
-		printOptions(w, s.Options)
+		printOptions(w, s.Options, func(k string) bool { return s.Secret == nil || s.Secret[k] })
 	}
 	var backends []string
 	for _, b := range c.Backends {
@@ -47,19 +48,14 @@ func Print(w io.Writer, c *Config) {
 		c.Volume.Bind, c.Volume.PublicURL, strings.Join(backends, ", "), strings.Join(c.Volume.GlanceAPIServers, ", "), c.Volume.DefaultVolumeType)
 	for _, b := range c.Backends {
 		fmt.Fprintf(w, "\n[backend:%s]\nvolume_driver = %s\nvolume_backend_name = %s\n", b.Name, b.VolumeDriver, b.VolumeBackendName)
-		printOptions(w, b.Options)
+		printOptions(w, b.Options, func(string) bool { return false })
 	}
 }
 
-func printOptions(w io.Writer, opts map[string]string) {
-	keys := make([]string, 0, len(opts))
-	for k := range opts {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+func printOptions(w io.Writer, opts map[string]string, secret func(key string) bool) {
+	for _, k := range sortedKeys(opts) {
 		v := opts[k]
-		if secretKeys[k] {
+		if secret(k) {
 			v = "***"
 		}
 		fmt.Fprintf(w, "%s = %s\n", k, v)

@@ -12,6 +12,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,6 +30,9 @@ type DB struct {
 	sql *sql.DB
 	// Engine is config.EngineSQLite or config.EnginePostgres.
 	Engine string
+	// path is the SQLite database file.
+	path string
+	lock io.Closer
 }
 
 // Open connects to the database named by an SQLAlchemy-style connection URL.
@@ -70,11 +74,39 @@ func Open(ctx context.Context, connection string) (*DB, error) {
 		sdb.Close()
 		return nil, fmt.Errorf("connecting to %s database: %w", engine, err)
 	}
-	return &DB{sql: sdb, Engine: engine}, nil
+	d := &DB{sql: sdb, Engine: engine}
+	if engine == config.EngineSQLite {
+		d.path = dsn
+	}
+	return d, nil
 }
 
-// Close closes the pool.
-func (db *DB) Close() error { return db.sql.Close() }
+// Close closes the pool and drops the process lock, if taken.
+func (db *DB) Close() error {
+	if db.lock != nil {
+		db.lock.Close()
+	}
+	return db.sql.Close()
+}
+
+// LockSingleNode makes this process the only node on an SQLite database:
+// it takes an exclusive lock on <file>.lock, held until Close, and fails
+// with a clear error when another process holds it. SQLite is the embedded
+// single-node database; the task system relies on this to take over a
+// dead predecessor's work at start. PostgreSQL is shared by design and is
+// not locked.
+func (db *DB) LockSingleNode() error {
+	if db.Postgres() || db.lock != nil {
+		return nil
+	}
+	l, err := lockFile(db.path + ".lock")
+	if err != nil {
+		return fmt.Errorf("the SQLite database %s is in use by another Ashlar process (SQLite serves one node; "+
+			"run several nodes on PostgreSQL): %w", db.path, err)
+	}
+	db.lock = l
+	return nil
+}
 
 // SQL returns the underlying pool, for libraries that need *sql.DB.
 func (db *DB) SQL() *sql.DB { return db.sql }

@@ -172,3 +172,63 @@ func TestSnapshot(t *testing.T) {
 		}
 	})
 }
+
+// Two processes (here: two handles) on one SQLite file: the second is
+// refused while the first holds the node lock, and admitted after.
+func TestLockSingleNode(t *testing.T) {
+	ctx := context.Background()
+	conn := dbtest.Connection(t, "sqlite")
+	first, err := db.Open(ctx, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.LockSingleNode(); err != nil {
+		t.Fatal(err)
+	}
+	second, err := db.Open(ctx, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if err := second.LockSingleNode(); err == nil || !strings.Contains(err.Error(), "in use by another Ashlar process") {
+		t.Fatalf("second node on one SQLite file: %v", err)
+	}
+	first.Close()
+	if err := second.LockSingleNode(); err != nil {
+		t.Fatalf("after the first node stopped: %v", err)
+	}
+}
+
+// Volume work recorded by a release before the task system is carried
+// over as pending tasks when the schema is migrated.
+func TestVolumeWorkBecomesTasks(t *testing.T) {
+	for _, engine := range dbtest.Engines {
+		t.Run(engine, func(t *testing.T) {
+			ctx := context.Background()
+			d, err := db.Open(ctx, dbtest.Connection(t, engine))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			if err := d.MigrateTo(ctx, 3001); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := d.ExecContext(ctx, `INSERT INTO volume_work (id, volume_id, kind, payload, attempts, request_id, created_at)
+VALUES ('w1', 'v1', 'upload', '{"image_id":"i1"}', 2, 'req-1', '2026-01-02T03:04:05.000000Z')`); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var kind, subject, payload, state, req string
+			var attempts int
+			if err := d.QueryRowContext(ctx, `SELECT kind, subject, payload, state, attempts, request_id FROM tasks WHERE id = 'w1'`).
+				Scan(&kind, &subject, &payload, &state, &attempts, &req); err != nil {
+				t.Fatal(err)
+			}
+			if kind != "volume.upload" || subject != "v1" || payload != `{"image_id":"i1"}` || state != "pending" || attempts != 2 || req != "req-1" {
+				t.Fatalf("carried over as %s %s %s %s %d %s", kind, subject, payload, state, attempts, req)
+			}
+		})
+	}
+}

@@ -86,3 +86,16 @@ func (db *DB) CheckCurrent(ctx context.Context) error {
 	}
 	return nil
 }
+
+// MigrateTo applies the pending migrations up to and including version:
+// tests use it to build the schema of an older release.
+func (db *DB) MigrateTo(ctx context.Context, version int64) error {
+	p, err := db.provider()
+	if err != nil {
+		return err
+	}
+	if _, err := p.UpTo(ctx, version); err != nil {
+		return fmt.Errorf("migrating %s database to %d: %w", db.Engine, version, err)
+	}
+	return nil
+}

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -14,8 +15,6 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/policy"
 )
 
-const maxNameLen = 255
-
 func notFound(kind, id string) error {
 	return errs.E(errs.NotFound, "Could not find %s: %s.", kind, id)
 }
@@ -28,58 +27,6 @@ func (s *Service) self(kind, id string) map[string]any {
 	return map[string]any{"self": s.base() + "/" + kind + "/" + id}
 }
 
-func (s *Service) domainJSON(d *domain) map[string]any {
-	return map[string]any{"id": d.ID, "name": d.Name, "description": d.Description, "enabled": d.Enabled,
-		"tags": []string{}, "options": map[string]any{}, "links": s.self("domains", d.ID)}
-}
-
-func (s *Service) projectJSON(p *project) map[string]any {
-	return map[string]any{"id": p.ID, "name": p.Name, "domain_id": p.DomainID, "description": p.Description,
-		"enabled": p.Enabled, "parent_id": p.DomainID, "is_domain": false, "tags": []string{},
-		"options": map[string]any{}, "links": s.self("projects", p.ID)}
-}
-
-func (s *Service) userJSON(u *user) map[string]any {
-	m := map[string]any{"id": u.ID, "name": u.Name, "domain_id": u.DomainID, "enabled": u.Enabled,
-		"password_expires_at": nil, "options": map[string]any{}, "links": s.self("users", u.ID)}
-	if u.Email != "" {
-		m["email"] = u.Email
-	}
-	if u.Description != "" {
-		m["description"] = u.Description
-	}
-	if u.DefaultProj != "" {
-		m["default_project_id"] = u.DefaultProj
-	}
-	return m
-}
-
-func (s *Service) roleJSON(r *role) map[string]any {
-	var desc any
-	if r.Description != "" {
-		desc = r.Description
-	}
-	opts := map[string]any{}
-	if immutableRole(r.Name) {
-		opts["immutable"] = true
-	}
-	return map[string]any{"id": r.ID, "name": r.Name, "domain_id": nil, "description": desc,
-		"options": opts, "links": s.self("roles", r.ID)}
-}
-
-func (s *Service) serviceJSON(c *catalogService) map[string]any {
-	m := map[string]any{"id": c.ID, "type": c.Type, "name": c.Name, "enabled": c.Enabled, "links": s.self("services", c.ID)}
-	if c.Description != "" {
-		m["description"] = c.Description
-	}
-	return m
-}
-
-func (s *Service) endpointJSON(e *endpoint) map[string]any {
-	return map[string]any{"id": e.ID, "service_id": e.ServiceID, "interface": e.Interface, "region": e.Region,
-		"region_id": e.Region, "url": e.URL, "enabled": e.Enabled, "links": s.self("endpoints", e.ID)}
-}
-
 func (s *Service) list(w http.ResponseWriter, r *http.Request, key string, items []map[string]any) error {
 	if items == nil {
 		items = []map[string]any{}
@@ -88,55 +35,25 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request, key string, items
 	return nil
 }
 
-// match reports whether a list filter (absent = any) accepts v.
-func match(r *http.Request, key, v string) bool {
-	q := r.URL.Query()
-	if !q.Has(key) {
-		return true
-	}
-	return q.Get(key) == v
-}
-
-func matchBool(r *http.Request, key string, v bool) bool {
-	q := r.URL.Query()
-	if !q.Has(key) {
-		return true
-	}
-	want := strings.ToLower(q.Get(key))
-	return (want == "true" || want == "1" || want == "") == v
-}
+// none is the value of a filter attribute Ashlar's entities never have.
+func none[T any](T) any { return nil }
 
 // ---- domains and regions
 
-func (s *Service) listDomains(w http.ResponseWriter, r *http.Request, c *auth.Caller) error {
-	if err := allow(c, "identity:list_domains", policy.Target{}); err != nil {
-		return err
-	}
-	snap := s.snap.Load()
-	var out []map[string]any
-	for _, d := range snap.domains {
-		if match(r, "name", d.Name) && matchBool(r, "enabled", d.Enabled) {
-			out = append(out, s.domainJSON(d))
-		}
-	}
-	slices.SortFunc(out, byName)
-	return s.list(w, r, "domains", out)
+var domains = &collection[*domain]{
+	member: "domain", plural: "domains",
+	items: func(s *snapshot) map[string]*domain { return s.domains },
+	order: func(a, b *domain) int { return strings.Compare(a.Name, b.Name) },
+	attrs: map[string]func(*domain) any{
+		"name":    func(d *domain) any { return d.Name },
+		"enabled": func(d *domain) any { return d.Enabled },
+	},
+	render: (*Service).domainJSON,
 }
 
-func byName(a, b map[string]any) int {
-	return strings.Compare(a["name"].(string), b["name"].(string))
-}
-
-func (s *Service) getDomain(w http.ResponseWriter, r *http.Request, c *auth.Caller) error {
-	if err := allow(c, "identity:get_domain", policy.Target{}); err != nil {
-		return err
-	}
-	d := s.snap.Load().domains[r.PathValue("id")]
-	if d == nil {
-		return notFound("domain", r.PathValue("id"))
-	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"domain": s.domainJSON(d)})
-	return nil
+func (s *Service) domainJSON(d *domain) map[string]any {
+	return map[string]any{"id": d.ID, "name": d.Name, "description": d.Description, "enabled": d.Enabled,
+		"tags": []string{}, "options": map[string]any{}, "links": s.self("domains", d.ID)}
 }
 
 // regions are the distinct regions of the catalog plus the configured one.
@@ -156,9 +73,13 @@ func (s *Service) regionJSON(id string) map[string]any {
 }
 
 func (s *Service) listRegions(w http.ResponseWriter, r *http.Request, c *auth.Caller) error {
+	// Ashlar's regions have no parents: a parent_region_id filter keeps none.
+	fs := parseFilters(r.URL.Query(), []string{"parent_region_id"})
 	var out []map[string]any
 	for _, id := range s.regions() {
-		out = append(out, s.regionJSON(id))
+		if matchAll(fs, none) {
+			out = append(out, s.regionJSON(id))
+		}
 	}
 	return s.list(w, r, "regions", out)
 }
@@ -174,222 +95,114 @@ func (s *Service) getRegion(w http.ResponseWriter, r *http.Request, c *auth.Call
 
 // ---- projects
 
-type projectBody struct {
-	Project *struct {
-		Name        *string `json:"name"`
-		DomainID    *string `json:"domain_id"`
-		Description *string `json:"description"`
-		Enabled     *bool   `json:"enabled"`
-		ParentID    *string `json:"parent_id"`
-		IsDomain    *bool   `json:"is_domain"`
-	} `json:"project"`
+var projects = &collection[*project]{
+	member: "project", plural: "projects",
+	items: func(s *snapshot) map[string]*project { return s.projects },
+	order: func(a, b *project) int { return strings.Compare(a.Name, b.Name) },
+	attrs: map[string]func(*project) any{
+		"domain_id": func(p *project) any { return p.DomainID },
+		"enabled":   func(p *project) any { return p.Enabled },
+		"name":      func(p *project) any { return p.Name },
+		"parent_id": func(p *project) any { return p.DomainID }, // top-level projects only
+		"is_domain": func(*project) any { return false },
+	},
+	render: (*Service).projectJSON,
+	showAllowed: func(c *auth.Caller, id string) error {
+		return allow(c, "identity:get_project", policy.Target{ProjectID: id})
+	},
+	createSchema: projectCreate, updateSchema: projectUpdate,
+	attributes: []string{"id", "name", "domain_id", "description", "enabled", "parent_id", "is_domain", "tags", "options"},
+	build:      buildProject,
+	change:     changeProject,
+	clone:      func(p *project) *project { c := *p; return &c },
+	insert:     insertProject, update: updateProject, remove: deleteProject,
+	echoExtra: true,
 }
 
-func checkName(field, name string) error {
-	if strings.TrimSpace(name) == "" {
-		return invalid(field, "'"+name+"' is too short")
-	}
-	if len(name) > maxNameLen {
-		return invalid(field, "'"+name+"' is too long")
-	}
-	return nil
+func (s *Service) projectJSON(p *project) map[string]any {
+	return s.withExtra(p, "projects", map[string]any{"id": p.ID, "name": p.Name, "domain_id": p.DomainID,
+		"description": p.Description, "enabled": p.Enabled, "parent_id": p.DomainID, "is_domain": false,
+		"tags": []string{}, "options": map[string]any{}})
 }
 
-func (s *Service) listProjects(w http.ResponseWriter, r *http.Request, c *auth.Caller) error {
-	if err := allow(c, "identity:list_projects", policy.Target{}); err != nil {
-		return err
+func buildProject(s *Service, in map[string]any) (*project, error) {
+	if isDomain, _ := in["is_domain"].(bool); isDomain {
+		return nil, errs.E(errs.Invalid, "Ashlar does not create domains.")
 	}
-	snap := s.snap.Load()
-	var out []map[string]any
-	for _, p := range snap.projects {
-		if match(r, "name", p.Name) && match(r, "domain_id", p.DomainID) && matchBool(r, "enabled", p.Enabled) &&
-			match(r, "parent_id", p.DomainID) && !(r.URL.Query().Get("is_domain") == "true") {
-			out = append(out, s.projectJSON(p))
-		}
+	p := &project{DomainID: DefaultDomainID, Enabled: true}
+	set(&p.Name, in, "name")
+	if d, _ := strField(in, "domain_id"); d != "" {
+		p.DomainID = d
 	}
-	slices.SortFunc(out, byName)
-	return s.list(w, r, "projects", out)
+	if s.snap.Load().domains[p.DomainID] == nil {
+		return nil, errs.E(errs.Invalid, "Could not find domain: %s.", p.DomainID)
+	}
+	if parent, _ := strField(in, "parent_id"); parent != "" && parent != p.DomainID {
+		return nil, errs.E(errs.Invalid, "Ashlar supports top-level projects only.")
+	}
+	set(&p.Description, in, "description")
+	set(&p.Enabled, in, "enabled")
+	return p, nil
 }
 
-func (s *Service) getProject(w http.ResponseWriter, r *http.Request, c *auth.Caller) error {
-	id := r.PathValue("id")
-	if err := allow(c, "identity:get_project", policy.Target{ProjectID: id}); err != nil {
-		return err
-	}
-	p := s.snap.Load().projects[id]
-	if p == nil {
-		return notFound("project", id)
-	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"project": s.projectJSON(p)})
-	return nil
-}
-
-func (s *Service) createProject(w http.ResponseWriter, r *http.Request, c *auth.Caller) error {
-	if err := allow(c, "identity:create_project", policy.Target{}); err != nil {
-		return err
-	}
-	var b projectBody
-	if err := api.DecodeJSON(r, &b, 0); err != nil {
-		return err
-	}
-	if b.Project == nil {
-		return invalid("request", "'project' is a required property")
-	}
-	in := b.Project
-	if in.Name == nil {
-		return invalid("project", "'name' is a required property")
-	}
-	if err := checkName("name", *in.Name); err != nil {
-		return err
-	}
-	if in.IsDomain != nil && *in.IsDomain {
-		return errs.E(errs.Invalid, "Ashlar does not create domains.")
-	}
-	p := &project{ID: newID(), Name: *in.Name, DomainID: DefaultDomainID, Enabled: true}
-	if in.DomainID != nil && *in.DomainID != "" {
-		p.DomainID = *in.DomainID
-	}
-	snap := s.snap.Load()
-	if snap.domains[p.DomainID] == nil {
-		return errs.E(errs.Invalid, "Could not find domain: %s.", p.DomainID)
-	}
-	if in.ParentID != nil && *in.ParentID != "" && *in.ParentID != p.DomainID {
-		return errs.E(errs.Invalid, "Ashlar supports top-level projects only.")
-	}
-	if in.Description != nil {
-		p.Description = *in.Description
-	}
-	if in.Enabled != nil {
-		p.Enabled = *in.Enabled
-	}
-	err := s.write(r.Context(), func(tx *db.Tx) error {
-		_, err := tx.ExecContext(r.Context(), `INSERT INTO identity_projects (id, name, domain_id, description, enabled, created_at)
-			VALUES (?, ?, ?, ?, ?, ?)`, p.ID, p.Name, p.DomainID, p.Description, p.Enabled, db.Now())
-		return err
-	})
-	if db.IsUniqueViolation(err) {
-		return conflict("project", "name "+p.Name)
-	}
-	if err != nil {
-		return err
-	}
-	api.WriteJSON(w, http.StatusCreated, map[string]any{"project": s.projectJSON(s.snap.Load().projects[p.ID])})
-	return nil
-}
-
-func (s *Service) updateProject(w http.ResponseWriter, r *http.Request, c *auth.Caller) error {
-	if err := allow(c, "identity:update_project", policy.Target{}); err != nil {
-		return err
-	}
-	id := r.PathValue("id")
-	var b projectBody
-	if err := api.DecodeJSON(r, &b, 0); err != nil {
-		return err
-	}
-	if b.Project == nil {
-		return invalid("request", "'project' is a required property")
-	}
-	old := s.snap.Load().projects[id]
-	if old == nil {
-		return notFound("project", id)
-	}
-	p := *old
-	in := b.Project
-	if in.Name != nil {
-		if err := checkName("name", *in.Name); err != nil {
-			return err
-		}
-		p.Name = *in.Name
-	}
-	if in.Description != nil {
-		p.Description = *in.Description
-	}
-	if in.Enabled != nil {
-		p.Enabled = *in.Enabled
-	}
-	if in.DomainID != nil && *in.DomainID != p.DomainID {
+func changeProject(_ *Service, p *project, in map[string]any) error {
+	set(&p.Name, in, "name")
+	set(&p.Description, in, "description")
+	set(&p.Enabled, in, "enabled")
+	if d, ok := strField(in, "domain_id"); ok && d != p.DomainID {
 		return errs.E(errs.Invalid, "Update of `domain_id` is not allowed.")
 	}
-	err := s.write(r.Context(), func(tx *db.Tx) error {
-		_, err := tx.ExecContext(r.Context(), `UPDATE identity_projects SET name = ?, description = ?, enabled = ? WHERE id = ?`,
-			p.Name, p.Description, p.Enabled, id)
-		return err
-	})
-	if db.IsUniqueViolation(err) {
-		return conflict("project", "name "+p.Name)
-	}
-	if err != nil {
-		return err
-	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"project": s.projectJSON(s.snap.Load().projects[id])})
-	return nil
-}
-
-func (s *Service) deleteProject(w http.ResponseWriter, r *http.Request, c *auth.Caller) error {
-	if err := allow(c, "identity:delete_project", policy.Target{}); err != nil {
-		return err
-	}
-	id := r.PathValue("id")
-	if s.snap.Load().projects[id] == nil {
-		return notFound("project", id)
-	}
-	err := s.write(r.Context(), func(tx *db.Tx) error {
-		if _, err := tx.ExecContext(r.Context(), `DELETE FROM identity_assignments WHERE project_id = ?`, id); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(r.Context(), `UPDATE identity_users SET default_project_id = '' WHERE default_project_id = ?`, id); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(r.Context(), `DELETE FROM identity_projects WHERE id = ?`, id)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
 // ---- users
 
-type userBody struct {
-	User *struct {
-		Name             *string `json:"name"`
-		DomainID         *string `json:"domain_id"`
-		Password         *string `json:"password"`
-		Enabled          *bool   `json:"enabled"`
-		Email            *string `json:"email"`
-		Description      *string `json:"description"`
-		DefaultProjectID *string `json:"default_project_id"`
-	} `json:"user"`
-}
-
-func (s *Service) listUsers(w http.ResponseWriter, r *http.Request, c *auth.Caller) error {
-	if err := allow(c, "identity:list_users", policy.Target{}); err != nil {
-		return err
-	}
-	snap := s.snap.Load()
-	var out []map[string]any
-	for _, u := range snap.users {
-		if match(r, "name", u.Name) && match(r, "domain_id", u.DomainID) && matchBool(r, "enabled", u.Enabled) {
-			out = append(out, s.userJSON(u))
+var users = &collection[*user]{
+	member: "user", plural: "users",
+	items: func(s *snapshot) map[string]*user { return s.users },
+	order: func(a, b *user) int { return strings.Compare(a.Name, b.Name) },
+	// password_expires_at, a filter in Keystone, is none here: no Ashlar
+	// password expires.
+	attrs: map[string]func(*user) any{
+		"domain_id": func(u *user) any { return u.DomainID },
+		"enabled":   func(u *user) any { return u.Enabled },
+		"name":      func(u *user) any { return u.Name },
+		// Ashlar's users are local: none is federated
+		"idp_id": none[*user], "protocol_id": none[*user], "unique_id": none[*user],
+	},
+	render: (*Service).userJSON,
+	// users may read themselves
+	showAllowed: func(c *auth.Caller, id string) error {
+		if id == c.UserID {
+			return nil
 		}
-	}
-	slices.SortFunc(out, byName)
-	return s.list(w, r, "users", out)
+		return allow(c, "identity:get_user", policy.Target{})
+	},
+	createSchema: userCreate, updateSchema: userUpdate,
+	attributes: []string{"id", "name", "domain_id", "password", "enabled", "default_project_id", "password_expires_at",
+		"options", "federated"},
+	build:  buildUser,
+	change: changeUser,
+	clone: func(u *user) *user {
+		c := *u
+		c.Options = maps.Clone(u.Options)
+		return &c
+	},
+	insert: insertUser, update: updateUser, remove: deleteUser,
+	echoExtra: true,
 }
 
-func (s *Service) getUser(w http.ResponseWriter, r *http.Request, c *auth.Caller) error {
-	id := r.PathValue("id")
-	if id != c.UserID && !c.IsAdmin() {
-		return forbidden("identity:get_user")
+func (s *Service) userJSON(u *user) map[string]any {
+	opts := u.Options
+	if opts == nil {
+		opts = map[string]any{}
 	}
-	u := s.snap.Load().users[id]
-	if u == nil {
-		return notFound("user", id)
+	m := map[string]any{"id": u.ID, "name": u.Name, "domain_id": u.DomainID, "enabled": u.Enabled,
+		"password_expires_at": nil, "options": opts}
+	if u.DefaultProj != "" {
+		m["default_project_id"] = u.DefaultProj
 	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"user": s.userJSON(u)})
-	return nil
+	return s.withExtra(u, "users", m)
 }
 
 func (s *Service) hash(pw string) (string, error) {
@@ -400,207 +213,116 @@ func (s *Service) hash(pw string) (string, error) {
 	return string(h), err
 }
 
-func (s *Service) createUser(w http.ResponseWriter, r *http.Request, c *auth.Caller) error {
-	if err := allow(c, "identity:create_user", policy.Target{}); err != nil {
-		return err
-	}
-	var b userBody
-	if err := api.DecodeJSON(r, &b, 0); err != nil {
-		return err
-	}
-	if b.User == nil {
-		return invalid("request", "'user' is a required property")
-	}
-	in := b.User
-	if in.Name == nil {
-		return invalid("user", "'name' is a required property")
-	}
-	if err := checkName("name", *in.Name); err != nil {
-		return err
-	}
-	u := &user{ID: newID(), Name: *in.Name, DomainID: DefaultDomainID, Enabled: true}
-	if in.DomainID != nil && *in.DomainID != "" {
-		u.DomainID = *in.DomainID
+func buildUser(s *Service, in map[string]any) (*user, error) {
+	u := &user{DomainID: DefaultDomainID, Enabled: true}
+	set(&u.Name, in, "name")
+	if d, _ := strField(in, "domain_id"); d != "" {
+		u.DomainID = d
 	}
 	snap := s.snap.Load()
 	if snap.domains[u.DomainID] == nil {
-		return errs.E(errs.Invalid, "Could not find domain: %s.", u.DomainID)
+		return nil, errs.E(errs.Invalid, "Could not find domain: %s.", u.DomainID)
 	}
-	if in.Enabled != nil {
-		u.Enabled = *in.Enabled
+	if fed, _ := in["federated"].([]any); len(fed) > 0 {
+		// Keystone checks the identity provider first; Ashlar has none.
+		return nil, errs.E(errs.Invalid, "Could not find Identity Provider: %s", fed[0].(map[string]any)["idp_id"])
 	}
-	if in.Email != nil {
-		u.Email = *in.Email
+	u.Options = map[string]any{}
+	if err := changeUser(s, u, in); err != nil {
+		return nil, err
 	}
-	if in.Description != nil {
-		u.Description = *in.Description
-	}
-	if in.DefaultProjectID != nil && *in.DefaultProjectID != "" {
-		if snap.projects[*in.DefaultProjectID] == nil {
-			return errs.E(errs.Invalid, "Could not find project: %s.", *in.DefaultProjectID)
-		}
-		u.DefaultProj = *in.DefaultProjectID
-	}
-	if in.Password != nil && *in.Password != "" {
-		h, err := s.hash(*in.Password)
-		if err != nil {
-			return err
-		}
-		u.PasswordHash = h
-	}
-	now := db.Now()
-	err := s.write(r.Context(), func(tx *db.Tx) error {
-		_, err := tx.ExecContext(r.Context(), `INSERT INTO identity_users (id, name, domain_id, password_hash, enabled, email,
-			description, default_project_id, tokens_valid_after, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			u.ID, u.Name, u.DomainID, u.PasswordHash, u.Enabled, u.Email, u.Description, u.DefaultProj, now, now)
-		return err
-	})
-	if db.IsUniqueViolation(err) {
-		return conflict("user", "name "+u.Name+" at domain ID "+u.DomainID)
-	}
-	if err != nil {
-		return err
-	}
-	api.WriteJSON(w, http.StatusCreated, map[string]any{"user": s.userJSON(s.snap.Load().users[u.ID])})
-	return nil
+	return u, nil
 }
 
-func (s *Service) updateUser(w http.ResponseWriter, r *http.Request, c *auth.Caller) error {
-	if err := allow(c, "identity:update_user", policy.Target{}); err != nil {
-		return err
-	}
-	id := r.PathValue("id")
-	var b userBody
-	if err := api.DecodeJSON(r, &b, 0); err != nil {
-		return err
-	}
-	if b.User == nil {
-		return invalid("request", "'user' is a required property")
-	}
-	snap := s.snap.Load()
-	old := snap.users[id]
-	if old == nil {
-		return notFound("user", id)
-	}
-	u := *old
-	in := b.User
+// changeUser applies a validated create or update body to u; a new
+// password or a disable invalidates the user's tokens.
+func changeUser(s *Service, u *user, in map[string]any) error {
 	revoke := false
-	if in.Name != nil {
-		if err := checkName("name", *in.Name); err != nil {
-			return err
-		}
-		u.Name = *in.Name
-	}
-	if in.DomainID != nil && *in.DomainID != u.DomainID {
+	set(&u.Name, in, "name")
+	if d, ok := strField(in, "domain_id"); ok && d != u.DomainID {
 		return errs.E(errs.Invalid, "Update of `domain_id` is not allowed.")
 	}
-	if in.Enabled != nil {
-		revoke = revoke || u.Enabled && !*in.Enabled
-		u.Enabled = *in.Enabled
+	if e, ok := in["enabled"].(bool); ok {
+		revoke = u.Enabled && !e
+		u.Enabled = e
 	}
-	if in.Email != nil {
-		u.Email = *in.Email
-	}
-	if in.Description != nil {
-		u.Description = *in.Description
-	}
-	if in.DefaultProjectID != nil {
-		if *in.DefaultProjectID != "" && snap.projects[*in.DefaultProjectID] == nil {
-			return errs.E(errs.Invalid, "Could not find project: %s.", *in.DefaultProjectID)
+	if p, ok := strField(in, "default_project_id"); ok {
+		if p != "" && s.snap.Load().projects[p] == nil {
+			return errs.E(errs.Invalid, "Could not find project: %s.", p)
 		}
-		u.DefaultProj = *in.DefaultProjectID
+		u.DefaultProj = p
 	}
-	if in.Password != nil {
-		h, err := s.hash(*in.Password)
-		if err != nil {
-			return err
+	if pw, ok := in["password"]; ok {
+		u.PasswordHash, revoke = "", true
+		if pw, _ := pw.(string); pw != "" {
+			h, err := s.hash(pw)
+			if err != nil {
+				return err
+			}
+			u.PasswordHash = h
 		}
-		u.PasswordHash, revoke = h, true
 	}
-	if err := s.saveUser(r, &u, revoke); err != nil {
-		return err
+	opts, _ := in["options"].(map[string]any)
+	for k, v := range opts {
+		if v == nil {
+			delete(u.Options, k) // null unsets an option
+		} else {
+			u.Options[k] = v
+		}
 	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"user": s.userJSON(s.snap.Load().users[id])})
+	if revoke && u.ID != "" {
+		u.ValidAfter = db.Now().Time
+	}
 	return nil
 }
 
-// saveUser writes u; revoke invalidates every token issued to u so far
-// (password change, disable), as Keystone does.
-func (s *Service) saveUser(r *http.Request, u *user, revoke bool) error {
-	va := db.Timestamp{Time: u.ValidAfter}
-	if revoke {
-		va = db.Now()
-	}
-	err := s.write(r.Context(), func(tx *db.Tx) error {
-		_, err := tx.ExecContext(r.Context(), `UPDATE identity_users SET name = ?, password_hash = ?, enabled = ?, email = ?,
-			description = ?, default_project_id = ?, tokens_valid_after = ? WHERE id = ?`,
-			u.Name, u.PasswordHash, u.Enabled, u.Email, u.Description, u.DefaultProj, va, u.ID)
+// changePassword serves POST /v3/users/{id}/password. As in Keystone it
+// needs no token and applies no policy: knowing the original password is
+// the check, so an admin who knows it may change it like the user.
+func (s *Service) changePassword(w http.ResponseWriter, r *http.Request) error {
+	in, err := memberBody(r, "user", false, passwordChange)
+	if err != nil {
 		return err
-	})
-	if db.IsUniqueViolation(err) {
-		return conflict("user", "name "+u.Name+" at domain ID "+u.DomainID)
 	}
-	return err
-}
-
-func (s *Service) changePassword(w http.ResponseWriter, r *http.Request, c *auth.Caller) error {
 	id := r.PathValue("id")
-	if id != c.UserID {
-		return forbidden("identity:change_password")
-	}
-	var b struct {
-		User *struct {
-			Password         string `json:"password"`
-			OriginalPassword string `json:"original_password"`
-		} `json:"user"`
-	}
-	if err := api.DecodeJSON(r, &b, 0); err != nil {
-		return err
-	}
-	if b.User == nil || b.User.Password == "" {
-		return invalid("user", "'password' is a required property")
-	}
 	old := s.snap.Load().users[id]
-	if old == nil {
-		return notFound("user", id)
+	hash := s.dummyHash
+	if old != nil && old.PasswordHash != "" {
+		hash = []byte(old.PasswordHash)
 	}
-	if bcrypt.CompareHashAndPassword([]byte(old.PasswordHash), []byte(b.User.OriginalPassword)) != nil {
+	// Always run bcrypt, so unknown users cost what known ones do.
+	ok := bcrypt.CompareHashAndPassword(hash, []byte(in["original_password"].(string))) == nil
+	if old == nil || old.PasswordHash == "" || !ok {
+		s.logger.Info("identity: password change refused", "user", id, "known", old != nil)
 		return errUnauthorized
 	}
-	u := *old
-	h, err := s.hash(b.User.Password)
-	if err != nil {
+	if !old.Enabled {
+		return errs.E(errs.Unauthorized, "The account is disabled for user: %s.", id)
+	}
+	if locked, _ := old.Options[optLockPassword].(bool); locked {
+		return errs.E(errs.Invalid, "You cannot change your password at this time due to password policy disallowing password changes. Please contact your administrator to reset your password.")
+	}
+	u := users.clone(old)
+	if err := changeUser(s, u, map[string]any{"password": in["password"]}); err != nil {
 		return err
 	}
-	u.PasswordHash = h
-	if err := s.saveUser(r, &u, true); err != nil {
+	if err := s.write(r.Context(), func(tx *db.Tx) error { return updateUser(r.Context(), tx, u) }); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-func (s *Service) deleteUser(w http.ResponseWriter, r *http.Request, c *auth.Caller) error {
-	if err := allow(c, "identity:delete_user", policy.Target{}); err != nil {
-		return err
+// userProjectList lists a user's projects: projects with the filters Keystone
+// honours there.
+var userProjectList = func() *collection[*project] {
+	k := *projects
+	k.attrs = map[string]func(*project) any{}
+	for _, a := range []string{"domain_id", "enabled", "name"} {
+		k.attrs[a] = projects.attrs[a]
 	}
-	id := r.PathValue("id")
-	if s.snap.Load().users[id] == nil {
-		return notFound("user", id)
-	}
-	err := s.write(r.Context(), func(tx *db.Tx) error {
-		if _, err := tx.ExecContext(r.Context(), `DELETE FROM identity_assignments WHERE user_id = ?`, id); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(r.Context(), `DELETE FROM identity_users WHERE id = ?`, id)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
+	return &k
+}()
 
 func (s *Service) listUserProjects(w http.ResponseWriter, r *http.Request, c *auth.Caller) error {
 	id := r.PathValue("id")
@@ -611,9 +333,5 @@ func (s *Service) listUserProjects(w http.ResponseWriter, r *http.Request, c *au
 	if snap.users[id] == nil {
 		return notFound("user", id)
 	}
-	var out []map[string]any
-	for _, p := range snap.userProjects(id) {
-		out = append(out, s.projectJSON(p))
-	}
-	return s.list(w, r, "projects", out)
+	return s.list(w, r, "projects", userProjectList.filter(s, r, snap.userProjects(id)))
 }

@@ -202,8 +202,8 @@ func (s *Service) bootstrapCatalog(ctx context.Context, tx *db.Tx) error {
 			spec.typ, spec.name).Scan(&sid)
 		if db.IsNoRows(err) {
 			sid = newID()
-			_, err = tx.ExecContext(ctx, `INSERT INTO identity_services (id, type, name, description, enabled) VALUES (?, ?, ?, ?, TRUE)`,
-				sid, spec.typ, spec.name, "Ashlar "+spec.typ)
+			_, err = tx.ExecContext(ctx, `INSERT INTO identity_services (id, type, name, extra, enabled) VALUES (?, ?, ?, ?, TRUE)`,
+				sid, spec.typ, spec.name, jsonText(map[string]any{"description": "Ashlar " + spec.typ}))
 		}
 		if err != nil {
 			return err

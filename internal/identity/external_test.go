@@ -52,8 +52,8 @@ func TestExternalValidator(t *testing.T) {
 		if _, err := x.Validate(ctx, tok); err != nil || e.validations.Load() != n {
 			t.Fatalf("second validation: %v, %d requests", err, e.validations.Load()-n)
 		}
-		if r := e.do("DELETE", "/v3/auth/tokens", tok, nil, "X-Subject-Token", tok); r.code != 204 {
-			t.Fatal(r.code)
+		if r := e.Do(tok, "DELETE", "/v3/auth/tokens", nil, "X-Subject-Token", tok); r.Code != 204 {
+			t.Fatal(r.Code)
 		}
 		if _, err := x.Validate(ctx, tok); err != nil {
 			t.Errorf("cached validation after revoke: %v", err)
@@ -85,8 +85,8 @@ func TestExternalValidator(t *testing.T) {
 
 		// Our service token revoked behind our back: renewed once, then the
 		// validation goes through.
-		if r := e.do("DELETE", "/v3/auth/tokens", long.svcToken, nil, "X-Subject-Token", long.svcToken); r.code != 204 {
-			t.Fatal(r.code)
+		if r := e.Do(long.svcToken, "DELETE", "/v3/auth/tokens", nil, "X-Subject-Token", long.svcToken); r.Code != 204 {
+			t.Fatal(r.Code)
 		}
 		tok3, _, _ := e.user("ext3", "member")
 		if _, err := long.Validate(ctx, tok3); err != nil {

@@ -14,14 +14,18 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ashlar-dev/ashlar/internal/api"
+	"github.com/ashlar-dev/ashlar/internal/apitest"
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/db"
 )
 
 const adminPW = "admin-secret"
 
-// env is an embedded identity served by httptest on a fresh database.
+// env is an embedded identity served by httptest on a fresh database, with
+// an apitest client for it (a real listener: the external validator and
+// gophercloud need a URL).
 type env struct {
+	*apitest.Client
 	t   *testing.T
 	s   *Service
 	srv *httptest.Server
@@ -66,54 +70,8 @@ func newEnv(t *testing.T, d *db.DB) *env {
 	})
 	srv.Start()
 	t.Cleanup(srv.Close)
+	e.Client = &apitest.Client{T: t, URL: srv.URL, HTTP: srv.Client()}
 	return e
-}
-
-type resp struct {
-	code   int
-	header http.Header
-	body   []byte
-}
-
-func (r resp) json(t *testing.T) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(r.body, &m); err != nil {
-		t.Fatalf("bad JSON %q: %v", r.body, err)
-	}
-	return m
-}
-
-// do sends a request with an optional token and JSON body.
-func (e *env) do(method, path, token string, body any, hdr ...string) resp {
-	e.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		if s, ok := body.(string); ok {
-			rd = bytes.NewReader([]byte(s))
-		} else {
-			b, _ := json.Marshal(body)
-			rd = bytes.NewReader(b)
-		}
-	}
-	req, err := http.NewRequest(method, e.srv.URL+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("X-Auth-Token", token)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	res, err := e.srv.Client().Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return resp{res.StatusCode, res.Header, b}
 }
 
 func passwordAuth(user, pw, project string) map[string]any {
@@ -128,24 +86,11 @@ func passwordAuth(user, pw, project string) map[string]any {
 // token issues a token and fails the test unless it gets one.
 func (e *env) token(user, pw, project string) string {
 	e.t.Helper()
-	r := e.do("POST", "/v3/auth/tokens", "", passwordAuth(user, pw, project))
-	if r.code != 201 || r.header.Get("X-Subject-Token") == "" {
-		e.t.Fatalf("auth %s/%s: %d %s", user, project, r.code, r.body)
+	r := e.Do("", "POST", "/v3/auth/tokens", passwordAuth(user, pw, project))
+	if r.Code != 201 || r.Header.Get("X-Subject-Token") == "" {
+		e.t.Fatalf("auth %s/%s: %d %s", user, project, r.Code, r.Body)
 	}
-	return r.header.Get("X-Subject-Token")
-}
-
-// mustDo is do that checks the status.
-func (e *env) mustDo(want int, method, path, token string, body any) map[string]any {
-	e.t.Helper()
-	r := e.do(method, path, token, body)
-	if r.code != want {
-		e.t.Fatalf("%s %s: got %d %s, want %d", method, path, r.code, r.body, want)
-	}
-	if len(r.body) == 0 {
-		return nil
-	}
-	return r.json(e.t)
+	return r.Header.Get("X-Subject-Token")
 }
 
 // user creates a user with a role on a new project of the same name and
@@ -153,24 +98,13 @@ func (e *env) mustDo(want int, method, path, token string, body any) map[string]
 func (e *env) user(name, roleName string) (tok, userID, projectID string) {
 	e.t.Helper()
 	admin := e.token("admin", adminPW, "admin")
-	p := e.mustDo(201, "POST", "/v3/projects", admin, map[string]any{"project": map[string]any{"name": name}})
+	p := e.MustJSON(201, e.Do(admin, "POST", "/v3/projects", map[string]any{"project": map[string]any{"name": name}}))
 	projectID = p["project"].(map[string]any)["id"].(string)
-	u := e.mustDo(201, "POST", "/v3/users", admin, map[string]any{"user": map[string]any{"name": name, "password": name + "-pw"}})
+	u := e.MustJSON(201, e.Do(admin, "POST", "/v3/users", map[string]any{"user": map[string]any{"name": name, "password": name + "-pw"}}))
 	userID = u["user"].(map[string]any)["id"].(string)
 	roleID := e.s.snap.Load().roleByName[roleName].ID
-	e.mustDo(204, "PUT", "/v3/projects/"+projectID+"/users/"+userID+"/roles/"+roleID, admin, nil)
+	e.Must(204, e.Do(admin, "PUT", "/v3/projects/"+projectID+"/users/"+userID+"/roles/"+roleID, nil))
 	return e.token(name, name+"-pw", name), userID, projectID
-}
-
-func dig(m any, path ...string) any {
-	for _, k := range path {
-		mm, ok := m.(map[string]any)
-		if !ok {
-			return nil
-		}
-		m = mm[k]
-	}
-	return m
 }
 
 func authRequestFor(t *testing.T, user, pw string) *http.Request {

@@ -24,12 +24,14 @@ var identityPolicy = policy.Table{
 	"identity:update_project":        policy.Admin,
 	"identity:delete_project":        policy.Admin,
 	"identity:list_users":            policy.Admin,
+	"identity:get_user":              policy.Admin, // users may also read themselves
 	"identity:create_user":           policy.Admin,
 	"identity:update_user":           policy.Admin,
 	"identity:delete_user":           policy.Admin,
 	"identity:list_roles":            policy.Admin,
 	"identity:get_role":              policy.Admin,
 	"identity:create_role":           policy.Admin,
+	"identity:update_role":           policy.Admin,
 	"identity:delete_role":           policy.Admin,
 	"identity:list_grants":           policy.Admin,
 	"identity:check_grant":           policy.Admin,
@@ -39,10 +41,12 @@ var identityPolicy = policy.Table{
 	"identity:list_services":         policy.Admin,
 	"identity:get_service":           policy.Admin,
 	"identity:create_service":        policy.Admin,
+	"identity:update_service":        policy.Admin,
 	"identity:delete_service":        policy.Admin,
 	"identity:list_endpoints":        policy.Admin,
 	"identity:get_endpoint":          policy.Admin,
 	"identity:create_endpoint":       policy.Admin,
+	"identity:update_endpoint":       policy.Admin,
 	"identity:delete_endpoint":       policy.Admin,
 	"identity:list_regions":          policy.Anyone,
 }
@@ -88,6 +92,29 @@ func (s *Service) authed(h authedFunc) http.HandlerFunc {
 	}
 }
 
+// unauthed renders the error of a handler that needs no token.
+func (s *Service) unauthed(h func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	}
+}
+
+// serveCollection routes /v3/<plural> to the generic handlers of k: list
+// and show always, create, update and delete when k can write.
+func serveCollection[T entity](s *Service, k *collection[T]) {
+	base := "/v3/" + k.plural
+	s.mux.HandleFunc("GET "+base, s.authed(k.list(s)))
+	s.mux.HandleFunc("GET "+base+"/{id}", s.authed(k.show(s)))
+	if k.build == nil {
+		return
+	}
+	s.mux.HandleFunc("POST "+base, s.authed(k.create(s)))
+	s.mux.HandleFunc("PATCH "+base+"/{id}", s.authed(k.patch(s)))
+	s.mux.HandleFunc("DELETE "+base+"/{id}", s.authed(k.delete(s)))
+}
+
 func (s *Service) routes() {
 	m := s.mux
 	m.HandleFunc("GET /{$}", s.versions)
@@ -102,43 +129,23 @@ func (s *Service) routes() {
 	m.HandleFunc("GET /v3/auth/domains", s.authed(s.authDomains))
 	m.HandleFunc("GET /v3/auth/system", s.authed(s.authSystem))
 
-	m.HandleFunc("GET /v3/domains", s.authed(s.listDomains))
-	m.HandleFunc("GET /v3/domains/{id}", s.authed(s.getDomain))
+	serveCollection(s, domains)
 	m.HandleFunc("GET /v3/regions", s.authed(s.listRegions))
 	m.HandleFunc("GET /v3/regions/{id}", s.authed(s.getRegion))
 
-	m.HandleFunc("GET /v3/projects", s.authed(s.listProjects))
-	m.HandleFunc("POST /v3/projects", s.authed(s.createProject))
-	m.HandleFunc("GET /v3/projects/{id}", s.authed(s.getProject))
-	m.HandleFunc("PATCH /v3/projects/{id}", s.authed(s.updateProject))
-	m.HandleFunc("DELETE /v3/projects/{id}", s.authed(s.deleteProject))
-
-	m.HandleFunc("GET /v3/users", s.authed(s.listUsers))
-	m.HandleFunc("POST /v3/users", s.authed(s.createUser))
-	m.HandleFunc("GET /v3/users/{id}", s.authed(s.getUser))
-	m.HandleFunc("PATCH /v3/users/{id}", s.authed(s.updateUser))
-	m.HandleFunc("DELETE /v3/users/{id}", s.authed(s.deleteUser))
-	m.HandleFunc("POST /v3/users/{id}/password", s.authed(s.changePassword))
+	serveCollection(s, projects)
+	serveCollection(s, users)
+	m.HandleFunc("POST /v3/users/{id}/password", s.unauthed(s.changePassword))
 	m.HandleFunc("GET /v3/users/{id}/projects", s.authed(s.listUserProjects))
-
-	m.HandleFunc("GET /v3/roles", s.authed(s.listRoles))
-	m.HandleFunc("POST /v3/roles", s.authed(s.createRole))
-	m.HandleFunc("GET /v3/roles/{id}", s.authed(s.getRole))
-	m.HandleFunc("DELETE /v3/roles/{id}", s.authed(s.deleteRole))
+	serveCollection(s, roles)
 	m.HandleFunc("GET /v3/projects/{pid}/users/{uid}/roles", s.authed(s.listGrants))
-	m.HandleFunc("GET /v3/projects/{pid}/users/{uid}/roles/{rid}", s.authed(s.checkGrant)) // HEAD too
-	m.HandleFunc("PUT /v3/projects/{pid}/users/{uid}/roles/{rid}", s.authed(s.createGrant))
-	m.HandleFunc("DELETE /v3/projects/{pid}/users/{uid}/roles/{rid}", s.authed(s.revokeGrant))
+	m.HandleFunc("GET /v3/projects/{pid}/users/{uid}/roles/{rid}", s.authed(s.grant("identity:check_grant", true, nil))) // HEAD too
+	m.HandleFunc("PUT /v3/projects/{pid}/users/{uid}/roles/{rid}", s.authed(s.grant("identity:create_grant", false, insertGrant)))
+	m.HandleFunc("DELETE /v3/projects/{pid}/users/{uid}/roles/{rid}", s.authed(s.grant("identity:revoke_grant", true, deleteGrant)))
 	m.HandleFunc("GET /v3/role_assignments", s.authed(s.listAssignments))
 
-	m.HandleFunc("GET /v3/services", s.authed(s.listServices))
-	m.HandleFunc("POST /v3/services", s.authed(s.createService))
-	m.HandleFunc("GET /v3/services/{id}", s.authed(s.getService))
-	m.HandleFunc("DELETE /v3/services/{id}", s.authed(s.deleteService))
-	m.HandleFunc("GET /v3/endpoints", s.authed(s.listEndpoints))
-	m.HandleFunc("POST /v3/endpoints", s.authed(s.createEndpoint))
-	m.HandleFunc("GET /v3/endpoints/{id}", s.authed(s.getEndpoint))
-	m.HandleFunc("DELETE /v3/endpoints/{id}", s.authed(s.deleteEndpoint))
+	serveCollection(s, services)
+	serveCollection(s, endpoints)
 }
 
 func (s *Service) base() string { return strings.TrimRight(s.cfg.Identity.PublicURL, "/") + "/v3" }

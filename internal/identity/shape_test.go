@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ashlar-dev/ashlar/internal/apitest"
 	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
 )
 
@@ -53,7 +54,7 @@ func TestShapesMatchKeystone(t *testing.T) {
 		{"versions", "GET", "/", "", nil, ""},
 		{"token", "POST", "/v3/auth/tokens", "", passwordAuth("admin", adminPW, "admin"), ""},
 		{"token-unscoped", "POST", "/v3/auth/tokens", "", map[string]any{"auth": map[string]any{
-			"identity": dig(passwordAuth("admin", adminPW, ""), "auth", "identity"), "scope": "unscoped"}}, ""},
+			"identity": apitest.Dig(passwordAuth("admin", adminPW, ""), "auth", "identity"), "scope": "unscoped"}}, ""},
 		{"projects", "GET", "/v3/projects", admin, nil, "projects"},
 		{"users", "GET", "/v3/users", admin, nil, "users"},
 		{"roles", "GET", "/v3/roles", admin, nil, "roles"},
@@ -75,7 +76,7 @@ func TestShapesMatchKeystone(t *testing.T) {
 			if err := json.Unmarshal(raw, &want); err != nil {
 				t.Fatal(err)
 			}
-			got := any(e.do(tt.method, tt.path, tt.token, tt.body).json(t))
+			got := any(e.Do(tt.token, tt.method, tt.path, tt.body).JSON(t))
 			if tt.first != "" {
 				for _, m := range []*any{&want, &got} {
 					l := (*m).(map[string]any)[tt.first].([]any)

@@ -19,35 +19,58 @@ import (
 // same transaction and reload; other processes sharing the database notice
 // the new generation when they poll.
 
+// common is what every admin entity has: its id and, as in Keystone, its
+// "extra": the attributes Keystone has no column for (a user's email, an
+// endpoint's name, anything a client sends), kept and returned as given.
+type common struct {
+	ID    string
+	Extra map[string]any
+}
+
+func (c *common) base() *common { return c }
+
+// entity is an admin API resource, for the generic handlers in crud.go.
+type entity interface{ base() *common }
+
 type domain struct {
-	ID, Name, Description string
-	Enabled               bool
+	common
+	Name, Description string
+	Enabled           bool
 }
 
 type project struct {
-	ID, Name, DomainID, Description string
-	Enabled                         bool
+	common
+	Name, DomainID, Description string
+	Enabled                     bool
 }
 
 type user struct {
-	ID, Name, DomainID, PasswordHash string
-	Enabled                          bool
-	Email, Description, DefaultProj  string
-	ValidAfter                       time.Time
+	common
+	Name, DomainID, PasswordHash string
+	Enabled                      bool
+	DefaultProj                  string
+	ValidAfter                   time.Time
+	// Options are the Keystone user options set (userOptions names them).
+	Options map[string]any
 }
 
-type role struct{ ID, Name, Description string }
+type role struct {
+	common
+	Name, Description string
+}
 
 type assignment struct{ UserID, ProjectID, RoleID string }
 
 type catalogService struct {
-	ID, Type, Name, Description string
-	Enabled                     bool
+	common
+	Type, Name string
+	Enabled    bool
 }
 
 type endpoint struct {
-	ID, ServiceID, Interface, Region, URL string
-	Enabled                               bool
+	common
+	ServiceID, Interface, Region, URL string
+	Enabled                           bool
 }
 
 type snapshot struct {
@@ -63,7 +86,9 @@ type snapshot struct {
 	assignments  []assignment // sorted by user, project, role
 	direct       map[[2]string][]string
 	services     []*catalogService // sorted by type, name
-	endpoints    []*endpoint       // sorted by service, interface
+	serviceByID  map[string]*catalogService
+	endpoints    []*endpoint // sorted by service, interface
+	endpointByID map[string]*endpoint
 	revoked      map[[auditSize]byte]bool
 
 	// callers caches the per (user, project) part of a Caller; filled
@@ -88,6 +113,7 @@ func readSnapshot(ctx context.Context, d db.Querier) (*snapshot, error) {
 		projects: map[string]*project{}, projByName: map[[2]string]*project{},
 		users: map[string]*user{}, userByName: map[[2]string]*user{},
 		roles: map[string]*role{}, roleByName: map[string]*role{},
+		serviceByID: map[string]*catalogService{}, endpointByID: map[string]*endpoint{},
 		direct: map[[2]string][]string{}, callers: map[[2]string]*callerBase{}, revoked: map[[auditSize]byte]bool{},
 	}
 	// The generation is read first: were the tables not read in one
@@ -109,27 +135,31 @@ func readSnapshot(ctx context.Context, d db.Querier) (*snapshot, error) {
 			s.domains[x.ID], s.domainByName[x.Name] = x, x
 			return nil
 		}},
-		{"SELECT id, name, domain_id, description, enabled FROM identity_projects", func(scan func(...any) error) error {
+		{"SELECT id, name, domain_id, description, enabled, extra FROM identity_projects", func(scan func(...any) error) error {
 			x := &project{}
-			if err := scan(&x.ID, &x.Name, &x.DomainID, &x.Description, &x.Enabled); err != nil {
+			if err := scan(&x.ID, &x.Name, &x.DomainID, &x.Description, &x.Enabled, jsonColumn{&x.Extra}); err != nil {
 				return err
 			}
 			s.projects[x.ID], s.projByName[[2]string{x.DomainID, x.Name}] = x, x
 			return nil
 		}},
-		{"SELECT id, name, domain_id, password_hash, enabled, email, description, default_project_id, tokens_valid_after FROM identity_users", func(scan func(...any) error) error {
+		{`SELECT id, name, domain_id, password_hash, enabled, default_project_id, tokens_valid_after, extra, options,
+			email, description FROM identity_users`, func(scan func(...any) error) error {
 			x := &user{}
 			var va db.Timestamp
-			if err := scan(&x.ID, &x.Name, &x.DomainID, &x.PasswordHash, &x.Enabled, &x.Email, &x.Description, &x.DefaultProj, &va); err != nil {
+			var email, description string
+			if err := scan(&x.ID, &x.Name, &x.DomainID, &x.PasswordHash, &x.Enabled, &x.DefaultProj, &va,
+				jsonColumn{&x.Extra}, jsonColumn{&x.Options}, &email, &description); err != nil {
 				return err
 			}
 			x.ValidAfter = va.Time
+			legacyExtras(x.Extra, map[string]string{"email": email, "description": description})
 			s.users[x.ID], s.userByName[[2]string{x.DomainID, x.Name}] = x, x
 			return nil
 		}},
-		{"SELECT id, name, description FROM identity_roles", func(scan func(...any) error) error {
+		{"SELECT id, name, description, extra FROM identity_roles", func(scan func(...any) error) error {
 			x := &role{}
-			if err := scan(&x.ID, &x.Name, &x.Description); err != nil {
+			if err := scan(&x.ID, &x.Name, &x.Description, jsonColumn{&x.Extra}); err != nil {
 				return err
 			}
 			s.roles[x.ID], s.roleByName[x.Name] = x, x
@@ -145,20 +175,22 @@ func readSnapshot(ctx context.Context, d db.Querier) (*snapshot, error) {
 			s.direct[k] = append(s.direct[k], a.RoleID)
 			return nil
 		}},
-		{"SELECT id, type, name, description, enabled FROM identity_services ORDER BY type, name, id", func(scan func(...any) error) error {
+		{"SELECT id, type, name, enabled, extra, description FROM identity_services ORDER BY type, name, id", func(scan func(...any) error) error {
 			x := &catalogService{}
-			if err := scan(&x.ID, &x.Type, &x.Name, &x.Description, &x.Enabled); err != nil {
+			var description string
+			if err := scan(&x.ID, &x.Type, &x.Name, &x.Enabled, jsonColumn{&x.Extra}, &description); err != nil {
 				return err
 			}
-			s.services = append(s.services, x)
+			legacyExtras(x.Extra, map[string]string{"description": description})
+			s.services, s.serviceByID[x.ID] = append(s.services, x), x
 			return nil
 		}},
-		{"SELECT id, service_id, interface, region, url, enabled FROM identity_endpoints ORDER BY service_id, interface, id", func(scan func(...any) error) error {
+		{"SELECT id, service_id, interface, region, url, enabled, extra FROM identity_endpoints ORDER BY service_id, interface, id", func(scan func(...any) error) error {
 			x := &endpoint{}
-			if err := scan(&x.ID, &x.ServiceID, &x.Interface, &x.Region, &x.URL, &x.Enabled); err != nil {
+			if err := scan(&x.ID, &x.ServiceID, &x.Interface, &x.Region, &x.URL, &x.Enabled, jsonColumn{&x.Extra}); err != nil {
 				return err
 			}
-			s.endpoints = append(s.endpoints, x)
+			s.endpoints, s.endpointByID[x.ID] = append(s.endpoints, x), x
 			return nil
 		}},
 		{"SELECT audit_id, expires_at FROM identity_revocations", func(scan func(...any) error) error {
@@ -191,6 +223,18 @@ func readSnapshot(ctx context.Context, d db.Querier) (*snapshot, error) {
 		}
 	}
 	return s, nil
+}
+
+// legacyExtras adds the values of columns that were attributes before
+// migration 01001 (a user's email and description, a service's
+// description) to extra, where they live now; the row's next write moves
+// them for good.
+func legacyExtras(extra map[string]any, columns map[string]string) {
+	for k, v := range columns {
+		if _, ok := extra[k]; !ok && v != "" {
+			extra[k] = v
+		}
+	}
 }
 
 // implied lists the roles a role name implies, Keystone's defaults:
@@ -250,29 +294,40 @@ func (s *snapshot) userProjects(userID string) []*project {
 	return out
 }
 
-// catalog builds the token catalog for a project: every enabled service
-// with its enabled endpoints, project templates in URLs substituted.
-// Endpoints whose URL needs a project are left out of unscoped catalogs,
-// as Keystone does.
-func (s *snapshot) catalog(projectID string) []auth.CatalogEntry {
-	var out []auth.CatalogEntry
+// walkCatalog calls fn for each enabled service of the catalog of a
+// project, with its enabled endpoints and their URLs, project templates
+// substituted. Endpoints whose URL needs a project are left out of
+// unscoped catalogs, as Keystone does.
+func (s *snapshot) walkCatalog(projectID string, fn func(svc *catalogService, eps []*endpoint, urls []string)) {
 	for _, svc := range s.services {
 		if !svc.Enabled {
 			continue
 		}
-		e := auth.CatalogEntry{Type: svc.Type, Name: svc.Name}
+		var eps []*endpoint
+		var urls []string
 		for _, ep := range s.endpoints {
 			if ep.ServiceID != svc.ID || !ep.Enabled {
 				continue
 			}
-			u, ok := substitute(ep.URL, projectID)
-			if !ok {
-				continue
+			if u, ok := substitute(ep.URL, projectID); ok {
+				eps, urls = append(eps, ep), append(urls, u)
 			}
-			e.Endpoints = append(e.Endpoints, auth.Endpoint{Interface: ep.Interface, Region: ep.Region, URL: u})
+		}
+		fn(svc, eps, urls)
+	}
+}
+
+// catalog is the catalog of a project as callers of the other services
+// see it.
+func (s *snapshot) catalog(projectID string) []auth.CatalogEntry {
+	var out []auth.CatalogEntry
+	s.walkCatalog(projectID, func(svc *catalogService, eps []*endpoint, urls []string) {
+		e := auth.CatalogEntry{Type: svc.Type, Name: svc.Name}
+		for i, ep := range eps {
+			e.Endpoints = append(e.Endpoints, auth.Endpoint{Interface: ep.Interface, Region: ep.Region, URL: urls[i]})
 		}
 		out = append(out, e)
-	}
+	})
 	return out
 }
 

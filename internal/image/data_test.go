@@ -27,35 +27,35 @@ const rawImage = `{"name":"x","disk_format":"raw","container_format":"bare"}`
 
 func TestUploadDownload(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
-		e := newEnv(t, d, "")
+		e := newEnv(t, d, "show_multiple_locations = true")
 		data := bytes.Repeat([]byte("0123456789abcdefghijklmn"), 10000)
 		id := e.create("alice", rawImage)
-		e.must(415, e.do("alice", "PUT", "/v2/images/"+id+"/file", string(data)))
-		r := e.must(400, e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "nosuch"))
-		if !strings.Contains(string(r.body), "Store for identifier nosuch not found") {
-			t.Errorf("unknown store: %s", r.body)
+		e.Must(415, e.Do("alice", "PUT", "/v2/images/"+id+"/file", string(data)))
+		r := e.Must(400, e.Do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "nosuch"))
+		if !strings.Contains(string(r.Body), "Store for identifier nosuch not found") {
+			t.Errorf("unknown store: %s", r.Body)
 		}
-		e.must(410, e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "web"))
+		e.Must(410, e.Do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "web"))
 		if st := e.image(id)["status"]; st != "queued" {
 			t.Errorf("after 410: %v", st)
 		}
-		e.must(204, e.do("reader", "GET", "/v2/images/"+id+"/file", nil))
+		e.Must(204, e.Do("reader", "GET", "/v2/images/"+id+"/file", nil))
 		// The size cap also applies when the length is announced up front.
 		big := e.create("alice", rawImage)
 		e.cfg.Image.ImageSizeCap = 1000
-		e.must(413, e.do("alice", "PUT", "/v2/images/"+big+"/file", make([]byte, 1001)))
+		e.Must(413, e.Do("alice", "PUT", "/v2/images/"+big+"/file", make([]byte, 1001)))
 		e.cfg.Image.ImageSizeCap = 1 << 40
 		// An empty upload makes an active 0-byte image (virtual_size unknown, like Glance).
 		empty := e.create("alice", rawImage)
-		e.must(204, e.do("alice", "PUT", "/v2/images/"+empty+"/file", []byte{}))
+		e.Must(204, e.Do("alice", "PUT", "/v2/images/"+empty+"/file", []byte{}))
 		if im := e.image(empty); im["status"] != "active" || im["size"] != float64(0) || im["virtual_size"] != nil ||
 			im["checksum"] != "d41d8cd98f00b204e9800998ecf8427e" {
 			t.Errorf("empty image: %v", im)
 		}
-		e.must(200, e.do("alice", "GET", "/v2/images/"+empty+"/file", nil))
-		e.must(403, e.do("reader", "PUT", "/v2/images/"+id+"/file", data))
-		e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "cheap"))
-		e.must(409, e.do("alice", "PUT", "/v2/images/"+id+"/file", data))
+		e.Must(200, e.Do("alice", "GET", "/v2/images/"+empty+"/file", nil))
+		e.Must(403, e.Do("reader", "PUT", "/v2/images/"+id+"/file", data))
+		e.Must(204, e.Do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "cheap"))
+		e.Must(409, e.Do("alice", "PUT", "/v2/images/"+id+"/file", data))
 		im := e.image(id)
 		md := md5.Sum(data)
 		sh := sha512.Sum512(data)
@@ -68,40 +68,40 @@ func TestUploadDownload(t *testing.T) {
 		if loc["metadata"].(map[string]any)["store"] != "cheap" || !strings.HasPrefix(loc["url"].(string), "file://") {
 			t.Errorf("location: %v", loc)
 		}
-		r = e.must(200, e.do("reader", "GET", "/v2/images/"+id+"/file", nil))
-		if !bytes.Equal(r.body, data) || r.header.Get("Content-MD5") != hex.EncodeToString(md[:]) {
-			t.Errorf("download: %d bytes, md5 %q", len(r.body), r.header.Get("Content-MD5"))
+		r = e.Must(200, e.Do("reader", "GET", "/v2/images/"+id+"/file", nil))
+		if !bytes.Equal(r.Body, data) || r.Header.Get("Content-MD5") != hex.EncodeToString(md[:]) {
+			t.Errorf("download: %d bytes, md5 %q", len(r.Body), r.Header.Get("Content-MD5"))
 		}
-		r = e.must(206, e.do("alice", "GET", "/v2/images/"+id+"/file", nil, "Range", "bytes=6-11"))
-		if string(r.body) != string(data[6:12]) || r.header.Get("Content-Range") != fmt.Sprintf("bytes 6-11/%d", len(data)) {
-			t.Errorf("range: %q %q", r.body, r.header.Get("Content-Range"))
+		r = e.Must(206, e.Do("alice", "GET", "/v2/images/"+id+"/file", nil, "Range", "bytes=6-11"))
+		if string(r.Body) != string(data[6:12]) || r.Header.Get("Content-Range") != fmt.Sprintf("bytes 6-11/%d", len(data)) {
+			t.Errorf("range: %q %q", r.Body, r.Header.Get("Content-Range"))
 		}
-		r = e.must(206, e.do("alice", "GET", "/v2/images/"+id+"/file", nil, "Range", "bytes=-5"))
-		if string(r.body) != string(data[len(data)-5:]) {
-			t.Errorf("suffix range: %q", r.body)
+		r = e.Must(206, e.Do("alice", "GET", "/v2/images/"+id+"/file", nil, "Range", "bytes=-5"))
+		if string(r.Body) != string(data[len(data)-5:]) {
+			t.Errorf("suffix range: %q", r.Body)
 		}
-		e.must(416, e.do("alice", "GET", "/v2/images/"+id+"/file", nil, "Range", "bytes=999999999-"))
-		e.must(400, e.do("alice", "GET", "/v2/images/"+id+"/file", nil, "Range", "bytes=0-1,3-4"))
-		e.must(405, e.do("alice", "HEAD", "/v2/images/"+id+"/file", nil))
+		e.Must(416, e.Do("alice", "GET", "/v2/images/"+id+"/file", nil, "Range", "bytes=999999999-"))
+		e.Must(400, e.Do("alice", "GET", "/v2/images/"+id+"/file", nil, "Range", "bytes=0-1,3-4"))
+		e.Must(405, e.Do("alice", "HEAD", "/v2/images/"+id+"/file", nil))
 
 		// Deactivated images cannot be downloaded except by admins.
-		e.must(204, e.do("alice", "POST", "/v2/images/"+id+"/actions/deactivate", nil))
-		e.must(403, e.do("alice", "GET", "/v2/images/"+id+"/file", nil))
-		e.must(200, e.do("admin", "GET", "/v2/images/"+id+"/file", nil))
-		e.must(204, e.do("alice", "POST", "/v2/images/"+id+"/actions/reactivate", nil))
+		e.Must(204, e.Do("alice", "POST", "/v2/images/"+id+"/actions/deactivate", nil))
+		e.Must(403, e.Do("alice", "GET", "/v2/images/"+id+"/file", nil))
+		e.Must(200, e.Do("admin", "GET", "/v2/images/"+id+"/file", nil))
+		e.Must(204, e.Do("alice", "POST", "/v2/images/"+id+"/actions/reactivate", nil))
 
 		// Copy to a second store, then delete one copy and the image.
-		e.must(202, e.do("admin", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"copy-image"},"stores":["fast"]}`))
+		e.Must(202, e.Do("admin", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"copy-image"},"stores":["fast"]}`))
 		e.waitImage(id, func(m map[string]any) bool { return m["stores"] == "cheap,fast" && m["os_glance_import_task"] == nil })
-		e.must(404, e.do("alice", "DELETE", "/v2/stores/reliable/"+id, nil))
-		e.must(409, e.do("alice", "DELETE", "/v2/stores/nosuch/"+id, nil))
-		e.must(404, e.do("bob", "DELETE", "/v2/stores/cheap/"+id, nil))
-		e.must(204, e.do("alice", "DELETE", "/v2/stores/cheap/"+id, nil))
-		e.must(403, e.do("alice", "DELETE", "/v2/stores/fast/"+id, nil))
+		e.Must(404, e.Do("alice", "DELETE", "/v2/stores/reliable/"+id, nil))
+		e.Must(409, e.Do("alice", "DELETE", "/v2/stores/nosuch/"+id, nil))
+		e.Must(404, e.Do("bob", "DELETE", "/v2/stores/cheap/"+id, nil))
+		e.Must(204, e.Do("alice", "DELETE", "/v2/stores/cheap/"+id, nil))
+		e.Must(403, e.Do("alice", "DELETE", "/v2/stores/fast/"+id, nil))
 		if got := e.image(id)["stores"]; got != "fast" || len(e.objects("cheap")) != 0 {
 			t.Errorf("after store delete: %v %v", got, e.objects("cheap"))
 		}
-		e.must(204, e.do("alice", "DELETE", "/v2/images/"+id, nil))
+		e.Must(204, e.Do("alice", "DELETE", "/v2/images/"+id, nil))
 		if objs := e.objects("fast"); slices.Contains(objs, id) || len(objs) != 1 { // (the empty image stays)
 			t.Errorf("objects left after delete: %v", objs)
 		}
@@ -152,9 +152,9 @@ func TestUploadFailures(t *testing.T) {
 				id := e.create("alice", rawImage)
 				e.flaky.failKind, e.flaky.failAfter = c.kind, 20000
 				// A chunked body (unknown length) so the cap is enforced while streaming.
-				r := e.do("alice", "PUT", "/v2/images/"+id+"/file", io.MultiReader(bytes.NewReader(c.body)), "X-Image-Meta-Store", "flaky")
-				if r.code != c.code || !strings.Contains(string(r.body), c.msg) {
-					t.Errorf("%d %s, want %d %q", r.code, r.body, c.code, c.msg)
+				r := e.Do("alice", "PUT", "/v2/images/"+id+"/file", io.MultiReader(bytes.NewReader(c.body)), "X-Image-Meta-Store", "flaky")
+				if r.Code != c.code || !strings.Contains(string(r.Body), c.msg) {
+					t.Errorf("%d %s, want %d %q", r.Code, r.Body, c.code, c.msg)
 				}
 				if st := e.image(id)["status"]; st != "queued" {
 					t.Errorf("status %v, want queued", st)
@@ -163,8 +163,8 @@ func TestUploadFailures(t *testing.T) {
 					t.Errorf("objects left: %v", objs)
 				}
 				e.flaky.failKind = 0
-				e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "flaky"))
-				e.must(204, e.do("alice", "DELETE", "/v2/images/"+id, nil))
+				e.Must(204, e.Do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "flaky"))
+				e.Must(204, e.Do("alice", "DELETE", "/v2/images/"+id, nil))
 			})
 		}
 		t.Run("store unwritable", func(t *testing.T) {
@@ -177,9 +177,9 @@ func TestUploadFailures(t *testing.T) {
 				t.Fatal(err)
 			}
 			id := e.create("alice", rawImage)
-			r := e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "reliable")
-			if r.code != 500 && r.code != 503 {
-				t.Errorf("unwritable store: %d %s", r.code, r.body)
+			r := e.Do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "reliable")
+			if r.Code != 500 && r.Code != 503 {
+				t.Errorf("unwritable store: %d %s", r.Code, r.Body)
 			}
 			if st := e.image(id)["status"]; st != "queued" {
 				t.Errorf("status %v, want queued", st)
@@ -190,21 +190,21 @@ func TestUploadFailures(t *testing.T) {
 			if err := os.Mkdir(dir, 0o750); err != nil {
 				t.Fatal(err)
 			}
-			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "reliable"))
+			e.Must(204, e.Do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "reliable"))
 		})
 		t.Run("quota", func(t *testing.T) {
 			e := newEnv(t, d, "user_storage_quota = 60000")
 			a := e.create("bob", rawImage)
-			e.must(204, e.do("bob", "PUT", "/v2/images/"+a+"/file", data))
+			e.Must(204, e.Do("bob", "PUT", "/v2/images/"+a+"/file", data))
 			b := e.create("bob", rawImage)
-			r := e.must(413, e.do("bob", "PUT", "/v2/images/"+b+"/file", data))
-			if !strings.Contains(string(r.body), "storage quota") || e.image(b)["status"] != "queued" {
-				t.Errorf("quota: %s", r.body)
+			r := e.Must(413, e.Do("bob", "PUT", "/v2/images/"+b+"/file", data))
+			if !strings.Contains(string(r.Body), "storage quota") || e.image(b)["status"] != "queued" {
+				t.Errorf("quota: %s", r.Body)
 			}
 			// Fill the quota exactly; then even a chunked upload is refused.
-			e.must(204, e.do("bob", "PUT", "/v2/images/"+b+"/file", data[:10000]))
+			e.Must(204, e.Do("bob", "PUT", "/v2/images/"+b+"/file", data[:10000]))
 			c := e.create("bob", rawImage)
-			e.must(413, e.do("bob", "PUT", "/v2/images/"+c+"/file", bytes.NewReader(data[:10])))
+			e.Must(413, e.Do("bob", "PUT", "/v2/images/"+c+"/file", bytes.NewReader(data[:10])))
 			if st := e.image(c)["status"]; st != "queued" {
 				t.Errorf("status %v after quota refusal", st)
 			}
@@ -224,7 +224,7 @@ func TestUploadFailures(t *testing.T) {
 			if objs := e.objects("fast"); len(objs) != 0 {
 				t.Errorf("objects left: %v", objs)
 			}
-			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data))
+			e.Must(204, e.Do("alice", "PUT", "/v2/images/"+id+"/file", data))
 		})
 		t.Run("client stall", func(t *testing.T) {
 			e.svc.StallTimeout = 300 * time.Millisecond
@@ -245,7 +245,7 @@ func TestUploadFailures(t *testing.T) {
 			if objs := e.objects("fast"); len(objs) != 1 || objs[0] == id {
 				t.Errorf("objects left: %v", objs)
 			}
-			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data))
+			e.Must(204, e.Do("alice", "PUT", "/v2/images/"+id+"/file", data))
 		})
 		t.Run("crash recovery", func(t *testing.T) {
 			// A stalled upload is in flight when the process "dies"; the
@@ -329,14 +329,14 @@ s3_store_secret_key = s
 `)
 		id := e.create("alice", rawImage)
 		data := bytes.Repeat([]byte{3}, 70000)
-		r := e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "dead")
-		if r.code != 503 {
-			t.Errorf("upload to unreachable s3: %d %s", r.code, r.body)
+		r := e.Do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "dead")
+		if r.Code != 503 {
+			t.Errorf("upload to unreachable s3: %d %s", r.Code, r.Body)
 		}
 		if st := e.image(id)["status"]; st != "queued" {
 			t.Errorf("status %v, want queued", st)
 		}
-		e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data))
+		e.Must(204, e.Do("alice", "PUT", "/v2/images/"+id+"/file", data))
 	})
 }
 
@@ -347,21 +347,21 @@ func TestDownloadFirstReadableCopy(t *testing.T) {
 		e := newEnv(t, d, "")
 		data := bytes.Repeat([]byte("copy"), 5000)
 		id := e.create("alice", rawImage)
-		e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "cheap"))
-		e.must(202, e.do("admin", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"copy-image"},"stores":["reliable"]}`))
+		e.Must(204, e.Do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "cheap"))
+		e.Must(202, e.Do("admin", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"copy-image"},"stores":["reliable"]}`))
 		e.waitImage(id, func(m map[string]any) bool {
 			return m["stores"] == "cheap,reliable" && m["os_glance_import_task"] == nil
 		})
 		if err := os.Remove(filepath.Join(e.state, "images", "cheap", id)); err != nil {
 			t.Fatal(err)
 		}
-		r := e.must(200, e.do("alice", "GET", "/v2/images/"+id+"/file", nil))
-		if !bytes.Equal(r.body, data) {
-			t.Errorf("served %d bytes", len(r.body))
+		r := e.Must(200, e.Do("alice", "GET", "/v2/images/"+id+"/file", nil))
+		if !bytes.Equal(r.Body, data) {
+			t.Errorf("served %d bytes", len(r.Body))
 		}
 		if err := os.Remove(filepath.Join(e.state, "images", "reliable", id)); err != nil {
 			t.Fatal(err)
 		}
-		e.must(404, e.do("alice", "GET", "/v2/images/"+id+"/file", nil))
+		e.Must(404, e.Do("alice", "GET", "/v2/images/"+id+"/file", nil))
 	})
 }

@@ -1,9 +1,7 @@
 package image
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,18 +9,19 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ashlar-dev/ashlar/internal/api"
+	"github.com/ashlar-dev/ashlar/internal/apitest"
 	"github.com/ashlar-dev/ashlar/internal/auth"
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/image/store"
+	"github.com/ashlar-dev/ashlar/internal/image/store/drivers"
 	"github.com/ashlar-dev/ashlar/internal/image/store/file"
 	"github.com/ashlar-dev/ashlar/internal/service"
 )
@@ -39,7 +38,8 @@ var tokens = auth.Static{
 // env is an image service on a real database and real file stores, one of
 // which ("flaky") can be told to fail.
 type env struct {
-	t     *testing.T
+	*apitest.Client
+	t     testing.TB
 	svc   *Service
 	srv   *httptest.Server
 	cfg   *config.Config
@@ -60,13 +60,13 @@ store_description = Fast store
 store_description = Cheap store
 `
 
-func newEnv(t *testing.T, d *db.DB, extra string) *env {
+func newEnv(t testing.TB, d *db.DB, extra string) *env {
 	t.Helper()
 	return newEnvWith(t, d, "", extra)
 }
 
 // newEnvWith adds stores (", id:type" items) and config text.
-func newEnvWith(t *testing.T, d *db.DB, stores, extra string) *env {
+func newEnvWith(t testing.TB, d *db.DB, stores, extra string) *env {
 	t.Helper()
 	state := t.TempDir()
 	cfg, err := config.Parse(fmt.Sprintf(testConfig, stores, extra), state)
@@ -84,7 +84,7 @@ func (e *env) start() {
 	ctx := context.Background()
 	var stores []*store.Store
 	for _, sc := range e.cfg.Stores {
-		drv, err := store.Factories()[sc.Type](ctx, sc)
+		drv, err := drivers.Factories()[sc.Type](ctx, sc)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -116,6 +116,8 @@ func (e *env) start() {
 	// without cleaning up; its test cleanup closes it.
 	e.svc = svc
 	e.srv = httptest.NewServer(api.Wrap("image", svc.Handler(), deps.Logger, nil, api.Glance))
+	// A real listener: the data tests stream, stall and disconnect.
+	e.Client = &apitest.Client{T: t, URL: e.srv.URL, Header: http.Header{"Accept": {"application/json"}}}
 	t.Cleanup(func() { e.srv.Close(); svc.Close() })
 }
 
@@ -156,90 +158,23 @@ func (fr *failingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-type resp struct {
-	code   int
-	header http.Header
-	body   []byte
-}
-
-func (r resp) json(t *testing.T) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(r.body, &m); err != nil {
-		t.Fatalf("body %q: %v", r.body, err)
-	}
-	return m
-}
-
-// do sends a request; body may be nil, a string (JSON) or []byte (octet-stream).
-func (e *env) do(token, method, path string, body any, hdr ...string) resp {
-	e.t.Helper()
-	var rd io.Reader
-	ct := ""
-	switch b := body.(type) {
-	case string:
-		rd, ct = strings.NewReader(b), "application/json"
-	case []byte:
-		rd, ct = bytes.NewReader(b), "application/octet-stream"
-	case io.Reader:
-		rd, ct = b, "application/octet-stream"
-	}
-	req, err := http.NewRequest(method, e.srv.URL+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if ct != "" {
-		req.Header.Set("Content-Type", ct)
-	}
-	req.Header.Set("Accept", "application/json")
-	if token != "" {
-		req.Header.Set("X-Auth-Token", token)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return resp{res.StatusCode, res.Header, b}
-}
-
-func (e *env) must(code int, r resp) resp {
-	e.t.Helper()
-	if r.code != code {
-		e.t.Fatalf("status %d, want %d: %s", r.code, code, r.body)
-	}
-	return r
-}
-
 func (e *env) create(token, body string) string {
 	e.t.Helper()
-	r := e.must(201, e.do(token, "POST", "/v2/images", body))
-	return r.json(e.t)["id"].(string)
+	return e.MustJSON(201, e.Do(token, "POST", "/v2/images", body))["id"].(string)
 }
 
 func (e *env) image(id string) map[string]any {
 	e.t.Helper()
-	return e.must(200, e.do("admin", "GET", "/v2/images/"+id, nil)).json(e.t)
+	return e.MustJSON(200, e.Do("admin", "GET", "/v2/images/"+id, nil))
 }
 
 // waitImage polls until cond holds for the image (imports are async).
 func (e *env) waitImage(id string, cond func(map[string]any) bool) map[string]any {
 	e.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		im := e.image(id)
-		if cond(im) {
-			return im
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("image never reached the condition: %v", im)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var im map[string]any
+	apitest.Eventually(e.t, 10*time.Second, func() bool { im = e.image(id); return cond(im) },
+		func() string { return fmt.Sprintf("image never reached the condition: %v", im) })
+	return im
 }
 
 // objects lists the files in a store directory (temp files included).

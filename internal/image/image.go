@@ -24,10 +24,11 @@ type Service struct {
 	stores  *store.Set
 	mux     *api.Mux
 	handler http.Handler
-	// HTTPClient fetches web-download URIs.
-	HTTPClient *http.Client
-	// StallTimeout abandons an upload that receives nothing for this long
-	// (DefaultStallTimeout; <= 0 disables).
+	// fetch is the HTTP client of web-download: redirects and connections
+	// are checked against the import filter (see newFetchClient).
+	fetch *http.Client
+	// StallTimeout abandons an upload, or a web-download whose source
+	// sends nothing, for this long (DefaultStallTimeout; <= 0 disables).
 	StallTimeout time.Duration
 
 	bg sync.WaitGroup
@@ -50,8 +51,8 @@ func New(ctx context.Context, deps service.Deps, factories map[string]store.Fact
 // recovers what a crash left behind (uploads stuck in saving, orphaned
 // objects, imports that were running).
 func NewWithStores(ctx context.Context, deps service.Deps, set *store.Set) (*Service, error) {
-	s := &Service{deps: deps, cfg: deps.Config, stores: set, mux: api.NewMux(), HTTPClient: &http.Client{},
-		StallTimeout: DefaultStallTimeout}
+	s := &Service{deps: deps, cfg: deps.Config, stores: set, mux: api.NewMux(), StallTimeout: DefaultStallTimeout}
+	s.fetch = s.newFetchClient()
 	s.bgCtx, s.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.routes()
 	s.handler = auth.Require(deps.Validator, public, func(w http.ResponseWriter, r *http.Request, err error) {
@@ -68,47 +69,75 @@ func public(r *http.Request) bool {
 	return r.Method == http.MethodGet && (r.URL.Path == "/" || r.URL.Path == "/versions")
 }
 
-func (s *Service) routes() {
-	m := s.mux
-	m.HandleFunc("GET /{$}", s.versions)
-	m.HandleFunc("GET /versions", s.versions)
-	m.HandleFunc("GET /v2/schemas/image", s.schemaImage)
-	m.HandleFunc("GET /v2/schemas/images", s.schemaImages)
-	m.HandleFunc("GET /v2/schemas/member", s.schemaMember)
-	m.HandleFunc("GET /v2/schemas/members", s.schemaMembers)
-	m.HandleFunc("GET /v2/schemas/task", s.schemaTask)
-	m.HandleFunc("GET /v2/schemas/tasks", s.schemaTasks)
-	m.HandleFunc("GET /v2/info/stores", s.storesInfo)
-	m.HandleFunc("GET /v2/info/stores/detail", s.storesDetail)
-	m.HandleFunc("GET /v2/info/import", s.importInfo)
-	m.HandleFunc("GET /v2/info/usage", s.usageInfo)
-	m.HandleFunc("POST /v2/images", s.create)
-	m.HandleFunc("GET /v2/images", s.list)
-	m.HandleFunc("GET /v2/images/{id}", s.show)
-	m.HandleFunc("PATCH /v2/images/{id}", s.update)
-	m.HandleFunc("DELETE /v2/images/{id}", s.delete)
-	m.HandleFunc("POST /v2/images/{id}/actions/deactivate", s.deactivate)
-	m.HandleFunc("POST /v2/images/{id}/actions/reactivate", s.reactivate)
-	m.HandleFunc("PUT /v2/images/{id}/tags/{tag}", s.addTag)
-	m.HandleFunc("DELETE /v2/images/{id}/tags/{tag}", s.deleteTag)
-	m.HandleFunc("GET /v2/images/{id}/members", s.listMembers)
-	m.HandleFunc("POST /v2/images/{id}/members", s.addMember)
-	m.HandleFunc("GET /v2/images/{id}/members/{member}", s.showMember)
-	m.HandleFunc("PUT /v2/images/{id}/members/{member}", s.updateMember)
-	m.HandleFunc("DELETE /v2/images/{id}/members/{member}", s.deleteMember)
-	m.HandleFunc("PUT /v2/images/{id}/file", s.upload)
-	m.HandleFunc("GET /v2/images/{id}/file", s.download)
-	notAllowed := func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Allow", "GET, PUT")
-		api.WriteError(w, r, api.Glance, errs.E(errs.NotAllowed, "The method %s is not allowed for this resource.", r.Method))
+// handlerFunc is an image API handler: it parses, authorizes, acts and
+// renders, and returns the error that stopped it, which handle renders.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// handle registers h; its error becomes Glance's error body. This is the
+// one place image handlers' errors are rendered.
+func (s *Service) handle(pattern string, h handlerFunc) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			api.WriteError(w, r, api.Glance, err)
+		}
+	})
+}
+
+// closeOnError ends the connection when a data handler fails: the client
+// may still be sending a body nobody will read.
+func closeOnError(h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		err := h(w, r)
+		if err != nil {
+			w.Header().Set("Connection", "close")
+		}
+		return err
 	}
-	m.HandleFunc("HEAD /v2/images/{id}/file", notAllowed)
-	m.HandleFunc("/v2/images/{id}/file", notAllowed)
-	m.HandleFunc("PUT /v2/images/{id}/stage", s.stage)
-	m.HandleFunc("POST /v2/images/{id}/import", s.importImage)
-	m.HandleFunc("GET /v2/images/{id}/tasks", s.imageTasks)
-	m.HandleFunc("GET /v2/tasks/{id}", s.showTask)
-	m.HandleFunc("DELETE /v2/stores/{store}/{id}", s.deleteFromStore)
+}
+
+func (s *Service) routes() {
+	h := s.handle
+	h("GET /{$}", s.versions)
+	h("GET /versions", s.versions)
+	h("GET /v2/schemas/image", s.schemaImage)
+	h("GET /v2/schemas/images", s.schemaImages)
+	h("GET /v2/schemas/member", s.schemaMember)
+	h("GET /v2/schemas/members", s.schemaMembers)
+	h("GET /v2/schemas/task", s.schemaTask)
+	h("GET /v2/schemas/tasks", s.schemaTasks)
+	h("GET /v2/info/stores", s.storesInfo)
+	h("GET /v2/info/stores/detail", s.storesDetail)
+	h("GET /v2/info/import", s.importInfo)
+	h("GET /v2/info/usage", s.usageInfo)
+	h("POST /v2/images", s.create)
+	h("GET /v2/images", s.list)
+	h("GET /v2/images/{id}", s.show)
+	h("PATCH /v2/images/{id}", s.update)
+	h("DELETE /v2/images/{id}", s.delete)
+	h("POST /v2/images/{id}/actions/deactivate", s.deactivate)
+	h("POST /v2/images/{id}/actions/reactivate", s.reactivate)
+	h("PUT /v2/images/{id}/tags/{tag}", s.addTag)
+	h("DELETE /v2/images/{id}/tags/{tag}", s.deleteTag)
+	h("GET /v2/images/{id}/members", s.listMembers)
+	h("POST /v2/images/{id}/members", s.addMember)
+	h("GET /v2/images/{id}/members/{member}", s.showMember)
+	h("PUT /v2/images/{id}/members/{member}", s.updateMember)
+	h("DELETE /v2/images/{id}/members/{member}", s.deleteMember)
+	h("PUT /v2/images/{id}/file", closeOnError(s.upload))
+	h("GET /v2/images/{id}/file", s.download)
+	h("HEAD /v2/images/{id}/file", fileNotAllowed)
+	h("/v2/images/{id}/file", fileNotAllowed)
+	h("PUT /v2/images/{id}/stage", closeOnError(s.stage))
+	h("POST /v2/images/{id}/import", s.importImage)
+	h("GET /v2/images/{id}/tasks", s.imageTasks)
+	h("GET /v2/tasks/{id}", s.showTask)
+	h("DELETE /v2/stores/{store}/{id}", s.deleteFromStore)
+}
+
+// fileNotAllowed answers the methods the image data URL does not serve.
+func fileNotAllowed(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Allow", "GET, PUT")
+	return errs.E(errs.NotAllowed, "The method %s is not allowed for this resource.", r.Method)
 }
 
 // Name implements service.Service.
@@ -137,7 +166,7 @@ func (s *Service) Close() {
 var versionIDs = []string{"v2.16", "v2.15", "v2.14", "v2.13", "v2.12", "v2.11", "v2.10", "v2.9", "v2.8",
 	"v2.7", "v2.6", "v2.5", "v2.4", "v2.3", "v2.2", "v2.1", "v2.0"}
 
-func (s *Service) versions(w http.ResponseWriter, r *http.Request) {
+func (s *Service) versions(w http.ResponseWriter, r *http.Request) error {
 	vs := make([]object, 0, len(versionIDs))
 	for i, id := range versionIDs {
 		status := "SUPPORTED"
@@ -152,6 +181,7 @@ func (s *Service) versions(w http.ResponseWriter, r *http.Request) {
 		code = http.StatusOK
 	}
 	api.WriteJSON(w, code, map[string]any{"versions": vs})
+	return nil
 }
 
 // rules is the image policy table, after Glance's defaults: readers read,
@@ -180,13 +210,14 @@ var rules = policy.Table{
 	"import_image":          policy.Member,
 	"delete_image_location": policy.Member,
 	"get_tasks":             policy.Reader,
+	// Glance's default: admin, or a reader of the owning project. Members
+	// of a shared image and viewers of a public one do not see where its
+	// data lives (and only when show_multiple_locations /
+	// show_image_direct_url are on at all).
+	"get_image_location": policy.Reader,
 }
 
 func caller(r *http.Request) *auth.Caller { return auth.FromContext(r.Context()) }
-
-func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
-	api.WriteError(w, r, api.Glance, err)
-}
 
 // enforce checks action against the image's owner, or the caller's own
 // project when im is nil.

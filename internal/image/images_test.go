@@ -4,57 +4,58 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ashlar-dev/ashlar/internal/apitest"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
 )
 
 func TestVersionsAndInfo(t *testing.T) {
 	e := newEnv(t, dbtest.Open(t, "sqlite"), "")
-	r := e.must(300, e.do("", "GET", "/", nil))
-	vs := r.json(t)["versions"].([]any)
-	if vs[0].(map[string]any)["status"] != "CURRENT" || !strings.Contains(string(r.body), `"v2.12"`) {
-		t.Errorf("versions: %s", r.body)
+	r := e.Must(300, e.Do("", "GET", "/", nil))
+	vs := r.JSON(t)["versions"].([]any)
+	if vs[0].(map[string]any)["status"] != "CURRENT" || !strings.Contains(string(r.Body), `"v2.12"`) {
+		t.Errorf("versions: %s", r.Body)
 	}
-	e.must(200, e.do("", "GET", "/versions", nil))
-	e.must(401, e.do("", "GET", "/v2/images", nil))
+	e.Must(200, e.Do("", "GET", "/versions", nil))
+	e.Must(401, e.Do("", "GET", "/v2/images", nil))
 
-	got := string(e.must(200, e.do("reader", "GET", "/v2/info/stores", nil)).body)
+	got := string(e.Must(200, e.Do("reader", "GET", "/v2/info/stores", nil)).Body)
 	want := `{"stores":[{"id":"fast","description":"Fast store","default":"true"},{"id":"cheap","description":"Cheap store"},{"id":"reliable"},{"id":"flaky"},{"id":"web","description":"Read-only store","read-only":"true"}]}`
 	if got != want {
 		t.Errorf("stores info\n got %s\nwant %s", got, want)
 	}
-	e.must(403, e.do("alice", "GET", "/v2/info/stores/detail", nil))
-	d := e.must(200, e.do("admin", "GET", "/v2/info/stores/detail", nil)).json(t)
+	e.Must(403, e.Do("alice", "GET", "/v2/info/stores/detail", nil))
+	d := e.Must(200, e.Do("admin", "GET", "/v2/info/stores/detail", nil)).JSON(t)
 	first := d["stores"].([]any)[0].(map[string]any)
 	if first["type"] != "file" || first["properties"] == nil {
 		t.Errorf("detail: %v", first)
 	}
-	imp := e.must(200, e.do("alice", "GET", "/v2/info/import", nil)).json(t)
+	imp := e.Must(200, e.Do("alice", "GET", "/v2/info/import", nil)).JSON(t)
 	if v := imp["import-methods"].(map[string]any)["value"].([]any); len(v) != 3 {
 		t.Errorf("import info: %v", imp)
 	}
-	e.must(200, e.do("alice", "GET", "/v2/info/usage", nil))
+	e.Must(200, e.Do("alice", "GET", "/v2/info/usage", nil))
 	for _, s := range []string{"image", "images", "member", "members", "task", "tasks"} {
-		e.must(200, e.do("alice", "GET", "/v2/schemas/"+s, nil))
+		e.Must(200, e.Do("alice", "GET", "/v2/schemas/"+s, nil))
 	}
 }
 
 func TestCreateShowPolicy(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
 		e := newEnv(t, d, "")
-		r := e.must(201, e.do("alice", "POST", "/v2/images", `{"name":"t1","disk_format":"raw","container_format":"bare","foo":"bar","tags":["a"]}`))
-		im := r.json(t)
+		r := e.Must(201, e.Do("alice", "POST", "/v2/images", `{"name":"t1","disk_format":"raw","container_format":"bare","foo":"bar","tags":["a"]}`))
+		im := r.JSON(t)
 		if im["visibility"] != "shared" || im["foo"] != "bar" || im["status"] != "queued" || im["owner"] != "p1" || im["size"] != nil {
-			t.Errorf("created: %s", r.body)
+			t.Errorf("created: %s", r.Body)
 		}
 		if _, ok := im["stores"]; ok {
-			t.Errorf("stores present before data: %s", r.body)
+			t.Errorf("stores present before data: %s", r.Body)
 		}
-		if r.header.Get("OpenStack-image-store-ids") != "fast,cheap,reliable,flaky,web" || r.header.Get("OpenStack-image-import-methods") != "glance-direct,web-download,copy-image" {
-			t.Errorf("headers: %v", r.header)
+		if r.Header.Get("OpenStack-image-store-ids") != "fast,cheap,reliable,flaky,web" || r.Header.Get("OpenStack-image-import-methods") != "glance-direct,web-download,copy-image" {
+			t.Errorf("headers: %v", r.Header)
 		}
-		if !strings.HasPrefix(string(r.body), `{"foo":"bar","name":"t1"`) {
-			t.Errorf("custom properties should come first: %s", r.body)
+		if !strings.HasPrefix(string(r.Body), `{"foo":"bar","name":"t1"`) {
+			t.Errorf("custom properties should come first: %s", r.Body)
 		}
 		id := im["id"].(string)
 		for _, c := range []struct {
@@ -74,22 +75,22 @@ func TestCreateShowPolicy(t *testing.T) {
 			{`{"foo": 5}`, 400, "is not of type 'string'"},
 			{`{"visibility":"public"}`, 403, "publicize_image"},
 		} {
-			r := e.do("alice", "POST", "/v2/images", c.body)
-			if r.code != c.code || !strings.Contains(string(r.body), c.msg) {
-				t.Errorf("create %s: %d %s, want %d %q", c.body, r.code, r.body, c.code, c.msg)
+			r := e.Do("alice", "POST", "/v2/images", c.body)
+			if r.Code != c.code || !strings.Contains(string(r.Body), c.msg) {
+				t.Errorf("create %s: %d %s, want %d %q", c.body, r.Code, r.Body, c.code, c.msg)
 			}
 		}
-		e.must(403, e.do("reader", "POST", "/v2/images", `{"name":"x"}`))
-		e.must(200, e.do("reader", "GET", "/v2/images/"+id, nil))
+		e.Must(403, e.Do("reader", "POST", "/v2/images", `{"name":"x"}`))
+		e.Must(200, e.Do("reader", "GET", "/v2/images/"+id, nil))
 		// Another project's shared (not shared with it) image is invisible.
-		e.must(404, e.do("bob", "GET", "/v2/images/"+id, nil))
-		e.must(200, e.do("admin", "GET", "/v2/images/"+id, nil))
-		e.must(404, e.do("bob", "DELETE", "/v2/images/"+id, nil))
-		e.must(403, e.do("reader", "DELETE", "/v2/images/"+id, nil))
+		e.Must(404, e.Do("bob", "GET", "/v2/images/"+id, nil))
+		e.Must(200, e.Do("admin", "GET", "/v2/images/"+id, nil))
+		e.Must(404, e.Do("bob", "DELETE", "/v2/images/"+id, nil))
+		e.Must(403, e.Do("reader", "DELETE", "/v2/images/"+id, nil))
 
 		pub := e.create("admin", `{"name":"pub","visibility":"public"}`)
-		e.must(200, e.do("bob", "GET", "/v2/images/"+pub, nil))
-		e.must(403, e.do("bob", "PATCH", "/v2/images/"+pub, `[]`, "Content-Type", patchV21))
+		e.Must(200, e.Do("bob", "GET", "/v2/images/"+pub, nil))
+		e.Must(403, e.Do("bob", "PATCH", "/v2/images/"+pub, `[]`, "Content-Type", patchV21))
 	})
 }
 
@@ -97,39 +98,39 @@ func TestPatchTagsDelete(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
 		e := newEnv(t, d, "")
 		id := e.create("alice", `{"name":"p","foo":"bar"}`)
-		patch := func(body string) resp {
-			return e.do("alice", "PATCH", "/v2/images/"+id, body, "Content-Type", patchV21)
+		patch := func(body string) apitest.Resp {
+			return e.Do("alice", "PATCH", "/v2/images/"+id, body, "Content-Type", patchV21)
 		}
-		e.must(415, e.do("alice", "PATCH", "/v2/images/"+id, `[]`))
-		im := e.must(200, patch(`[{"op":"replace","path":"/name","value":"q"},{"op":"add","path":"/baz","value":"1"},
-			{"op":"remove","path":"/foo"},{"op":"replace","path":"/min_ram","value":512},{"op":"replace","path":"/protected","value":true}]`)).json(t)
+		e.Must(415, e.Do("alice", "PATCH", "/v2/images/"+id, `[]`))
+		im := e.Must(200, patch(`[{"op":"replace","path":"/name","value":"q"},{"op":"add","path":"/baz","value":"1"},
+			{"op":"remove","path":"/foo"},{"op":"replace","path":"/min_ram","value":512},{"op":"replace","path":"/protected","value":true}]`)).JSON(t)
 		if im["name"] != "q" || im["baz"] != "1" || im["foo"] != nil || im["min_ram"] != float64(512) || im["protected"] != true {
 			t.Errorf("patched: %v", im)
 		}
-		e.must(409, patch(`[{"op":"replace","path":"/stores","value":"x"}]`))
-		e.must(409, patch(`[{"op":"replace","path":"/nosuch","value":"x"}]`))
-		e.must(403, patch(`[{"op":"replace","path":"/status","value":"active"}]`))
-		e.must(403, patch(`[{"op":"add","path":"/os_glance_x","value":"x"}]`))
-		e.must(400, patch(`[{"op":"move","path":"/name"}]`))
+		e.Must(409, patch(`[{"op":"replace","path":"/stores","value":"x"}]`))
+		e.Must(409, patch(`[{"op":"replace","path":"/nosuch","value":"x"}]`))
+		e.Must(403, patch(`[{"op":"replace","path":"/status","value":"active"}]`))
+		e.Must(403, patch(`[{"op":"add","path":"/os_glance_x","value":"x"}]`))
+		e.Must(400, patch(`[{"op":"move","path":"/name"}]`))
 		// draft 4 (v2.0 content type), as tempest sends it
-		im = e.must(200, e.do("alice", "PATCH", "/v2/images/"+id, `[{"replace":"/name","value":"d4"},{"add":"/x","value":"y"}]`, "Content-Type", patchV20)).json(t)
+		im = e.Must(200, e.Do("alice", "PATCH", "/v2/images/"+id, `[{"replace":"/name","value":"d4"},{"add":"/x","value":"y"}]`, "Content-Type", patchV20)).JSON(t)
 		if im["name"] != "d4" || im["x"] != "y" {
 			t.Errorf("draft 4 patch: %v", im)
 		}
-		e.must(400, e.do("alice", "PATCH", "/v2/images/"+id, `[{"op":"replace","path":"/name","value":"d4"}]`, "Content-Type", patchV20))
-		e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/tags/t1", nil))
-		e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/tags/t1", nil))
+		e.Must(400, e.Do("alice", "PATCH", "/v2/images/"+id, `[{"op":"replace","path":"/name","value":"d4"}]`, "Content-Type", patchV20))
+		e.Must(204, e.Do("alice", "PUT", "/v2/images/"+id+"/tags/t1", nil))
+		e.Must(204, e.Do("alice", "PUT", "/v2/images/"+id+"/tags/t1", nil))
 		if tags := e.image(id)["tags"].([]any); len(tags) != 1 || tags[0] != "t1" {
 			t.Errorf("tags %v", tags)
 		}
-		e.must(204, e.do("alice", "DELETE", "/v2/images/"+id+"/tags/t1", nil))
-		e.must(404, e.do("alice", "DELETE", "/v2/images/"+id+"/tags/t1", nil))
-		e.must(403, e.do("alice", "DELETE", "/v2/images/"+id, nil))
-		e.must(200, patch(`[{"op":"replace","path":"/protected","value":false}]`))
-		e.must(204, e.do("alice", "DELETE", "/v2/images/"+id, nil))
-		r := e.must(404, e.do("alice", "DELETE", "/v2/images/"+id, nil))
-		if !strings.Contains(string(r.body), "Failed to find image") {
-			t.Errorf("second delete: %s", r.body)
+		e.Must(204, e.Do("alice", "DELETE", "/v2/images/"+id+"/tags/t1", nil))
+		e.Must(404, e.Do("alice", "DELETE", "/v2/images/"+id+"/tags/t1", nil))
+		e.Must(403, e.Do("alice", "DELETE", "/v2/images/"+id, nil))
+		e.Must(200, patch(`[{"op":"replace","path":"/protected","value":false}]`))
+		e.Must(204, e.Do("alice", "DELETE", "/v2/images/"+id, nil))
+		r := e.Must(404, e.Do("alice", "DELETE", "/v2/images/"+id, nil))
+		if !strings.Contains(string(r.Body), "Failed to find image") {
+			t.Errorf("second delete: %s", r.Body)
 		}
 	})
 }
@@ -147,7 +148,7 @@ func TestListPaging(t *testing.T) {
 		var seen []string
 		next := "/v2/images?limit=3"
 		for next != "" {
-			m := e.must(200, e.do("alice", "GET", next, nil)).json(t)
+			m := e.Must(200, e.Do("alice", "GET", next, nil)).JSON(t)
 			for _, im := range m["images"].([]any) {
 				seen = append(seen, im.(map[string]any)["id"].(string))
 			}
@@ -161,7 +162,7 @@ func TestListPaging(t *testing.T) {
 				t.Errorf("order %d: %s, want %s", i, seen[i], ids[6-i])
 			}
 		}
-		m := e.must(200, e.do("alice", "GET", "/v2/images?sort=name:asc&limit=2&marker="+ids[1], nil)).json(t)
+		m := e.Must(200, e.Do("alice", "GET", "/v2/images?sort=name:asc&limit=2&marker="+ids[1], nil)).JSON(t)
 		if got := m["images"].([]any); len(got) != 2 || got[0].(map[string]any)["name"] != "imgc" {
 			t.Errorf("sorted page: %v", got)
 		}
@@ -169,11 +170,11 @@ func TestListPaging(t *testing.T) {
 			t.Errorf("first = %v", m["first"])
 		}
 		for q, n := range map[string]int{"name=imgb": 1, "visibility=public": 0, "os_hidden=true": 1, "status=queued": 7} {
-			if got := len(e.must(200, e.do("alice", "GET", "/v2/images?"+q, nil)).json(t)["images"].([]any)); got != n {
+			if got := len(e.Must(200, e.Do("alice", "GET", "/v2/images?"+q, nil)).JSON(t)["images"].([]any)); got != n {
 				t.Errorf("%s: %d images, want %d", q, got, n)
 			}
 		}
-		if got := len(e.must(200, e.do("admin", "GET", "/v2/images", nil)).json(t)["images"].([]any)); got != 8 {
+		if got := len(e.Must(200, e.Do("admin", "GET", "/v2/images", nil)).JSON(t)["images"].([]any)); got != 8 {
 			t.Errorf("admin sees %d, want 8", got)
 		}
 		// Keyset paging over ties and NULLs of a non-unique sort key.
@@ -184,7 +185,7 @@ func TestListPaging(t *testing.T) {
 		got := map[string]bool{}
 		next = "/v2/images?sort=name:asc,size:desc&limit=2"
 		for next != "" {
-			m := e.must(200, e.do("alice", "GET", next, nil)).json(t)
+			m := e.Must(200, e.Do("alice", "GET", next, nil)).JSON(t)
 			for _, im := range m["images"].([]any) {
 				id := im.(map[string]any)["id"].(string)
 				if got[id] {
@@ -197,11 +198,11 @@ func TestListPaging(t *testing.T) {
 		if len(got) != 11 {
 			t.Errorf("paged %d images by name, want 11", len(got))
 		}
-		e.must(400, e.do("alice", "GET", "/v2/images?limit=-1", nil))
-		e.must(400, e.do("alice", "GET", "/v2/images?marker=00000000-0000-0000-0000-000000000000", nil))
-		r := e.must(400, e.do("alice", "GET", "/v2/images?sort=bogus:asc", nil))
-		if !strings.Contains(string(r.body), "Invalid sort key: bogus") {
-			t.Errorf("sort error: %s", r.body)
+		e.Must(400, e.Do("alice", "GET", "/v2/images?limit=-1", nil))
+		e.Must(400, e.Do("alice", "GET", "/v2/images?marker=00000000-0000-0000-0000-000000000000", nil))
+		r := e.Must(400, e.Do("alice", "GET", "/v2/images?sort=bogus:asc", nil))
+		if !strings.Contains(string(r.Body), "Invalid sort key: bogus") {
+			t.Errorf("sort error: %s", r.Body)
 		}
 	})
 }
@@ -210,30 +211,30 @@ func TestMembers(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
 		e := newEnv(t, d, "")
 		id := e.create("alice", `{"name":"shared"}`)
-		e.must(404, e.do("bob", "GET", "/v2/images/"+id, nil))
-		m := e.must(200, e.do("alice", "POST", "/v2/images/"+id+"/members", `{"member":"p2"}`)).json(t)
+		e.Must(404, e.Do("bob", "GET", "/v2/images/"+id, nil))
+		m := e.Must(200, e.Do("alice", "POST", "/v2/images/"+id+"/members", `{"member":"p2"}`)).JSON(t)
 		if m["status"] != "pending" || m["member_id"] != "p2" {
 			t.Errorf("member: %v", m)
 		}
-		e.must(409, e.do("alice", "POST", "/v2/images/"+id+"/members", `{"member":"p2"}`))
-		e.must(200, e.do("bob", "GET", "/v2/images/"+id, nil))
-		if n := len(e.must(200, e.do("bob", "GET", "/v2/images", nil)).json(t)["images"].([]any)); n != 0 {
+		e.Must(409, e.Do("alice", "POST", "/v2/images/"+id+"/members", `{"member":"p2"}`))
+		e.Must(200, e.Do("bob", "GET", "/v2/images/"+id, nil))
+		if n := len(e.Must(200, e.Do("bob", "GET", "/v2/images", nil)).JSON(t)["images"].([]any)); n != 0 {
 			t.Errorf("pending shared image listed: %d", n)
 		}
-		e.must(403, e.do("alice", "PUT", "/v2/images/"+id+"/members/p2", `{"status":"accepted"}`))
-		e.must(200, e.do("bob", "PUT", "/v2/images/"+id+"/members/p2", `{"status":"accepted"}`))
-		if n := len(e.must(200, e.do("bob", "GET", "/v2/images", nil)).json(t)["images"].([]any)); n != 1 {
+		e.Must(403, e.Do("alice", "PUT", "/v2/images/"+id+"/members/p2", `{"status":"accepted"}`))
+		e.Must(200, e.Do("bob", "PUT", "/v2/images/"+id+"/members/p2", `{"status":"accepted"}`))
+		if n := len(e.Must(200, e.Do("bob", "GET", "/v2/images", nil)).JSON(t)["images"].([]any)); n != 1 {
 			t.Errorf("accepted shared image not listed: %d", n)
 		}
-		ms := e.must(200, e.do("alice", "GET", "/v2/images/"+id+"/members", nil)).json(t)["members"].([]any)
+		ms := e.Must(200, e.Do("alice", "GET", "/v2/images/"+id+"/members", nil)).JSON(t)["members"].([]any)
 		if len(ms) != 1 {
 			t.Errorf("members: %v", ms)
 		}
-		e.must(403, e.do("bob", "DELETE", "/v2/images/"+id+"/members/p2", nil))
-		e.must(204, e.do("alice", "DELETE", "/v2/images/"+id+"/members/p2", nil))
-		e.must(404, e.do("bob", "GET", "/v2/images/"+id, nil))
+		e.Must(403, e.Do("bob", "DELETE", "/v2/images/"+id+"/members/p2", nil))
+		e.Must(204, e.Do("alice", "DELETE", "/v2/images/"+id+"/members/p2", nil))
+		e.Must(404, e.Do("bob", "GET", "/v2/images/"+id, nil))
 		priv := e.create("alice", `{"name":"priv","visibility":"private"}`)
-		e.must(403, e.do("alice", "POST", "/v2/images/"+priv+"/members", `{"member":"p2"}`))
+		e.Must(403, e.Do("alice", "POST", "/v2/images/"+priv+"/members", `{"member":"p2"}`))
 	})
 }
 

@@ -23,23 +23,23 @@ func TestImport(t *testing.T) {
 
 		t.Run("glance-direct to several stores", func(t *testing.T) {
 			id := e.create("alice", rawImage)
-			e.must(409, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"}}`))
-			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/stage", data))
+			e.Must(409, e.Do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"}}`))
+			e.Must(204, e.Do("alice", "PUT", "/v2/images/"+id+"/stage", data))
 			im := e.image(id)
 			if im["status"] != "uploading" || im["size"] != float64(len(data)) {
 				t.Errorf("staged: %v", im)
 			}
-			e.must(409, e.do("alice", "PUT", "/v2/images/"+id+"/stage", data))
-			e.must(204, e.do("alice", "GET", "/v2/images/"+id+"/file", nil))
+			e.Must(409, e.Do("alice", "PUT", "/v2/images/"+id+"/stage", data))
+			e.Must(204, e.Do("alice", "GET", "/v2/images/"+id+"/file", nil))
 			for body, code := range map[string]int{
 				`{"method":{"name":"nosuch-method"}}`:                                     400,
 				`{"method":{"name":"glance-direct"},"stores":["nosuch"]}`:                 409,
 				`{"method":{"name":"glance-direct"},"stores":"fast"}`:                     400,
 				`{"method":{"name":"glance-direct"},"stores":["fast"],"all_stores":true}`: 400,
 			} {
-				e.must(code, e.do("alice", "POST", "/v2/images/"+id+"/import", body))
+				e.Must(code, e.Do("alice", "POST", "/v2/images/"+id+"/import", body))
 			}
-			e.must(202, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"},"stores":["reliable","cheap"]}`))
+			e.Must(202, e.Do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"},"stores":["reliable","cheap"]}`))
 			im = e.waitImage(id, importDone)
 			if im["status"] != "active" || im["stores"] != "cheap,reliable" || im["os_glance_failed_import"] != "" || im["os_glance_importing_to_stores"] != "" {
 				t.Errorf("imported: %v", im)
@@ -47,7 +47,7 @@ func TestImport(t *testing.T) {
 			if objs := e.objects("os_glance_staging_store"); len(objs) != 0 {
 				t.Errorf("staging left: %v", objs)
 			}
-			tasks := e.must(200, e.do("alice", "GET", "/v2/images/"+id+"/tasks", nil)).json(t)["tasks"].([]any)
+			tasks := e.Must(200, e.Do("alice", "GET", "/v2/images/"+id+"/tasks", nil)).JSON(t)["tasks"].([]any)
 			if len(tasks) != 1 || tasks[0].(map[string]any)["status"] != "success" {
 				t.Errorf("tasks: %v", tasks)
 			}
@@ -57,8 +57,8 @@ func TestImport(t *testing.T) {
 			e.flaky.failKind, e.flaky.failAfter = errs.TooLarge, 1000
 			defer func() { e.flaky.failKind = 0 }()
 			id := e.create("alice", rawImage)
-			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/stage", data))
-			e.must(202, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"},"stores":["fast","flaky"],"all_stores_must_succeed":true}`))
+			e.Must(204, e.Do("alice", "PUT", "/v2/images/"+id+"/stage", data))
+			e.Must(202, e.Do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"},"stores":["fast","flaky"],"all_stores_must_succeed":true}`))
 			im := e.waitImage(id, importDone)
 			// Unlike Zed (wedged in importing), the image can be imported again.
 			if im["status"] != "uploading" || im["os_glance_failed_import"] != "flaky" || im["stores"] != nil {
@@ -67,19 +67,19 @@ func TestImport(t *testing.T) {
 			if objs := e.objects("fast"); len(objs) != 0 {
 				t.Errorf("rollback left objects in fast: %v", objs)
 			}
-			e.must(202, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"},"stores":["fast","flaky"],"all_stores_must_succeed":false}`))
+			e.Must(202, e.Do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"},"stores":["fast","flaky"],"all_stores_must_succeed":false}`))
 			im = e.waitImage(id, importDone)
 			if im["status"] != "active" || im["stores"] != "fast" || im["os_glance_failed_import"] != "flaky" {
 				t.Errorf("partial import: %v", im)
 			}
 			// copy-image into a failing store keeps the image active.
-			e.must(202, e.do("admin", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"copy-image"},"stores":["flaky"],"all_stores_must_succeed":true}`))
+			e.Must(202, e.Do("admin", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"copy-image"},"stores":["flaky"],"all_stores_must_succeed":true}`))
 			im = e.waitImage(id, importDone)
 			if im["status"] != "active" || im["stores"] != "fast" || im["os_glance_failed_import"] != "flaky" {
 				t.Errorf("failed copy: %v", im)
 			}
-			e.must(400, e.do("admin", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"copy-image"},"stores":["fast"]}`))
-			e.must(403, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"copy-image"},"stores":["cheap"]}`))
+			e.Must(400, e.Do("admin", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"copy-image"},"stores":["fast"]}`))
+			e.Must(403, e.Do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"copy-image"},"stores":["cheap"]}`))
 		})
 
 		t.Run("web-download", func(t *testing.T) {
@@ -94,22 +94,22 @@ func TestImport(t *testing.T) {
 			// Only the listed host:port may be fetched from.
 			e.cfg.Image.AllowedImportHosts = []string{strings.TrimPrefix(src.URL, "http://")}
 			id := e.create("alice", rawImage)
-			r := e.must(400, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"web-download","uri":"file:///etc/passwd"}}`))
-			if !strings.Contains(string(r.body), "does not pass filtering") {
-				t.Errorf("filter: %s", r.body)
+			r := e.Must(400, e.Do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"web-download","uri":"file:///etc/passwd"}}`))
+			if !strings.Contains(string(r.Body), "does not pass filtering") {
+				t.Errorf("filter: %s", r.Body)
 			}
 			// A host the config does not list is never fetched: the task fails.
-			e.must(202, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"web-download","uri":"http://does-not.exist/img"}}`))
+			e.Must(202, e.Do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"web-download","uri":"http://does-not.exist/img"}}`))
 			if im := e.waitImage(id, importDone); im["status"] != "queued" || im["os_glance_failed_import"] != "fast" {
 				t.Errorf("filtered web-download: %v", im)
 			}
-			e.must(202, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"web-download","uri":"`+src.URL+`/img"},"stores":["cheap","reliable"]}`))
+			e.Must(202, e.Do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"web-download","uri":"`+src.URL+`/img"},"stores":["cheap","reliable"]}`))
 			im := e.waitImage(id, importDone)
 			if im["status"] != "active" || im["stores"] != "cheap,reliable" || im["size"] != float64(len(data)) {
 				t.Errorf("web-download: %v", im)
 			}
 			bad := e.create("alice", rawImage)
-			e.must(202, e.do("alice", "POST", "/v2/images/"+bad+"/import", `{"method":{"name":"web-download","uri":"`+src.URL+`/missing"}}`))
+			e.Must(202, e.Do("alice", "POST", "/v2/images/"+bad+"/import", `{"method":{"name":"web-download","uri":"`+src.URL+`/missing"}}`))
 			im = e.waitImage(bad, importDone)
 			if im["status"] != "queued" || im["os_glance_failed_import"] != "fast" {
 				t.Errorf("failed web-download: %v", im)
@@ -118,7 +118,7 @@ func TestImport(t *testing.T) {
 
 		t.Run("import interrupted by a crash", func(t *testing.T) {
 			id := e.create("alice", rawImage)
-			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/stage", data))
+			e.Must(204, e.Do("alice", "PUT", "/v2/images/"+id+"/stage", data))
 			// What a process killed mid-import leaves: the image importing,
 			// its lock and pending stores set, a pending object in fast.
 			ctx := t.Context()
@@ -142,28 +142,28 @@ message, created_at, updated_at, node) VALUES (?, ?, 'api_image_import', 'proces
 			if im["status"] != "uploading" || im["os_glance_import_task"] != nil || im["os_glance_failed_import"] != "fast,cheap" {
 				t.Errorf("after restart: %v", im)
 			}
-			tasks := e.must(200, e.do("alice", "GET", "/v2/images/"+id+"/tasks", nil)).json(t)["tasks"].([]any)
+			tasks := e.Must(200, e.Do("alice", "GET", "/v2/images/"+id+"/tasks", nil)).JSON(t)["tasks"].([]any)
 			if len(tasks) != 1 || tasks[0].(map[string]any)["status"] != "failure" {
 				t.Errorf("interrupted task: %v", tasks)
 			}
 			// The staged data survived: the import can be run again.
-			e.must(202, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"}}`))
+			e.Must(202, e.Do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"}}`))
 			if im := e.waitImage(id, importDone); im["status"] != "active" || im["stores"] != "fast" {
 				t.Errorf("re-import: %v", im)
 			}
 		})
 		t.Run("read-only store as a target", func(t *testing.T) {
 			id := e.create("alice", rawImage)
-			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/stage", data))
-			e.must(202, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"},"stores":["fast","web"],"all_stores_must_succeed":false}`))
+			e.Must(204, e.Do("alice", "PUT", "/v2/images/"+id+"/stage", data))
+			e.Must(202, e.Do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"},"stores":["fast","web"],"all_stores_must_succeed":false}`))
 			if im := e.waitImage(id, importDone); im["status"] != "active" || im["stores"] != "fast" || im["os_glance_failed_import"] != "web" {
 				t.Errorf("import into read-only store: %v", im)
 			}
 		})
 		t.Run("all_stores", func(t *testing.T) {
 			id := e.create("alice", rawImage)
-			e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/stage", data))
-			e.must(202, e.do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"},"all_stores":true}`))
+			e.Must(204, e.Do("alice", "PUT", "/v2/images/"+id+"/stage", data))
+			e.Must(202, e.Do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"},"all_stores":true}`))
 			im := e.waitImage(id, importDone)
 			if im["stores"] != "cheap,fast,flaky,reliable" {
 				t.Errorf("all stores: %v", im["stores"])

@@ -1,7 +1,6 @@
 package image
 
 import (
-	"context"
 	"net/http"
 	"slices"
 
@@ -11,37 +10,11 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/errs"
 )
 
-type member struct {
-	ImageID, Member, Status string
-	CreatedAt, UpdatedAt    db.Timestamp
-}
+// Image members: the projects a shared image is shared with.
 
 func (m member) view() object {
 	return object{{"created_at", isoTime(m.CreatedAt)}, {"image_id", m.ImageID}, {"member_id", m.Member},
 		{"schema", "/v2/schemas/member"}, {"status", m.Status}, {"updated_at", isoTime(m.UpdatedAt)}}
-}
-
-func (s *Service) members(ctx context.Context, imageID, only string) ([]member, error) {
-	q := "SELECT image_id, member, status, created_at, updated_at FROM image_members WHERE image_id = ?"
-	args := []any{imageID}
-	if only != "" {
-		q += " AND member = ?"
-		args = append(args, only)
-	}
-	rows, err := s.deps.DB.QueryContext(ctx, q+" ORDER BY created_at, member", args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []member
-	for rows.Next() {
-		var m member
-		if err := rows.Scan(&m.ImageID, &m.Member, &m.Status, &m.CreatedAt, &m.UpdatedAt); err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
 }
 
 // memberImage loads a visible image for the member API; only shared images
@@ -58,154 +31,135 @@ func (s *Service) memberImage(r *http.Request) (*auth.Caller, *Image, error) {
 	return c, im, nil
 }
 
-func (s *Service) listMembers(w http.ResponseWriter, r *http.Request) {
+// ownerOrAdmin: some actions need the owning project, not just visibility.
+func ownerOrAdmin(c *auth.Caller, im *Image) bool { return c.IsAdmin() || c.ProjectID == im.Owner }
+
+// manageMembers authorizes adding or removing members: the owner's
+// members and admins.
+func manageMembers(c *auth.Caller, im *Image, action, verb string) error {
+	if err := enforce(c, action, im); err != nil || !ownerOrAdmin(c, im) {
+		return errs.E(errs.Forbidden, "Not allowed to %s members for image %s.", verb, im.ID)
+	}
+	return nil
+}
+
+func (s *Service) listMembers(w http.ResponseWriter, r *http.Request) error {
 	c, im, err := s.memberImage(r)
 	if err == nil {
 		err = readable(c, "get_members")
 	}
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
-	only := ""
-	if !c.IsAdmin() && im.Owner != c.ProjectID {
+	only := "" // another project sees only its own membership
+	if !ownerOrAdmin(c, im) {
 		only = c.ProjectID
 	}
-	ms, err := s.members(r.Context(), im.ID, only)
+	ms, err := loadMembers(r.Context(), s.deps.DB, im.ID, only)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	views := make([]object, 0, len(ms))
 	for _, m := range ms {
 		views = append(views, m.view())
 	}
 	api.WriteJSON(w, http.StatusOK, object{{"members", views}, {"schema", "/v2/schemas/members"}})
+	return nil
 }
 
-func (s *Service) showMember(w http.ResponseWriter, r *http.Request) {
+func (s *Service) showMember(w http.ResponseWriter, r *http.Request) error {
 	c, im, err := s.memberImage(r)
 	if err == nil {
 		err = readable(c, "get_members")
 	}
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	id := r.PathValue("member")
-	if !c.IsAdmin() && im.Owner != c.ProjectID && id != c.ProjectID {
-		s.fail(w, r, errs.E(errs.NotFound, "%s not found in the member list of the image %s.", id, im.ID))
-		return
+	if !ownerOrAdmin(c, im) && id != c.ProjectID {
+		return memberNotFound(im.ID, id)
 	}
-	ms, err := s.members(r.Context(), im.ID, id)
+	ms, err := loadMembers(r.Context(), s.deps.DB, im.ID, id)
 	if err == nil && len(ms) == 0 {
-		err = errs.E(errs.NotFound, "%s not found in the member list of the image %s.", id, im.ID)
+		err = memberNotFound(im.ID, id)
 	}
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	api.WriteJSON(w, http.StatusOK, ms[0].view())
+	return nil
 }
 
-func (s *Service) addMember(w http.ResponseWriter, r *http.Request) {
+func (s *Service) addMember(w http.ResponseWriter, r *http.Request) error {
 	c, im, err := s.memberImage(r)
 	if err == nil {
-		if err = enforce(c, "add_member", im); err != nil || im.Owner != c.ProjectID && !c.IsAdmin() {
-			err = errs.E(errs.Forbidden, "Not allowed to create members for image %s.", r.PathValue("id"))
-		}
+		err = manageMembers(c, im, "add_member", "create")
 	}
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	id, err := decodeStringMember(r, "member", "Member to be added not specified",
 		"Expected a member in the form: {\"member\": \"image_id\"}")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	if id == "" {
-		s.fail(w, r, errs.E(errs.Invalid, "Member can't be empty"))
-		return
+		return errs.E(errs.Invalid, "Member can't be empty")
 	}
 	now := db.Now()
 	m := member{ImageID: im.ID, Member: id, Status: "pending", CreatedAt: now, UpdatedAt: now}
-	_, err = s.deps.DB.ExecContext(r.Context(), "INSERT INTO image_members (image_id, member, status, created_at, updated_at) VALUES (?,?,?,?,?)",
-		m.ImageID, m.Member, m.Status, m.CreatedAt, m.UpdatedAt)
-	if db.IsUniqueViolation(err) {
-		err = errs.E(errs.Conflict, "Member %s is duplicated for image %s", id, im.ID)
-	}
-	if err != nil {
-		s.fail(w, r, err)
-		return
+	if err := insertMember(r.Context(), s.deps.DB, m); err != nil {
+		return err
 	}
 	api.WriteJSON(w, http.StatusOK, m.view())
+	return nil
 }
 
-func (s *Service) updateMember(w http.ResponseWriter, r *http.Request) {
+func (s *Service) updateMember(w http.ResponseWriter, r *http.Request) error {
 	c, im, err := s.memberImage(r)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	id := r.PathValue("member")
 	// Only the member itself accepts or rejects (admins too).
 	if !c.IsAdmin() && (id != c.ProjectID || !c.HasRole(auth.RoleMember)) {
-		s.fail(w, r, errs.E(errs.Forbidden, "Not allowed to update members for image %s.", im.ID))
-		return
+		return errs.E(errs.Forbidden, "Not allowed to update members for image %s.", im.ID)
 	}
 	st, err := decodeStringMember(r, "status", "Status not specified",
 		"Expected a status in the form: {\"status\": \"status\"}")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	if !slices.Contains([]string{"pending", "accepted", "rejected"}, st) {
-		s.fail(w, r, errs.E(errs.Invalid, "Provided object does not match schema 'member': '%s' is not one of ['pending', 'accepted', 'rejected']", st))
-		return
+		return errs.E(errs.Invalid, "Provided object does not match schema 'member': '%s' is not one of ['pending', 'accepted', 'rejected']", st)
 	}
-	res, err := s.deps.DB.ExecContext(r.Context(), "UPDATE image_members SET status = ?, updated_at = ? WHERE image_id = ? AND member = ?",
-		st, db.Now(), im.ID, id)
-	if err == nil {
-		if n, _ := res.RowsAffected(); n == 0 {
-			err = errs.E(errs.NotFound, "%s not found in the member list of the image %s.", id, im.ID)
-		}
+	if err := setMemberStatus(r.Context(), s.deps.DB, im.ID, id, st); err != nil {
+		return err
 	}
-	var ms []member
-	if err == nil {
-		ms, err = s.members(r.Context(), im.ID, id)
+	ms, err := loadMembers(r.Context(), s.deps.DB, im.ID, id)
+	if err == nil && len(ms) == 0 {
+		err = memberNotFound(im.ID, id) // removed meanwhile
 	}
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	api.WriteJSON(w, http.StatusOK, ms[0].view())
+	return nil
 }
 
-func (s *Service) deleteMember(w http.ResponseWriter, r *http.Request) {
+func (s *Service) deleteMember(w http.ResponseWriter, r *http.Request) error {
 	c, im, err := s.memberImage(r)
 	if err == nil {
-		if err = enforce(c, "delete_member", im); err != nil || im.Owner != c.ProjectID && !c.IsAdmin() {
-			err = errs.E(errs.Forbidden, "Not allowed to delete members for image %s.", im.ID)
-		}
+		err = manageMembers(c, im, "delete_member", "delete")
 	}
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
-	id := r.PathValue("member")
-	res, err := s.deps.DB.ExecContext(r.Context(), "DELETE FROM image_members WHERE image_id = ? AND member = ?", im.ID, id)
-	if err == nil {
-		if n, _ := res.RowsAffected(); n == 0 {
-			err = errs.E(errs.NotFound, "%s not found in the member list of the image %s.", id, im.ID)
-		}
-	}
-	if err != nil {
-		s.fail(w, r, err)
-		return
+	if err := deleteMember(r.Context(), s.deps.DB, im.ID, r.PathValue("member")); err != nil {
+		return err
 	}
 	writeEmpty(w, http.StatusNoContent)
+	return nil
 }
 
 // decodeStringMember decodes the request's JSON object and returns its key

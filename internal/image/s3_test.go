@@ -17,7 +17,7 @@ import (
 func TestS3Store(t *testing.T) {
 	m := testenv.StartMinIO(t)
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
-		e := newEnvWith(t, d, ", obj:s3", `
+		e := newEnvWith(t, d, ", obj:s3", `show_multiple_locations = true
 [store:obj]
 store_description = Object store
 s3_store_host = `+m.Endpoint+`
@@ -29,30 +29,30 @@ s3_store_region = `+m.Region+`
 `)
 		data := bytes.Repeat([]byte("s3-image-"), 300000) // 2.7 MB
 		id := e.create("alice", rawImage)
-		e.must(204, e.do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "obj"))
+		e.Must(204, e.Do("alice", "PUT", "/v2/images/"+id+"/file", data, "X-Image-Meta-Store", "obj"))
 		im := e.image(id)
 		loc := im["locations"].([]any)[0].(map[string]any)
 		if im["stores"] != "obj" || im["status"] != "active" || strings.Contains(loc["url"].(string), m.SecretKey) {
 			t.Errorf("s3 image: %v", im)
 		}
-		r := e.must(206, e.do("alice", "GET", "/v2/images/"+id+"/file", nil, "Range", "bytes=9-17"))
-		if string(r.body) != "s3-image-" {
-			t.Errorf("range from s3: %q", r.body)
+		r := e.Must(206, e.Do("alice", "GET", "/v2/images/"+id+"/file", nil, "Range", "bytes=9-17"))
+		if string(r.Body) != "s3-image-" {
+			t.Errorf("range from s3: %q", r.Body)
 		}
-		e.must(202, e.do("admin", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"copy-image"},"stores":["fast"]}`))
+		e.Must(202, e.Do("admin", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"copy-image"},"stores":["fast"]}`))
 		e.waitImage(id, func(m map[string]any) bool { return m["stores"] == "fast,obj" && m["os_glance_import_task"] == nil })
 		obj, _ := e.svc.stores.Get("obj")
 		if n, err := obj.Size(t.Context(), id); err != nil || n != int64(len(data)) {
 			t.Errorf("object in s3: %d %v", n, err)
 		}
-		e.must(204, e.do("alice", "DELETE", "/v2/stores/obj/"+id, nil))
+		e.Must(204, e.Do("alice", "DELETE", "/v2/stores/obj/"+id, nil))
 		if _, err := obj.Size(t.Context(), id); !errs.Is(err, errs.NotFound) {
 			t.Errorf("s3 copy still there after store delete: %v", err)
 		}
-		r = e.must(200, e.do("alice", "GET", "/v2/images/"+id+"/file", nil))
-		if !bytes.Equal(r.body, data) {
-			t.Errorf("download after removing the s3 copy: %d bytes", len(r.body))
+		r = e.Must(200, e.Do("alice", "GET", "/v2/images/"+id+"/file", nil))
+		if !bytes.Equal(r.Body, data) {
+			t.Errorf("download after removing the s3 copy: %d bytes", len(r.Body))
 		}
-		e.must(204, e.do("alice", "DELETE", "/v2/images/"+id, nil))
+		e.Must(204, e.Do("alice", "DELETE", "/v2/images/"+id, nil))
 	})
 }

@@ -4,8 +4,6 @@ import (
 	"net/http"
 
 	"github.com/ashlar-dev/ashlar/internal/api"
-	"github.com/ashlar-dev/ashlar/internal/auth"
-	"github.com/ashlar-dev/ashlar/internal/errs"
 )
 
 type m = map[string]any
@@ -113,100 +111,36 @@ func taskSchema() m {
 	}}
 }
 
-func (s *Service) schemaImage(w http.ResponseWriter, r *http.Request) {
+func (s *Service) schemaImage(w http.ResponseWriter, r *http.Request) error {
 	api.WriteJSON(w, http.StatusOK, imageSchema())
+	return nil
 }
 
-func (s *Service) schemaImages(w http.ResponseWriter, r *http.Request) {
+func (s *Service) schemaImages(w http.ResponseWriter, r *http.Request) error {
 	api.WriteJSON(w, http.StatusOK, listSchema("images", "image", imageSchema(), []m{
 		{"rel": "first", "href": "{first}"}, {"rel": "next", "href": "{next}"}, {"rel": "describedby", "href": "{schema}"}}))
+	return nil
 }
 
-func (s *Service) schemaMember(w http.ResponseWriter, r *http.Request) {
+func (s *Service) schemaMember(w http.ResponseWriter, r *http.Request) error {
 	api.WriteJSON(w, http.StatusOK, memberSchema())
+	return nil
 }
 
-func (s *Service) schemaMembers(w http.ResponseWriter, r *http.Request) {
+func (s *Service) schemaMembers(w http.ResponseWriter, r *http.Request) error {
 	api.WriteJSON(w, http.StatusOK, m{"name": "members", "properties": m{
 		"members": m{"type": "array", "items": memberSchema()}, "schema": m{"type": "string"}},
 		"links": []m{{"rel": "self", "href": "{self}"}, {"rel": "describedby", "href": "{schema}"}}})
+	return nil
 }
 
-func (s *Service) schemaTask(w http.ResponseWriter, r *http.Request) {
+func (s *Service) schemaTask(w http.ResponseWriter, r *http.Request) error {
 	api.WriteJSON(w, http.StatusOK, taskSchema())
+	return nil
 }
 
-func (s *Service) schemaTasks(w http.ResponseWriter, r *http.Request) {
+func (s *Service) schemaTasks(w http.ResponseWriter, r *http.Request) error {
 	api.WriteJSON(w, http.StatusOK, listSchema("tasks", "task", taskSchema(), []m{
 		{"rel": "first", "href": "{first}"}, {"rel": "next", "href": "{next}"}, {"rel": "describedby", "href": "{schema}"}}))
-}
-
-// storesInfo lists the visible stores in configuration order, with
-// "default" and "read-only" as the string "true" and absent when false.
-func (s *Service) storesInfo(w http.ResponseWriter, r *http.Request) {
-	s.writeStores(w, r, false)
-}
-
-func (s *Service) storesDetail(w http.ResponseWriter, r *http.Request) {
-	if err := enforce(caller(r), "stores_info_detail", nil); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.writeStores(w, r, true)
-}
-
-func (s *Service) writeStores(w http.ResponseWriter, r *http.Request, detail bool) {
-	out := []object{}
-	for _, st := range s.stores.All() {
-		o := object{{"id", st.ID}}
-		if st.Description != "" {
-			o = append(o, kv{"description", st.Description})
-		}
-		if st.Default {
-			o = append(o, kv{"default", "true"})
-		}
-		if st.ReadOnly {
-			o = append(o, kv{"read-only", "true"})
-		}
-		if detail {
-			o = append(o, kv{"type", st.Type}, kv{"properties", st.Properties})
-		}
-		out = append(out, o)
-	}
-	api.WriteJSON(w, http.StatusOK, m{"stores": out})
-}
-
-func (s *Service) importInfo(w http.ResponseWriter, r *http.Request) {
-	methods := s.cfg.Image.ImportMethods
-	if methods == nil {
-		methods = []string{}
-	}
-	api.WriteJSON(w, http.StatusOK, m{"import-methods": object{{"description", "Import methods available."},
-		{"type", "array"}, {"value", methods}}})
-}
-
-// usageInfo reports the caller's image usage against the configured quota.
-func (s *Service) usageInfo(w http.ResponseWriter, r *http.Request) {
-	c := caller(r)
-	if c == nil || !c.HasRole(auth.RoleReader) {
-		s.fail(w, r, errs.E(errs.Forbidden, "You are not authorized to complete get_usage action."))
-		return
-	}
-	used, err := s.projectUsage(r.Context(), c.ProjectID)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	var count int64
-	if err := s.deps.DB.QueryRowContext(r.Context(), "SELECT COUNT(*) FROM images WHERE owner = ?", c.ProjectID).Scan(&count); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	usage := m{"image_count_total": m{"limit": -1, "usage": count}}
-	limit := s.cfg.Image.UserStorageQuota
-	if limit == 0 {
-		limit = -1
-	}
-	usage["image_size_total"] = m{"limit": limit, "usage": used}
-	api.WriteJSON(w, http.StatusOK, m{"usage": usage})
+	return nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/identity"
+	"github.com/ashlar-dev/ashlar/internal/image/store/drivers"
 )
 
 // The volume service reaches the image service of its own process without
@@ -39,7 +40,9 @@ public_url = http://%s
 [volume]
 bind = %s
 `, t.TempDir(), freePort(t), freePort(t), nowhere, freePort(t))
-	cfg, err := config.Parse(text, state)
+	// as serve loads it: the drivers resolve their options (the default
+	// store's directory, removed below)
+	cfg, err := config.Parse(text, state, drivers.Check)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,8 +23,9 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/identity"
 	"github.com/ashlar-dev/ashlar/internal/image"
-	"github.com/ashlar-dev/ashlar/internal/image/store"
+	"github.com/ashlar-dev/ashlar/internal/image/store/drivers"
 	"github.com/ashlar-dev/ashlar/internal/service"
+	"github.com/ashlar-dev/ashlar/internal/task"
 	"github.com/ashlar-dev/ashlar/internal/volume"
 )
 
@@ -35,6 +36,7 @@ type Server struct {
 	logger   *slog.Logger
 	registry *prometheus.Registry
 	services []bound
+	tasks    *task.Runner
 	// limit caps the connections per client over every listener.
 	limit *connLimit
 }
@@ -71,6 +73,10 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 	if err != nil {
 		return nil, err
 	}
+	if err := d.LockSingleNode(); err != nil {
+		d.Close()
+		return nil, err
+	}
 	s, err := newWithDB(ctx, cfg, d, logger)
 	if err != nil {
 		d.Close()
@@ -82,9 +88,14 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 func newWithDB(ctx context.Context, cfg *config.Config, d *db.DB, logger *slog.Logger) (*Server, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s := &Server{cfg: cfg, db: d, logger: logger, registry: reg,
+	// One task runner for the process. SQLite is locked to this process
+	// (LockSingleNode), so leases left in it are a dead predecessor's.
+	tasks := task.New(d, task.Options{Lease: cfg.Default.TaskLease, Workers: cfg.Default.TaskWorkers,
+		Exclusive: !d.Postgres(), Logger: logger.With("component", "tasks")})
+	s := &Server{cfg: cfg, db: d, logger: logger, registry: reg, tasks: tasks,
 		limit: newConnLimit(cfg.Default.MaxConnectionsPerClient, cfg.Default.ConnectionLimitExempt, logger, reg)}
-	deps := service.Deps{Config: cfg, DB: d, Logger: logger, Registry: reg, Metrics: api.NewMetrics(reg)}
+	deps := service.Deps{Config: cfg, DB: d, Logger: logger, Registry: reg, Metrics: api.NewMetrics(reg), Tasks: tasks}
+	logger.Info("node", "id", tasks.Node())
 
 	var validator auth.Validator
 	if cfg.Enabled(config.ServiceIdentity) {
@@ -102,7 +113,7 @@ func newWithDB(ctx context.Context, cfg *config.Config, d *db.DB, logger *slog.L
 	deps.Validator = validator
 	var volOpts volume.Options
 	if cfg.Enabled(config.ServiceImage) {
-		svc, err := image.New(ctx, deps, store.Factories())
+		svc, err := image.New(ctx, deps, drivers.Factories())
 		if err != nil {
 			return nil, fmt.Errorf("image: %w", err)
 		}
@@ -194,6 +205,11 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := s.tasks.Run(bgCtx); err != nil && !errors.Is(err, context.Canceled) {
+			s.logger.Error("task runner stopped", "err", err)
+		}
+	})
 	for _, b := range s.services {
 		if r, ok := b.svc.(service.Runner); ok {
 			wg.Go(func() {

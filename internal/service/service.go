@@ -13,6 +13,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/auth"
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/db"
+	"github.com/ashlar-dev/ashlar/internal/task"
 )
 
 // Deps is what the server hands to every service constructor.
@@ -27,6 +28,10 @@ type Deps struct {
 	// Validator validates tokens for the image and volume APIs. It is nil
 	// for the identity service itself, which validates its own tokens.
 	Validator auth.Validator
+	// Tasks is the process's one task runner: services register the kinds
+	// of background work they do with it, add and begin tasks on it; the
+	// server runs it.
+	Tasks *task.Runner
 }
 
 // Service is one API served on its own address.

@@ -10,19 +10,22 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/errs"
 )
 
+// actionHandler serves one volume action; arg is the value under the
+// action's key in the request body.
+type actionHandler func(w http.ResponseWriter, r *http.Request, arg any) error
+
 // volumeAction dispatches POST /volumes/{id}/action on the body's one key.
-func (s *Service) volumeAction(w http.ResponseWriter, r *http.Request) {
+func (s *Service) volumeAction(w http.ResponseWriter, r *http.Request) error {
 	body, err := decodeObject(r)
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
 	keys := make([]string, 0, len(body))
 	for k := range body {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	handlers := map[string]func(http.ResponseWriter, *http.Request, any){
+	handlers := map[string]actionHandler{
 		"os-extend":               s.actExtend,
 		"os-reset_status":         s.actResetStatus,
 		"os-set_bootable":         s.actSetBootable,
@@ -42,15 +45,14 @@ func (s *Service) volumeAction(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, k := range keys {
 		if h, ok := handlers[k]; ok {
-			h(w, r, body[k])
-			return
+			return h(w, r, body[k])
 		}
 	}
 	name := ""
 	if len(keys) > 0 {
 		name = keys[0]
 	}
-	fail(w, r, errs.E(errs.Invalid, "There is no such action: %s", name))
+	return errs.E(errs.Invalid, "There is no such action: %s", name)
 }
 
 func argObject(action string, v any) (map[string]any, error) {
@@ -61,65 +63,61 @@ func argObject(action string, v any) (map[string]any, error) {
 	return m, nil
 }
 
-func (s *Service) actExtend(w http.ResponseWriter, r *http.Request, arg any) {
-	ctx := r.Context()
+// parseExtend reads os-extend's new size.
+func parseExtend(arg any) (int64, error) {
 	m, err := argObject("os-extend", arg)
 	if err != nil {
-		fail(w, r, err)
-		return
+		return 0, err
 	}
 	raw, ok := m["new_size"]
 	if !ok {
-		fail(w, r, invalidInput("os-extend", m, "'new_size' is a required property"))
-		return
+		return 0, invalidInput("os-extend", m, "'new_size' is a required property")
 	}
 	if raw == nil {
-		fail(w, r, invalidInput("new_size", raw, "None is not of type 'integer', 'string'"))
-		return
+		return 0, invalidInput("new_size", raw, "None is not of type 'integer', 'string'")
 	}
-	newSize, err := parseSize(raw)
+	return parseSize(raw)
+}
+
+func (s *Service) actExtend(w http.ResponseWriter, r *http.Request, arg any) error {
+	newSize, err := parseExtend(arg)
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
+	ctx := r.Context()
 	v, err := s.volumeFor(ctx, s.deps.DB, r, "volume:extend")
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
 	if v.Status != "available" {
-		fail(w, r, errs.E(errs.Invalid, "Invalid volume: Volume %s status must be available, but current status is: %s.", v.ID, v.Status))
-		return
+		return errs.E(errs.Invalid, "Invalid volume: Volume %s status must be available, but current status is: %s.", v.ID, v.Status)
 	}
 	if newSize <= v.Size {
-		fail(w, r, errs.E(errs.Invalid, "Invalid input received: New size for extend must be greater than current size. (current: %d, extended: %d).", v.Size, newSize))
-		return
+		return errs.E(errs.Invalid, "Invalid input received: New size for extend must be greater than current size. (current: %d, extended: %d).", v.Size, newSize)
 	}
 	if err := setStatus(ctx, s.deps.DB, v.ID, "extending", "available"); err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
-	b := (*backend)(nil)
-	if v.Host != nil {
-		b = s.backendNamed(*v.Host)
+	if err := s.extend(context.WithoutCancel(ctx), v, newSize, api.RequestID(ctx)); err != nil {
+		return err
 	}
-	bg := context.WithoutCancel(ctx)
+	return replyEmpty(w, http.StatusAccepted)
+}
+
+// extend grows an extending volume to newSize GiB. A failure leaves it in
+// error_extending (with a user message when the driver failed).
+func (s *Service) extend(ctx context.Context, v *vol, newSize int64, requestID string) error {
+	b := s.backendOf(v)
 	if b == nil {
-		_ = forceStatus(bg, s.deps.DB, v.ID, "error_extending")
-		fail(w, r, errs.E(errs.Unavailable, "The volume's backend is not available."))
-		return
+		_ = forceStatus(ctx, s.deps.DB, v.ID, "error_extending")
+		return errs.E(errs.Unavailable, "The volume's backend is not available.")
 	}
-	if err := b.drv.Extend(bg, v.ID, newSize*gib); err != nil {
-		_ = forceStatus(bg, s.deps.DB, v.ID, "error_extending")
-		s.recordMessage(bg, v.ProjectID, v.ID, api.RequestID(ctx), "VOLUME_VOLUME_007_001", "extend volume:Compute service failed to extend volume.")
-		fail(w, r, err)
-		return
+	if err := b.drv.Extend(ctx, v.ID, newSize*gib); err != nil {
+		_ = forceStatus(ctx, s.deps.DB, v.ID, "error_extending")
+		s.recordMessage(ctx, v.ProjectID, v.ID, requestID, eventExtend, "extend volume:Compute service failed to extend volume.")
+		return err
 	}
-	if _, err := s.deps.DB.ExecContext(bg, `UPDATE volumes SET size = ?, status = 'available', updated_at = ? WHERE id = ?`, newSize, db.Now(), v.ID); err != nil {
-		fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusAccepted)
+	return setExtended(ctx, s.deps.DB, v.ID, newSize)
 }
 
 var validStatuses = map[string]bool{"available": true, "creating": true, "deleting": true, "error": true,
@@ -127,60 +125,63 @@ var validStatuses = map[string]bool{"available": true, "creating": true, "deleti
 	"detaching": true, "maintenance": true, "reserved": true, "error_restoring": true, "error_extending": true,
 	"extending": true, "uploading": true, "downloading": true, "retyping": true, "backing-up": true, "restoring-backup": true}
 
-func (s *Service) actResetStatus(w http.ResponseWriter, r *http.Request, arg any) {
-	ctx := r.Context()
-	m, err := argObject("os-reset_status", arg)
-	if err != nil {
-		fail(w, r, err)
-		return
-	}
-	if err := checkAllowed("os-reset_status", m, "status", "attach_status", "migration_status"); err != nil {
-		fail(w, r, err)
-		return
-	}
-	status, err := optString(m, "status", 255)
-	if err != nil {
-		fail(w, r, err)
-		return
-	}
-	attach, err := optString(m, "attach_status", 255)
-	if err != nil {
-		fail(w, r, err)
-		return
-	}
-	if status == nil && attach == nil {
-		if _, ok := m["migration_status"]; !ok {
-			fail(w, r, errs.E(errs.Invalid, "Must specify 'status', 'attach_status' or 'migration_status' for update."))
-			return
-		}
-	}
-	if status != nil && !validStatuses[*status] {
-		fail(w, r, errs.E(errs.Invalid, "Invalid input received: Must specify a valid status"))
-		return
-	}
-	if attach != nil && *attach != "attached" && *attach != "detached" {
-		fail(w, r, errs.E(errs.Invalid, "Invalid input received: Must specify a valid attach status"))
-		return
-	}
-	v, err := s.volumeFor(ctx, s.deps.DB, r, "volume_extension:volume_admin_actions:reset_status")
-	if err != nil {
-		fail(w, r, err)
-		return
-	}
-	if status != nil {
-		v.Status = *status
-	}
-	if attach != nil {
-		v.AttachStatus = *attach
-	}
-	if _, err := s.deps.DB.ExecContext(ctx, `UPDATE volumes SET status = ?, attach_status = ?, updated_at = ? WHERE id = ?`, v.Status, v.AttachStatus, db.Now(), v.ID); err != nil {
-		fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusAccepted)
+// resetRequest is a validated os-reset_status argument; nil fields are not
+// changed.
+type resetRequest struct {
+	Status, AttachStatus *string
 }
 
-func (s *Service) boolAction(r *http.Request, action, field string, arg any) (bool, error) {
+func parseReset(arg any) (*resetRequest, error) {
+	m, err := argObject("os-reset_status", arg)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkAllowed("os-reset_status", m, "status", "attach_status", "migration_status"); err != nil {
+		return nil, err
+	}
+	req := &resetRequest{}
+	if req.Status, err = optString(m, "status", 255); err != nil {
+		return nil, err
+	}
+	if req.AttachStatus, err = optString(m, "attach_status", 255); err != nil {
+		return nil, err
+	}
+	if _, ok := m["migration_status"]; !ok && req.Status == nil && req.AttachStatus == nil {
+		return nil, errs.E(errs.Invalid, "Must specify 'status', 'attach_status' or 'migration_status' for update.")
+	}
+	if req.Status != nil && !validStatuses[*req.Status] {
+		return nil, errs.E(errs.Invalid, "Invalid input received: Must specify a valid status")
+	}
+	if a := req.AttachStatus; a != nil && *a != "attached" && *a != "detached" {
+		return nil, errs.E(errs.Invalid, "Invalid input received: Must specify a valid attach status")
+	}
+	return req, nil
+}
+
+func (s *Service) actResetStatus(w http.ResponseWriter, r *http.Request, arg any) error {
+	req, err := parseReset(arg)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	v, err := s.volumeFor(ctx, s.deps.DB, r, "volume_extension:volume_admin_actions:reset_status")
+	if err != nil {
+		return err
+	}
+	if req.Status != nil {
+		v.Status = *req.Status
+	}
+	if req.AttachStatus != nil {
+		v.AttachStatus = *req.AttachStatus
+	}
+	if err := resetStatus(ctx, s.deps.DB, v.ID, v.Status, v.AttachStatus); err != nil {
+		return err
+	}
+	return replyEmpty(w, http.StatusAccepted)
+}
+
+// parseBoolAction reads an action argument {field: <boolean>}.
+func parseBoolAction(action, field string, arg any) (bool, error) {
 	m, err := argObject(action, arg)
 	if err != nil {
 		return false, err
@@ -192,34 +193,30 @@ func (s *Service) boolAction(r *http.Request, action, field string, arg any) (bo
 	return parseBool(field, raw)
 }
 
-func (s *Service) actSetBootable(w http.ResponseWriter, r *http.Request, arg any) {
-	ctx := r.Context()
-	b, err := s.boolAction(r, "os-set_bootable", "bootable", arg)
+func (s *Service) actSetBootable(w http.ResponseWriter, r *http.Request, arg any) error {
+	b, err := parseBoolAction("os-set_bootable", "bootable", arg)
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
+	ctx := r.Context()
 	v, err := s.volumeFor(ctx, s.deps.DB, r, "volume_extension:volume_actions:set_bootable")
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
-	if _, err := s.deps.DB.ExecContext(ctx, `UPDATE volumes SET bootable = ?, updated_at = ? WHERE id = ?`, b, db.Now(), v.ID); err != nil {
-		fail(w, r, err)
-		return
+	if err := setBootable(ctx, s.deps.DB, v.ID, b); err != nil {
+		return err
 	}
-	w.WriteHeader(http.StatusOK)
+	return replyEmpty(w, http.StatusOK)
 }
 
 // actReadonly records the flag as the volume's "readonly" metadata, where
 // Cinder's views show its admin metadata ("True"/"False").
-func (s *Service) actReadonly(w http.ResponseWriter, r *http.Request, arg any) {
-	ctx := r.Context()
-	b, err := s.boolAction(r, "os-update_readonly_flag", "readonly", arg)
+func (s *Service) actReadonly(w http.ResponseWriter, r *http.Request, arg any) error {
+	b, err := parseBoolAction("os-update_readonly_flag", "readonly", arg)
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
+	ctx := r.Context()
 	err = s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
 		v, err := s.volumeFor(ctx, tx, r, "volume:update_readonly_flag")
 		if err != nil {
@@ -228,217 +225,126 @@ func (s *Service) actReadonly(w http.ResponseWriter, r *http.Request, arg any) {
 		if v.Status != "available" && v.Status != "in-use" {
 			return errs.E(errs.Invalid, "Invalid volume: Volume %s status must be available or in-use", v.ID)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE volumes SET readonly = ?, updated_at = ? WHERE id = ?`, b, db.Now(), v.ID); err != nil {
+		if err := setReadonly(ctx, tx, v.ID, b); err != nil {
 			return err
 		}
-		return putKV(ctx, tx, "volume_metadata", v.ID, map[string]string{"readonly": pyRepr(b, false)})
+		return putKV(ctx, tx, setMetadata, v.ID, map[string]string{"readonly": pyRepr(b, false)})
 	})
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
-	w.WriteHeader(http.StatusAccepted)
+	return replyEmpty(w, http.StatusAccepted)
 }
 
-func (s *Service) actReserve(w http.ResponseWriter, r *http.Request, _ any) {
+func (s *Service) actReserve(w http.ResponseWriter, r *http.Request, _ any) error {
 	ctx := r.Context()
 	v, err := s.volumeFor(ctx, s.deps.DB, r, "volume_extension:volume_actions:reserve")
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
 	if err := setStatus(ctx, s.deps.DB, v.ID, "attaching", "available"); err != nil {
-		cur, _ := getVolume(ctx, s.deps.DB, v.ID)
 		st := v.Status
-		if cur != nil {
+		if cur, _ := getVolumeRow(ctx, s.deps.DB, v.ID); cur != nil {
 			st = cur.Status
 		}
-		fail(w, r, errs.E(errs.Invalid, "Invalid volume: Volume status must be available to reserve, but the status is %s.", st))
-		return
+		return errs.E(errs.Invalid, "Invalid volume: Volume status must be available to reserve, but the status is %s.", st)
 	}
-	w.WriteHeader(http.StatusAccepted)
+	return replyEmpty(w, http.StatusAccepted)
 }
 
-func (s *Service) actUnreserve(w http.ResponseWriter, r *http.Request, _ any) {
+func (s *Service) actUnreserve(w http.ResponseWriter, r *http.Request, _ any) error {
 	ctx := r.Context()
 	v, err := s.volumeFor(ctx, s.deps.DB, r, "volume_extension:volume_actions:unreserve")
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
 	_ = setStatus(ctx, s.deps.DB, v.ID, "available", "attaching")
-	w.WriteHeader(http.StatusAccepted)
-}
-
-func (s *Service) actSetImageMetadata(w http.ResponseWriter, r *http.Request, arg any) {
-	ctx := r.Context()
-	m, err := argObject("os-set_image_metadata", arg)
-	if err != nil {
-		fail(w, r, err)
-		return
-	}
-	raw, ok := m["metadata"]
-	if !ok {
-		fail(w, r, errs.E(errs.Invalid, "Malformed request body."))
-		return
-	}
-	md, err := parseMetadata("metadata", raw)
-	if err != nil {
-		fail(w, r, err)
-		return
-	}
-	var out map[string]string
-	err = s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
-		v, err := s.volumeFor(ctx, tx, r, "volume_extension:volume_image_metadata:set")
-		if err != nil {
-			return err
-		}
-		if err := putKV(ctx, tx, "volume_image_metadata", v.ID, md); err != nil {
-			return err
-		}
-		for k, val := range md {
-			v.ImageMetadata[k] = val
-		}
-		out = v.ImageMetadata
-		return nil
-	})
-	if err != nil {
-		fail(w, r, err)
-		return
-	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"metadata": out})
-}
-
-func (s *Service) actUnsetImageMetadata(w http.ResponseWriter, r *http.Request, arg any) {
-	ctx := r.Context()
-	m, err := argObject("os-unset_image_metadata", arg)
-	if err != nil {
-		fail(w, r, err)
-		return
-	}
-	key, ok := m["key"].(string)
-	if !ok {
-		fail(w, r, errs.E(errs.Invalid, "Malformed request body."))
-		return
-	}
-	err = s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
-		v, err := s.volumeFor(ctx, tx, r, "volume_extension:volume_image_metadata:remove")
-		if err != nil {
-			return err
-		}
-		res, err := tx.ExecContext(ctx, `DELETE FROM volume_image_metadata WHERE volume_id = ? AND key = ?`, v.ID, key)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return errs.E(errs.NotFound, "Glance metadata for volume %s with key %s could not be found.", v.ID, key)
-		}
-		return nil
-	})
-	if err != nil {
-		fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusOK)
-}
-
-func (s *Service) actShowImageMetadata(w http.ResponseWriter, r *http.Request, _ any) {
-	v, err := s.volumeFor(r.Context(), s.deps.DB, r, "volume_extension:volume_image_metadata:show")
-	if err != nil {
-		fail(w, r, err)
-		return
-	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"metadata": v.ImageMetadata})
+	return replyEmpty(w, http.StatusAccepted)
 }
 
 // actRetype changes the type in place when the volume's backend satisfies
-// the new type; Ashlar does not migrate between backends.
-func (s *Service) actRetype(w http.ResponseWriter, r *http.Request, arg any) {
-	ctx := r.Context()
+// the new type; Ashlar does not migrate between backends. The volume
+// becomes multiattach exactly when the new type is, as in Cinder.
+func (s *Service) actRetype(w http.ResponseWriter, r *http.Request, arg any) error {
 	m, err := argObject("os-retype", arg)
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
 	name, ok := m["new_type"].(string)
 	if !ok || name == "" {
-		fail(w, r, invalidInput("os-retype", m, "'new_type' is a required property"))
-		return
+		return invalidInput("os-retype", m, "'new_type' is a required property")
 	}
+	ctx := r.Context()
 	v, err := s.volumeFor(ctx, s.deps.DB, r, "volume:retype")
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
 	t, err := s.getType(ctx, s.deps.DB, r, name, true)
 	if err != nil {
-		fail(w, r, errs.E(errs.NotFound, "Volume type with name %s could not be found.", name))
-		return
+		return errs.E(errs.NotFound, "Volume type with name %s could not be found.", name)
 	}
 	if v.Status != "available" && v.Status != "in-use" {
-		fail(w, r, errs.E(errs.Invalid, "Invalid volume: Volume %s status must be available or in-use", v.ID))
-		return
+		return errs.E(errs.Invalid, "Invalid volume: Volume %s status must be available or in-use", v.ID)
 	}
 	if v.TypeID != nil && *v.TypeID == t.ID {
-		fail(w, r, errs.E(errs.Invalid, "Invalid input received: Retype requested to same volume type."))
-		return
+		return errs.E(errs.Invalid, "Invalid input received: Retype requested to same volume type.")
 	}
-	if v.Host != nil {
-		if b := s.backendNamed(*v.Host); b != nil {
-			caps, _, err := b.capabilities(ctx)
-			if err != nil || !satisfies(caps, t.ExtraSpecs) {
-				s.recordMessage(ctx, v.ProjectID, v.ID, api.RequestID(ctx), "VOLUME_VOLUME_004_003", "retype volume:No valid host was found.")
-				fail(w, r, errs.E(errs.Invalid, "Invalid volume: the volume's backend does not satisfy type %s and volumes are not migrated.", t.Name))
-				return
-			}
-		}
+	if err := s.checkRetypeBackend(ctx, v, t); err != nil {
+		return err
 	}
-	if _, err := s.deps.DB.ExecContext(ctx, `UPDATE volumes SET type_id = ?, updated_at = ? WHERE id = ?`, t.ID, db.Now(), v.ID); err != nil {
-		fail(w, r, err)
-		return
+	if err := setVolumeType(ctx, s.deps.DB, v.ID, t.ID, t.multiattach()); err != nil {
+		return err
 	}
-	w.WriteHeader(http.StatusAccepted)
+	return replyEmpty(w, http.StatusAccepted)
 }
 
-func (s *Service) actForceDelete(w http.ResponseWriter, r *http.Request, _ any) {
+// checkRetypeBackend refuses a retype the volume's backend does not
+// satisfy, with a user message, since volumes are not migrated.
+func (s *Service) checkRetypeBackend(ctx context.Context, v *vol, t *volType) error {
+	b := s.backendOf(v)
+	if b == nil {
+		return nil
+	}
+	caps, _, err := b.capabilities(ctx)
+	if err == nil && satisfies(caps, t.ExtraSpecs) {
+		return nil
+	}
+	s.recordMessage(ctx, v.ProjectID, v.ID, api.RequestID(ctx), eventRetype, "retype volume:No valid host was found.")
+	return errs.E(errs.Invalid, "Invalid volume: the volume's backend does not satisfy type %s and volumes are not migrated.", t.Name)
+}
+
+func (s *Service) actForceDelete(w http.ResponseWriter, r *http.Request, _ any) error {
 	ctx := r.Context()
 	v, err := s.volumeFor(ctx, s.deps.DB, r, "volume_extension:volume_admin_actions:force_delete")
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
 	if v.Status == "uploading" {
-		fail(w, r, errs.E(errs.Invalid, "Invalid volume: Volume %s is being uploaded.", v.ID))
-		return
+		return errs.E(errs.Invalid, "Invalid volume: Volume %s is being uploaded.", v.ID)
 	}
-	if _, err := s.deps.DB.ExecContext(ctx, `DELETE FROM volume_work WHERE volume_id = ?`, v.ID); err != nil {
-		fail(w, r, err)
-		return
-	}
+	// Work still recorded for the volume (its create) finds it gone and
+	// ends; work running now deletes the data it wrote (finishCreate).
 	if err := s.destroyVolume(ctx, v); err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
-	w.WriteHeader(http.StatusAccepted)
+	return replyEmpty(w, http.StatusAccepted)
 }
 
 // actAttach: attaching needs a compute service, which Ashlar does not
 // drive; the volume is still looked up first so unknown ids are 404.
-func (s *Service) actAttach(w http.ResponseWriter, r *http.Request, _ any) {
+func (s *Service) actAttach(w http.ResponseWriter, r *http.Request, _ any) error {
 	v, err := s.volumeFor(r.Context(), s.deps.DB, r, "volume:update")
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
-	fail(w, r, errs.E(errs.Invalid, "Invalid volume: Volume %s cannot be attached: no compute service attaches volumes here.", v.ID))
+	return errs.E(errs.Invalid, "Invalid volume: Volume %s cannot be attached: no compute service attaches volumes here.", v.ID)
 }
 
 // actDetach: no volume is ever attached, so detaching is refused after
 // the lookup (unknown ids are 404, as tempest expects).
-func (s *Service) actDetach(w http.ResponseWriter, r *http.Request, _ any) {
+func (s *Service) actDetach(w http.ResponseWriter, r *http.Request, _ any) error {
 	if _, err := s.volumeFor(r.Context(), s.deps.DB, r, "volume:update"); err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
-	fail(w, r, errs.E(errs.Invalid, "Invalid volume: Volume must be attached in order to detach."))
+	return errs.E(errs.Invalid, "Invalid volume: Volume must be attached in order to detach.")
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ashlar-dev/ashlar/internal/apitest"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
 )
@@ -13,15 +14,15 @@ import (
 func TestVersionsAndMicroversions(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
 		e := newEnv(t, d)
-		r := e.do("", "GET", "/", nil)
+		r := e.Do("", "GET", "/", nil)
 		if r.Code != 300 || r.Header.Get("OpenStack-API-Version") != "volume 3.0" {
 			t.Fatalf("GET /: %d %v", r.Code, r.Header)
 		}
-		v := r.json(t)["versions"].([]any)[0].(map[string]any)
+		v := r.JSON(t)["versions"].([]any)[0].(map[string]any)
 		if v["id"] != "v3.0" || v["version"] != "3.70" || v["min_version"] != "3.0" {
 			t.Errorf("version doc %v", v)
 		}
-		e.must(200, e.do("", "GET", "/v3/", nil))
+		e.MustJSON(200, e.Do("", "GET", "/v3/", nil))
 
 		tests := []struct {
 			header, want string
@@ -36,7 +37,7 @@ func TestVersionsAndMicroversions(t *testing.T) {
 			{"volume x", "", 400},
 		}
 		for _, tt := range tests {
-			r := e.do("member", "GET", "/v3/"+projA+"/types", nil, "OpenStack-API-Version", tt.header)
+			r := e.Do("member", "GET", "/v3/"+projA+"/types", nil, "OpenStack-API-Version", tt.header)
 			if r.Code != tt.code || r.Header.Get("OpenStack-API-Version") != tt.want {
 				t.Errorf("%q: %d %q, want %d %q (%s)", tt.header, r.Code, r.Header.Get("OpenStack-API-Version"), tt.code, tt.want, r.Body)
 			}
@@ -52,21 +53,21 @@ func TestVersionsAndMicroversions(t *testing.T) {
 			}
 		}
 		// Project-less paths act on the token's project; a foreign project id in the URL is refused.
-		e.must(200, e.do("member", "GET", "/v3/types", nil))
-		e.must(200, e.do("member", "GET", "/v3/volumes/detail", nil))
-		if r := e.do("member", "GET", "/v3/"+projB+"/volumes", nil); r.Code != 400 {
+		e.MustJSON(200, e.Do("member", "GET", "/v3/types", nil))
+		e.MustJSON(200, e.Do("member", "GET", "/v3/volumes/detail", nil))
+		if r := e.Do("member", "GET", "/v3/"+projB+"/volumes", nil); r.Code != 400 {
 			t.Errorf("foreign project url: %d", r.Code)
 		}
-		if r := e.do("member", "GET", "/v3/admin/volumes", nil); r.Code != 404 {
+		if r := e.Do("member", "GET", "/v3/admin/volumes", nil); r.Code != 404 {
 			t.Errorf("non-hex project: %d", r.Code)
 		}
-		if r := e.do("", "GET", "/v3/types", nil); r.Code != 401 {
+		if r := e.Do("", "GET", "/v3/types", nil); r.Code != 401 {
 			t.Errorf("no token: %d", r.Code)
 		}
-		if r := e.do("bogus", "GET", "/v3/types", nil); r.Code != 401 {
+		if r := e.Do("bogus", "GET", "/v3/types", nil); r.Code != 401 {
 			t.Errorf("bad token: %d", r.Code)
 		}
-		if got := e.do("member", "GET", "/v3/types", nil).Header.Get("X-Compute-Request-Id"); !strings.HasPrefix(got, "req-") {
+		if got := e.Do("member", "GET", "/v3/types", nil).Header.Get("X-Compute-Request-Id"); !strings.HasPrefix(got, "req-") {
 			t.Errorf("X-Compute-Request-Id %q", got)
 		}
 	})
@@ -77,11 +78,11 @@ func TestTypesAndExtraSpecs(t *testing.T) {
 		e := newEnv(t, d)
 		base := "/v3/" + projA + "/types"
 		// The default type exists.
-		def := e.must(200, e.do("member", "GET", base+"/default", nil))["volume_type"].(map[string]any)
+		def := e.MustJSON(200, e.Do("member", "GET", base+"/default", nil))["volume_type"].(map[string]any)
 		if def["name"] != "__DEFAULT__" {
 			t.Fatalf("default type %v", def)
 		}
-		created := e.must(200, e.do("admin", "POST", base, map[string]any{"volume_type": map[string]any{"name": "gold", "description": "d"}}))["volume_type"].(map[string]any)
+		created := e.MustJSON(200, e.Do("admin", "POST", base, map[string]any{"volume_type": map[string]any{"name": "gold", "description": "d"}}))["volume_type"].(map[string]any)
 		wantKeys(t, "create", created, "description", "extra_specs", "id", "is_public", "name", "os-volume-type-access:is_public")
 		id := created["id"].(string)
 		checks := []struct {
@@ -107,7 +108,7 @@ func TestTypesAndExtraSpecs(t *testing.T) {
 			{"type create bad store", "admin", "POST", base, map[string]any{"volume_type": map[string]any{"name": "s", "extra_specs": map[string]any{StoreSpec: "nope"}}}, 404, "itemNotFound", "Store nope not enabled in glance."},
 		}
 		for _, c := range checks {
-			r := e.do(c.token, c.method, c.path, c.body)
+			r := e.Do(c.token, c.method, c.path, c.body)
 			if r.Code != c.code {
 				t.Errorf("%s: %d %s, want %d", c.name, r.Code, r.Body, c.code)
 				continue
@@ -117,61 +118,63 @@ func TestTypesAndExtraSpecs(t *testing.T) {
 				t.Errorf("%s: %s %q, want %s %q", c.name, fault, msg, c.fault, c.msg)
 			}
 		}
-		// Valid store: echoed; visible to admins only.
-		got := e.must(200, e.do("admin", "POST", base+"/"+id+"/extra_specs", map[string]any{"extra_specs": map[string]any{StoreSpec: "cheap", "multiattach": "<is> False"}}))
+		// Valid store: echoed; visible to admins only. (multiattach is
+		// "<is> True": as in Cinder, "<is> False" would only schedule to a
+		// backend that cannot multiattach, and the file backend can.)
+		got := e.MustJSON(200, e.Do("admin", "POST", base+"/"+id+"/extra_specs", map[string]any{"extra_specs": map[string]any{StoreSpec: "cheap", "multiattach": "<is> True"}}))
 		if got["extra_specs"].(map[string]any)[StoreSpec] != "cheap" {
 			t.Errorf("echo %v", got)
 		}
-		e.must(200, e.do("admin", "PUT", base+"/"+id+"/extra_specs/"+StoreSpec, map[string]any{StoreSpec: "fast"}))
-		adminView := e.must(200, e.do("admin", "GET", base+"/"+id, nil))["volume_type"].(map[string]any)
+		e.MustJSON(200, e.Do("admin", "PUT", base+"/"+id+"/extra_specs/"+StoreSpec, map[string]any{StoreSpec: "fast"}))
+		adminView := e.MustJSON(200, e.Do("admin", "GET", base+"/"+id, nil))["volume_type"].(map[string]any)
 		wantKeys(t, "admin show", adminView, "description", "extra_specs", "id", "is_public", "name", "os-volume-type-access:is_public", "qos_specs_id")
 		if adminView["extra_specs"].(map[string]any)[StoreSpec] != "fast" {
 			t.Errorf("admin show %v", adminView)
 		}
-		memberSpecs := e.must(200, e.do("member", "GET", base+"/"+id+"/extra_specs", nil))["extra_specs"].(map[string]any)
-		if _, ok := memberSpecs[StoreSpec]; ok || memberSpecs["multiattach"] != "<is> False" {
+		memberSpecs := e.MustJSON(200, e.Do("member", "GET", base+"/"+id+"/extra_specs", nil))["extra_specs"].(map[string]any)
+		if _, ok := memberSpecs[StoreSpec]; ok || memberSpecs["multiattach"] != "<is> True" {
 			t.Errorf("member sees %v", memberSpecs)
 		}
 		// Update: the update schema has no os-volume-type-access:is_public.
-		upd := e.must(200, e.do("admin", "PUT", base+"/"+id, map[string]any{"volume_type": map[string]any{"description": "new"}}))["volume_type"].(map[string]any)
+		upd := e.MustJSON(200, e.Do("admin", "PUT", base+"/"+id, map[string]any{"volume_type": map[string]any{"description": "new"}}))["volume_type"].(map[string]any)
 		wantKeys(t, "update", upd, "description", "extra_specs", "id", "is_public", "name")
 		// In use: specs are frozen and the type cannot be deleted.
 		e.createVolume("member", projA, map[string]any{"volume_type": "gold"}, "available")
-		for _, r := range []resp{
-			e.do("admin", "PUT", base+"/"+id+"/extra_specs/"+StoreSpec, map[string]any{StoreSpec: "cheap"}),
-			e.do("admin", "DELETE", base+"/"+id+"/extra_specs/"+StoreSpec, nil),
+		for _, r := range []apitest.Resp{
+			e.Do("admin", "PUT", base+"/"+id+"/extra_specs/"+StoreSpec, map[string]any{StoreSpec: "cheap"}),
+			e.Do("admin", "DELETE", base+"/"+id+"/extra_specs/"+StoreSpec, nil),
 		} {
 			if _, msg := errMessage(t, r); r.Code != 400 || msg != "Volume Type is currently in use." {
 				t.Errorf("in use: %d %s", r.Code, r.Body)
 			}
 		}
-		if r := e.do("admin", "DELETE", base+"/"+id, nil); r.Code != 400 {
+		if r := e.Do("admin", "DELETE", base+"/"+id, nil); r.Code != 400 {
 			t.Errorf("delete in-use type: %d", r.Code)
 		}
 		// Delete an unused type, then its spec is gone.
 		other := e.createType("tmp", map[string]string{"a": "b"})
-		e.must(202, e.do("admin", "DELETE", base+"/"+other+"/extra_specs/a", nil))
-		if r := e.do("admin", "DELETE", base+"/"+other+"/extra_specs/a", nil); r.Code != 404 {
+		e.MustJSON(202, e.Do("admin", "DELETE", base+"/"+other+"/extra_specs/a", nil))
+		if r := e.Do("admin", "DELETE", base+"/"+other+"/extra_specs/a", nil); r.Code != 404 {
 			t.Errorf("second spec delete %d", r.Code)
 		}
-		e.must(202, e.do("admin", "DELETE", base+"/"+other, nil))
-		if r := e.do("admin", "DELETE", base+"/"+other, nil); r.Code != 404 {
+		e.MustJSON(202, e.Do("admin", "DELETE", base+"/"+other, nil))
+		if r := e.Do("admin", "DELETE", base+"/"+other, nil); r.Code != 404 {
 			t.Errorf("second type delete %d", r.Code)
 		}
 		// Private type: invisible and unusable for projects without access.
-		priv := e.must(200, e.do("admin", "POST", base, map[string]any{"volume_type": map[string]any{"name": "priv", "os-volume-type-access:is_public": false}}))["volume_type"].(map[string]any)["id"].(string)
-		if r := e.do("memberB", "POST", "/v3/"+projB+"/volumes", map[string]any{"volume": map[string]any{"size": 1, "volume_type": priv}}); r.Code != 404 {
+		priv := e.MustJSON(200, e.Do("admin", "POST", base, map[string]any{"volume_type": map[string]any{"name": "priv", "os-volume-type-access:is_public": false}}))["volume_type"].(map[string]any)["id"].(string)
+		if r := e.Do("memberB", "POST", "/v3/"+projB+"/volumes", map[string]any{"volume": map[string]any{"size": 1, "volume_type": priv}}); r.Code != 404 {
 			t.Errorf("private type by other project: %d %s", r.Code, r.Body)
 		}
-		e.must(202, e.do("admin", "POST", base+"/"+priv+"/action", map[string]any{"addProjectAccess": map[string]any{"project": projB}}))
-		acc := e.must(200, e.do("admin", "GET", base+"/"+priv+"/os-volume-type-access", nil))["volume_type_access"].([]any)
+		e.MustJSON(202, e.Do("admin", "POST", base+"/"+priv+"/action", map[string]any{"addProjectAccess": map[string]any{"project": projB}}))
+		acc := e.MustJSON(200, e.Do("admin", "GET", base+"/"+priv+"/os-volume-type-access", nil))["volume_type_access"].([]any)
 		if len(acc) != 1 {
 			t.Errorf("access %v", acc)
 		}
-		e.must(200, e.do("memberB", "GET", "/v3/"+projB+"/types/"+priv, nil))
+		e.MustJSON(200, e.Do("memberB", "GET", "/v3/"+projB+"/types/"+priv, nil))
 		names := func(token, project, query string) map[string]bool {
 			out := map[string]bool{}
-			for _, ty := range e.must(200, e.do(token, "GET", "/v3/"+project+"/types"+query, nil))["volume_types"].([]any) {
+			for _, ty := range e.MustJSON(200, e.Do(token, "GET", "/v3/"+project+"/types"+query, nil))["volume_types"].([]any) {
 				out[ty.(map[string]any)["name"].(string)] = true
 			}
 			return out
@@ -200,4 +203,36 @@ func wantKeys(t *testing.T, what string, m map[string]any, keys ...string) {
 	if strings.Join(got, ",") != strings.Join(keys, ",") {
 		t.Errorf("%s keys:\n got %v\nwant %v", what, got, keys)
 	}
+}
+
+// An unscoped token (no project) on the project-less URLs of 3.67 is
+// refused as Cinder refuses it, by the action's policy (403), or not found
+// for one volume; it is never redirected (it was a 307 to the same URL: a
+// loop). On a project URL it is Cinder's "Malformed request url".
+func TestUnscopedTokenOnProjectlessURLs(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d)
+		id := e.createVolume("member", projA, map[string]any{}, "available")["id"].(string)
+		for _, c := range []struct {
+			method, path string
+			body         any
+			code         int
+			msg          string
+		}{
+			{"GET", "/v3/volumes", nil, 403, "Policy doesn't allow volume:get_all to be performed."},
+			{"GET", "/v3/volumes/detail", nil, 403, "Policy doesn't allow volume:get_all to be performed."},
+			{"POST", "/v3/volumes", map[string]any{"volume": map[string]any{"size": 1}}, 403, "Policy doesn't allow volume:create to be performed."},
+			{"GET", "/v3/volumes/" + id, nil, 404, "Volume " + id + " could not be found."},
+			{"GET", "/v3/types", nil, 403, "Policy doesn't allow volume_extension:type_get_all to be performed."},
+			{"GET", "/v3/os-availability-zone", nil, 403, "Policy doesn't allow volume_extension:availability_zone_list to be performed."},
+			{"GET", "/v3/" + projA + "/volumes", nil, 400, "Malformed request url"},
+		} {
+			r := e.Do("unscoped", c.method, c.path, c.body, "OpenStack-API-Version", "volume 3.67")
+			if r.Code != c.code {
+				t.Errorf("%s %s: %d %s, want %d", c.method, c.path, r.Code, r.Body, c.code)
+			} else if _, msg := errMessage(t, r); msg != c.msg {
+				t.Errorf("%s %s: message %q, want %q", c.method, c.path, msg, c.msg)
+			}
+		}
+	})
 }

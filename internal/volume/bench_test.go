@@ -3,11 +3,11 @@ package volume
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"testing"
 
 	"github.com/google/uuid"
 
+	"github.com/ashlar-dev/ashlar/internal/apitest"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
 )
@@ -44,15 +44,10 @@ func BenchmarkListVolumesPage(b *testing.B) {
 				b.Fatal(err)
 			}
 			path := "/v3/" + projA + "/volumes/detail?limit=50&marker=" + marker
+			c := apitest.Client{T: b, Handler: e}
 			b.ResetTimer()
 			for b.Loop() {
-				req := httptest.NewRequest("GET", path, nil)
-				req.Header.Set("X-Auth-Token", "member")
-				w := httptest.NewRecorder()
-				e.ServeHTTP(w, req)
-				if w.Code != 200 {
-					b.Fatalf("%d %s", w.Code, w.Body)
-				}
+				c.Must(200, c.Do("member", "GET", path, nil))
 			}
 		})
 	}

@@ -3,7 +3,7 @@ package volume
 import (
 	"bytes"
 	"context"
-	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,11 +15,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ashlar-dev/ashlar/internal/api"
+	"github.com/ashlar-dev/ashlar/internal/apitest"
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
 	"github.com/ashlar-dev/ashlar/internal/image"
-	"github.com/ashlar-dev/ashlar/internal/image/store"
+	"github.com/ashlar-dev/ashlar/internal/image/store/drivers"
 	"github.com/ashlar-dev/ashlar/internal/service"
 )
 
@@ -50,7 +51,7 @@ volumes_dir = `+filepath.Join(dir, "vols")+`
 		}
 		logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 		deps := service.Deps{Config: cfg, DB: d, Logger: logger, Registry: prometheus.NewRegistry(), Validator: testTokens}
-		isvc, err := image.New(ctx, deps, store.Factories())
+		isvc, err := image.New(ctx, deps, drivers.Factories())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -62,41 +63,30 @@ volumes_dir = `+filepath.Join(dir, "vols")+`
 		if err != nil {
 			t.Fatal(err)
 		}
-		e := &env{t: t, svc: vsvc, db: d, dir: dir, h: api.Wrap("volume", vsvc.Handler(), logger, nil, api.Cinder)}
-		e.start()
-		t.Cleanup(e.stop)
+		e := newEnvFor(t, vsvc, nil, d, dir)
+		glance := &apitest.Client{T: t, URL: imgSrv.URL}
 
 		typ := e.createType("to-cheap", nil)
 		specs := "/v3/" + projA + "/types/" + typ + "/extra_specs"
 		for store, want := range map[string]int{"nope": 404, "web": 400, "FAST": 404, "cheap": 200} {
-			if r := e.do("admin", "POST", specs, map[string]any{"extra_specs": map[string]any{StoreSpec: store}}); r.Code != want {
+			if r := e.Do("admin", "POST", specs, map[string]any{"extra_specs": map[string]any{StoreSpec: store}}); r.Code != want {
 				t.Errorf("store %s: %d %s", store, r.Code, r.Body)
 			}
 		}
 		imageStores := func(imageID string) map[string]any {
-			deadline := time.Now().Add(60 * time.Second)
-			for {
-				req, _ := http.NewRequest("GET", imgSrv.URL+"/v2/images/"+imageID, nil)
-				req.Header.Set("X-Auth-Token", "member")
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				var m map[string]any
-				_ = json.NewDecoder(resp.Body).Decode(&m)
-				resp.Body.Close()
-				if m["status"] == "active" || time.Now().After(deadline) {
-					return m
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+			var m map[string]any
+			apitest.Eventually(t, 60*time.Second, func() bool {
+				m = glance.MustJSON(200, glance.Do("member", "GET", "/v2/images/"+imageID, nil))
+				return m["status"] == "active"
+			}, func() string { return fmt.Sprint(m) })
+			return m
 		}
 		for typeName, wantStore := range map[string]string{"to-cheap": "cheap", "__DEFAULT__": "fast"} {
 			v := e.createVolume("member", projA, map[string]any{"volume_type": typeName}, "available")
 			id := v["id"].(string)
-			r := e.do("member", "POST", "/v3/"+projA+"/volumes/"+id+"/action",
+			r := e.Do("member", "POST", "/v3/"+projA+"/volumes/"+id+"/action",
 				map[string]any{"os-volume_upload_image": map[string]any{"image_name": "from-" + typeName, "disk_format": "qcow2"}})
-			imgID := e.must(202, r)["os-volume_upload_image"].(map[string]any)["image_id"].(string)
+			imgID := e.MustJSON(202, r)["os-volume_upload_image"].(map[string]any)["image_id"].(string)
 			img := imageStores(imgID)
 			if img["status"] != "active" || img["stores"] != wantStore || img["disk_format"] != "qcow2" {
 				t.Errorf("%s: image %v", typeName, img)
@@ -107,29 +97,12 @@ volumes_dir = `+filepath.Join(dir, "vols")+`
 		// Round trip through qcow2: raw image -> volume -> qcow2 image in
 		// cheap -> new volume (qemu-img conversion) with the same bytes.
 		data := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
-		call := func(method, path, ctype string, body []byte) map[string]any {
-			req, _ := http.NewRequest(method, imgSrv.URL+path, bytes.NewReader(body))
-			req.Header.Set("X-Auth-Token", "member")
-			req.Header.Set("Content-Type", ctype)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			if resp.StatusCode >= 300 {
-				b, _ := io.ReadAll(resp.Body)
-				t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
-			}
-			var m map[string]any
-			_ = json.NewDecoder(resp.Body).Decode(&m)
-			return m
-		}
-		raw := call("POST", "/v2/images", "application/json", []byte(`{"name": "raw-src", "disk_format": "raw", "container_format": "bare"}`))["id"].(string)
-		call("PUT", "/v2/images/"+raw+"/file", "application/octet-stream", data)
+		raw := glance.MustJSON(201, glance.Do("member", "POST", "/v2/images", `{"name": "raw-src", "disk_format": "raw", "container_format": "bare"}`))["id"].(string)
+		glance.Must(204, glance.Do("member", "PUT", "/v2/images/"+raw+"/file", data))
 		src := e.createVolume("member", projA, map[string]any{"imageRef": raw, "volume_type": "to-cheap"}, "available")
-		r := e.do("member", "POST", "/v3/"+projA+"/volumes/"+src["id"].(string)+"/action",
+		r := e.Do("member", "POST", "/v3/"+projA+"/volumes/"+src["id"].(string)+"/action",
 			map[string]any{"os-volume_upload_image": map[string]any{"image_name": "q", "disk_format": "qcow2"}})
-		q := e.must(202, r)["os-volume_upload_image"].(map[string]any)["image_id"].(string)
+		q := e.MustJSON(202, r)["os-volume_upload_image"].(map[string]any)["image_id"].(string)
 		if img := imageStores(q); img["stores"] != "cheap" {
 			t.Fatalf("qcow2 image %v", img)
 		}

@@ -3,189 +3,161 @@ package volume
 import (
 	"context"
 	"net/http"
+	"regexp"
 
-	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
-	"github.com/ashlar-dev/ashlar/internal/glanceclient"
 )
 
-// glanceFor returns the image client for the request: [volume]
-// glance_api_servers when set, else the caller's catalog entry "image".
-func (s *Service) glanceFor(r *http.Request) (glanceclient.Client, error) {
-	return s.glanceForCaller(caller(r).EndpointURL("image", "public"))
-}
+// specKeyRE is Cinder's extra spec key pattern.
+var specKeyRE = regexp.MustCompile(`^[a-zA-Z0-9\-_:. /]{1,255}$`)
 
-func (s *Service) glanceForCaller(catalogURL string) (glanceclient.Client, error) {
-	endpoint := catalogURL
-	if servers := s.deps.Config.Volume.GlanceAPIServers; len(servers) > 0 {
-		endpoint = servers[0]
+// parseSpecs validates an extra_specs object (keys and string/null values).
+func parseSpecs(v any) (map[string]*string, error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, invalidInput("extra_specs", v, "%s is not of type 'object'", pyRepr(v, true))
 	}
-	if endpoint == "" {
-		return nil, errs.E(errs.Unavailable, "No image service endpoint: set [volume] glance_api_servers or add an image endpoint to the catalog.")
-	}
-	if s.glance == nil {
-		return nil, errs.E(errs.Unavailable, "No image service client is available.")
-	}
-	return s.glance(endpoint), nil
-}
-
-// validateStore checks a store id against the image service's stores, as
-// Cinder's validate_stores_id does: unknown -> 404, read-only -> 400.
-func (s *Service) validateStore(r *http.Request, id string) error {
-	gc, err := s.glanceFor(r)
-	if err != nil {
-		return err
-	}
-	return checkStore(r.Context(), gc, caller(r).Token, id)
-}
-
-func checkStore(ctx context.Context, gc glanceclient.Client, token, id string) error {
-	stores, err := gc.Stores(ctx, token)
-	if err != nil {
-		if errs.KindOf(err) == errs.NotFound {
-			return errs.E(errs.NotFound, "Resource could not be found.")
+	out := map[string]*string{}
+	for k, val := range m {
+		if !specKeyRE.MatchString(k) {
+			return nil, invalidInput("extra_specs", m, "'%s' does not match any of the regexes: '^[a-zA-Z0-9-_:. /]{1,255}$'", k)
 		}
-		if errs.KindOf(err) == errs.Other {
-			return errs.Wrap(errs.Unavailable, err, "The image service is unavailable.")
-		}
-		return err
-	}
-	for _, st := range stores {
-		if st.ID == id {
-			if st.ReadOnly {
-				return errs.E(errs.Invalid, "Store %s is read-only in glance.", id)
+		switch x := val.(type) {
+		case nil:
+			out[k] = nil
+		case string:
+			if len([]rune(x)) > 255 {
+				return nil, invalidInput(k, x, "'%s' is too long", x)
 			}
-			return nil
+			out[k] = &x
+		default:
+			return nil, invalidInput(k, val, "%s is not of type 'string', 'null'", pyRepr(val, true))
 		}
 	}
-	return errs.E(errs.NotFound, "Store %s not enabled in glance.", id)
+	return out, nil
 }
 
 // typeForSpecs loads the type for an extra-spec call: the type must exist
 // (404) and, for writes, no volume may use it (400).
 func (s *Service) typeForSpecs(ctx context.Context, q db.Querier, r *http.Request, write bool) (*volType, error) {
+	id := r.PathValue("type_id")
 	if write {
-		var id string
-		err := q.QueryRowContext(ctx, `SELECT id FROM volume_types WHERE id = ?`, r.PathValue("type_id")).Scan(&id)
-		if err == nil {
-			if err := typeInUse(ctx, q, id); err != nil {
-				return nil, err
-			}
+		if err := refuseInUse(ctx, q, id); err != nil {
+			return nil, err
 		}
 	}
-	t, err := s.getType(ctx, q, r, r.PathValue("type_id"), false)
-	if err != nil {
-		if errs.KindOf(err) == errs.NotFound {
-			return nil, errs.E(errs.NotFound, "Volume type %s could not be found.", r.PathValue("type_id"))
-		}
-		return nil, err
+	t, err := s.getType(ctx, q, r, id, false)
+	if errs.KindOf(err) == errs.NotFound {
+		return nil, errs.E(errs.NotFound, "Volume type %s could not be found.", id)
 	}
-	return t, nil
+	return t, err
 }
 
-func (s *Service) visibleSpecs(r *http.Request, specs map[string]string) map[string]string {
-	sensitive := allowed(r, "volume_extension:types_extra_specs:read_sensitive", "")
-	out := map[string]string{}
-	for k, v := range specs {
-		if sensitive || userVisibleSpecs[k] {
-			out[k] = v
-		}
+// refuseInUse answers Cinder's 400 when type id exists and volumes use it.
+func refuseInUse(ctx context.Context, q db.Querier, id string) error {
+	exists, err := typeExists(ctx, q, id)
+	if err != nil || !exists {
+		return err
 	}
-	return out
+	inUse, err := typeInUse(ctx, q, id)
+	if err == nil && inUse {
+		err = errs.E(errs.Invalid, "Volume Type is currently in use.")
+	}
+	return err
 }
 
-func (s *Service) listExtraSpecs(w http.ResponseWriter, r *http.Request) {
+func specNotFound(typeID, key string) error {
+	return errs.E(errs.NotFound, "Volume Type %s has no extra specs with key %s.", typeID, key)
+}
+
+func (s *Service) listExtraSpecs(w http.ResponseWriter, r *http.Request) error {
 	if err := enforce(r, "volume_extension:types_extra_specs:index", ""); err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
 	t, err := s.typeForSpecs(r.Context(), s.deps.DB, r, false)
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"extra_specs": s.visibleSpecs(r, t.ExtraSpecs)})
+	return reply(w, http.StatusOK, map[string]any{"extra_specs": s.visibleSpecs(r, t.ExtraSpecs)})
 }
 
-func (s *Service) showExtraSpec(w http.ResponseWriter, r *http.Request) {
+func (s *Service) showExtraSpec(w http.ResponseWriter, r *http.Request) error {
 	if err := enforce(r, "volume_extension:types_extra_specs:show", ""); err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
 	t, err := s.typeForSpecs(r.Context(), s.deps.DB, r, false)
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
 	key := r.PathValue("key")
 	v, ok := s.visibleSpecs(r, t.ExtraSpecs)[key]
 	if !ok {
-		fail(w, r, errs.E(errs.NotFound, "Volume Type %s has no extra specs with key %s.", t.ID, key))
-		return
+		return specNotFound(t.ID, key)
 	}
-	api.WriteJSON(w, http.StatusOK, map[string]string{key: v})
+	return reply(w, http.StatusOK, map[string]string{key: v})
 }
 
-func (s *Service) createExtraSpecs(w http.ResponseWriter, r *http.Request) {
+// parseSpecsBody reads {"extra_specs": {...}}; it returns the specs and
+// the object as sent, which the response echoes.
+func parseSpecsBody(r *http.Request) (map[string]*string, any, error) {
 	body, err := decodeObject(r)
 	if err != nil {
-		fail(w, r, err)
-		return
+		return nil, nil, err
 	}
 	raw, ok := body["extra_specs"]
 	if !ok {
-		fail(w, r, invalidInput("extra_specs", body, "'extra_specs' is a required property"))
-		return
+		return nil, nil, invalidInput("extra_specs", body, "'extra_specs' is a required property")
 	}
 	specs, err := parseSpecs(raw)
-	if err != nil {
-		fail(w, r, err)
-		return
-	}
-	if err := enforce(r, "volume_extension:types_extra_specs:create", ""); err != nil {
-		fail(w, r, err)
-		return
-	}
-	if err := s.writeSpecs(r, specs); err != nil {
-		fail(w, r, err)
-		return
-	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"extra_specs": raw})
+	return specs, raw, err
 }
 
-func (s *Service) updateExtraSpec(w http.ResponseWriter, r *http.Request) {
-	body, err := decodeObject(r)
+func (s *Service) createExtraSpecs(w http.ResponseWriter, r *http.Request) error {
+	specs, raw, err := parseSpecsBody(r)
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
-	if len(body) > 1 {
-		fail(w, r, invalidInput("body", body, "%s has too many properties", pyRepr(body, true)))
-		return
-	}
-	if len(body) == 0 {
-		fail(w, r, invalidInput("body", body, "{} does not have enough properties"))
-		return
-	}
-	specs, err := parseSpecs(body)
-	if err != nil {
-		fail(w, r, err)
-		return
-	}
-	if err := enforce(r, "volume_extension:types_extra_specs:update", ""); err != nil {
-		fail(w, r, err)
-		return
-	}
-	if _, ok := body[r.PathValue("key")]; !ok {
-		fail(w, r, errs.E(errs.Invalid, "Request body and URI mismatch"))
-		return
+	if err := enforce(r, "volume_extension:types_extra_specs:create", ""); err != nil {
+		return err
 	}
 	if err := s.writeSpecs(r, specs); err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
-	api.WriteJSON(w, http.StatusOK, body)
+	return reply(w, http.StatusOK, map[string]any{"extra_specs": raw})
+}
+
+// parseSpecBody reads the one-spec body of PUT .../extra_specs/{key}.
+func parseSpecBody(r *http.Request) (map[string]*string, map[string]any, error) {
+	body, err := decodeObject(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(body) > 1 {
+		return nil, nil, invalidInput("body", body, "%s has too many properties", pyRepr(body, true))
+	}
+	if len(body) == 0 {
+		return nil, nil, invalidInput("body", body, "{} does not have enough properties")
+	}
+	specs, err := parseSpecs(body)
+	return specs, body, err
+}
+
+func (s *Service) updateExtraSpec(w http.ResponseWriter, r *http.Request) error {
+	specs, body, err := parseSpecBody(r)
+	if err != nil {
+		return err
+	}
+	if err := enforce(r, "volume_extension:types_extra_specs:update", ""); err != nil {
+		return err
+	}
+	if _, ok := specs[r.PathValue("key")]; !ok {
+		return errs.E(errs.Invalid, "Request body and URI mismatch")
+	}
+	if err := s.writeSpecs(r, specs); err != nil {
+		return err
+	}
+	return reply(w, http.StatusOK, body)
 }
 
 // writeSpecs merges specs into the type, validating the store spec
@@ -205,33 +177,29 @@ func (s *Service) writeSpecs(r *http.Request, specs map[string]*string) error {
 		if err != nil {
 			return err
 		}
-		return putSpecs(ctx, tx, t.ID, specs, nil)
+		return putSpecs(ctx, tx, t.ID, specs)
 	})
 }
 
-func (s *Service) deleteExtraSpec(w http.ResponseWriter, r *http.Request) {
+func (s *Service) deleteExtraSpec(w http.ResponseWriter, r *http.Request) error {
 	if err := enforce(r, "volume_extension:types_extra_specs:delete", ""); err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
 	ctx := r.Context()
+	key := r.PathValue("key")
 	err := s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
 		t, err := s.typeForSpecs(ctx, tx, r, true)
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `DELETE FROM volume_type_extra_specs WHERE type_id = ? AND key = ?`, t.ID, r.PathValue("key"))
-		if err != nil {
-			return err
+		found, err := deleteSpec(ctx, tx, t.ID, key)
+		if err == nil && !found {
+			err = specNotFound(t.ID, key)
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return errs.E(errs.NotFound, "Volume Type %s has no extra specs with key %s.", t.ID, r.PathValue("key"))
-		}
-		return nil
+		return err
 	})
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
-	w.WriteHeader(http.StatusAccepted)
+	return replyEmpty(w, http.StatusAccepted)
 }

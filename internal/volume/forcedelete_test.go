@@ -44,14 +44,14 @@ func TestForceDeleteDuringCreateLeavesNothing(t *testing.T) {
 			h.Driver = fd
 			return Options{Drivers: map[string]driver.Driver{"local": h}}
 		})
-		m := e.must(202, e.do("admin", "POST", "/v3/"+projA+"/volumes", map[string]any{"volume": map[string]any{"size": 1}}))
+		m := e.MustJSON(202, e.Do("admin", "POST", "/v3/"+projA+"/volumes", map[string]any{"volume": map[string]any{"size": 1}}))
 		id := m["volume"].(map[string]any)["id"].(string)
 		select {
 		case <-h.started:
 		case <-time.After(10 * time.Second):
 			t.Fatal("create never started")
 		}
-		e.must(202, e.do("admin", "POST", "/v3/"+projA+"/volumes/"+id+"/action", map[string]any{"os-force_delete": nil}))
+		e.MustJSON(202, e.Do("admin", "POST", "/v3/"+projA+"/volumes/"+id+"/action", map[string]any{"os-force_delete": nil}))
 		close(h.release)
 
 		// The create finishes writing; then nothing of the volume may remain.
@@ -71,7 +71,7 @@ func TestForceDeleteDuringCreateLeavesNothing(t *testing.T) {
 		for _, en := range entries {
 			t.Errorf("left in the backend after force-delete during create: %s", en.Name())
 		}
-		if r := e.do("admin", "GET", "/v3/"+projA+"/volumes/"+id, nil); r.Code != 404 {
+		if r := e.Do("admin", "GET", "/v3/"+projA+"/volumes/"+id, nil); r.Code != 404 {
 			t.Errorf("force-deleted volume: GET = %d, want 404", r.Code)
 		}
 	})

@@ -1,21 +1,19 @@
 package volume
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ashlar-dev/ashlar/internal/api"
+	"github.com/ashlar-dev/ashlar/internal/apitest"
 	"github.com/ashlar-dev/ashlar/internal/auth"
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/db"
@@ -34,12 +32,16 @@ var testTokens = auth.Static{
 	"reader":  {UserID: "u-reader", ProjectID: projA, Roles: []string{"reader"}},
 	"memberB": {UserID: "u-memberb", ProjectID: projB, Roles: []string{"member", "reader"}},
 	"adminB":  {UserID: "u-adminb", ProjectID: projB, Roles: []string{"admin", "member", "reader"}},
+	// An unscoped token: a user, no project, no roles.
+	"unscoped": {UserID: "u-unscoped"},
 }
 
+// env is the volume service under test with its test Glance; requests go
+// through the shared harness (apitest.Client: Do, Must, MustJSON).
 type env struct {
+	apitest.Client
 	t      *testing.T
 	svc    *Service
-	h      http.Handler
 	glance *testGlance
 	db     *db.DB
 	dir    string
@@ -47,7 +49,17 @@ type env struct {
 	done   chan struct{}
 }
 
-func init() { pollInterval = 50 * time.Millisecond }
+// newEnvFor wraps svc's handler as the server does and starts its worker.
+func newEnvFor(t *testing.T, svc *Service, g *testGlance, d *db.DB, dir string) *env {
+	t.Helper()
+	h := api.Wrap("volume", svc.Handler(), svc.deps.Logger, nil, api.Cinder)
+	e := &env{Client: apitest.Client{T: t, Handler: h}, t: t, svc: svc, glance: g, db: d, dir: dir}
+	e.start()
+	t.Cleanup(e.stop)
+	return e
+}
+
+func init() { ownRunnerPoll = 50 * time.Millisecond }
 
 // newEnv builds the service on d with the file driver in a temp dir and
 // the test Glance, and runs its background worker.
@@ -83,11 +95,7 @@ volumes_dir = `+filepath.Join(dir, "vols")+`
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, svc: svc, glance: g, db: d, dir: dir,
-		h: api.Wrap("volume", svc.Handler(), logger, nil, api.Cinder)}
-	e.start()
-	t.Cleanup(e.stop)
-	return e
+	return newEnvFor(t, svc, g, d, dir)
 }
 
 func (e *env) start() {
@@ -104,61 +112,11 @@ func (e *env) stop() {
 	}
 }
 
-type resp struct {
-	Code   int
-	Header http.Header
-	Body   []byte
-}
-
-func (r resp) json(t *testing.T) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(r.Body, &m); err != nil {
-		t.Fatalf("body %q: %v", r.Body, err)
-	}
-	return m
-}
-
-// do sends a request as token; body is JSON-encoded unless a string.
-func (e *env) do(token, method, path string, body any, hdr ...string) resp {
-	e.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		buf, _ := json.Marshal(b)
-		rd = bytes.NewReader(buf)
-	}
-	req := httptest.NewRequest(method, path, rd)
-	if token != "" {
-		req.Header.Set("X-Auth-Token", token)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	w := httptest.NewRecorder()
-	e.h.ServeHTTP(w, req)
-	return resp{w.Code, w.Header(), w.Body.Bytes()}
-}
-
-func (e *env) must(code int, r resp) map[string]any {
-	e.t.Helper()
-	if r.Code != code {
-		e.t.Fatalf("status %d, want %d: %s", r.Code, code, r.Body)
-	}
-	if len(r.Body) == 0 {
-		return nil
-	}
-	return r.json(e.t)
-}
-
 // createType makes a type as admin with extra specs.
 func (e *env) createType(name string, specs map[string]string) string {
 	e.t.Helper()
 	body := map[string]any{"volume_type": map[string]any{"name": name, "extra_specs": specs}}
-	m := e.must(200, e.do("admin", "POST", "/v3/"+projA+"/types", body))
+	m := e.MustJSON(200, e.Do("admin", "POST", "/v3/"+projA+"/types", body))
 	return m["volume_type"].(map[string]any)["id"].(string)
 }
 
@@ -168,35 +126,32 @@ func (e *env) createVolume(token, project string, fields map[string]any, want st
 	if _, ok := fields["size"]; !ok {
 		fields["size"] = 1
 	}
-	m := e.must(202, e.do(token, "POST", "/v3/"+project+"/volumes", map[string]any{"volume": fields}))
+	m := e.MustJSON(202, e.Do(token, "POST", "/v3/"+project+"/volumes", map[string]any{"volume": fields}))
 	id := m["volume"].(map[string]any)["id"].(string)
 	return e.waitStatus(token, project, id, want)
 }
 
 func (e *env) waitStatus(token, project, id, want string) map[string]any {
 	e.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		r := e.do(token, "GET", "/v3/"+project+"/volumes/"+id, nil)
-		if r.Code == 200 {
-			v := r.json(e.t)["volume"].(map[string]any)
-			if v["status"] == want {
-				return v
-			}
-			if time.Now().After(deadline) {
-				e.t.Fatalf("volume %s status %v, want %s", id, v["status"], want)
-			}
-		} else if time.Now().After(deadline) {
-			e.t.Fatalf("volume %s: %d %s", id, r.Code, r.Body)
+	var last apitest.Resp
+	var v map[string]any
+	apitest.Eventually(e.t, 60*time.Second, func() bool {
+		last = e.Do(token, "GET", "/v3/"+project+"/volumes/"+id, nil)
+		if last.Code != 200 {
+			return false
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		v, _ = last.JSON(e.t)["volume"].(map[string]any)
+		return v["status"] == want
+	}, func() string {
+		return fmt.Sprintf("volume %s: %d %s, want status %s", id, last.Code, last.Body, want)
+	})
+	return v
 }
 
 // errMessage returns the message of a Cinder error body and its fault name.
-func errMessage(t *testing.T, r resp) (string, string) {
+func errMessage(t *testing.T, r apitest.Resp) (string, string) {
 	t.Helper()
-	for k, v := range r.json(t) {
+	for k, v := range r.JSON(t) {
 		m, _ := v.(map[string]any)
 		msg, _ := m["message"].(string)
 		return k, msg
@@ -212,11 +167,7 @@ func newEnvOn(t *testing.T, d *db.DB, prev *env) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, svc: svc, glance: prev.glance, db: d, dir: prev.dir,
-		h: api.Wrap("volume", svc.Handler(), prev.svc.deps.Logger, nil, api.Cinder)}
-	e.start()
-	t.Cleanup(e.stop)
-	return e
+	return newEnvFor(t, svc, prev.glance, d, prev.dir)
 }
 
 // newBenchEnv is the volume handler on d without the background worker,

@@ -71,7 +71,7 @@ func TestPolicyMatrix(t *testing.T) {
 				if o.name == "type create" {
 					body = map[string]any{"volume_type": map[string]any{"name": "n-" + token}}
 				}
-				r := e.do(token, o.method, path, body)
+				r := e.Do(token, o.method, path, body)
 				if r.Code != want[o.name][token] {
 					t.Errorf("%s as %s: %d, want %d (%s)", o.name, token, r.Code, want[o.name][token], r.Body)
 				}
@@ -81,7 +81,7 @@ func TestPolicyMatrix(t *testing.T) {
 		// the two the reader and memberB failed to delete.
 		fresh(projB)
 		for token, wantN := range map[string]int{"member": 3, "reader": 3, "memberB": 1} {
-			got := e.must(200, e.do(token, "GET", "/v3/volumes", nil))["volumes"].([]any)
+			got := e.MustJSON(200, e.Do(token, "GET", "/v3/volumes", nil))["volumes"].([]any)
 			if len(got) != wantN {
 				t.Errorf("%s lists %d volumes, want %d", token, len(got), wantN)
 			}

@@ -12,56 +12,88 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/errs"
 )
 
+// handler is the shape of every volume API handler: it writes its response
+// and returns the error to answer instead, which ServeHTTP renders as
+// Cinder's error body. Nothing else in the service writes error bodies.
+type handler func(w http.ResponseWriter, r *http.Request) error
+
+// ServeHTTP implements http.Handler.
+func (h handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := h(w, r); err != nil {
+		writeError(w, r, err)
+	}
+}
+
+// writeError renders err as a Cinder error body.
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	api.WriteError(w, r, api.Cinder, err)
+}
+
+// reply writes v as the JSON response body with status code.
+func reply(w http.ResponseWriter, code int, v any) error {
+	api.WriteJSON(w, code, v)
+	return nil
+}
+
+// replyEmpty answers status code without a body.
+func replyEmpty(w http.ResponseWriter, code int) error {
+	w.WriteHeader(code)
+	return nil
+}
+
 // routes registers only the /v3/{project_id}/... forms; project-less paths
 // (microversion 3.67) are rewritten by the middleware, because ServeMux
 // cannot hold both shapes (see go-libraries.md).
 func (s *Service) routes() {
 	m := s.mux
-	m.HandleFunc("GET /{$}", s.versions)
-	m.HandleFunc("GET /v3/{$}", s.versionV3)
-	m.HandleFunc("GET /v3", s.versionV3)
+	m.Handle("GET /{$}", handler(s.versions))
+	m.Handle("GET /v3/{$}", handler(s.versionV3))
+	m.Handle("GET /v3", handler(s.versionV3))
 	p := "/v3/{project_id}"
 
-	m.HandleFunc("GET "+p+"/types", s.listTypes)
-	m.HandleFunc("POST "+p+"/types", s.createType)
-	m.HandleFunc("GET "+p+"/types/{type_id}", s.showType)
-	m.HandleFunc("PUT "+p+"/types/{type_id}", s.updateType)
-	m.HandleFunc("DELETE "+p+"/types/{type_id}", s.deleteType)
-	m.HandleFunc("POST "+p+"/types/{type_id}/action", s.typeAction)
-	m.HandleFunc("GET "+p+"/types/{type_id}/os-volume-type-access", s.listTypeAccess)
-	m.HandleFunc("GET "+p+"/types/{type_id}/extra_specs", s.listExtraSpecs)
-	m.HandleFunc("POST "+p+"/types/{type_id}/extra_specs", s.createExtraSpecs)
-	m.HandleFunc("GET "+p+"/types/{type_id}/extra_specs/{key}", s.showExtraSpec)
-	m.HandleFunc("PUT "+p+"/types/{type_id}/extra_specs/{key}", s.updateExtraSpec)
-	m.HandleFunc("DELETE "+p+"/types/{type_id}/extra_specs/{key}", s.deleteExtraSpec)
+	m.Handle("GET "+p+"/types", handler(s.listTypes))
+	m.Handle("POST "+p+"/types", handler(s.createType))
+	m.Handle("GET "+p+"/types/{type_id}", handler(s.showType))
+	m.Handle("PUT "+p+"/types/{type_id}", handler(s.updateType))
+	m.Handle("DELETE "+p+"/types/{type_id}", handler(s.deleteType))
+	m.Handle("POST "+p+"/types/{type_id}/action", handler(s.typeAction))
+	m.Handle("GET "+p+"/types/{type_id}/os-volume-type-access", handler(s.listTypeAccess))
+	m.Handle("GET "+p+"/types/{type_id}/extra_specs", handler(s.listExtraSpecs))
+	m.Handle("POST "+p+"/types/{type_id}/extra_specs", handler(s.createExtraSpecs))
+	m.Handle("GET "+p+"/types/{type_id}/extra_specs/{key}", handler(s.showExtraSpec))
+	m.Handle("PUT "+p+"/types/{type_id}/extra_specs/{key}", handler(s.updateExtraSpec))
+	m.Handle("DELETE "+p+"/types/{type_id}/extra_specs/{key}", handler(s.deleteExtraSpec))
 
-	m.HandleFunc("GET "+p+"/volumes", s.listVolumes)
-	m.HandleFunc("GET "+p+"/volumes/detail", s.listVolumesDetail)
-	m.HandleFunc("GET "+p+"/volumes/summary", s.volumeSummary)
-	m.HandleFunc("POST "+p+"/volumes", s.createVolume)
-	m.HandleFunc("GET "+p+"/volumes/{volume_id}", s.showVolume)
-	m.HandleFunc("PUT "+p+"/volumes/{volume_id}", s.updateVolume)
-	m.HandleFunc("DELETE "+p+"/volumes/{volume_id}", s.deleteVolume)
-	m.HandleFunc("POST "+p+"/volumes/{volume_id}/action", s.volumeAction)
-	m.HandleFunc("GET "+p+"/volumes/{volume_id}/metadata", s.showMetadata)
-	m.HandleFunc("POST "+p+"/volumes/{volume_id}/metadata", s.createMetadata)
-	m.HandleFunc("PUT "+p+"/volumes/{volume_id}/metadata", s.replaceMetadata)
-	m.HandleFunc("GET "+p+"/volumes/{volume_id}/metadata/{key}", s.showMetadataItem)
-	m.HandleFunc("PUT "+p+"/volumes/{volume_id}/metadata/{key}", s.updateMetadataItem)
-	m.HandleFunc("DELETE "+p+"/volumes/{volume_id}/metadata/{key}", s.deleteMetadataItem)
+	m.Handle("GET "+p+"/volumes", handler(s.listVolumes))
+	m.Handle("GET "+p+"/volumes/detail", handler(s.listVolumesDetail))
+	m.Handle("GET "+p+"/volumes/summary", handler(s.volumeSummary))
+	m.Handle("POST "+p+"/volumes", handler(s.createVolume))
+	m.Handle("GET "+p+"/volumes/{volume_id}", handler(s.showVolume))
+	m.Handle("PUT "+p+"/volumes/{volume_id}", handler(s.updateVolume))
+	m.Handle("DELETE "+p+"/volumes/{volume_id}", handler(s.deleteVolume))
+	m.Handle("POST "+p+"/volumes/{volume_id}/action", handler(s.volumeAction))
+	m.Handle("GET "+p+"/volumes/{volume_id}/metadata", handler(s.showMetadata))
+	m.Handle("POST "+p+"/volumes/{volume_id}/metadata", handler(s.createMetadata))
+	m.Handle("PUT "+p+"/volumes/{volume_id}/metadata", handler(s.replaceMetadata))
+	m.Handle("GET "+p+"/volumes/{volume_id}/metadata/{key}", handler(s.showMetadataItem))
+	m.Handle("PUT "+p+"/volumes/{volume_id}/metadata/{key}", handler(s.updateMetadataItem))
+	m.Handle("DELETE "+p+"/volumes/{volume_id}/metadata/{key}", handler(s.deleteMetadataItem))
 
-	m.HandleFunc("GET "+p+"/os-availability-zone", s.listAZs)
-	m.HandleFunc("GET "+p+"/messages", s.listMessages)
-	m.HandleFunc("GET "+p+"/messages/{message_id}", s.showMessage)
-	m.HandleFunc("DELETE "+p+"/messages/{message_id}", s.deleteMessage)
-	m.HandleFunc("GET "+p+"/extensions", s.listExtensions)
-	m.HandleFunc("GET "+p+"/scheduler-stats/get_pools", s.getPools)
+	m.Handle("GET "+p+"/os-availability-zone", handler(s.listAZs))
+	m.Handle("GET "+p+"/messages", handler(s.listMessages))
+	m.Handle("GET "+p+"/messages/{message_id}", handler(s.showMessage))
+	m.Handle("DELETE "+p+"/messages/{message_id}", handler(s.deleteMessage))
+	m.Handle("GET "+p+"/extensions", handler(s.listExtensions))
+	m.Handle("GET "+p+"/scheduler-stats/get_pools", handler(s.getPools))
 
 	// Anything else under /v3 is Cinder's 404.
-	m.HandleFunc("/v3/", func(w http.ResponseWriter, r *http.Request) {
-		api.WriteError(w, r, api.Cinder, errs.E(errs.NotFound, "The resource could not be found."))
-	})
+	m.Handle("/v3/", handler(func(w http.ResponseWriter, r *http.Request) error {
+		return errResourceNotFound
+	}))
 }
+
+// errResourceNotFound is Cinder's answer for a path it does not route.
+var errResourceNotFound = errs.E(errs.NotFound, "The resource could not be found.")
 
 // projectRE is Cinder's project_id_regex.
 var projectRE = regexp.MustCompile(`^[0-9a-fA-F\-]+$`)
@@ -74,6 +106,12 @@ var collections = map[string]bool{
 	"os-quota-sets": true, "scheduler-stats": true, "os-services": true,
 	"attachments": true, "groups": true, "group_types": true, "qos-specs": true,
 }
+
+// noProject stands for the project of a project-less path requested with
+// an unscoped token, which has none. The middleware never lets it in from
+// a client (it is not the caller's project), so it only marks that case;
+// links then carry no project, as in Cinder.
+const noProject = "-"
 
 type ctxKey int
 
@@ -132,46 +170,64 @@ func isPublic(r *http.Request) bool {
 // middleware: microversion negotiation, authentication, and the rewrite of
 // project-less paths to the caller's project.
 func (s *Service) middleware(next http.Handler) http.Handler {
-	fail := func(w http.ResponseWriter, r *http.Request, err error) { api.WriteError(w, r, api.Cinder, err) }
-	authed := auth.Require(s.deps.Validator, isPublic, fail)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if c := auth.FromContext(r.Context()); c != nil && strings.HasPrefix(r.URL.Path, "/v3/") {
-			rest := strings.TrimPrefix(r.URL.Path, "/v3/")
-			first, _, _ := strings.Cut(rest, "/")
-			switch {
-			case collections[first]:
-				r = rewritePath(r, "/v3/"+c.ProjectID+"/"+rest)
-			case first != "" && !projectRE.MatchString(first):
-				fail(w, r, errs.E(errs.NotFound, "The resource could not be found."))
-				return
-			case first != "" && first != c.ProjectID:
-				fail(w, r, errs.E(errs.Invalid, "Malformed request url"))
-				return
-			}
+	authed := auth.Require(s.deps.Validator, isPublic, writeError)(handler(func(w http.ResponseWriter, r *http.Request) error {
+		r, err := projectPath(r)
+		if err != nil {
+			return err
 		}
 		next.ServeHTTP(w, r)
+		return nil
 	}))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return handler(func(w http.ResponseWriter, r *http.Request) error {
 		h := w.Header()
 		h.Set("X-Compute-Request-Id", h.Get(api.HeaderRequestID))
 		if r.URL.Path == "/" {
 			authed.ServeHTTP(w, r)
-			return
+			return nil
 		}
 		v, err := parseVersion(r)
+		if errs.KindOf(err) == errs.NotAcceptable {
+			// Cinder renders the microversion refusal as a computeFault.
+			return reply(w, http.StatusNotAcceptable, map[string]any{"computeFault": map[string]any{
+				"code": http.StatusNotAcceptable, "message": errs.Message(err)}})
+		}
 		if err != nil {
-			if errs.KindOf(err) == errs.NotAcceptable {
-				// Cinder renders the microversion refusal as a computeFault.
-				api.WriteJSON(w, http.StatusNotAcceptable, map[string]any{"computeFault": map[string]any{
-					"code": http.StatusNotAcceptable, "message": errs.Message(err)}})
-				return
-			}
-			fail(w, r, err)
-			return
+			return err
 		}
 		h.Set("OpenStack-API-Version", "volume "+v.String())
 		h.Add("Vary", "OpenStack-API-Version")
 		authed.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyVersion, v)))
+		return nil
 	})
+}
+
+// projectPath puts the caller's project into a project-less path and
+// refuses a path naming a project that is not the caller's (Cinder's
+// "Malformed request url"; a segment that cannot be a project is 404).
+func projectPath(r *http.Request) (*http.Request, error) {
+	c := auth.FromContext(r.Context())
+	rest, ok := strings.CutPrefix(r.URL.Path, "/v3/")
+	if c == nil || !ok {
+		return r, nil
+	}
+	first, _, _ := strings.Cut(rest, "/")
+	switch {
+	case collections[first]:
+		project := c.ProjectID
+		if project == "" {
+			// An unscoped token: the handler runs without a project and
+			// its policy check refuses the caller, as Cinder's does. An
+			// empty segment would make ServeMux redirect to the
+			// project-less path, which comes back here: a loop.
+			project = noProject
+		}
+		return rewritePath(r, "/v3/"+project+"/"+rest), nil
+	case first != "" && !projectRE.MatchString(first):
+		return nil, errResourceNotFound
+	case first != "" && first != c.ProjectID:
+		return nil, errs.E(errs.Invalid, "Malformed request url")
+	}
+	return r, nil
 }
 
 func rewritePath(r *http.Request, path string) *http.Request {
@@ -185,10 +241,21 @@ func rewritePath(r *http.Request, path string) *http.Request {
 // caller returns the request's authenticated caller (never nil behind Require).
 func caller(r *http.Request) *auth.Caller { return auth.FromContext(r.Context()) }
 
-// fail renders err as a Cinder error body.
-func fail(w http.ResponseWriter, r *http.Request, err error) { api.WriteError(w, r, api.Cinder, err) }
-
-// publicURL is the URL prefix of links for the request's project.
+// linkBase is the URL prefix of links for the request's project: the
+// public URL's /v3, then the project unless the request has none.
 func (s *Service) linkBase(r *http.Request) string {
-	return strings.TrimRight(s.deps.Config.Volume.PublicURL, "/") + "/v3/" + r.PathValue("project_id")
+	return s.urlFor(r, "/v3")
+}
+
+// bookmarkBase is linkBase without the API version, for bookmark links.
+func (s *Service) bookmarkBase(r *http.Request) string {
+	return s.urlFor(r, "")
+}
+
+func (s *Service) urlFor(r *http.Request, version string) string {
+	base := strings.TrimRight(s.deps.Config.Volume.PublicURL, "/") + version
+	if p := r.PathValue("project_id"); p != noProject {
+		base += "/" + p
+	}
+	return base
 }

@@ -2,6 +2,8 @@ package volume
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -9,30 +11,31 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/errs"
 )
 
-// capabilities returns a backend's capabilities as the strings extra specs
-// are matched against. storage_protocol and vendor_name default to what
-// Cinder's reference (LVM) driver reports, so types written for it match.
-func (b *backend) capabilities(ctx context.Context) (map[string]string, float64, error) {
+// capabilities returns a backend's capabilities under Cinder's names and
+// with Cinder's types: strings, numbers and booleans, as get_pools shows
+// them and extra specs are matched against them. storage_protocol and
+// vendor_name default to what Cinder's reference (LVM) driver reports, so
+// types written for it match.
+func (b *backend) capabilities(ctx context.Context) (map[string]any, float64, error) {
 	c, err := b.drv.Capabilities(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
-	m := map[string]string{
-		"volume_backend_name":       b.cfg.VolumeBackendName,
-		"storage_protocol":          "iSCSI",
-		"vendor_name":               "Open Source",
-		"driver_version":            "1.0",
-		"total_capacity_gb":         strconv.FormatFloat(c.TotalCapacityGB, 'f', -1, 64),
-		"free_capacity_gb":          strconv.FormatFloat(c.FreeCapacityGB, 'f', -1, 64),
-		"thin_provisioning_support": strconv.FormatBool(c.ThinProvisioning),
-		"multiattach":               "False",
+	m := map[string]any{
+		"volume_backend_name":        b.cfg.VolumeBackendName,
+		"storage_protocol":           "iSCSI",
+		"vendor_name":                "Open Source",
+		"driver_version":             "1.0",
+		"total_capacity_gb":          c.TotalCapacityGB,
+		"free_capacity_gb":           c.FreeCapacityGB,
+		"thin_provisioning_support":  c.ThinProvisioning,
+		"thick_provisioning_support": !c.ThinProvisioning,
+		"multiattach":                c.Multiattach,
 	}
 	if c.VolumeBackendName != "" {
 		m["volume_backend_name"] = c.VolumeBackendName
 	}
-	for k, v := range c.Extra {
-		m[k] = v
-	}
+	maps.Copy(m, c.Extra)
 	return m, c.FreeCapacityGB, nil
 }
 
@@ -52,7 +55,7 @@ func (s *Service) schedule(ctx context.Context, specs map[string]string, az stri
 			s.deps.Logger.Warn("backend capabilities", "backend", b.cfg.Name, "err", err)
 			continue
 		}
-		thin := caps["thin_provisioning_support"] == "true"
+		thin := caps["thin_provisioning_support"] == true
 		if !thin && free < float64(sizeGiB) {
 			continue
 		}
@@ -78,8 +81,9 @@ func (s *Service) backendNamed(name string) *backend {
 	return nil
 }
 
-// satisfies matches extra specs against capabilities.
-func satisfies(caps map[string]string, specs map[string]string) bool {
+// satisfies matches extra specs against capabilities, as Cinder's
+// CapabilitiesFilter does.
+func satisfies(caps map[string]any, specs map[string]string) bool {
 	keys := make([]string, 0, len(specs))
 	for k := range specs {
 		keys = append(keys, k)
@@ -101,66 +105,113 @@ func satisfies(caps map[string]string, specs map[string]string) bool {
 	return true
 }
 
-// matchSpec implements Cinder's extra_specs_ops: "<op> value" requirements
-// or plain string equality.
-func matchSpec(value, req string) bool {
+// matchSpec implements Cinder's extra_specs_ops.match: "<op> word"
+// requirements, or equality with the whole requirement. As in Python, only
+// a string capability equals a string; numeric operators read numbers,
+// numeric strings and booleans; <is> compares oslo's bool_from_string of
+// both sides, so a capability true matches "<is> True".
+func matchSpec(value any, req string) bool {
 	words := strings.Fields(req)
 	if len(words) == 0 {
-		return value == req
+		return value == any(req)
 	}
-	op := words[0]
-	rest := words[1:]
-	num := func(s string) (float64, bool) {
-		f, err := strconv.ParseFloat(s, 64)
+	op, args := words[0], words[1:]
+	if op == "<or>" {
+		return matchOr(value, args)
+	}
+	compare, ok := specOps[op]
+	if !ok {
+		return value == any(req)
+	}
+	return len(args) > 0 && compare(value, args[0])
+}
+
+// matchOr matches "<or> a <or> b ...": every other word is a candidate.
+func matchOr(value any, words []string) bool {
+	for i := 0; i < len(words); i += 2 {
+		if value == any(words[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// specOps are extra_specs_ops' operators other than <or>, applied to the
+// capability and the requirement's first word.
+var specOps = map[string]func(value any, arg string) bool{
+	"=":    numeric(func(a, b float64) bool { return a >= b }),
+	"==":   numeric(func(a, b float64) bool { return a == b }),
+	"!=":   numeric(func(a, b float64) bool { return a != b }),
+	">=":   numeric(func(a, b float64) bool { return a >= b }),
+	"<=":   numeric(func(a, b float64) bool { return a <= b }),
+	"<is>": func(v any, arg string) bool { return boolFromString(v) == boolFromString(arg) },
+	"<in>": textual(strings.Contains),
+	"s==":  textual(func(a, b string) bool { return a == b }),
+	"s!=":  func(v any, arg string) bool { return v != any(arg) },
+	"s<":   textual(func(a, b string) bool { return a < b }),
+	"s<=":  textual(func(a, b string) bool { return a <= b }),
+	"s>":   textual(func(a, b string) bool { return a > b }),
+	"s>=":  textual(func(a, b string) bool { return a >= b }),
+}
+
+// numeric applies cmp to both sides read as numbers (Python's float());
+// false when either is not one.
+func numeric(cmp func(a, b float64) bool) func(any, string) bool {
+	return func(v any, arg string) bool {
+		a, ok1 := toFloat(v)
+		b, ok2 := toFloat(arg)
+		return ok1 && ok2 && cmp(a, b)
+	}
+}
+
+// textual applies cmp to a string capability; other capabilities never
+// match (Python raises a TypeError there, which Cinder does not catch).
+func textual(cmp func(a, b string) bool) func(any, string) bool {
+	return func(v any, arg string) bool {
+		s, ok := v.(string)
+		return ok && cmp(s, arg)
+	}
+}
+
+func toFloat(v any) (float64, bool) {
+	switch x := v.(type) {
+	case bool:
+		if x {
+			return 1, true
+		}
+		return 0, true
+	case int:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	case float64:
+		return x, true
+	case string:
+		f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
 		return f, err == nil
 	}
-	arg := strings.Join(rest, " ")
-	switch op {
-	case "<or>":
-		cands := []string{}
-		for i := 0; i < len(words); i++ {
-			if words[i] != "<or>" {
-				cands = append(cands, words[i])
-			}
-		}
-		for _, c := range cands {
-			if c == value {
-				return true
-			}
-		}
+	return 0, false
+}
+
+// boolFromString is oslo.utils' bool_from_string (not strict): a boolean
+// is itself; anything else is true when its text is one of 1, t, true, on,
+// y, yes (any case, surrounding space ignored). A Python float's text is
+// never one of them.
+func boolFromString(v any) bool {
+	var s string
+	switch x := v.(type) {
+	case bool:
+		return x
+	case string:
+		s = x
+	case float64:
 		return false
-	case "<in>":
-		return strings.Contains(value, arg)
-	case "<is>":
-		return strings.EqualFold(value, arg) || (strings.EqualFold(arg, "true") && strings.EqualFold(value, "true"))
-	case "s==":
-		return value == arg
-	case "s!=":
-		return value != arg
-	case "s<":
-		return value < arg
-	case "s<=":
-		return value <= arg
-	case "s>":
-		return value > arg
-	case "s>=":
-		return value >= arg
-	case "=", "==", "!=", ">=", "<=":
-		a, ok1 := num(value)
-		b, ok2 := num(arg)
-		if !ok1 || !ok2 {
-			return false
-		}
-		switch op {
-		case "=", ">=":
-			return a >= b
-		case "==":
-			return a == b
-		case "!=":
-			return a != b
-		case "<=":
-			return a <= b
-		}
+	default:
+		s = fmt.Sprint(x)
 	}
-	return value == req
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "1", "t", "true", "on", "y", "yes":
+		return true
+	}
+	return false
 }

@@ -14,8 +14,9 @@ import (
 
 func TestMatchSpec(t *testing.T) {
 	tests := []struct {
-		value, req string
-		want       bool
+		value any
+		req   string
+		want  bool
 	}{
 		{"local", "local", true},
 		{"local", "other", false},
@@ -32,10 +33,29 @@ func TestMatchSpec(t *testing.T) {
 		{"abc", "s== abc", true},
 		{"abc", "s!= abc", false},
 		{"abc", "s< abd", true},
+		// Typed capabilities, with Cinder's (Python's) semantics.
+		{true, "<is> True", true},
+		{true, "<is> true", true},
+		{false, "<is> True", false},
+		{true, "<is> False", false},
+		{false, "<is> False", true},
+		{"yes", "<is> True", true},
+		{true, "True", false}, // plain equality: a boolean is no string
+		{100.0, ">= 50", true},
+		{10.5, "<= 10", false},
+		{true, "== 1", true}, // Python's float(True)
+		{2.0, "s== 2", false},
+		{2.0, "s!= 2", true},
+		{true, "<in> rue", false},
+		{"abc def", "<in> def ghi", true}, // only the first word counts
+		{"b", "<or> a b <or> c", false},   // "b" stands where <or> belongs,
+		{"c", "<or> a b <or> c", false},   // so the candidates are a and <or>
+		{"c", "<or> a <or> c", true},
+		{"x", "<or>", false},
 	}
 	for _, tt := range tests {
 		if got := matchSpec(tt.value, tt.req); got != tt.want {
-			t.Errorf("matchSpec(%q, %q) = %v", tt.value, tt.req, got)
+			t.Errorf("matchSpec(%#v, %q) = %v", tt.value, tt.req, got)
 		}
 	}
 }
@@ -50,7 +70,7 @@ func TestSchedulerSpecs(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.createType("ok", map[string]string{StoreSpec: "cheap", "foo:bar": "x", "capabilities:volume_backend_name": "local",
-			"storage_protocol": caps["storage_protocol"], "vendor_name": caps["vendor_name"], "volume_backend_name": "local"})
+			"storage_protocol": caps["storage_protocol"].(string), "vendor_name": caps["vendor_name"].(string), "volume_backend_name": "local"})
 		e.createVolume("member", projA, map[string]any{"volume_type": "ok"}, "available")
 		// Unscoped keys must match a capability.
 		for name, specs := range map[string]map[string]string{
@@ -60,12 +80,12 @@ func TestSchedulerSpecs(t *testing.T) {
 		} {
 			e.createType(name, specs)
 			v := e.createVolume("member", projA, map[string]any{"volume_type": name}, "error")
-			msgs := e.must(200, e.do("member", "GET", "/v3/"+projA+"/messages?resource_uuid="+v["id"].(string), nil, "OpenStack-API-Version", "volume 3.3"))["messages"].([]any)
+			msgs := e.MustJSON(200, e.Do("member", "GET", "/v3/"+projA+"/messages?resource_uuid="+v["id"].(string), nil, "OpenStack-API-Version", "volume 3.3"))["messages"].([]any)
 			if len(msgs) != 1 || msgs[0].(map[string]any)["user_message"] != "schedule allocate volume:Could not find any available weighted backend." {
 				t.Errorf("%s: messages %v", name, msgs)
 			}
 			// An errored volume can be deleted.
-			e.must(202, e.do("member", "DELETE", "/v3/"+projA+"/volumes/"+v["id"].(string), nil))
+			e.MustJSON(202, e.Do("member", "DELETE", "/v3/"+projA+"/volumes/"+v["id"].(string), nil))
 		}
 	})
 }
@@ -78,8 +98,8 @@ func TestRecovery(t *testing.T) {
 		e.stop()
 		ctx := context.Background()
 		// A create recorded but never run (the process died after the 202).
-		r := e.do("member", "POST", "/v3/"+projA+"/volumes", map[string]any{"volume": map[string]any{"size": 1}})
-		created := e.must(202, r)["volume"].(map[string]any)["id"].(string)
+		r := e.Do("member", "POST", "/v3/"+projA+"/volumes", map[string]any{"volume": map[string]any{"size": 1}})
+		created := e.MustJSON(202, r)["volume"].(map[string]any)["id"].(string)
 		// Work leased by another live process is left alone until the lease
 		// expires (the other process died without releasing it).
 		leased := e.createVolumeNoWorker("member", projA)
@@ -87,37 +107,32 @@ func TestRecovery(t *testing.T) {
 			t.Fatal(err)
 		}
 		leaseEnd := time.Now().Add(3 * time.Second)
-		if _, err := d.ExecContext(ctx, `INSERT INTO volume_work (id, volume_id, kind, payload, attempts, lease_owner, lease_until, created_at) VALUES (?, ?, ?, '{}', 1, 'other', ?, ?)`,
-			uuid.NewString(), leased, workCreate, db.Timestamp{Time: leaseEnd}, db.Now()); err != nil {
-			t.Fatal(err)
-		}
+		addTask(t, d, workCreate, leased, workPayload{}, 1, "other", leaseEnd)
 
 		// An upload whose process died mid-way: volume uploading, image queued.
 		up := e.createVolumeNoWorker("member", projA)
 		e.start()
 		e.waitStatus("member", projA, up, "available")
 		e.stop()
-		img, err := e.svc.glance(e.glance.srv.URL).CreateImage(ctx, "member", map[string]any{"name": "resumed", "disk_format": "qcow2", "container_format": "bare"})
+		gc, err := e.svc.glance(e.glance.srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := gc.CreateImage(ctx, "member", map[string]any{"name": "resumed", "disk_format": "qcow2", "container_format": "bare"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := setStatus(ctx, d, up, "uploading", "available"); err != nil {
 			t.Fatal(err)
 		}
-		p, _ := json.Marshal(workPayload{ImageID: img.ID, Token: "member", DiskFormat: "qcow2", ContainerFormat: "bare", PreviousStatus: "available"})
-		if _, err := d.ExecContext(ctx, `INSERT INTO volume_work (id, volume_id, kind, payload, attempts, created_at) VALUES (?, ?, ?, ?, 1, ?)`,
-			uuid.NewString(), up, workUpload, string(p), db.Now()); err != nil {
-			t.Fatal(err)
-		}
+		addTask(t, d, workUpload, up, workPayload{ImageID: img.ID, Token: "member", DiskFormat: "qcow2",
+			ContainerFormat: "bare", PreviousStatus: "available"}, 1, "dead", time.Now().Add(-time.Second))
 		// Work that already failed too often is given up, not retried forever.
 		stuck := e.createVolumeNoWorker("member", projA)
 		if _, err := d.ExecContext(ctx, `UPDATE volumes SET status = 'creating' WHERE id = ?`, stuck); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := d.ExecContext(ctx, `INSERT INTO volume_work (id, volume_id, kind, payload, attempts, created_at) VALUES (?, ?, ?, '{}', ?, ?)`,
-			uuid.NewString(), stuck, workCreate, maxAttempts, db.Now()); err != nil {
-			t.Fatal(err)
-		}
+		addTask(t, d, workCreate, stuck, workPayload{}, maxAttempts, "dead", time.Now().Add(-time.Second))
 
 		// A new service on the same database resumes everything.
 		e2 := newEnvOn(t, d, e)
@@ -133,28 +148,78 @@ func TestRecovery(t *testing.T) {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			var n int
-			if err := d.QueryRowContext(ctx, `SELECT COUNT(*) FROM volume_work`).Scan(&n); err != nil {
+			if err := d.QueryRowContext(ctx, `SELECT COUNT(*) FROM tasks WHERE state IN ('pending', 'running')`).Scan(&n); err != nil {
 				t.Fatal(err)
 			}
 			if n == 0 {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%d work rows left", n)
+				t.Fatalf("%d tasks unfinished", n)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
 }
 
+// addTask records a volume task as a process left it: claimed attempts
+// times by owner, whose lease ends at leaseUntil.
+func addTask(t *testing.T, d *db.DB, kind, volumeID string, p workPayload, attempts int, owner string, leaseUntil time.Time) {
+	t.Helper()
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.ExecContext(context.Background(), `INSERT INTO tasks (id, kind, subject, payload, state, attempts, epoch,
+not_before, lease_owner, lease_until, created_at, updated_at) VALUES (?, ?, ?, ?, 'running', ?, 1, ?, ?, ?, ?, ?)`,
+		uuid.NewString(), kind, volumeID, string(b), attempts, db.Now(), owner, db.Timestamp{Time: leaseUntil}, db.Now(), db.Now()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // createVolumeNoWorker creates an available volume while the worker is
 // stopped, by running the worker briefly.
 func (e *env) createVolumeNoWorker(token, project string) string {
 	e.t.Helper()
-	r := e.do(token, "POST", "/v3/"+project+"/volumes", map[string]any{"volume": map[string]any{"size": 1}})
-	id := e.must(202, r)["volume"].(map[string]any)["id"].(string)
+	r := e.Do(token, "POST", "/v3/"+project+"/volumes", map[string]any{"volume": map[string]any{"size": 1}})
+	id := e.MustJSON(202, r)["volume"].(map[string]any)["id"].(string)
 	e.start()
 	e.waitStatus(token, project, id, "available")
 	e.stop()
 	return id
+}
+
+// A type with multiattach "<is> True" makes multiattach volumes that
+// schedule to the file backend, which reports the capability (issue 17);
+// retyping follows the new type's spec, as in Cinder.
+func TestMultiattachType(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d)
+		e.createType("multi", map[string]string{"multiattach": "<is> True"})
+		e.createType("plain", nil)
+		created := e.MustJSON(202, e.Do("member", "POST", "/v3/"+projA+"/volumes",
+			map[string]any{"volume": map[string]any{"size": 1, "volume_type": "multi"}}))["volume"].(map[string]any)
+		if created["multiattach"] != true {
+			t.Errorf("create answered multiattach %v", created["multiattach"])
+		}
+		id := created["id"].(string)
+		if v := e.waitStatus("member", projA, id, "available"); v["multiattach"] != true {
+			t.Errorf("show: multiattach %v", v["multiattach"])
+		}
+		if v := e.createVolume("member", projA, map[string]any{"volume_type": "plain"}, "available"); v["multiattach"] != false {
+			t.Errorf("plain type: multiattach %v", v["multiattach"])
+		}
+		if v := e.createVolume("member", projA, map[string]any{"source_volid": id}, "available"); v["multiattach"] != true {
+			t.Errorf("clone of a multiattach volume: multiattach %v", v["multiattach"])
+		}
+		act := "/v3/" + projA + "/volumes/" + id + "/action"
+		e.Must(202, e.Do("member", "POST", act, map[string]any{"os-retype": map[string]any{"new_type": "plain"}}))
+		if v := e.waitStatus("member", projA, id, "available"); v["multiattach"] != false || v["volume_type"] != "plain" {
+			t.Errorf("retyped to plain: multiattach %v, type %v", v["multiattach"], v["volume_type"])
+		}
+		e.Must(202, e.Do("member", "POST", act, map[string]any{"os-retype": map[string]any{"new_type": "multi"}}))
+		if v := e.waitStatus("member", projA, id, "available"); v["multiattach"] != true {
+			t.Errorf("retyped to multi: multiattach %v", v["multiattach"])
+		}
+	})
 }

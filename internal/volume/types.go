@@ -3,13 +3,10 @@ package volume
 import (
 	"context"
 	"net/http"
-	"regexp"
-	"sort"
 	"strings"
 
 	"github.com/google/uuid"
 
-	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
 )
@@ -17,30 +14,19 @@ import (
 // StoreSpec is the extra spec naming the image store uploads go to.
 const StoreSpec = "image_service:store_id"
 
-// volType is a volume type with its extra specs.
-type volType struct {
-	ID          string
-	Name        string
-	Description *string
-	IsPublic    bool
-	CreatedAt   db.Timestamp
-	UpdatedAt   db.Timestamp
-	ExtraSpecs  map[string]string
-}
+// defaultTypeKey is the type id that stands for the default type.
+const defaultTypeKey = "default"
 
 // userVisibleSpecs are the extra specs non-admins may see (Cinder's
 // USER_VISIBLE_EXTRA_SPECS); image_service:store_id is not among them.
 var userVisibleSpecs = map[string]bool{"RESKEY:availability_zones": true, "multiattach": true, "replication_enabled": true}
 
+// multiattach reports whether volumes of the type are multiattach: Cinder
+// compares the spec with "<is> True" exactly.
+func (t *volType) multiattach() bool { return t.ExtraSpecs["multiattach"] == "<is> True" }
+
 func (s *Service) ensureDefaultType(ctx context.Context) error {
-	name := s.deps.Config.Volume.DefaultVolumeType
-	if name == "" {
-		name = "__DEFAULT__"
-	}
-	desc := "Default Volume Type"
-	_, err := s.deps.DB.ExecContext(ctx, `INSERT INTO volume_types (id, name, description, is_public, created_at)
-		VALUES (?, ?, ?, TRUE, ?) ON CONFLICT (name) DO NOTHING`, uuid.NewString(), name, desc, db.Now())
-	return err
+	return insertDefaultType(ctx, s.deps.DB, s.defaultTypeName())
 }
 
 func (s *Service) defaultTypeName() string {
@@ -50,81 +36,39 @@ func (s *Service) defaultTypeName() string {
 	return "__DEFAULT__"
 }
 
-const typeCols = `id, name, description, is_public, created_at, updated_at`
-
-func scanType(sc interface{ Scan(...any) error }) (*volType, error) {
-	t := &volType{}
-	err := sc.Scan(&t.ID, &t.Name, &t.Description, &t.IsPublic, &t.CreatedAt, &t.UpdatedAt)
-	return t, err
-}
-
-func loadSpecs(ctx context.Context, q db.Querier, t *volType) error {
-	rows, err := q.QueryContext(ctx, `SELECT key, value FROM volume_type_extra_specs WHERE type_id = ?`, t.ID)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	t.ExtraSpecs = map[string]string{}
-	for rows.Next() {
-		var k string
-		var v *string
-		if err := rows.Scan(&k, &v); err != nil {
-			return err
-		}
-		if v != nil {
-			t.ExtraSpecs[k] = *v
-		} else {
-			t.ExtraSpecs[k] = ""
-		}
-	}
-	return rows.Err()
-}
-
-// getType finds a type by id ("default" is the default type); name lookups
-// are used by volume create. Private types the caller has no access to
-// are not found.
+// getType finds a type by id (defaultTypeKey is the default type), or with
+// byName by id or name (volume create and retype). With r, a private type
+// the caller has no access to is not found.
 func (s *Service) getType(ctx context.Context, q db.Querier, r *http.Request, idOrName string, byName bool) (*volType, error) {
-	var row interface{ Scan(...any) error }
+	var t *volType
+	var err error
 	switch {
-	case idOrName == "default":
-		row = q.QueryRowContext(ctx, `SELECT `+typeCols+` FROM volume_types WHERE name = ?`, s.defaultTypeName())
+	case idOrName == defaultTypeKey:
+		t, err = typeByName(ctx, q, s.defaultTypeName(), idOrName)
 	case byName:
-		row = q.QueryRowContext(ctx, `SELECT `+typeCols+` FROM volume_types WHERE id = ? OR name = ? ORDER BY CASE WHEN id = ? THEN 0 ELSE 1 END LIMIT 1`, idOrName, idOrName, idOrName)
+		t, err = typeByIDOrName(ctx, q, idOrName)
 	default:
-		row = q.QueryRowContext(ctx, `SELECT `+typeCols+` FROM volume_types WHERE id = ?`, idOrName)
-	}
-	t, err := scanType(row)
-	if db.IsNoRows(err) {
-		return nil, errs.E(errs.NotFound, "Volume type with id %s could not be found.", idOrName)
+		t, err = typeByID(ctx, q, idOrName)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if r != nil && !t.IsPublic && !caller(r).IsAdmin() {
-		var n int
-		if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM volume_type_projects WHERE type_id = ? AND project_id = ?`, t.ID, caller(r).ProjectID).Scan(&n); err != nil {
-			return nil, err
-		}
-		if n == 0 {
-			return nil, errs.E(errs.NotFound, "Volume type with id %s could not be found.", idOrName)
-		}
+	if r == nil || t.IsPublic || caller(r).IsAdmin() {
+		return t, nil
 	}
-	return t, loadSpecs(ctx, q, t)
+	ok, err := typeAccessible(ctx, q, t.ID, caller(r).ProjectID)
+	if err == nil && !ok {
+		err = typeNotFound(idOrName)
+	}
+	return t, err
 }
 
 // typeView renders a type; create and update leave out fields their
 // response schemas refuse.
-func typeView(r *http.Request, t *volType, kind string) map[string]any {
+func (s *Service) typeView(r *http.Request, t *volType, kind string) map[string]any {
 	m := map[string]any{"id": t.ID, "name": t.Name, "description": t.Description, "is_public": t.IsPublic}
 	if allowed(r, "volume_extension:access_types_extra_specs", "") {
-		specs := map[string]string{}
-		sensitive := allowed(r, "volume_extension:types_extra_specs:read_sensitive", "")
-		for k, v := range t.ExtraSpecs {
-			if sensitive || userVisibleSpecs[k] {
-				specs[k] = v
-			}
-		}
-		m["extra_specs"] = specs
+		m["extra_specs"] = s.visibleSpecs(r, t.ExtraSpecs)
 	}
 	if kind != "update" {
 		m["os-volume-type-access:is_public"] = t.IsPublic
@@ -135,256 +79,201 @@ func typeView(r *http.Request, t *volType, kind string) map[string]any {
 	return m
 }
 
-func (s *Service) listTypes(w http.ResponseWriter, r *http.Request) {
-	if err := enforce(r, "volume_extension:type_get_all", ""); err != nil {
-		fail(w, r, err)
-		return
-	}
-	ctx := r.Context()
-	c := caller(r)
-	q := `SELECT ` + typeCols + ` FROM volume_types`
-	args := []any{}
-	isPublic := r.URL.Query().Get("is_public")
-	switch {
-	case c.IsAdmin() && strings.EqualFold(isPublic, "none"):
-	case c.IsAdmin() && isPublic != "":
-		b, err := parseBool("is_public", isPublic)
-		if err != nil {
-			fail(w, r, err)
-			return
+// visibleSpecs are the specs the caller may read: all for admins, else
+// the user-visible ones.
+func (s *Service) visibleSpecs(r *http.Request, specs map[string]string) map[string]string {
+	sensitive := allowed(r, "volume_extension:types_extra_specs:read_sensitive", "")
+	out := map[string]string{}
+	for k, v := range specs {
+		if sensitive || userVisibleSpecs[k] {
+			out[k] = v
 		}
-		if b {
-			// As Cinder: public types, and private ones shared with the project.
-			q += ` WHERE is_public = TRUE OR id IN (SELECT type_id FROM volume_type_projects WHERE project_id = ?)`
-			args = append(args, c.ProjectID)
-		} else {
-			q += ` WHERE is_public = FALSE`
-		}
-	default:
-		q += ` WHERE is_public = TRUE OR id IN (SELECT type_id FROM volume_type_projects WHERE project_id = ?)`
-		args = append(args, c.ProjectID)
 	}
-	q += ` ORDER BY created_at DESC, id DESC LIMIT 1000`
-	rows, err := s.deps.DB.QueryContext(ctx, q, args...)
-	if err != nil {
-		fail(w, r, err)
-		return
-	}
-	var types []*volType
-	for rows.Next() {
-		t, err := scanType(rows)
-		if err != nil {
-			rows.Close()
-			fail(w, r, err)
-			return
-		}
-		types = append(types, t)
-	}
-	rows.Close()
-	out := []any{}
-	for _, t := range types {
-		if err := loadSpecs(ctx, s.deps.DB, t); err != nil {
-			fail(w, r, err)
-			return
-		}
-		out = append(out, typeView(r, t, "show"))
-	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"volume_types": out})
+	return out
 }
 
-func (s *Service) showType(w http.ResponseWriter, r *http.Request) {
+func (s *Service) listTypes(w http.ResponseWriter, r *http.Request) error {
+	if err := enforce(r, "volume_extension:type_get_all", ""); err != nil {
+		return err
+	}
+	which, err := typeListingFor(r)
+	if err != nil {
+		return err
+	}
+	types, err := listTypes(r.Context(), s.deps.DB, which, caller(r).ProjectID)
+	if err != nil {
+		return err
+	}
+	out := []any{}
+	for _, t := range types {
+		out = append(out, s.typeView(r, t, "show"))
+	}
+	return reply(w, http.StatusOK, map[string]any{"volume_types": out})
+}
+
+// typeListingFor reads is_public: admins choose public (with the private
+// types shared with their project, as in Cinder), private or all ("none");
+// everyone else sees the public types and those shared with the project.
+func typeListingFor(r *http.Request) (typeListing, error) {
+	isPublic := r.URL.Query().Get("is_public")
+	switch {
+	case !caller(r).IsAdmin() || isPublic == "":
+		return typesVisible, nil
+	case strings.EqualFold(isPublic, "none"):
+		return typesAll, nil
+	}
+	public, err := parseBool("is_public", isPublic)
+	if err != nil || public {
+		return typesVisible, err
+	}
+	return typesPrivate, nil
+}
+
+func (s *Service) showType(w http.ResponseWriter, r *http.Request) error {
 	if err := enforce(r, "volume_extension:type_get", ""); err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
 	t, err := s.getType(r.Context(), s.deps.DB, r, r.PathValue("type_id"), false)
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"volume_type": typeView(r, t, "show")})
+	return reply(w, http.StatusOK, map[string]any{"volume_type": s.typeView(r, t, "show")})
 }
 
-// specKeyRE is Cinder's extra spec key pattern.
-var specKeyRE = regexp.MustCompile(`^[a-zA-Z0-9\-_:. /]{1,255}$`)
-
-// parseSpecs validates an extra_specs object (keys and string/null values).
-func parseSpecs(v any) (map[string]*string, error) {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil, invalidInput("extra_specs", v, "%s is not of type 'object'", pyRepr(v, true))
-	}
-	out := map[string]*string{}
-	for k, val := range m {
-		if !specKeyRE.MatchString(k) {
-			return nil, invalidInput("extra_specs", m, "'%s' does not match any of the regexes: '^[a-zA-Z0-9-_:. /]{1,255}$'", k)
-		}
-		switch x := val.(type) {
-		case nil:
-			out[k] = nil
-		case string:
-			if len([]rune(x)) > 255 {
-				return nil, invalidInput(k, x, "'%s' is too long", x)
-			}
-			out[k] = &x
-		default:
-			return nil, invalidInput(k, val, "%s is not of type 'string', 'null'", pyRepr(val, true))
-		}
-	}
-	return out, nil
+// typeCreateRequest is a validated volume type create body.
+type typeCreateRequest struct {
+	Name        string
+	Description *string
+	IsPublic    bool
+	Specs       map[string]*string
 }
 
-func (s *Service) createType(w http.ResponseWriter, r *http.Request) {
-	if err := enforce(r, "volume_extension:types_manage", ""); err != nil {
-		fail(w, r, err)
-		return
-	}
+func parseTypeCreate(r *http.Request) (*typeCreateRequest, error) {
 	vt, err := decodeEntity(r, "volume_type")
 	if err != nil {
-		fail(w, r, err)
-		return
+		return nil, err
 	}
 	if err := checkAllowed("volume_type", vt, "name", "description", "extra_specs", "os-volume-type-access:is_public", "is_public"); err != nil {
-		fail(w, r, err)
-		return
+		return nil, err
 	}
 	nameV, ok := vt["name"]
 	if !ok {
-		fail(w, r, invalidInput("volume_type", vt, "'name' is a required property"))
-		return
+		return nil, invalidInput("volume_type", vt, "'name' is a required property")
 	}
 	name, ok := nameV.(string)
-	if !ok {
-		fail(w, r, invalidInput("name", nameV, "%s is not of type 'string'", pyRepr(nameV, true)))
-		return
+	switch {
+	case !ok:
+		return nil, invalidInput("name", nameV, "%s is not of type 'string'", pyRepr(nameV, true))
+	case name == "":
+		return nil, invalidInput("name", name, "'' is too short")
+	case len([]rune(name)) > 255:
+		return nil, invalidInput("name", name, "'%s' is too long", name)
+	case strings.TrimSpace(name) == "":
+		return nil, errs.E(errs.Invalid, "Volume type name can not be empty.")
 	}
-	if name == "" {
-		fail(w, r, invalidInput("name", name, "'' is too short"))
-		return
+	c := &typeCreateRequest{Name: strings.TrimSpace(name), IsPublic: true, Specs: map[string]*string{}}
+	if c.Description, err = optString(vt, "description", 255); err != nil {
+		return nil, err
 	}
-	if len([]rune(name)) > 255 {
-		fail(w, r, invalidInput("name", name, "'%s' is too long", name))
-		return
-	}
-	if strings.TrimSpace(name) == "" {
-		fail(w, r, errs.E(errs.Invalid, "Volume type name can not be empty."))
-		return
-	}
-	desc, err := optString(vt, "description", 255)
-	if err != nil {
-		fail(w, r, err)
-		return
-	}
-	public := true
 	for _, k := range []string{"os-volume-type-access:is_public", "is_public"} {
 		if v, ok := vt[k]; ok {
-			if public, err = parseBool(k, v); err != nil {
-				fail(w, r, err)
-				return
+			if c.IsPublic, err = parseBool(k, v); err != nil {
+				return nil, err
 			}
 		}
 	}
-	specs := map[string]*string{}
-	if v, ok := vt["extra_specs"]; ok && v != nil {
-		if specs, err = parseSpecs(v); err != nil {
-			fail(w, r, err)
-			return
+	if v := vt["extra_specs"]; v != nil {
+		if c.Specs, err = parseSpecs(v); err != nil {
+			return nil, err
 		}
 	}
-	if v := specs[StoreSpec]; v != nil {
+	return c, nil
+}
+
+func (s *Service) createType(w http.ResponseWriter, r *http.Request) error {
+	if err := enforce(r, "volume_extension:types_manage", ""); err != nil {
+		return err
+	}
+	req, err := parseTypeCreate(r)
+	if err != nil {
+		return err
+	}
+	if v := req.Specs[StoreSpec]; v != nil {
 		// Real Cinder skips this check on type create; validating here
 		// keeps a type from ever naming a store uploads cannot reach.
 		if err := s.validateStore(r, *v); err != nil {
-			fail(w, r, err)
-			return
-		}
-	}
-	t := &volType{ID: uuid.NewString(), Name: strings.TrimSpace(name), Description: desc, IsPublic: public, CreatedAt: db.Now(), ExtraSpecs: map[string]string{}}
-	err = s.deps.DB.InTx(r.Context(), func(tx *db.Tx) error {
-		if _, err := tx.ExecContext(r.Context(), `INSERT INTO volume_types (id, name, description, is_public, created_at) VALUES (?, ?, ?, ?, ?)`,
-			t.ID, t.Name, t.Description, t.IsPublic, t.CreatedAt); err != nil {
-			if db.IsUniqueViolation(err) {
-				return errs.E(errs.Conflict, "Volume Type %s already exists.", t.Name)
-			}
 			return err
 		}
-		return putSpecs(r.Context(), tx, t.ID, specs, t.ExtraSpecs)
+	}
+	t := &volType{ID: uuid.NewString(), Name: req.Name, Description: req.Description, IsPublic: req.IsPublic,
+		CreatedAt: db.Now(), ExtraSpecs: map[string]string{}}
+	for k, v := range req.Specs {
+		t.ExtraSpecs[k] = deref(v)
+	}
+	ctx := r.Context()
+	err = s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
+		if err := insertType(ctx, tx, t); err != nil {
+			return err
+		}
+		return putSpecs(ctx, tx, t.ID, req.Specs)
 	})
 	if err != nil {
-		fail(w, r, err)
-		return
-	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"volume_type": typeView(r, t, "create")})
-}
-
-// putSpecs upserts specs for a type and records them in into.
-func putSpecs(ctx context.Context, tx *db.Tx, typeID string, specs map[string]*string, into map[string]string) error {
-	keys := make([]string, 0, len(specs))
-	for k := range specs {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO volume_type_extra_specs (type_id, key, value) VALUES (?, ?, ?)
-			ON CONFLICT (type_id, key) DO UPDATE SET value = excluded.value`, typeID, k, specs[k]); err != nil {
-			return err
-		}
-		if into != nil {
-			if specs[k] != nil {
-				into[k] = *specs[k]
-			} else {
-				into[k] = ""
-			}
-		}
-	}
-	if len(keys) > 0 {
-		_, err := tx.ExecContext(ctx, `UPDATE volume_types SET updated_at = ? WHERE id = ?`, db.Now(), typeID)
 		return err
 	}
-	return nil
+	return reply(w, http.StatusOK, map[string]any{"volume_type": s.typeView(r, t, "create")})
 }
 
-func (s *Service) updateType(w http.ResponseWriter, r *http.Request) {
-	if err := enforce(r, "volume_extension:types_manage", ""); err != nil {
-		fail(w, r, err)
-		return
-	}
+// typeUpdateRequest is a validated volume type update body; nil fields
+// are not changed.
+type typeUpdateRequest struct {
+	Name        *string
+	Description *string
+	SetDesc     bool
+	IsPublic    *bool
+}
+
+func parseTypeUpdate(r *http.Request) (*typeUpdateRequest, error) {
 	vt, err := decodeEntity(r, "volume_type")
 	if err != nil {
-		fail(w, r, err)
-		return
+		return nil, err
 	}
 	if err := checkAllowed("volume_type", vt, "name", "description", "is_public"); err != nil {
-		fail(w, r, err)
-		return
+		return nil, err
 	}
-	name, err := optString(vt, "name", 255)
-	if err != nil {
-		fail(w, r, err)
-		return
+	u := &typeUpdateRequest{}
+	if u.Name, err = optString(vt, "name", 255); err != nil {
+		return nil, err
 	}
-	desc, err := optString(vt, "description", 255)
-	if err != nil {
-		fail(w, r, err)
-		return
+	if u.Description, err = optString(vt, "description", 255); err != nil {
+		return nil, err
 	}
-	_, hasDesc := vt["description"]
-	var public *bool
-	if v, ok := vt["is_public"]; ok && v != nil {
+	_, u.SetDesc = vt["description"]
+	if v := vt["is_public"]; v != nil {
 		b, err := parseBool("is_public", v)
 		if err != nil {
-			fail(w, r, err)
-			return
+			return nil, err
 		}
-		public = &b
+		u.IsPublic = &b
 	}
-	if name == nil && !hasDesc && public == nil {
-		fail(w, r, errs.E(errs.Invalid, "Specify volume type name, description, is_public or a combination thereof."))
-		return
+	if u.Name == nil && !u.SetDesc && u.IsPublic == nil {
+		return nil, errs.E(errs.Invalid, "Specify volume type name, description, is_public or a combination thereof.")
 	}
-	if name != nil && strings.TrimSpace(*name) == "" {
-		fail(w, r, errs.E(errs.Invalid, "Volume type name can not be empty."))
-		return
+	if u.Name != nil {
+		if strings.TrimSpace(*u.Name) == "" {
+			return nil, errs.E(errs.Invalid, "Volume type name can not be empty.")
+		}
+		*u.Name = strings.TrimSpace(*u.Name)
+	}
+	return u, nil
+}
+
+func (s *Service) updateType(w http.ResponseWriter, r *http.Request) error {
+	if err := enforce(r, "volume_extension:types_manage", ""); err != nil {
+		return err
+	}
+	u, err := parseTypeUpdate(r)
+	if err != nil {
+		return err
 	}
 	ctx := r.Context()
 	var t *volType
@@ -393,37 +282,30 @@ func (s *Service) updateType(w http.ResponseWriter, r *http.Request) {
 		if t, err = s.getType(ctx, tx, r, r.PathValue("type_id"), false); err != nil {
 			return err
 		}
-		if name != nil {
-			if t.Name == s.defaultTypeName() && strings.TrimSpace(*name) != t.Name {
+		if u.Name != nil {
+			if t.Name == s.defaultTypeName() && *u.Name != t.Name {
 				return errs.E(errs.Invalid, "The default volume type cannot be renamed.")
 			}
-			t.Name = strings.TrimSpace(*name)
+			t.Name = *u.Name
 		}
-		if hasDesc {
-			t.Description = desc
+		if u.SetDesc {
+			t.Description = u.Description
 		}
-		if public != nil {
-			t.IsPublic = *public
+		if u.IsPublic != nil {
+			t.IsPublic = *u.IsPublic
 		}
 		t.UpdatedAt = db.Now()
-		_, err = tx.ExecContext(ctx, `UPDATE volume_types SET name = ?, description = ?, is_public = ?, updated_at = ? WHERE id = ?`,
-			t.Name, t.Description, t.IsPublic, t.UpdatedAt, t.ID)
-		if db.IsUniqueViolation(err) {
-			return errs.E(errs.Conflict, "Volume Type %s already exists.", t.Name)
-		}
-		return err
+		return updateTypeRow(ctx, tx, t)
 	})
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"volume_type": typeView(r, t, "update")})
+	return reply(w, http.StatusOK, map[string]any{"volume_type": s.typeView(r, t, "update")})
 }
 
-func (s *Service) deleteType(w http.ResponseWriter, r *http.Request) {
+func (s *Service) deleteType(w http.ResponseWriter, r *http.Request) error {
 	if err := enforce(r, "volume_extension:types_manage", ""); err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
 	ctx := r.Context()
 	err := s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
@@ -434,57 +316,46 @@ func (s *Service) deleteType(w http.ResponseWriter, r *http.Request) {
 		if t.Name == s.defaultTypeName() {
 			return errs.E(errs.Invalid, "Default volume type can not be deleted.")
 		}
-		if err := typeInUse(ctx, tx, t.ID); err != nil {
+		inUse, err := typeInUse(ctx, tx, t.ID)
+		if err != nil {
+			return err
+		}
+		if inUse {
 			return errs.E(errs.Invalid, "Target volume type is still in use.")
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM volume_types WHERE id = ?`, t.ID)
-		return err
+		return deleteTypeRow(ctx, tx, t.ID)
 	})
 	if err != nil {
-		fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusAccepted)
-}
-
-// typeInUse returns an Invalid error when any volume uses the type.
-func typeInUse(ctx context.Context, q db.Querier, typeID string) error {
-	var n int
-	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM volumes WHERE type_id = ?`, typeID).Scan(&n); err != nil {
 		return err
 	}
-	if n > 0 {
-		return errs.E(errs.Invalid, "Volume Type is currently in use.")
-	}
-	return nil
+	return replyEmpty(w, http.StatusAccepted)
 }
 
-func (s *Service) typeAction(w http.ResponseWriter, r *http.Request) {
+// typeAccessActions are the actions of POST /types/{id}/action.
+var typeAccessActions = []string{"addProjectAccess", "removeProjectAccess"}
+
+func (s *Service) typeAction(w http.ResponseWriter, r *http.Request) error {
 	body, err := decodeObject(r)
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
 	var action string
 	var arg map[string]any
-	for _, a := range []string{"addProjectAccess", "removeProjectAccess"} {
+	for _, a := range typeAccessActions {
 		if v, ok := body[a]; ok {
 			action = a
 			arg, _ = v.(map[string]any)
 		}
 	}
 	if action == "" {
-		fail(w, r, errs.E(errs.Invalid, "There is no such action: %s", firstKey(body)))
-		return
+		return errs.E(errs.Invalid, "There is no such action: %s", firstKey(body))
 	}
 	if err := enforce(r, "volume_extension:volume_type_access:"+action, ""); err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
 	project, _ := arg["project"].(string)
 	if project == "" {
-		fail(w, r, errs.E(errs.Invalid, "Missing required element 'project' in request body."))
-		return
+		return errs.E(errs.Invalid, "Missing required element 'project' in request body.")
 	}
 	ctx := r.Context()
 	err = s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
@@ -496,26 +367,18 @@ func (s *Service) typeAction(w http.ResponseWriter, r *http.Request) {
 			return errs.E(errs.Invalid, "Invalid volume type: Type access modification is not applicable to public volume type.")
 		}
 		if action == "addProjectAccess" {
-			_, err = tx.ExecContext(ctx, `INSERT INTO volume_type_projects (type_id, project_id) VALUES (?, ?)`, t.ID, project)
-			if db.IsUniqueViolation(err) {
-				return errs.E(errs.Conflict, "Volume type access for %s / %s combination already exists.", t.ID, project)
-			}
-			return err
+			return addTypeAccess(ctx, tx, t.ID, project)
 		}
-		res, err := tx.ExecContext(ctx, `DELETE FROM volume_type_projects WHERE type_id = ? AND project_id = ?`, t.ID, project)
-		if err != nil {
-			return err
+		removed, err := removeTypeAccess(ctx, tx, t.ID, project)
+		if err == nil && !removed {
+			err = errs.E(errs.NotFound, "Volume type access not found for %s / %s combination.", t.ID, project)
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return errs.E(errs.NotFound, "Volume type access not found for %s / %s combination.", t.ID, project)
-		}
-		return nil
+		return err
 	})
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
-	w.WriteHeader(http.StatusAccepted)
+	return replyEmpty(w, http.StatusAccepted)
 }
 
 func firstKey(m map[string]any) string {
@@ -525,35 +388,25 @@ func firstKey(m map[string]any) string {
 	return ""
 }
 
-func (s *Service) listTypeAccess(w http.ResponseWriter, r *http.Request) {
+func (s *Service) listTypeAccess(w http.ResponseWriter, r *http.Request) error {
 	if err := enforce(r, "volume_extension:volume_type_access", ""); err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
 	ctx := r.Context()
 	t, err := s.getType(ctx, s.deps.DB, r, r.PathValue("type_id"), false)
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
 	if t.IsPublic {
-		fail(w, r, errs.E(errs.NotFound, "Volume type access not found for public volume type."))
-		return
+		return errs.E(errs.NotFound, "Volume type access not found for public volume type.")
 	}
-	rows, err := s.deps.DB.QueryContext(ctx, `SELECT project_id FROM volume_type_projects WHERE type_id = ? ORDER BY project_id`, t.ID)
+	projects, err := typeAccessProjects(ctx, s.deps.DB, t.ID)
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
-	defer rows.Close()
 	out := []any{}
-	for rows.Next() {
-		var p string
-		if err := rows.Scan(&p); err != nil {
-			fail(w, r, err)
-			return
-		}
+	for _, p := range projects {
 		out = append(out, map[string]string{"volume_type_id": t.ID, "project_id": p})
 	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"volume_type_access": out})
+	return reply(w, http.StatusOK, map[string]any{"volume_type_access": out})
 }

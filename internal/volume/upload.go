@@ -3,19 +3,15 @@ package volume
 import (
 	"context"
 	"net/http"
-	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 
-	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/glanceclient"
+	"github.com/ashlar-dev/ashlar/internal/task"
 	"github.com/ashlar-dev/ashlar/internal/volume/upload"
 )
-
-// uploadDiskFormats are the disk formats os-volume_upload_image accepts,
-// in the order of Cinder's schema message.
-var uploadDiskFormats = []string{"raw", "vmdk", "vdi", "qcow2", "vhd", "vhdx", "ploop"}
 
 // uploadRequest is a validated os-volume_upload_image body.
 type uploadRequest struct {
@@ -25,6 +21,10 @@ type uploadRequest struct {
 	Protected                              bool
 	hasVisibility                          bool
 }
+
+// uploadVisibilities are the visibility values accepted from 3.1, in the
+// order of Cinder's schema message.
+var uploadVisibilities = []string{"community", "public", "private", "shared"}
 
 func parseUpload(arg any, mv microversion) (*uploadRequest, error) {
 	m, err := argObject("os-volume_upload_image", arg)
@@ -39,36 +39,18 @@ func parseUpload(arg any, mv microversion) (*uploadRequest, error) {
 		return nil, err
 	}
 	u := &uploadRequest{DiskFormat: "raw", ContainerFormat: "bare", Visibility: "private"}
-	raw, ok := m["image_name"]
-	if !ok {
-		return nil, invalidInput("os-volume_upload_image", m, "'image_name' is a required property")
+	if u.ImageName, err = parseImageName(m); err != nil {
+		return nil, err
 	}
-	name, ok := raw.(string)
-	if !ok {
-		return nil, invalidInput("image_name", raw, "%s is not of type 'string'", pyRepr(raw, true))
-	}
-	if name == "" {
-		return nil, invalidInput("image_name", name, "'' is too short")
-	}
-	if len([]rune(name)) > 255 {
-		return nil, invalidInput("image_name", name, "'%s' is too long", name)
-	}
-	u.ImageName = name
-	if v, ok := m["force"]; ok && v != nil {
+	if v := m["force"]; v != nil {
 		if u.Force, err = parseBool("force", v); err != nil {
 			return nil, err
 		}
 	}
 	if v, ok := m["disk_format"]; ok {
-		df, _ := v.(string)
-		found := false
-		for _, f := range uploadDiskFormats {
-			found = found || f == df
+		if u.DiskFormat, err = oneOf("disk_format", v, upload.DiskFormats); err != nil {
+			return nil, err
 		}
-		if !found {
-			return nil, invalidInput("disk_format", v, "%s is not one of ['raw', 'vmdk', 'vdi', 'qcow2', 'vhd', 'vhdx', 'ploop']", pyRepr(v, true))
-		}
-		u.DiskFormat = df
 	}
 	if cf, err := optString(m, "container_format", 255); err != nil {
 		return nil, err
@@ -76,13 +58,10 @@ func parseUpload(arg any, mv microversion) (*uploadRequest, error) {
 		u.ContainerFormat = *cf
 	}
 	if v, ok := m["visibility"]; ok {
-		vis, _ := v.(string)
-		switch vis {
-		case "public", "private", "shared", "community":
-		default:
-			return nil, invalidInput("visibility", v, "%s is not one of ['community', 'public', 'private', 'shared']", pyRepr(v, true))
+		if u.Visibility, err = oneOf("visibility", v, uploadVisibilities); err != nil {
+			return nil, err
 		}
-		u.Visibility, u.hasVisibility = vis, true
+		u.hasVisibility = true
 	}
 	if v, ok := m["protected"]; ok {
 		if u.Protected, err = parseBool("protected", v); err != nil {
@@ -92,70 +71,135 @@ func parseUpload(arg any, mv microversion) (*uploadRequest, error) {
 	return u, nil
 }
 
+// parseImageName reads the required image_name (1 to 255 characters).
+func parseImageName(m map[string]any) (string, error) {
+	raw, ok := m["image_name"]
+	if !ok {
+		return "", invalidInput("os-volume_upload_image", m, "'image_name' is a required property")
+	}
+	name, ok := raw.(string)
+	switch {
+	case !ok:
+		return "", invalidInput("image_name", raw, "%s is not of type 'string'", pyRepr(raw, true))
+	case name == "":
+		return "", invalidInput("image_name", name, "'' is too short")
+	case len([]rune(name)) > 255:
+		return "", invalidInput("image_name", name, "'%s' is too long", name)
+	}
+	return name, nil
+}
+
+// oneOf checks a JSON-schema enum: v must be a string among values.
+func oneOf(field string, v any, values []string) (string, error) {
+	if s, ok := v.(string); ok && slices.Contains(values, s) {
+		return s, nil
+	}
+	list := make([]any, len(values))
+	for i, s := range values {
+		list[i] = s
+	}
+	return "", invalidInput(field, v, "%s is not one of %s", pyRepr(v, true), pyRepr(list, true))
+}
+
 // actUploadImage implements os-volume_upload_image: validate, move the
 // volume to uploading, create the image, record the durable upload and
 // answer 202. Every rejection restores the volume and leaves no image.
-func (s *Service) actUploadImage(w http.ResponseWriter, r *http.Request, arg any) {
-	ctx := r.Context()
-	mv := versionOf(r)
-	u, err := parseUpload(arg, mv)
+func (s *Service) actUploadImage(w http.ResponseWriter, r *http.Request, arg any) error {
+	u, err := parseUpload(arg, versionOf(r))
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
+	ctx := r.Context()
 	v, err := s.volumeFor(ctx, s.deps.DB, r, "volume_extension:volume_actions:upload_image")
 	if err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
 	if u.Visibility == "public" && u.hasVisibility {
 		if err := enforce(r, "volume_extension:volume_actions:upload_public", v.ProjectID); err != nil {
-			fail(w, r, err)
-			return
+			return err
 		}
 	}
-	if u.ContainerFormat != "bare" && u.ContainerFormat != "compressed" {
+	if !slices.Contains(upload.ContainerFormats, u.ContainerFormat) {
 		// Refused before any image exists (Cinder would leave one behind).
-		fail(w, r, errs.E(errs.Invalid, "Invalid container-format '%s' specified. Allowed container-formats are %s.",
-			u.ContainerFormat, strings.Join(upload.ContainerFormats, ", ")))
-		return
+		return errs.E(errs.Invalid, "Invalid container-format '%s' specified. Allowed container-formats are %s.",
+			u.ContainerFormat, strings.Join(upload.ContainerFormats, ", "))
 	}
 	var t *volType
 	if v.TypeID != nil {
-		if t, err = s.getType(ctx, s.deps.DB, nil, *v.TypeID, false); err != nil {
-			fail(w, r, err)
-			return
+		if t, err = typeByID(ctx, s.deps.DB, *v.TypeID); err != nil {
+			return err
 		}
 	}
 	if err := setStatus(ctx, s.deps.DB, v.ID, "uploading", "available"); err != nil {
-		fail(w, r, err)
-		return
+		return err
 	}
+	img, err := s.startUpload(r, v, t, u)
+	if err != nil {
+		return err
+	}
+	s.wake()
+	return reply(w, http.StatusAccepted, map[string]any{"os-volume_upload_image": uploadView(v, t, img, u)})
+}
+
+// storeOf is the image store uploads of volumes of type t go to ("" for
+// the image service's default).
+func storeOf(t *volType) string {
+	if t == nil {
+		return ""
+	}
+	return t.ExtraSpecs[StoreSpec]
+}
+
+// startUpload creates the image and records the upload work for an
+// uploading volume. On failure the volume returns to its status and no
+// image is left.
+func (s *Service) startUpload(r *http.Request, v *vol, t *volType, u *uploadRequest) (img *glanceclient.Image, err error) {
+	ctx := r.Context()
 	bg := context.WithoutCancel(ctx)
-	restore := func() { _ = setStatus(bg, s.deps.DB, v.ID, v.Status, "uploading") }
+	defer func() {
+		if err != nil {
+			_ = setStatus(bg, s.deps.DB, v.ID, v.Status, "uploading")
+		}
+	}()
 	c := caller(r)
 	gc, err := s.glanceFor(r)
 	if err != nil {
-		restore()
-		fail(w, r, err)
-		return
+		return nil, err
 	}
-	store := ""
-	if t != nil {
-		store = t.ExtraSpecs[StoreSpec]
-	}
+	store := storeOf(t)
 	if store != "" {
 		// The store may have been removed or made read-only since the
 		// type was written: refuse now rather than fail after the 202.
 		if err := checkStore(ctx, gc, c.Token, store); err != nil {
-			restore()
 			if k := errs.KindOf(err); k == errs.NotFound || k == errs.Invalid {
 				err = errs.E(errs.Invalid, "Invalid volume type: %s", errs.Message(err))
 			}
-			fail(w, r, err)
-			return
+			return nil, err
 		}
 	}
+	img, err = gc.CreateImage(ctx, c.Token, uploadImageFields(v, u, versionOf(r)))
+	if err != nil {
+		if k := errs.KindOf(err); k != errs.Other && k != errs.Unauthorized && k != errs.Unavailable {
+			err = errs.E(errs.Invalid, "%s", errs.Message(err))
+		}
+		return nil, imageServiceError(err)
+	}
+	p := workPayload{ImageID: img.ID, ImageEndpoint: c.EndpointURL("image", "public"), Token: c.Token,
+		DiskFormat: u.DiskFormat, ContainerFormat: u.ContainerFormat, Store: store, PreviousStatus: v.Status, ProjectID: v.ProjectID}
+	err = s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
+		return s.addWork(ctx, tx, v.ID, workUpload, p)
+	})
+	if err != nil {
+		_ = gc.DeleteImage(bg, c.Token, img.ID)
+		return nil, err
+	}
+	return img, nil
+}
+
+// uploadImageFields are the new image's fields: the request's, then the
+// volume's image metadata outside Glance's core properties and reserved
+// namespaces.
+func uploadImageFields(v *vol, u *uploadRequest, mv microversion) map[string]any {
 	fields := map[string]any{"name": u.ImageName, "disk_format": u.DiskFormat, "container_format": u.ContainerFormat}
 	if mv >= 1 {
 		fields["visibility"] = u.Visibility
@@ -169,44 +213,26 @@ func (s *Service) actUploadImage(w http.ResponseWriter, r *http.Request, arg any
 			fields[k] = val
 		}
 	}
-	img, err := gc.CreateImage(ctx, c.Token, fields)
-	if err != nil {
-		restore()
-		if errs.KindOf(err) == errs.Other {
-			err = errs.Wrap(errs.Unavailable, err, "The image service is unavailable.")
-		} else if k := errs.KindOf(err); k != errs.Unauthorized && k != errs.Unavailable {
-			err = errs.E(errs.Invalid, "%s", errs.Message(err))
-		}
-		fail(w, r, err)
-		return
-	}
-	p := workPayload{ImageID: img.ID, ImageEndpoint: c.EndpointURL("image", "public"), Token: c.Token,
-		DiskFormat: u.DiskFormat, ContainerFormat: u.ContainerFormat, Store: store, PreviousStatus: v.Status, ProjectID: v.ProjectID}
-	err = s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
-		return s.addWork(ctx, tx, v.ID, workUpload, p, api.RequestID(ctx))
-	})
-	if err != nil {
-		_ = gc.DeleteImage(bg, c.Token, img.ID)
-		restore()
-		fail(w, r, err)
-		return
-	}
-	s.wake()
+	return fields
+}
+
+// uploadView is Cinder's 202 body of os-volume_upload_image.
+func uploadView(v *vol, t *volType, img *glanceclient.Image, u *uploadRequest) map[string]any {
 	var vt any
 	if t != nil {
 		vt = map[string]any{"id": t.ID, "name": t.Name, "description": t.Description, "is_public": t.IsPublic,
 			"extra_specs": t.ExtraSpecs, "qos_specs_id": nil, "created_at": fmtTime(t.CreatedAt),
 			"updated_at": fmtTime(t.UpdatedAt), "deleted_at": nil, "deleted": false}
 	}
-	visibility, protected := img.Visibility, img.Protected
+	visibility := img.Visibility
 	if visibility == "" {
 		visibility = u.Visibility
 	}
-	api.WriteJSON(w, http.StatusAccepted, map[string]any{"os-volume_upload_image": map[string]any{
+	return map[string]any{
 		"id": v.ID, "updated_at": fmtTime(v.UpdatedAt), "status": "uploading", "display_description": v.Description,
 		"size": v.Size, "volume_type": vt, "image_id": img.ID, "container_format": u.ContainerFormat,
-		"disk_format": u.DiskFormat, "image_name": u.ImageName, "protected": protected, "visibility": visibility,
-	}})
+		"disk_format": u.DiskFormat, "image_name": u.ImageName, "protected": img.Protected, "visibility": visibility,
+	}
 }
 
 // runUpload streams the volume to the image with X-Image-Meta-Store set to
@@ -216,60 +242,88 @@ func (s *Service) runUpload(ctx context.Context, w *work, v *vol, giveUp bool) e
 	if v.Status != "uploading" {
 		return nil
 	}
-	p := w.Payload
-	prev := p.PreviousStatus
+	prev := w.Payload.PreviousStatus
 	if prev == "" {
 		prev = "available"
 	}
-	gc, gerr := s.glanceForCaller(p.ImageEndpoint)
-	failed := func(cause error) error {
-		if ctx.Err() != nil {
-			return cause // shutting down: the next start resumes the upload
+	gc, err := s.glanceForCaller(w.Payload.ImageEndpoint)
+	if err == nil && giveUp {
+		err = errs.E(errs.Other, "upload interrupted too often")
+	}
+	if err == nil {
+		err = s.resumeUpload(ctx, gc, w, v)
+	}
+	if task.IsRetry(err) && !giveUp {
+		return err
+	}
+	if err != nil {
+		return s.failUpload(ctx, gc, w, v, prev, err)
+	}
+	return s.settle(ctx, w, nil, func(tx *db.Tx) error { return setStatus(ctx, tx, v.ID, prev, "uploading") })
+}
+
+// resumeUpload uploads the volume unless an earlier attempt, whose node
+// died before it could say so, already made the image active. An image
+// still saving is an earlier attempt's upload that the image service has
+// not recovered yet: try again later (task.Retry).
+func (s *Service) resumeUpload(ctx context.Context, gc glanceclient.Client, w *work, v *vol) error {
+	if w.t.Attempt > 1 {
+		img, err := gc.GetImage(ctx, w.Payload.Token, w.Payload.ImageID)
+		switch {
+		case err != nil:
+			return err
+		case img.Status == "active":
+			return nil
+		case img.Status == "saving":
+			return task.Retry(errs.E(errs.Conflict, "image %s is still saving from an interrupted upload", img.ID))
 		}
-		bg := context.WithoutCancel(ctx)
-		if gc != nil {
-			if img, err := gc.GetImage(bg, p.Token, p.ImageID); err == nil && (img.Status == "queued" || img.Status == "saving") {
-				_ = gc.DeleteImage(bg, p.Token, p.ImageID)
-			}
-		}
-		_ = setStatus(bg, s.deps.DB, v.ID, prev, "uploading")
-		event, msg := eventUploadImage, "copy volume to image:Failed to upload volume to image at backend."
-		if errs.KindOf(cause) == errs.TooLarge {
-			event, msg = eventUploadQuota, "copy volume to image:Not enough quota resource for operation."
-		}
-		s.recordMessage(bg, v.ProjectID, v.ID, w.RequestID, event, msg)
-		return cause
 	}
-	if gerr != nil {
-		return failed(gerr)
-	}
-	if giveUp {
-		return failed(errs.E(errs.Other, "upload interrupted too often"))
-	}
-	var b *backend
-	if v.Host != nil {
-		b = s.backendNamed(*v.Host)
-	}
+	return s.uploadVolume(ctx, gc, w, v)
+}
+
+// uploadVolume streams the volume's data, in the requested format, into
+// the image.
+func (s *Service) uploadVolume(ctx context.Context, gc glanceclient.Client, w *work, v *vol) error {
+	b := s.backendOf(v)
 	if b == nil {
-		return failed(errs.E(errs.Unavailable, "volume backend not available"))
+		return errs.E(errs.Unavailable, "volume backend not available")
 	}
 	dv, err := b.drv.Open(ctx, v.ID)
 	if err != nil {
-		return failed(err)
+		return err
 	}
 	defer dv.Close()
-	tmp := filepath.Join(s.deps.Config.Default.StatePath, "conversion")
-	if err := os.MkdirAll(tmp, 0o750); err != nil {
-		return failed(err)
-	}
-	err = upload.UploadWith(ctx, gc, dv, upload.Options{Token: p.Token, ImageID: p.ImageID, Store: p.Store,
-		DiskFormat: p.DiskFormat, ContainerFormat: p.ContainerFormat,
-		TempDir: tmp})
+	tmp, err := s.conversionDir()
 	if err != nil {
-		if ctx.Err() != nil {
-			return err
-		}
-		return failed(err)
+		return err
 	}
-	return setStatus(context.WithoutCancel(ctx), s.deps.DB, v.ID, prev, "uploading")
+	p := w.Payload
+	return upload.UploadWith(ctx, gc, dv, upload.Options{Token: p.Token, ImageID: p.ImageID, Store: p.Store,
+		DiskFormat: p.DiskFormat, ContainerFormat: p.ContainerFormat, TempDir: tmp})
+}
+
+// failUpload rolls a failed upload back: the image is deleted unless it
+// became active, the volume returns to prev and a user message says why.
+// When the service is shutting down nothing is rolled back: the next start
+// resumes the upload.
+func (s *Service) failUpload(ctx context.Context, gc glanceclient.Client, w *work, v *vol, prev string, cause error) error {
+	if ctx.Err() != nil {
+		return cause
+	}
+	bg := context.WithoutCancel(ctx)
+	p := w.Payload
+	if gc != nil {
+		if img, err := gc.GetImage(bg, p.Token, p.ImageID); err == nil && (img.Status == "queued" || img.Status == "saving") {
+			_ = gc.DeleteImage(bg, p.Token, p.ImageID)
+		}
+	}
+	if err := s.settle(ctx, w, cause, func(tx *db.Tx) error { return setStatus(ctx, tx, v.ID, prev, "uploading") }); err != nil {
+		return err
+	}
+	event, msg := eventUploadImage, "copy volume to image:Failed to upload volume to image at backend."
+	if errs.KindOf(cause) == errs.TooLarge {
+		event, msg = eventUploadQuota, "copy volume to image:Not enough quota resource for operation."
+	}
+	s.recordMessage(bg, v.ProjectID, v.ID, w.RequestID, event, msg)
+	return cause
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ashlar-dev/ashlar/internal/apitest"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
 )
@@ -34,8 +35,8 @@ func TestUploadToImageStore(t *testing.T) {
 		src := e.glance.addImage(map[string]any{"name": "anchor", "anchor_prop": "x", "os_glance_foo": "no", "img_signature": "no"}, data)
 		v := e.createVolume("member", projA, map[string]any{"volume_type": "cheap-type", "imageRef": src}, "available")
 		id := v["id"].(string)
-		act := func(token string, body any, hdr ...string) resp {
-			return e.do(token, "POST", "/v3/"+projA+"/volumes/"+id+"/action", body, hdr...)
+		act := func(token string, body any, hdr ...string) apitest.Resp {
+			return e.Do(token, "POST", "/v3/"+projA+"/volumes/"+id+"/action", body, hdr...)
 		}
 
 		// Rejected requests leave no image behind and the volume available.
@@ -54,7 +55,7 @@ func TestUploadToImageStore(t *testing.T) {
 			{"long name", map[string]any{"image_name": strings.Repeat("n", 256)}, "", ""},
 			{"container", map[string]any{"image_name": "i", "container_format": "weird"}, "", "Invalid container-format 'weird' specified. Allowed container-formats are bare, compressed."},
 		} {
-			var r resp
+			var r apitest.Resp
 			if c.mv != "" {
 				r = act("member", map[string]any{"os-volume_upload_image": c.body}, "OpenStack-API-Version", c.mv)
 			} else {
@@ -68,7 +69,7 @@ func TestUploadToImageStore(t *testing.T) {
 		if r := act("memberB", map[string]any{"os-volume_upload_image": map[string]any{"image_name": "i"}}); r.Code != 400 {
 			t.Errorf("other project's URL: %d", r.Code)
 		}
-		if r := e.do("memberB", "POST", "/v3/volumes/"+id+"/action", map[string]any{"os-volume_upload_image": map[string]any{"image_name": "i"}}); r.Code != 404 {
+		if r := e.Do("memberB", "POST", "/v3/volumes/"+id+"/action", map[string]any{"os-volume_upload_image": map[string]any{"image_name": "i"}}); r.Code != 404 {
 			t.Errorf("other project's volume: %d", r.Code)
 		}
 		if r := act("reader", map[string]any{"os-volume_upload_image": map[string]any{"image_name": "i"}}); r.Code != 403 {
@@ -84,7 +85,7 @@ func TestUploadToImageStore(t *testing.T) {
 
 		// The real upload: 202 body, image in the type's store, data intact.
 		r := act("member", map[string]any{"os-volume_upload_image": map[string]any{"image_name": "up", "disk_format": "raw"}})
-		body := e.must(202, r)["os-volume_upload_image"].(map[string]any)
+		body := e.MustJSON(202, r)["os-volume_upload_image"].(map[string]any)
 		wantKeys(t, "upload", body, "container_format", "disk_format", "display_description", "id", "image_id",
 			"image_name", "protected", "size", "status", "updated_at", "visibility", "volume_type")
 		if body["status"] != "uploading" || body["volume_type"].(map[string]any)["extra_specs"].(map[string]any)[StoreSpec] != "cheap" {
@@ -106,9 +107,9 @@ func TestUploadToImageStore(t *testing.T) {
 
 		// A volume without the spec goes to the default store (no header).
 		plain := e.createVolume("member", projA, map[string]any{}, "available")
-		r = e.do("member", "POST", "/v3/"+projA+"/volumes/"+plain["id"].(string)+"/action",
+		r = e.Do("member", "POST", "/v3/"+projA+"/volumes/"+plain["id"].(string)+"/action",
 			map[string]any{"os-volume_upload_image": map[string]any{"image_name": "plain", "disk_format": "qcow2"}})
-		pimg := e.waitImage(e.must(202, r)["os-volume_upload_image"].(map[string]any)["image_id"].(string), "active")
+		pimg := e.waitImage(e.MustJSON(202, r)["os-volume_upload_image"].(map[string]any)["image_id"].(string), "active")
 		if pimg["stores"] != "fast" {
 			t.Errorf("plain image in %v", pimg["stores"])
 		}
@@ -117,16 +118,16 @@ func TestUploadToImageStore(t *testing.T) {
 		}
 
 		// Second upload while uploading: 400.
-		e.must(202, act("admin", map[string]any{"os-reset_status": map[string]any{"status": "uploading"}}))
+		e.MustJSON(202, act("admin", map[string]any{"os-reset_status": map[string]any{"status": "uploading"}}))
 		if r := act("member", map[string]any{"os-volume_upload_image": map[string]any{"image_name": "again"}}); r.Code != 400 {
 			t.Errorf("upload while uploading: %d", r.Code)
 		} else if _, msg := errMessage(t, r); msg != "Invalid volume: Volume "+id+" status must be available" {
 			t.Errorf("message %q", msg)
 		}
-		if r := e.do("member", "DELETE", "/v3/"+projA+"/volumes/"+id, nil); r.Code != 400 {
+		if r := e.Do("member", "DELETE", "/v3/"+projA+"/volumes/"+id, nil); r.Code != 400 {
 			t.Errorf("delete while uploading: %d", r.Code)
 		}
-		e.must(202, act("admin", map[string]any{"os-reset_status": map[string]any{"status": "available"}}))
+		e.MustJSON(202, act("admin", map[string]any{"os-reset_status": map[string]any{"status": "available"}}))
 
 		// The store disappears from the image service: upload refused, nothing left.
 		e.glance.mu.Lock()
@@ -149,9 +150,9 @@ func TestUploadFailureCleansUp(t *testing.T) {
 		e.glance.sizeCap = 4 << 20
 		v := e.createVolume("member", projA, map[string]any{}, "available")
 		id := v["id"].(string)
-		r := e.do("member", "POST", "/v3/"+projA+"/volumes/"+id+"/action",
+		r := e.Do("member", "POST", "/v3/"+projA+"/volumes/"+id+"/action",
 			map[string]any{"os-volume_upload_image": map[string]any{"image_name": "big"}}, "OpenStack-API-Version", "volume 3.1")
-		body := e.must(202, r)["os-volume_upload_image"].(map[string]any)
+		body := e.MustJSON(202, r)["os-volume_upload_image"].(map[string]any)
 		reqID := r.Header.Get("X-Openstack-Request-Id")
 		e.waitStatus("member", projA, id, "available")
 		deadline := time.Now().Add(5 * time.Second)
@@ -166,7 +167,7 @@ func TestUploadFailureCleansUp(t *testing.T) {
 		}
 		var msgs []any
 		for time.Now().Before(deadline) {
-			msgs = e.must(200, e.do("member", "GET", "/v3/"+projA+"/messages?resource_uuid="+id, nil, "OpenStack-API-Version", "volume 3.5"))["messages"].([]any)
+			msgs = e.MustJSON(200, e.Do("member", "GET", "/v3/"+projA+"/messages?resource_uuid="+id, nil, "OpenStack-API-Version", "volume 3.5"))["messages"].([]any)
 			if len(msgs) > 0 {
 				break
 			}
@@ -182,12 +183,12 @@ func TestUploadFailureCleansUp(t *testing.T) {
 			m["request_id"] != reqID || m["resource_type"] != "VOLUME" {
 			t.Errorf("message %v", m)
 		}
-		if r := e.do("member", "GET", "/v3/"+projA+"/messages", nil); r.Code != 404 {
+		if r := e.Do("member", "GET", "/v3/"+projA+"/messages", nil); r.Code != 404 {
 			t.Errorf("messages at 3.0: %d", r.Code)
 		}
-		if r := e.do("memberB", "GET", "/v3/"+projB+"/messages/"+m["id"].(string), nil, "OpenStack-API-Version", "volume 3.5"); r.Code != 404 {
+		if r := e.Do("memberB", "GET", "/v3/"+projB+"/messages/"+m["id"].(string), nil, "OpenStack-API-Version", "volume 3.5"); r.Code != 404 {
 			t.Errorf("other project's message: %d", r.Code)
 		}
-		e.must(204, e.do("member", "DELETE", "/v3/"+projA+"/messages/"+m["id"].(string), nil, "OpenStack-API-Version", "volume 3.5"))
+		e.MustJSON(204, e.Do("member", "DELETE", "/v3/"+projA+"/messages/"+m["id"].(string), nil, "OpenStack-API-Version", "volume 3.5"))
 	})
 }

@@ -2,9 +2,12 @@ package volume
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/ashlar-dev/ashlar/internal/api"
@@ -181,4 +184,64 @@ func isUUID(s string) bool {
 		}
 	}
 	return true
+}
+
+// parseSize reads a volume size in GiB (integer or digit string, >= 1).
+func parseSize(v any) (int64, error) {
+	var s string
+	switch x := v.(type) {
+	case json.Number:
+		s = x.String()
+	case string:
+		s = x
+	default:
+		return 0, invalidInput("size", v, "%s is not of type 'integer', 'string', 'null'", pyRepr(v, true))
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || strings.HasPrefix(s, "+") {
+		return 0, invalidInput("size", v, "%s does not match '^[0-9]+$'", pyRepr(v, true))
+	}
+	if n < 1 {
+		return 0, invalidInput("size", v, "%s is less than the minimum of 1", pyRepr(v, true))
+	}
+	if n > math.MaxInt32 {
+		return 0, invalidInput("size", v, "%s is greater than the maximum of 2147483647", pyRepr(v, true))
+	}
+	return n, nil
+}
+
+// parseMetadata validates a metadata object: string keys 1..255, string
+// values up to 255.
+func parseMetadata(field string, v any) (map[string]string, error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, invalidInput(field, v, "%s is not of type 'object'", pyRepr(v, true))
+	}
+	out := map[string]string{}
+	for k, val := range m {
+		if len(k) == 0 || len([]rune(k)) > 255 {
+			return nil, invalidInput(field, m, "'%s' does not match any of the regexes: '^[a-zA-Z0-9-_:. /]{1,255}$'", k)
+		}
+		sv, ok := val.(string)
+		if !ok {
+			return nil, invalidInput(k, val, "%s is not of type 'string'", pyRepr(val, true))
+		}
+		if len([]rune(sv)) > 255 {
+			return nil, invalidInput(k, sv, "'%s' is too long", sv)
+		}
+		out[k] = sv
+	}
+	return out, nil
+}
+
+// pyInt reads a query parameter as Python's int() does: surrounding space
+// and a sign allowed. ok is false for text that is no integer; a value too
+// large for an int64 is clamped, as only its bounds matter here.
+func pyInt(s string) (n int64, ok bool) {
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	var ne *strconv.NumError
+	if errors.As(err, &ne) && ne.Err == strconv.ErrRange {
+		return n, true // ParseInt returns the bound with the sign
+	}
+	return n, err == nil
 }

@@ -5,18 +5,15 @@ package volume
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strings"
-	"sync"
-
-	"github.com/google/uuid"
 
 	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/glanceclient"
 	"github.com/ashlar-dev/ashlar/internal/service"
+	"github.com/ashlar-dev/ashlar/internal/task"
 	"github.com/ashlar-dev/ashlar/internal/volume/driver"
 	"github.com/ashlar-dev/ashlar/internal/volume/driver/drivers"
 )
@@ -28,17 +25,18 @@ const (
 )
 
 // httpGlance returns a builder of HTTP image clients whose requests go
-// through via (when not nil).
-func httpGlance(via func(http.RoundTripper) http.RoundTripper) func(endpoint string) glanceclient.Client {
-	return func(endpoint string) glanceclient.Client {
+// through via (when not nil). An endpoint that is no usable URL is an
+// errs.Invalid error, reported where the image service is needed.
+func httpGlance(via func(http.RoundTripper) http.RoundTripper) func(endpoint string) (glanceclient.Client, error) {
+	return func(endpoint string) (glanceclient.Client, error) {
 		c, err := glanceclient.New(endpoint, nil)
 		if err != nil {
-			return brokenGlance{err}
+			return nil, err
 		}
 		if via != nil {
-			return c.Via(via)
+			return c.Via(via), nil
 		}
-		return c
+		return c, nil
 	}
 }
 
@@ -48,7 +46,7 @@ type Options struct {
 	// Drivers maps backend names ([volume] enabled_backends) to drivers.
 	Drivers map[string]driver.Driver
 	// Glance builds the image client for an endpoint.
-	Glance func(endpoint string) glanceclient.Client
+	Glance func(endpoint string) (glanceclient.Client, error)
 	// Via wraps the transport of the HTTP image clients built when Glance
 	// is nil: the server routes requests for its own image service through
 	// it in-process (internal/api/loopback).
@@ -63,13 +61,12 @@ type Service struct {
 	backends []*backend
 	// hostname is the host part of os-vol-host-attr:host.
 	hostname string
-	glance   func(endpoint string) glanceclient.Client
+	glance   func(endpoint string) (glanceclient.Client, error)
 
-	// kick wakes the background worker when new work is recorded.
-	kick    chan struct{}
-	running sync.Map // work id -> struct{}: work executing in this process
-	// owner identifies this process in work leases.
-	owner string
+	// tasks runs the service's background work; ownTasks when the
+	// service made it itself (no shared runner in Deps) and runs it.
+	tasks    *task.Runner
+	ownTasks bool
 }
 
 // backend is one configured volume backend.
@@ -87,7 +84,12 @@ func New(ctx context.Context, deps service.Deps) (*Service, error) {
 // NewWithOptions builds the volume service; zero Options fields are built
 // from the configuration.
 func NewWithOptions(ctx context.Context, deps service.Deps, opts Options) (*Service, error) {
-	s := &Service{deps: deps, mux: api.NewMux(), kick: make(chan struct{}, 1), hostname: "ashlar", owner: uuid.NewString()}
+	s := &Service{deps: deps, mux: api.NewMux(), hostname: "ashlar", tasks: deps.Tasks}
+	if s.tasks == nil {
+		s.tasks, s.ownTasks = task.New(deps.DB, task.Options{Lease: deps.Config.Default.TaskLease, Poll: ownRunnerPoll,
+			Exclusive: !deps.DB.Postgres(), Logger: deps.Logger}), true
+	}
+	s.registerWork(s.tasks)
 	if h, err := os.Hostname(); err == nil && h != "" {
 		s.hostname = h
 	}
@@ -138,32 +140,11 @@ func (s *Service) versionDoc() map[string]any {
 	}}}
 }
 
-func (s *Service) versions(w http.ResponseWriter, r *http.Request) {
+func (s *Service) versions(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("OpenStack-API-Version", "volume "+MinVersion)
-	api.WriteJSON(w, http.StatusMultipleChoices, s.versionDoc())
+	return reply(w, http.StatusMultipleChoices, s.versionDoc())
 }
 
-func (s *Service) versionV3(w http.ResponseWriter, r *http.Request) {
-	api.WriteJSON(w, http.StatusOK, s.versionDoc())
+func (s *Service) versionV3(w http.ResponseWriter, r *http.Request) error {
+	return reply(w, http.StatusOK, s.versionDoc())
 }
-
-// brokenGlance is the client for an unusable endpoint URL: every call
-// fails with the URL's error.
-type brokenGlance struct{ err error }
-
-func (b brokenGlance) Stores(context.Context, string) ([]glanceclient.Store, error) {
-	return nil, b.err
-}
-func (b brokenGlance) CreateImage(context.Context, string, map[string]any) (*glanceclient.Image, error) {
-	return nil, b.err
-}
-func (b brokenGlance) GetImage(context.Context, string, string) (*glanceclient.Image, error) {
-	return nil, b.err
-}
-func (b brokenGlance) Upload(context.Context, string, string, string, io.Reader, int64) error {
-	return b.err
-}
-func (b brokenGlance) Download(context.Context, string, string) (io.ReadCloser, error) {
-	return nil, b.err
-}
-func (b brokenGlance) DeleteImage(context.Context, string, string) error { return b.err }

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"sort"
+	"strings"
 	"testing"
 
+	"github.com/ashlar-dev/ashlar/internal/apitest"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
 )
@@ -28,8 +31,8 @@ func TestVolumeLifecycle(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
 		e := newEnv(t, d)
 		base := "/v3/" + projA + "/volumes"
-		r := e.do("member", "POST", base, map[string]any{"volume": map[string]any{"size": 1, "name": "v1", "metadata": map[string]any{"Type": "work"}}})
-		created := e.must(202, r)["volume"].(map[string]any)
+		r := e.Do("member", "POST", base, map[string]any{"volume": map[string]any{"size": 1, "name": "v1", "metadata": map[string]any{"Type": "work"}}})
+		created := e.MustJSON(202, r)["volume"].(map[string]any)
 		wantKeys(t, "create", created, createKeys30...)
 		id := created["id"].(string)
 		v := e.waitStatus("member", projA, id, "available")
@@ -37,23 +40,23 @@ func TestVolumeLifecycle(t *testing.T) {
 		if v["volume_type"] != "__DEFAULT__" || v["bootable"] != "false" || v["size"] != float64(1) {
 			t.Errorf("show %v", v)
 		}
-		adminView := e.must(200, e.do("admin", "GET", base+"/"+id, nil))["volume"].(map[string]any)
+		adminView := e.MustJSON(200, e.Do("admin", "GET", base+"/"+id, nil))["volume"].(map[string]any)
 		wantKeys(t, "admin show", adminView, showKeys30...)
 		if host, _ := adminView["os-vol-host-attr:host"].(string); !regexp.MustCompile(`^.+@local#local$`).MatchString(host) {
 			t.Errorf("host %v", adminView["os-vol-host-attr:host"])
 		}
 		// Microversion-dependent fields.
-		v63 := e.must(200, e.do("member", "GET", base+"/"+id, nil, "OpenStack-API-Version", "volume 3.63"))["volume"].(map[string]any)
+		v63 := e.MustJSON(200, e.Do("member", "GET", base+"/"+id, nil, "OpenStack-API-Version", "volume 3.63"))["volume"].(map[string]any)
 		if _, ok := v63["volume_type_id"]; !ok {
 			t.Errorf("3.63 lacks volume_type_id")
 		}
-		if v69 := e.must(200, e.do("member", "GET", base+"/"+id, nil, "OpenStack-API-Version", "volume 3.69"))["volume"].(map[string]any); v69["shared_targets"] != nil {
+		if v69 := e.MustJSON(200, e.Do("member", "GET", base+"/"+id, nil, "OpenStack-API-Version", "volume 3.69"))["volume"].(map[string]any); v69["shared_targets"] != nil {
 			t.Errorf("3.69 shared_targets %v", v69["shared_targets"])
 		}
 
 		// Negative creates.
 		for _, bad := range []any{"#$%", "", "0", "-1", 0} {
-			if r := e.do("member", "POST", base, map[string]any{"volume": map[string]any{"size": bad}}); r.Code != 400 {
+			if r := e.Do("member", "POST", base, map[string]any{"volume": map[string]any{"size": bad}}); r.Code != 400 {
 				t.Errorf("size %v: %d", bad, r.Code)
 			}
 		}
@@ -63,108 +66,108 @@ func TestVolumeLifecycle(t *testing.T) {
 			"source":   {"size": 1, "source_volid": "0b7e0c1e-6d1f-4d3c-9f1b-7b7e8e0e0e0e"},
 			"image":    {"size": 1, "imageRef": "0b7e0c1e-6d1f-4d3c-9f1b-7b7e8e0e0e0e"},
 		} {
-			if r := e.do("member", "POST", base, map[string]any{"volume": body}); r.Code != 404 {
+			if r := e.Do("member", "POST", base, map[string]any{"volume": body}); r.Code != 404 {
 				t.Errorf("unknown %s: %d %s", name, r.Code, r.Body)
 			}
 		}
-		if r := e.do("member", "POST", base, map[string]any{"volume": map[string]any{"size": 1, "availability_zone": "mars"}}); r.Code != 400 {
+		if r := e.Do("member", "POST", base, map[string]any{"volume": map[string]any{"size": 1, "availability_zone": "mars"}}); r.Code != 400 {
 			t.Errorf("bad az: %d", r.Code)
 		}
 		for _, p := range []string{"/0b7e0c1e-6d1f-4d3c-9f1b-7b7e8e0e0e0e", "/x", "/"} {
 			for _, m := range []string{"GET", "PUT", "DELETE"} {
-				if r := e.do("member", m, base+p, map[string]any{"volume": map[string]any{"name": "n"}}); r.Code != 404 && !(p == "/" && m == "GET" && r.Code == 200) {
+				if r := e.Do("member", m, base+p, map[string]any{"volume": map[string]any{"name": "n"}}); r.Code != 404 && !(p == "/" && m == "GET" && r.Code == 200) {
 					t.Errorf("%s %s: %d", m, p, r.Code)
 				}
 			}
 		}
 
 		// Update.
-		upd := e.must(200, e.do("member", "PUT", base+"/"+id, map[string]any{"volume": map[string]any{"name": "v1b", "description": "d"}}))["volume"].(map[string]any)
+		upd := e.MustJSON(200, e.Do("member", "PUT", base+"/"+id, map[string]any{"volume": map[string]any{"name": "v1b", "description": "d"}}))["volume"].(map[string]any)
 		wantKeys(t, "update", upd, createKeys30...)
 		if upd["name"] != "v1b" || upd["description"] != "d" {
 			t.Errorf("update %v", upd)
 		}
 
 		// Metadata.
-		md := e.must(200, e.do("member", "POST", base+"/"+id+"/metadata", map[string]any{"metadata": map[string]any{"k1": "v1"}}))["metadata"].(map[string]any)
+		md := e.MustJSON(200, e.Do("member", "POST", base+"/"+id+"/metadata", map[string]any{"metadata": map[string]any{"k1": "v1"}}))["metadata"].(map[string]any)
 		if md["Type"] != "work" || md["k1"] != "v1" {
 			t.Errorf("metadata merge %v", md)
 		}
-		e.must(200, e.do("member", "PUT", base+"/"+id+"/metadata/k1", map[string]any{"meta": map[string]any{"k1": "v2"}}))
-		if item := e.must(200, e.do("member", "GET", base+"/"+id+"/metadata/k1", nil))["meta"].(map[string]any); item["k1"] != "v2" {
+		e.MustJSON(200, e.Do("member", "PUT", base+"/"+id+"/metadata/k1", map[string]any{"meta": map[string]any{"k1": "v2"}}))
+		if item := e.MustJSON(200, e.Do("member", "GET", base+"/"+id+"/metadata/k1", nil))["meta"].(map[string]any); item["k1"] != "v2" {
 			t.Errorf("item %v", item)
 		}
-		e.must(200, e.do("member", "DELETE", base+"/"+id+"/metadata/k1", nil))
-		rep := e.must(200, e.do("member", "PUT", base+"/"+id+"/metadata", map[string]any{"metadata": map[string]any{"Type": "work", "x": "y"}}))["metadata"].(map[string]any)
+		e.MustJSON(200, e.Do("member", "DELETE", base+"/"+id+"/metadata/k1", nil))
+		rep := e.MustJSON(200, e.Do("member", "PUT", base+"/"+id+"/metadata", map[string]any{"metadata": map[string]any{"Type": "work", "x": "y"}}))["metadata"].(map[string]any)
 		if len(rep) != 2 {
 			t.Errorf("replace %v", rep)
 		}
 
 		// Actions.
-		act := func(token string, body any) resp { return e.do(token, "POST", base+"/"+id+"/action", body) }
-		e.must(200, act("member", map[string]any{"os-set_bootable": map[string]any{"bootable": true}}))
-		e.must(202, act("member", map[string]any{"os-update_readonly_flag": map[string]any{"readonly": true}}))
+		act := func(token string, body any) apitest.Resp { return e.Do(token, "POST", base+"/"+id+"/action", body) }
+		e.MustJSON(200, act("member", map[string]any{"os-set_bootable": map[string]any{"bootable": true}}))
+		e.MustJSON(202, act("member", map[string]any{"os-update_readonly_flag": map[string]any{"readonly": true}}))
 		v = e.waitStatus("member", projA, id, "available")
 		if v["bootable"] != "true" || v["metadata"].(map[string]any)["readonly"] != "True" {
 			t.Errorf("bootable/readonly %v %v", v["bootable"], v["metadata"])
 		}
-		e.must(202, act("member", map[string]any{"os-reserve": nil}))
+		e.MustJSON(202, act("member", map[string]any{"os-reserve": nil}))
 		e.waitStatus("member", projA, id, "attaching")
 		if r := act("member", map[string]any{"os-reserve": nil}); r.Code != 400 {
 			t.Errorf("reserve twice: %d", r.Code)
 		}
-		e.must(202, act("member", map[string]any{"os-unreserve": nil}))
+		e.MustJSON(202, act("member", map[string]any{"os-unreserve": nil}))
 		e.waitStatus("member", projA, id, "available")
 		for _, bad := range []any{nil, "abc", 1} {
 			if r := act("member", map[string]any{"os-extend": map[string]any{"new_size": bad}}); r.Code != 400 {
 				t.Errorf("extend %v: %d %s", bad, r.Code, r.Body)
 			}
 		}
-		e.must(202, act("member", map[string]any{"os-extend": map[string]any{"new_size": 2}}))
+		e.MustJSON(202, act("member", map[string]any{"os-extend": map[string]any{"new_size": 2}}))
 		if v := e.waitStatus("member", projA, id, "available"); v["size"] != float64(2) {
 			t.Errorf("extended size %v", v["size"])
 		}
-		if r := e.do("member", "POST", base+"/0b7e0c1e-6d1f-4d3c-9f1b-7b7e8e0e0e0e/action", map[string]any{"os-extend": map[string]any{"new_size": 3}}); r.Code != 404 {
+		if r := e.Do("member", "POST", base+"/0b7e0c1e-6d1f-4d3c-9f1b-7b7e8e0e0e0e/action", map[string]any{"os-extend": map[string]any{"new_size": 3}}); r.Code != 404 {
 			t.Errorf("extend unknown %d", r.Code)
 		}
 		if r := act("member", map[string]any{"os-reset_status": map[string]any{"status": "error"}}); r.Code != 403 {
 			t.Errorf("member reset-status %d", r.Code)
 		}
-		e.must(202, act("admin", map[string]any{"os-reset_status": map[string]any{"status": "error"}}))
+		e.MustJSON(202, act("admin", map[string]any{"os-reset_status": map[string]any{"status": "error"}}))
 		e.waitStatus("member", projA, id, "error")
-		e.must(202, act("admin", map[string]any{"os-reset_status": map[string]any{"status": "available"}}))
+		e.MustJSON(202, act("admin", map[string]any{"os-reset_status": map[string]any{"status": "available"}}))
 
 		// Image metadata actions.
-		im := e.must(200, act("member", map[string]any{"os-set_image_metadata": map[string]any{"metadata": map[string]any{"image_id": "i", "kernel_id": "k"}}}))["metadata"].(map[string]any)
+		im := e.MustJSON(200, act("member", map[string]any{"os-set_image_metadata": map[string]any{"metadata": map[string]any{"image_id": "i", "kernel_id": "k"}}}))["metadata"].(map[string]any)
 		if im["kernel_id"] != "k" {
 			t.Errorf("set image metadata %v", im)
 		}
-		e.must(200, act("member", map[string]any{"os-unset_image_metadata": map[string]any{"key": "kernel_id"}}))
-		if im := e.must(200, act("member", map[string]any{"os-show_image_metadata": nil}))["metadata"].(map[string]any); len(im) != 1 {
+		e.MustJSON(200, act("member", map[string]any{"os-unset_image_metadata": map[string]any{"key": "kernel_id"}}))
+		if im := e.MustJSON(200, act("member", map[string]any{"os-show_image_metadata": nil}))["metadata"].(map[string]any); len(im) != 1 {
 			t.Errorf("show image metadata %v", im)
 		}
-		if v := e.must(200, e.do("admin", "GET", base+"/"+id, nil))["volume"].(map[string]any); v["volume_image_metadata"] == nil {
+		if v := e.MustJSON(200, e.Do("admin", "GET", base+"/"+id, nil))["volume"].(map[string]any); v["volume_image_metadata"] == nil {
 			t.Errorf("volume_image_metadata missing")
 		}
 
 		// Availability zones.
-		az := e.must(200, e.do("member", "GET", "/v3/"+projA+"/os-availability-zone", nil))["availabilityZoneInfo"].([]any)
+		az := e.MustJSON(200, e.Do("member", "GET", "/v3/"+projA+"/os-availability-zone", nil))["availabilityZoneInfo"].([]any)
 		if len(az) != 1 || az[0].(map[string]any)["zoneName"] != "nova" {
 			t.Errorf("az %v", az)
 		}
 
 		// Pools: admin only, with the matched capabilities.
-		if r := e.do("member", "GET", "/v3/"+projA+"/scheduler-stats/get_pools", nil); r.Code != 403 {
+		if r := e.Do("member", "GET", "/v3/"+projA+"/scheduler-stats/get_pools", nil); r.Code != 403 {
 			t.Errorf("member get_pools: %d", r.Code)
 		}
-		pools := e.must(200, e.do("admin", "GET", "/v3/"+projA+"/scheduler-stats/get_pools?detail=true", nil))["pools"].([]any)
+		pools := e.MustJSON(200, e.Do("admin", "GET", "/v3/"+projA+"/scheduler-stats/get_pools?detail=true", nil))["pools"].([]any)
 		if len(pools) != 1 || pools[0].(map[string]any)["capabilities"].(map[string]any)["volume_backend_name"] != "local" {
 			t.Errorf("pools %v", pools)
 		}
 
 		// Delete.
-		e.must(202, e.do("member", "DELETE", base+"/"+id, nil))
-		if r := e.do("member", "GET", base+"/"+id, nil); r.Code != 404 {
+		e.MustJSON(202, e.Do("member", "DELETE", base+"/"+id, nil))
+		if r := e.Do("member", "GET", base+"/"+id, nil); r.Code != 404 {
 			t.Errorf("after delete %d", r.Code)
 		}
 	})
@@ -185,7 +188,7 @@ func TestVolumeListing(t *testing.T) {
 		e.createVolume("memberB", projB, map[string]any{"name": "other"}, "available")
 		list := func(token, q string) []any {
 			t.Helper()
-			return e.must(200, e.do(token, "GET", "/v3/"+projA+"/volumes/detail?"+q, nil))["volumes"].([]any)
+			return e.MustJSON(200, e.Do(token, "GET", "/v3/"+projA+"/volumes/detail?"+q, nil))["volumes"].([]any)
 		}
 		if got := list("member", ""); len(got) != 5 {
 			t.Errorf("own list %d", len(got))
@@ -212,7 +215,7 @@ func TestVolumeListing(t *testing.T) {
 		var seen []string
 		next := "/v3/" + projA + "/volumes?limit=2&sort_key=id&sort_dir=asc"
 		for next != "" {
-			m := e.must(200, e.do("member", "GET", next, nil))
+			m := e.MustJSON(200, e.Do("member", "GET", next, nil))
 			for _, v := range m["volumes"].([]any) {
 				vv := v.(map[string]any)
 				wantKeys(t, "summary list", vv, "id", "links", "name")
@@ -235,17 +238,17 @@ func TestVolumeListing(t *testing.T) {
 		if got := list("member", "sort=id:desc&limit=1"); got[0].(map[string]any)["id"] != seen[4] {
 			t.Errorf("sort desc")
 		}
-		if r := e.do("member", "GET", "/v3/"+projA+"/volumes?marker=0b7e0c1e-6d1f-4d3c-9f1b-7b7e8e0e0e0e", nil); r.Code != 404 {
+		if r := e.Do("member", "GET", "/v3/"+projA+"/volumes?marker=0b7e0c1e-6d1f-4d3c-9f1b-7b7e8e0e0e0e", nil); r.Code != 404 {
 			t.Errorf("bad marker %d", r.Code)
 		}
-		if r := e.do("member", "GET", "/v3/"+projA+"/volumes?sort_key=bogus", nil); r.Code != 400 {
+		if r := e.Do("member", "GET", "/v3/"+projA+"/volumes?sort_key=bogus", nil); r.Code != 400 {
 			t.Errorf("bad sort key %d", r.Code)
 		}
 		// Summary needs 3.12.
-		if r := e.do("member", "GET", "/v3/"+projA+"/volumes/summary", nil); r.Code != 404 {
+		if r := e.Do("member", "GET", "/v3/"+projA+"/volumes/summary", nil); r.Code != 404 {
 			t.Errorf("summary at 3.0: %d", r.Code)
 		}
-		sum := e.must(200, e.do("member", "GET", "/v3/"+projA+"/volumes/summary", nil, "OpenStack-API-Version", "volume 3.12"))["volume-summary"].(map[string]any)
+		sum := e.MustJSON(200, e.Do("member", "GET", "/v3/"+projA+"/volumes/summary", nil, "OpenStack-API-Version", "volume 3.12"))["volume-summary"].(map[string]any)
 		wantKeys(t, "summary", sum, "total_count", "total_size")
 		if sum["total_count"] != float64(5) || sum["total_size"] != float64(5) {
 			t.Errorf("summary %v", sum)
@@ -272,11 +275,11 @@ func TestCreateFromImageAndClone(t *testing.T) {
 		}
 		// Image too big for the requested size / inactive image.
 		big := e.glance.addImage(map[string]any{"min_disk": 5}, data)
-		if r := e.do("member", "POST", "/v3/"+projA+"/volumes", map[string]any{"volume": map[string]any{"size": 1, "imageRef": big}}); r.Code != 400 {
+		if r := e.Do("member", "POST", "/v3/"+projA+"/volumes", map[string]any{"volume": map[string]any{"size": 1, "imageRef": big}}); r.Code != 400 {
 			t.Errorf("min_disk: %d", r.Code)
 		}
 		inactive := e.glance.addImage(map[string]any{"status": "deactivated"}, data)
-		if r := e.do("member", "POST", "/v3/"+projA+"/volumes", map[string]any{"volume": map[string]any{"size": 1, "imageRef": inactive}}); r.Code != 400 {
+		if r := e.Do("member", "POST", "/v3/"+projA+"/volumes", map[string]any{"volume": map[string]any{"size": 1, "imageRef": inactive}}); r.Code != 400 {
 			t.Errorf("deactivated: %d", r.Code)
 		}
 		// Clone keeps data and image metadata.
@@ -309,13 +312,68 @@ func TestDetachUnknownVolume(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
 		e := newEnv(t, d)
 		for _, a := range []string{"os-detach", "os-attach", "os-begin_detaching"} {
-			if r := e.do("member", "POST", "/v3/"+projA+"/volumes/xxx/action", map[string]any{a: map[string]any{}}); r.Code != 404 {
+			if r := e.Do("member", "POST", "/v3/"+projA+"/volumes/xxx/action", map[string]any{a: map[string]any{}}); r.Code != 404 {
 				t.Errorf("%s unknown volume: %d %s", a, r.Code, r.Body)
 			}
 		}
 		id := e.createVolume("member", projA, map[string]any{}, "available")["id"].(string)
-		if r := e.do("member", "POST", "/v3/"+projA+"/volumes/"+id+"/action", map[string]any{"os-detach": map[string]any{}}); r.Code != 400 {
+		if r := e.Do("member", "POST", "/v3/"+projA+"/volumes/"+id+"/action", map[string]any{"os-detach": map[string]any{}}); r.Code != 400 {
 			t.Errorf("detach unattached: %d", r.Code)
+		}
+	})
+}
+
+// limit and offset are validated as Cinder's get_pagination_params does
+// (issue 17: offset=-1 was accepted), and a valid offset skips volumes
+// after the marker, in the database on both engines.
+func TestVolumeListPaginationParams(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d)
+		base := "/v3/" + projA + "/volumes"
+		for _, c := range []struct{ query, msg string }{
+			{"offset=-1", "offset must be >= 0"},
+			{"offset=abc", "offset must be an integer"},
+			{"offset=1.5", "offset must be an integer"},
+			{"offset=", "offset must be an integer"},
+			{"offset=2147483648", "offset must be <= 2147483647"},
+			{"limit=abc", "limit param must be an integer"},
+			{"limit=-1", "limit param must be positive"},
+			{"limit=-1&offset=-1", "limit param must be positive"},
+		} {
+			for _, path := range []string{base, base + "/detail"} {
+				r := e.Do("member", "GET", path+"?"+c.query, nil)
+				if fault, msg := errMessage(t, r); r.Code != 400 || fault != "badRequest" || msg != c.msg {
+					t.Errorf("%s?%s: %d %s, want 400 %q", path, c.query, r.Code, r.Body, c.msg)
+				}
+			}
+		}
+		var ids []string
+		for range 4 {
+			ids = append(ids, e.createVolume("member", projA, map[string]any{}, "available")["id"].(string))
+		}
+		sort.Strings(ids)
+		page := func(query string) []string {
+			t.Helper()
+			var got []string
+			for _, v := range e.MustJSON(200, e.Do("member", "GET", base+"?sort=id:asc&"+query, nil))["volumes"].([]any) {
+				got = append(got, v.(map[string]any)["id"].(string))
+			}
+			return got
+		}
+		for query, want := range map[string][]string{
+			"offset=0":                             ids,
+			"offset=+1":                            ids[1:],
+			"offset=%201":                          ids[1:],
+			"offset=2&limit=1":                     ids[2:3],
+			"offset=1&marker=" + ids[0]:            ids[2:],
+			"offset=9":                             nil,
+			"limit=99999999999999999999999":        ids,
+			"limit=0":                              nil,
+			"limit=%202&offset=1&marker=" + ids[0]: ids[2:4],
+		} {
+			if got := page(query); strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Errorf("%s: %v, want %v", query, got, want)
+			}
 		}
 	})
 }

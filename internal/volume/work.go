@@ -2,32 +2,36 @@ package volume
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
-	"sync"
 	"time"
 
-	"github.com/google/uuid"
-
+	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/task"
 	"github.com/ashlar-dev/ashlar/internal/volume/driver"
 )
 
-// Kinds of durable background work.
+// The volume service's background work runs as durable tasks
+// (internal/task): a request records the task in the transaction that
+// records the volume's transitional status, any node's runner claims it,
+// and a node that dies mid-way has its task resumed by another node once
+// the lease runs out. A task finishes in the same transaction that moves
+// the volume out of its transitional status, fenced by the task's lease.
+
+// Kinds of durable background work, registered with the task runner.
 const (
-	workCreate    = "create"
-	workClone     = "clone"
-	workFromImage = "from_image"
-	workUpload    = "upload"
+	workCreate    = "volume.create"
+	workClone     = "volume.clone"
+	workFromImage = "volume.from_image"
+	workUpload    = "volume.upload"
 )
 
-// maxAttempts bounds how often work is retried across restarts before it
-// is failed for good (the volume goes to error or back to its status).
+// maxAttempts bounds how often work is claimed (a node dying mid-way
+// counts) before it is failed for good: the volume goes to error or back
+// to its status.
 const maxAttempts = 3
 
-// workPayload is the JSON payload of a volume_work row.
+// workPayload is a volume task's payload.
 type workPayload struct {
 	Size          int64  `json:"size,omitempty"`
 	AZ            string `json:"az,omitempty"`
@@ -44,83 +48,78 @@ type workPayload struct {
 	ProjectID       string `json:"project_id,omitempty"`
 }
 
+// work is a claimed volume task.
 type work struct {
-	ID, VolumeID, Kind string
-	Payload            workPayload
-	Attempts           int
-	RequestID          string
+	VolumeID, Kind, RequestID string
+	Payload                   workPayload
+	t                         *task.Task
 }
 
-// addWork records work in the caller's transaction, so a volume and the
-// work that finishes it exist together or not at all.
-func (s *Service) addWork(ctx context.Context, tx *db.Tx, volumeID, kind string, p workPayload, requestID string) error {
-	b, err := json.Marshal(p)
-	if err != nil {
-		return err
+// registerWork tells the task runner how to run and give up volume work.
+func (s *Service) registerWork(r *task.Runner) {
+	for _, kind := range []string{workCreate, workClone, workFromImage, workUpload} {
+		r.Register(task.Kind{Name: kind, MaxAttempts: maxAttempts,
+			Run:    func(ctx context.Context, t *task.Task) error { return s.runWork(ctx, t, false) },
+			GiveUp: func(ctx context.Context, t *task.Task, _ error) error { return s.runWork(ctx, t, true) }})
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO volume_work (id, volume_id, kind, payload, request_id, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		uuid.NewString(), volumeID, kind, string(b), requestID, db.Now())
+}
+
+// addWork records work in the caller's transaction, so a volume's status
+// and the work that moves it on exist together or not at all. The caller
+// wakes the runner after the commit.
+func (s *Service) addWork(ctx context.Context, tx *db.Tx, volumeID, kind string, p workPayload) error {
+	_, err := s.tasks.Add(ctx, tx, task.Spec{Kind: kind, Subject: volumeID, Payload: p, RequestID: api.RequestID(ctx)})
 	return err
 }
 
-// wake nudges the worker after new work was committed.
-func (s *Service) wake() {
-	select {
-	case s.kick <- struct{}{}:
-	default:
+// wake starts committed work without waiting for the runner's poll.
+func (s *Service) wake() { s.tasks.Wake() }
+
+// runWork runs (or, giving up, rolls back) one claimed volume task. Work
+// whose volume is gone (force-deleted) has nothing left to do.
+func (s *Service) runWork(ctx context.Context, t *task.Task, giveUp bool) error {
+	w := &work{VolumeID: t.Subject, Kind: t.Kind, RequestID: t.RequestID, t: t}
+	if err := t.Decode(&w.Payload); err != nil {
+		return err
 	}
+	v, err := getVolume(ctx, s.deps.DB, w.VolumeID)
+	if errs.KindOf(err) == errs.NotFound {
+		return nil
+	}
+	if err != nil {
+		return task.Retry(err)
+	}
+	if w.Kind == workUpload {
+		return s.runUpload(ctx, w, v, giveUp)
+	}
+	return s.runCreate(ctx, w, v, giveUp)
 }
 
-// pollInterval is how often the worker looks for work it was not woken for.
-var pollInterval = 2 * time.Second
-
-// workers bounds concurrent background jobs.
-const workers = 4
-
-// Run implements service.Runner: it resumes the work a previous process
-// left behind, then executes new work until ctx is cancelled. Work cut off
-// by cancellation stays recorded and is resumed by the next start.
-func (s *Service) Run(ctx context.Context) error {
-	if !s.deps.DB.Postgres() {
-		// SQLite serves one process: leases left behind are a dead
-		// predecessor's, so take its work over now instead of after expiry.
-		if _, err := s.deps.DB.ExecContext(ctx, `UPDATE volume_work SET lease_until = NULL, lease_owner = NULL`); err != nil {
+// settle writes the volume's final state of w in one transaction with the
+// end of its task: fail == nil completes it, otherwise it fails with fail.
+// A node that lost the task's lease writes nothing (task.ErrLeaseLost).
+func (s *Service) settle(ctx context.Context, w *work, fail error, write func(tx *db.Tx) error) error {
+	ctx = context.WithoutCancel(ctx) // the outcome is recorded even while stopping
+	return s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
+		if err := write(tx); err != nil {
 			return err
 		}
-	}
+		if fail != nil {
+			return w.t.Fail(ctx, tx, fail)
+		}
+		return w.t.Complete(ctx, tx)
+	})
+}
+
+// Run implements service.Runner: at start it removes backend volumes that
+// have no row (the work itself runs on the task runner). With a runner of
+// its own (no shared one in Deps) it runs that too, until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
 	s.sweepOrphans(ctx)
-	sem := make(chan struct{}, workers)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	t := time.NewTicker(pollInterval)
-	defer t.Stop()
-	for {
-		items, err := s.pendingWork(ctx)
-		if err != nil && ctx.Err() == nil {
-			s.deps.Logger.Error("loading volume work", "err", err)
-		}
-		for _, w := range items {
-			if _, busy := s.running.LoadOrStore(w.ID, struct{}{}); busy {
-				continue
-			}
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				s.running.Delete(w.ID)
-				return ctx.Err()
-			}
-			wg.Go(func() {
-				defer func() { <-sem; s.running.Delete(w.ID) }()
-				s.execute(ctx, w)
-			})
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-s.kick:
-		case <-t.C:
-		}
+	if s.ownTasks {
+		return s.tasks.Run(ctx)
 	}
+	return nil
 }
 
 // sweepOrphans deletes backend volumes that have no row. A volume's row is
@@ -151,194 +150,6 @@ func (s *Service) sweepOrphans(ctx context.Context) {
 	}
 }
 
-// leaseDuration is how long a claim on work lasts without renewal: the
-// delay before another process takes over the work of a dead one.
-var leaseDuration = 30 * time.Second
-
-func (s *Service) pendingWork(ctx context.Context) ([]*work, error) {
-	rows, err := s.deps.DB.QueryContext(ctx, `SELECT id, volume_id, kind, payload, attempts, request_id FROM volume_work
-		WHERE lease_until IS NULL OR lease_until < ? ORDER BY created_at LIMIT 100`, db.Now())
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*work
-	for rows.Next() {
-		w := &work{}
-		var payload string
-		var reqID *string
-		if err := rows.Scan(&w.ID, &w.VolumeID, &w.Kind, &payload, &w.Attempts, &reqID); err != nil {
-			return nil, err
-		}
-		w.RequestID = deref(reqID)
-		if err := json.Unmarshal([]byte(payload), &w.Payload); err != nil {
-			return nil, fmt.Errorf("work %s: %w", w.ID, err)
-		}
-		out = append(out, w)
-	}
-	return out, rows.Err()
-}
-
-// claim takes the lease on w and counts the attempt (before starting, so
-// work that kills the process is not retried forever). It reports false
-// when another process holds the lease.
-func (s *Service) claim(ctx context.Context, w *work) bool {
-	now := db.Now()
-	res, err := s.deps.DB.ExecContext(ctx, `UPDATE volume_work SET attempts = attempts + 1, lease_owner = ?, lease_until = ?
-		WHERE id = ? AND (lease_until IS NULL OR lease_until < ?)`, s.owner, db.Timestamp{Time: now.Time.Add(leaseDuration)}, w.ID, now)
-	if err != nil {
-		return false
-	}
-	n, _ := res.RowsAffected()
-	return n == 1
-}
-
-// renew extends the lease on w while it runs, until ctx ends.
-func (s *Service) renew(ctx context.Context, w *work) {
-	t := time.NewTicker(leaseDuration / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			_, _ = s.deps.DB.ExecContext(ctx, `UPDATE volume_work SET lease_until = ? WHERE id = ? AND lease_owner = ?`,
-				db.Timestamp{Time: time.Now().Add(leaseDuration)}, w.ID, s.owner)
-		}
-	}
-}
-
-// execute runs one piece of work under a lease.
-func (s *Service) execute(ctx context.Context, w *work) {
-	if ctx.Err() != nil || !s.claim(ctx, w) {
-		return
-	}
-	w.Attempts++
-	rctx, stopRenew := context.WithCancel(ctx)
-	defer stopRenew()
-	go s.renew(rctx, w)
-	v, err := getVolume(ctx, s.deps.DB, w.VolumeID)
-	if err != nil {
-		if errs.KindOf(err) == errs.NotFound {
-			s.finishWork(ctx, w)
-		}
-		return
-	}
-	giveUp := w.Attempts > maxAttempts
-	switch w.Kind {
-	case workCreate, workClone, workFromImage:
-		err = s.runCreate(ctx, w, v, giveUp)
-	case workUpload:
-		err = s.runUpload(ctx, w, v, giveUp)
-	default:
-		err = fmt.Errorf("unknown work kind %q", w.Kind)
-	}
-	if ctx.Err() != nil {
-		// Shutting down: release the row for the next start.
-		_, _ = s.deps.DB.ExecContext(context.WithoutCancel(ctx), `UPDATE volume_work SET lease_until = NULL, lease_owner = NULL WHERE id = ? AND lease_owner = ?`, w.ID, s.owner)
-		return
-	}
-	if err != nil {
-		s.deps.Logger.Error("volume work failed", "volume", w.VolumeID, "kind", w.Kind, "err", err)
-	}
-	s.finishWork(context.WithoutCancel(ctx), w)
-}
-
-func (s *Service) finishWork(ctx context.Context, w *work) {
-	if _, err := s.deps.DB.ExecContext(ctx, `DELETE FROM volume_work WHERE id = ?`, w.ID); err != nil {
-		s.deps.Logger.Error("finishing volume work", "work", w.ID, "err", err)
-	}
-}
-
-// runCreate schedules and creates a volume (blank, clone or from image).
-// Failures put the volume in error with a user message.
-func (s *Service) runCreate(ctx context.Context, w *work, v *vol, giveUp bool) error {
-	if v.Status != "creating" {
-		return nil
-	}
-	failed := func(event, msg string, cause error) error {
-		if ctx.Err() != nil {
-			return cause // shutting down: the next start resumes the work
-		}
-		bg := context.WithoutCancel(ctx)
-		_ = forceStatus(bg, s.deps.DB, v.ID, "error")
-		s.recordMessage(bg, v.ProjectID, v.ID, w.RequestID, event, msg)
-		return cause
-	}
-	if giveUp {
-		return failed(eventScheduleAllocate, "schedule allocate volume:Could not find any available weighted backend.",
-			errs.E(errs.Other, "volume creation interrupted too often"))
-	}
-	var b *backend
-	if w.Kind == workClone {
-		b = s.backendNamed(w.Payload.SourceHost)
-	} else {
-		specs := map[string]string{}
-		if v.TypeID != nil {
-			t, err := s.getType(ctx, s.deps.DB, nil, *v.TypeID, false)
-			if err == nil {
-				specs = t.ExtraSpecs
-			}
-		}
-		var err error
-		if b, err = s.schedule(ctx, specs, v.AZ, v.Size); err != nil {
-			return failed(eventScheduleAllocate, "schedule allocate volume:Could not find any available weighted backend.", err)
-		}
-	}
-	if b == nil {
-		return failed(eventScheduleAllocate, "schedule allocate volume:Could not find any available weighted backend.", errs.E(errs.Other, "source backend gone"))
-	}
-	if _, err := s.deps.DB.ExecContext(ctx, `UPDATE volumes SET host = ? WHERE id = ?`, b.cfg.Name, v.ID); err != nil {
-		return err
-	}
-	// A previous attempt may have left a partial volume.
-	if err := b.drv.Delete(ctx, v.ID); err != nil && errs.KindOf(err) != errs.NotFound {
-		return failed(eventScheduleAllocate, "create volume:Failed to create volume.", err)
-	}
-	size := v.Size * gib
-	var err error
-	bootable := v.Bootable
-	switch w.Kind {
-	case workCreate:
-		err = b.drv.Create(ctx, v.ID, size)
-	case workClone:
-		var src interface {
-			io.ReaderAt
-			io.Closer
-			Size() int64
-		}
-		if src, err = b.drv.Open(ctx, *v.SourceVolID); err == nil {
-			err = b.drv.CreateFrom(ctx, v.ID, size, io.NewSectionReader(src, 0, src.Size()))
-			src.Close()
-		}
-	case workFromImage:
-		err = s.copyImageToVolume(ctx, w, b, v)
-		bootable = true
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return err
-		}
-		_ = b.drv.Delete(context.WithoutCancel(ctx), v.ID)
-		event, msg := eventScheduleAllocate, "create volume:Failed to create volume."
-		if w.Kind == workFromImage {
-			event, msg = eventCreateFromImage, "copy image to volume:Failed to copy image to volume."
-		}
-		return failed(event, msg, err)
-	}
-	res, err := s.deps.DB.ExecContext(ctx, `UPDATE volumes SET status = 'available', bootable = ?, updated_at = ? WHERE id = ? AND status = 'creating'`,
-		bootable, db.Now(), v.ID)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		// Force-deleted while the data was being written: the row is gone,
-		// so the data just created must go too.
-		if _, gerr := getVolume(ctx, s.deps.DB, v.ID); errs.KindOf(gerr) == errs.NotFound {
-			if derr := b.drv.Delete(context.WithoutCancel(ctx), v.ID); derr != nil && errs.KindOf(derr) != errs.NotFound {
-				return derr
-			}
-		}
-	}
-	return nil
-}
+// ownRunnerPoll is how often a service-owned task runner polls (tests
+// shorten it).
+var ownRunnerPoll = 2 * time.Second

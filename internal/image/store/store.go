@@ -1,7 +1,20 @@
-// Package store is the image-store layer: a small Driver interface that
-// every backend (file, s3, http) implements, and the Store wrapper that does,
-// once for all drivers, single-pass hashing (md5 and os_hash_algo run
-// concurrently), size limits, error mapping and metrics.
+// Package store is the image-store layer, split the way gocloud.dev/blob
+// splits its buckets:
+//
+//   - store.go: the small Driver interface every backend implements, and the
+//     optional capabilities (ReadOnlyDriver, Lister, Locator, Recoverer,
+//     Describer) a driver may add, found by type assertion;
+//   - portable.go: the Store, the portable type over a Driver that does,
+//     once for every driver, the key and range checks, size limits, error
+//     mapping and metrics;
+//   - hash.go: the single-pass hashing pipeline of a Put (md5 and
+//     os_hash_algo on their own goroutines);
+//   - metrics.go: the per-store operation metrics;
+//   - set.go: the Set of configured stores plus the hidden staging store.
+//
+// The drivers live in file/, s3/ and http/; drivers/ is the registry that
+// maps store types to them and has each read its own [store:<id>] options;
+// storetest/ is the conformance suite every driver runs.
 //
 // Error contract for drivers: a missing object is errs.NotFound, a full
 // backend errs.TooLarge, an unreachable backend errs.Unavailable, a write to
@@ -15,14 +28,19 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/config"
 )
 
-// Driver is one storage backend. Keys are opaque ASCII strings chosen by
-// the image service (the image id, optionally with a prefix).
+// Driver is one storage backend. Keys are opaque strings chosen by the image
+// service (the image id, optionally with a prefix); the Store has checked
+// them (ValidKey) and the offsets before a driver sees them, so a driver
+// checks only what its backend cannot store (the file driver: names that
+// would escape its directory).
 type Driver interface {
 	// Put streams r into key and returns the bytes written. It must not
 	// buffer the whole object; on any error (including ctx cancellation)
 	// no object remains at key.
 	Put(ctx context.Context, key string, r io.Reader) (int64, error)
-	// Get opens key for reading from offset; length < 0 reads to the end.
+	// Get opens key for reading from offset (>= 0); length < 0 reads to
+	// the end, a length past the end is clipped, offset == size gives an
+	// empty reader and offset > size errs.BadRange.
 	Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
 	// Delete removes key; errs.NotFound when it does not exist.
 	Delete(ctx context.Context, key string) error
@@ -41,5 +59,32 @@ type Lister interface {
 	List(ctx context.Context, fn func(key string) error) error
 }
 
-// Factory opens a driver from its [store:<id>] configuration.
+// Locator is implemented by drivers that can say where an object lives, in
+// the URL form Glance shows in an image's locations[].url: file:///<path>
+// for file stores, s3://<host>/<bucket>/<key> (s3+https:// for TLS
+// endpoints; unlike Glance, never with credentials) for s3 stores, and
+// the object's URL for http stores. Callers go through Store.Location,
+// which checks key first.
+type Locator interface {
+	Location(key string) (string, error)
+}
+
+// Recoverer is implemented by drivers whose Put can leave hidden state
+// behind when the process dies mid-upload (S3 multipart parts). At start-up
+// the image service calls Recover (through Store.Recover) for each object
+// whose write never finished; afterwards no trace of the interrupted
+// upload remains. It returns nil when there is nothing to recover.
+type Recoverer interface {
+	Recover(ctx context.Context, key string) error
+}
+
+// Describer is implemented by drivers that show properties of their store
+// in GET /v2/info/stores/detail (the file store's data_dir, the s3 store's
+// bucket and host). Never secrets.
+type Describer interface {
+	Properties() map[string]any
+}
+
+// Factory opens a driver from its [store:<id>] configuration; the registry
+// in package drivers has one per store type.
 type Factory func(ctx context.Context, cfg config.Store) (Driver, error)

@@ -45,14 +45,20 @@ type Extent struct {
 }
 
 // Capabilities are a backend's reported properties, matched by the
-// scheduler against a volume type's extra specs.
+// scheduler against a volume type's extra specs and shown by get_pools.
 type Capabilities struct {
 	VolumeBackendName string
 	TotalCapacityGB   float64
 	FreeCapacityGB    float64
 	ThinProvisioning  bool
-	// Extra holds further capability key/values (e.g. "multiattach").
-	Extra map[string]string
+	// Multiattach reports that a volume may be attached to several hosts at
+	// once; types asking for "multiattach": "<is> True" need it.
+	Multiattach bool
+	// Extra holds further capabilities under Cinder's names, typed as
+	// Cinder's drivers report them (string, bool, int or float64), e.g.
+	// "storage_protocol": "file", "provisioned_capacity_gb": 3.5. Clients
+	// decode get_pools into typed fields, so a number must not be a string.
+	Extra map[string]any
 }
 
 // Allocator is implemented by drivers that can tell how much backing space

@@ -16,9 +16,10 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/volume/driver"
 )
 
-// DiskFormats are the disk formats os-volume_upload_image accepts, as in
-// Cinder.
-var DiskFormats = []string{"raw", "qcow2", "vmdk", "vdi", "vhd", "vhdx", "ploop"}
+// DiskFormats are the disk formats os-volume_upload_image accepts, in the
+// order of Cinder's request schema (api/schemas/volume_actions.py), which
+// its validation message lists.
+var DiskFormats = []string{"raw", "vmdk", "vdi", "qcow2", "vhd", "vhdx", "ploop"}
 
 // ContainerFormats are the container formats accepted; "compressed" gzips
 // the disk image, as Cinder does.

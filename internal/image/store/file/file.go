@@ -27,6 +27,7 @@ import (
 
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/image/store"
 )
 
 // OptDatadir is the [store:<id>] key naming the directory of a file store.
@@ -77,25 +78,37 @@ type Driver struct {
 	wrapWrite func(io.Writer) io.Writer
 }
 
-// Open opens a "file" store from its [store:<id>] section: it reads
-// filesystem_store_datadir (required) and creates the directory if missing.
-// (The store package registers it; drivers do not import store, which
-// imports them.)
-func Open(ctx context.Context, cfg config.Store) (*Driver, error) {
-	dir := cfg.Options[OptDatadir]
-	if dir == "" {
-		return nil, errs.E(errs.Invalid, "store %q: %s is required", cfg.ID, OptDatadir)
+// Config is a file store's configuration.
+type Config struct {
+	// Dir is the directory of the objects, created if missing.
+	Dir string
+	// Thin leaves runs of zeros as holes (OptThin).
+	Thin bool
+}
+
+// ParseConfig reads a file store's [store:<id>] options; problems are
+// recorded in o. The directory defaults to the store's StateDir
+// (<state_path>/images/<id>).
+func ParseConfig(o *config.Options) Config {
+	c := Config{Dir: o.Path(OptDatadir, o.Store.StateDir), Thin: o.Bool(OptThin, false)}
+	if c.Dir == "" {
+		o.Problem(OptDatadir, "required for a file store")
 	}
-	d, err := New(dir)
+	return c
+}
+
+// Open opens the file store c describes (see New).
+func Open(c Config) (*Driver, error) {
+	d, err := New(c.Dir)
 	if err != nil {
 		return nil, err
 	}
-	d.thin = cfg.Options[OptThin] == "true"
+	d.thin = c.Thin
 	return d, nil
 }
 
 // SetThin turns thin provisioning on or off for later Puts (tests and
-// tools; Open reads it from the store's section).
+// tools; Open takes it from the store's Config).
 func (d *Driver) SetThin(on bool) { d.thin = on }
 
 // Thin reports whether runs of zeros are left as holes.
@@ -121,13 +134,17 @@ func New(dir string) (*Driver, error) {
 // Dir returns the absolute directory of the store.
 func (d *Driver) Dir() string { return d.dir }
 
-// path validates key and returns its file path. Keys are relative,
-// '/'-separated, with no empty, "." or ".." segment and no segment starting
-// with '.', so no key escapes the directory or names a temp file.
+// Properties implements store.Describer: what GET /v2/info/stores/detail
+// shows of a file store.
+func (d *Driver) Properties() map[string]any {
+	return map[string]any{"data_dir": d.dir, "chunk_size": store.ChunkSize, "thin_provisioning": d.thin}
+}
+
+// path returns key's file path. On top of the Store's key checks, keys
+// here are '/'-separated printable ASCII without a backslash, with no
+// empty, "." or ".." segment and no segment starting with '.', so no key
+// escapes the directory or names a temp file.
 func (d *Driver) path(key string) (string, error) {
-	if key == "" || len(key) > 1024 {
-		return "", errs.E(errs.Invalid, "invalid store key %q", key)
-	}
 	for _, seg := range strings.Split(key, "/") {
 		if seg == "" || seg[0] == '.' {
 			return "", errs.E(errs.Invalid, "invalid store key %q", key)
@@ -458,9 +475,6 @@ func (d *Driver) Get(ctx context.Context, key string, offset, length int64) (io.
 	if err != nil {
 		return nil, err
 	}
-	if offset < 0 {
-		return nil, errs.E(errs.BadRange, "negative offset %d", offset)
-	}
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, mapErr(err, "cannot read from store")
@@ -573,14 +587,6 @@ func (d *Driver) List(ctx context.Context, fn func(key string) error) error {
 		}
 		return fn(filepath.ToSlash(rel))
 	})
-}
-
-// Recover implements store.Recoverer. Temp files of dead uploads are
-// already swept when the store is opened, and a key never names a partial
-// object, so there is nothing to do per key.
-func (d *Driver) Recover(ctx context.Context, key string) error {
-	_, err := d.path(key)
-	return err
 }
 
 // sweep removes temp files nobody holds a lock on: leftovers of a process

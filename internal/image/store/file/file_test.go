@@ -6,15 +6,18 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/image/store"
 )
 
 func newTestDriver(t *testing.T) *Driver {
@@ -39,15 +42,63 @@ func tempFiles(t *testing.T, dir string) []string {
 	return left
 }
 
+// parse runs ParseConfig on opts of store "fast" whose StateDir is
+// stateDir, returning the config and the problems as strings.
+func parse(opts map[string]string, stateDir string) (Config, []string) {
+	o := config.NewOptions(config.Store{ID: "fast", Type: "file", Options: opts, StateDir: stateDir})
+	c := ParseConfig(o)
+	var problems []string
+	for _, p := range o.Problems() {
+		problems = append(problems, p.String())
+	}
+	return c, problems
+}
+
+func TestParseConfig(t *testing.T) {
+	state := t.TempDir()
+	tests := []struct {
+		name     string
+		opts     map[string]string
+		stateDir string
+		want     Config
+		problems []string
+	}{
+		{"defaults to the state dir", nil, state, Config{Dir: state}, nil},
+		{"datadir made absolute", map[string]string{OptDatadir: "rel/dir"}, state, Config{Dir: absolute(t, "rel/dir")}, nil},
+		{"thin", map[string]string{OptDatadir: "/d", OptThin: "yes"}, "", Config{Dir: "/d", Thin: true}, nil},
+		{"no datadir anywhere", nil, "", Config{}, []string{"[store:fast] filesystem_store_datadir: required for a file store"}},
+		{"thin not a boolean", map[string]string{OptThin: "sometimes"}, state, Config{Dir: state},
+			[]string{`[store:fast] filesystem_thin_provisioning: "sometimes" is not a boolean (true/false)`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, problems := parse(tt.opts, tt.stateDir)
+			if c != tt.want || !slices.Equal(problems, tt.problems) {
+				t.Errorf("ParseConfig = %+v, %q; want %+v, %q", c, problems, tt.want, tt.problems)
+			}
+		})
+	}
+}
+func absolute(t *testing.T, p string) string {
+	t.Helper()
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
 func TestOpen(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a", "b")
-	d, err := Open(context.Background(), config.Store{ID: "fast", Type: "file",
-		Options: map[string]string{OptDatadir: dir}})
+	d, err := Open(Config{Dir: dir, Thin: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		t.Fatalf("datadir not created: %v", err)
+	}
+	if !d.Thin() {
+		t.Error("Open ignored Thin")
 	}
 	if _, err := d.Put(context.Background(), "k", strings.NewReader("v")); err != nil {
 		t.Fatal(err)
@@ -55,9 +106,9 @@ func TestOpen(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(dir, "k")); err != nil || string(b) != "v" {
 		t.Fatalf("object file = %q, %v; want the flat layout <datadir>/<key>", b, err)
 	}
-	_, err = Open(context.Background(), config.Store{ID: "x", Type: "file", Options: map[string]string{}})
-	if !errs.Is(err, errs.Invalid) {
-		t.Fatalf("Open without datadir: %v, want Invalid", err)
+	want := map[string]any{"data_dir": dir, "chunk_size": store.ChunkSize, "thin_provisioning": true}
+	if got := d.Properties(); !maps.Equal(got, want) {
+		t.Errorf("Properties = %v, want %v", got, want)
 	}
 }
 
@@ -70,11 +121,8 @@ func TestThinProvisioning(t *testing.T) {
 		data[size/2+i] = byte(i | 1)
 	}
 	for _, thin := range []bool{false, true} {
-		opts := map[string]string{OptDatadir: t.TempDir()}
-		if thin {
-			opts[OptThin] = "true"
-		}
-		d, err := Open(context.Background(), config.Store{ID: "s", Type: "file", Options: opts})
+		dir := t.TempDir()
+		d, err := Open(Config{Dir: dir, Thin: thin})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,7 +133,7 @@ func TestThinProvisioning(t *testing.T) {
 			t.Fatal(err)
 		}
 		var st syscall.Stat_t
-		if err := syscall.Stat(filepath.Join(opts[OptDatadir], "k"), &st); err != nil {
+		if err := syscall.Stat(filepath.Join(dir, "k"), &st); err != nil {
 			t.Fatal(err)
 		}
 		allocated := st.Blocks * 512
@@ -98,7 +146,7 @@ func TestThinProvisioning(t *testing.T) {
 		if !thin && allocated < size {
 			t.Errorf("not thin: only %d bytes allocated for %d", allocated, size)
 		}
-		got, err := os.ReadFile(filepath.Join(opts[OptDatadir], "k"))
+		got, err := os.ReadFile(filepath.Join(dir, "k"))
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("thin=%v: content differs (%v)", thin, err)
 		}

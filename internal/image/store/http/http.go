@@ -45,10 +45,21 @@ type Driver struct {
 	client *http.Client
 }
 
-// Open opens an "http" store from its [store:<id>] section.
-func Open(ctx context.Context, cfg config.Store) (*Driver, error) {
-	return New(cfg.Options[OptBaseURL], nil)
+// Config is an http store's configuration.
+type Config struct {
+	// BaseURL is the URL relative keys are resolved under; empty when
+	// every key is a whole URL.
+	BaseURL string
 }
+
+// ParseConfig reads an http store's [store:<id>] options; problems are
+// recorded in o.
+func ParseConfig(o *config.Options) Config {
+	return Config{BaseURL: o.HTTPURL(OptBaseURL, "")}
+}
+
+// Open opens the http store c describes, with New's default client.
+func Open(c Config) (*Driver, error) { return New(c.BaseURL, nil) }
 
 // New builds a driver for base (may be empty: then every key must be an
 // absolute URL). A nil client gets a default with connect and
@@ -86,11 +97,9 @@ func New(base string, client *http.Client) (*Driver, error) {
 // ReadOnly implements store.ReadOnlyDriver.
 func (d *Driver) ReadOnly() bool { return true }
 
-// URL resolves key to the URL it is read from (see the package comment).
+// URL resolves key, which the Store has checked, to the URL it is read
+// from (see the package comment).
 func (d *Driver) URL(key string) (string, error) {
-	if key == "" || strings.ContainsAny(key, "\x00\r\n") {
-		return "", errs.E(errs.Invalid, "invalid store key %q", key)
-	}
 	if strings.HasPrefix(key, "http://") || strings.HasPrefix(key, "https://") {
 		u, err := url.Parse(key)
 		if err != nil || u.Host == "" {
@@ -209,9 +218,6 @@ func (d *Driver) Get(ctx context.Context, key string, offset, length int64) (io.
 	u, err := d.URL(key)
 	if err != nil {
 		return nil, err
-	}
-	if offset < 0 {
-		return nil, errs.E(errs.BadRange, "negative offset %d", offset)
 	}
 	if length == 0 {
 		size, err := d.Size(ctx, key)

@@ -27,12 +27,10 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
@@ -94,7 +92,9 @@ type Config struct {
 // Driver stores objects in one S3 bucket.
 type Driver struct {
 	// locPrefix is "s3://host" or "s3+https://host" (Glance's scheme).
-	locPrefix   string
+	locPrefix string
+	// host is s3_store_host as configured, shown in the store's properties.
+	host        string
 	client      *s3.Client
 	bucket      string
 	create      bool
@@ -107,84 +107,60 @@ type Driver struct {
 	bufs sync.Pool
 }
 
-// Open opens an "s3" store from its [store:<id>] section.
-func Open(ctx context.Context, cfg config.Store) (*Driver, error) {
-	o := cfg.Options
+// ParseConfig reads an s3 store's [store:<id>] options; problems are
+// recorded in o. Fields left zero take New's defaults.
+func ParseConfig(o *config.Options) Config {
 	c := Config{
-		Endpoint:  o[OptHost],
-		Bucket:    o[OptBucket],
-		AccessKey: o[OptAccessKey],
-		SecretKey: o[OptSecretKey],
-		Region:    o[OptRegion],
+		Endpoint:     o.String(OptHost, ""),
+		Bucket:       o.String(OptBucket, ""),
+		AccessKey:    o.Secret(OptAccessKey),
+		SecretKey:    o.Secret(OptSecretKey),
+		Region:       o.String(OptRegion, ""),
+		CreateBucket: o.Bool(OptCreateBucketOnPut, false),
+		PartSize:     o.Int(OptChunkSize, 0, minPartSize/mib, maxPartSize/mib) * mib,
+		Concurrency:  int(o.Int(OptThreadPools, 0, 1, 64)),
 	}
-	var problems []string
-	for _, k := range []string{OptHost, OptBucket, OptAccessKey, OptSecretKey} {
-		if o[k] == "" {
-			problems = append(problems, k+" is required")
+	for _, kv := range [][2]string{{OptHost, c.Endpoint}, {OptBucket, c.Bucket}, {OptAccessKey, c.AccessKey}, {OptSecretKey, c.SecretKey}} {
+		if kv[1] == "" {
+			o.Problem(kv[0], "required for an s3 store")
 		}
 	}
-	if v := o[OptCreateBucketOnPut]; v != "" {
-		b, err := parseBool(v)
-		if err != nil {
-			problems = append(problems, OptCreateBucketOnPut+": "+err.Error())
+	if c.Endpoint != "" {
+		if _, err := endpointURL(c.Endpoint); err != nil {
+			o.Problem(OptHost, "%v", err)
 		}
-		c.CreateBucket = b
 	}
-	if v := o[OptChunkSize]; v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < minPartSize/mib || n > maxPartSize/mib {
-			problems = append(problems, fmt.Sprintf("%s must be an integer between %d and %d (MiB)",
-				OptChunkSize, minPartSize/mib, maxPartSize/mib))
-		}
-		c.PartSize = n * mib
-	}
-	if v := o[OptThreadPools]; v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 64 {
-			problems = append(problems, OptThreadPools+" must be an integer between 1 and 64")
-		}
-		c.Concurrency = n
-	}
-	if len(problems) > 0 {
-		return nil, errs.E(errs.Invalid, "store %q: %s", cfg.ID, strings.Join(problems, "; "))
-	}
-	return New(c)
+	return c
 }
 
-func parseBool(v string) (bool, error) {
-	switch strings.ToLower(strings.TrimSpace(v)) {
-	case "1", "true", "yes", "on":
-		return true, nil
-	case "0", "false", "no", "off":
-		return false, nil
+// endpointURL parses an s3_store_host: an http(s) URL, or a host[:port]
+// meaning http:// (Glance's rule).
+func endpointURL(host string) (*url.URL, error) {
+	s := host
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
 	}
-	return false, fmt.Errorf("not a boolean: %q", v)
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%q is not an http(s) URL or host[:port]", host)
+	}
+	return u, nil
 }
 
-// New builds a driver. It does not contact the server: a store that is down
+// New builds a driver from c, valid as ParseConfig reads it (zero fields
+// take their defaults). It does not contact the server: a store that is down
 // at start-up is reported by the first request (errs.Unavailable), not by a
 // failed start.
 func New(c Config) (*Driver, error) {
-	endpoint := c.Endpoint
-	if !strings.HasPrefix(endpoint, "http://") && !strings.HasPrefix(endpoint, "https://") {
-		// Glance's rule: a host without a scheme is plain HTTP.
-		endpoint = "http://" + endpoint
-	}
-	u, err := url.Parse(endpoint)
-	if err != nil || u.Host == "" {
-		return nil, errs.E(errs.Invalid, "%s: invalid endpoint %q", OptHost, c.Endpoint)
-	}
-	if c.Bucket == "" {
-		return nil, errs.E(errs.Invalid, "%s is required", OptBucket)
+	u, err := endpointURL(c.Endpoint)
+	if err != nil {
+		return nil, errs.Wrap(errs.Invalid, err, OptHost)
 	}
 	if c.Region == "" {
 		c.Region = "us-east-1"
 	}
 	if c.PartSize == 0 {
 		c.PartSize = 10 * mib
-	}
-	if c.PartSize < minPartSize {
-		return nil, errs.E(errs.Invalid, "part size %d below S3's minimum of 5 MiB", c.PartSize)
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 2
@@ -197,7 +173,7 @@ func New(c Config) (*Driver, error) {
 		})
 	client := s3.New(s3.Options{
 		Region:       c.Region,
-		BaseEndpoint: aws.String(strings.TrimRight(endpoint, "/")),
+		BaseEndpoint: aws.String(strings.TrimRight(u.String(), "/")),
 		UsePathStyle: true,
 		Credentials:  credentials.NewStaticCredentialsProvider(c.AccessKey, c.SecretKey, ""),
 		HTTPClient:   httpClient,
@@ -216,8 +192,8 @@ func New(c Config) (*Driver, error) {
 	if u.Scheme == "https" {
 		scheme = "s3+https"
 	}
-	d := &Driver{locPrefix: scheme + "://" + u.Host + strings.TrimRight(u.Path, "/"), client: client, bucket: c.Bucket, create: c.CreateBucket,
-		partSize: c.PartSize, concurrency: c.Concurrency}
+	d := &Driver{locPrefix: scheme + "://" + u.Host + strings.TrimRight(u.Path, "/"), host: c.Endpoint,
+		client: client, bucket: c.Bucket, create: c.CreateBucket, partSize: c.PartSize, concurrency: c.Concurrency}
 	d.bufs.New = func() any { b := make([]byte, d.partSize); return &b }
 	return d, nil
 }
@@ -225,9 +201,6 @@ func New(c Config) (*Driver, error) {
 // Location returns s3://<host>/<bucket>/<key> (s3+https:// for a TLS
 // endpoint): Glance's location form, without the credentials Glance embeds.
 func (d *Driver) Location(key string) (string, error) {
-	if err := checkKey(key); err != nil {
-		return "", err
-	}
 	return d.locPrefix + "/" + d.bucket + "/" + (&url.URL{Path: key}).EscapedPath(), nil
 }
 
@@ -237,11 +210,10 @@ func (d *Driver) Client() *s3.Client { return d.client }
 // Bucket returns the bucket name.
 func (d *Driver) Bucket() string { return d.bucket }
 
-func checkKey(key string) error {
-	if key == "" || len(key) > 1024 || !utf8.ValidString(key) || strings.ContainsRune(key, 0) {
-		return errs.E(errs.Invalid, "invalid store key %q", key)
-	}
-	return nil
+// Properties implements store.Describer: what GET /v2/info/stores/detail
+// shows of an s3 store (never the credentials).
+func (d *Driver) Properties() map[string]any {
+	return map[string]any{"s3_store_bucket": d.bucket, "s3_store_host": d.host}
 }
 
 // ensureBucket creates the bucket on the first Put when the store is
@@ -315,9 +287,6 @@ func readPart(ctx context.Context, r io.Reader, buf []byte) (int, bool, error) {
 // Put implements the store.Driver method. An existing object is replaced
 // only when the new one is complete.
 func (d *Driver) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
-	if err := checkKey(key); err != nil {
-		return 0, err
-	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -493,12 +462,6 @@ func (d *Driver) abort(ctx context.Context, key string, uploadID *string) {
 
 // Get implements the store.Driver method.
 func (d *Driver) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
-	if err := checkKey(key); err != nil {
-		return nil, err
-	}
-	if offset < 0 {
-		return nil, errs.E(errs.BadRange, "negative offset %d", offset)
-	}
 	if length == 0 {
 		// S3 has no empty range; check existence and bounds instead.
 		size, err := d.Size(ctx, key)
@@ -537,9 +500,6 @@ func (d *Driver) Get(ctx context.Context, key string, offset, length int64) (io.
 
 // Size implements the store.Driver method.
 func (d *Driver) Size(ctx context.Context, key string) (int64, error) {
-	if err := checkKey(key); err != nil {
-		return 0, err
-	}
 	out, err := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &d.bucket, Key: &key})
 	if err != nil {
 		if isNotFound(err) && !d.create {
@@ -630,9 +590,6 @@ func (d *Driver) AbortUploads(ctx context.Context, prefix string) error {
 // uploads of exactly key, which a process killed mid-Put leaves behind
 // (S3 keeps their parts, and bills them, until aborted).
 func (d *Driver) Recover(ctx context.Context, key string) error {
-	if err := checkKey(key); err != nil {
-		return err
-	}
 	return d.ListUploads(ctx, key, func(k, id string) error {
 		if k != key {
 			return nil

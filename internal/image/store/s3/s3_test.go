@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -74,33 +76,71 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// parse runs ParseConfig on opts, returning the config and the problems.
+func parse(opts map[string]string) (s3.Config, []string) {
+	o := config.NewOptions(config.Store{ID: "cheap", Type: "s3", Options: opts})
+	c := s3.ParseConfig(o)
+	var problems []string
+	for _, p := range o.Problems() {
+		problems = append(problems, p.String())
+	}
+	return c, problems
+}
+
+var validOptions = map[string]string{s3.OptHost: "127.0.0.1:9000", s3.OptBucket: "b", s3.OptAccessKey: "ak", s3.OptSecretKey: "sk"}
+
+func TestParseConfig(t *testing.T) {
+	c, problems := parse(with(with(with(with(validOptions, s3.OptCreateBucketOnPut, "yes"), s3.OptChunkSize, "8"),
+		s3.OptThreadPools, "3"), s3.OptRegion, "eu-west-1"))
+	want := s3.Config{Endpoint: "127.0.0.1:9000", Bucket: "b", AccessKey: "ak", SecretKey: "sk", Region: "eu-west-1",
+		CreateBucket: true, PartSize: 8 << 20, Concurrency: 3}
+	if c != want || problems != nil {
+		t.Fatalf("ParseConfig = %+v, %v; want %+v", c, problems, want)
+	}
+	bad := []struct {
+		opts map[string]string
+		want []string
+	}{
+		{map[string]string{}, []string{"[store:cheap] s3_store_host: required for an s3 store",
+			"[store:cheap] s3_store_bucket: required for an s3 store", "[store:cheap] s3_store_access_key: required for an s3 store",
+			"[store:cheap] s3_store_secret_key: required for an s3 store"}},
+		{with(validOptions, s3.OptChunkSize, "4"), []string{"[store:cheap] s3_store_large_object_chunk_size: 4 is below the minimum 5"}},
+		{with(validOptions, s3.OptChunkSize, "5121"), []string{"[store:cheap] s3_store_large_object_chunk_size: 5121 is above the maximum 5120"}},
+		{with(validOptions, s3.OptChunkSize, "x"), []string{`[store:cheap] s3_store_large_object_chunk_size: "x" is not an integer`}},
+		{with(validOptions, s3.OptThreadPools, "0"), []string{"[store:cheap] s3_store_thread_pools: 0 is below the minimum 1"}},
+		{with(validOptions, s3.OptCreateBucketOnPut, "maybe"), []string{`[store:cheap] s3_store_create_bucket_on_put: "maybe" is not a boolean (true/false)`}},
+		{with(validOptions, s3.OptHost, "http://[::1"), []string{`[store:cheap] s3_store_host: "http://[::1" is not an http(s) URL or host[:port]`}},
+		{with(validOptions, s3.OptHost, "ftp://h"), []string{`[store:cheap] s3_store_host: "ftp://h" is not an http(s) URL or host[:port]`}},
+	}
+	for _, b := range bad {
+		if _, problems := parse(b.opts); !slices.Equal(problems, b.want) {
+			t.Errorf("ParseConfig(%v) problems:\n%s\nwant:\n%s", b.opts, strings.Join(problems, "\n"), strings.Join(b.want, "\n"))
+		}
+	}
+}
+
+// TestOpen: a driver built from parsed options works against MinIO and
+// describes its store without the credentials.
 func TestOpen(t *testing.T) {
 	m := testenv.SharedMinIO(t)
-	ok := map[string]string{
+	c, problems := parse(map[string]string{
 		s3.OptHost: m.Endpoint, s3.OptBucket: "open-test", s3.OptAccessKey: m.AccessKey,
 		s3.OptSecretKey: m.SecretKey, s3.OptCreateBucketOnPut: "true", s3.OptChunkSize: "8",
 		s3.OptThreadPools: "3",
+	})
+	if problems != nil {
+		t.Fatal(problems)
 	}
-	d, err := s3.Open(context.Background(), config.Store{ID: "cheap", Type: "s3", Options: ok})
+	d, err := s3.New(c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d.Put(context.Background(), "k", strings.NewReader("v")); err != nil {
 		t.Fatalf("Put through an opened store: %v", err)
 	}
-	bad := []map[string]string{
-		{},
-		{s3.OptHost: m.Endpoint, s3.OptBucket: "b", s3.OptAccessKey: "a"},
-		with(ok, s3.OptChunkSize, "4"),
-		with(ok, s3.OptChunkSize, "x"),
-		with(ok, s3.OptThreadPools, "0"),
-		with(ok, s3.OptCreateBucketOnPut, "maybe"),
-		with(ok, s3.OptHost, "http://[::1"),
-	}
-	for i, o := range bad {
-		if _, err := s3.Open(context.Background(), config.Store{ID: "x", Type: "s3", Options: o}); !errs.Is(err, errs.Invalid) {
-			t.Errorf("case %d: Open(%v) = %v, want Invalid", i, o, err)
-		}
+	want := map[string]any{"s3_store_bucket": "open-test", "s3_store_host": m.Endpoint}
+	if got := d.Properties(); !maps.Equal(got, want) {
+		t.Errorf("Properties = %v, want %v", got, want)
 	}
 }
 

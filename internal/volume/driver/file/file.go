@@ -292,8 +292,8 @@ func (d *Driver) Allocated(ctx context.Context, id string) (int64, error) {
 	return st.Size(), nil
 }
 
-// Capabilities reports the filesystem's space (or total_capacity_gb) and
-// thin provisioning, which sparse files give.
+// Capabilities reports the filesystem's space (or total_capacity_gb), thin
+// provisioning, which sparse files give, and multiattach.
 func (d *Driver) Capabilities(ctx context.Context) (driver.Capabilities, error) {
 	var fs syscall.Statfs_t
 	if err := syscall.Statfs(d.dir, &fs); err != nil {
@@ -305,11 +305,10 @@ func (d *Driver) Capabilities(ctx context.Context) (driver.Capabilities, error) 
 		total = d.totalGB
 		free = min(free, total)
 	}
-	extra := map[string]string{
+	extra := map[string]any{
 		"storage_protocol": "file",
 		"vendor_name":      "Ashlar",
 		"driver_version":   "1.0",
-		"multiattach":      "false",
 	}
 	if d.az != "" {
 		extra["availability_zone"] = d.az
@@ -326,14 +325,17 @@ func (d *Driver) Capabilities(ctx context.Context) (driver.Capabilities, error) 
 				prov += info.Size()
 			}
 		}
-		extra["provisioned_capacity_gb"] = strconv.FormatFloat(round2(float64(prov)/gib), 'f', -1, 64)
+		extra["provisioned_capacity_gb"] = round2(float64(prov) / gib)
 	}
 	return driver.Capabilities{
 		VolumeBackendName: d.backendName,
 		TotalCapacityGB:   round2(total),
 		FreeCapacityGB:    round2(free),
 		ThinProvisioning:  true,
-		Extra:             extra,
+		// A volume is a file any number of readers and writers may open;
+		// nothing in the driver ties it to one host.
+		Multiattach: true,
+		Extra:       extra,
 	}, nil
 }
 

@@ -64,15 +64,15 @@ func TestCapabilitiesConfigured(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.VolumeBackendName != "b1" || c.TotalCapacityGB != 1 || c.FreeCapacityGB > 1 || !c.ThinProvisioning ||
-		c.Extra["availability_zone"] != "az2" || c.Extra["provisioned_capacity_gb"] != "0" {
+		!c.Multiattach || c.Extra["availability_zone"] != "az2" || c.Extra["provisioned_capacity_gb"] != 0.0 {
 		t.Fatalf("capabilities %+v", c)
 	}
 	// Thin: 3 GiB provisioned on a 1 GiB backend, nothing allocated.
 	if err := d.Create(context.Background(), "big", 3<<30); err != nil {
 		t.Fatal(err)
 	}
-	if c, _ = d.Capabilities(context.Background()); c.Extra["provisioned_capacity_gb"] != "3" {
-		t.Fatalf("provisioned %q, want 3", c.Extra["provisioned_capacity_gb"])
+	if c, _ = d.Capabilities(context.Background()); c.Extra["provisioned_capacity_gb"] != 3.0 {
+		t.Fatalf("provisioned %#v, want the number 3", c.Extra["provisioned_capacity_gb"])
 	}
 }
 

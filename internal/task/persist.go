@@ -1,0 +1,234 @@
+package task
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/ashlar-dev/ashlar/internal/db"
+)
+
+// The SQL of the task system. Leases are compared in the nodes' clocks
+// (fixed-width UTC text, see db.Timestamp), so nodes must keep their clocks
+// within a small fraction of the lease of each other (NTP does).
+
+func ts(t time.Time) db.Timestamp { return db.Timestamp{Time: t.UTC().Truncate(time.Microsecond)} }
+
+// insert writes a new task row; owner is empty for a pending task.
+func insert(ctx context.Context, q db.Querier, s Spec, state State, owner string, leaseUntil time.Time) (string, []byte, error) {
+	payload := []byte("{}")
+	if s.Payload != nil {
+		var err error
+		if payload, err = json.Marshal(s.Payload); err != nil {
+			return "", nil, fmt.Errorf("task payload: %w", err)
+		}
+	}
+	id := uuid.NewString()
+	now := time.Now()
+	var ownerArg, leaseArg any
+	attempts := 0
+	if owner != "" {
+		ownerArg, leaseArg, attempts = owner, ts(leaseUntil), 1
+	}
+	_, err := q.ExecContext(ctx, `INSERT INTO tasks (id, kind, subject, payload, state, attempts, epoch, not_before,
+lease_owner, lease_until, request_id, created_at, updated_at) VALUES (?,?,?,?,?,?,1,?,?,?,?,?,?)`,
+		id, s.Kind, s.Subject, string(payload), string(state), attempts, ts(now.Add(s.Delay)),
+		ownerArg, leaseArg, s.RequestID, ts(now), ts(now))
+	if err != nil {
+		return "", nil, fmt.Errorf("adding %s task: %w", s.Kind, err)
+	}
+	return id, payload, nil
+}
+
+// candidate is a claimable row as first seen.
+type candidate struct {
+	id, kind string
+	epoch    int64
+}
+
+// due lists tasks of the given kinds that may be claimed now: pending ones
+// whose time has come and running ones whose lease has run out.
+func due(ctx context.Context, q db.Querier, kinds []string, limit int) ([]candidate, error) {
+	if len(kinds) == 0 || limit <= 0 {
+		return nil, nil
+	}
+	now := ts(time.Now())
+	args := []any{}
+	for _, k := range kinds {
+		args = append(args, k)
+	}
+	args = append(args, now, now, limit)
+	rows, err := q.QueryContext(ctx, `SELECT id, kind, epoch FROM tasks
+WHERE kind IN (`+placeholders(len(kinds))+`)
+  AND ((state = 'pending' AND not_before <= ?) OR (state = 'running' AND lease_until < ?))
+ORDER BY not_before, created_at LIMIT ?`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []candidate
+	for rows.Next() {
+		var c candidate
+		if err := rows.Scan(&c.id, &c.kind, &c.epoch); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}
+
+// claim takes c for owner if nobody claimed it since it was listed (the
+// epoch is unchanged and it is still claimable). It returns the claimed
+// task, or nil when another node was first.
+func claim(ctx context.Context, q db.Querier, c candidate, owner string, leaseUntil time.Time) (*Task, error) {
+	now := ts(time.Now())
+	res, err := q.ExecContext(ctx, `UPDATE tasks SET state = 'running', lease_owner = ?, lease_until = ?,
+epoch = epoch + 1, attempts = attempts + 1, updated_at = ?
+WHERE id = ? AND epoch = ?
+  AND ((state = 'pending' AND not_before <= ?) OR (state = 'running' AND lease_until < ?))`,
+		owner, ts(leaseUntil), now, c.id, c.epoch, now, now)
+	if err != nil {
+		return nil, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return nil, err
+	}
+	t := &Task{}
+	var created db.Timestamp
+	var payload string
+	err = q.QueryRowContext(ctx, `SELECT id, kind, subject, payload, attempts, epoch, last_error, request_id, created_at
+FROM tasks WHERE id = ?`, c.id).Scan(&t.ID, &t.Kind, &t.Subject, &payload, &t.Attempt, &t.epoch, &t.LastError, &t.RequestID, &created)
+	if err != nil {
+		return nil, err
+	}
+	t.payload, t.CreatedAt = []byte(payload), created.Time
+	if t.epoch != c.epoch+1 {
+		return nil, nil // claimed again in between (a lease shorter than this read)
+	}
+	return t, nil
+}
+
+// renew extends every running lease owner holds and returns the ids and
+// epochs it extended: a task this node holds that is not among them has
+// been claimed by another node.
+func renew(ctx context.Context, q db.Querier, owner string, leaseUntil time.Time) (map[string]int64, error) {
+	now := ts(time.Now())
+	rows, err := q.QueryContext(ctx, `UPDATE tasks SET lease_until = ?, updated_at = ?
+WHERE lease_owner = ? AND state = 'running' RETURNING id, epoch`, ts(leaseUntil), now, owner)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var id string
+		var epoch int64
+		if err := rows.Scan(&id, &epoch); err != nil {
+			return nil, err
+		}
+		out[id] = epoch
+	}
+	return out, rows.Err()
+}
+
+// finish ends a task claimed at epoch, in q; ErrLeaseLost when the task was
+// claimed again since (or already finished).
+func finish(ctx context.Context, q db.Querier, id string, epoch int64, state State, lastError string) error {
+	now := ts(time.Now())
+	res, err := q.ExecContext(ctx, `UPDATE tasks SET state = ?, last_error = CASE WHEN ? = '' THEN last_error ELSE ? END,
+lease_owner = NULL, lease_until = NULL, finished_at = ?, updated_at = ?
+WHERE id = ? AND epoch = ? AND state = 'running'`, string(state), lastError, lastError, now, now, id, epoch)
+	if err != nil {
+		return fmt.Errorf("finishing task %s: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n != 1 {
+		return ErrLeaseLost
+	}
+	return nil
+}
+
+// requeue hands a task claimed at epoch back as pending, due at notBefore,
+// recording lastError. refund takes back the attempt counted at the claim
+// (the runner stopped; the work itself did not fail).
+func requeue(ctx context.Context, q db.Querier, id string, epoch int64, notBefore time.Time, lastError string, refund bool) error {
+	back := 0
+	if refund {
+		back = 1
+	}
+	res, err := q.ExecContext(ctx, `UPDATE tasks SET state = 'pending', not_before = ?, attempts = attempts - ?,
+last_error = CASE WHEN ? = '' THEN last_error ELSE ? END, lease_owner = NULL, lease_until = NULL, updated_at = ?
+WHERE id = ? AND epoch = ? AND state = 'running'`, ts(notBefore), back, lastError, lastError, ts(time.Now()), id, epoch)
+	if err != nil {
+		return fmt.Errorf("requeueing task %s: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n != 1 {
+		return ErrLeaseLost
+	}
+	return nil
+}
+
+// expireAll ends every running lease now: on an exclusive database the
+// owners are dead processes (see Options.Exclusive).
+func expireAll(ctx context.Context, q db.Querier) error {
+	_, err := q.ExecContext(ctx, `UPDATE tasks SET lease_until = ? WHERE state = 'running'`, ts(time.Unix(0, 0)))
+	return err
+}
+
+// prune deletes finished tasks that finished before cutoff.
+func prune(ctx context.Context, q db.Querier, cutoff time.Time) error {
+	_, err := q.ExecContext(ctx, `DELETE FROM tasks WHERE state IN ('done', 'failed') AND finished_at < ?`, ts(cutoff))
+	return err
+}
+
+// Info is a task as the operator sees it.
+type Info struct {
+	ID, Kind, Subject, RequestID string
+	State                        State
+	Attempts                     int
+	Node                         string
+	LastError                    string
+	CreatedAt, UpdatedAt         time.Time
+	LeaseUntil, FinishedAt       time.Time
+}
+
+// List returns the tasks about subject (all tasks when subject is empty),
+// oldest first, at most limit.
+func List(ctx context.Context, q db.Querier, subject string, limit int) ([]Info, error) {
+	where, args := "", []any{}
+	if subject != "" {
+		where, args = "WHERE subject = ?", append(args, subject)
+	}
+	rows, err := q.QueryContext(ctx, `SELECT id, kind, subject, request_id, state, attempts, COALESCE(lease_owner, ''),
+last_error, created_at, updated_at, lease_until, finished_at FROM tasks `+where+` ORDER BY created_at, id LIMIT ?`,
+		append(args, limit)...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Info
+	for rows.Next() {
+		var i Info
+		var state string
+		var created, updated, lease, finished db.Timestamp
+		if err := rows.Scan(&i.ID, &i.Kind, &i.Subject, &i.RequestID, &state, &i.Attempts, &i.Node, &i.LastError,
+			&created, &updated, &lease, &finished); err != nil {
+			return nil, err
+		}
+		i.State = State(state)
+		i.CreatedAt, i.UpdatedAt, i.LeaseUntil, i.FinishedAt = created.Time, updated.Time, lease.Time, finished.Time
+		out = append(out, i)
+	}
+	return out, rows.Err()
+}

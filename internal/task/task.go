@@ -1,0 +1,216 @@
+// Package task is Ashlar's one system for durable background work: volume
+// creation, uploads to images, image imports and copies, and the recovery
+// of request-held work (an image upload) whose node died.
+//
+// A task is a database row. A node (one process, named by a random UUID,
+// never by an address: several nodes behind one load balancer share their
+// public URLs) claims a task under a lease and renews the lease while the
+// work runs. A node that dies stops renewing; once the lease has run out
+// any node claims the task again and runs it — which resumes the work or
+// rolls it back, as the task's Kind decides. Nothing is touched while its
+// lease is live, so a restarting node never disturbs its peers' work.
+//
+// Fencing: every claim increments the task's epoch, and a task is finished
+// only by a write that names the epoch it was claimed at (Task.Complete,
+// Task.Fail, in the caller's transaction when the domain change must land
+// with it). A node that lost its lease (paused, partitioned) has its task
+// context cancelled at the next renewal and can no longer finish the task:
+// two nodes never both finish the same task.
+//
+// Two ways in:
+//   - Add queues work for any node's runner (a volume create): the kind's
+//     Run does it, retried with backoff when it returns a Retry error, and
+//     GiveUp rolls it back once the attempts are spent.
+//   - Begin records work that the calling request does itself (an upload):
+//     the row is claimed by this node from the start and renewed by its
+//     runner; the request finishes it. If the node dies first, another node
+//     claims it after the lease and the kind's Run rolls back or resumes.
+package task
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ashlar-dev/ashlar/internal/db"
+)
+
+// State is a task's place in its life.
+type State string
+
+// The states of a task row.
+const (
+	// Pending tasks wait to be claimed (not before their not_before time).
+	Pending State = "pending"
+	// Running tasks are held by the node named lease_owner until lease_until.
+	Running State = "running"
+	// Done and Failed tasks are kept for a while as a record, then pruned.
+	Done   State = "done"
+	Failed State = "failed"
+)
+
+// ErrLeaseLost is the cause of a task context cancelled because another
+// node claimed the task (this node's lease ran out), and the error of a
+// Complete or Fail that came too late.
+var ErrLeaseLost = errors.New("task: lease lost to another node")
+
+// ErrStopping is the cause of a task context cancelled because the runner
+// is shutting down; the task is handed back for the next claim.
+var ErrStopping = errors.New("task: runner stopping")
+
+// Kind is one kind of durable work and how it is run.
+type Kind struct {
+	// Name identifies the kind in the table ("volume.create").
+	Name string
+	// Run does (or, for work begun by a request, recovers) the task. Its
+	// context is cancelled with ErrLeaseLost or ErrStopping as cause.
+	// Returning nil finishes the task (unless Run already called Complete
+	// or Fail); an error wrapped with Retry is tried again after Backoff
+	// while attempts remain; any other error fails the task for good, so
+	// Run must have left the domain in its failed state first.
+	Run func(ctx context.Context, t *Task) error
+	// GiveUp rolls the work back when its attempts are spent: after a
+	// Retry error on the last attempt, or when a claim finds that earlier
+	// attempts died with their node MaxAttempts times. cause is the last
+	// error. Optional.
+	GiveUp func(ctx context.Context, t *Task, cause error) error
+	// MaxAttempts bounds the claims of one task (default 3).
+	MaxAttempts int
+	// Backoff is the delay before retry number attempt+1 (default
+	// exponential from 2 s, at most 1 min).
+	Backoff func(attempt int) time.Duration
+	// Concurrency bounds how many tasks of this kind one node runs at once
+	// (0: the runner's Workers).
+	Concurrency int
+}
+
+func (k *Kind) maxAttempts() int {
+	if k.MaxAttempts > 0 {
+		return k.MaxAttempts
+	}
+	return 3
+}
+
+func (k *Kind) backoff(attempt int) time.Duration {
+	if k.Backoff != nil {
+		return k.Backoff(attempt)
+	}
+	d := 2 * time.Second << max(0, min(attempt-1, 5))
+	return min(d, time.Minute)
+}
+
+// Spec describes a task to add or begin.
+type Spec struct {
+	Kind string
+	// Subject is the resource the task works on (an image or volume id),
+	// for finding a resource's tasks.
+	Subject string
+	// Payload is stored as JSON and read back with Task.Decode.
+	Payload any
+	// RequestID is the request that caused the task, for logs and user
+	// messages.
+	RequestID string
+	// Delay postpones the first claim.
+	Delay time.Duration
+}
+
+// retryErr marks an error as worth another attempt.
+type retryErr struct{ err error }
+
+func (e retryErr) Error() string { return e.err.Error() }
+func (e retryErr) Unwrap() error { return e.err }
+
+// Retry marks err as transient: the task is tried again after the kind's
+// backoff while attempts remain. Retry(nil) is nil.
+func Retry(err error) error {
+	if err == nil {
+		return nil
+	}
+	return retryErr{err}
+}
+
+// IsRetry reports whether err was marked with Retry.
+func IsRetry(err error) bool {
+	var r retryErr
+	return errors.As(err, &r)
+}
+
+// Task is one claimed task, held by this node.
+type Task struct {
+	ID, Kind, Subject, RequestID string
+	// Attempt counts the claims of this task, this one included (1 first).
+	Attempt int
+	// LastError is the error the previous attempt ended with, if any.
+	LastError string
+	// CreatedAt is when the task was added.
+	CreatedAt time.Time
+
+	payload []byte
+	epoch   int64
+	r       *Runner
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	// deadline is the lease end last written (unix nanoseconds);
+	// confirmed is set once a renewal has seen the row.
+	deadline  atomic.Int64
+	confirmed atomic.Bool
+	finished  atomic.Bool
+	release   sync.Once
+}
+
+// Decode reads the task's payload into v.
+func (t *Task) Decode(v any) error {
+	if err := json.Unmarshal(t.payload, v); err != nil {
+		return fmt.Errorf("task %s: payload: %w", t.ID, err)
+	}
+	return nil
+}
+
+// Context is cancelled when the task's lease is lost (cause ErrLeaseLost)
+// or its runner stops (ErrStopping), and, for a begun task, when the
+// context given to Begin ends.
+func (t *Task) Context() context.Context { return t.ctx }
+
+// Complete finishes the task in q, which should be the transaction that
+// makes the work's result visible, so that both land or neither does. It
+// returns ErrLeaseLost when another node has claimed the task since.
+func (t *Task) Complete(ctx context.Context, q db.Querier) error {
+	if err := finish(ctx, q, t.ID, t.epoch, Done, ""); err != nil {
+		return err
+	}
+	t.finished.Store(true)
+	return nil
+}
+
+// Fail finishes the task as failed with cause recorded, fenced like
+// Complete. The domain's failed state is the caller's to write (in q).
+func (t *Task) Fail(ctx context.Context, q db.Querier, cause error) error {
+	msg := ""
+	if cause != nil {
+		msg = cause.Error()
+	}
+	if err := finish(ctx, q, t.ID, t.epoch, Failed, msg); err != nil {
+		return err
+	}
+	t.finished.Store(true)
+	return nil
+}
+
+// Release stops renewing the task's lease. A begun task calls it when its
+// request is over: after Complete or Fail, or without them to leave the
+// task for recovery once the lease runs out. Safe to call more than once.
+func (t *Task) Release() {
+	t.release.Do(func() {
+		t.r.drop(t)
+		t.cancel(context.Canceled)
+	})
+}
+
+// Lost reports whether err (or ctx's cause) means the lease was lost.
+func Lost(ctx context.Context, err error) bool {
+	return errors.Is(err, ErrLeaseLost) || errors.Is(context.Cause(ctx), ErrLeaseLost)
+}

@@ -1,0 +1,450 @@
+package task
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ashlar-dev/ashlar/internal/apitest"
+	"github.com/ashlar-dev/ashlar/internal/db"
+	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
+)
+
+const testLease = 400 * time.Millisecond
+
+// start runs a runner on d with short leases until the test ends (or the
+// returned stop is called) and returns it.
+func start(t *testing.T, d *db.DB, o Options, kinds ...Kind) (*Runner, func()) {
+	t.Helper()
+	if o.Lease == 0 {
+		o.Lease = testLease
+	}
+	if o.Poll == 0 {
+		o.Poll = 30 * time.Millisecond
+	}
+	r := New(d, o)
+	for _, k := range kinds {
+		r.Register(k)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return r, stop
+}
+
+// row reads a task's state, attempts and last error.
+func row(t *testing.T, d *db.DB, id string) (State, int, string) {
+	t.Helper()
+	var st, lastErr string
+	var attempts int
+	if err := d.QueryRowContext(context.Background(), `SELECT state, attempts, last_error FROM tasks WHERE id = ?`, id).
+		Scan(&st, &attempts, &lastErr); err != nil {
+		t.Fatal(err)
+	}
+	return State(st), attempts, lastErr
+}
+
+func waitState(t *testing.T, d *db.DB, id string, want State, within time.Duration) {
+	t.Helper()
+	apitest.Eventually(t, within, func() bool { s, _, _ := row(t, d, id); return s == want },
+		func() string {
+			s, a, e := row(t, d, id)
+			return fmt.Sprintf("state %s attempts %d last_error %q", s, a, e)
+		})
+}
+
+// addDead records a task as running under a node that died: its lease has
+// run out and attempts claims were made.
+func addDead(t *testing.T, d *db.DB, s Spec, attempts int, lastErr string) string {
+	t.Helper()
+	ctx := context.Background()
+	id, _, err := insert(ctx, d, s, Running, "dead-node", time.Now().Add(-time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.ExecContext(ctx, `UPDATE tasks SET attempts = ?, last_error = ? WHERE id = ?`, attempts, lastErr, id); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func TestRunOutcomes(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		type payload struct{ N int }
+		var gaveUp atomic.Value
+		var calls sync.Map // task id -> *atomic.Int32
+		count := func(id string) int32 {
+			v, _ := calls.LoadOrStore(id, new(atomic.Int32))
+			return v.(*atomic.Int32).Add(1)
+		}
+		kinds := []Kind{
+			{Name: "ok", Run: func(ctx context.Context, tk *Task) error {
+				var p payload
+				if err := tk.Decode(&p); err != nil || p.N != 7 {
+					return fmt.Errorf("payload %+v: %v", p, err)
+				}
+				count(tk.ID)
+				return nil
+			}},
+			{Name: "flaky", Backoff: func(int) time.Duration { return 10 * time.Millisecond },
+				Run: func(ctx context.Context, tk *Task) error {
+					if n := count(tk.ID); n < 3 {
+						return Retry(fmt.Errorf("transient %d", n))
+					}
+					return nil
+				}},
+			{Name: "hopeless", MaxAttempts: 2, Backoff: func(int) time.Duration { return 10 * time.Millisecond },
+				Run: func(ctx context.Context, tk *Task) error {
+					count(tk.ID)
+					return Retry(errors.New("store unreachable"))
+				},
+				GiveUp: func(ctx context.Context, tk *Task, cause error) error {
+					gaveUp.Store(tk.ID + ": " + cause.Error())
+					return nil
+				}},
+			{Name: "broken", GiveUp: func(ctx context.Context, tk *Task, cause error) error {
+				gaveUp.Store("broken must not give up: " + cause.Error())
+				return nil
+			}, Run: func(ctx context.Context, tk *Task) error { count(tk.ID); return errors.New("bad image") }},
+		}
+		r, _ := start(t, d, Options{}, kinds...)
+		ctx := context.Background()
+		add := func(kind string) string {
+			id, err := r.Add(ctx, d, Spec{Kind: kind, Subject: "s-" + kind, Payload: payload{7}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return id
+		}
+		ok, flaky, hopeless, broken := add("ok"), add("flaky"), add("hopeless"), add("broken")
+
+		waitState(t, d, ok, Done, 5*time.Second)
+		waitState(t, d, flaky, Done, 5*time.Second)
+		waitState(t, d, hopeless, Failed, 5*time.Second)
+		waitState(t, d, broken, Failed, 5*time.Second)
+
+		if _, a, _ := row(t, d, ok); a != 1 {
+			t.Errorf("ok: attempts %d, want 1", a)
+		}
+		if _, a, e := row(t, d, flaky); a != 3 || e != "transient 2" {
+			t.Errorf("flaky: attempts %d last_error %q, want 3 and the last transient error", a, e)
+		}
+		if _, a, e := row(t, d, hopeless); a != 2 || e != "store unreachable" {
+			t.Errorf("hopeless: attempts %d last_error %q", a, e)
+		}
+		if g, _ := gaveUp.Load().(string); g != hopeless+": store unreachable" {
+			t.Errorf("GiveUp saw %q", g)
+		}
+		if _, a, e := row(t, d, broken); a != 1 || e != "bad image" {
+			t.Errorf("broken: attempts %d last_error %q (a permanent error is not retried)", a, e)
+		}
+		infos, err := List(ctx, d, "s-flaky", 10)
+		if err != nil || len(infos) != 1 || infos[0].State != Done || infos[0].Attempts != 3 || infos[0].FinishedAt.IsZero() {
+			t.Fatalf("List = %+v, %v", infos, err)
+		}
+	})
+}
+
+// A task whose earlier claims all died with their nodes is given up at the
+// next claim instead of being run again (work that kills its process must
+// not be retried forever).
+func TestClaimAfterCrashes(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		var ran, gave atomic.Int32
+		var cause atomic.Value
+		k := Kind{Name: "crashy", MaxAttempts: 2,
+			Run: func(ctx context.Context, tk *Task) error { ran.Add(1); return nil },
+			GiveUp: func(ctx context.Context, tk *Task, c error) error {
+				gave.Add(1)
+				cause.Store(c.Error())
+				return nil
+			}}
+		resumed := addDead(t, d, Spec{Kind: "crashy"}, 1, "")
+		spent := addDead(t, d, Spec{Kind: "crashy"}, 2, "node died")
+		start(t, d, Options{}, k)
+		waitState(t, d, resumed, Done, 5*time.Second)
+		waitState(t, d, spent, Failed, 5*time.Second)
+		if ran.Load() != 1 || gave.Load() != 1 || cause.Load() != "node died" {
+			t.Fatalf("ran %d gave up %d cause %v", ran.Load(), gave.Load(), cause.Load())
+		}
+	})
+}
+
+// A task begun by a request on a node that then dies (stops renewing) is
+// claimed by another node once the lease has run out, within two lease
+// periods, and its Run (the recovery) sees the second attempt.
+func TestBegunTaskRecoveredByAnotherNode(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		recovered := make(chan int, 1)
+		kind := func() Kind {
+			return Kind{Name: "upload", Run: func(ctx context.Context, tk *Task) error {
+				recovered <- tk.Attempt
+				return nil
+			}}
+		}
+		a, stopA := start(t, d, Options{}, kind())
+		tk, err := a.Begin(context.Background(), d, Spec{Kind: "upload", Subject: "img"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// While A lives, a second node leaves the task alone.
+		start(t, d, Options{}, kind())
+		select {
+		case <-recovered:
+			t.Fatal("a live node's begun task was claimed by another node")
+		case <-time.After(3 * testLease):
+		}
+		// A dies: it stops renewing without handing anything back.
+		stopA()
+		died := time.Now()
+		select {
+		case attempt := <-recovered:
+			if attempt != 2 {
+				t.Errorf("recovery attempt %d, want 2", attempt)
+			}
+			if took := time.Since(died); took > 2*testLease+time.Second {
+				t.Errorf("recovered after %v, want within two lease periods", took)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the dead node's task was never recovered")
+		}
+		waitState(t, d, tk.ID, Done, 5*time.Second)
+		// The dead node's late Complete is refused: the task is finished.
+		if err := tk.Complete(context.Background(), d); !errors.Is(err, ErrLeaseLost) {
+			t.Fatalf("late Complete: %v, want ErrLeaseLost", err)
+		}
+	})
+}
+
+// A begun task that its request finishes is done and never recovered.
+func TestBegunTaskCompleted(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		var recovered atomic.Int32
+		r, _ := start(t, d, Options{}, Kind{Name: "upload", Run: func(ctx context.Context, tk *Task) error {
+			recovered.Add(1)
+			return nil
+		}})
+		ctx := context.Background()
+		var tk *Task
+		err := d.InTx(ctx, func(tx *db.Tx) error {
+			var err error
+			tk, err = r.Begin(ctx, tx, Spec{Kind: "upload", Subject: "img"})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * testLease) // renewed meanwhile: still ours
+		if err := tk.Context().Err(); err != nil {
+			t.Fatalf("live task cancelled: %v", context.Cause(tk.Context()))
+		}
+		if err := d.InTx(ctx, func(tx *db.Tx) error { return tk.Complete(ctx, tx) }); err != nil {
+			t.Fatal(err)
+		}
+		tk.Release()
+		time.Sleep(2 * testLease)
+		if s, _, _ := row(t, d, tk.ID); s != Done || recovered.Load() != 0 {
+			t.Fatalf("state %s, recovered %d times", s, recovered.Load())
+		}
+		if _, err := r.Begin(ctx, d, Spec{Kind: "unregistered"}); err == nil {
+			t.Fatal("Begin of a kind nobody can recover was accepted")
+		}
+	})
+}
+
+// Stopping a runner hands its running tasks back without counting the
+// attempt, and the next node runs them.
+func TestStopHandsBack(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		started := make(chan struct{}, 1)
+		blocking := Kind{Name: "long", Run: func(ctx context.Context, tk *Task) error {
+			started <- struct{}{}
+			<-ctx.Done()
+			return context.Cause(ctx)
+		}}
+		a, stopA := start(t, d, Options{}, blocking)
+		id, err := a.Add(context.Background(), d, Spec{Kind: "long"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-started
+		stopA()
+		if s, att, e := row(t, d, id); s != Pending || att != 0 || e != ErrStopping.Error() {
+			t.Fatalf("after stop: state %s attempts %d last_error %q", s, att, e)
+		}
+		start(t, d, Options{}, Kind{Name: "long", Run: func(ctx context.Context, tk *Task) error { return nil }})
+		waitState(t, d, id, Done, 5*time.Second)
+	})
+}
+
+// On an exclusive database the leases found at start are a dead
+// predecessor's and are taken over at once; otherwise they are waited out.
+func TestExclusiveTakesOverAtStart(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		long := time.Hour
+		id, _, err := insert(ctx, d, Spec{Kind: "k"}, Running, "old-process", time.Now().Add(long))
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := Kind{Name: "k", Run: func(ctx context.Context, tk *Task) error { return nil }}
+		_, stop := start(t, d, Options{}, done)
+		time.Sleep(3 * testLease)
+		if s, _, _ := row(t, d, id); s != Running {
+			t.Fatalf("a live lease was taken over: %s", s)
+		}
+		stop()
+		start(t, d, Options{Exclusive: true}, done)
+		waitState(t, d, id, Done, 5*time.Second)
+	})
+}
+
+// Fencing: a node whose lease ran out (paused, cut off) while another node
+// claimed the task can no longer finish it, and learns it lost the lease;
+// the node that holds the task now finishes it.
+func TestFencing(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		type claimed struct {
+			tk     *Task
+			finish chan struct{}
+			result chan error
+		}
+		claims := make(chan claimed, 2)
+		kind := Kind{Name: "f", Run: func(ctx context.Context, tk *Task) error {
+			c := claimed{tk, make(chan struct{}), make(chan error, 1)}
+			claims <- c
+			// Work on past a lost lease (a paused node does not notice
+			// at once); stop only with the runner (a failed test).
+			for done := ctx.Done(); ; {
+				select {
+				case <-c.finish:
+				case <-done:
+					if errors.Is(context.Cause(ctx), ErrStopping) {
+						return ctx.Err()
+					}
+					done = nil
+					continue
+				}
+				break
+			}
+			// Past the cancellation: only the epoch fences this write.
+			bg := context.WithoutCancel(ctx)
+			err := d.InTx(bg, func(tx *db.Tx) error { return tk.Complete(bg, tx) })
+			c.result <- err
+			return err
+		}}
+		a, _ := start(t, d, Options{Node: "A"}, kind)
+		id, err := a.Add(ctx, d, Spec{Kind: "f"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := <-claims
+		// A's renewals stop reaching the database: its lease runs out and
+		// node B claims the task.
+		stopRenewing(t, d, id)
+		start(t, d, Options{Node: "B"}, kind)
+		second := <-claims
+		// A learns it lost the lease while it still works: its context
+		// ends, so its writes stop.
+		apitest.Eventually(t, 5*time.Second, func() bool { return errors.Is(context.Cause(first.tk.Context()), ErrLeaseLost) },
+			func() string { return fmt.Sprintf("A's task context: %v", context.Cause(first.tk.Context())) })
+		// A tries to finish anyway, before B: refused.
+		close(first.finish)
+		if err := <-first.result; !errors.Is(err, ErrLeaseLost) {
+			t.Fatalf("the node that lost the lease finished the task: %v", err)
+		}
+		if s, _, _ := row(t, d, id); s != Running {
+			t.Fatalf("state %s after the stale node's attempt, want running (B still works)", s)
+		}
+		close(second.finish)
+		if err := <-second.result; err != nil {
+			t.Fatalf("the lease holder could not finish: %v", err)
+		}
+		waitState(t, d, id, Done, 5*time.Second)
+	})
+}
+
+// stopRenewing makes a task's lease run out as if its node's renewals were
+// lost, by moving lease_until into the past (and keeping it there for the
+// next few renewals of the stalled node).
+func stopRenewing(t *testing.T, d *db.DB, id string) {
+	t.Helper()
+	if _, err := d.ExecContext(context.Background(), `UPDATE tasks SET lease_owner = 'partitioned', lease_until = ? WHERE id = ?`,
+		ts(time.Now().Add(-time.Second)), id); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Under churn (leases lost at random, three nodes, work of random length)
+// every task is finished exactly once.
+func TestNoTaskFinishedTwice(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		var mu sync.Mutex
+		completed := map[string]int{}
+		kind := Kind{Name: "churn", MaxAttempts: 1000, Run: func(ctx context.Context, tk *Task) error {
+			time.Sleep(time.Duration(rand.IntN(150)) * time.Millisecond)
+			err := d.InTx(context.WithoutCancel(ctx), func(tx *db.Tx) error { return tk.Complete(ctx, tx) })
+			if err == nil {
+				mu.Lock()
+				completed[tk.ID]++
+				mu.Unlock()
+			}
+			return err
+		}}
+		var runners []*Runner
+		for i := range 3 {
+			r, _ := start(t, d, Options{Node: fmt.Sprint("node", i), Workers: 4}, kind)
+			runners = append(runners, r)
+		}
+		const n = 40
+		var ids []string
+		for range n {
+			id, err := runners[0].Add(ctx, d, Spec{Kind: "churn"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		for _, r := range runners {
+			r.Wake()
+		}
+		// Knock leases out from under their holders while the work runs.
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+				_, _ = d.ExecContext(ctx, `UPDATE tasks SET lease_until = ? WHERE id = ? AND state = 'running'`,
+					ts(time.Now().Add(-time.Second)), ids[rand.IntN(n)])
+			}
+		})
+		apitest.Eventually(t, 60*time.Second, func() bool {
+			var left int
+			_ = d.QueryRowContext(ctx, `SELECT COUNT(*) FROM tasks WHERE state <> 'done'`).Scan(&left)
+			return left == 0
+		}, func() string { return "tasks still not done" })
+		close(stop)
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, id := range ids {
+			if completed[id] != 1 {
+				t.Errorf("task %s completed %d times", id, completed[id])
+			}
+		}
+	})
+}

@@ -1,0 +1,331 @@
+package volume
+
+import (
+	"context"
+	"io"
+	"net/http"
+
+	"github.com/google/uuid"
+
+	"github.com/ashlar-dev/ashlar/internal/auth"
+	"github.com/ashlar-dev/ashlar/internal/db"
+	"github.com/ashlar-dev/ashlar/internal/errs"
+)
+
+// Creating a volume: the request records the volume (status creating) and
+// the work that fills it in one transaction and answers 202; the work
+// (runCreate) schedules the volume to a backend and writes its data.
+
+// createRequest is a validated volume create body.
+type createRequest struct {
+	Name, Description *string
+	// Size is in GiB; 0 when not given (then the source's size).
+	Size        int64
+	Metadata    map[string]string
+	Multiattach bool
+	// The volume's source, at most one honoured: snapshot and backup are
+	// refused (not found), a source volume wins over an image.
+	SnapshotID, BackupID, SourceVolID, ImageRef *string
+	VolumeType, AZ                              *string
+}
+
+func parseCreate(r *http.Request) (*createRequest, error) {
+	in, err := decodeEntity(r, "volume")
+	if err != nil {
+		return nil, err
+	}
+	c := &createRequest{Metadata: map[string]string{}}
+	if c.Name, err = firstNonNull(in, 255, "name", "display_name"); err != nil {
+		return nil, err
+	}
+	if c.Description, err = firstNonNull(in, 255, "description", "display_description"); err != nil {
+		return nil, err
+	}
+	if sz := in["size"]; sz != nil {
+		if c.Size, err = parseSize(sz); err != nil {
+			return nil, err
+		}
+	}
+	if md := in["metadata"]; md != nil {
+		if c.Metadata, err = parseMetadata("metadata", md); err != nil {
+			return nil, err
+		}
+	}
+	if ma := in["multiattach"]; ma != nil {
+		if c.Multiattach, err = parseBool("multiattach", ma); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range []struct {
+		dst    **string
+		fields []string
+		max    int
+	}{
+		{&c.SnapshotID, []string{"snapshot_id"}, 0},
+		{&c.BackupID, []string{"backup_id"}, 0},
+		{&c.SourceVolID, []string{"source_volid"}, 0},
+		{&c.ImageRef, []string{"imageRef", "image_id"}, 0},
+		{&c.VolumeType, []string{"volume_type"}, 255},
+		{&c.AZ, []string{"availability_zone"}, 255},
+	} {
+		if *f.dst, err = firstNonNull(in, f.max, f.fields...); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// firstNonNull reads the first of fields that is present and not null as
+// a string of at most max characters (0: unlimited); nil when none is.
+func firstNonNull(m map[string]any, max int, fields ...string) (*string, error) {
+	for _, f := range fields {
+		v, err := optString(m, f, max)
+		if err != nil || v != nil {
+			return v, err
+		}
+	}
+	return nil, nil
+}
+
+func (s *Service) createVolume(w http.ResponseWriter, r *http.Request) error {
+	if err := enforce(r, "volume:create", ""); err != nil {
+		return err
+	}
+	req, err := parseCreate(r)
+	if err != nil {
+		return err
+	}
+	v := newVolume(caller(r), req)
+	kind, payload, err := s.creationSource(r, v, req)
+	if err != nil {
+		return err
+	}
+	if v.Size == 0 {
+		return errs.E(errs.Invalid, "Invalid input received: \"size\" is a required parameter when no source (snapshot, volume, image, backup) is given.")
+	}
+	if err := s.assignType(r, v, req.VolumeType); err != nil {
+		return err
+	}
+	if err := s.assignAZ(v, req.AZ); err != nil {
+		return err
+	}
+	payload.Size, payload.AZ = v.Size, v.AZ
+	ctx := r.Context()
+	err = s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
+		if err := insertVolume(ctx, tx, v); err != nil {
+			return err
+		}
+		return s.addWork(ctx, tx, v.ID, kind, payload)
+	})
+	if err != nil {
+		return err
+	}
+	s.wake()
+	return reply(w, http.StatusAccepted, map[string]any{"volume": s.volumeView(r, v, viewCreate)})
+}
+
+// newVolume is the volume a create request describes, before its source,
+// type and availability zone are resolved.
+func newVolume(c *auth.Caller, req *createRequest) *vol {
+	return &vol{ID: uuid.NewString(), ProjectID: c.ProjectID, UserID: c.UserID, Status: "creating",
+		AttachStatus: "detached", CreatedAt: db.Now(), Name: req.Name, Description: req.Description,
+		Size: req.Size, Metadata: req.Metadata, Multiattach: req.Multiattach, ImageMetadata: map[string]string{}}
+}
+
+// creationSource checks the volume's source and takes from it what the
+// volume inherits; it returns the kind of work that fills the volume.
+func (s *Service) creationSource(r *http.Request, v *vol, req *createRequest) (string, workPayload, error) {
+	var p workPayload
+	switch {
+	case req.SnapshotID != nil:
+		return "", p, errs.E(errs.NotFound, "Snapshot %s could not be found.", *req.SnapshotID)
+	case req.BackupID != nil:
+		return "", p, errs.E(errs.NotFound, "Backup %s could not be found.", *req.BackupID)
+	case req.SourceVolID != nil:
+		host, err := s.cloneFrom(r, v, *req.SourceVolID)
+		p.SourceHost = host
+		return workClone, p, err
+	case req.ImageRef != nil:
+		if err := s.prepareFromImage(r, v, *req.ImageRef); err != nil {
+			return "", p, err
+		}
+		c := caller(r)
+		p.ImageID, p.ImageEndpoint, p.Token = *req.ImageRef, c.EndpointURL("image", "public"), c.Token
+		return workFromImage, p, nil
+	}
+	return workCreate, p, nil
+}
+
+// cloneFrom makes v a clone of volume src (size, bootable, image metadata
+// and type) and returns the backend holding src, where the clone goes.
+func (s *Service) cloneFrom(r *http.Request, v *vol, src string) (string, error) {
+	sv, err := getVolume(r.Context(), s.deps.DB, src)
+	if errs.KindOf(err) == errs.NotFound || err == nil && !visible(r, sv) {
+		return "", volumeNotFound(src)
+	}
+	if err != nil {
+		return "", err
+	}
+	if sv.Status != "available" && sv.Status != "in-use" {
+		return "", errs.E(errs.Invalid, "Invalid volume: Source volume status must be available or in-use, but current status is: %s.", sv.Status)
+	}
+	if v.Size == 0 {
+		v.Size = sv.Size
+	}
+	if v.Size < sv.Size {
+		return "", errs.E(errs.Invalid, "Volume size '%d'GB cannot be smaller than the source volume size '%d'GB.", v.Size, sv.Size)
+	}
+	v.SourceVolID, v.Bootable, v.TypeID = &src, sv.Bootable, sv.TypeID
+	for k, val := range sv.ImageMetadata {
+		v.ImageMetadata[k] = val
+	}
+	return deref(sv.Host), nil
+}
+
+// assignType gives v the named type, else its source's, else the default
+// one. A type whose multiattach spec is "<is> True" makes the volume
+// multiattach, as in Cinder (which compares the spec exactly so).
+func (s *Service) assignType(r *http.Request, v *vol, name *string) error {
+	ctx := r.Context()
+	var t *volType
+	var err error
+	switch {
+	case name != nil:
+		t, err = s.getType(ctx, s.deps.DB, r, *name, true)
+		if errs.KindOf(err) == errs.NotFound {
+			return errs.E(errs.NotFound, "Volume type with name %s could not be found.", *name)
+		}
+	case v.TypeID != nil:
+		t, err = s.getType(ctx, s.deps.DB, nil, *v.TypeID, false)
+	default:
+		t, err = s.getType(ctx, s.deps.DB, nil, defaultTypeKey, false)
+	}
+	if err != nil {
+		return err
+	}
+	v.TypeID, v.TypeName = &t.ID, &t.Name
+	v.Multiattach = v.Multiattach || t.multiattach()
+	return nil
+}
+
+// assignAZ puts v in the requested availability zone, else the default.
+func (s *Service) assignAZ(v *vol, az *string) error {
+	v.AZ = s.deps.Config.Volume.DefaultAvailabilityZone
+	if az == nil {
+		return nil
+	}
+	if !s.knownAZ(*az) {
+		return errs.E(errs.Invalid, "Invalid input received: Availability zone '%s' is invalid.", *az)
+	}
+	v.AZ = *az
+	return nil
+}
+
+// msgNoBackend is the user message of a volume no backend could take.
+const msgNoBackend = "schedule allocate volume:Could not find any available weighted backend."
+
+// runCreate schedules and creates a volume (blank, clone or from image).
+// Failures put the volume in error with a user message.
+func (s *Service) runCreate(ctx context.Context, w *work, v *vol, giveUp bool) error {
+	if v.Status != "creating" {
+		return nil
+	}
+	if giveUp {
+		return s.failCreate(ctx, w, v, eventScheduleAllocate, msgNoBackend, errs.E(errs.Other, "volume creation interrupted too often"))
+	}
+	b, err := s.placeVolume(ctx, w, v)
+	if err != nil {
+		return s.failCreate(ctx, w, v, eventScheduleAllocate, msgNoBackend, err)
+	}
+	if err := setHost(ctx, s.deps.DB, v.ID, b.cfg.Name); err != nil {
+		return err
+	}
+	// A previous attempt may have left a partial volume.
+	if err := b.drv.Delete(ctx, v.ID); err != nil && errs.KindOf(err) != errs.NotFound {
+		return s.failCreate(ctx, w, v, eventScheduleAllocate, "create volume:Failed to create volume.", err)
+	}
+	bootable, err := s.writeVolumeData(ctx, w, b, v)
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		_ = b.drv.Delete(context.WithoutCancel(ctx), v.ID)
+		if w.Kind == workFromImage {
+			return s.failCreate(ctx, w, v, eventCreateFromImage, "copy image to volume:Failed to copy image to volume.", err)
+		}
+		return s.failCreate(ctx, w, v, eventScheduleAllocate, "create volume:Failed to create volume.", err)
+	}
+	return s.finishCreate(ctx, w, b, v, bootable)
+}
+
+// failCreate puts the volume in error with a user message, unless the
+// work was cut off (its node stopping or its lease lost): then it is
+// resumed by the next claim.
+func (s *Service) failCreate(ctx context.Context, w *work, v *vol, event, msg string, cause error) error {
+	if ctx.Err() != nil {
+		return cause
+	}
+	err := s.settle(ctx, w, cause, func(tx *db.Tx) error { return forceStatus(ctx, tx, v.ID, "error") })
+	if err != nil {
+		return err
+	}
+	s.recordMessage(context.WithoutCancel(ctx), v.ProjectID, v.ID, w.RequestID, event, msg)
+	return cause
+}
+
+// placeVolume picks the volume's backend: a clone's source backend, else
+// the scheduler's choice for the volume's type.
+func (s *Service) placeVolume(ctx context.Context, w *work, v *vol) (*backend, error) {
+	if w.Kind == workClone {
+		if b := s.backendNamed(w.Payload.SourceHost); b != nil {
+			return b, nil
+		}
+		return nil, errs.E(errs.Other, "source backend gone")
+	}
+	specs := map[string]string{}
+	if v.TypeID != nil {
+		if t, err := typeByID(ctx, s.deps.DB, *v.TypeID); err == nil {
+			specs = t.ExtraSpecs
+		}
+	}
+	return s.schedule(ctx, specs, v.AZ, v.Size)
+}
+
+// writeVolumeData creates the volume on b: empty, a copy of its source
+// volume or the image's data. It reports whether the volume is bootable.
+func (s *Service) writeVolumeData(ctx context.Context, w *work, b *backend, v *vol) (bool, error) {
+	size := v.Size * gib
+	switch w.Kind {
+	case workClone:
+		src, err := b.drv.Open(ctx, *v.SourceVolID)
+		if err != nil {
+			return false, err
+		}
+		defer src.Close()
+		return v.Bootable, b.drv.CreateFrom(ctx, v.ID, size, io.NewSectionReader(src, 0, src.Size()))
+	case workFromImage:
+		return true, s.copyImageToVolume(ctx, w, b, v)
+	}
+	return v.Bootable, b.drv.Create(ctx, v.ID, size)
+}
+
+// finishCreate marks the volume available. A volume force-deleted while
+// its data was being written has no row any more: the data just written
+// goes too.
+func (s *Service) finishCreate(ctx context.Context, w *work, b *backend, v *vol, bootable bool) error {
+	var created bool
+	err := s.settle(ctx, w, nil, func(tx *db.Tx) error {
+		var err error
+		created, err = markCreated(ctx, tx, v.ID, bootable)
+		return err
+	})
+	if err != nil || created {
+		return err
+	}
+	if _, gerr := getVolumeRow(ctx, s.deps.DB, v.ID); errs.KindOf(gerr) == errs.NotFound {
+		if derr := b.drv.Delete(context.WithoutCancel(ctx), v.ID); derr != nil && errs.KindOf(derr) != errs.NotFound {
+			return derr
+		}
+	}
+	return nil
+}

@@ -1,0 +1,278 @@
+package volume
+
+import (
+	"encoding/json"
+	"math"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/ashlar-dev/ashlar/internal/db"
+	"github.com/ashlar-dev/ashlar/internal/errs"
+)
+
+// maxLimit is the largest page (Cinder's osapi_max_limit default).
+const maxLimit = 1000
+
+// listRequest is a validated volume list (or summary) query.
+type listRequest struct {
+	filter volumeFilter
+	page   volumePage
+}
+
+// parseList reads a list query as Cinder does: limit, then offset, then
+// the project scope, filters and sort (in key order, so that of several
+// bad parameters the same one is always reported).
+func parseList(r *http.Request) (*listRequest, error) {
+	q := r.URL.Query()
+	l := &listRequest{page: volumePage{SortKey: "created_at", SortDesc: true, Limit: maxLimit}}
+	var err error
+	if q.Has("limit") {
+		if l.page.Limit, err = parseLimit(q.Get("limit")); err != nil {
+			return nil, err
+		}
+	}
+	if q.Has("offset") {
+		if l.page.Offset, err = parseOffset(q.Get("offset")); err != nil {
+			return nil, err
+		}
+	}
+	l.filter = projectScope(caller(r).IsAdmin(), caller(r).ProjectID, q)
+	keys := make([]string, 0, len(q))
+	for k := range q {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, key := range keys {
+		if err := l.apply(key, q.Get(key)); err != nil {
+			return nil, err
+		}
+	}
+	if _, ok := sortColumns[l.page.SortKey]; !ok {
+		return nil, errs.E(errs.Invalid, "Invalid input received: Invalid sort key %s.", l.page.SortKey)
+	}
+	return l, nil
+}
+
+// parseLimit reads limit as Cinder's _get_limit_param: an integer >= 0,
+// at most maxLimit.
+func parseLimit(s string) (int, error) {
+	n, ok := pyInt(s)
+	if !ok {
+		return 0, errs.E(errs.Invalid, "limit param must be an integer")
+	}
+	if n < 0 {
+		return 0, errs.E(errs.Invalid, "limit param must be positive")
+	}
+	return int(min(n, maxLimit)), nil
+}
+
+// parseOffset reads offset as Cinder's _get_offset_param (oslo's
+// validate_integer between 0 and DB_MAX_INT).
+func parseOffset(s string) (int, error) {
+	n, ok := pyInt(s)
+	switch {
+	case !ok:
+		return 0, errs.E(errs.Invalid, "offset must be an integer")
+	case n < 0:
+		return 0, errs.E(errs.Invalid, "offset must be >= 0")
+	case n > math.MaxInt32:
+		return 0, errs.E(errs.Invalid, "offset must be <= %d", math.MaxInt32)
+	}
+	return int(n), nil
+}
+
+// projectScope is whose volumes a list shows: the caller's project; for
+// admins with all_tenants, every project or the one project_id names.
+func projectScope(admin bool, project string, q url.Values) volumeFilter {
+	allTenants := false
+	if at := q.Get("all_tenants"); at != "" && admin {
+		allTenants, _ = parseBool("all_tenants", at)
+	}
+	switch pid := q.Get("project_id"); {
+	case allTenants && pid != "":
+		return volumeFilter{ProjectID: pid}
+	case allTenants:
+		return volumeFilter{AllProjects: true}
+	}
+	return volumeFilter{ProjectID: project}
+}
+
+// apply reads one query parameter into the filter or the sort order;
+// parameters it does not know are ignored, as are limit, offset, marker's
+// absence and the project scope's.
+func (l *listRequest) apply(key, val string) error {
+	f, p := &l.filter, &l.page
+	switch key {
+	case "name", "display_name":
+		f.Names = append(f.Names, val)
+	case "status":
+		f.Status = &val
+	case "availability_zone":
+		f.AZ = &val
+	case "bootable":
+		b, err := parseBool("bootable", val)
+		if err != nil {
+			return err
+		}
+		f.Bootable = &b
+	case "metadata":
+		md, err := parseDictParam(val)
+		if err != nil {
+			return errs.E(errs.Invalid, "Invalid input received: metadata filter %q is not a dict.", val)
+		}
+		f.Metadata = md
+	case "marker":
+		p.Marker = val
+	case "sort_key":
+		p.SortKey = val
+	case "sort_dir":
+		return p.setDirection(val)
+	case "sort":
+		k, d, _ := strings.Cut(strings.Split(val, ",")[0], ":")
+		p.SortKey = strings.TrimSpace(k)
+		if d != "" {
+			return p.setDirection(d)
+		}
+	}
+	return nil
+}
+
+func (p *volumePage) setDirection(d string) error {
+	if d != "asc" && d != "desc" {
+		return errs.E(errs.Invalid, "Invalid input received: Invalid sort direction: %s.", d)
+	}
+	p.SortDesc = d == "desc"
+	return nil
+}
+
+// parseDictParam reads a dict query value, JSON or Python literal style
+// ({'k': 'v'}), as clients send it.
+func parseDictParam(s string) (map[string]string, error) {
+	var m map[string]any
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		if err := json.Unmarshal([]byte(strings.ReplaceAll(s, "'", `"`)), &m); err != nil {
+			return nil, err
+		}
+	}
+	out := map[string]string{}
+	for k, v := range m {
+		out[k] = scalarString(v)
+	}
+	return out, nil
+}
+
+func (s *Service) listVolumes(w http.ResponseWriter, r *http.Request) error {
+	return s.list(w, r, false)
+}
+
+func (s *Service) listVolumesDetail(w http.ResponseWriter, r *http.Request) error {
+	return s.list(w, r, true)
+}
+
+// listQuery authorizes a volume list or summary and reads its query.
+func listQuery(r *http.Request) (*listRequest, error) {
+	if err := enforce(r, "volume:get_all", ""); err != nil {
+		return nil, err
+	}
+	return parseList(r)
+}
+
+func (s *Service) list(w http.ResponseWriter, r *http.Request, detail bool) error {
+	l, err := listQuery(r)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	var vols []*vol
+	var more bool
+	// the page and the metadata shown with it, from one snapshot
+	err = s.deps.DB.InReadTx(ctx, func(tx *db.Tx) error {
+		if err := checkMarker(r, tx, l.page.Marker); err != nil {
+			return err
+		}
+		var err error
+		if vols, more, err = listVolumes(ctx, tx, l.filter, l.page); err != nil || !detail {
+			return err
+		}
+		return loadKVs(ctx, tx, vols)
+	})
+	if err != nil {
+		return err
+	}
+	out := []any{}
+	for _, v := range vols {
+		if detail {
+			out = append(out, s.volumeView(r, v, viewShow))
+		} else {
+			out = append(out, map[string]any{"id": v.ID, "name": v.Name, "links": s.volumeLinks(r, v.ID)})
+		}
+	}
+	resp := map[string]any{"volumes": out}
+	// Like Cinder, a full page always links to the next one (which may be
+	// empty): clients page until a short page.
+	if len(vols) > 0 && (more || r.URL.Query().Has("limit") && len(vols) == l.page.Limit) {
+		resp["volumes_links"] = []map[string]string{{"rel": "next", "href": s.nextLink(r, detail, vols[len(vols)-1].ID, l.page.Limit)}}
+	}
+	return reply(w, http.StatusOK, resp)
+}
+
+// checkMarker refuses a marker that is no volume the caller may see.
+func checkMarker(r *http.Request, q db.Querier, marker string) error {
+	if marker == "" {
+		return nil
+	}
+	v, err := getVolumeRow(r.Context(), q, marker)
+	if errs.KindOf(err) == errs.NotFound || err == nil && !visible(r, v) {
+		return errs.E(errs.NotFound, "Marker %s could not be found.", marker)
+	}
+	return err
+}
+
+// nextLink is the URL of the page after the volume last: the request's
+// query with marker and limit set.
+func (s *Service) nextLink(r *http.Request, detail bool, last string, limit int) string {
+	q := r.URL.Query()
+	q.Set("marker", last)
+	q.Set("limit", strconv.Itoa(limit))
+	path := "/volumes"
+	if detail {
+		path += "/detail"
+	}
+	return s.linkBase(r) + path + "?" + q.Encode()
+}
+
+func (s *Service) volumeSummary(w http.ResponseWriter, r *http.Request) error {
+	mv := versionOf(r)
+	if mv < 12 {
+		return errResourceNotFound
+	}
+	l, err := listQuery(r)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	count, size, err := summarizeVolumes(ctx, s.deps.DB, l.filter)
+	if err != nil {
+		return err
+	}
+	sum := map[string]any{"total_count": count, "total_size": size}
+	if mv >= 36 {
+		values, err := metadataValues(ctx, s.deps.DB, l.filter)
+		if err != nil {
+			return err
+		}
+		md := map[string]any{}
+		for k, vs := range values {
+			if len(vs) == 1 {
+				md[k] = vs[0]
+			} else {
+				md[k] = vs
+			}
+		}
+		sum["metadata"] = md
+	}
+	return reply(w, http.StatusOK, map[string]any{"volume-summary": sum})
+}

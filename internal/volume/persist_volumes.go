@@ -1,0 +1,415 @@
+package volume
+
+// Persistence of volumes: the volumes table, a volume's metadata and image
+// metadata. Every SQL statement about volume rows is here.
+
+import (
+	"context"
+	"sort"
+	"strings"
+
+	"github.com/ashlar-dev/ashlar/internal/db"
+	"github.com/ashlar-dev/ashlar/internal/errs"
+)
+
+// vol is a volume row with its metadata.
+type vol struct {
+	ID, ProjectID, UserID string
+	Name, Description     *string
+	Size                  int64
+	Status                string
+	PreviousStatus        *string
+	AttachStatus          string
+	TypeID                *string
+	TypeName              *string
+	AZ                    string
+	Host                  *string
+	Bootable, Readonly    bool
+	Multiattach           bool
+	ImageID, SourceVolID  *string
+	SnapshotID            *string
+	CreatedAt, UpdatedAt  db.Timestamp
+	Metadata              map[string]string
+	ImageMetadata         map[string]string
+}
+
+const volCols = `v.id, v.project_id, v.user_id, v.name, v.description, v.size, v.status, v.previous_status,
+	v.attach_status, v.type_id, t.name, v.availability_zone, v.host, v.bootable, v.readonly, v.multiattach,
+	v.image_id, v.source_volid, v.snapshot_id, v.created_at, v.updated_at`
+
+const volFrom = ` FROM volumes v LEFT JOIN volume_types t ON t.id = v.type_id`
+
+// kvSet names one of a volume's two key/value sets, by its table.
+type kvSet string
+
+// The two key/value sets of a volume.
+const (
+	setMetadata      kvSet = "volume_metadata"
+	setImageMetadata kvSet = "volume_image_metadata"
+)
+
+// kv returns the volume's key/values of set.
+func (v *vol) kv(set kvSet) map[string]string {
+	if set == setImageMetadata {
+		return v.ImageMetadata
+	}
+	return v.Metadata
+}
+
+func scanVol(sc interface{ Scan(...any) error }) (*vol, error) {
+	v := &vol{}
+	err := sc.Scan(&v.ID, &v.ProjectID, &v.UserID, &v.Name, &v.Description, &v.Size, &v.Status, &v.PreviousStatus,
+		&v.AttachStatus, &v.TypeID, &v.TypeName, &v.AZ, &v.Host, &v.Bootable, &v.Readonly, &v.Multiattach,
+		&v.ImageID, &v.SourceVolID, &v.SnapshotID, &v.CreatedAt, &v.UpdatedAt)
+	return v, err
+}
+
+// volumeNotFound is Cinder's 404 for a volume id.
+func volumeNotFound(id string) error {
+	return errs.E(errs.NotFound, "Volume %s could not be found.", id)
+}
+
+// getVolume loads a volume by id without access checks. Given the pool, it
+// reads the row and its metadata in one snapshot (db.Snapshot).
+func getVolume(ctx context.Context, q db.Querier, id string) (*vol, error) {
+	return db.Snapshot(ctx, q, func(q db.Querier) (*vol, error) {
+		v, err := getVolumeRow(ctx, q, id)
+		if err != nil {
+			return nil, err
+		}
+		return v, loadKV(ctx, q, v)
+	})
+}
+
+// getVolumeRow loads a volume's row without its metadata.
+func getVolumeRow(ctx context.Context, q db.Querier, id string) (*vol, error) {
+	v, err := scanVol(q.QueryRowContext(ctx, `SELECT `+volCols+volFrom+` WHERE v.id = ?`, id))
+	if db.IsNoRows(err) {
+		return nil, volumeNotFound(id)
+	}
+	return v, err
+}
+
+// loadKV fills a volume's metadata and image metadata.
+func loadKV(ctx context.Context, q db.Querier, v *vol) error {
+	var err error
+	if v.Metadata, err = readKV(ctx, q, setMetadata, v.ID); err != nil {
+		return err
+	}
+	v.ImageMetadata, err = readKV(ctx, q, setImageMetadata, v.ID)
+	return err
+}
+
+func readKV(ctx context.Context, q db.Querier, set kvSet, id string) (map[string]string, error) {
+	rows, err := q.QueryContext(ctx, `SELECT key, value FROM `+string(set)+` WHERE volume_id = ?`, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	m := map[string]string{}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, err
+		}
+		m[k] = v
+	}
+	return m, rows.Err()
+}
+
+// loadKVs fills the metadata of a page of volumes with one query per
+// table, not one per volume.
+func loadKVs(ctx context.Context, q db.Querier, vols []*vol) error {
+	if len(vols) == 0 {
+		return nil
+	}
+	byID := make(map[string]*vol, len(vols))
+	args := make([]any, 0, len(vols))
+	for _, v := range vols {
+		v.Metadata, v.ImageMetadata = map[string]string{}, map[string]string{}
+		byID[v.ID] = v
+		args = append(args, v.ID)
+	}
+	for _, set := range []kvSet{setMetadata, setImageMetadata} {
+		rows, err := q.QueryContext(ctx, `SELECT volume_id, key, value FROM `+string(set)+` WHERE volume_id IN (`+placeholders(len(vols))+`)`, args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var id, k, val string
+			if err := rows.Scan(&id, &k, &val); err != nil {
+				rows.Close()
+				return err
+			}
+			byID[id].kv(set)[k] = val
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// insertVolume writes a new volume's row and metadata.
+func insertVolume(ctx context.Context, tx *db.Tx, v *vol) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO volumes (id, project_id, user_id, name, description, size, status,
+		attach_status, type_id, availability_zone, bootable, multiattach, image_id, source_volid, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		v.ID, v.ProjectID, v.UserID, v.Name, v.Description, v.Size, v.Status, v.AttachStatus, v.TypeID, v.AZ,
+		v.Bootable, v.Multiattach, v.ImageID, v.SourceVolID, v.CreatedAt); err != nil {
+		return err
+	}
+	if err := putKV(ctx, tx, setMetadata, v.ID, v.Metadata); err != nil {
+		return err
+	}
+	return putKV(ctx, tx, setImageMetadata, v.ID, v.ImageMetadata)
+}
+
+// updateVolumeText writes a volume's name, description and updated_at.
+func updateVolumeText(ctx context.Context, q db.Querier, v *vol) error {
+	_, err := q.ExecContext(ctx, `UPDATE volumes SET name = ?, description = ?, updated_at = ? WHERE id = ?`,
+		v.Name, v.Description, v.UpdatedAt, v.ID)
+	return err
+}
+
+// setStatus moves a volume from one of the from statuses to to, atomically;
+// an Invalid error names the statuses required.
+func setStatus(ctx context.Context, q db.Querier, id, to string, from ...string) error {
+	args := []any{to, db.Now(), id}
+	for _, f := range from {
+		args = append(args, f)
+	}
+	moved, err := execAffected(ctx, q, `UPDATE volumes SET previous_status = status, status = ?, updated_at = ? WHERE id = ? AND status IN (`+placeholders(len(from))+`)`, args...)
+	if err != nil {
+		return err
+	}
+	if !moved {
+		return errs.E(errs.Invalid, "Invalid volume: Volume %s status must be %s", id, strings.Join(from, " or "))
+	}
+	return nil
+}
+
+// forceStatus sets a volume's status unconditionally (background work).
+func forceStatus(ctx context.Context, q db.Querier, id, status string) error {
+	_, err := q.ExecContext(ctx, `UPDATE volumes SET status = ?, updated_at = ? WHERE id = ?`, status, db.Now(), id)
+	return err
+}
+
+// resetStatus sets a volume's status and attach status (os-reset_status).
+func resetStatus(ctx context.Context, q db.Querier, id, status, attachStatus string) error {
+	_, err := q.ExecContext(ctx, `UPDATE volumes SET status = ?, attach_status = ?, updated_at = ? WHERE id = ?`,
+		status, attachStatus, db.Now(), id)
+	return err
+}
+
+// setExtended records an extend that finished: the new size, available.
+func setExtended(ctx context.Context, q db.Querier, id string, sizeGiB int64) error {
+	_, err := q.ExecContext(ctx, `UPDATE volumes SET size = ?, status = 'available', updated_at = ? WHERE id = ?`, sizeGiB, db.Now(), id)
+	return err
+}
+
+// setBootable sets a volume's bootable flag.
+func setBootable(ctx context.Context, q db.Querier, id string, bootable bool) error {
+	_, err := q.ExecContext(ctx, `UPDATE volumes SET bootable = ?, updated_at = ? WHERE id = ?`, bootable, db.Now(), id)
+	return err
+}
+
+// setReadonly sets a volume's readonly flag.
+func setReadonly(ctx context.Context, q db.Querier, id string, readonly bool) error {
+	_, err := q.ExecContext(ctx, `UPDATE volumes SET readonly = ?, updated_at = ? WHERE id = ?`, readonly, db.Now(), id)
+	return err
+}
+
+// setVolumeType records a retype: the new type and the multiattach flag it
+// implies.
+func setVolumeType(ctx context.Context, q db.Querier, id, typeID string, multiattach bool) error {
+	_, err := q.ExecContext(ctx, `UPDATE volumes SET type_id = ?, multiattach = ?, updated_at = ? WHERE id = ?`,
+		typeID, multiattach, db.Now(), id)
+	return err
+}
+
+// setHost records the backend a volume was scheduled to.
+func setHost(ctx context.Context, q db.Querier, id, host string) error {
+	_, err := q.ExecContext(ctx, `UPDATE volumes SET host = ? WHERE id = ?`, host, id)
+	return err
+}
+
+// markCreated moves a creating volume to available with its bootable flag.
+// It reports false when the volume was no longer creating (or is gone).
+func markCreated(ctx context.Context, q db.Querier, id string, bootable bool) (bool, error) {
+	return execAffected(ctx, q, `UPDATE volumes SET status = 'available', bootable = ?, updated_at = ? WHERE id = ? AND status = 'creating'`,
+		bootable, db.Now(), id)
+}
+
+// deleteVolumeRow removes a volume's row; its metadata goes with it.
+func deleteVolumeRow(ctx context.Context, q db.Querier, id string) error {
+	_, err := q.ExecContext(ctx, `DELETE FROM volumes WHERE id = ?`, id)
+	return err
+}
+
+// putKV upserts key/values into one of a volume's sets, in key order so
+// concurrent writers lock rows in the same order.
+func putKV(ctx context.Context, tx *db.Tx, set kvSet, id string, m map[string]string) error {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO `+string(set)+` (volume_id, key, value) VALUES (?, ?, ?)
+			ON CONFLICT (volume_id, key) DO UPDATE SET value = excluded.value`, id, k, m[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// replaceKV makes m the whole of one of a volume's sets.
+func replaceKV(ctx context.Context, tx *db.Tx, set kvSet, id string, m map[string]string) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM `+string(set)+` WHERE volume_id = ?`, id); err != nil {
+		return err
+	}
+	return putKV(ctx, tx, set, id, m)
+}
+
+// deleteKV removes one key of a volume's set; false when it had none.
+func deleteKV(ctx context.Context, q db.Querier, set kvSet, id, key string) (bool, error) {
+	return execAffected(ctx, q, `DELETE FROM `+string(set)+` WHERE volume_id = ? AND key = ?`, id, key)
+}
+
+// volumeFilter selects the volumes of a list or summary.
+type volumeFilter struct {
+	// AllProjects selects every project's volumes, else only ProjectID's.
+	AllProjects bool
+	ProjectID   string
+	// Names must all equal the volume's name (name and display_name).
+	Names    []string
+	Status   *string
+	AZ       *string
+	Bootable *bool
+	// Metadata entries must all be in the volume's metadata.
+	Metadata map[string]string
+}
+
+// where renders the filter as a WHERE clause ("" when it selects all).
+func (f volumeFilter) where() (string, []any) {
+	var conds []string
+	var args []any
+	add := func(cond string, a ...any) { conds, args = append(conds, cond), append(args, a...) }
+	if !f.AllProjects {
+		add("v.project_id = ?", f.ProjectID)
+	}
+	for _, n := range f.Names {
+		add("v.name = ?", n)
+	}
+	if f.Status != nil {
+		add("v.status = ?", *f.Status)
+	}
+	if f.AZ != nil {
+		add("v.availability_zone = ?", *f.AZ)
+	}
+	if f.Bootable != nil {
+		add("v.bootable = ?", *f.Bootable)
+	}
+	keys := make([]string, 0, len(f.Metadata))
+	for k := range f.Metadata {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		add("EXISTS (SELECT 1 FROM volume_metadata m WHERE m.volume_id = v.id AND m.key = ? AND m.value = ?)", k, f.Metadata[k])
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// sortColumns maps Cinder's sort keys to the expressions lists order by.
+var sortColumns = map[string]string{"id": "v.id", "name": "COALESCE(v.name, '')", "display_name": "COALESCE(v.name, '')",
+	"status": "v.status", "size": "v.size", "availability_zone": "v.availability_zone", "created_at": "v.created_at",
+	"updated_at": "COALESCE(v.updated_at, '')", "bootable": "v.bootable"}
+
+// volumePage is where a list page starts and how long it is.
+type volumePage struct {
+	SortKey  string // a key of sortColumns
+	SortDesc bool
+	// Marker is the id of the last volume of the previous page, or "".
+	Marker string
+	Offset int
+	Limit  int
+}
+
+// listVolumes reads one keyset-paged page: O(offset+limit) rows, however
+// many volumes match. more reports that further volumes follow.
+func listVolumes(ctx context.Context, q db.Querier, f volumeFilter, p volumePage) (vols []*vol, more bool, err error) {
+	col := sortColumns[p.SortKey]
+	where, args := f.where()
+	cmp, dir := ">", "ASC"
+	if p.SortDesc {
+		cmp, dir = "<", "DESC"
+	}
+	if p.Marker != "" {
+		var key any
+		if err := q.QueryRowContext(ctx, `SELECT `+col+` FROM volumes v WHERE v.id = ?`, p.Marker).Scan(&key); err != nil {
+			return nil, false, err
+		}
+		// A row-value comparison lets both engines seek the (project,
+		// sort key, id) index instead of scanning up to the marker.
+		seek := "(" + col + ", v.id) " + cmp + " (?, ?)"
+		if where == "" {
+			where = " WHERE " + seek
+		} else {
+			where += " AND " + seek
+		}
+		args = append(args, key, p.Marker)
+	}
+	query := `SELECT ` + volCols + volFrom + where + ` ORDER BY ` + col + ` ` + dir + `, v.id ` + dir + ` LIMIT ? OFFSET ?`
+	rows, err := q.QueryContext(ctx, query, append(args, p.Limit+1, p.Offset)...)
+	if err != nil {
+		return nil, false, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		v, err := scanVol(rows)
+		if err != nil {
+			return nil, false, err
+		}
+		vols = append(vols, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, err
+	}
+	if len(vols) > p.Limit {
+		return vols[:p.Limit], true, nil
+	}
+	return vols, false, nil
+}
+
+// summarizeVolumes counts the volumes f selects and adds up their sizes.
+func summarizeVolumes(ctx context.Context, q db.Querier, f volumeFilter) (count, sizeGiB int64, err error) {
+	where, args := f.where()
+	err = q.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(v.size), 0) FROM volumes v`+where, args...).Scan(&count, &sizeGiB)
+	return count, sizeGiB, err
+}
+
+// metadataValues returns, per metadata key of the volumes f selects, the
+// distinct values it has.
+func metadataValues(ctx context.Context, q db.Querier, f volumeFilter) (map[string][]string, error) {
+	where, args := f.where()
+	rows, err := q.QueryContext(ctx, `SELECT DISTINCT m.key, m.value FROM volume_metadata m JOIN volumes v ON v.id = m.volume_id`+where, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string][]string{}
+	for rows.Next() {
+		var k, val string
+		if err := rows.Scan(&k, &val); err != nil {
+			return nil, err
+		}
+		out[k] = append(out[k], val)
+	}
+	return out, rows.Err()
+}
