@@ -26,6 +26,8 @@ const (
 	keyRequestID ctxKey = iota
 	keyLogger
 	keyRoute
+	keyFlavor
+	keyBody
 )
 
 // RequestID returns the request id of the request ctx belongs to.
@@ -92,9 +94,16 @@ func (r *recorder) Write(b []byte) (int, error) {
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // Wrap adds, around a service's handler: the request id header, the access
-// log, metrics, panic recovery and GET /healthcheck. flavor renders errors
-// raised here (panics) in the service's dialect.
-func Wrap(service string, h http.Handler, logger *slog.Logger, m *Metrics, flavor Flavor) http.Handler {
+// log, metrics, panic recovery, GET /healthcheck, the refusal of NUL and
+// non-UTF-8 bytes in the URL and OpenStack headers (checkRequest) and the
+// deadline for sending a request body (BodyTimeout). flavor renders errors
+// raised here in the service's dialect, and is handed to the handler's
+// context (FlavorOf) for Mux's 404 and 405 answers.
+func Wrap(service string, h http.Handler, logger *slog.Logger, m *Metrics, flavor Flavor, opts ...Option) http.Handler {
+	o := options{bodyTimeout: DefaultBodyTimeout}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := "req-" + uuid.NewString()
@@ -104,8 +113,13 @@ func Wrap(service string, h http.Handler, logger *slog.Logger, m *Metrics, flavo
 		ctx := context.WithValue(r.Context(), keyRequestID, id)
 		ctx = context.WithValue(ctx, keyLogger, l)
 		ctx = context.WithValue(ctx, keyRoute, route)
+		ctx = context.WithValue(ctx, keyFlavor, flavor)
 		r = r.WithContext(ctx)
 		rec := &recorder{ResponseWriter: w}
+		r, body := guardBody(rec, r, o.bodyTimeout)
+		// Whatever the handler left unread, net/http drains after it
+		// returns; that must not wait forever on a stalled client either.
+		defer body.arm()
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
@@ -141,12 +155,19 @@ func Wrap(service string, h http.Handler, logger *slog.Logger, m *Metrics, flavo
 			}
 			return
 		}
+		if err := checkRequest(r, flavor); err != nil {
+			WriteError(rec, r, flavor, err)
+			return
+		}
 		h.ServeHTTP(rec, r)
 	})
 }
 
 // Mux is an http.ServeMux that reports the matched pattern to the metrics
-// and access log of Wrap, so metrics are labelled by route, not by path.
+// and access log of Wrap, so metrics are labelled by route, not by path,
+// and that answers a path it has no route for (404) or a method the path
+// does not take (405, with Allow; TRACE and other unknown methods) in the
+// API's own error dialect (FlavorOf) instead of ServeMux's plain text.
 type Mux struct{ *http.ServeMux }
 
 // NewMux returns an empty Mux.
@@ -154,9 +175,55 @@ func NewMux() *Mux { return &Mux{http.NewServeMux()} }
 
 // ServeHTTP dispatches and records the route.
 func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	_, pattern := m.Handler(r)
+	h, pattern := m.Handler(r)
 	if p, ok := r.Context().Value(keyRoute).(*string); ok && pattern != "" {
 		*p = pattern
 	}
+	if f, ok := FlavorOf(r.Context()); ok && pattern == "" {
+		unmatched(w, r, h, f)
+		return
+	}
 	m.ServeMux.ServeHTTP(w, r)
+}
+
+// unmatched runs ServeMux's own answer for a request no route takes into a
+// buffer and renders its 404 or 405 in the flavor's dialect; anything else
+// (a redirect to the cleaned path) goes out as ServeMux wrote it.
+func unmatched(w http.ResponseWriter, r *http.Request, h http.Handler, f Flavor) {
+	buf := &bufferedResponse{header: http.Header{}}
+	h.ServeHTTP(buf, r)
+	switch buf.status {
+	case http.StatusNotFound:
+		WriteError(w, r, f, errs.E(errs.NotFound, "The resource could not be found."))
+	case http.StatusMethodNotAllowed:
+		w.Header().Set("Allow", buf.header.Get("Allow"))
+		WriteError(w, r, f, errs.E(errs.NotAllowed, "The method %s is not allowed for this resource.", r.Method))
+	default:
+		for k, vs := range buf.header {
+			w.Header()[k] = vs
+		}
+		w.WriteHeader(buf.status)
+		_, _ = w.Write(buf.body)
+	}
+}
+
+// bufferedResponse holds a small response written by ServeMux itself.
+type bufferedResponse struct {
+	header http.Header
+	status int
+	body   []byte
+}
+
+func (b *bufferedResponse) Header() http.Header { return b.header }
+
+func (b *bufferedResponse) WriteHeader(code int) {
+	if b.status == 0 {
+		b.status = code
+	}
+}
+
+func (b *bufferedResponse) Write(p []byte) (int, error) {
+	b.WriteHeader(http.StatusOK)
+	b.body = append(b.body, p...)
+	return len(p), nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"sort"
@@ -51,6 +52,22 @@ type Default struct {
 	TaskLease time.Duration
 	// TaskWorkers bounds the background tasks one node runs at once.
 	TaskWorkers int
+	// ClientSocketTimeout closes a keep-alive connection left idle this
+	// long (oslo.service's client_socket_timeout; 0 waits forever).
+	ClientSocketTimeout time.Duration
+	// ClientHeaderTimeout is how long a client has to send its request
+	// headers.
+	ClientHeaderTimeout time.Duration
+	// ClientBodyTimeout is how long a client has, after its headers, to
+	// send a whole non-data (JSON) body; image data uploads follow the
+	// image service's stall rule instead.
+	ClientBodyTimeout time.Duration
+	// MaxConnectionsPerClient caps the connections one client address
+	// (an IPv6 /64) may hold open across all listeners; 0 is no cap.
+	MaxConnectionsPerClient int
+	// ConnectionLimitExempt lists the client networks the cap does not
+	// apply to (this host, a load balancer or reverse proxy in front).
+	ConnectionLimitExempt []netip.Prefix
 }
 
 // Database is the [database] section.
@@ -179,7 +196,9 @@ var VolumeDrivers = map[string][]string{
 // keys of the fixed sections: name -> known keys.
 var sectionKeys = map[string][]string{
 	ini.DefaultSection: {"state_path", "enabled_services", "metrics_bind", "log_format", "debug",
-		"task_lease", "task_workers"},
+		"task_lease", "task_workers",
+		"client_socket_timeout", "client_header_timeout", "client_body_timeout",
+		"max_connections_per_client", "connection_limit_exempt"},
 	"database": {"connection"},
 	"identity": {"bind", "public_url", "region", "token_expiration", "auth_url", "username",
 		"password", "project_name", "user_domain_name", "project_domain_name", "cache_ttl"},
@@ -281,9 +300,32 @@ func (p *parser) integer(section, key string, def int64, min int64) int64 {
 	return n
 }
 
-// seconds reads an integer number of seconds.
+// seconds reads an integer number of seconds, at least 1.
 func (p *parser) seconds(section, key string, def time.Duration) time.Duration {
-	return time.Duration(p.integer(section, key, int64(def/time.Second), 1)) * time.Second
+	return p.secondsMin(section, key, def, 1)
+}
+
+// secondsMin reads an integer number of seconds, at least min.
+func (p *parser) secondsMin(section, key string, def time.Duration, min int64) time.Duration {
+	return time.Duration(p.integer(section, key, int64(def/time.Second), min)) * time.Second
+}
+
+// prefixes reads a list of networks (CIDR) or single addresses.
+func (p *parser) prefixes(section, key string, def []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, v := range p.list(section, key, def) {
+		pfx, err := netip.ParsePrefix(v)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(v)
+			if aerr != nil {
+				p.bad(section, key, "%q is not an IP address or network (CIDR)", v)
+				continue
+			}
+			pfx = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		out = append(out, pfx.Masked())
+	}
+	return out
 }
 
 func (p *parser) bind(section, key, def string) string {
@@ -358,6 +400,11 @@ func parse(f *ini.File, statePathOverride string, checks []Check) (*Config, erro
 	c.Default.Debug = p.boolean(D, "debug", false)
 	c.Default.TaskLease = p.seconds(D, "task_lease", 30*time.Second)
 	c.Default.TaskWorkers = int(p.integer(D, "task_workers", 8, 1))
+	c.Default.ClientSocketTimeout = p.secondsMin(D, "client_socket_timeout", 900*time.Second, 0)
+	c.Default.ClientHeaderTimeout = p.seconds(D, "client_header_timeout", 30*time.Second)
+	c.Default.ClientBodyTimeout = p.seconds(D, "client_body_timeout", 60*time.Second)
+	c.Default.MaxConnectionsPerClient = int(p.integer(D, "max_connections_per_client", 256, 0))
+	c.Default.ConnectionLimitExempt = p.prefixes(D, "connection_limit_exempt", []string{"127.0.0.0/8", "::1/128"})
 
 	c.Database.Connection = p.str("database", "connection", "sqlite:///"+filepath.Join(state, "ashlar.db"))
 	if _, _, err := ParseConnection(c.Database.Connection); err != nil {

@@ -256,3 +256,58 @@ func TestLoadMissingFile(t *testing.T) {
 		t.Errorf("Load = %v, %v", c, err)
 	}
 }
+
+// The connection limits of [DEFAULT]: defaults, explicit values, the
+// exempt list (addresses and networks; empty exempts nothing) and refusals.
+func TestConnectionLimits(t *testing.T) {
+	def, err := Parse("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := def.Default
+	if d.ClientSocketTimeout != 900*time.Second || d.ClientHeaderTimeout != 30*time.Second ||
+		d.ClientBodyTimeout != 60*time.Second || d.MaxConnectionsPerClient != 256 ||
+		fmt.Sprint(d.ConnectionLimitExempt) != "[127.0.0.0/8 ::1/128]" {
+		t.Errorf("defaults = %+v", d)
+	}
+
+	c, err := Parse(`[DEFAULT]
+client_socket_timeout = 0
+client_header_timeout = 5
+client_body_timeout = 7
+max_connections_per_client = 0
+connection_limit_exempt = 10.1.2.3, 192.168.7.9/16, 2001:db8::/32
+`, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d = c.Default
+	if d.ClientSocketTimeout != 0 || d.ClientHeaderTimeout != 5*time.Second || d.ClientBodyTimeout != 7*time.Second ||
+		d.MaxConnectionsPerClient != 0 || fmt.Sprint(d.ConnectionLimitExempt) != "[10.1.2.3/32 192.168.0.0/16 2001:db8::/32]" {
+		t.Errorf("parsed = %+v", d)
+	}
+	var b strings.Builder
+	Print(&b, c)
+	if !strings.Contains(b.String(), "client_body_timeout = 7\n") || !strings.Contains(b.String(), "connection_limit_exempt = 10.1.2.3/32, 192.168.0.0/16, 2001:db8::/32\n") {
+		t.Errorf("printed:\n%s", b.String())
+	}
+
+	if c, err := Parse("[DEFAULT]\nconnection_limit_exempt =\n", ""); err != nil || len(c.Default.ConnectionLimitExempt) != 0 {
+		t.Errorf("empty exempt list = %v, %v", c.Default.ConnectionLimitExempt, err)
+	}
+
+	_, err = Parse(`[DEFAULT]
+client_socket_timeout = -1
+client_header_timeout = 0
+client_body_timeout = soon
+max_connections_per_client = -5
+connection_limit_exempt = 127.0.0.1, localhost
+`, "")
+	for _, want := range []string{"client_socket_timeout: -1 is below", "client_header_timeout: 0 is below",
+		`client_body_timeout: "soon" is not an integer`, "max_connections_per_client: -5 is below",
+		`connection_limit_exempt: "localhost" is not an IP address`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not mention %q", err, want)
+		}
+	}
+}

@@ -11,9 +11,16 @@ import (
 // their driver declares secret (Store.Secret; every option of a store no
 // driver has read).
 func Print(w io.Writer, c *Config) {
-	fmt.Fprintf(w, "[DEFAULT]\nstate_path = %s\nenabled_services = %s\nmetrics_bind = %s\nlog_format = %s\ndebug = %t\ntask_lease = %d\ntask_workers = %d\n\n",
+	fmt.Fprintf(w, "[DEFAULT]\nstate_path = %s\nenabled_services = %s\nmetrics_bind = %s\nlog_format = %s\ndebug = %t\ntask_lease = %d\ntask_workers = %d\n",
 		c.Default.StatePath, strings.Join(c.Default.EnabledServices, ", "), c.Default.MetricsBind, c.Default.LogFormat, c.Default.Debug,
 		int(c.Default.TaskLease.Seconds()), c.Default.TaskWorkers)
+	exempt := make([]string, len(c.Default.ConnectionLimitExempt))
+	for i, p := range c.Default.ConnectionLimitExempt {
+		exempt[i] = p.String()
+	}
+	fmt.Fprintf(w, "client_socket_timeout = %d\nclient_header_timeout = %d\nclient_body_timeout = %d\nmax_connections_per_client = %d\nconnection_limit_exempt = %s\n\n",
+		int(c.Default.ClientSocketTimeout.Seconds()), int(c.Default.ClientHeaderTimeout.Seconds()), int(c.Default.ClientBodyTimeout.Seconds()),
+		c.Default.MaxConnectionsPerClient, strings.Join(exempt, ", "))
 	fmt.Fprintf(w, "[database]\nconnection = %s\n\n", maskURL(c.Database.Connection))
 	fmt.Fprintf(w, "[identity]\nbind = %s\npublic_url = %s\nregion = %s\ntoken_expiration = %d\n",
 		c.Identity.Bind, c.Identity.PublicURL, c.Identity.Region, int(c.Identity.TokenExpiration.Seconds()))

@@ -37,6 +37,8 @@ type Server struct {
 	registry *prometheus.Registry
 	services []bound
 	tasks    *task.Runner
+	// limit caps the connections per client over every listener.
+	limit *connLimit
 }
 
 type bound struct {
@@ -90,7 +92,8 @@ func newWithDB(ctx context.Context, cfg *config.Config, d *db.DB, logger *slog.L
 	// (LockSingleNode), so leases left in it are a dead predecessor's.
 	tasks := task.New(d, task.Options{Lease: cfg.Default.TaskLease, Workers: cfg.Default.TaskWorkers,
 		Exclusive: !d.Postgres(), Logger: logger.With("component", "tasks")})
-	s := &Server{cfg: cfg, db: d, logger: logger, registry: reg, tasks: tasks}
+	s := &Server{cfg: cfg, db: d, logger: logger, registry: reg, tasks: tasks,
+		limit: newConnLimit(cfg.Default.MaxConnectionsPerClient, cfg.Default.ConnectionLimitExempt, logger, reg)}
 	deps := service.Deps{Config: cfg, DB: d, Logger: logger, Registry: reg, Metrics: api.NewMetrics(reg), Tasks: tasks}
 	logger.Info("node", "id", tasks.Node())
 
@@ -135,7 +138,8 @@ func newWithDB(ctx context.Context, cfg *config.Config, d *db.DB, logger *slog.L
 
 // add registers svc to be served on bind and returns its wrapped handler.
 func (s *Server) add(svc service.Service, bind string, deps service.Deps, flavor api.Flavor) http.Handler {
-	h := api.Wrap(svc.Name(), svc.Handler(), deps.Logger.With("service", svc.Name()), deps.Metrics, flavor)
+	h := api.Wrap(svc.Name(), svc.Handler(), deps.Logger.With("service", svc.Name()), deps.Metrics, flavor,
+		api.BodyTimeout(s.cfg.Default.ClientBodyTimeout))
 	s.services = append(s.services, bound{svc: svc, bind: bind, handler: h})
 	return h
 }
@@ -219,12 +223,17 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 	errc := make(chan error, len(ls))
 	var servers []*http.Server
 	for _, x := range ls {
-		hs := &http.Server{Handler: x.h, ReadHeaderTimeout: 30 * time.Second,
-			BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) }}
+		// No ReadTimeout or WriteTimeout: they would cut image transfers
+		// of any length. A body's deadline is set per request (api.Wrap);
+		// headers and idle keep-alive connections have their own.
+		hs := &http.Server{Handler: x.h,
+			ReadHeaderTimeout: s.cfg.Default.ClientHeaderTimeout,
+			IdleTimeout:       s.cfg.Default.ClientSocketTimeout,
+			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) }}
 		servers = append(servers, hs)
 		s.logger.Info("listening", "service", x.name, "addr", x.l.Addr().String())
 		go func() {
-			if err := hs.Serve(x.l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := hs.Serve(s.limit.wrap(x.l)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("%s: %w", x.name, err)
 			}
 		}()

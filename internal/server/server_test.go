@@ -27,11 +27,12 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// testConfig returns embedded defaults on free ports with the given database.
-func testConfig(t *testing.T, connection string) *config.Config {
+// testConfig returns embedded defaults on free ports with the given
+// database; defaults are more "key = value" lines for [DEFAULT].
+func testConfig(t *testing.T, connection string, defaults ...string) *config.Config {
 	t.Helper()
-	text := fmt.Sprintf("[DEFAULT]\nmetrics_bind = %s\n[database]\nconnection = %s\n[identity]\nbind = %s\n[image]\nbind = %s\n[volume]\nbind = %s\n",
-		freePort(t), connection, freePort(t), freePort(t), freePort(t))
+	text := fmt.Sprintf("[DEFAULT]\nmetrics_bind = %s\n%s\n[database]\nconnection = %s\n[identity]\nbind = %s\n[image]\nbind = %s\n[volume]\nbind = %s\n",
+		freePort(t), strings.Join(defaults, "\n"), connection, freePort(t), freePort(t), freePort(t))
 	cfg, err := config.Parse(text, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
