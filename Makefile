@@ -27,9 +27,10 @@ lint:
 unit:
 	$(GOTESTSUM) -- -count=1 ./...
 
-test: setup lint
+# The bounded fuzzing runs first, so the test runner's summary is the
+# last thing the command prints.
+test: setup lint fuzz
 	ASHLAR_INTEROP=1 $(GOTESTSUM) -- -count=1 -timeout 60m ./...
-	$(MAKE) fuzz
 
 # Bounded fuzzing of the three APIs (internal/server/fuzz_test.go), each
 # target for FUZZTIME on SQLite and PostgreSQL: about 45 s plus one build
