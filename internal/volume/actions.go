@@ -105,12 +105,16 @@ func (s *Service) actExtend(w http.ResponseWriter, r *http.Request, arg any) err
 }
 
 // extend grows an extending volume to newSize GiB. A failure leaves it in
-// error_extending (with a user message when the driver failed).
+// error_extending with a user message. A volume on no (known) backend, such
+// as one reset to available that was never scheduled, fails the same way:
+// Cinder accepts the extend and its scheduler fails it, so the caller still
+// gets its 202 (a 503 would blame the service for the volume's state).
 func (s *Service) extend(ctx context.Context, v *vol, newSize int64, requestID string) error {
 	b := s.backendOf(v)
 	if b == nil {
 		_ = forceStatus(ctx, s.deps.DB, v.ID, "error_extending")
-		return errs.E(errs.Unavailable, "The volume's backend is not available.")
+		s.recordMessage(ctx, v.ProjectID, v.ID, requestID, eventExtend, "extend volume:Compute service failed to extend volume.")
+		return nil
 	}
 	if err := b.drv.Extend(ctx, v.ID, newSize*gib); err != nil {
 		_ = forceStatus(ctx, s.deps.DB, v.ID, "error_extending")
