@@ -3,11 +3,13 @@ package interop
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,13 +49,23 @@ type ashlarOpts struct {
 	// postgres runs Ashlar on a fresh PostgreSQL database (dropped at the
 	// end) when ASHLAR_TEST_POSTGRES_URL is set, else on SQLite.
 	postgres bool
+	// scan puts the response scan's proxy in front of each service
+	// (scan_test.go): the services bind internal ports, the catalog's
+	// public URLs (and the suite's URLs) are the proxies', metrics are
+	// served on an internal port too, and checkResponses reports every
+	// response that named a server path, a store credential or an
+	// internal address.
+	scan bool
 }
 
 // ashlar is one running Ashlar.
 type ashlar struct {
-	dir         string
-	stateDir    string
-	configPath  string
+	dir        string
+	stateDir   string
+	configPath string
+	// identityURL, imageURL and volumeURL are the services' public URLs,
+	// which clients use: the bind addresses, or with ashlarOpts.scan the
+	// scanning proxies'.
 	identityURL string
 	imageURL    string
 	volumeURL   string
@@ -63,6 +75,10 @@ type ashlar struct {
 	// storeTypes maps each store id to its driver type.
 	storeTypes map[string]string
 	proc       *proc
+	// scan and secrets: with ashlarOpts.scan, what the proxies saw and
+	// what they looked for.
+	scan    *responseScan
+	secrets []secret
 }
 
 // startAshlar writes a config, starts the binary and waits until every
@@ -77,17 +93,39 @@ func startAshlar(t *testing.T, name string, o ashlarOpts) *ashlar {
 	a := &ashlar{dir: dir, stateDir: filepath.Join(dir, "state")}
 	a.web = startWebServer(t, filepath.Join(dir, "web"))
 	idPort, imgPort, volPort := freePort(t), freePort(t), freePort(t)
-	a.identityURL = fmt.Sprintf("http://127.0.0.1:%d", idPort)
-	a.imageURL = fmt.Sprintf("http://127.0.0.1:%d", imgPort)
-	a.volumeURL = fmt.Sprintf("http://127.0.0.1:%d", volPort)
+	bind := map[string]string{"identity": fmt.Sprintf("127.0.0.1:%d", idPort),
+		"image": fmt.Sprintf("127.0.0.1:%d", imgPort), "volume": fmt.Sprintf("127.0.0.1:%d", volPort)}
+	public := map[string]string{}
+	proxies := map[string]net.Listener{}
+	metricsBind := ""
+	for svc, addr := range bind {
+		public[svc] = "http://" + addr
+	}
+	if o.scan {
+		for _, svc := range o.services {
+			proxies[svc] = listenFree(t)
+			public[svc] = "http://" + proxies[svc].Addr().String()
+		}
+	}
+	if o.scan {
+		metricsBind = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	}
+	a.identityURL, a.imageURL, a.volumeURL = public["identity"], public["image"], public["volume"]
 	glanceServers := o.glanceAPIServers
 	if glanceServers == "" {
-		glanceServers = a.imageURL
+		glanceServers = "http://" + bind["image"]
+	}
+	// publicURL is the config line pointing the catalog at the proxy.
+	publicURL := func(svc string) string {
+		if !o.scan {
+			return ""
+		}
+		return "public_url = " + public[svc] + "\n"
 	}
 
 	var c strings.Builder
 	fmt.Fprintf(&c, "# written by the interop suite (test/interop)\n[DEFAULT]\nstate_path = %s\n", a.stateDir)
-	fmt.Fprintf(&c, "enabled_services = %s\nmetrics_bind =\ndebug = true\n\n", strings.Join(o.services, ", "))
+	fmt.Fprintf(&c, "enabled_services = %s\nmetrics_bind = %s\ndebug = true\n\n", strings.Join(o.services, ", "), metricsBind)
 	if o.postgres {
 		if os.Getenv(dbtest.EnvPostgres) != "" {
 			a.database = dbtest.Connection(t, "postgres")
@@ -96,13 +134,13 @@ func startAshlar(t *testing.T, name string, o ashlarOpts) *ashlar {
 			t.Logf("%s is not set: ashlar %s runs on SQLite", dbtest.EnvPostgres, name)
 		}
 	}
-	fmt.Fprintf(&c, "[identity]\nbind = 127.0.0.1:%d\n", idPort)
+	fmt.Fprintf(&c, "[identity]\nbind = %s\n%s", bind["identity"], publicURL("identity"))
 	if o.externalIdentity != nil {
 		for _, k := range sortedKeys(o.externalIdentity) {
 			fmt.Fprintf(&c, "%s = %s\n", k, o.externalIdentity[k])
 		}
 	}
-	fmt.Fprintf(&c, "\n[image]\nbind = 127.0.0.1:%d\n", imgPort)
+	fmt.Fprintf(&c, "\n[image]\nbind = %s\n%s", bind["image"], publicURL("image"))
 	a.storeTypes = map[string]string{"fast": "file", "cheap": "file", "reliable": "file", readOnlyStore: "http"}
 	if o.cheapS3 {
 		a.storeTypes["cheap"] = "s3"
@@ -123,20 +161,29 @@ func startAshlar(t *testing.T, name string, o ashlarOpts) *ashlar {
 	if o.cheapS3 {
 		s3 = startMinIO(t)
 	}
+	bucket := "interop-bucket-" + hex.EncodeToString(randomBytes(t, 4))
 	for _, s := range writableStores {
 		if s == "cheap" && s3 != nil {
-			fmt.Fprintf(&c, "[store:%s]\nstore_description = %s (S3)\ns3_store_host = %s\ns3_store_bucket = interop-cheap\n", s, descr[s], s3.url)
+			fmt.Fprintf(&c, "[store:%s]\nstore_description = %s (S3)\ns3_store_host = %s\ns3_store_bucket = %s\n", s, descr[s], s3.url, bucket)
 			fmt.Fprintf(&c, "s3_store_access_key = %s\ns3_store_secret_key = %s\ns3_store_region = us-east-1\ns3_store_create_bucket_on_put = true\n\n", s3.accessKey, s3.secretKey)
 			continue
 		}
 		fmt.Fprintf(&c, "[store:%s]\nstore_description = %s\nfilesystem_store_datadir = %s\n\n", s, descr[s], filepath.Join(a.stateDir, "images", s))
 	}
 	fmt.Fprintf(&c, "[store:%s]\nstore_description = Read-only HTTP store\nhttp_store_base_url = %s/\n\n", readOnlyStore, a.web.url)
-	fmt.Fprintf(&c, "[volume]\nbind = 127.0.0.1:%d\nenabled_backends = local\nglance_api_servers = %s\n\n", volPort, glanceServers)
+	fmt.Fprintf(&c, "[volume]\nbind = %s\n%senabled_backends = local\nglance_api_servers = %s\n\n", bind["volume"], publicURL("volume"), glanceServers)
 	fmt.Fprintf(&c, "[backend:local]\nvolume_driver = file\nvolume_backend_name = local\n")
 	a.configPath = filepath.Join(dir, "ashlar.conf")
 	if err := os.WriteFile(a.configPath, []byte(c.String()), 0o644); err != nil {
 		t.Fatal(err)
+	}
+
+	if o.scan {
+		a.secrets = a.scanSecrets(bind, metricsBind, s3, bucket)
+		a.scan = newResponseScan(a.secrets, []allowance{allowFileStoreDirs(a.fileStoreDirs())})
+		for svc, l := range proxies {
+			startScanProxy(t, svc, "http://"+bind[svc], l, filepath.Join(dir, "proxy.log"), a.scan)
+		}
 	}
 
 	env := append(baseEnv(), "ASHLAR_ADMIN_PASSWORD="+adminPassword)
@@ -174,6 +221,62 @@ func startAshlar(t *testing.T, name string, o ashlarOpts) *ashlar {
 // authURL is the embedded identity's v3 URL.
 func (a *ashlar) authURL() string { return a.identityURL + "/v3" }
 
+// fileStoreDirs maps each file store id to its directory.
+func (a *ashlar) fileStoreDirs() map[string]string {
+	dirs := map[string]string{}
+	for id, typ := range a.storeTypes {
+		if typ == "file" {
+			dirs[id] = filepath.Join(a.stateDir, "images", id)
+		}
+	}
+	return dirs
+}
+
+// scanSecrets lists what no response of this Ashlar may contain. Not in
+// it: the suite's web server, which is the read-only http store's base URL
+// but also the address the clients themselves give web-download (and
+// tempest's image source), so it is not private to the server.
+func (a *ashlar) scanSecrets(bind map[string]string, metricsBind string, s3 *minio, bucket string) []secret {
+	secrets := []secret{
+		{"state path", a.stateDir},
+		{"config file", a.configPath},
+		{"staging directory", filepath.Join(a.stateDir, "staging")},
+		{"volumes directory", filepath.Join(a.stateDir, "volumes", "local")},
+		{"metrics address", metricsBind},
+		{"bootstrap admin password", adminPassword},
+	}
+	for _, id := range sortedKeys(a.fileStoreDirs()) {
+		secrets = append(secrets, secret{"store " + id + " directory", a.fileStoreDirs()[id]})
+	}
+	for _, svc := range sortedKeys(bind) {
+		secrets = append(secrets, secret{svc + " bind address", bind[svc]})
+	}
+	if s3 != nil {
+		secrets = append(secrets, secret{"S3 access key", s3.accessKey}, secret{"S3 secret key", s3.secretKey},
+			secret{"S3 bucket", bucket}, secret{"S3 endpoint (MinIO)", strings.TrimPrefix(s3.url, "http://")})
+	}
+	if a.database != "" {
+		if u, err := url.Parse(a.database); err == nil {
+			secrets = append(secrets, secret{"database address", u.Host}, secret{"database name", strings.TrimPrefix(u.Path, "/")})
+		}
+	}
+	return secrets
+}
+
+// listenFree listens on a free port of the suite's range.
+func listenFree(t *testing.T) net.Listener {
+	t.Helper()
+	var l net.Listener
+	var err error
+	for range 20 {
+		if l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", freePort(t))); err == nil {
+			return l
+		}
+	}
+	t.Fatal(err)
+	return nil
+}
+
 // webServer serves files for the read-only http store and web-download.
 type webServer struct {
 	dir      string
@@ -191,16 +294,7 @@ func startWebServer(t *testing.T, dir string) *webServer {
 	if err := os.WriteFile(filepath.Join(dir, "random.img"), randomBytes(t, 1<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var l net.Listener
-	var err error
-	for range 20 {
-		if l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", freePort(t))); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := listenFree(t)
 	srv := &http.Server{Handler: http.FileServer(http.Dir(dir)), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -239,7 +333,10 @@ func startMinIO(t *testing.T) *minio {
 	}
 	dir := logDir(t, "minio")
 	port, console := freePort(t), freePort(t)
-	m := &minio{url: fmt.Sprintf("http://127.0.0.1:%d", port), accessKey: "interop", secretKey: "interop-secret-key"}
+	// Credentials no response could contain by chance (the response
+	// scan looks for them).
+	m := &minio{url: fmt.Sprintf("http://127.0.0.1:%d", port), accessKey: "interop-ak-" + hex.EncodeToString(randomBytes(t, 4)),
+		secretKey: "interop-sk-" + hex.EncodeToString(randomBytes(t, 8))}
 	env := append(baseEnv(), "MINIO_ROOT_USER="+m.accessKey, "MINIO_ROOT_PASSWORD="+m.secretKey,
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_REGION=us-east-1")
 	p := startProc(t, "minio", filepath.Join(dir, "minio.log"), env, dir, bin, "server", filepath.Join(dir, "data"),

@@ -44,7 +44,7 @@ func TestCLI(t *testing.T) {
 	requireInterop(t)
 	requireTools(t, "openstack", "glance", "cinder")
 	start := time.Now()
-	a := startAshlar(t, "cli", ashlarOpts{cheapS3: true})
+	a := startAshlar(t, "cli", ashlarOpts{cheapS3: true, scan: true})
 	dir := logDir(t, "cli")
 	s := &cliState{a: a, dir: dir, volumeType: "interop-cheap"}
 	s.admin = newCloud(dir, a.authURL(), "admin", adminPassword, "admin")
@@ -66,6 +66,7 @@ func TestCLI(t *testing.T) {
 			t.Logf("%s took %s", sc.name, time.Since(st).Round(time.Millisecond))
 		})
 	}
+	a.checkResponses(t)
 	t.Logf("TestCLI took %s (client commands logged in %s/cli.log)", time.Since(start).Round(time.Second), dir)
 }
 

@@ -1,8 +1,15 @@
 package interop
 
 import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The parsers the scenarios assert through; these run without
@@ -71,5 +78,76 @@ func TestImageField(t *testing.T) {
 	}
 	if !sameSet("b,a", "a,b") || sameSet("a", "a,b") || strings.Contains(imageField(img, "nothing"), "nil") {
 		t.Error("sameSet / missing field")
+	}
+}
+
+// TestResponseScan runs the response scan's proxy against a fake service:
+// a secret is found in a header, in a body split across many small writes
+// (across the scan window's edge), and in its JSON-escaped form; the
+// stores-detail allowance takes out exactly a file store's data_dir.
+func TestResponseScan(t *testing.T) {
+	const dir = "/srv/ashlar/state/images/fast"
+	s := newResponseScan([]secret{{"store fast directory", dir}, {"S3 bucket", "bucket-7f3a"}, {"bind address", "127.0.0.1:1"}},
+		[]allowance{allowFileStoreDirs(map[string]string{"fast": dir})})
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/header":
+			w.Header().Set("Location", "http://127.0.0.1:1/v2/images/x")
+		case "/split":
+			// 3 MiB of zeros, then the secret a few bytes at a time, each
+			// sent on its own, so that the proxy reads it in pieces.
+			w.Write(make([]byte, 3<<20))
+			for b := []byte("file://" + dir + "/id"); len(b) > 0; b = b[min(3, len(b)):] {
+				w.Write(b[:min(3, len(b))])
+				w.(http.Flusher).Flush()
+				time.Sleep(2 * time.Millisecond)
+			}
+		case "/escaped":
+			io.WriteString(w, `{"direct_url": "file:\/\/`+strings.ReplaceAll(dir, "/", `\/`)+`\/id"}`)
+		case "/v2/info/stores/detail":
+			if r.Header.Get("X-Role") != "admin" {
+				w.WriteHeader(http.StatusForbidden)
+			}
+			fmt.Fprintf(w, `{"stores": [{"id": "fast", "type": "file", "properties": {"data_dir": %q}}, {"id": "other", "properties": {"data_dir": %q}}, {"id": "cheap", "properties": {"s3_store_bucket": "bucket-7f3a"}}]}`, dir, dir)
+		case "/clean":
+			w.Write(make([]byte, 1<<20))
+		}
+	}))
+	defer backend.Close()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startScanProxy(t, "test", backend.URL, l, filepath.Join(t.TempDir(), "proxy.log"), s)
+	get := func(path, role string) {
+		req, _ := http.NewRequest("GET", p.url+path, nil)
+		req.Header.Set("X-Role", role)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	for _, path := range []string{"/header", "/split", "/escaped", "/v2/info/stores/detail", "/clean"} {
+		get(path, "admin")
+	}
+	get("/v2/info/stores/detail", "member")
+	lines, responses, _ := s.report()
+	got := strings.Join(lines, "\n")
+	for _, want := range []string{
+		"GET /header: header Location names the bind address",
+		"GET /split: body names the store fast directory",
+		"GET /escaped: body names the store fast directory",
+		// The allowance covers the fast store's own data_dir in a 200 only.
+		"GET /v2/info/stores/detail: body names the S3 bucket (2 responses",
+		"GET /v2/info/stores/detail: body names the store fast directory (2 responses",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("report lacks %q:\n%s", want, got)
+		}
+	}
+	if len(lines) != 5 || strings.Contains(got, "/clean") || responses != 6 {
+		t.Errorf("%d responses, report:\n%s", responses, got)
 	}
 }

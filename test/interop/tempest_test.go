@@ -137,7 +137,7 @@ func TestTempest(t *testing.T) {
 	requireInterop(t)
 	requireTools(t, "tempest", "stestr", "python3")
 	start := time.Now()
-	a := startAshlar(t, "tempest", ashlarOpts{postgres: true})
+	a := startAshlar(t, "tempest", ashlarOpts{postgres: true, scan: true})
 	ctx := context.Background()
 	admin, ti, err := login(ctx, a.authURL(), "admin", adminPassword, "admin")
 	if err != nil {
@@ -192,6 +192,7 @@ func TestTempest(t *testing.T) {
 			runTempestList(t, list.name, vars, accts)
 		})
 	}
+	a.checkResponses(t)
 	t.Logf("TestTempest took %s", time.Since(start).Round(time.Second))
 }
 
