@@ -83,8 +83,9 @@ func TestImageField(t *testing.T) {
 
 // TestResponseScan runs the response scan's proxy against a fake service:
 // a secret is found in a header, in a body split across many small writes
-// (across the scan window's edge), and in its JSON-escaped form; the
-// stores-detail allowance takes out exactly a file store's data_dir.
+// (across the scan window's edge), in a JSON field (named) and in a JSON
+// body that does not parse; the stores-detail allowance takes out exactly
+// a file store's own data_dir in a 200.
 func TestResponseScan(t *testing.T) {
 	const dir = "/srv/ashlar/state/images/fast"
 	s := newResponseScan([]secret{{"store fast directory", dir}, {"S3 bucket", "bucket-7f3a"}, {"bind address", "127.0.0.1:1"}},
@@ -103,12 +104,21 @@ func TestResponseScan(t *testing.T) {
 				time.Sleep(2 * time.Millisecond)
 			}
 		case "/escaped":
+			w.Header().Set("Content-Type", "application/json")
 			io.WriteString(w, `{"direct_url": "file:\/\/`+strings.ReplaceAll(dir, "/", `\/`)+`\/id"}`)
+		case "/notjson":
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"bucket": "bucket-7f3a"`)
 		case "/v2/info/stores/detail":
+			w.Header().Set("Content-Type", "application/json")
 			if r.Header.Get("X-Role") != "admin" {
 				w.WriteHeader(http.StatusForbidden)
 			}
-			fmt.Fprintf(w, `{"stores": [{"id": "fast", "type": "file", "properties": {"data_dir": %q}}, {"id": "other", "properties": {"data_dir": %q}}, {"id": "cheap", "properties": {"s3_store_bucket": "bucket-7f3a"}}]}`, dir, dir)
+			other := ""
+			if r.URL.Query().Has("other") { // another store showing fast's directory
+				other = fmt.Sprintf(`{"id": "other", "properties": {"data_dir": %q}}, `, dir)
+			}
+			fmt.Fprintf(w, `{"stores": [{"id": "fast", "type": "file", "properties": {"data_dir": %q}}, %s{"id": "cheap", "properties": {"s3_store_bucket": "bucket-7f3a"}}]}`, dir, other)
 		case "/clean":
 			w.Write(make([]byte, 1<<20))
 		}
@@ -129,25 +139,28 @@ func TestResponseScan(t *testing.T) {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
-	for _, path := range []string{"/header", "/split", "/escaped", "/v2/info/stores/detail", "/clean"} {
+	for _, path := range []string{"/header", "/split", "/escaped", "/notjson", "/v2/info/stores/detail", "/clean"} {
 		get(path, "admin")
 	}
+	get("/v2/info/stores/detail?other", "admin")
 	get("/v2/info/stores/detail", "member")
 	lines, responses, _ := s.report()
 	got := strings.Join(lines, "\n")
 	for _, want := range []string{
 		"GET /header: header Location names the bind address",
 		"GET /split: body names the store fast directory",
-		"GET /escaped: body names the store fast directory",
-		// The allowance covers the fast store's own data_dir in a 200 only.
-		"GET /v2/info/stores/detail: body names the S3 bucket (2 responses",
-		"GET /v2/info/stores/detail: body names the store fast directory (2 responses",
+		"GET /escaped: body direct_url names the store fast directory",
+		"GET /notjson: body names the S3 bucket",
+		// The allowance covers the fast store's own data_dir in a 200
+		// only: the 403 and the other store's count.
+		"GET /v2/info/stores/detail: body stores[].properties.s3_store_bucket names the S3 bucket (3 responses",
+		"GET /v2/info/stores/detail: body stores[].properties.data_dir names the store fast directory (2 responses",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("report lacks %q:\n%s", want, got)
 		}
 	}
-	if len(lines) != 5 || strings.Contains(got, "/clean") || responses != 6 {
+	if len(lines) != 6 || strings.Contains(got, "/clean") || responses != 8 {
 		t.Errorf("%d responses, report:\n%s", responses, got)
 	}
 }

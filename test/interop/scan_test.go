@@ -50,18 +50,14 @@ func (l leak) String() string {
 }
 
 // allowance lets one response carry some secrets because the real service
-// shows them too; redact removes exactly the allowed values from a
-// response body (read whole; these are small JSON documents) before it is
+// shows them too; redact removes exactly the allowed values from a 200
+// response's body (gathered whole, up to maxGathered) before it is
 // scanned. Keep each allowance narrow and say why it exists.
 type allowance struct {
 	method, path string // exact request path
 	why          string
 	redact       func(body []byte) []byte
 }
-
-// maxAllowedBody bounds the body an allowance may buffer; a larger one is
-// scanned as it is.
-const maxAllowedBody = 1 << 20
 
 // responseScan collects what the proxies of one Ashlar saw.
 type responseScan struct {
@@ -169,24 +165,33 @@ func (s *responseScan) scanResponse(resp *http.Response) error {
 		// not pass unseen.
 		s.record(req, resp.StatusCode, "body", needle{secret: secret{"unscannable Content-Encoding", ce}}, "")
 	}
-	body := &scannedBody{rc: resp.Body, s: s}
-	body.m = matcher{s: s, hit: func(n needle, c string) { s.record(req, resp.StatusCode, "body", n, c) }}
+	body := &scannedBody{rc: resp.Body, s: s, req: req, status: resp.StatusCode,
+		gather: strings.Contains(resp.Header.Get("Content-Type"), "json")}
+	body.stream = matcher{s: s, hit: func(n needle, c string) { s.record(req, resp.StatusCode, "body", n, c) }}
 	for _, a := range s.allow {
 		if a.method == req.Method && a.path == req.URL.Path && resp.StatusCode == http.StatusOK {
-			body.redact = a.redact
+			body.redact, body.gather = a.redact, true
 		}
 	}
 	resp.Body = body
 	return nil
 }
 
-// scannedBody feeds a response body to the matcher as it is read; with an
-// allowance it gathers the body instead and scans the redacted whole at
-// the end.
+// maxGathered bounds the JSON body gathered whole; a larger one is
+// scanned as a stream.
+const maxGathered = 1 << 20
+
+// scannedBody scans a response body as it is read. A JSON body is
+// gathered and scanned string by string at its end, so that a leak names
+// its field (e.g. "body images[].locations[].url"), after an allowance
+// took out what it allows; any other body streams through the matcher.
 type scannedBody struct {
 	rc     io.ReadCloser
 	s      *responseScan
-	m      matcher
+	req    *http.Request
+	status int
+	stream matcher
+	gather bool
 	redact func([]byte) []byte
 	whole  []byte
 	done   bool
@@ -198,15 +203,15 @@ func (b *scannedBody) Read(p []byte) (int, error) {
 	b.s.bytes += int64(n)
 	b.s.mu.Unlock()
 	switch {
-	case b.redact != nil && len(b.whole)+n <= maxAllowedBody:
+	case b.gather && len(b.whole)+n <= maxGathered:
 		b.whole = append(b.whole, p[:n]...)
-	case b.redact != nil:
-		// Too big for the allowance: scan everything as it is.
-		b.redact = nil
-		b.m.write(b.whole)
-		b.m.write(p[:n])
+	case b.gather:
+		// Too big to gather (and for an allowance): scan it as it is.
+		b.gather, b.redact = false, nil
+		b.stream.write(b.whole)
+		b.stream.write(p[:n])
 	default:
-		b.m.write(p[:n])
+		b.stream.write(p[:n])
 	}
 	if err != nil {
 		b.finish()
@@ -220,12 +225,52 @@ func (b *scannedBody) Close() error {
 }
 
 func (b *scannedBody) finish() {
-	if b.done {
+	if b.done || !b.gather {
 		return
 	}
 	b.done = true
+	body := b.whole
 	if b.redact != nil {
-		b.m.write(b.redact(b.whole))
+		body = b.redact(body)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var doc any
+	if dec.Decode(&doc) != nil || dec.More() {
+		b.stream.write(body)
+		return
+	}
+	seen := map[string]bool{}
+	walkStrings(doc, "", func(field, str string) {
+		m := &matcher{s: b.s, hit: func(n needle, c string) {
+			if !seen[field+"\x00"+n.label] {
+				seen[field+"\x00"+n.label] = true
+				b.s.record(b.req, b.status, "body "+field, n, c)
+			}
+		}}
+		m.write([]byte(str))
+	})
+}
+
+// walkStrings calls fn with every string of a decoded JSON document, keys
+// included, and where it is ("a.b[].c"; "a.b (key)" for a key).
+func walkStrings(v any, path string, fn func(field, s string)) {
+	switch x := v.(type) {
+	case string:
+		fn(path, x)
+	case []any:
+		for _, e := range x {
+			walkStrings(e, path+"[]", fn)
+		}
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			fn(p+" (key)", k)
+			walkStrings(x[k], p, fn)
+		}
 	}
 }
 
