@@ -88,7 +88,9 @@ func TestImageField(t *testing.T) {
 // a file store's own data_dir in a 200.
 func TestResponseScan(t *testing.T) {
 	const dir = "/srv/ashlar/state/images/fast"
-	s := newResponseScan([]secret{{"store fast directory", dir}, {"S3 bucket", "bucket-7f3a"}, {"bind address", "127.0.0.1:1"}},
+	// The state path holds the store directory: a field that names both
+	// is listed once, under the store directory.
+	s := newResponseScan([]secret{{"state path", "/srv/ashlar/state"}, {"store fast directory", dir}, {"S3 bucket", "bucket-7f3a"}, {"bind address", "127.0.0.1:1"}},
 		[]allowance{allowFileStoreDirs(map[string]string{"fast": dir})})
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
@@ -160,7 +162,7 @@ func TestResponseScan(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, got)
 		}
 	}
-	if len(lines) != 6 || strings.Contains(got, "/clean") || responses != 8 {
+	if len(lines) != 6 || strings.Contains(got, "/clean") || strings.Contains(got, "state path") || responses != 8 {
 		t.Errorf("%d responses, report:\n%s", responses, got)
 	}
 }

@@ -38,6 +38,7 @@ type secret struct {
 
 // leak is one response that contained a secret.
 type leak struct {
+	response     int // the response's number, in the order seen
 	method, path string
 	status       int
 	field        string // "body" or "header <Name>"
@@ -141,12 +142,12 @@ func (m *matcher) write(p []byte) {
 	m.tail = append(m.tail[:0], win[len(win)-keep:]...)
 }
 
-// record adds a leak found in the response to req.
-func (s *responseScan) record(req *http.Request, status int, field string, n needle, context string) {
+// record adds a leak found in response number resp, to req.
+func (s *responseScan) record(resp int, req *http.Request, status int, field string, n needle, context string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.leaks = append(s.leaks, leak{method: req.Method, path: req.URL.RequestURI(), status: status, field: field,
-		label: n.label, value: n.value, context: context})
+	s.leaks = append(s.leaks, leak{response: resp, method: req.Method, path: req.URL.RequestURI(), status: status,
+		field: field, label: n.label, value: n.value, context: context})
 }
 
 // scanResponse scans resp's headers now and wraps its body so that it is
@@ -155,19 +156,20 @@ func (s *responseScan) scanResponse(resp *http.Response) error {
 	req := resp.Request
 	s.mu.Lock()
 	s.responses++
+	num := s.responses
 	s.mu.Unlock()
 	for _, name := range slices.Sorted(maps.Keys(resp.Header)) {
-		m := &matcher{s: s, hit: func(n needle, c string) { s.record(req, resp.StatusCode, "header "+name, n, c) }}
+		m := &matcher{s: s, hit: func(n needle, c string) { s.record(num, req, resp.StatusCode, "header "+name, n, c) }}
 		m.write([]byte(name + ": " + strings.Join(resp.Header[name], ", ")))
 	}
 	if ce := resp.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
 		// Ashlar does not compress; a body the scan cannot read must
 		// not pass unseen.
-		s.record(req, resp.StatusCode, "body", needle{secret: secret{"unscannable Content-Encoding", ce}}, "")
+		s.record(num, req, resp.StatusCode, "body", needle{secret: secret{"unscannable Content-Encoding", ce}}, "")
 	}
-	body := &scannedBody{rc: resp.Body, s: s, req: req, status: resp.StatusCode,
+	body := &scannedBody{rc: resp.Body, s: s, num: num, req: req, status: resp.StatusCode,
 		gather: strings.Contains(resp.Header.Get("Content-Type"), "json")}
-	body.stream = matcher{s: s, hit: func(n needle, c string) { s.record(req, resp.StatusCode, "body", n, c) }}
+	body.stream = matcher{s: s, hit: func(n needle, c string) { s.record(num, req, resp.StatusCode, "body", n, c) }}
 	for _, a := range s.allow {
 		if a.method == req.Method && a.path == req.URL.Path && resp.StatusCode == http.StatusOK {
 			body.redact, body.gather = a.redact, true
@@ -188,6 +190,7 @@ const maxGathered = 1 << 20
 type scannedBody struct {
 	rc     io.ReadCloser
 	s      *responseScan
+	num    int
 	req    *http.Request
 	status int
 	stream matcher
@@ -245,7 +248,7 @@ func (b *scannedBody) finish() {
 		m := &matcher{s: b.s, hit: func(n needle, c string) {
 			if !seen[field+"\x00"+n.label] {
 				seen[field+"\x00"+n.label] = true
-				b.s.record(b.req, b.status, "body "+field, n, c)
+				b.s.record(b.num, b.req, b.status, "body "+field, n, c)
 			}
 		}}
 		m.write([]byte(str))
@@ -280,14 +283,30 @@ var uuidish = regexp.MustCompile(`[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f
 
 // report returns the leaks grouped by call (method, path with ids as
 // {id}), field and secret, each with a count and its first occurrence.
+// Where one field names both a secret and a longer one that holds it (the
+// state path and a store directory under it), only the longer is listed.
 func (s *responseScan) report() (lines []string, responses int, n int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	type where struct {
+		response int
+		field    string
+	}
+	byField := map[where][]string{}
+	for _, l := range s.leaks {
+		w := where{l.response, l.field}
+		byField[w] = append(byField[w], l.value)
+	}
 	type key struct{ method, path, field, label string }
 	count := map[key]int{}
 	first := map[key]leak{}
 	var order []key
 	for _, l := range s.leaks {
+		if slices.ContainsFunc(byField[where{l.response, l.field}], func(v string) bool {
+			return len(v) > len(l.value) && strings.Contains(v, l.value)
+		}) {
+			continue
+		}
 		p, _, _ := strings.Cut(l.path, "?")
 		k := key{l.method, uuidish.ReplaceAllString(p, "{id}"), l.field, l.label}
 		if count[k] == 0 {
