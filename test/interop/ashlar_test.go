@@ -106,8 +106,6 @@ func startAshlar(t *testing.T, name string, o ashlarOpts) *ashlar {
 			proxies[svc] = listenFree(t)
 			public[svc] = "http://" + proxies[svc].Addr().String()
 		}
-	}
-	if o.scan {
 		metricsBind = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	}
 	a.identityURL, a.imageURL, a.volumeURL = public["identity"], public["image"], public["volume"]
@@ -115,7 +113,7 @@ func startAshlar(t *testing.T, name string, o ashlarOpts) *ashlar {
 	if glanceServers == "" {
 		glanceServers = "http://" + bind["image"]
 	}
-	// publicURL is the config line pointing the catalog at the proxy.
+	// publicURL is the config line that points the catalog at the proxy.
 	publicURL := func(svc string) string {
 		if !o.scan {
 			return ""

@@ -331,9 +331,10 @@ type scanProxy struct {
 	srv *http.Server
 }
 
-// startScanProxy serves on l and forwards to target. The request goes out with target's Host (as from a load
-// balancer that does not pass the client's Host on), so a URL Ashlar
-// built from the Host header would name the internal address and show.
+// startScanProxy serves on l and forwards to target. Requests go out with
+// target's Host (as from a load balancer that does not pass the client's
+// Host on), so a URL Ashlar built from the Host header would name the
+// internal address and show.
 func startScanProxy(t *testing.T, name, target string, l net.Listener, logPath string, s *responseScan) *scanProxy {
 	t.Helper()
 	u, err := url.Parse(target)
@@ -398,8 +399,14 @@ func (a *ashlar) checkResponses(t *testing.T) {
 			t.Fatal("this Ashlar was started without the response scan (ashlarOpts.scan)")
 		}
 		lines, responses, n := a.scan.report()
-		t.Logf("scanned %d responses (%d body bytes) for %d secrets: the state path, store directories, staging and volumes directories, S3 keys and bucket, internal addresses",
-			responses, n, len(a.secrets))
+		var labels []string
+		for _, s := range a.secrets {
+			labels = append(labels, s.label)
+		}
+		t.Logf("scanned %d responses (%d body bytes) for: %s", responses, n, strings.Join(labels, ", "))
+		for _, al := range a.scan.allow {
+			t.Logf("allowed: %s %s: %s", al.method, al.path, al.why)
+		}
 		if responses == 0 {
 			t.Fatal("no response went through the scanning proxies")
 		}
