@@ -36,10 +36,13 @@ import (
 
 // chunkSize and chunks: the data moves through chunks buffers of chunkSize
 // bytes, so reading the next chunk overlaps hashing and writing the
-// previous ones (Ashlar's file store also reads into 4 MiB buffers).
+// previous ones. A chunk small enough to stay in the CPU cache between
+// the hashes and the write keeps the write's copy into the page cache
+// cheap: with 4 MiB chunks the same copy took 1.0-2.0 s of system time
+// per GiB here, with 256 KiB 0.4-0.6 s.
 const (
-	chunkSize = 4 << 20
-	chunks    = 4
+	chunkSize = 256 << 10
+	chunks    = 16
 )
 
 func main() {
@@ -86,7 +89,12 @@ func usage() {
 
 // serve accepts PUT /NAME on addr and writes each body durably to dir/NAME.
 func serve(addr, dir string) {
-	http.HandleFunc("PUT /{name}", func(w http.ResponseWriter, r *http.Request) {
+	log.Fatal(http.ListenAndServe(addr, handler(dir)))
+}
+
+func handler(dir string) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /{name}", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name") // one path segment: no '/' in it
 		if name == "." || name == ".." {
 			http.Error(w, "bad name", http.StatusBadRequest)
@@ -100,7 +108,7 @@ func serve(addr, dir string) {
 		w.WriteHeader(http.StatusCreated)
 		fmt.Fprintln(w, res)
 	})
-	log.Fatal(http.ListenAndServe(addr, nil))
+	return mux
 }
 
 // result is what a copy wrote, and how long the final fdatasync took (the
