@@ -29,9 +29,12 @@
 #      BENCH_STORE_DIR (--whole: the default image store's directory, e.g. on
 #      /dev/shm to take the disk out), BENCH_ASHLAR_BIN (--whole: run this
 #      binary instead of building one, to compare builds).
-# Targets: raw (random) >= 90 % of the reference (--whole: best of each);
-# qcow2 of random data within 2x of raw; qcow2 of the mostly-zero volume
-# under 0.5 s.
+# Targets: raw (random) >= 90 % of the reference (--whole), judged on the
+# median pair (the pair whose ratio is the median of the BENCH_COUNT
+# pairs, the lower middle one for an even count: one lucky or unlucky run
+# does not decide it, and both runs of a pair saw the same minute of this
+# VM); qcow2 of random data within 2x of raw (best of each); qcow2 of the
+# mostly-zero volume under 0.5 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHOLE=0 GO=1
@@ -232,7 +235,7 @@ print(f"{'hash-limit':20} {hash_s:10.3f} {size_mib / hash_s:10.1f} {'100 (base)'
 print(f"{'hash-limit-parallel':20} {par_s:10.3f} {size_mib / par_s:10.1f} {100 * hash_s / par_s:14.1f} {'100':>17} {'':>9}")
 print(f"{'disk-write':20} {disk_s:10.3f} {size_mib / disk_s:10.1f} {100 * hash_s / disk_s:14.1f} {100 * par_s / disk_s:17.1f} {'':>9}")
 print(f"{'disk-write-loaded':20} {loaded_s:10.3f} {size_mib / loaded_s:10.1f} {100 * hash_s / loaded_s:14.1f} {100 * par_s / loaded_s:17.1f} {'':>9}")
-res, ref_best = {}, None
+res, ref_best, pairs = {}, None, []
 for name, vid in vols.items():
     for fmt in ("raw", "qcow2"):
         best = None
@@ -248,6 +251,7 @@ for name, vid in vols.items():
             dt = time.monotonic() - t0
             best = dt if best is None else min(best, dt)
             if (name, fmt) == ("random", "raw"):
+                pairs.append((ref_s, dt))
                 print(f"  run {i + 1}: reference {ref_s:.3f} s (its fdatasync {ref_sync}), ashlar {dt:.3f} s: {100 * ref_s / dt:.0f} %")
             wait(f"{CI}/v3/{project}/volumes/{vid}", "volume", "available")
             call("DELETE", f"{GL}/v2/images/{iid}", token=tok)
@@ -261,9 +265,10 @@ print("% loaded bound: the same with disk-write-loaded (the disk timed while bot
 print("% reference: against scripts/benchref copying the volume's file into the store's directory, run")
 print("  just before each upload (best of each)")
 mb = size / 1e6
-pct = 100 * ref_best / res["random/raw"]
+ref_s, dt = sorted(pairs, key=lambda p: p[0] / p[1])[(len(pairs) + 1) // 2 - 1]
+pct = 100 * ref_s / dt
 print(f"target raw >= 90 % of reference: {'met' if pct >= 90 else 'not met'} "
-      f"(ashlar {mb / res['random/raw']:.1f} MB/s, reference {mb / ref_best:.1f} MB/s, {pct:.0f} %)")
+      f"(ashlar {mb / dt:.1f} MB/s, reference {mb / ref_s:.1f} MB/s, {pct:.0f} %; the median of {len(pairs)} interleaved pairs)")
 print("target qcow2 (random) <= 2x raw:", "met" if res["random/qcow2"] <= 2 * res["random/raw"] else "not met")
 print("target qcow2 (mostly zero) < 0.5 s:", "met" if res["mostly-zero/qcow2"] < 0.5 else "not met")
 PY
