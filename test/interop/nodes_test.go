@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -316,10 +315,7 @@ type slowWeb struct {
 func startSlowWeb(t *testing.T) *slowWeb {
 	t.Helper()
 	w := &slowWeb{data: randomBytes(t, 16<<20)}
-	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := listenFree(t)
 	w.hostPort = l.Addr().String()
 	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		rw.Header().Set("Content-Length", fmt.Sprint(len(w.data)))
