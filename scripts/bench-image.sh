@@ -11,7 +11,7 @@
 #
 #   scripts/bench-image.sh            # ports 23010 (identity), 23011 (image), 23012 (reference)
 #   BENCH_PORT_BASE=23050 scripts/bench-image.sh
-#   BENCH_COUNT=5 scripts/bench-image.sh         # 1 GiB PUTs each (default 3; best is reported)
+#   BENCH_COUNT=5 scripts/bench-image.sh         # pairs of 1 GiB PUTs (default 3)
 #   BENCH_STORE_DIR=/dev/shm/x scripts/bench-image.sh   # the store on tmpfs: no disk
 #
 # Targets: PUT >= 90 % of the reference's PUT, judged on the median pair
