@@ -179,10 +179,13 @@ WHERE id = ? AND epoch = ? AND state = 'running'`, ts(notBefore), back, lastErro
 	return nil
 }
 
-// expireAll ends every running lease now: on an exclusive database the
-// owners are dead processes (see Options.Exclusive).
-func expireAll(ctx context.Context, q db.Querier) error {
-	_, err := q.ExecContext(ctx, `UPDATE tasks SET lease_until = ? WHERE state = 'running'`, ts(time.Unix(0, 0)))
+// expireOthers ends every running lease not owner's now: on an exclusive
+// database the other owners are dead processes (see Options.Exclusive).
+// owner's own are spared: a request may have begun a task before its
+// runner started.
+func expireOthers(ctx context.Context, q db.Querier, owner string) error {
+	_, err := q.ExecContext(ctx, `UPDATE tasks SET lease_until = ? WHERE state = 'running' AND lease_owner <> ?`,
+		ts(time.Unix(0, 0)), owner)
 	return err
 }
 

@@ -179,7 +179,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.mu.Unlock()
 	}()
 	if r.o.Exclusive {
-		if err := expireAll(ctx, r.db); err != nil {
+		if err := expireOthers(ctx, r.db, r.o.Node); err != nil {
 			stop(err)
 			return fmt.Errorf("task: taking over leases: %w", err)
 		}

@@ -307,6 +307,33 @@ func TestExclusiveTakesOverAtStart(t *testing.T) {
 	})
 }
 
+// An exclusive runner takes over its predecessors' leases at start, but
+// not a task its own node's request began before the runner started.
+func TestExclusiveSparesOwnBegunTasks(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		r := New(d, Options{Exclusive: true, Lease: testLease, Poll: 30 * time.Millisecond})
+		r.Register(Kind{Name: "upload", Run: func(ctx context.Context, tk *Task) error {
+			t.Error("a live begun task was recovered at start")
+			return nil
+		}})
+		early, err := r.Begin(ctx, d, Spec{Kind: "upload"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		rdone := make(chan struct{})
+		go func() { defer close(rdone); _ = r.Run(rctx) }()
+		time.Sleep(3 * testLease)
+		if err := early.Complete(ctx, d); err != nil {
+			t.Fatalf("the begun task was taken from its node: %v", err)
+		}
+		early.Release()
+		cancel()
+		<-rdone
+	})
+}
+
 // Fencing: a node whose lease ran out (paused, cut off) while another node
 // claimed the task can no longer finish it, and learns it lost the lease;
 // the node that holds the task now finishes it.
