@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,30 +95,8 @@ func newService(ctx context.Context, cfg *config.Config, d *db.DB, logger *slog.
 // Name implements service.Service.
 func (s *Service) Name() string { return config.ServiceIdentity }
 
-// Handler implements service.Service. Unknown URLs and methods get
-// Keystone's JSON error bodies rather than the mux's plain text.
-func (s *Service) Handler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, pattern := s.mux.Handler(r); pattern == "" {
-			var allow []string
-			for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"} {
-				probe := r.Clone(r.Context())
-				probe.Method = m
-				if _, p := s.mux.Handler(probe); p != "" {
-					allow = append(allow, m)
-				}
-			}
-			if len(allow) == 0 {
-				s.writeError(w, r, errs.E(errs.NotFound, "The resource could not be found."))
-				return
-			}
-			w.Header().Set("Allow", strings.Join(allow, ", "))
-			s.writeError(w, r, errs.E(errs.NotAllowed, "The method is not allowed for the requested URL."))
-			return
-		}
-		s.mux.ServeHTTP(w, r)
-	})
-}
+// Handler implements service.Service.
+func (s *Service) Handler() http.Handler { return s.mux }
 
 // Validator validates tokens issued by this service, from memory.
 func (s *Service) Validator() auth.Validator { return validator{s} }
