@@ -119,9 +119,8 @@ func (s *Service) Run(ctx context.Context) error {
 
 // poll reloads the snapshot when the generation in the database moved.
 func (s *Service) poll(ctx context.Context) error {
-	var gen string
-	err := s.db.QueryRowContext(ctx, "SELECT value FROM ashlar_meta WHERE name = ?", genKey).Scan(&gen)
-	if err != nil && !db.IsNoRows(err) {
+	gen, err := readGeneration(ctx, s.db)
+	if err != nil {
 		return err
 	}
 	if gen == s.snap.Load().gen {
@@ -148,9 +147,7 @@ func (s *Service) write(ctx context.Context, fn func(tx *db.Tx) error) error {
 		if err := fn(tx); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO ashlar_meta (name, value) VALUES (?, ?)
-			ON CONFLICT (name) DO UPDATE SET value = excluded.value`, genKey, uuid.NewString())
-		return err
+		return bumpGeneration(ctx, tx, uuid.NewString())
 	})
 	if err != nil {
 		return err
