@@ -292,3 +292,37 @@ VALUES ('t2', 'i4', 'api_image_import', 'success', 'p', 'u', 'r', '{}', '', '202
 		})
 	}
 }
+
+func TestQueryRowsAndChanged(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		for _, name := range []string{"q1", "q2", "q3"} {
+			if _, err := d.ExecContext(ctx, "INSERT INTO ashlar_meta (name, value) VALUES (?, ?)", name, "v"+name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		scan := func(r db.Row) (string, error) {
+			var name, value string
+			err := r.Scan(&name, &value)
+			return name + "=" + value, err
+		}
+		got, err := db.QueryRows(ctx, d, scan, "SELECT name, value FROM ashlar_meta WHERE name IN ("+db.Placeholders(2)+") ORDER BY name", "q3", "q1")
+		if err != nil || strings.Join(got, " ") != "q1=vq1 q3=vq3" {
+			t.Errorf("QueryRows = %q, %v", got, err)
+		}
+		if got, err := db.QueryRows(ctx, d, scan, "SELECT name, value FROM ashlar_meta WHERE name = ?", "none"); err != nil || got == nil || len(got) != 0 {
+			t.Errorf("QueryRows of no rows = %q, %v", got, err)
+		}
+		if _, err := db.QueryRows(ctx, d, scan, "SELECT name FROM ashlar_meta"); err == nil {
+			t.Error("QueryRows: a failing scan is no error")
+		}
+		for _, tt := range []struct {
+			name string
+			want bool
+		}{{"q2", true}, {"q2", false}, {"none", false}} {
+			if ok, err := db.Changed(ctx, d, "DELETE FROM ashlar_meta WHERE name = ?", tt.name); err != nil || ok != tt.want {
+				t.Errorf("Changed(delete %s) = %v, %v; want %v", tt.name, ok, err, tt.want)
+			}
+		}
+	})
+}

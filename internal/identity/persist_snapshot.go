@@ -58,31 +58,31 @@ func readSnapshot(ctx context.Context, d db.Querier) (*snapshot, error) {
 	}
 	type loader struct {
 		q    string
-		scan func(func(...any) error) error
+		read func(db.Row) error
 	}
 	loaders := []loader{
-		{"SELECT id, name, description, enabled FROM identity_domains", func(scan func(...any) error) error {
+		{"SELECT id, name, description, enabled FROM identity_domains", func(r db.Row) error {
 			x := &domain{}
-			if err := scan(&x.ID, &x.Name, &x.Description, &x.Enabled); err != nil {
+			if err := r.Scan(&x.ID, &x.Name, &x.Description, &x.Enabled); err != nil {
 				return err
 			}
 			s.domains[x.ID], s.domainByName[x.Name] = x, x
 			return nil
 		}},
-		{"SELECT id, name, domain_id, description, enabled, extra FROM identity_projects", func(scan func(...any) error) error {
+		{"SELECT id, name, domain_id, description, enabled, extra FROM identity_projects", func(r db.Row) error {
 			x := &project{}
-			if err := scan(&x.ID, &x.Name, &x.DomainID, &x.Description, &x.Enabled, jsonColumn{&x.Extra}); err != nil {
+			if err := r.Scan(&x.ID, &x.Name, &x.DomainID, &x.Description, &x.Enabled, jsonColumn{&x.Extra}); err != nil {
 				return err
 			}
 			s.projects[x.ID], s.projByName[[2]string{x.DomainID, x.Name}] = x, x
 			return nil
 		}},
 		{`SELECT id, name, domain_id, password_hash, enabled, default_project_id, tokens_valid_after, extra, options,
-			email, description FROM identity_users`, func(scan func(...any) error) error {
+			email, description FROM identity_users`, func(r db.Row) error {
 			x := &user{}
 			var va db.Timestamp
 			var email, description string
-			if err := scan(&x.ID, &x.Name, &x.DomainID, &x.PasswordHash, &x.Enabled, &x.DefaultProj, &va,
+			if err := r.Scan(&x.ID, &x.Name, &x.DomainID, &x.PasswordHash, &x.Enabled, &x.DefaultProj, &va,
 				jsonColumn{&x.Extra}, jsonColumn{&x.Options}, &email, &description); err != nil {
 				return err
 			}
@@ -91,17 +91,17 @@ func readSnapshot(ctx context.Context, d db.Querier) (*snapshot, error) {
 			s.users[x.ID], s.userByName[[2]string{x.DomainID, x.Name}] = x, x
 			return nil
 		}},
-		{"SELECT id, name, description, extra FROM identity_roles", func(scan func(...any) error) error {
+		{"SELECT id, name, description, extra FROM identity_roles", func(r db.Row) error {
 			x := &role{}
-			if err := scan(&x.ID, &x.Name, &x.Description, jsonColumn{&x.Extra}); err != nil {
+			if err := r.Scan(&x.ID, &x.Name, &x.Description, jsonColumn{&x.Extra}); err != nil {
 				return err
 			}
 			s.roles[x.ID], s.roleByName[x.Name] = x, x
 			return nil
 		}},
-		{"SELECT user_id, project_id, role_id FROM identity_assignments ORDER BY user_id, project_id, role_id", func(scan func(...any) error) error {
+		{"SELECT user_id, project_id, role_id FROM identity_assignments ORDER BY user_id, project_id, role_id", func(r db.Row) error {
 			var a assignment
-			if err := scan(&a.UserID, &a.ProjectID, &a.RoleID); err != nil {
+			if err := r.Scan(&a.UserID, &a.ProjectID, &a.RoleID); err != nil {
 				return err
 			}
 			s.assignments = append(s.assignments, a)
@@ -109,28 +109,28 @@ func readSnapshot(ctx context.Context, d db.Querier) (*snapshot, error) {
 			s.direct[k] = append(s.direct[k], a.RoleID)
 			return nil
 		}},
-		{"SELECT id, type, name, enabled, extra, description FROM identity_services ORDER BY type, name, id", func(scan func(...any) error) error {
+		{"SELECT id, type, name, enabled, extra, description FROM identity_services ORDER BY type, name, id", func(r db.Row) error {
 			x := &catalogService{}
 			var description string
-			if err := scan(&x.ID, &x.Type, &x.Name, &x.Enabled, jsonColumn{&x.Extra}, &description); err != nil {
+			if err := r.Scan(&x.ID, &x.Type, &x.Name, &x.Enabled, jsonColumn{&x.Extra}, &description); err != nil {
 				return err
 			}
 			legacyExtras(x.Extra, map[string]string{"description": description})
 			s.services, s.serviceByID[x.ID] = append(s.services, x), x
 			return nil
 		}},
-		{"SELECT id, service_id, interface, region, url, enabled, extra FROM identity_endpoints ORDER BY service_id, interface, id", func(scan func(...any) error) error {
+		{"SELECT id, service_id, interface, region, url, enabled, extra FROM identity_endpoints ORDER BY service_id, interface, id", func(r db.Row) error {
 			x := &endpoint{}
-			if err := scan(&x.ID, &x.ServiceID, &x.Interface, &x.Region, &x.URL, &x.Enabled, jsonColumn{&x.Extra}); err != nil {
+			if err := r.Scan(&x.ID, &x.ServiceID, &x.Interface, &x.Region, &x.URL, &x.Enabled, jsonColumn{&x.Extra}); err != nil {
 				return err
 			}
 			s.endpoints, s.endpointByID[x.ID] = append(s.endpoints, x), x
 			return nil
 		}},
-		{"SELECT audit_id, expires_at FROM identity_revocations", func(scan func(...any) error) error {
+		{"SELECT audit_id, expires_at FROM identity_revocations", func(r db.Row) error {
 			var id string
 			var exp db.Timestamp
-			if err := scan(&id, &exp); err != nil {
+			if err := r.Scan(&id, &exp); err != nil {
 				return err
 			}
 			if a, ok := decodeAudit(id); ok && exp.Time.After(time.Now()) {
@@ -140,19 +140,7 @@ func readSnapshot(ctx context.Context, d db.Querier) (*snapshot, error) {
 		}},
 	}
 	for _, l := range loaders {
-		rows, err := d.QueryContext(ctx, l.q)
-		if err != nil {
-			return nil, fmt.Errorf("loading identity data: %w", err)
-		}
-		for rows.Next() {
-			if err := l.scan(rows.Scan); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("loading identity data: %w", err)
-			}
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
+		if err := db.EachRow(ctx, d, l.read, l.q); err != nil {
 			return nil, fmt.Errorf("loading identity data: %w", err)
 		}
 	}
