@@ -202,15 +202,29 @@ func TestImageLifecycle(t *testing.T) {
 	if f.lastStoreHeader != "cheap" || f.lastCType != "application/octet-stream" || f.lastLength != int64(len(data)) {
 		t.Fatalf("upload sent store %q type %q length %d", f.lastStoreHeader, f.lastCType, f.lastLength)
 	}
-	got, err := c.GetImage(ctx, goodToken, img.ID)
+	wantStored(t, c, goodToken, img.ID, "cheap", data)
+	if err := c.DeleteImage(ctx, goodToken, img.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetImage(ctx, goodToken, img.ID); !errs.Is(err, errs.NotFound) || errs.Message(err) != "No image found with ID "+img.ID {
+		t.Fatalf("get deleted image: %v (%q)", err, errs.Message(err))
+	}
+}
+
+// wantStored checks that image id is active in store with data (size and
+// MD5 checksum) and serves data back.
+func wantStored(t *testing.T, c Client, token, id, store string, data []byte) {
+	t.Helper()
+	ctx := context.Background()
+	got, err := c.GetImage(ctx, token, id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sum := md5.Sum(data)
-	if got.Status != "active" || got.Size != int64(len(data)) || got.Stores != "cheap" || got.Checksum != hex.EncodeToString(sum[:]) {
+	if got.Status != "active" || got.Size != int64(len(data)) || got.Stores != store || got.Checksum != hex.EncodeToString(sum[:]) {
 		t.Fatalf("after upload: %+v", got)
 	}
-	rc, err := c.Download(ctx, goodToken, img.ID)
+	rc, err := c.Download(ctx, token, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,12 +232,6 @@ func TestImageLifecycle(t *testing.T) {
 	rc.Close()
 	if err != nil || !bytes.Equal(back, data) {
 		t.Fatalf("download: %v, %d bytes", err, len(back))
-	}
-	if err := c.DeleteImage(ctx, goodToken, img.ID); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.GetImage(ctx, goodToken, img.ID); !errs.Is(err, errs.NotFound) || errs.Message(err) != "No image found with ID "+img.ID {
-		t.Fatalf("get deleted image: %v (%q)", err, errs.Message(err))
 	}
 }
 

@@ -14,21 +14,10 @@ import (
 
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/imageformat/qcow2"
+	"github.com/ashlar-dev/ashlar/internal/testenv"
 )
 
 const mib = 1 << 20
-
-func needQemuImg(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("qemu-img")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("qemu-img not found (install qemu-utils)")
-		}
-		t.Skip("qemu-img not found (install qemu-utils)")
-	}
-	return p
-}
 
 // rawDisk is 8 MiB: random data in the first and sixth MiB, zeros elsewhere.
 func rawDisk() []byte {
@@ -67,7 +56,7 @@ func gz(b []byte) []byte {
 }
 
 func TestToRaw(t *testing.T) {
-	qemu := needQemuImg(t)
+	qemu := testenv.Tool(t, "qemu-img", "qemu-utils")
 	raw := rawDisk()
 	q, err := qcow2.NewReader(context.Background(), bytes.NewReader(raw), int64(len(raw)), []qcow2.Range{{Offset: 0, Length: int64(len(raw))}})
 	if err != nil {
@@ -113,7 +102,7 @@ func TestToRaw(t *testing.T) {
 }
 
 func TestToRawRefuses(t *testing.T) {
-	qemu := needQemuImg(t)
+	qemu := testenv.Tool(t, "qemu-img", "qemu-utils")
 	raw := rawDisk()
 	q2 := qemuMake(t, qemu, raw, "qcow2")
 	dir := t.TempDir()
