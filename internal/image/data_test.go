@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -212,13 +211,7 @@ func TestUploadFailures(t *testing.T) {
 		})
 		t.Run("client disconnect", func(t *testing.T) {
 			id := e.create("alice", rawImage)
-			u, _ := url.Parse(e.srv.URL)
-			conn, err := net.Dial("tcp", u.Host)
-			if err != nil {
-				t.Fatal(err)
-			}
-			fmt.Fprintf(conn, "PUT /v2/images/%s/file HTTP/1.1\r\nHost: x\r\nX-Auth-Token: alice\r\nContent-Type: application/octet-stream\r\nContent-Length: 90000\r\n\r\n", id)
-			conn.Write(data[:30000])
+			conn := e.partialUpload(t, id, "file", data)
 			e.waitImage(id, func(m map[string]any) bool { return m["status"] == "saving" })
 			conn.Close()
 			e.waitImage(id, func(m map[string]any) bool { return m["status"] == "queued" })
@@ -231,14 +224,7 @@ func TestUploadFailures(t *testing.T) {
 			e.svc.StallTimeout = 300 * time.Millisecond
 			defer func() { e.svc.StallTimeout = DefaultStallTimeout }()
 			id := e.create("alice", rawImage)
-			u, _ := url.Parse(e.srv.URL)
-			conn, err := net.Dial("tcp", u.Host)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			fmt.Fprintf(conn, "PUT /v2/images/%s/file HTTP/1.1\r\nHost: x\r\nX-Auth-Token: alice\r\nContent-Type: application/octet-stream\r\nContent-Length: 90000\r\n\r\n", id)
-			conn.Write(data[:30000])
+			e.partialUpload(t, id, "file", data)
 			e.waitImage(id, func(m map[string]any) bool { return m["status"] == "saving" })
 			// The connection stays open but sends nothing more.
 			e.waitImage(id, func(m map[string]any) bool { return m["status"] == "queued" })
@@ -257,14 +243,7 @@ func TestUploadFailures(t *testing.T) {
 				// next start finds the image saving (or uploading) and the
 				// partial object.
 				id := e.create("alice", rawImage)
-				u, _ := url.Parse(e.srv.URL)
-				conn, err := net.Dial("tcp", u.Host)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer conn.Close()
-				fmt.Fprintf(conn, "PUT /v2/images/%s/%s HTTP/1.1\r\nHost: x\r\nX-Auth-Token: alice\r\nContent-Type: application/octet-stream\r\nContent-Length: 90000\r\n\r\n", id, c.path)
-				conn.Write(data[:30000])
+				conn := e.partialUpload(t, id, c.path, data)
 				e.waitImage(id, func(m map[string]any) bool { return m["status"] == c.during })
 				e.start() // a new service over the same database and stores
 				// Its runner rolls the dead one's upload back (at once on
