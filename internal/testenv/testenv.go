@@ -84,6 +84,22 @@ func RealGlance(t testing.TB) (url, token string) {
 	return url, os.Getenv("ASHLAR_TEST_GLANCE_TOKEN")
 }
 
+// Tmpfs mounts a tmpfs of size (mount's size= option, e.g. "64m") on a
+// fresh directory, unmounted when the test ends, for tests of a full
+// filesystem. It skips the test where mounting is not allowed (not root).
+func Tmpfs(t testing.TB, size string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() })
+	return mnt
+}
+
 // MinIO is a running MinIO server.
 type MinIO struct {
 	// Endpoint is the S3 endpoint URL, http://127.0.0.1:<port>.

@@ -18,6 +18,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/image/store"
+	"github.com/ashlar-dev/ashlar/internal/testenv"
 )
 
 func newTestDriver(t *testing.T) *Driver {
@@ -240,14 +241,7 @@ func TestWriteErrors(t *testing.T) {
 // TestFullFilesystem fills a real 1 MiB tmpfs. It needs CAP_SYS_ADMIN to
 // mount and skips without it.
 func TestFullFilesystem(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", mnt).Run() })
+	mnt := testenv.Tmpfs(t, "1m")
 	d, err := New(mnt)
 	if err != nil {
 		t.Fatal(err)
