@@ -127,7 +127,7 @@ func benchPut(b *testing.B, d store.Driver, opts BenchOptions, size int64) {
 	key := fmt.Sprintf("bench-put-%d", size)
 	base := filepath.Join(opts.ScratchDir, key+".baseline")
 	buf := make([]byte, MiB)
-	var driverT, baseT, srcT time.Duration
+	var baseT, srcT time.Duration
 	b.SetBytes(size)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -147,15 +147,10 @@ func benchPut(b *testing.B, d store.Driver, opts BenchOptions, size int64) {
 		baseT += t2.Sub(t1)
 		b.StartTimer()
 	}
-	// The baseline runs before the driver on even iterations and after it
-	// on odd ones, so neither always inherits the other's writeback.
-	for i := 0; b.Loop(); i++ {
-		if i%2 == 0 {
-			baseline()
-		}
-		t3 := time.Now()
+	driverT := interleaved(b, baseline, func() time.Duration {
+		t0 := time.Now()
 		n, err := d.Put(ctx, key, NewSource(size))
-		driverT += time.Since(t3)
+		took := time.Since(t0)
 		if err != nil || n != size {
 			b.Fatalf("Put = %d, %v", n, err)
 		}
@@ -164,10 +159,8 @@ func benchPut(b *testing.B, d store.Driver, opts BenchOptions, size int64) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		if i%2 == 1 {
-			baseline()
-		}
-	}
+		return took
+	})
 	report(b, size, driverT, baseT)
 	b.ReportMetric(mbps(size, b.N, srcT), "src-MB/s")
 }
@@ -191,7 +184,7 @@ func benchGet(b *testing.B, d store.Driver, opts BenchOptions, size int64, readO
 		b.Fatal(err)
 	}
 	defer os.Remove(base)
-	var driverT, baseT time.Duration
+	var baseT time.Duration
 	b.SetBytes(size)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -209,26 +202,38 @@ func benchGet(b *testing.B, d store.Driver, opts BenchOptions, size int64, readO
 		baseT += time.Since(t0)
 		b.StartTimer()
 	}
-	for i := 0; b.Loop(); i++ {
-		if i%2 == 0 {
-			baseline()
-		}
-		t1 := time.Now()
+	driverT := interleaved(b, baseline, func() time.Duration {
+		t0 := time.Now()
 		rc, err := d.Get(ctx, key, 0, -1)
 		if err != nil {
 			b.Fatal(err)
 		}
 		n, err := drain(rc, buf)
 		rc.Close()
-		driverT += time.Since(t1)
+		took := time.Since(t0)
 		if err != nil || n != size {
 			b.Fatalf("Get = %d bytes, %v", n, err)
 		}
+		return took
+	})
+	report(b, size, driverT, baseT)
+}
+
+// interleaved runs op once per benchmark iteration and returns the time op
+// says it took in all. baseline runs before op on even iterations and after
+// it on odd ones, so neither always inherits the other's writeback.
+func interleaved(b *testing.B, baseline func(), op func() time.Duration) time.Duration {
+	var total time.Duration
+	for i := 0; b.Loop(); i++ {
+		if i%2 == 0 {
+			baseline()
+		}
+		total += op()
 		if i%2 == 1 {
 			baseline()
 		}
 	}
-	report(b, size, driverT, baseT)
+	return total
 }
 
 func mbps(size int64, n int, d time.Duration) float64 {
