@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/md5"
 	"crypto/sha512"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -106,28 +105,6 @@ func TestUploadDownload(t *testing.T) {
 			t.Errorf("objects left after delete: %v", objs)
 		}
 	})
-}
-
-func TestVirtualSize(t *testing.T) {
-	q := make([]byte, 512)
-	copy(q, "QFI\xfb")
-	binary.BigEndian.PutUint64(q[24:], 1<<30)
-	v := make([]byte, 512)
-	copy(v, "KDMV")
-	binary.LittleEndian.PutUint64(v[12:], 2048)
-	h := make([]byte, 512)
-	copy(h, "conectix")
-	binary.BigEndian.PutUint64(h[48:], 5<<20)
-	for _, c := range []struct {
-		format string
-		head   []byte
-		want   int64
-	}{{"qcow2", q, 1 << 30}, {"vmdk", v, 2048 * 512}, {"vhd", h, 5 << 20}, {"raw", q, 512}, {"qcow2", h, -1}} {
-		got := virtualSize(c.format, c.head, 512)
-		if c.want < 0 && got != nil || c.want >= 0 && (got == nil || *got != c.want) {
-			t.Errorf("%s: %v, want %d", c.format, got, c.want)
-		}
-	}
 }
 
 // TestUploadFailures: every failure hands the image back as queued, leaves
