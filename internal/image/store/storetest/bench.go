@@ -128,11 +128,7 @@ func benchPut(b *testing.B, d store.Driver, opts BenchOptions, size int64) {
 	base := filepath.Join(opts.ScratchDir, key+".baseline")
 	buf := make([]byte, MiB)
 	var baseT, srcT time.Duration
-	b.SetBytes(size)
-	b.ReportAllocs()
-	b.ResetTimer()
 	baseline := func() {
-		b.StopTimer()
 		t0 := time.Now()
 		if _, err := drain(NewSource(size), buf); err != nil {
 			b.Fatal(err)
@@ -145,9 +141,8 @@ func benchPut(b *testing.B, d store.Driver, opts BenchOptions, size int64) {
 		_ = os.Remove(base)
 		srcT += t1.Sub(t0)
 		baseT += t2.Sub(t1)
-		b.StartTimer()
 	}
-	driverT := interleaved(b, baseline, func() time.Duration {
+	driverT := interleaved(b, size, baseline, func() time.Duration {
 		t0 := time.Now()
 		n, err := d.Put(ctx, key, NewSource(size))
 		took := time.Since(t0)
@@ -185,11 +180,7 @@ func benchGet(b *testing.B, d store.Driver, opts BenchOptions, size int64, readO
 	}
 	defer os.Remove(base)
 	var baseT time.Duration
-	b.SetBytes(size)
-	b.ReportAllocs()
-	b.ResetTimer()
 	baseline := func() {
-		b.StopTimer()
 		t0 := time.Now()
 		f, err := os.Open(base)
 		if err != nil {
@@ -200,9 +191,8 @@ func benchGet(b *testing.B, d store.Driver, opts BenchOptions, size int64, readO
 		}
 		f.Close()
 		baseT += time.Since(t0)
-		b.StartTimer()
 	}
-	driverT := interleaved(b, baseline, func() time.Duration {
+	driverT := interleaved(b, size, baseline, func() time.Duration {
 		t0 := time.Now()
 		rc, err := d.Get(ctx, key, 0, -1)
 		if err != nil {
@@ -219,18 +209,27 @@ func benchGet(b *testing.B, d store.Driver, opts BenchOptions, size int64, readO
 	report(b, size, driverT, baseT)
 }
 
-// interleaved runs op once per benchmark iteration and returns the time op
-// says it took in all. baseline runs before op on even iterations and after
-// it on odd ones, so neither always inherits the other's writeback.
-func interleaved(b *testing.B, baseline func(), op func() time.Duration) time.Duration {
+// interleaved runs the benchmark of op over size bytes: op once per
+// iteration, returning the time it took, and baseline with the timer
+// stopped, before op on even iterations and after it on odd ones, so
+// neither always inherits the other's writeback. It returns op's total.
+func interleaved(b *testing.B, size int64, baseline func(), op func() time.Duration) time.Duration {
+	b.SetBytes(size)
+	b.ReportAllocs()
+	b.ResetTimer()
+	base := func() {
+		b.StopTimer()
+		baseline()
+		b.StartTimer()
+	}
 	var total time.Duration
 	for i := 0; b.Loop(); i++ {
 		if i%2 == 0 {
-			baseline()
+			base()
 		}
 		total += op()
 		if i%2 == 1 {
-			baseline()
+			base()
 		}
 	}
 	return total
