@@ -183,11 +183,8 @@ func TestStores(t *testing.T) {
 func TestImageLifecycle(t *testing.T) {
 	f, c := newFake(t)
 	ctx := context.Background()
-	img, err := c.CreateImage(ctx, goodToken, map[string]any{"name": "vol-img", "disk_format": "raw",
+	img := mustCreate(t, c, map[string]any{"name": "vol-img", "disk_format": "raw",
 		"container_format": "bare", "visibility": "private", "protected": false, "hw_disk_bus": "scsi"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if img.ID == "" || img.Status != "queued" || img.Name != "vol-img" || img.DiskFormat != "raw" ||
 		img.Visibility != "private" || img.Owner != "p1" || img.Properties["hw_disk_bus"] != "scsi" {
 		t.Fatalf("created image %+v", img)
@@ -209,6 +206,17 @@ func TestImageLifecycle(t *testing.T) {
 	if _, err := c.GetImage(ctx, goodToken, img.ID); !errs.Is(err, errs.NotFound) || errs.Message(err) != "No image found with ID "+img.ID {
 		t.Fatalf("get deleted image: %v (%q)", err, errs.Message(err))
 	}
+}
+
+// mustCreate creates an image with fields as goodToken, failing the test
+// when that fails.
+func mustCreate(t *testing.T, c Client, fields map[string]any) *Image {
+	t.Helper()
+	img, err := c.CreateImage(context.Background(), goodToken, fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }
 
 // wantStored checks that image id is active in store with data (size and
@@ -238,10 +246,7 @@ func wantStored(t *testing.T, c Client, token, id, store string, data []byte) {
 func TestUploadDefaultStoreAndChunked(t *testing.T) {
 	f, c := newFake(t)
 	ctx := context.Background()
-	img, err := c.CreateImage(ctx, goodToken, map[string]any{"name": "x", "disk_format": "qcow2", "container_format": "bare"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := mustCreate(t, c, map[string]any{"name": "x", "disk_format": "qcow2", "container_format": "bare"})
 	// Size unknown: chunked, and no store header.
 	if err := c.Upload(ctx, goodToken, img.ID, "", io.MultiReader(strings.NewReader("abc")), -1); err != nil {
 		t.Fatal(err)
@@ -254,7 +259,7 @@ func TestUploadDefaultStoreAndChunked(t *testing.T) {
 		t.Fatalf("image %+v", got)
 	}
 	// An image without data downloads as Invalid.
-	empty, _ := c.CreateImage(ctx, goodToken, map[string]any{"name": "e"})
+	empty := mustCreate(t, c, map[string]any{"name": "e"})
 	if _, err := c.Download(ctx, goodToken, empty.ID); !errs.Is(err, errs.Invalid) {
 		t.Fatalf("download without data: %v", err)
 	}
@@ -263,7 +268,7 @@ func TestUploadDefaultStoreAndChunked(t *testing.T) {
 func TestErrors(t *testing.T) {
 	_, c := newFake(t)
 	ctx := context.Background()
-	img, _ := c.CreateImage(ctx, goodToken, map[string]any{"name": "e", "disk_format": "raw", "container_format": "bare"})
+	img := mustCreate(t, c, map[string]any{"name": "e", "disk_format": "raw", "container_format": "bare"})
 	small := func() io.Reader { return strings.NewReader("data") }
 	cases := []struct {
 		name string
@@ -329,7 +334,7 @@ func TestUnavailable(t *testing.T) {
 func TestUploadSourceError(t *testing.T) {
 	_, c := newFake(t)
 	ctx := context.Background()
-	img, _ := c.CreateImage(ctx, goodToken, map[string]any{"name": "e", "disk_format": "raw", "container_format": "bare"})
+	img := mustCreate(t, c, map[string]any{"name": "e", "disk_format": "raw", "container_format": "bare"})
 	boom := errors.New("volume read failed")
 	src := io.MultiReader(strings.NewReader("part"), errReader{boom})
 	if err := c.Upload(ctx, goodToken, img.ID, "", src, 100); !errors.Is(err, boom) {
@@ -375,10 +380,7 @@ func TestNewInvalidURL(t *testing.T) {
 func TestUploadFile(t *testing.T) {
 	f, c := newFake(t)
 	ctx := context.Background()
-	img, err := c.CreateImage(ctx, goodToken, map[string]any{"name": "f", "disk_format": "raw", "container_format": "bare"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := mustCreate(t, c, map[string]any{"name": "f", "disk_format": "raw", "container_format": "bare"})
 	data := bytes.Repeat([]byte{1, 2, 3, 0, 0, 0, 0, 9}, 40000)
 	p := t.TempDir() + "/vol"
 	if err := os.WriteFile(p, data, 0o600); err != nil {
