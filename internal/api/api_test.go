@@ -130,3 +130,24 @@ func TestWrap(t *testing.T) {
 		t.Errorf("unmatched counter = %v, want 1", got)
 	}
 }
+
+// Every kind but Other has a status of its own, which KindOfStatus maps
+// back; other 5xx are Unavailable, other statuses Other.
+func TestStatusOfAndBack(t *testing.T) {
+	seen := map[int]bool{}
+	for k := errs.Invalid; k <= errs.Unavailable; k++ {
+		s := StatusOf(k)
+		if s < 400 || s >= 600 || seen[s] || KindOfStatus(s) != k {
+			t.Errorf("%v: status %d, back to %v", k, s, KindOfStatus(s))
+		}
+		seen[s] = true
+	}
+	if s := StatusOf(errs.Other); s != http.StatusInternalServerError {
+		t.Errorf("Other: %d", s)
+	}
+	for status, want := range map[int]errs.Kind{500: errs.Unavailable, 502: errs.Unavailable, 418: errs.Other, 429: errs.Other} {
+		if got := KindOfStatus(status); got != want {
+			t.Errorf("KindOfStatus(%d) = %v, want %v", status, got, want)
+		}
+	}
+}

@@ -133,7 +133,7 @@ func TestMuxUnmatchedInDialect(t *testing.T) {
 		{Cinder, "GET", "/nothing", 404, "application/json", `{"itemNotFound":{"code":404,"message":"The resource could not be found."}}`},
 		{Glance, "TRACE", "/v2/images", 405, "text/plain; charset=UTF-8", "405 Method Not Allowed\n\nThe method TRACE is not allowed for this resource.\n\n\n   "},
 		{Glance, "DELETE", "/nothing", 404, "text/plain; charset=UTF-8", "404 Not Found\n\nThe resource could not be found.\n\n\n   "},
-		{Keystone, "TRACE", "/v2/images/x", 405, "application/json", `{"error":{"code":405,"message":"The method TRACE is not allowed for this resource.","title":"Method Not Allowed"}}`},
+		{Keystone, "TRACE", "/v2/images/x", 405, "application/json", `{"error":{"code":405,"message":"The method is not allowed for the requested URL.","title":"Method Not Allowed"}}`},
 		{Keystone, "GET", "/nothing", 404, "application/json", `{"error":{"code":404,"message":"The resource could not be found.","title":"Not Found"}}`},
 	}
 	for _, tt := range tests {

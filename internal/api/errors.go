@@ -22,36 +22,53 @@ const (
 	Keystone
 )
 
-// StatusOf maps an error kind to its HTTP status. This is the only place
-// kinds become statuses.
+// kindStatus maps each error kind to its HTTP status. This is the only
+// place kinds become statuses (StatusOf) and, for clients of other
+// OpenStack services, statuses kinds (KindOfStatus).
+var kindStatus = map[errs.Kind]int{
+	errs.Invalid:          http.StatusBadRequest,
+	errs.Unauthorized:     http.StatusUnauthorized,
+	errs.Forbidden:        http.StatusForbidden,
+	errs.NotFound:         http.StatusNotFound,
+	errs.NotAllowed:       http.StatusMethodNotAllowed,
+	errs.NotAcceptable:    http.StatusNotAcceptable,
+	errs.Conflict:         http.StatusConflict,
+	errs.Gone:             http.StatusGone,
+	errs.TooLarge:         http.StatusRequestEntityTooLarge,
+	errs.BadRange:         http.StatusRequestedRangeNotSatisfiable,
+	errs.UnsupportedMedia: http.StatusUnsupportedMediaType,
+	errs.Unavailable:      http.StatusServiceUnavailable,
+}
+
+// statusKind is kindStatus the other way round.
+var statusKind = func() map[int]errs.Kind {
+	m := make(map[int]errs.Kind, len(kindStatus))
+	for k, s := range kindStatus {
+		m[s] = k
+	}
+	return m
+}()
+
+// StatusOf maps an error kind to its HTTP status; an unexpected error
+// (kind Other) is a 500.
 func StatusOf(k errs.Kind) int {
-	switch k {
-	case errs.Invalid:
-		return http.StatusBadRequest
-	case errs.Unauthorized:
-		return http.StatusUnauthorized
-	case errs.Forbidden:
-		return http.StatusForbidden
-	case errs.NotFound:
-		return http.StatusNotFound
-	case errs.NotAllowed:
-		return http.StatusMethodNotAllowed
-	case errs.NotAcceptable:
-		return http.StatusNotAcceptable
-	case errs.Conflict:
-		return http.StatusConflict
-	case errs.Gone:
-		return http.StatusGone
-	case errs.TooLarge:
-		return http.StatusRequestEntityTooLarge
-	case errs.BadRange:
-		return http.StatusRequestedRangeNotSatisfiable
-	case errs.UnsupportedMedia:
-		return http.StatusUnsupportedMediaType
-	case errs.Unavailable:
-		return http.StatusServiceUnavailable
+	if s, ok := kindStatus[k]; ok {
+		return s
 	}
 	return http.StatusInternalServerError
+}
+
+// KindOfStatus maps the status of another service's error response to the
+// error kind it stands for: StatusOf's inverse, where any 5xx means the
+// service is unavailable and an unknown 4xx is Other.
+func KindOfStatus(status int) errs.Kind {
+	if k, ok := statusKind[status]; ok {
+		return k
+	}
+	if status >= 500 {
+		return errs.Unavailable
+	}
+	return errs.Other
 }
 
 // WriteError renders err as the flavor's OpenStack error body. Unexpected

@@ -197,7 +197,7 @@ func unmatched(w http.ResponseWriter, r *http.Request, h http.Handler, f Flavor)
 		WriteError(w, r, f, errs.E(errs.NotFound, "The resource could not be found."))
 	case http.StatusMethodNotAllowed:
 		w.Header().Set("Allow", buf.header.Get("Allow"))
-		WriteError(w, r, f, errs.E(errs.NotAllowed, "The method %s is not allowed for this resource.", r.Method))
+		WriteError(w, r, f, errs.E(errs.NotAllowed, "%s", notAllowedMessage(f, r.Method)))
 	default:
 		for k, vs := range buf.header {
 			w.Header()[k] = vs
@@ -205,6 +205,16 @@ func unmatched(w http.ResponseWriter, r *http.Request, h http.Handler, f Flavor)
 		w.WriteHeader(buf.status)
 		_, _ = w.Write(buf.body)
 	}
+}
+
+// notAllowedMessage is the text of a 405 as each API's framework words it:
+// webob's (Glance, Cinder) names the method, werkzeug's (Keystone is a
+// Flask application) does not.
+func notAllowedMessage(f Flavor, method string) string {
+	if f == Keystone {
+		return "The method is not allowed for the requested URL."
+	}
+	return "The method " + method + " is not allowed for this resource."
 }
 
 // bufferedResponse holds a small response written by ServeMux itself.

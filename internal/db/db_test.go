@@ -199,30 +199,41 @@ func TestLockSingleNode(t *testing.T) {
 	}
 }
 
+// upgraded returns a fresh database of engine at schema version, holding
+// what stmts insert, migrated to the current schema: what an upgrade from
+// the release at version finds.
+func upgraded(t *testing.T, engine string, version int64, stmts ...string) *db.DB {
+	t.Helper()
+	ctx := context.Background()
+	d, err := db.Open(ctx, dbtest.Connection(t, engine))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	if err := d.MigrateTo(ctx, version); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range stmts {
+		if _, err := d.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 // Volume work recorded by a release before the task system is carried
 // over as pending tasks when the schema is migrated.
 func TestVolumeWorkBecomesTasks(t *testing.T) {
 	for _, engine := range dbtest.Engines {
 		t.Run(engine, func(t *testing.T) {
-			ctx := context.Background()
-			d, err := db.Open(ctx, dbtest.Connection(t, engine))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer d.Close()
-			if err := d.MigrateTo(ctx, 3001); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := d.ExecContext(ctx, `INSERT INTO volume_work (id, volume_id, kind, payload, attempts, request_id, created_at)
-VALUES ('w1', 'v1', 'upload', '{"image_id":"i1"}', 2, 'req-1', '2026-01-02T03:04:05.000000Z')`); err != nil {
-				t.Fatal(err)
-			}
-			if err := d.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
+			d := upgraded(t, engine, 3001, `INSERT INTO volume_work (id, volume_id, kind, payload, attempts, request_id, created_at)
+VALUES ('w1', 'v1', 'upload', '{"image_id":"i1"}', 2, 'req-1', '2026-01-02T03:04:05.000000Z')`)
 			var kind, subject, payload, state, req string
 			var attempts int
-			if err := d.QueryRowContext(ctx, `SELECT kind, subject, payload, state, attempts, request_id FROM tasks WHERE id = 'w1'`).
+			if err := d.QueryRowContext(context.Background(), `SELECT kind, subject, payload, state, attempts, request_id FROM tasks WHERE id = 'w1'`).
 				Scan(&kind, &subject, &payload, &state, &attempts, &req); err != nil {
 				t.Fatal(err)
 			}
@@ -238,45 +249,25 @@ VALUES ('w1', 'v1', 'upload', '{"image_id":"i1"}', 2, 'req-1', '2026-01-02T03:04
 func TestImageRecoveryBecomesTasks(t *testing.T) {
 	for _, engine := range dbtest.Engines {
 		t.Run(engine, func(t *testing.T) {
-			ctx := context.Background()
-			d, err := db.Open(ctx, dbtest.Connection(t, engine))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer d.Close()
-			if err := d.MigrateTo(ctx, 4001); err != nil {
-				t.Fatal(err)
-			}
-			for _, q := range []string{
+			d := upgraded(t, engine, 4001,
 				`INSERT INTO image_pending_objects (image_id, store, object_key, heartbeat_at, node) VALUES ('i1', 'fast', 'i1', '2026-01-02T03:04:05.000000Z', 'http://x')`,
 				`INSERT INTO image_pending_objects (image_id, store, object_key, heartbeat_at, node) VALUES ('i2', 'os_glance_staging_store', 'i2', '2026-01-02T03:04:05.000000Z', 'http://x')`,
 				`INSERT INTO image_tasks (id, image_id, type, status, owner, user_id, request_id, input, message, created_at, updated_at)
 VALUES ('t1', 'i3', 'api_image_import', 'processing', 'p', 'u', 'r', '{}', '', '2026-01-02T03:04:05.000000Z', '2026-01-02T03:04:05.000000Z')`,
 				`INSERT INTO image_tasks (id, image_id, type, status, owner, user_id, request_id, input, message, created_at, updated_at)
 VALUES ('t2', 'i4', 'api_image_import', 'success', 'p', 'u', 'r', '{}', '', '2026-01-02T03:04:05.000000Z', '2026-01-02T03:04:05.000000Z')`,
-			} {
-				if _, err := d.ExecContext(ctx, q); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := d.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
-			rows, err := d.QueryContext(ctx, `SELECT kind, subject, payload, state, lease_until FROM tasks ORDER BY subject`)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rows.Close()
-			var got []string
-			for rows.Next() {
+			)
+			ctx := context.Background()
+			got, err := db.QueryRows(ctx, d, func(r db.Row) (string, error) {
 				var kind, subject, payload, state, until string
-				if err := rows.Scan(&kind, &subject, &payload, &state, &until); err != nil {
-					t.Fatal(err)
-				}
+				err := r.Scan(&kind, &subject, &payload, &state, &until)
 				if until > "2000" {
 					t.Errorf("%s of %s: lease until %s, want run out", kind, subject, until)
 				}
-				got = append(got, kind+" "+subject+" "+payload+" "+state)
+				return kind + " " + subject + " " + payload + " " + state, err
+			}, `SELECT kind, subject, payload, state, lease_until FROM tasks ORDER BY subject`)
+			if err != nil {
+				t.Fatal(err)
 			}
 			want := []string{
 				`image.upload i1 {"store":"fast","key":"i1","during":"saving"} running`,
@@ -291,4 +282,38 @@ VALUES ('t2', 'i4', 'api_image_import', 'success', 'p', 'u', 'r', '{}', '', '202
 			}
 		})
 	}
+}
+
+func TestQueryRowsAndChanged(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		for _, name := range []string{"q1", "q2", "q3"} {
+			if _, err := d.ExecContext(ctx, "INSERT INTO ashlar_meta (name, value) VALUES (?, ?)", name, "v"+name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		scan := func(r db.Row) (string, error) {
+			var name, value string
+			err := r.Scan(&name, &value)
+			return name + "=" + value, err
+		}
+		got, err := db.QueryRows(ctx, d, scan, "SELECT name, value FROM ashlar_meta WHERE name IN ("+db.Placeholders(2)+") ORDER BY name", "q3", "q1")
+		if err != nil || strings.Join(got, " ") != "q1=vq1 q3=vq3" {
+			t.Errorf("QueryRows = %q, %v", got, err)
+		}
+		if got, err := db.QueryRows(ctx, d, scan, "SELECT name, value FROM ashlar_meta WHERE name = ?", "none"); err != nil || got == nil || len(got) != 0 {
+			t.Errorf("QueryRows of no rows = %q, %v", got, err)
+		}
+		if _, err := db.QueryRows(ctx, d, scan, "SELECT name FROM ashlar_meta"); err == nil {
+			t.Error("QueryRows: a failing scan is no error")
+		}
+		for _, tt := range []struct {
+			name string
+			want bool
+		}{{"q2", true}, {"q2", false}, {"none", false}} {
+			if ok, err := db.Changed(ctx, d, "DELETE FROM ashlar_meta WHERE name = ?", tt.name); err != nil || ok != tt.want {
+				t.Errorf("Changed(delete %s) = %v, %v; want %v", tt.name, ok, err, tt.want)
+			}
+		}
+	})
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/errs"
 )
 
@@ -127,40 +128,8 @@ func (c *HTTP) send(ctx context.Context, hc *http.Client, token, method, path st
 	if msg == "" {
 		msg = fmt.Sprintf("image service returned %s", resp.Status)
 	}
-	return nil, &errs.Error{Kind: kindOf(resp.StatusCode), Msg: msg, Detail: detail,
+	return nil, &errs.Error{Kind: api.KindOfStatus(resp.StatusCode), Msg: msg, Detail: detail,
 		Err: fmt.Errorf("%s %s: %s", method, path, resp.Status)}
-}
-
-// kindOf maps a Glance status to an error kind.
-func kindOf(status int) errs.Kind {
-	switch status {
-	case http.StatusBadRequest:
-		return errs.Invalid
-	case http.StatusUnauthorized:
-		return errs.Unauthorized
-	case http.StatusForbidden:
-		return errs.Forbidden
-	case http.StatusNotFound:
-		return errs.NotFound
-	case http.StatusMethodNotAllowed:
-		return errs.NotAllowed
-	case http.StatusNotAcceptable:
-		return errs.NotAcceptable
-	case http.StatusConflict:
-		return errs.Conflict
-	case http.StatusGone:
-		return errs.Gone
-	case http.StatusRequestEntityTooLarge:
-		return errs.TooLarge
-	case http.StatusRequestedRangeNotSatisfiable:
-		return errs.BadRange
-	case http.StatusUnsupportedMediaType:
-		return errs.UnsupportedMedia
-	}
-	if status >= 500 {
-		return errs.Unavailable
-	}
-	return errs.Other
 }
 
 var (

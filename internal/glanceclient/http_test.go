@@ -183,11 +183,8 @@ func TestStores(t *testing.T) {
 func TestImageLifecycle(t *testing.T) {
 	f, c := newFake(t)
 	ctx := context.Background()
-	img, err := c.CreateImage(ctx, goodToken, map[string]any{"name": "vol-img", "disk_format": "raw",
+	img := mustCreate(t, c, map[string]any{"name": "vol-img", "disk_format": "raw",
 		"container_format": "bare", "visibility": "private", "protected": false, "hw_disk_bus": "scsi"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if img.ID == "" || img.Status != "queued" || img.Name != "vol-img" || img.DiskFormat != "raw" ||
 		img.Visibility != "private" || img.Owner != "p1" || img.Properties["hw_disk_bus"] != "scsi" {
 		t.Fatalf("created image %+v", img)
@@ -202,23 +199,7 @@ func TestImageLifecycle(t *testing.T) {
 	if f.lastStoreHeader != "cheap" || f.lastCType != "application/octet-stream" || f.lastLength != int64(len(data)) {
 		t.Fatalf("upload sent store %q type %q length %d", f.lastStoreHeader, f.lastCType, f.lastLength)
 	}
-	got, err := c.GetImage(ctx, goodToken, img.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := md5.Sum(data)
-	if got.Status != "active" || got.Size != int64(len(data)) || got.Stores != "cheap" || got.Checksum != hex.EncodeToString(sum[:]) {
-		t.Fatalf("after upload: %+v", got)
-	}
-	rc, err := c.Download(ctx, goodToken, img.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil || !bytes.Equal(back, data) {
-		t.Fatalf("download: %v, %d bytes", err, len(back))
-	}
+	wantStored(t, c, goodToken, img.ID, "cheap", data)
 	if err := c.DeleteImage(ctx, goodToken, img.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -227,13 +208,45 @@ func TestImageLifecycle(t *testing.T) {
 	}
 }
 
-func TestUploadDefaultStoreAndChunked(t *testing.T) {
-	f, c := newFake(t)
-	ctx := context.Background()
-	img, err := c.CreateImage(ctx, goodToken, map[string]any{"name": "x", "disk_format": "qcow2", "container_format": "bare"})
+// mustCreate creates an image with fields as goodToken, failing the test
+// when that fails.
+func mustCreate(t *testing.T, c Client, fields map[string]any) *Image {
+	t.Helper()
+	img, err := c.CreateImage(context.Background(), goodToken, fields)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return img
+}
+
+// wantStored checks that image id is active in store with data (size and
+// MD5 checksum) and serves data back.
+func wantStored(t *testing.T, c Client, token, id, store string, data []byte) {
+	t.Helper()
+	ctx := context.Background()
+	got, err := c.GetImage(ctx, token, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := md5.Sum(data)
+	if got.Status != "active" || got.Size != int64(len(data)) || got.Stores != store || got.Checksum != hex.EncodeToString(sum[:]) {
+		t.Fatalf("after upload: %+v", got)
+	}
+	rc, err := c.Download(ctx, token, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(back, data) {
+		t.Fatalf("download: %v, %d bytes", err, len(back))
+	}
+}
+
+func TestUploadDefaultStoreAndChunked(t *testing.T) {
+	f, c := newFake(t)
+	ctx := context.Background()
+	img := mustCreate(t, c, map[string]any{"name": "x", "disk_format": "qcow2", "container_format": "bare"})
 	// Size unknown: chunked, and no store header.
 	if err := c.Upload(ctx, goodToken, img.ID, "", io.MultiReader(strings.NewReader("abc")), -1); err != nil {
 		t.Fatal(err)
@@ -246,7 +259,7 @@ func TestUploadDefaultStoreAndChunked(t *testing.T) {
 		t.Fatalf("image %+v", got)
 	}
 	// An image without data downloads as Invalid.
-	empty, _ := c.CreateImage(ctx, goodToken, map[string]any{"name": "e"})
+	empty := mustCreate(t, c, map[string]any{"name": "e"})
 	if _, err := c.Download(ctx, goodToken, empty.ID); !errs.Is(err, errs.Invalid) {
 		t.Fatalf("download without data: %v", err)
 	}
@@ -255,7 +268,7 @@ func TestUploadDefaultStoreAndChunked(t *testing.T) {
 func TestErrors(t *testing.T) {
 	_, c := newFake(t)
 	ctx := context.Background()
-	img, _ := c.CreateImage(ctx, goodToken, map[string]any{"name": "e", "disk_format": "raw", "container_format": "bare"})
+	img := mustCreate(t, c, map[string]any{"name": "e", "disk_format": "raw", "container_format": "bare"})
 	small := func() io.Reader { return strings.NewReader("data") }
 	cases := []struct {
 		name string
@@ -321,7 +334,7 @@ func TestUnavailable(t *testing.T) {
 func TestUploadSourceError(t *testing.T) {
 	_, c := newFake(t)
 	ctx := context.Background()
-	img, _ := c.CreateImage(ctx, goodToken, map[string]any{"name": "e", "disk_format": "raw", "container_format": "bare"})
+	img := mustCreate(t, c, map[string]any{"name": "e", "disk_format": "raw", "container_format": "bare"})
 	boom := errors.New("volume read failed")
 	src := io.MultiReader(strings.NewReader("part"), errReader{boom})
 	if err := c.Upload(ctx, goodToken, img.ID, "", src, 100); !errors.Is(err, boom) {
@@ -367,10 +380,7 @@ func TestNewInvalidURL(t *testing.T) {
 func TestUploadFile(t *testing.T) {
 	f, c := newFake(t)
 	ctx := context.Background()
-	img, err := c.CreateImage(ctx, goodToken, map[string]any{"name": "f", "disk_format": "raw", "container_format": "bare"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := mustCreate(t, c, map[string]any{"name": "f", "disk_format": "raw", "container_format": "bare"})
 	data := bytes.Repeat([]byte{1, 2, 3, 0, 0, 0, 0, 9}, 40000)
 	p := t.TempDir() + "/vol"
 	if err := os.WriteFile(p, data, 0o600); err != nil {

@@ -3,25 +3,17 @@ package glanceclient
 import (
 	"bytes"
 	"context"
-	"crypto/md5"
-	"encoding/hex"
-	"io"
-	"os"
 	"testing"
 
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/testenv"
 )
 
 // TestRealGlance runs the client against a real glance-api (or any Glance
-// v2 endpoint) given by ASHLAR_TEST_GLANCE_URL, with stores fast (default),
-// cheap and the read-only web, as in the interop suite's Glance peer;
-// ASHLAR_TEST_GLANCE_TOKEN is the token to send.
+// v2 endpoint, testenv.RealGlance) with stores fast (default), cheap and
+// the read-only web, as in the interop suite's Glance peer.
 func TestRealGlance(t *testing.T) {
-	u := os.Getenv("ASHLAR_TEST_GLANCE_URL")
-	if u == "" {
-		t.Skip("ASHLAR_TEST_GLANCE_URL not set")
-	}
-	tok := os.Getenv("ASHLAR_TEST_GLANCE_TOKEN")
+	u, tok := testenv.RealGlance(t)
 	c, err := New(u, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -59,26 +51,10 @@ func TestRealGlance(t *testing.T) {
 	if err := c.Upload(ctx, tok, img.ID, "cheap", bytes.NewReader(data), int64(len(data))); err != nil {
 		t.Fatal(err)
 	}
-	got, err := c.GetImage(ctx, tok, img.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := md5.Sum(data)
-	if got.Status != "active" || got.Stores != "cheap" || got.Size != int64(len(data)) || got.Checksum != hex.EncodeToString(sum[:]) {
-		t.Fatalf("after upload %+v", got)
-	}
+	wantStored(t, c, tok, img.ID, "cheap", data)
 	err = c.Upload(ctx, tok, img.ID, "", bytes.NewReader(data), int64(len(data)))
 	if !errs.Is(err, errs.Conflict) {
 		t.Fatalf("second upload: %v", err)
-	}
-	rc, err := c.Download(ctx, tok, img.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil || !bytes.Equal(back, data) {
-		t.Fatalf("download: %v (%d bytes)", err, len(back))
 	}
 	if err := c.DeleteImage(ctx, tok, img.ID); err != nil {
 		t.Fatal(err)

@@ -89,65 +89,44 @@ func (s *Service) Bootstrap(ctx context.Context, opts BootstrapOptions) (*Bootst
 	}
 	now := db.Now()
 	err := s.write(ctx, func(tx *db.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO identity_domains (id, name, description, enabled)
-			VALUES (?, 'Default', 'The default domain', TRUE) ON CONFLICT DO NOTHING`, DefaultDomainID); err != nil {
+		if err := ensureDefaultDomain(ctx, tx); err != nil {
 			return err
 		}
 		roleIDs := map[string]string{}
 		for _, name := range []string{auth.RoleAdmin, auth.RoleMember, auth.RoleReader, RoleService} {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO identity_roles (id, name) VALUES (?, ?) ON CONFLICT DO NOTHING`, newID(), name); err != nil {
-				return err
-			}
-			var id string
-			if err := tx.QueryRowContext(ctx, `SELECT id FROM identity_roles WHERE name = ?`, name).Scan(&id); err != nil {
+			id, err := ensureRole(ctx, tx, name)
+			if err != nil {
 				return err
 			}
 			roleIDs[name] = id
 		}
 		projIDs := map[string]string{}
 		for _, name := range []string{AdminProject, ServiceProject} {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO identity_projects (id, name, domain_id, description, enabled, created_at)
-				VALUES (?, ?, ?, ?, TRUE, ?) ON CONFLICT DO NOTHING`, newID(), name, DefaultDomainID, "Bootstrap project", now); err != nil {
-				return err
-			}
-			var id string
-			if err := tx.QueryRowContext(ctx, `SELECT id FROM identity_projects WHERE domain_id = ? AND name = ?`, DefaultDomainID, name).Scan(&id); err != nil {
+			id, err := ensureProject(ctx, tx, DefaultDomainID, name, "Bootstrap project", now)
+			if err != nil {
 				return err
 			}
 			projIDs[name] = id
 		}
-		// Insert-if-missing, so two processes bootstrapping one database at
-		// once both succeed.
 		if hash == "" && admin == nil {
 			return errors.New("no password hash for a new admin user")
 		}
-		ins, err := tx.ExecContext(ctx, `INSERT INTO identity_users (id, name, domain_id, password_hash, enabled,
-			default_project_id, tokens_valid_after, created_at) VALUES (?, ?, ?, ?, TRUE, ?, ?, ?) ON CONFLICT DO NOTHING`,
-			newID(), AdminUser, DefaultDomainID, hash, projIDs[AdminProject], now, now)
+		adminID, created, err := ensureUser(ctx, tx, DefaultDomainID, AdminUser, hash, projIDs[AdminProject], now)
 		if err != nil {
 			return err
 		}
-		if n, _ := ins.RowsAffected(); n == 1 {
-			res.Created = true
-		}
-		var adminID string
-		if err := tx.QueryRowContext(ctx, `SELECT id FROM identity_users WHERE domain_id = ? AND name = ?`,
-			DefaultDomainID, AdminUser).Scan(&adminID); err != nil {
-			return err
-		}
+		res.Created = created
 		if !res.Created && res.Generated {
 			// Another process created the admin first with its own
 			// generated password; keep that one.
 			res.AdminPassword, res.Generated = "", false
 		}
 		if hash != "" && !res.Created && explicit != "" {
-			if _, err := tx.ExecContext(ctx, `UPDATE identity_users SET password_hash = ?, tokens_valid_after = ? WHERE id = ?`,
-				hash, now, adminID); err != nil {
+			if err := setPasswordHash(ctx, tx, adminID, hash, now); err != nil {
 				return err
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO identity_assignments (user_id, project_id, role_id)
-			VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, adminID, projIDs[AdminProject], roleIDs[auth.RoleAdmin]); err != nil {
+		if err := insertGrant(ctx, tx, assignment{UserID: adminID, ProjectID: projIDs[AdminProject], RoleID: roleIDs[auth.RoleAdmin]}); err != nil {
 			return err
 		}
 		return s.bootstrapCatalog(ctx, tx)
@@ -197,29 +176,12 @@ func (s *Service) catalogSpecs() []catalogSpec {
 func (s *Service) bootstrapCatalog(ctx context.Context, tx *db.Tx) error {
 	region := s.cfg.Identity.Region
 	for _, spec := range s.catalogSpecs() {
-		var sid string
-		err := tx.QueryRowContext(ctx, `SELECT id FROM identity_services WHERE type = ? AND name = ? ORDER BY id LIMIT 1`,
-			spec.typ, spec.name).Scan(&sid)
-		if db.IsNoRows(err) {
-			sid = newID()
-			_, err = tx.ExecContext(ctx, `INSERT INTO identity_services (id, type, name, extra, enabled) VALUES (?, ?, ?, ?, TRUE)`,
-				sid, spec.typ, spec.name, jsonText(map[string]any{"description": "Ashlar " + spec.typ}))
-		}
+		sid, err := ensureService(ctx, tx, spec.typ, spec.name, "Ashlar "+spec.typ)
 		if err != nil {
 			return err
 		}
 		for _, iface := range []string{"public", "internal", "admin"} {
-			var eid string
-			err := tx.QueryRowContext(ctx, `SELECT id FROM identity_endpoints WHERE service_id = ? AND interface = ? AND region = ? ORDER BY id LIMIT 1`,
-				sid, iface, region).Scan(&eid)
-			switch {
-			case db.IsNoRows(err):
-				_, err = tx.ExecContext(ctx, `INSERT INTO identity_endpoints (id, service_id, interface, region, url, enabled) VALUES (?, ?, ?, ?, ?, TRUE)`,
-					newID(), sid, iface, region, spec.url)
-			case err == nil:
-				_, err = tx.ExecContext(ctx, `UPDATE identity_endpoints SET url = ? WHERE id = ?`, spec.url, eid)
-			}
-			if err != nil {
+			if err := ensureEndpoint(ctx, tx, sid, iface, region, spec.url); err != nil {
 				return err
 			}
 		}

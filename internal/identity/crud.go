@@ -156,8 +156,8 @@ func (k *collection[T]) patch(s *Service) authedFunc {
 		if err != nil {
 			return err
 		}
-		if k.immutable != nil && k.immutable(old) {
-			return errs.E(errs.Forbidden, "Unable to update immutable %s resource: `%s. Set resource option \"immutable\" to false first.", k.member, old.base().ID)
+		if err := k.checkMutable("update", old); err != nil {
+			return err
 		}
 		item := k.clone(old)
 		if err := k.change(s, item, in); err != nil {
@@ -180,8 +180,8 @@ func (k *collection[T]) delete(s *Service) authedFunc {
 		if err != nil {
 			return err
 		}
-		if k.immutable != nil && k.immutable(item) {
-			return errs.E(errs.Forbidden, "Unable to delete immutable %s resource: `%s. Set resource option \"immutable\" to false first.", k.member, item.base().ID)
+		if err := k.checkMutable("delete", item); err != nil {
+			return err
 		}
 		if err := s.write(r.Context(), func(tx *db.Tx) error { return k.remove(r.Context(), tx, item) }); err != nil {
 			return err
@@ -189,6 +189,15 @@ func (k *collection[T]) delete(s *Service) authedFunc {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
+}
+
+// checkMutable refuses to update or delete (verb) an immutable item, in
+// Keystone's words.
+func (k *collection[T]) checkMutable(verb string, item T) error {
+	if k.immutable != nil && k.immutable(item) {
+		return errs.E(errs.Forbidden, "Unable to %s immutable %s resource: `%s. Set resource option \"immutable\" to false first.", verb, k.member, item.base().ID)
+	}
+	return nil
 }
 
 func (k *collection[T]) reply(w http.ResponseWriter, s *Service, code int, item T, echoExtra bool) error {

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,30 +95,8 @@ func newService(ctx context.Context, cfg *config.Config, d *db.DB, logger *slog.
 // Name implements service.Service.
 func (s *Service) Name() string { return config.ServiceIdentity }
 
-// Handler implements service.Service. Unknown URLs and methods get
-// Keystone's JSON error bodies rather than the mux's plain text.
-func (s *Service) Handler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, pattern := s.mux.Handler(r); pattern == "" {
-			var allow []string
-			for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"} {
-				probe := r.Clone(r.Context())
-				probe.Method = m
-				if _, p := s.mux.Handler(probe); p != "" {
-					allow = append(allow, m)
-				}
-			}
-			if len(allow) == 0 {
-				s.writeError(w, r, errs.E(errs.NotFound, "The resource could not be found."))
-				return
-			}
-			w.Header().Set("Allow", strings.Join(allow, ", "))
-			s.writeError(w, r, errs.E(errs.NotAllowed, "The method is not allowed for the requested URL."))
-			return
-		}
-		s.mux.ServeHTTP(w, r)
-	})
-}
+// Handler implements service.Service.
+func (s *Service) Handler() http.Handler { return s.mux }
 
 // Validator validates tokens issued by this service, from memory.
 func (s *Service) Validator() auth.Validator { return validator{s} }
@@ -142,9 +119,8 @@ func (s *Service) Run(ctx context.Context) error {
 
 // poll reloads the snapshot when the generation in the database moved.
 func (s *Service) poll(ctx context.Context) error {
-	var gen string
-	err := s.db.QueryRowContext(ctx, "SELECT value FROM ashlar_meta WHERE name = ?", genKey).Scan(&gen)
-	if err != nil && !db.IsNoRows(err) {
+	gen, err := readGeneration(ctx, s.db)
+	if err != nil {
 		return err
 	}
 	if gen == s.snap.Load().gen {
@@ -171,9 +147,7 @@ func (s *Service) write(ctx context.Context, fn func(tx *db.Tx) error) error {
 		if err := fn(tx); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO ashlar_meta (name, value) VALUES (?, ?)
-			ON CONFLICT (name) DO UPDATE SET value = excluded.value`, genKey, uuid.NewString())
-		return err
+		return bumpGeneration(ctx, tx, uuid.NewString())
 	})
 	if err != nil {
 		return err

@@ -178,13 +178,7 @@ func (s *Service) version(w http.ResponseWriter, r *http.Request) {
 // revoke records p's audit id until p would have expired, and drops
 // revocations that no longer matter.
 func (s *Service) revoke(ctx context.Context, p *payload) error {
-	now := db.Now()
 	return s.write(ctx, func(tx *db.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM identity_revocations WHERE expires_at < ?`, now); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO identity_revocations (audit_id, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING`,
-			encodeAudit(p.AuditID), db.Timestamp{Time: p.ExpiresAt})
-		return err
+		return insertRevocation(ctx, tx, encodeAudit(p.AuditID), p.ExpiresAt)
 	})
 }

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"crypto/md5"
 	"crypto/sha512"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -109,28 +107,6 @@ func TestUploadDownload(t *testing.T) {
 	})
 }
 
-func TestVirtualSize(t *testing.T) {
-	q := make([]byte, 512)
-	copy(q, "QFI\xfb")
-	binary.BigEndian.PutUint64(q[24:], 1<<30)
-	v := make([]byte, 512)
-	copy(v, "KDMV")
-	binary.LittleEndian.PutUint64(v[12:], 2048)
-	h := make([]byte, 512)
-	copy(h, "conectix")
-	binary.BigEndian.PutUint64(h[48:], 5<<20)
-	for _, c := range []struct {
-		format string
-		head   []byte
-		want   int64
-	}{{"qcow2", q, 1 << 30}, {"vmdk", v, 2048 * 512}, {"vhd", h, 5 << 20}, {"raw", q, 512}, {"qcow2", h, -1}} {
-		got := virtualSize(c.format, c.head, 512)
-		if c.want < 0 && got != nil || c.want >= 0 && (got == nil || *got != c.want) {
-			t.Errorf("%s: %v, want %d", c.format, got, c.want)
-		}
-	}
-}
-
 // TestUploadFailures: every failure hands the image back as queued, leaves
 // no object behind, answers with real Glance's status, and a later upload works.
 func TestUploadFailures(t *testing.T) {
@@ -212,13 +188,7 @@ func TestUploadFailures(t *testing.T) {
 		})
 		t.Run("client disconnect", func(t *testing.T) {
 			id := e.create("alice", rawImage)
-			u, _ := url.Parse(e.srv.URL)
-			conn, err := net.Dial("tcp", u.Host)
-			if err != nil {
-				t.Fatal(err)
-			}
-			fmt.Fprintf(conn, "PUT /v2/images/%s/file HTTP/1.1\r\nHost: x\r\nX-Auth-Token: alice\r\nContent-Type: application/octet-stream\r\nContent-Length: 90000\r\n\r\n", id)
-			conn.Write(data[:30000])
+			conn := e.partialUpload(t, id, "file", data)
 			e.waitImage(id, func(m map[string]any) bool { return m["status"] == "saving" })
 			conn.Close()
 			e.waitImage(id, func(m map[string]any) bool { return m["status"] == "queued" })
@@ -231,14 +201,7 @@ func TestUploadFailures(t *testing.T) {
 			e.svc.StallTimeout = 300 * time.Millisecond
 			defer func() { e.svc.StallTimeout = DefaultStallTimeout }()
 			id := e.create("alice", rawImage)
-			u, _ := url.Parse(e.srv.URL)
-			conn, err := net.Dial("tcp", u.Host)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			fmt.Fprintf(conn, "PUT /v2/images/%s/file HTTP/1.1\r\nHost: x\r\nX-Auth-Token: alice\r\nContent-Type: application/octet-stream\r\nContent-Length: 90000\r\n\r\n", id)
-			conn.Write(data[:30000])
+			e.partialUpload(t, id, "file", data)
 			e.waitImage(id, func(m map[string]any) bool { return m["status"] == "saving" })
 			// The connection stays open but sends nothing more.
 			e.waitImage(id, func(m map[string]any) bool { return m["status"] == "queued" })
@@ -257,14 +220,7 @@ func TestUploadFailures(t *testing.T) {
 				// next start finds the image saving (or uploading) and the
 				// partial object.
 				id := e.create("alice", rawImage)
-				u, _ := url.Parse(e.srv.URL)
-				conn, err := net.Dial("tcp", u.Host)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer conn.Close()
-				fmt.Fprintf(conn, "PUT /v2/images/%s/%s HTTP/1.1\r\nHost: x\r\nX-Auth-Token: alice\r\nContent-Type: application/octet-stream\r\nContent-Length: 90000\r\n\r\n", id, c.path)
-				conn.Write(data[:30000])
+				conn := e.partialUpload(t, id, c.path, data)
 				e.waitImage(id, func(m map[string]any) bool { return m["status"] == c.during })
 				e.start() // a new service over the same database and stores
 				// Its runner rolls the dead one's upload back (at once on

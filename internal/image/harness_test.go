@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -195,6 +197,30 @@ func (e *env) waitImage(id string, cond func(map[string]any) bool) map[string]an
 	apitest.Eventually(e.t, 10*time.Second, func() bool { im = e.image(id); return cond(im) },
 		func() string { return fmt.Sprintf("image never reached the condition: %v", im) })
 	return im
+}
+
+// dial opens a raw connection to the service, closed when t ends, for the
+// requests an HTTP client does not send: a body cut short or stalled, a
+// broken chunked encoding.
+func (e *env) dial(t testing.TB) net.Conn {
+	t.Helper()
+	u, _ := url.Parse(e.srv.URL)
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// partialUpload starts PUT /v2/images/<id>/<path> as alice on a raw
+// connection, announcing 90000 bytes and sending the first 30000 of data.
+func (e *env) partialUpload(t testing.TB, id, path string, data []byte) net.Conn {
+	t.Helper()
+	conn := e.dial(t)
+	fmt.Fprintf(conn, "PUT /v2/images/%s/%s HTTP/1.1\r\nHost: x\r\nX-Auth-Token: alice\r\nContent-Type: application/octet-stream\r\nContent-Length: 90000\r\n\r\n", id, path)
+	conn.Write(data[:30000])
+	return conn
 }
 
 // objects lists the files in a store directory (temp files included).

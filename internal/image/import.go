@@ -19,6 +19,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/image/store"
+	"github.com/ashlar-dev/ashlar/internal/imageformat"
 	tasks "github.com/ashlar-dev/ashlar/internal/task"
 )
 
@@ -345,7 +346,7 @@ func (s *Service) copyInto(ctx context.Context, job *importJob, st *store.Store,
 				return fmt.Errorf("copy into %s does not match the image's checksum", st.ID)
 			}
 		} else if _, err := activate(dctx, tx, id, "", imageData{Size: res.Size, MD5: res.MD5, Hash: res.Hash,
-			VirtualSize: virtualSize(deref(cur.DiskFormat), res.Head, res.Size), Algo: s.cfg.Image.HashingAlgorithm}); err != nil {
+			VirtualSize: imageformat.VirtualSize(deref(cur.DiskFormat), res.Head, res.Size), Algo: s.cfg.Image.HashingAlgorithm}); err != nil {
 			return err
 		}
 		return addLocation(dctx, tx, id, st.ID, objectURL(st, id))

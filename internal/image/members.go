@@ -79,9 +79,15 @@ func (s *Service) showMember(w http.ResponseWriter, r *http.Request) error {
 	if !ownerOrAdmin(c, im) && id != c.ProjectID {
 		return memberNotFound(im.ID, id)
 	}
-	ms, err := loadMembers(r.Context(), s.deps.DB, im.ID, id)
+	return s.writeMember(w, r, im.ID, id)
+}
+
+// writeMember renders member id of image imageID; 404 when there is none
+// (for an update: it was removed meanwhile).
+func (s *Service) writeMember(w http.ResponseWriter, r *http.Request, imageID, id string) error {
+	ms, err := loadMembers(r.Context(), s.deps.DB, imageID, id)
 	if err == nil && len(ms) == 0 {
-		err = memberNotFound(im.ID, id)
+		err = memberNotFound(imageID, id)
 	}
 	if err != nil {
 		return err
@@ -136,15 +142,7 @@ func (s *Service) updateMember(w http.ResponseWriter, r *http.Request) error {
 	if err := setMemberStatus(r.Context(), s.deps.DB, im.ID, id, st); err != nil {
 		return err
 	}
-	ms, err := loadMembers(r.Context(), s.deps.DB, im.ID, id)
-	if err == nil && len(ms) == 0 {
-		err = memberNotFound(im.ID, id) // removed meanwhile
-	}
-	if err != nil {
-		return err
-	}
-	api.WriteJSON(w, http.StatusOK, ms[0].view())
-	return nil
+	return s.writeMember(w, r, im.ID, id)
 }
 
 func (s *Service) deleteMember(w http.ResponseWriter, r *http.Request) error {

@@ -44,7 +44,7 @@ type imageRow struct {
 }
 
 // scanImage reads a row of selectImages.
-func scanImage(sc interface{ Scan(...any) error }) (*Image, error) {
+func scanImage(sc db.Row) (*Image, error) {
 	im := &Image{}
 	// Nullable columns go through sql.Null*: database/sql fills a **string
 	// by reflection, a third of the Go time of reading a page.
@@ -250,16 +250,6 @@ func writeChildren(ctx context.Context, tx *db.Tx, im *Image) error {
 	return nil
 }
 
-// affected runs a statement and reports whether it changed any row.
-func affected(ctx context.Context, q db.Querier, query string, args ...any) (bool, error) {
-	res, err := q.ExecContext(ctx, query, args...)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n > 0, err
-}
-
 // withStatus adds "AND status = ?" to an update when status is set.
 func withStatus(query string, args []any, status string) (string, []any) {
 	if status == "" {
@@ -271,7 +261,7 @@ func withStatus(query string, args []any, status string) (string, []any) {
 // deleteImageRow deletes an image and, by cascade, what belongs to it;
 // errs.NotFound when it is already gone.
 func deleteImageRow(ctx context.Context, q db.Querier, id string) error {
-	ok, err := affected(ctx, q, "DELETE FROM images WHERE id = ?", id)
+	ok, err := db.Changed(ctx, q, "DELETE FROM images WHERE id = ?", id)
 	if err == nil && !ok {
 		err = errs.E(errs.NotFound, "Failed to find image %s to delete", id)
 	}
@@ -303,8 +293,7 @@ func setStatus(ctx context.Context, q db.Querier, id, to string, from ...string)
 	for _, f := range from {
 		args = append(args, f)
 	}
-	in := strings.TrimSuffix(strings.Repeat("?,", len(from)), ",")
-	return affected(ctx, q, "UPDATE images SET status = ?, updated_at = ? WHERE id = ? AND status IN ("+in+")", args...)
+	return db.Changed(ctx, q, "UPDATE images SET status = ?, updated_at = ? WHERE id = ? AND status IN ("+db.Placeholders(len(from))+")", args...)
 }
 
 // moveStatus is setStatus from one status, answering Glance's 409 (with
@@ -334,7 +323,7 @@ func addTag(ctx context.Context, q db.Querier, id, tag string) error {
 
 // deleteTag removes a tag; errs.NotFound when the image has no such tag.
 func deleteTag(ctx context.Context, q db.Querier, id, tag string) error {
-	ok, err := affected(ctx, q, "DELETE FROM image_tags WHERE image_id = ? AND tag = ?", id, tag)
+	ok, err := db.Changed(ctx, q, "DELETE FROM image_tags WHERE image_id = ? AND tag = ?", id, tag)
 	if err == nil && !ok {
 		err = errs.E(errs.NotFound, "Tag %s not found", tag)
 	}
@@ -354,14 +343,14 @@ type imageData struct {
 func activate(ctx context.Context, q db.Querier, id, from string, d imageData) (bool, error) {
 	query, args := withStatus(`UPDATE images SET status = ?, size = ?, virtual_size = ?, checksum = ?, os_hash_algo = ?,
 os_hash_value = ?, updated_at = ? WHERE id = ?`, []any{StatusActive, d.Size, d.VirtualSize, d.MD5, d.Algo, d.Hash, db.Now(), id}, from)
-	return affected(ctx, q, query, args...)
+	return db.Changed(ctx, q, query, args...)
 }
 
 // setSize records the size of staged data, if the image's status is
 // status ("" for any); it reports whether it did.
 func setSize(ctx context.Context, q db.Querier, id string, size int64, status string) (bool, error) {
 	query, args := withStatus("UPDATE images SET size = ?, updated_at = ? WHERE id = ?", []any{size, db.Now(), id}, status)
-	return affected(ctx, q, query, args...)
+	return db.Changed(ctx, q, query, args...)
 }
 
 // settleFailedImport puts an image whose import failed into status with
@@ -380,7 +369,7 @@ func settleFailedImport(ctx context.Context, q db.Querier, id, status string, si
 // lockForImport moves an image from status from to to unless another
 // import holds its lock (the lockProp property); it reports whether it did.
 func lockForImport(ctx context.Context, q db.Querier, id, from, to, lockProp string) (bool, error) {
-	return affected(ctx, q, `UPDATE images SET status = ?, updated_at = ? WHERE id = ? AND status = ?
+	return db.Changed(ctx, q, `UPDATE images SET status = ?, updated_at = ? WHERE id = ? AND status = ?
 AND NOT EXISTS (SELECT 1 FROM image_properties WHERE image_id = ? AND name = ?)`, to, db.Now(), id, from, id, lockProp)
 }
 
@@ -434,20 +423,7 @@ func listImages(ctx context.Context, q db.Querier, c *auth.Caller, lq *listQuery
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
 	query += " ORDER BY " + strings.Join(order, ", ") + " LIMIT " + strconv.Itoa(lq.limit)
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	ims := make([]*Image, 0, lq.limit)
-	for rows.Next() {
-		im, err := scanImage(rows)
-		if err != nil {
-			return nil, err
-		}
-		ims = append(ims, im)
-	}
-	return ims, rows.Err()
+	return db.QueryRows(ctx, q, scanImage, query, args...)
 }
 
 // where returns the conditions of a list and their arguments.
@@ -489,7 +465,7 @@ func (lq *listQuery) where(c *auth.Caller) ([]string, []any) {
 		for i, x := range f.values {
 			a[i] = x
 		}
-		add(f.col+" IN ("+strings.TrimSuffix(strings.Repeat("?,", len(a)), ",")+")", a...)
+		add(f.col+" IN ("+db.Placeholders(len(a))+")", a...)
 	}
 	for _, t := range lq.tags {
 		add("EXISTS (SELECT 1 FROM image_tags t WHERE t.image_id = images.id AND t.tag = ?)", t)

@@ -17,20 +17,11 @@ func loadMembers(ctx context.Context, q db.Querier, imageID, only string) ([]mem
 		query += " AND member = ?"
 		args = append(args, only)
 	}
-	rows, err := q.QueryContext(ctx, query+" ORDER BY created_at, member", args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []member
-	for rows.Next() {
+	return db.QueryRows(ctx, q, func(r db.Row) (member, error) {
 		var m member
-		if err := rows.Scan(&m.ImageID, &m.Member, &m.Status, &m.CreatedAt, &m.UpdatedAt); err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
+		err := r.Scan(&m.ImageID, &m.Member, &m.Status, &m.CreatedAt, &m.UpdatedAt)
+		return m, err
+	}, query+" ORDER BY created_at, member", args...)
 }
 
 // insertMember adds a member; errs.Conflict when it is already there.
@@ -46,7 +37,7 @@ func insertMember(ctx context.Context, q db.Querier, m member) error {
 // setMemberStatus changes a member's status; errs.NotFound when the image
 // has no such member.
 func setMemberStatus(ctx context.Context, q db.Querier, imageID, memberID, status string) error {
-	ok, err := affected(ctx, q, "UPDATE image_members SET status = ?, updated_at = ? WHERE image_id = ? AND member = ?",
+	ok, err := db.Changed(ctx, q, "UPDATE image_members SET status = ?, updated_at = ? WHERE image_id = ? AND member = ?",
 		status, db.Now(), imageID, memberID)
 	if err == nil && !ok {
 		err = memberNotFound(imageID, memberID)
@@ -56,7 +47,7 @@ func setMemberStatus(ctx context.Context, q db.Querier, imageID, memberID, statu
 
 // deleteMember removes a member; errs.NotFound when there is none.
 func deleteMember(ctx context.Context, q db.Querier, imageID, memberID string) error {
-	ok, err := affected(ctx, q, "DELETE FROM image_members WHERE image_id = ? AND member = ?", imageID, memberID)
+	ok, err := db.Changed(ctx, q, "DELETE FROM image_members WHERE image_id = ? AND member = ?", imageID, memberID)
 	if err == nil && !ok {
 		err = memberNotFound(imageID, memberID)
 	}

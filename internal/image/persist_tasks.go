@@ -39,19 +39,10 @@ func loadTasks(ctx context.Context, q db.Querier, id, imageID string) ([]task, e
 	if imageID != "" {
 		where, arg = "image_id = ?", imageID
 	}
-	rows, err := q.QueryContext(ctx, "SELECT "+taskCols+" FROM image_tasks WHERE "+where+" ORDER BY created_at DESC", arg)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []task
-	for rows.Next() {
+	return db.QueryRows(ctx, q, func(r db.Row) (task, error) {
 		var t task
-		if err := rows.Scan(&t.ID, &t.ImageID, &t.Type, &t.Status, &t.Owner, &t.UserID, &t.RequestID, &t.Input,
-			&t.Result, &t.Message, &t.CreatedAt, &t.UpdatedAt, &t.ExpiresAt); err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+		err := r.Scan(&t.ID, &t.ImageID, &t.Type, &t.Status, &t.Owner, &t.UserID, &t.RequestID, &t.Input,
+			&t.Result, &t.Message, &t.CreatedAt, &t.UpdatedAt, &t.ExpiresAt)
+		return t, err
+	}, "SELECT "+taskCols+" FROM image_tasks WHERE "+where+" ORDER BY created_at DESC", arg)
 }

@@ -111,36 +111,27 @@ func taskSchema() m {
 	}}
 }
 
-func (s *Service) schemaImage(w http.ResponseWriter, r *http.Request) error {
-	api.WriteJSON(w, http.StatusOK, imageSchema())
-	return nil
-}
+// pageLinks are the links of a paged list's schema.
+var pageLinks = []m{{"rel": "first", "href": "{first}"}, {"rel": "next", "href": "{next}"}, {"rel": "describedby", "href": "{schema}"}}
 
-func (s *Service) schemaImages(w http.ResponseWriter, r *http.Request) error {
-	api.WriteJSON(w, http.StatusOK, listSchema("images", "image", imageSchema(), []m{
-		{"rel": "first", "href": "{first}"}, {"rel": "next", "href": "{next}"}, {"rel": "describedby", "href": "{schema}"}}))
-	return nil
-}
-
-func (s *Service) schemaMember(w http.ResponseWriter, r *http.Request) error {
-	api.WriteJSON(w, http.StatusOK, memberSchema())
-	return nil
-}
-
-func (s *Service) schemaMembers(w http.ResponseWriter, r *http.Request) error {
-	api.WriteJSON(w, http.StatusOK, m{"name": "members", "properties": m{
+// schemas are the documents of GET /v2/schemas/<name>, built once: they
+// depend on nothing but the code.
+var schemas = map[string]m{
+	"image":  imageSchema(),
+	"images": listSchema("images", "image", imageSchema(), pageLinks),
+	"member": memberSchema(),
+	"members": {"name": "members", "properties": m{
 		"members": m{"type": "array", "items": memberSchema()}, "schema": m{"type": "string"}},
-		"links": []m{{"rel": "self", "href": "{self}"}, {"rel": "describedby", "href": "{schema}"}}})
-	return nil
+		"links": []m{{"rel": "self", "href": "{self}"}, {"rel": "describedby", "href": "{schema}"}}},
+	"task":  taskSchema(),
+	"tasks": listSchema("tasks", "task", taskSchema(), pageLinks),
 }
 
-func (s *Service) schemaTask(w http.ResponseWriter, r *http.Request) error {
-	api.WriteJSON(w, http.StatusOK, taskSchema())
-	return nil
-}
-
-func (s *Service) schemaTasks(w http.ResponseWriter, r *http.Request) error {
-	api.WriteJSON(w, http.StatusOK, listSchema("tasks", "task", taskSchema(), []m{
-		{"rel": "first", "href": "{first}"}, {"rel": "next", "href": "{next}"}, {"rel": "describedby", "href": "{schema}"}}))
-	return nil
+// schema serves GET /v2/schemas/<name>.
+func schema(name string) func(w http.ResponseWriter, r *http.Request) error {
+	doc := schemas[name]
+	return func(w http.ResponseWriter, r *http.Request) error {
+		api.WriteJSON(w, http.StatusOK, doc)
+		return nil
+	}
 }

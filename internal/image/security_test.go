@@ -5,11 +5,9 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -136,11 +134,7 @@ func TestMalformedChunkedBody(t *testing.T) {
 		e := newEnv(t, d, "")
 		for _, path := range []string{"file", "stage"} {
 			id := e.create("alice", rawImage)
-			u, _ := url.Parse(e.srv.URL)
-			conn, err := net.Dial("tcp", u.Host)
-			if err != nil {
-				t.Fatal(err)
-			}
+			conn := e.dial(t)
 			fmt.Fprintf(conn, "PUT /v2/images/%s/%s HTTP/1.1\r\nHost: x\r\nX-Auth-Token: alice\r\nAccept: application/json\r\n"+
 				"Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\nzz\r\n", id, path)
 			res, err := http.ReadResponse(bufio.NewReader(conn), nil)

@@ -12,6 +12,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/image/store"
+	"github.com/ashlar-dev/ashlar/internal/imageformat"
 	tasks "github.com/ashlar-dev/ashlar/internal/task"
 )
 
@@ -244,7 +245,7 @@ func (s *Service) uploadErr(err error, quota bool, remaining int64) error {
 // finishUpload records a written object: the image becomes active with the
 // sizes and hashes of the one pass, and the store becomes a location.
 func (s *Service) finishUpload(ctx context.Context, t *tasks.Task, im *Image, st *store.Store, res store.PutResult, from string) error {
-	d := imageData{Size: res.Size, VirtualSize: virtualSize(deref(im.DiskFormat), res.Head, res.Size),
+	d := imageData{Size: res.Size, VirtualSize: imageformat.VirtualSize(deref(im.DiskFormat), res.Head, res.Size),
 		MD5: res.MD5, Algo: s.cfg.Image.HashingAlgorithm, Hash: res.Hash}
 	ctx = context.WithoutCancel(ctx)
 	return s.deps.DB.InTx(ctx, func(tx *db.Tx) error {

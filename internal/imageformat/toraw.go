@@ -1,6 +1,7 @@
-// Package imageformat turns image data into a volume's raw bytes (create a
-// volume from an image) with the checks Cinder makes on untrusted images;
-// package qcow2 writes qcow2 images.
+// Package imageformat knows disk image formats: what a header declares
+// (Detect, VirtualSize), and turning image data into a volume's raw bytes
+// (create a volume from an image) with the checks Cinder makes on
+// untrusted images; package qcow2 writes qcow2 images.
 package imageformat
 
 import (
@@ -8,7 +9,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -232,25 +232,4 @@ func qemuInfo(ctx context.Context, qemu, path string) (*qemuImgInfo, error) {
 		return nil, err
 	}
 	return &info, nil
-}
-
-// Detect names the format whose header starts b ("raw" when none does).
-func Detect(b []byte) string {
-	switch {
-	case bytes.HasPrefix(b, []byte("QFI\xfb")):
-		return "qcow2"
-	case bytes.HasPrefix(b, []byte("KDMV")), bytes.HasPrefix(b, []byte("# Disk DescriptorFile")):
-		return "vmdk"
-	case bytes.HasPrefix(b, []byte("vhdxfile")):
-		return "vhdx"
-	case bytes.HasPrefix(b, []byte("conectix")):
-		return "vhd"
-	case bytes.HasPrefix(b, []byte("WithoutFreeSpace")), bytes.HasPrefix(b, []byte("WithouFreSpacExt")):
-		return "ploop"
-	case bytes.HasPrefix(b, []byte("LUKS\xba\xbe")):
-		return "luks"
-	case len(b) >= 68 && binary.LittleEndian.Uint32(b[64:]) == 0xbeda107f:
-		return "vdi"
-	}
-	return "raw"
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -14,21 +15,10 @@ import (
 
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/imageformat/qcow2"
+	"github.com/ashlar-dev/ashlar/internal/testenv"
 )
 
 const mib = 1 << 20
-
-func needQemuImg(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("qemu-img")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("qemu-img not found (install qemu-utils)")
-		}
-		t.Skip("qemu-img not found (install qemu-utils)")
-	}
-	return p
-}
 
 // rawDisk is 8 MiB: random data in the first and sixth MiB, zeros elsewhere.
 func rawDisk() []byte {
@@ -67,7 +57,7 @@ func gz(b []byte) []byte {
 }
 
 func TestToRaw(t *testing.T) {
-	qemu := needQemuImg(t)
+	qemu := testenv.Tool(t, "qemu-img", "qemu-utils")
 	raw := rawDisk()
 	q, err := qcow2.NewReader(context.Background(), bytes.NewReader(raw), int64(len(raw)), []qcow2.Range{{Offset: 0, Length: int64(len(raw))}})
 	if err != nil {
@@ -113,7 +103,7 @@ func TestToRaw(t *testing.T) {
 }
 
 func TestToRawRefuses(t *testing.T) {
-	qemu := needQemuImg(t)
+	qemu := testenv.Tool(t, "qemu-img", "qemu-utils")
 	raw := rawDisk()
 	q2 := qemuMake(t, qemu, raw, "qcow2")
 	dir := t.TempDir()
@@ -158,6 +148,28 @@ func TestToRawRefuses(t *testing.T) {
 				t.Fatalf("temporary files left: %v", ents)
 			}
 		})
+	}
+}
+
+func TestVirtualSize(t *testing.T) {
+	q := make([]byte, 512)
+	copy(q, "QFI\xfb")
+	binary.BigEndian.PutUint64(q[24:], 1<<30)
+	v := make([]byte, 512)
+	copy(v, "KDMV")
+	binary.LittleEndian.PutUint64(v[12:], 2048)
+	h := make([]byte, 512)
+	copy(h, "conectix")
+	binary.BigEndian.PutUint64(h[48:], 5<<20)
+	for _, c := range []struct {
+		format string
+		head   []byte
+		want   int64
+	}{{"qcow2", q, 1 << 30}, {"vmdk", v, 2048 * 512}, {"vhd", h, 5 << 20}, {"raw", q, 512}, {"qcow2", h, -1}} {
+		got := VirtualSize(c.format, c.head, 512)
+		if c.want < 0 && got != nil || c.want >= 0 && (got == nil || *got != c.want) {
+			t.Errorf("%s: %v, want %d", c.format, got, c.want)
+		}
 	}
 }
 

@@ -53,12 +53,14 @@ func (b *logBuffer) Take() string {
 	return s
 }
 
-const clusterPassword = "edge-test-pw"
+// adminPassword is the admin password of every test server
+// (identity.EnvAdminPassword).
+const adminPassword = "server-test-pw"
 
 // newCluster builds the cluster on engine ("sqlite" or "postgres").
 func newCluster(t testing.TB, engine string) *cluster {
 	t.Helper()
-	t.Setenv(identity.EnvAdminPassword, clusterPassword)
+	t.Setenv(identity.EnvAdminPassword, adminPassword)
 	cfg, err := config.Parse("[DEFAULT]\nmetrics_bind =\n[database]\nconnection = sqlite:///unused.db\n", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +74,7 @@ func newCluster(t testing.TB, engine string) *cluster {
 	c.identity, c.image, c.volume = client(config.ServiceIdentity), client(config.ServiceImage), client(config.ServiceVolume)
 	id := c.identity
 
-	c.token, c.project, c.userID = c.login("admin", clusterPassword, "admin")
+	c.token, c.project, c.userID = login(id, "admin", adminPassword, "admin")
 	fp := id.MustJSON(201, id.Do(c.token, "POST", "/v3/projects", `{"project": {"name": "fuzz"}}`))
 	c.memberProject, _ = apitest.Dig(fp, "project", "id").(string)
 	u := id.MustJSON(201, id.Do(c.token, "POST", "/v3/users", `{"user": {"name": "fuzzer", "password": "fuzzer-pw"}}`))
@@ -83,7 +85,7 @@ func newCluster(t testing.TB, engine string) *cluster {
 	}
 	role, _ := apitest.Dig(roles[0], "id").(string)
 	id.Must(204, id.Do(c.token, "PUT", "/v3/projects/"+c.memberProject+"/users/"+c.memberID+"/roles/"+role, nil))
-	c.member, _, _ = c.login("fuzzer", "fuzzer-pw", "fuzz")
+	c.member, _, _ = login(id, "fuzzer", "fuzzer-pw", "fuzz")
 
 	img := c.image.MustJSON(201, c.image.Do(c.token, "POST", "/v2/images",
 		`{"name": "edge", "disk_format": "raw", "container_format": "bare"}`))
@@ -98,10 +100,9 @@ func newCluster(t testing.TB, engine string) *cluster {
 	return c
 }
 
-// login returns a project-scoped token of user and the ids of the project
-// and the user.
-func (c *cluster) login(user, password, project string) (token, projectID, userID string) {
-	id := c.identity
+// login returns a project-scoped token of user from the identity service
+// id, and the ids of the project and the user.
+func login(id *apitest.Client, user, password, project string) (token, projectID, userID string) {
 	id.T.Helper()
 	r := id.Must(201, id.Do("", "POST", "/v3/auth/tokens", fmt.Sprintf(`{"auth": {"identity": {"methods": ["password"],
 		"password": {"user": {"name": %q, "domain": {"id": "default"}, "password": %q}}},

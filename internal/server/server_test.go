@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,14 +9,22 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ashlar-dev/ashlar/internal/apitest"
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
+	"github.com/ashlar-dev/ashlar/internal/identity"
+	"github.com/ashlar-dev/ashlar/internal/image/store/drivers"
 )
+
+// Tests of a whole Server on its listeners: start, health, metrics,
+// graceful shutdown, and the volume service reaching its own image service
+// in-process.
 
 func freePort(t *testing.T) string {
 	t.Helper()
@@ -40,6 +49,53 @@ func testConfig(t *testing.T, connection string, defaults ...string) *config.Con
 	return cfg
 }
 
+// running is a Server whose Run a test drives: stop cancels Run's
+// context; done is closed when Run has returned err.
+type running struct {
+	*Server
+	stop context.CancelFunc
+	done chan struct{}
+	err  error
+}
+
+// start builds the server of cfg and runs it until its listeners are
+// ready. When the test ends it is stopped and closed.
+func start(t *testing.T, cfg *config.Config) *running {
+	t.Helper()
+	srv, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	r := &running{Server: srv, stop: stop, done: make(chan struct{})}
+	ready := make(chan struct{})
+	go func() {
+		defer close(r.done)
+		r.err = srv.Run(ctx, func() { close(ready) })
+	}()
+	t.Cleanup(func() {
+		stop()
+		<-r.done
+		srv.Close()
+	})
+	select {
+	case <-ready:
+	case <-r.done:
+		t.Fatalf("Run: %v", r.err)
+	}
+	return r
+}
+
+// serve runs the server of cfg until the test ends.
+func serve(t *testing.T, cfg *config.Config) *Server { return start(t, cfg).Server }
+
+// adminToken is a token of the admin user, scoped to project admin.
+func adminToken(t *testing.T, identityURL string) string {
+	t.Helper()
+	token, _, _ := login(&apitest.Client{T: t, URL: identityURL}, "admin", adminPassword, "admin")
+	return token
+}
+
 // The three services start on their own addresses, answer version documents
 // and health checks, expose metrics, and stop cleanly, on both engines.
 func TestServeAllServices(t *testing.T) {
@@ -47,29 +103,15 @@ func TestServeAllServices(t *testing.T) {
 		t.Run(engine, func(t *testing.T) {
 			conn := dbtest.Connection(t, engine)
 			cfg := testConfig(t, conn)
-			ctx := context.Background()
 			if engine == "postgres" {
 				// serve refuses a PostgreSQL schema that is behind.
-				if _, err := New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil ||
+				if _, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler)); err == nil ||
 					!strings.Contains(err.Error(), "ashlar db migrate") {
 					t.Fatalf("New on an unmigrated postgres = %v, want a message naming ashlar db migrate", err)
 				}
 				cfg = testConfig(t, migrated(t, engine))
 			}
-			srv, err := New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer srv.Close()
-			runCtx, stop := context.WithCancel(ctx)
-			ready := make(chan struct{})
-			done := make(chan error, 1)
-			go func() { done <- srv.Run(runCtx, func() { close(ready) }) }()
-			select {
-			case <-ready:
-			case err := <-done:
-				t.Fatalf("Run: %v", err)
-			}
+			srv := start(t, cfg)
 
 			for _, tt := range []struct {
 				name, bind string
@@ -96,11 +138,11 @@ func TestServeAllServices(t *testing.T) {
 				t.Errorf("metrics lack the image healthcheck counter:\n%.2000s", m.body)
 			}
 
-			stop()
+			srv.stop()
 			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run after shutdown: %v", err)
+			case <-srv.done:
+				if srv.err != nil {
+					t.Errorf("Run after shutdown: %v", srv.err)
 				}
 			case <-time.After(ShutdownTimeout + 5*time.Second):
 				t.Fatal("Run did not return after cancel")
@@ -141,4 +183,193 @@ func get(t *testing.T, url string) response {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return response{resp, b}
+}
+
+// SIGTERM (a cancelled Run context) stops new connections but lets an
+// upload that is already streaming finish and succeed.
+func TestShutdownLetsInFlightUploadFinish(t *testing.T) {
+	t.Setenv(identity.EnvAdminPassword, adminPassword)
+	cfg := testConfig(t, "sqlite:///"+t.TempDir()+"/a.db")
+	srv := start(t, cfg)
+	token := adminToken(t, "http://"+cfg.Identity.Bind)
+	img := "http://" + cfg.Image.Bind
+	images := &apitest.Client{T: t, URL: img}
+	created := images.MustJSON(201, images.Do(token, "POST", "/v2/images",
+		`{"name": "inflight", "disk_format": "raw", "container_format": "bare"}`))
+	id, _ := created["id"].(string)
+	status := func() string {
+		var s string
+		_ = srv.DB().QueryRowContext(context.Background(), "SELECT status FROM images WHERE id = ?", id).Scan(&s)
+		return s
+	}
+
+	// Start the upload, send half the body, then shut down.
+	body, w := io.Pipe()
+	const half = 4 << 20
+	put, _ := http.NewRequest("PUT", img+"/v2/images/"+id+"/file", body)
+	put.Header.Set("X-Auth-Token", token)
+	put.Header.Set("Content-Type", "application/octet-stream")
+	put.ContentLength = 2 * half
+	// A connection of its own: on a reused keep-alive connection the server
+	// could still see the connection as idle (request not read yet) when
+	// shutdown begins, and closing idle connections is what Shutdown does.
+	upClient := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	result := make(chan *http.Response, 1)
+	go func() {
+		r, err := upClient.Do(put)
+		if err != nil {
+			t.Errorf("upload: %v", err)
+		}
+		result <- r
+	}()
+	if _, err := w.Write(bytes.Repeat([]byte{1}, half)); err != nil {
+		t.Fatal(err)
+	}
+	// In flight for the server too: the image is saving.
+	apitest.Eventually(t, 10*time.Second, func() bool { return status() == "saving" },
+		func() string { return fmt.Sprintf("image never reached saving (status %q)", status()) })
+	srv.stop()
+	// New connections are refused once shutdown has begun.
+	apitest.Eventually(t, 5*time.Second, func() bool {
+		c, err := net.DialTimeout("tcp", cfg.Image.Bind, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	}, func() string { return "image listener still accepting after shutdown began" })
+	select {
+	case <-srv.done:
+		t.Fatalf("Run returned (%v) while an upload was in flight", srv.err)
+	default:
+	}
+	if _, err := w.Write(bytes.Repeat([]byte{2}, half)); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	r := <-result
+	if r == nil {
+		t.Fatal("no response to the in-flight upload")
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusNoContent {
+		t.Errorf("in-flight upload finished with %d, want 204", r.StatusCode)
+	}
+	select {
+	case <-srv.done:
+		if srv.err != nil {
+			t.Errorf("Run: %v", srv.err)
+		}
+	case <-time.After(ShutdownTimeout):
+		t.Fatal("Run did not return after the in-flight upload finished")
+	}
+	// The upload really landed: the image is active in the default store.
+	if s := status(); s != "active" {
+		t.Errorf("image status after shutdown = %q; want active", s)
+	}
+}
+
+// The volume service reaches the image service of its own process without
+// a socket: with the image service's public URL pointing at a port nothing
+// listens on, upload-to-image still lands the image, since requests for
+// that host are served in-process (internal/api/loopback); and a store
+// failure comes back through it as it would over HTTP: the image is
+// deleted, the volume is available again and a user message says why.
+func TestVolumeUploadReachesOwnImageServiceInProcess(t *testing.T) {
+	t.Setenv(identity.EnvAdminPassword, adminPassword)
+	nowhere := freePort(t) // closed again: connecting there is refused
+	state := t.TempDir()
+	text := fmt.Sprintf(`[DEFAULT]
+metrics_bind =
+[database]
+connection = sqlite:///%s/a.db
+[identity]
+bind = %s
+[image]
+bind = %s
+public_url = http://%s
+[volume]
+bind = %s
+`, t.TempDir(), freePort(t), freePort(t), nowhere, freePort(t))
+	// as serve loads it: the drivers resolve their options (the default
+	// store's directory, removed below)
+	cfg, err := config.Parse(text, state, drivers.Check)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, cfg)
+	if c, err := net.DialTimeout("tcp", nowhere, time.Second); err == nil {
+		c.Close()
+		t.Skipf("something listens on %s", nowhere)
+	}
+
+	token := adminToken(t, "http://"+cfg.Identity.Bind)
+	vol := &apitest.Client{T: t, URL: "http://" + cfg.Volume.Bind + "/v3", Header: http.Header{}}
+	vol.Header.Set("OpenStack-API-Version", "volume 3.67") // project-less URLs
+	images := &apitest.Client{T: t, URL: "http://" + cfg.Image.Bind}
+	// waitFor polls path until the status of its object (under key, or
+	// the body itself) is want.
+	waitFor := func(c *apitest.Client, path, key, want string) map[string]any {
+		t.Helper()
+		var obj map[string]any
+		apitest.Eventually(t, 60*time.Second, func() bool {
+			obj = c.MustJSON(200, c.Do(token, "GET", path, nil))
+			if key != "" {
+				obj, _ = obj[key].(map[string]any)
+			}
+			if s := obj["status"]; s == "error" || s == "killed" {
+				t.Fatalf("%s: status %v, want %s", path, s, want)
+			}
+			return obj["status"] == want
+		}, func() string { return fmt.Sprintf("%s: status %v, want %s", path, obj["status"], want) })
+		return obj
+	}
+	upload := func(volID, name string) string {
+		t.Helper()
+		r := vol.MustJSON(202, vol.Do(token, "POST", "/volumes/"+volID+"/action", `{"os-volume_upload_image": {"image_name": "`+name+
+			`", "disk_format": "qcow2", "container_format": "bare"}}`))
+		id, _ := apitest.Dig(r, "os-volume_upload_image", "image_id").(string)
+		return id
+	}
+
+	volID, _ := apitest.Dig(vol.MustJSON(202, vol.Do(token, "POST", "/volumes", `{"volume": {"size": 1, "name": "in-process"}}`)), "volume", "id").(string)
+	volPath := "/volumes/" + volID
+	waitFor(vol, volPath, "volume", "available")
+
+	t.Run("upload lands", func(t *testing.T) {
+		id := upload(volID, "in-process")
+		img := waitFor(images, "/v2/images/"+id, "", "active")
+		if img["stores"] != "fast" || img["disk_format"] != "qcow2" || img["size"].(float64) <= 0 || img["checksum"] == nil {
+			t.Errorf("image = %v", img)
+		}
+		waitFor(vol, volPath, "volume", "available")
+	})
+
+	t.Run("store failure comes back", func(t *testing.T) {
+		// the default store's directory becomes a file: nothing can be written there
+		dir := cfg.Stores[0].Options["filesystem_store_datadir"]
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dir, []byte("not a directory"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		id := upload(volID, "doomed")
+		var r apitest.Resp
+		apitest.Eventually(t, 60*time.Second, func() bool {
+			r = images.Do(token, "GET", "/v2/images/"+id, nil)
+			return r.Code == http.StatusNotFound // deleted after the failed upload
+		}, func() string { return fmt.Sprintf("image %s still there (%d) after the store failed", id, r.Code) })
+		waitFor(vol, volPath, "volume", "available")
+		msgs, _ := vol.MustJSON(200, vol.Do(token, "GET", "/messages", nil))["messages"].([]any)
+		found := false
+		for _, m := range msgs {
+			// VOLUME_003: copy volume to image; 004: failed at the backend
+			if apitest.Dig(m, "resource_uuid") == volID && apitest.Dig(m, "event_id") == "VOLUME_VOLUME_003_004" {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no upload-failure message for volume %s: %v", volID, msgs)
+		}
+	})
 }

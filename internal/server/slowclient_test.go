@@ -2,11 +2,9 @@ package server
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"regexp"
@@ -16,32 +14,8 @@ import (
 	"time"
 
 	"github.com/ashlar-dev/ashlar/internal/apitest"
-	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/identity"
 )
-
-// serve runs srv's listeners until the test ends.
-func serve(t *testing.T, cfg *config.Config) *Server {
-	t.Helper()
-	srv, err := New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() { done <- srv.Run(ctx, func() { close(ready) }) }()
-	t.Cleanup(func() {
-		stop()
-		<-done
-		srv.Close()
-	})
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	}
-	return srv
-}
 
 // dialSend opens a connection to addr and writes s on it.
 func dialSend(t *testing.T, addr, s string) net.Conn {
@@ -77,7 +51,7 @@ func closedBy(t *testing.T, c net.Conn, deadline time.Time) (time.Time, string) 
 // client_socket_timeout; and an image upload that is slow but keeps
 // sending is not cut by the JSON body deadline.
 func TestStalledClientsAreCut(t *testing.T) {
-	t.Setenv(identity.EnvAdminPassword, "shutdown-test-pw")
+	t.Setenv(identity.EnvAdminPassword, adminPassword)
 	cfg := testConfig(t, "sqlite:///"+t.TempDir()+"/a.db",
 		"client_header_timeout = 1", "client_body_timeout = 1", "client_socket_timeout = 3")
 	serve(t, cfg)
@@ -169,7 +143,7 @@ func TestStalledClientsAreCut(t *testing.T) {
 // slot is free again once one of them is closed. Loopback is exempt by
 // default, so the cap is tested with an empty exempt list.
 func TestConnectionCapPerClient(t *testing.T) {
-	t.Setenv(identity.EnvAdminPassword, "shutdown-test-pw")
+	t.Setenv(identity.EnvAdminPassword, adminPassword)
 	cfg := testConfig(t, "sqlite:///"+t.TempDir()+"/a.db",
 		"max_connections_per_client = 3", "connection_limit_exempt =")
 	serve(t, cfg)

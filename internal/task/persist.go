@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -62,27 +61,14 @@ func due(ctx context.Context, q db.Querier, kinds []string, limit int) ([]candid
 		args = append(args, k)
 	}
 	args = append(args, now, now, limit)
-	rows, err := q.QueryContext(ctx, `SELECT id, kind, epoch FROM tasks
-WHERE kind IN (`+placeholders(len(kinds))+`)
+	return db.QueryRows(ctx, q, func(r db.Row) (candidate, error) {
+		var c candidate
+		err := r.Scan(&c.id, &c.kind, &c.epoch)
+		return c, err
+	}, `SELECT id, kind, epoch FROM tasks
+WHERE kind IN (`+db.Placeholders(len(kinds))+`)
   AND ((state = 'pending' AND not_before <= ?) OR (state = 'running' AND lease_until < ?))
 ORDER BY not_before, created_at LIMIT ?`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []candidate
-	for rows.Next() {
-		var c candidate
-		if err := rows.Scan(&c.id, &c.kind, &c.epoch); err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
-}
-
-func placeholders(n int) string {
-	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }
 
 // claim takes c for owner if nobody claimed it since it was listed (the
@@ -90,15 +76,12 @@ func placeholders(n int) string {
 // task, or nil when another node was first.
 func claim(ctx context.Context, q db.Querier, c candidate, owner string, leaseUntil time.Time) (*Task, error) {
 	now := ts(time.Now())
-	res, err := q.ExecContext(ctx, `UPDATE tasks SET state = 'running', lease_owner = ?, lease_until = ?,
+	claimed, err := db.Changed(ctx, q, `UPDATE tasks SET state = 'running', lease_owner = ?, lease_until = ?,
 epoch = epoch + 1, attempts = attempts + 1, updated_at = ?
 WHERE id = ? AND epoch = ?
   AND ((state = 'pending' AND not_before <= ?) OR (state = 'running' AND lease_until < ?))`,
 		owner, ts(leaseUntil), now, c.id, c.epoch, now, now)
-	if err != nil {
-		return nil, err
-	}
-	if n, err := res.RowsAffected(); err != nil || n != 1 {
+	if err != nil || !claimed {
 		return nil, err
 	}
 	t := &Task{}
@@ -118,43 +101,32 @@ FROM tasks WHERE id = ?`, c.id).Scan(&t.ID, &t.Kind, &t.Subject, &payload, &t.At
 
 // renew extends every running lease owner holds and returns the ids and
 // epochs it extended: a task this node holds that is not among them has
-// been claimed by another node.
+// been claimed by another node. With an error, the map holds those read
+// before it.
 func renew(ctx context.Context, q db.Querier, owner string, leaseUntil time.Time) (map[string]int64, error) {
 	now := ts(time.Now())
-	rows, err := q.QueryContext(ctx, `UPDATE tasks SET lease_until = ?, updated_at = ?
-WHERE lease_owner = ? AND state = 'running' RETURNING id, epoch`, ts(leaseUntil), now, owner)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	out := map[string]int64{}
-	for rows.Next() {
+	err := db.EachRow(ctx, q, func(r db.Row) error {
 		var id string
 		var epoch int64
-		if err := rows.Scan(&id, &epoch); err != nil {
-			return nil, err
+		if err := r.Scan(&id, &epoch); err != nil {
+			return err
 		}
 		out[id] = epoch
-	}
-	return out, rows.Err()
+		return nil
+	}, `UPDATE tasks SET lease_until = ?, updated_at = ?
+WHERE lease_owner = ? AND state = 'running' RETURNING id, epoch`, ts(leaseUntil), now, owner)
+	return out, err
 }
 
 // finish ends a task claimed at epoch, in q; ErrLeaseLost when the task was
 // claimed again since (or already finished).
 func finish(ctx context.Context, q db.Querier, id string, epoch int64, state State, lastError string) error {
 	now := ts(time.Now())
-	res, err := q.ExecContext(ctx, `UPDATE tasks SET state = ?, last_error = CASE WHEN ? = '' THEN last_error ELSE ? END,
+	held, err := db.Changed(ctx, q, `UPDATE tasks SET state = ?, last_error = CASE WHEN ? = '' THEN last_error ELSE ? END,
 lease_owner = NULL, lease_until = NULL, finished_at = ?, updated_at = ?
 WHERE id = ? AND epoch = ? AND state = 'running'`, string(state), lastError, lastError, now, now, id, epoch)
-	if err != nil {
-		return fmt.Errorf("finishing task %s: %w", id, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return err
-	} else if n != 1 {
-		return ErrLeaseLost
-	}
-	return nil
+	return leaseHeld(held, err, "finishing", id)
 }
 
 // requeue hands a task claimed at epoch back as pending, due at notBefore,
@@ -165,15 +137,19 @@ func requeue(ctx context.Context, q db.Querier, id string, epoch int64, notBefor
 	if refund {
 		back = 1
 	}
-	res, err := q.ExecContext(ctx, `UPDATE tasks SET state = 'pending', not_before = ?, attempts = attempts - ?,
+	held, err := db.Changed(ctx, q, `UPDATE tasks SET state = 'pending', not_before = ?, attempts = attempts - ?,
 last_error = CASE WHEN ? = '' THEN last_error ELSE ? END, lease_owner = NULL, lease_until = NULL, updated_at = ?
 WHERE id = ? AND epoch = ? AND state = 'running'`, ts(notBefore), back, lastError, lastError, ts(time.Now()), id, epoch)
+	return leaseHeld(held, err, "requeueing", id)
+}
+
+// leaseHeld is the error of a statement on a task that changes it only
+// under the claim's epoch: ErrLeaseLost when it changed nothing.
+func leaseHeld(changed bool, err error, doing, id string) error {
 	if err != nil {
-		return fmt.Errorf("requeueing task %s: %w", id, err)
+		return fmt.Errorf("%s task %s: %w", doing, id, err)
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return err
-	} else if n != 1 {
+	if !changed {
 		return ErrLeaseLost
 	}
 	return nil
@@ -213,25 +189,18 @@ func List(ctx context.Context, q db.Querier, subject string, limit int) ([]Info,
 	if subject != "" {
 		where, args = "WHERE subject = ?", append(args, subject)
 	}
-	rows, err := q.QueryContext(ctx, `SELECT id, kind, subject, request_id, state, attempts, COALESCE(lease_owner, ''),
+	return db.QueryRows(ctx, q, scanInfo, `SELECT id, kind, subject, request_id, state, attempts, COALESCE(lease_owner, ''),
 last_error, created_at, updated_at, lease_until, finished_at FROM tasks `+where+` ORDER BY created_at, id LIMIT ?`,
 		append(args, limit)...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Info
-	for rows.Next() {
-		var i Info
-		var state string
-		var created, updated, lease, finished db.Timestamp
-		if err := rows.Scan(&i.ID, &i.Kind, &i.Subject, &i.RequestID, &state, &i.Attempts, &i.Node, &i.LastError,
-			&created, &updated, &lease, &finished); err != nil {
-			return nil, err
-		}
-		i.State = State(state)
-		i.CreatedAt, i.UpdatedAt, i.LeaseUntil, i.FinishedAt = created.Time, updated.Time, lease.Time, finished.Time
-		out = append(out, i)
-	}
-	return out, rows.Err()
+}
+
+func scanInfo(r db.Row) (Info, error) {
+	var i Info
+	var state string
+	var created, updated, lease, finished db.Timestamp
+	err := r.Scan(&i.ID, &i.Kind, &i.Subject, &i.RequestID, &state, &i.Attempts, &i.Node, &i.LastError,
+		&created, &updated, &lease, &finished)
+	i.State = State(state)
+	i.CreatedAt, i.UpdatedAt, i.LeaseUntil, i.FinishedAt = created.Time, updated.Time, lease.Time, finished.Time
+	return i, err
 }

@@ -1,8 +1,9 @@
 // Package testenv starts the real external servers tests need — today the
-// pinned MinIO S3 server — on 127.0.0.1 with throwaway state.
+// pinned MinIO S3 server — on 127.0.0.1 with throwaway state, and finds
+// the external tools they run (Tool).
 //
-// A missing server binary skips the test locally and fails it when
-// CI=true, so CI can never go green by silently skipping the S3 suite.
+// A missing server binary or tool skips the test locally and fails it
+// when CI=true, so CI can never go green by silently skipping the S3 suite.
 // scripts/setup.sh builds the binary into the cache ($ASHLAR_CACHE, default
 // ~/.cache/ashlar); tests never download anything.
 package testenv
@@ -56,6 +57,47 @@ func SkipOrFatal(t testing.TB, format string, args ...any) {
 		t.Fatalf("CI=true: "+format, args...)
 	}
 	t.Skipf(format, args...)
+}
+
+// Tool returns the path of the command name, skipping the test when it is
+// not installed (failing it under CI=true); pkg is the Debian package that
+// provides it.
+func Tool(t testing.TB, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		SkipOrFatal(t, "%s not found (install %s)", name, pkg)
+	}
+	return p
+}
+
+// RealGlance returns the Glance v2 endpoint ASHLAR_TEST_GLANCE_URL and the
+// token ASHLAR_TEST_GLANCE_TOKEN to send it, for the tests that run against
+// a real Glance (the interop suite's peer); it skips the test when no URL
+// is set, as such a Glance is opt-in, not something CI must have.
+func RealGlance(t testing.TB) (url, token string) {
+	t.Helper()
+	url = os.Getenv("ASHLAR_TEST_GLANCE_URL")
+	if url == "" {
+		t.Skip("ASHLAR_TEST_GLANCE_URL not set")
+	}
+	return url, os.Getenv("ASHLAR_TEST_GLANCE_TOKEN")
+}
+
+// Tmpfs mounts a tmpfs of size (mount's size= option, e.g. "64m") on a
+// fresh directory, unmounted when the test ends, for tests of a full
+// filesystem. It skips the test where mounting is not allowed (not root).
+func Tmpfs(t testing.TB, size string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() })
+	return mnt
 }
 
 // MinIO is a running MinIO server.

@@ -3,7 +3,6 @@ package volume
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -73,11 +72,25 @@ func newEnv(t *testing.T, d *db.DB) *env {
 func newEnvWith(t *testing.T, d *db.DB, opts func(t *testing.T, cfg *config.Config) Options) *env {
 	t.Helper()
 	g := newTestGlance(t)
+	cfg, dir := testConfig(t, "[volume]\nglance_api_servers = "+g.srv.URL)
+	var o Options
+	if opts != nil {
+		o = opts(t, cfg)
+	}
+	svc, err := NewWithOptions(context.Background(), testDeps(cfg, d, testTokens), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newEnvFor(t, svc, g, d, dir)
+}
+
+// testConfig is the configuration of a test service: sections (INI text,
+// may be empty) and the one backend, "local", the file driver under a
+// fresh directory, which it returns too.
+func testConfig(t testing.TB, sections string) (*config.Config, string) {
+	t.Helper()
 	dir := t.TempDir()
-	cfg, err := config.Parse(`
-[volume]
-glance_api_servers = `+g.srv.URL+`
-enabled_backends = local
+	cfg, err := config.Parse(sections+`
 [backend:local]
 volume_driver = file
 volumes_dir = `+filepath.Join(dir, "vols")+`
@@ -85,17 +98,13 @@ volumes_dir = `+filepath.Join(dir, "vols")+`
 	if err != nil {
 		t.Fatal(err)
 	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	deps := service.Deps{Config: cfg, DB: d, Logger: logger, Registry: prometheus.NewRegistry(), Validator: testTokens}
-	var o Options
-	if opts != nil {
-		o = opts(t, cfg)
-	}
-	svc, err := NewWithOptions(context.Background(), deps, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return newEnvFor(t, svc, g, d, dir)
+	return cfg, dir
+}
+
+// testDeps are the service dependencies of a test: cfg on d, tokens
+// validated by v, logs discarded, metrics in a registry of their own.
+func testDeps(cfg *config.Config, d *db.DB, v auth.Validator) service.Deps {
+	return service.Deps{Config: cfg, DB: d, Validator: v, Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()}
 }
 
 func (e *env) start() {
@@ -174,19 +183,8 @@ func newEnvOn(t *testing.T, d *db.DB, prev *env) *env {
 // for benchmarks.
 func newBenchEnv(b *testing.B, d *db.DB) http.Handler {
 	b.Helper()
-	dir := b.TempDir()
-	cfg, err := config.Parse(`
-[volume]
-enabled_backends = local
-[backend:local]
-volumes_dir = `+filepath.Join(dir, "vols")+`
-`, dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := New(context.Background(), service.Deps{Config: cfg, DB: d, Logger: logger,
-		Registry: prometheus.NewRegistry(), Validator: testTokens})
+	cfg, _ := testConfig(b, "")
+	svc, err := New(context.Background(), testDeps(cfg, d, testTokens))
 	if err != nil {
 		b.Fatal(err)
 	}

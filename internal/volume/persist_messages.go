@@ -22,7 +22,7 @@ type message struct {
 
 const msgCols = `id, project_id, request_id, resource_type, resource_uuid, event_id, message_level, user_message, created_at, guaranteed_until`
 
-func scanMessage(sc interface{ Scan(...any) error }) (*message, error) {
+func scanMessage(sc db.Row) (*message, error) {
 	m := &message{}
 	err := sc.Scan(&m.ID, &m.ProjectID, &m.RequestID, &m.ResourceType, &m.ResourceUUID, &m.EventID, &m.Level, &m.Text,
 		&m.CreatedAt, &m.GuaranteedTil)
@@ -50,20 +50,7 @@ func listMessages(ctx context.Context, q db.Querier, project string, filters map
 			args = append(args, v)
 		}
 	}
-	rows, err := q.QueryContext(ctx, query+` ORDER BY created_at DESC, id DESC LIMIT 1000`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*message
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
+	return db.QueryRows(ctx, q, scanMessage, query+` ORDER BY created_at DESC, id DESC LIMIT 1000`, args...)
 }
 
 // getMessage loads a message by id.

@@ -27,7 +27,7 @@ type volType struct {
 
 const typeCols = `id, name, description, is_public, created_at, updated_at`
 
-func scanType(sc interface{ Scan(...any) error }) (*volType, error) {
+func scanType(sc db.Row) (*volType, error) {
 	t := &volType{}
 	err := sc.Scan(&t.ID, &t.Name, &t.Description, &t.IsPublic, &t.CreatedAt, &t.UpdatedAt)
 	return t, err
@@ -74,21 +74,16 @@ func queryType(ctx context.Context, q db.Querier, key, where string, args ...any
 }
 
 func loadSpecs(ctx context.Context, q db.Querier, t *volType) error {
-	rows, err := q.QueryContext(ctx, `SELECT key, value FROM volume_type_extra_specs WHERE type_id = ?`, t.ID)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
 	t.ExtraSpecs = map[string]string{}
-	for rows.Next() {
+	return db.EachRow(ctx, q, func(r db.Row) error {
 		var k string
 		var v *string
-		if err := rows.Scan(&k, &v); err != nil {
+		if err := r.Scan(&k, &v); err != nil {
 			return err
 		}
 		t.ExtraSpecs[k] = deref(v)
-	}
-	return rows.Err()
+		return nil
+	}, `SELECT key, value FROM volume_type_extra_specs WHERE type_id = ?`, t.ID)
 }
 
 // typeExists reports whether a type with id exists.
@@ -125,21 +120,8 @@ func listTypes(ctx context.Context, q db.Querier, which typeListing, project str
 	case typesPrivate:
 		query += ` WHERE is_public = FALSE`
 	}
-	rows, err := q.QueryContext(ctx, query+` ORDER BY created_at DESC, id DESC LIMIT 1000`, args...)
+	types, err := db.QueryRows(ctx, q, scanType, query+` ORDER BY created_at DESC, id DESC LIMIT 1000`, args...)
 	if err != nil {
-		return nil, err
-	}
-	var types []*volType
-	for rows.Next() {
-		t, err := scanType(rows)
-		if err != nil {
-			rows.Close()
-			return nil, err
-		}
-		types = append(types, t)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	for _, t := range types {
@@ -212,7 +194,7 @@ func putSpecs(ctx context.Context, tx *db.Tx, typeID string, specs map[string]*s
 
 // deleteSpec removes one extra spec; false when the type had no such key.
 func deleteSpec(ctx context.Context, q db.Querier, typeID, key string) (bool, error) {
-	return execAffected(ctx, q, `DELETE FROM volume_type_extra_specs WHERE type_id = ? AND key = ?`, typeID, key)
+	return db.Changed(ctx, q, `DELETE FROM volume_type_extra_specs WHERE type_id = ? AND key = ?`, typeID, key)
 }
 
 // typeAccessible reports whether a private type is shared with project.
@@ -234,23 +216,14 @@ func addTypeAccess(ctx context.Context, q db.Querier, typeID, project string) er
 // removeTypeAccess stops sharing a type with project; false when it was
 // not shared.
 func removeTypeAccess(ctx context.Context, q db.Querier, typeID, project string) (bool, error) {
-	return execAffected(ctx, q, `DELETE FROM volume_type_projects WHERE type_id = ? AND project_id = ?`, typeID, project)
+	return db.Changed(ctx, q, `DELETE FROM volume_type_projects WHERE type_id = ? AND project_id = ?`, typeID, project)
 }
 
 // typeAccessProjects lists the projects a type is shared with, in order.
 func typeAccessProjects(ctx context.Context, q db.Querier, typeID string) ([]string, error) {
-	rows, err := q.QueryContext(ctx, `SELECT project_id FROM volume_type_projects WHERE type_id = ? ORDER BY project_id`, typeID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
+	return db.QueryRows(ctx, q, func(r db.Row) (string, error) {
 		var p string
-		if err := rows.Scan(&p); err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
+		err := r.Scan(&p)
+		return p, err
+	}, `SELECT project_id FROM volume_type_projects WHERE type_id = ? ORDER BY project_id`, typeID)
 }

@@ -56,7 +56,7 @@ func (v *vol) kv(set kvSet) map[string]string {
 	return v.Metadata
 }
 
-func scanVol(sc interface{ Scan(...any) error }) (*vol, error) {
+func scanVol(sc db.Row) (*vol, error) {
 	v := &vol{}
 	err := sc.Scan(&v.ID, &v.ProjectID, &v.UserID, &v.Name, &v.Description, &v.Size, &v.Status, &v.PreviousStatus,
 		&v.AttachStatus, &v.TypeID, &v.TypeName, &v.AZ, &v.Host, &v.Bootable, &v.Readonly, &v.Multiattach,
@@ -101,20 +101,16 @@ func loadKV(ctx context.Context, q db.Querier, v *vol) error {
 }
 
 func readKV(ctx context.Context, q db.Querier, set kvSet, id string) (map[string]string, error) {
-	rows, err := q.QueryContext(ctx, `SELECT key, value FROM `+string(set)+` WHERE volume_id = ?`, id)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	m := map[string]string{}
-	for rows.Next() {
+	err := db.EachRow(ctx, q, func(r db.Row) error {
 		var k, v string
-		if err := rows.Scan(&k, &v); err != nil {
-			return nil, err
+		if err := r.Scan(&k, &v); err != nil {
+			return err
 		}
 		m[k] = v
-	}
-	return m, rows.Err()
+		return nil
+	}, `SELECT key, value FROM `+string(set)+` WHERE volume_id = ?`, id)
+	return m, err
 }
 
 // loadKVs fills the metadata of a page of volumes with one query per
@@ -131,20 +127,15 @@ func loadKVs(ctx context.Context, q db.Querier, vols []*vol) error {
 		args = append(args, v.ID)
 	}
 	for _, set := range []kvSet{setMetadata, setImageMetadata} {
-		rows, err := q.QueryContext(ctx, `SELECT volume_id, key, value FROM `+string(set)+` WHERE volume_id IN (`+placeholders(len(vols))+`)`, args...)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
+		err := db.EachRow(ctx, q, func(r db.Row) error {
 			var id, k, val string
-			if err := rows.Scan(&id, &k, &val); err != nil {
-				rows.Close()
+			if err := r.Scan(&id, &k, &val); err != nil {
 				return err
 			}
 			byID[id].kv(set)[k] = val
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+			return nil
+		}, `SELECT volume_id, key, value FROM `+string(set)+` WHERE volume_id IN (`+db.Placeholders(len(vols))+`)`, args...)
+		if err != nil {
 			return err
 		}
 	}
@@ -180,7 +171,7 @@ func setStatus(ctx context.Context, q db.Querier, id, to string, from ...string)
 	for _, f := range from {
 		args = append(args, f)
 	}
-	moved, err := execAffected(ctx, q, `UPDATE volumes SET previous_status = status, status = ?, updated_at = ? WHERE id = ? AND status IN (`+placeholders(len(from))+`)`, args...)
+	moved, err := db.Changed(ctx, q, `UPDATE volumes SET previous_status = status, status = ?, updated_at = ? WHERE id = ? AND status IN (`+db.Placeholders(len(from))+`)`, args...)
 	if err != nil {
 		return err
 	}
@@ -238,7 +229,7 @@ func setHost(ctx context.Context, q db.Querier, id, host string) error {
 // markCreated moves a creating volume to available with its bootable flag.
 // It reports false when the volume was no longer creating (or is gone).
 func markCreated(ctx context.Context, q db.Querier, id string, bootable bool) (bool, error) {
-	return execAffected(ctx, q, `UPDATE volumes SET status = 'available', bootable = ?, updated_at = ? WHERE id = ? AND status = 'creating'`,
+	return db.Changed(ctx, q, `UPDATE volumes SET status = 'available', bootable = ?, updated_at = ? WHERE id = ? AND status = 'creating'`,
 		bootable, db.Now(), id)
 }
 
@@ -275,7 +266,7 @@ func replaceKV(ctx context.Context, tx *db.Tx, set kvSet, id string, m map[strin
 
 // deleteKV removes one key of a volume's set; false when it had none.
 func deleteKV(ctx context.Context, q db.Querier, set kvSet, id, key string) (bool, error) {
-	return execAffected(ctx, q, `DELETE FROM `+string(set)+` WHERE volume_id = ? AND key = ?`, id, key)
+	return db.Changed(ctx, q, `DELETE FROM `+string(set)+` WHERE volume_id = ? AND key = ?`, id, key)
 }
 
 // volumeFilter selects the volumes of a list or summary.
@@ -366,19 +357,8 @@ func listVolumes(ctx context.Context, q db.Querier, f volumeFilter, p volumePage
 		args = append(args, key, p.Marker)
 	}
 	query := `SELECT ` + volCols + volFrom + where + ` ORDER BY ` + col + ` ` + dir + `, v.id ` + dir + ` LIMIT ? OFFSET ?`
-	rows, err := q.QueryContext(ctx, query, append(args, p.Limit+1, p.Offset)...)
+	vols, err = db.QueryRows(ctx, q, scanVol, query, append(args, p.Limit+1, p.Offset)...)
 	if err != nil {
-		return nil, false, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		v, err := scanVol(rows)
-		if err != nil {
-			return nil, false, err
-		}
-		vols = append(vols, v)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, false, err
 	}
 	if len(vols) > p.Limit {
@@ -398,18 +378,14 @@ func summarizeVolumes(ctx context.Context, q db.Querier, f volumeFilter) (count,
 // distinct values it has.
 func metadataValues(ctx context.Context, q db.Querier, f volumeFilter) (map[string][]string, error) {
 	where, args := f.where()
-	rows, err := q.QueryContext(ctx, `SELECT DISTINCT m.key, m.value FROM volume_metadata m JOIN volumes v ON v.id = m.volume_id`+where, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	out := map[string][]string{}
-	for rows.Next() {
+	err := db.EachRow(ctx, q, func(r db.Row) error {
 		var k, val string
-		if err := rows.Scan(&k, &val); err != nil {
-			return nil, err
+		if err := r.Scan(&k, &val); err != nil {
+			return err
 		}
 		out[k] = append(out[k], val)
-	}
-	return out, rows.Err()
+		return nil
+	}, `SELECT DISTINCT m.key, m.value FROM volume_metadata m JOIN volumes v ON v.id = m.volume_id`+where, args...)
+	return out, err
 }

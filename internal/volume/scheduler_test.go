@@ -3,11 +3,13 @@ package volume
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/ashlar-dev/ashlar/internal/apitest"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
 )
@@ -145,20 +147,13 @@ func TestRecovery(t *testing.T) {
 			// SQLite takes a dead process's leases over at start instead.
 			t.Errorf("leased work ran before the lease expired")
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			var n int
+		var n int
+		apitest.Eventually(t, 10*time.Second, func() bool {
 			if err := d.QueryRowContext(ctx, `SELECT COUNT(*) FROM tasks WHERE state IN ('pending', 'running')`).Scan(&n); err != nil {
 				t.Fatal(err)
 			}
-			if n == 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d tasks unfinished", n)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return n == 0
+		}, func() string { return fmt.Sprintf("%d tasks unfinished", n) })
 	})
 }
 

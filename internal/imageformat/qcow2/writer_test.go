@@ -11,20 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-)
 
-// needQemuImg skips without qemu-img, except under CI where it must exist.
-func needQemuImg(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("qemu-img")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("qemu-img not found (install qemu-utils)")
-		}
-		t.Skip("qemu-img not found (install qemu-utils)")
-	}
-	return p
-}
+	"github.com/ashlar-dev/ashlar/internal/testenv"
+)
 
 const mib = 1 << 20
 
@@ -40,7 +29,7 @@ func disk(size int64, seed uint64, ranges []Range) []byte {
 }
 
 func TestQemuImgAcceptsImage(t *testing.T) {
-	qemu := needQemuImg(t)
+	qemu := testenv.Tool(t, "qemu-img", "qemu-utils")
 	cases := []struct {
 		name   string
 		size   int64

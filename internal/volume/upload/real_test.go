@@ -9,18 +9,15 @@ import (
 	"testing"
 
 	"github.com/ashlar-dev/ashlar/internal/glanceclient"
+	"github.com/ashlar-dev/ashlar/internal/testenv"
 )
 
 // TestRealGlanceUpload uploads a volume as raw and as qcow2 into store
-// cheap of the Glance at ASHLAR_TEST_GLANCE_URL (see glanceclient's
+// cheap of a real Glance (testenv.RealGlance; see glanceclient's
 // TestRealGlance) and checks what Glance recorded and serves back.
 func TestRealGlanceUpload(t *testing.T) {
-	u := os.Getenv("ASHLAR_TEST_GLANCE_URL")
-	if u == "" {
-		t.Skip("ASHLAR_TEST_GLANCE_URL not set")
-	}
-	qemu := needQemuImg(t)
-	tok := os.Getenv("ASHLAR_TEST_GLANCE_TOKEN")
+	u, tok := testenv.RealGlance(t)
+	qemu := testenv.Tool(t, "qemu-img", "qemu-utils")
 	c, err := glanceclient.New(u, nil)
 	if err != nil {
 		t.Fatal(err)

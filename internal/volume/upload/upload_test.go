@@ -15,23 +15,12 @@ import (
 
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/testenv"
 	"github.com/ashlar-dev/ashlar/internal/volume/driver"
 	"github.com/ashlar-dev/ashlar/internal/volume/driver/file"
 )
 
 const mib = 1 << 20
-
-func needQemuImg(t testing.TB) string {
-	t.Helper()
-	p, err := exec.LookPath("qemu-img")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("qemu-img not found (install qemu-utils)")
-		}
-		t.Skip("qemu-img not found (install qemu-utils)")
-	}
-	return p
-}
 
 // testVolume is a file-driver volume of size bytes: random data in the
 // given [start,end) ranges, zeros (holes) elsewhere.
@@ -109,7 +98,7 @@ func TestRawCanceled(t *testing.T) {
 // TestUploadFormats uploads each shape in each disk format and checks the
 // stored image with qemu-img compare against the volume.
 func TestUploadFormats(t *testing.T) {
-	qemu := needQemuImg(t)
+	qemu := testenv.Tool(t, "qemu-img", "qemu-utils")
 	s, client := newSink(t, true)
 	ctx := context.Background()
 	qemuName := map[string]string{"raw": "raw", "qcow2": "qcow2", "vmdk": "vmdk", "vdi": "vdi",

@@ -18,6 +18,8 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/image/store"
+	"github.com/ashlar-dev/ashlar/internal/image/store/storetest"
+	"github.com/ashlar-dev/ashlar/internal/testenv"
 )
 
 func newTestDriver(t *testing.T) *Driver {
@@ -219,7 +221,7 @@ func TestWriteErrors(t *testing.T) {
 		t.Run(c.errno.Error(), func(t *testing.T) {
 			d := newTestDriver(t)
 			d.wrapWrite = func(w io.Writer) io.Writer { return &errAfter{w: w, n: 3 << 20, err: c.errno} }
-			_, err := d.Put(context.Background(), "img", bytes.NewReader(testData(5<<20, 1)))
+			_, err := d.Put(context.Background(), "img", bytes.NewReader(storetest.Data(5<<20, 1)))
 			if !errs.Is(err, c.kind) || !errors.Is(err, c.errno) {
 				t.Fatalf("Put = %v (kind %v), want kind %v wrapping %v", err, errs.KindOf(err), c.kind, c.errno)
 			}
@@ -240,39 +242,32 @@ func TestWriteErrors(t *testing.T) {
 // TestFullFilesystem fills a real 1 MiB tmpfs. It needs CAP_SYS_ADMIN to
 // mount and skips without it.
 func TestFullFilesystem(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", mnt).Run() })
+	mnt := testenv.Tmpfs(t, "1m")
 	d, err := New(mnt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = d.Put(context.Background(), "big", bytes.NewReader(testData(3<<20, 1)))
+	_, err = d.Put(context.Background(), "big", bytes.NewReader(storetest.Data(3<<20, 1)))
 	if !errs.Is(err, errs.TooLarge) {
 		t.Fatalf("Put into full fs = %v, want TooLarge", err)
 	}
 	if left := tempFiles(t, mnt); len(left) > 0 {
 		t.Fatalf("temp files left on the full fs: %v", left)
 	}
-	if _, err := d.Put(context.Background(), "small", bytes.NewReader(testData(100<<10, 1))); err != nil {
+	if _, err := d.Put(context.Background(), "small", bytes.NewReader(storetest.Data(100<<10, 1))); err != nil {
 		t.Fatalf("Put after the failure (space must have been freed): %v", err)
 	}
 	// Thin: data that does not fit fails the same way; 3 MiB that are
 	// nearly all zeros fit on the 1 MiB filesystem.
 	d.SetThin(true)
-	if _, err := d.Put(context.Background(), "big-thin", bytes.NewReader(testData(3<<20, 2))); !errs.Is(err, errs.TooLarge) {
+	if _, err := d.Put(context.Background(), "big-thin", bytes.NewReader(storetest.Data(3<<20, 2))); !errs.Is(err, errs.TooLarge) {
 		t.Fatalf("thin Put into full fs = %v, want TooLarge", err)
 	}
 	if left := tempFiles(t, mnt); len(left) > 0 {
 		t.Fatalf("temp files left on the full fs: %v", left)
 	}
 	sparse := make([]byte, 3<<20)
-	copy(sparse[1<<20:], testData(4096, 3))
+	copy(sparse[1<<20:], storetest.Data(4096, 3))
 	if _, err := d.Put(context.Background(), "sparse", bytes.NewReader(sparse)); err != nil {
 		t.Fatalf("thin Put of 3 MiB of mostly zeros on a 1 MiB fs: %v", err)
 	}
@@ -359,7 +354,7 @@ func TestSweep(t *testing.T) {
 // the file to a ReaderFrom (what lets net/http use sendfile).
 func TestGetSendfile(t *testing.T) {
 	d := newTestDriver(t)
-	data := testData(1<<20, 3)
+	data := storetest.Data(1<<20, 3)
 	if _, err := d.Put(context.Background(), "k", bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
 	}
@@ -394,13 +389,4 @@ func (r *recordingReaderFrom) Write(p []byte) (int, error) { return r.buf.Write(
 func (r *recordingReaderFrom) ReadFrom(src io.Reader) (int64, error) {
 	r.src = src
 	return r.buf.ReadFrom(src)
-}
-
-// testData returns size bytes of a pattern that depends on seed.
-func testData(size int, seed byte) []byte {
-	b := make([]byte, size)
-	for i := range b {
-		b[i] = byte(i*7) ^ byte(i>>11) ^ seed
-	}
-	return b
 }

@@ -451,13 +451,22 @@ func (d *Driver) abort(ctx context.Context, key string, uploadID *string) {
 	// All part uploads have returned by now, so one successful abort
 	// frees every stored part; a failed one is retried once.
 	for range 2 {
-		_, err := d.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
-			Bucket: &d.bucket, Key: &key, UploadId: uploadID})
-		var nsu *types.NoSuchUpload
-		if err == nil || errors.As(err, &nsu) {
+		if d.abortUpload(actx, key, aws.ToString(uploadID)) == nil {
 			return
 		}
 	}
+}
+
+// abortUpload aborts the multipart upload id of key; one already gone
+// (NoSuchUpload) counts as aborted.
+func (d *Driver) abortUpload(ctx context.Context, key, id string) error {
+	_, err := d.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+		Bucket: &d.bucket, Key: &key, UploadId: &id})
+	var nsu *types.NoSuchUpload
+	if err == nil || errors.As(err, &nsu) {
+		return nil
+	}
+	return d.mapErr(ctx, err, "cannot abort upload")
 }
 
 // Get implements the store.Driver method.
@@ -575,15 +584,7 @@ func (d *Driver) ListUploads(ctx context.Context, prefix string, fn func(key, up
 // AbortUploads aborts every unfinished multipart upload under prefix: the
 // crash-recovery sweep for parts that a killed process left behind.
 func (d *Driver) AbortUploads(ctx context.Context, prefix string) error {
-	return d.ListUploads(ctx, prefix, func(key, id string) error {
-		_, err := d.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
-			Bucket: &d.bucket, Key: &key, UploadId: &id})
-		var nsu *types.NoSuchUpload
-		if err != nil && !errors.As(err, &nsu) {
-			return d.mapErr(ctx, err, "cannot abort upload")
-		}
-		return nil
-	})
+	return d.ListUploads(ctx, prefix, func(key, id string) error { return d.abortUpload(ctx, key, id) })
 }
 
 // Recover implements store.Recoverer: it aborts the unfinished multipart
@@ -594,13 +595,7 @@ func (d *Driver) Recover(ctx context.Context, key string) error {
 		if k != key {
 			return nil
 		}
-		_, err := d.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
-			Bucket: &d.bucket, Key: &k, UploadId: &id})
-		var nsu *types.NoSuchUpload
-		if err != nil && !errors.As(err, &nsu) {
-			return d.mapErr(ctx, err, "cannot abort upload")
-		}
-		return nil
+		return d.abortUpload(ctx, k, id)
 	})
 }
 

@@ -7,13 +7,12 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ashlar-dev/ashlar/internal/apitest"
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/image/store"
@@ -66,6 +65,14 @@ func uploads(t *testing.T, d *s3.Driver, prefix string) []string {
 		t.Fatalf("ListUploads: %v", err)
 	}
 	return left
+}
+
+// wantUploads fails the test unless key has n unfinished multipart uploads.
+func wantUploads(t *testing.T, d *s3.Driver, key string, n int, when string) {
+	t.Helper()
+	if left := uploads(t, d, key); len(left) != n {
+		t.Fatalf("uploads of %s %s: %v, want %d", key, when, left, n)
+	}
 }
 
 func TestConformance(t *testing.T) {
@@ -228,25 +235,14 @@ func TestAbortUploads(t *testing.T) {
 		}
 	}
 	// MinIO lists the uploads of one exact key only (AWS takes any
-	// prefix), so the sweep is run per key here.
-	if left := uploads(t, d, "orphan-1"); len(left) != 1 {
-		t.Fatalf("uploads of orphan-1 before sweep: %v", left)
-	}
-	if err := d.AbortUploads(ctx, "orphan-1"); err != nil {
-		t.Fatal(err)
-	}
-	if left := uploads(t, d, "orphan-1"); len(left) != 0 {
-		t.Fatalf("uploads of orphan-1 after sweep: %v", left)
-	}
-	// Recover (what the image service calls for an image stuck in saving).
-	if left := uploads(t, d, "orphan-2"); len(left) != 1 {
-		t.Fatalf("uploads of orphan-2 before Recover: %v", left)
-	}
-	if err := d.Recover(ctx, "orphan-2"); err != nil {
-		t.Fatal(err)
-	}
-	if left := uploads(t, d, "orphan-2"); len(left) != 0 {
-		t.Fatalf("uploads of orphan-2 after Recover: %v", left)
+	// prefix), so the sweep is run per key here. Recover is what the image
+	// service calls for an image stuck in saving.
+	for key, sweep := range map[string]func(context.Context, string) error{"orphan-1": d.AbortUploads, "orphan-2": d.Recover} {
+		wantUploads(t, d, key, 1, "before the sweep")
+		if err := sweep(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		wantUploads(t, d, key, 0, "after the sweep")
 	}
 	if err := d.Recover(ctx, "never-uploaded"); err != nil {
 		t.Fatalf("Recover with nothing to do: %v", err)
@@ -270,14 +266,7 @@ func BenchmarkS3(b *testing.B) {
 // failure (503); either way no object and no parts remain, and a small
 // upload works once space is freed.
 func TestStoreFull(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() })
+	mnt := testenv.Tmpfs(t, "64m")
 	m := testenv.StartMinIOIn(t, mnt)
 	d, err := s3.New(s3.Config{Endpoint: m.Endpoint, Bucket: "full", AccessKey: m.AccessKey,
 		SecretKey: m.SecretKey, CreateBucket: true, PartSize: 5 << 20})
@@ -349,30 +338,17 @@ func TestStoreFull(t *testing.T) {
 	}
 }
 
-// endless is a reader that never ends: an upload that is still running.
-type endless struct{}
-
-func (endless) Read(p []byte) (int, error) {
-	time.Sleep(time.Millisecond)
-	return min(len(p), 256<<10), nil
-}
-
 // TestKilledMidUpload kills (SIGKILL) a process in the middle of a
 // multipart Put: no object appears, and Recover, what the image service
 // runs at start-up for an image stuck in saving, removes the stored parts.
 func TestKilledMidUpload(t *testing.T) {
-	if env := os.Getenv("ASHLAR_S3_CHILD"); env != "" {
+	storetest.PutInChild(func(config string) (store.Driver, error) {
 		var c s3.Config
-		if err := json.Unmarshal([]byte(env), &c); err != nil {
-			os.Exit(3)
+		if err := json.Unmarshal([]byte(config), &c); err != nil {
+			return nil, err
 		}
-		d, err := s3.New(c)
-		if err != nil {
-			os.Exit(3)
-		}
-		_, _ = d.Put(context.Background(), "img", endless{})
-		os.Exit(4) // not reached: the parent kills us first
-	}
+		return s3.New(c)
+	}, 256<<10)
 	d := newDriver(t, nil)
 	ctx := context.Background()
 	if _, err := d.Put(ctx, "seed", strings.NewReader("x")); err != nil { // creates the bucket
@@ -381,43 +357,25 @@ func TestKilledMidUpload(t *testing.T) {
 	m := testenv.SharedMinIO(t)
 	cfg, _ := json.Marshal(s3.Config{Endpoint: m.Endpoint, Bucket: d.Bucket(), AccessKey: m.AccessKey,
 		SecretKey: m.SecretKey, PartSize: 5 << 20, Concurrency: 1})
-	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledMidUpload$")
-	cmd.Env = append(os.Environ(), "ASHLAR_S3_CHILD="+string(cfg))
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	kill := storetest.StartPutChild(t, string(cfg))
 	// Wait until the upload has stored a part.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	apitest.Eventually(t, 30*time.Second, func() bool {
 		var ids []string
 		_ = d.ListUploads(ctx, "img", func(k, id string) error { ids = append(ids, id); return nil })
-		if len(ids) == 1 {
-			out, err := d.Client().ListParts(ctx, &s3api.ListPartsInput{Bucket: strPtr(d.Bucket()),
-				Key: strPtr("img"), UploadId: &ids[0]})
-			if err == nil && len(out.Parts) > 0 {
-				break
-			}
+		if len(ids) != 1 {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("child never stored a part")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
+		out, err := d.Client().ListParts(ctx, &s3api.ListPartsInput{Bucket: strPtr(d.Bucket()),
+			Key: strPtr("img"), UploadId: &ids[0]})
+		return err == nil && len(out.Parts) > 0
+	}, func() string { return "child never stored a part" })
+	kill()
 	if _, err := d.Size(ctx, "img"); !errs.Is(err, errs.NotFound) {
 		t.Fatalf("Size of the killed upload = %v, want NotFound", err)
 	}
-	if left := uploads(t, d, "img"); len(left) != 1 {
-		t.Fatalf("uploads after the kill: %v, want the one orphan", left)
-	}
+	wantUploads(t, d, "img", 1, "after the kill")
 	if err := d.Recover(ctx, "img"); err != nil {
 		t.Fatal(err)
 	}
-	if left := uploads(t, d, "img"); len(left) != 0 {
-		t.Fatalf("uploads after Recover: %v", left)
-	}
+	wantUploads(t, d, "img", 0, "after Recover")
 }

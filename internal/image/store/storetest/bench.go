@@ -127,12 +127,8 @@ func benchPut(b *testing.B, d store.Driver, opts BenchOptions, size int64) {
 	key := fmt.Sprintf("bench-put-%d", size)
 	base := filepath.Join(opts.ScratchDir, key+".baseline")
 	buf := make([]byte, MiB)
-	var driverT, baseT, srcT time.Duration
-	b.SetBytes(size)
-	b.ReportAllocs()
-	b.ResetTimer()
+	var baseT, srcT time.Duration
 	baseline := func() {
-		b.StopTimer()
 		t0 := time.Now()
 		if _, err := drain(NewSource(size), buf); err != nil {
 			b.Fatal(err)
@@ -145,17 +141,11 @@ func benchPut(b *testing.B, d store.Driver, opts BenchOptions, size int64) {
 		_ = os.Remove(base)
 		srcT += t1.Sub(t0)
 		baseT += t2.Sub(t1)
-		b.StartTimer()
 	}
-	// The baseline runs before the driver on even iterations and after it
-	// on odd ones, so neither always inherits the other's writeback.
-	for i := 0; b.Loop(); i++ {
-		if i%2 == 0 {
-			baseline()
-		}
-		t3 := time.Now()
+	driverT := interleaved(b, size, baseline, func() time.Duration {
+		t0 := time.Now()
 		n, err := d.Put(ctx, key, NewSource(size))
-		driverT += time.Since(t3)
+		took := time.Since(t0)
 		if err != nil || n != size {
 			b.Fatalf("Put = %d, %v", n, err)
 		}
@@ -164,10 +154,8 @@ func benchPut(b *testing.B, d store.Driver, opts BenchOptions, size int64) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		if i%2 == 1 {
-			baseline()
-		}
-	}
+		return took
+	})
 	report(b, size, driverT, baseT)
 	b.ReportMetric(mbps(size, b.N, srcT), "src-MB/s")
 }
@@ -191,12 +179,8 @@ func benchGet(b *testing.B, d store.Driver, opts BenchOptions, size int64, readO
 		b.Fatal(err)
 	}
 	defer os.Remove(base)
-	var driverT, baseT time.Duration
-	b.SetBytes(size)
-	b.ReportAllocs()
-	b.ResetTimer()
+	var baseT time.Duration
 	baseline := func() {
-		b.StopTimer()
 		t0 := time.Now()
 		f, err := os.Open(base)
 		if err != nil {
@@ -207,28 +191,48 @@ func benchGet(b *testing.B, d store.Driver, opts BenchOptions, size int64, readO
 		}
 		f.Close()
 		baseT += time.Since(t0)
-		b.StartTimer()
 	}
-	for i := 0; b.Loop(); i++ {
-		if i%2 == 0 {
-			baseline()
-		}
-		t1 := time.Now()
+	driverT := interleaved(b, size, baseline, func() time.Duration {
+		t0 := time.Now()
 		rc, err := d.Get(ctx, key, 0, -1)
 		if err != nil {
 			b.Fatal(err)
 		}
 		n, err := drain(rc, buf)
 		rc.Close()
-		driverT += time.Since(t1)
+		took := time.Since(t0)
 		if err != nil || n != size {
 			b.Fatalf("Get = %d bytes, %v", n, err)
 		}
+		return took
+	})
+	report(b, size, driverT, baseT)
+}
+
+// interleaved runs the benchmark of op over size bytes: op once per
+// iteration, returning the time it took, and baseline with the timer
+// stopped, before op on even iterations and after it on odd ones, so
+// neither always inherits the other's writeback. It returns op's total.
+func interleaved(b *testing.B, size int64, baseline func(), op func() time.Duration) time.Duration {
+	b.SetBytes(size)
+	b.ReportAllocs()
+	b.ResetTimer()
+	base := func() {
+		b.StopTimer()
+		baseline()
+		b.StartTimer()
+	}
+	var total time.Duration
+	for i := 0; b.Loop(); i++ {
+		if i%2 == 0 {
+			base()
+		}
+		total += op()
 		if i%2 == 1 {
-			baseline()
+			base()
 		}
 	}
-	report(b, size, driverT, baseT)
+	return total
 }
 
 func mbps(size int64, n int, d time.Duration) float64 {

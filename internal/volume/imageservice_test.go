@@ -4,24 +4,18 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/apitest"
-	"github.com/ashlar-dev/ashlar/internal/config"
+	"github.com/ashlar-dev/ashlar/internal/auth"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
 	"github.com/ashlar-dev/ashlar/internal/image"
 	"github.com/ashlar-dev/ashlar/internal/image/store/drivers"
-	"github.com/ashlar-dev/ashlar/internal/service"
 )
 
 // TestStoresWithAshlarImageService runs the volume service against
@@ -30,36 +24,26 @@ import (
 func TestStoresWithAshlarImageService(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
 		ctx := context.Background()
-		dir := t.TempDir()
 		web := httptest.NewServer(http.NotFoundHandler())
 		t.Cleanup(web.Close)
 		imgSrv := httptest.NewUnstartedServer(nil)
-		cfg, err := config.Parse(`
+		cfg, dir := testConfig(t, `
 [image]
 enabled_backends = fast:file, cheap:file, web:http
 default_backend = fast
 [store:web]
 http_store_base_url = `+web.URL+`
 [volume]
-glance_api_servers = http://`+imgSrv.Listener.Addr().String()+`
-enabled_backends = local
-[backend:local]
-volumes_dir = `+filepath.Join(dir, "vols")+`
-`, dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-		deps := service.Deps{Config: cfg, DB: d, Logger: logger, Registry: prometheus.NewRegistry(), Validator: testTokens}
+glance_api_servers = http://`+imgSrv.Listener.Addr().String())
+		deps := testDeps(cfg, d, testTokens)
 		isvc, err := image.New(ctx, deps, drivers.Factories())
 		if err != nil {
 			t.Fatal(err)
 		}
-		imgSrv.Config.Handler = api.Wrap("image", isvc.Handler(), logger, nil, api.Glance)
+		imgSrv.Config.Handler = api.Wrap("image", isvc.Handler(), deps.Logger, nil, api.Glance)
 		imgSrv.Start()
 		t.Cleanup(imgSrv.Close)
-		deps.Registry = prometheus.NewRegistry()
-		vsvc, err := New(ctx, deps)
+		vsvc, err := New(ctx, testDeps(cfg, d, testTokens))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,6 +93,43 @@ volumes_dir = `+filepath.Join(dir, "vols")+`
 		back := e.createVolume("member", projA, map[string]any{"imageRef": q}, "available")
 		if got := e.readVolume(back["id"].(string), int64(len(data))); !bytes.Equal(got, data) {
 			t.Errorf("round trip through qcow2 changed the data")
+		}
+	})
+}
+
+// An image endpoint that is no usable URL (here the token catalog's) is
+// the client's error wherever the image service is needed; a rejected
+// upload leaves the volume as it was.
+func TestUnusableImageEndpoint(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		cfg, dir := testConfig(t, "")
+		catalog := []auth.CatalogEntry{{Type: "image", Endpoints: []auth.Endpoint{{Interface: "public", URL: "no-url"}}}}
+		tokens := auth.Static{
+			"admin":  {UserID: "u-admin", ProjectID: projA, Roles: []string{"admin"}, Catalog: catalog},
+			"member": {UserID: "u-member", ProjectID: projA, Roles: []string{"member"}, Catalog: catalog},
+		}
+		svc, err := New(context.Background(), testDeps(cfg, d, tokens))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := newEnvFor(t, svc, nil, d, dir)
+		const msg = `invalid image service URL "no-url"`
+		id := e.createVolume("member", projA, map[string]any{}, "available")["id"].(string)
+		for _, c := range []struct {
+			name, token, path string
+			body              any
+		}{
+			{"type with store", "admin", "/types", map[string]any{"volume_type": map[string]any{"name": "t", "extra_specs": map[string]any{StoreSpec: "fast"}}}},
+			{"volume from image", "member", "/volumes", map[string]any{"volume": map[string]any{"imageRef": "0b7e0c1e-6d1f-4d3c-9f1b-7b7e8e0e0e0e"}}},
+			{"upload to image", "member", "/volumes/" + id + "/action", map[string]any{"os-volume_upload_image": map[string]any{"image_name": "i"}}},
+		} {
+			r := e.Do(c.token, "POST", "/v3/"+projA+c.path, c.body)
+			if fault, m := errMessage(t, r); r.Code != 400 || fault != "badRequest" || m != msg {
+				t.Errorf("%s: %d %s, want 400 %q", c.name, r.Code, r.Body, msg)
+			}
+		}
+		if v := e.MustJSON(200, e.Do("member", "GET", "/v3/"+projA+"/volumes/"+id, nil))["volume"].(map[string]any); v["status"] != "available" {
+			t.Errorf("volume after the rejected upload: %v", v["status"])
 		}
 	})
 }

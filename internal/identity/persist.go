@@ -5,13 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/ashlar-dev/ashlar/internal/db"
 )
 
-// The writes of the admin API, one function per statement group; reads
-// come from the snapshot (snapshot.go loads it). Each runs inside
-// Service.write's transaction.
+// The writes of the admin API and of token revocation, one function per
+// statement group; reads come from the snapshot (persist_snapshot.go loads
+// it). Each runs inside Service.write's transaction.
 
 // jsonColumn scans a JSON object stored as text (extra, options).
 type jsonColumn struct{ m *map[string]any }
@@ -155,6 +156,17 @@ func insertGrant(ctx context.Context, tx *db.Tx, a assignment) error {
 func deleteGrant(ctx context.Context, tx *db.Tx, a assignment) error {
 	_, err := tx.ExecContext(ctx, `DELETE FROM identity_assignments WHERE user_id = ? AND project_id = ? AND role_id = ?`,
 		a.UserID, a.ProjectID, a.RoleID)
+	return err
+}
+
+// insertRevocation records a revoked token's audit id until expires, and
+// drops the revocations whose tokens have expired by now.
+func insertRevocation(ctx context.Context, tx *db.Tx, auditID string, expires time.Time) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM identity_revocations WHERE expires_at < ?`, db.Now()); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO identity_revocations (audit_id, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING`,
+		auditID, db.Timestamp{Time: expires})
 	return err
 }
 
