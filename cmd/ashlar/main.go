@@ -30,6 +30,8 @@ commands:
                                              create the admin account, roles and catalog (idempotent;
                                              password from ASHLAR_ADMIN_PASSWORD or generated) and
                                              write <state_path>/openrc and clouds.yaml
+  status [--config FILE] [--json]            list the nodes sharing the database (stale ones marked)
+                                             and the tasks pending or running, with their node
   config check FILE                          validate a config file and print it resolved
   version                                    print the version
 `
@@ -54,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = dbCmd(args[1:], stdout, stderr)
 	case "bootstrap":
 		err = bootstrap(args[1:], stdout, stderr)
+	case "status":
+		err = status(args[1:], stdout, stderr)
 	case "config":
 		err = configCmd(args[1:], stdout, stderr)
 	case "version", "--version":
@@ -74,12 +78,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
-// loadConfig parses the common --config and --state-path flags.
-func loadConfig(name string, args []string, stderr io.Writer) (*config.Config, *flag.FlagSet, error) {
+// loadConfig parses the common --config and --state-path flags, and those
+// that extra adds.
+func loadConfig(name string, args []string, stderr io.Writer, extra ...func(*flag.FlagSet)) (*config.Config, *flag.FlagSet, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", os.Getenv("ASHLAR_CONFIG"), "config file (INI); embedded defaults when empty")
 	state := fs.String("state-path", "", "override [DEFAULT] state_path")
+	for _, f := range extra {
+		f(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", errUsage, err)
 	}

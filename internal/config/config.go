@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -68,6 +69,12 @@ type Default struct {
 	// ConnectionLimitExempt lists the client networks the cap does not
 	// apply to (this host, a load balancer or reverse proxy in front).
 	ConnectionLimitExempt []netip.Prefix
+	// SelfURL is the node's advertised address (Glance's
+	// worker_self_reference_url): this node's own image API, reachable
+	// from its peers, stable across restarts. It names the node in the
+	// nodes table and is the host of work that needs data only this node
+	// has (a node-local staging directory).
+	SelfURL string
 }
 
 // Database is the [database] section.
@@ -114,8 +121,17 @@ type Image struct {
 	ImportMethods []string
 	// AllowedImportHosts limits web-download to these host[:port] entries.
 	AllowedImportHosts []string
-	// StagingDir holds os_glance_staging_store data.
+	// StagingDir holds os_glance_staging_store data when the staging
+	// store is a file store with no filesystem_store_datadir of its own.
 	StagingDir string
+	// Staging is the os_glance_staging_store: a file store by default;
+	// [image] staging_store names another type, whose options are in
+	// [store:os_glance_staging_store].
+	Staging Store
+	// StagingShared says every node sees the same staging store (an
+	// S3 bucket, a directory on a shared mount); when false, data staged
+	// on one node is imported by that node (see docs/cluster.md).
+	StagingShared bool
 	// ShowImageDirectURL shows an image's first location as direct_url
 	// (Glance's show_image_direct_url) to callers that may read locations.
 	ShowImageDirectURL bool
@@ -144,6 +160,10 @@ type Store struct {
 	// default filesystem_store_datadir).
 	StateDir string
 }
+
+// StagingStoreID is the id of the hidden store that holds staged import
+// data, and the name of its section ([store:os_glance_staging_store]).
+const StagingStoreID = "os_glance_staging_store"
 
 // Volume is the [volume] section.
 type Volume struct {
@@ -196,7 +216,7 @@ var VolumeDrivers = map[string][]string{
 // keys of the fixed sections: name -> known keys.
 var sectionKeys = map[string][]string{
 	ini.DefaultSection: {"state_path", "enabled_services", "metrics_bind", "log_format", "debug",
-		"task_lease", "task_workers",
+		"task_lease", "task_workers", "worker_self_reference_url",
 		"client_socket_timeout", "client_header_timeout", "client_body_timeout",
 		"max_connections_per_client", "connection_limit_exempt"},
 	"database": {"connection"},
@@ -204,7 +224,8 @@ var sectionKeys = map[string][]string{
 		"password", "project_name", "user_domain_name", "project_domain_name", "cache_ttl"},
 	"image": {"bind", "public_url", "enabled_backends", "default_backend", "image_size_cap",
 		"user_storage_quota", "hashing_algorithm", "enabled_import_methods",
-		"allowed_import_hosts", "staging_dir", "show_image_direct_url", "show_multiple_locations"},
+		"allowed_import_hosts", "staging_dir", "staging_store", "staging_shared", "show_image_direct_url",
+		"show_multiple_locations"},
 	"volume": {"bind", "public_url", "enabled_backends", "glance_api_servers",
 		"default_volume_type", "default_availability_zone"},
 }
@@ -433,6 +454,7 @@ func parse(f *ini.File, statePathOverride string, checks []Check) (*Config, erro
 
 	c.Image.Bind = p.bind("image", "bind", "127.0.0.1:9292")
 	c.Image.PublicURL = p.url("image", "public_url", "http://"+c.Image.Bind)
+	c.Default.SelfURL = p.url(D, "worker_self_reference_url", selfURL(c.Image.Bind))
 	c.Image.ImageSizeCap = p.integer("image", "image_size_cap", 1<<40, 1)
 	c.Image.UserStorageQuota = p.integer("image", "user_storage_quota", 0, 0)
 	c.Image.HashingAlgorithm = p.str("image", "hashing_algorithm", "sha512")
@@ -444,7 +466,13 @@ func parse(f *ini.File, statePathOverride string, checks []Check) (*Config, erro
 	c.Image.ImportMethods = p.list("image", "enabled_import_methods",
 		[]string{"glance-direct", "web-download", "copy-image"})
 	c.Image.AllowedImportHosts = p.list("image", "allowed_import_hosts", nil)
-	c.Image.StagingDir = p.str("image", "staging_dir", filepath.Join(state, "staging"))
+	c.Image.StagingDir = absPath(p.str("image", "staging_dir", filepath.Join(state, "staging")))
+	c.Image.Staging = Store{ID: StagingStoreID, Type: p.str("image", "staging_store", "file"),
+		Options: p.options("store:"+StagingStoreID, "store_description"), StateDir: c.Image.StagingDir}
+	// A file staging store is a directory of this node unless the
+	// operator says it is a shared mount; any other type is a service
+	// every node reaches.
+	c.Image.StagingShared = p.boolean("image", "staging_shared", c.Image.Staging.Type != "file")
 	// Both expose where image data lives (server paths, buckets): off
 	// unless the operator turns them on, as in Glance.
 	c.Image.ShowImageDirectURL = p.boolean("image", "show_image_direct_url", false)
@@ -547,7 +575,7 @@ func (p *parser) parseStores(c *Config, state string) {
 	}
 	for _, s := range p.f.Sections() {
 		if id, ok := strings.CutPrefix(s.Name(), "store:"); ok {
-			if !c.hasStore(id) {
+			if !c.hasStore(id) && id != StagingStoreID {
 				p.warnings = append(p.warnings, Problem{s.Name(), "", "store is not in [image] enabled_backends, ignored"})
 			}
 		}
@@ -605,6 +633,21 @@ func (p *parser) parseBackends(c *Config, state string) {
 			p.warnings = append(p.warnings, Problem{s.Name(), "", "backend is not in [volume] enabled_backends, ignored"})
 		}
 	}
+}
+
+// selfURL is the default advertised address of a node whose image API
+// binds bind: that address, with the host's name for a wildcard host.
+func selfURL(bind string) string {
+	host, port, err := net.SplitHostPort(bind)
+	if err != nil {
+		return "http://" + bind
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 // absPath makes p absolute against the working directory at start-up.

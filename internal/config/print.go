@@ -18,9 +18,9 @@ func Print(w io.Writer, c *Config) {
 	for i, p := range c.Default.ConnectionLimitExempt {
 		exempt[i] = p.String()
 	}
-	fmt.Fprintf(w, "client_socket_timeout = %d\nclient_header_timeout = %d\nclient_body_timeout = %d\nmax_connections_per_client = %d\nconnection_limit_exempt = %s\n\n",
+	fmt.Fprintf(w, "client_socket_timeout = %d\nclient_header_timeout = %d\nclient_body_timeout = %d\nmax_connections_per_client = %d\nconnection_limit_exempt = %s\nworker_self_reference_url = %s\n\n",
 		int(c.Default.ClientSocketTimeout.Seconds()), int(c.Default.ClientHeaderTimeout.Seconds()), int(c.Default.ClientBodyTimeout.Seconds()),
-		c.Default.MaxConnectionsPerClient, strings.Join(exempt, ", "))
+		c.Default.MaxConnectionsPerClient, strings.Join(exempt, ", "), c.Default.SelfURL)
 	fmt.Fprintf(w, "[database]\nconnection = %s\n\n", maskURL(c.Database.Connection))
 	fmt.Fprintf(w, "[identity]\nbind = %s\npublic_url = %s\nregion = %s\ntoken_expiration = %d\n",
 		c.Identity.Bind, c.Identity.PublicURL, c.Identity.Region, int(c.Identity.TokenExpiration.Seconds()))
@@ -36,8 +36,12 @@ func Print(w io.Writer, c *Config) {
 		c.Image.UserStorageQuota, c.Image.HashingAlgorithm, strings.Join(c.Image.ImportMethods, ", "),
 		strings.Join(c.Image.AllowedImportHosts, ", "), c.Image.StagingDir, c.Image.ShowImageDirectURL,
 		c.Image.ShowMultipleLocations)
-	for _, s := range c.Stores {
-		fmt.Fprintf(w, "\n[store:%s]\nstore_description = %s\n", s.ID, s.Description)
+	fmt.Fprintf(w, "staging_store = %s\nstaging_shared = %t\n", c.Image.Staging.Type, c.Image.StagingShared)
+	for _, s := range append(c.Stores, c.Image.Staging) {
+		fmt.Fprintf(w, "\n[store:%s]\n", s.ID)
+		if s.ID != StagingStoreID {
+			fmt.Fprintf(w, "store_description = %s\n", s.Description)
+		}
 		printOptions(w, s.Options, func(k string) bool { return s.Secret == nil || s.Secret[k] })
 	}
 	var backends []string

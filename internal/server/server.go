@@ -26,6 +26,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/image/store/drivers"
 	"github.com/ashlar-dev/ashlar/internal/service"
 	"github.com/ashlar-dev/ashlar/internal/task"
+	"github.com/ashlar-dev/ashlar/internal/version"
 	"github.com/ashlar-dev/ashlar/internal/volume"
 )
 
@@ -91,11 +92,12 @@ func newWithDB(ctx context.Context, cfg *config.Config, d *db.DB, logger *slog.L
 	// One task runner for the process. SQLite is locked to this process
 	// (LockSingleNode), so leases left in it are a dead predecessor's.
 	tasks := task.New(d, task.Options{Lease: cfg.Default.TaskLease, Workers: cfg.Default.TaskWorkers,
-		Exclusive: !d.Postgres(), Logger: logger.With("component", "tasks")})
+		Exclusive: !d.Postgres(), Logger: logger.With("component", "tasks"),
+		Address: cfg.Default.SelfURL, Version: version.Version, Services: cfg.Default.EnabledServices})
 	s := &Server{cfg: cfg, db: d, logger: logger, registry: reg, tasks: tasks,
 		limit: newConnLimit(cfg.Default.MaxConnectionsPerClient, cfg.Default.ConnectionLimitExempt, logger, reg)}
 	deps := service.Deps{Config: cfg, DB: d, Logger: logger, Registry: reg, Metrics: api.NewMetrics(reg), Tasks: tasks}
-	logger.Info("node", "id", tasks.Node())
+	logger.Info("node", "id", tasks.Node(), "address", tasks.Address())
 
 	var validator auth.Validator
 	if cfg.Enabled(config.ServiceIdentity) {

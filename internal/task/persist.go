@@ -34,9 +34,9 @@ func insert(ctx context.Context, q db.Querier, s Spec, state State, owner string
 		ownerArg, leaseArg, attempts = owner, ts(leaseUntil), 1
 	}
 	_, err := q.ExecContext(ctx, `INSERT INTO tasks (id, kind, subject, payload, state, attempts, epoch, not_before,
-lease_owner, lease_until, request_id, created_at, updated_at) VALUES (?,?,?,?,?,?,1,?,?,?,?,?,?)`,
+lease_owner, lease_until, request_id, host, created_at, updated_at) VALUES (?,?,?,?,?,?,1,?,?,?,?,?,?,?)`,
 		id, s.Kind, s.Subject, string(payload), string(state), attempts, ts(now.Add(s.Delay)),
-		ownerArg, leaseArg, s.RequestID, ts(now), ts(now))
+		ownerArg, leaseArg, s.RequestID, s.Host, ts(now), ts(now))
 	if err != nil {
 		return "", nil, fmt.Errorf("adding %s task: %w", s.Kind, err)
 	}
@@ -49,9 +49,16 @@ type candidate struct {
 	epoch    int64
 }
 
-// due lists tasks of the given kinds that may be claimed now: pending ones
-// whose time has come and running ones whose lease has run out.
-func due(ctx context.Context, q db.Querier, kinds []string, limit int) ([]candidate, error) {
+// hostFilter is the condition under which a node advertising address may
+// claim a task: it names no host, or this one, or a host no live node
+// advertises (any node claims it then, to fail it: see Task.Stranded).
+// Its two arguments are address and now.
+const hostFilter = `(host = '' OR host = ? OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.address = tasks.host AND n.alive_until >= ?))`
+
+// due lists tasks of the given kinds that a node advertising address may
+// claim now: pending ones whose time has come and running ones whose lease
+// has run out.
+func due(ctx context.Context, q db.Querier, kinds []string, address string, limit int) ([]candidate, error) {
 	if len(kinds) == 0 || limit <= 0 {
 		return nil, nil
 	}
@@ -60,7 +67,7 @@ func due(ctx context.Context, q db.Querier, kinds []string, limit int) ([]candid
 	for _, k := range kinds {
 		args = append(args, k)
 	}
-	args = append(args, now, now, limit)
+	args = append(args, now, now, address, now, limit)
 	return db.QueryRows(ctx, q, func(r db.Row) (candidate, error) {
 		var c candidate
 		err := r.Scan(&c.id, &c.kind, &c.epoch)
@@ -68,6 +75,7 @@ func due(ctx context.Context, q db.Querier, kinds []string, limit int) ([]candid
 	}, `SELECT id, kind, epoch FROM tasks
 WHERE kind IN (`+db.Placeholders(len(kinds))+`)
   AND ((state = 'pending' AND not_before <= ?) OR (state = 'running' AND lease_until < ?))
+  AND `+hostFilter+`
 ORDER BY not_before, created_at LIMIT ?`, args...)
 }
 
@@ -87,8 +95,8 @@ WHERE id = ? AND epoch = ?
 	t := &Task{}
 	var created db.Timestamp
 	var payload string
-	err = q.QueryRowContext(ctx, `SELECT id, kind, subject, payload, attempts, epoch, last_error, request_id, created_at
-FROM tasks WHERE id = ?`, c.id).Scan(&t.ID, &t.Kind, &t.Subject, &payload, &t.Attempt, &t.epoch, &t.LastError, &t.RequestID, &created)
+	err = q.QueryRowContext(ctx, `SELECT id, kind, subject, payload, attempts, epoch, last_error, request_id, host, created_at
+FROM tasks WHERE id = ?`, c.id).Scan(&t.ID, &t.Kind, &t.Subject, &payload, &t.Attempt, &t.epoch, &t.LastError, &t.RequestID, &t.Host, &created)
 	if err != nil {
 		return nil, err
 	}
@@ -165,9 +173,13 @@ func expireOthers(ctx context.Context, q db.Querier, owner string) error {
 	return err
 }
 
-// prune deletes finished tasks that finished before cutoff.
+// prune deletes finished tasks that finished before cutoff, and the
+// records of nodes gone (stopped or stale) since before cutoff.
 func prune(ctx context.Context, q db.Querier, cutoff time.Time) error {
-	_, err := q.ExecContext(ctx, `DELETE FROM tasks WHERE state IN ('done', 'failed') AND finished_at < ?`, ts(cutoff))
+	if _, err := q.ExecContext(ctx, `DELETE FROM tasks WHERE state IN ('done', 'failed') AND finished_at < ?`, ts(cutoff)); err != nil {
+		return err
+	}
+	_, err := q.ExecContext(ctx, `DELETE FROM nodes WHERE alive_until < ?`, ts(cutoff))
 	return err
 }
 
@@ -176,10 +188,11 @@ type Info struct {
 	ID, Kind, Subject, RequestID string
 	State                        State
 	Attempts                     int
-	Node                         string
-	LastError                    string
-	CreatedAt, UpdatedAt         time.Time
-	LeaseUntil, FinishedAt       time.Time
+	// Node holds a running task's lease; Host is the Spec's Host.
+	Node, Host             string
+	LastError              string
+	CreatedAt, UpdatedAt   time.Time
+	LeaseUntil, FinishedAt time.Time
 }
 
 // List returns the tasks about subject (all tasks when subject is empty),
@@ -189,16 +202,25 @@ func List(ctx context.Context, q db.Querier, subject string, limit int) ([]Info,
 	if subject != "" {
 		where, args = "WHERE subject = ?", append(args, subject)
 	}
-	return db.QueryRows(ctx, q, scanInfo, `SELECT id, kind, subject, request_id, state, attempts, COALESCE(lease_owner, ''),
-last_error, created_at, updated_at, lease_until, finished_at FROM tasks `+where+` ORDER BY created_at, id LIMIT ?`,
+	return db.QueryRows(ctx, q, scanInfo, `SELECT `+infoColumns+` FROM tasks `+where+` ORDER BY created_at, id LIMIT ?`,
 		append(args, limit)...)
 }
+
+// Unfinished returns the pending and running tasks, oldest first, at most
+// limit: the work an operator may want to see while it is under way.
+func Unfinished(ctx context.Context, q db.Querier, limit int) ([]Info, error) {
+	return db.QueryRows(ctx, q, scanInfo, `SELECT `+infoColumns+` FROM tasks WHERE state IN ('pending', 'running')
+ORDER BY created_at, id LIMIT ?`, limit)
+}
+
+const infoColumns = `id, kind, subject, request_id, state, attempts, COALESCE(lease_owner, ''), host,
+last_error, created_at, updated_at, lease_until, finished_at`
 
 func scanInfo(r db.Row) (Info, error) {
 	var i Info
 	var state string
 	var created, updated, lease, finished db.Timestamp
-	err := r.Scan(&i.ID, &i.Kind, &i.Subject, &i.RequestID, &state, &i.Attempts, &i.Node, &i.LastError,
+	err := r.Scan(&i.ID, &i.Kind, &i.Subject, &i.RequestID, &state, &i.Attempts, &i.Node, &i.Host, &i.LastError,
 		&created, &updated, &lease, &finished)
 	i.State = State(state)
 	i.CreatedAt, i.UpdatedAt, i.LeaseUntil, i.FinishedAt = created.Time, updated.Time, lease.Time, finished.Time

@@ -39,6 +39,14 @@ type Options struct {
 	Retention time.Duration
 	// Logger receives failures of the task system itself.
 	Logger *slog.Logger
+	// Address is the node's advertised address ([DEFAULT]
+	// worker_self_reference_url): how operators and peers reach this node
+	// directly, stable across restarts, and the host that tasks naming it
+	// (Spec.Host) run on.
+	Address string
+	// Version and Services describe the node in the nodes table.
+	Version  string
+	Services []string
 }
 
 // Runner claims and runs the tasks of the kinds registered with it, renews
@@ -84,6 +92,9 @@ func New(d *db.DB, o Options) *Runner {
 
 // Node is this process's node id.
 func (r *Runner) Node() string { return r.o.Node }
+
+// Address is this node's advertised address (Options.Address).
+func (r *Runner) Address() string { return r.o.Address }
 
 // Lease is the lease duration.
 func (r *Runner) Lease() time.Duration { return r.o.Lease }
@@ -140,7 +151,7 @@ func (r *Runner) Begin(ctx context.Context, q db.Querier, s Spec) (*Task, error)
 	if err != nil {
 		return nil, err
 	}
-	t := &Task{ID: id, Kind: s.Kind, Subject: s.Subject, RequestID: s.RequestID, Attempt: 1,
+	t := &Task{ID: id, Kind: s.Kind, Subject: s.Subject, RequestID: s.RequestID, Host: s.Host, Attempt: 1,
 		CreatedAt: time.Now(), payload: payload, epoch: 1, r: r}
 	t.ctx, t.cancel = context.WithCancelCause(ctx)
 	t.deadline.Store(until.UnixNano())
@@ -184,6 +195,10 @@ func (r *Runner) Run(ctx context.Context) error {
 			return fmt.Errorf("task: taking over leases: %w", err)
 		}
 	}
+	if err := r.register(ctx); err != nil {
+		stop(err)
+		return fmt.Errorf("task: registering node: %w", err)
+	}
 	renewCtx, stopRenew := context.WithCancel(context.WithoutCancel(ctx))
 	renewDone := make(chan struct{})
 	go func() { defer close(renewDone); r.renewLoop(renewCtx) }()
@@ -199,6 +214,9 @@ func (r *Runner) Run(ctx context.Context) error {
 			wg.Wait()
 			stopRenew()
 			<-renewDone
+			if err := stopNode(context.WithoutCancel(ctx), r.db, r.o.Node); err != nil {
+				r.o.Logger.Error("recording the node's stop", "err", err)
+			}
 			return ctx.Err()
 		case <-r.kick:
 		case <-t.C:
@@ -224,7 +242,7 @@ func (r *Runner) claimDue(ctx context.Context, wg *sync.WaitGroup) {
 		return
 	}
 	sort.Strings(kinds)
-	cands, err := due(ctx, r.db, kinds, limit)
+	cands, err := due(ctx, r.db, kinds, r.o.Address, limit)
 	if err != nil {
 		if ctx.Err() == nil {
 			r.o.Logger.Error("listing due tasks", "err", err)
@@ -350,6 +368,7 @@ func (r *Runner) renewLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		r.renewOnce(ctx)
+		r.heartbeat(ctx)
 		if time.Since(lastPrune) > min(r.o.Retention/4, 10*time.Minute) {
 			lastPrune = time.Now()
 			if err := prune(ctx, r.db, time.Now().Add(-r.o.Retention)); err != nil && ctx.Err() == nil {

@@ -116,6 +116,12 @@ type Spec struct {
 	RequestID string
 	// Delay postpones the first claim.
 	Delay time.Duration
+	// Host, when set, is the advertised address (Options.Address) of the
+	// only node that may claim the task while a node advertising it is
+	// alive: the work needs data only that host has (a node-local staging
+	// directory). Once no such node is alive, any node claims it, and its
+	// Run sees Task.Stranded.
+	Host string
 }
 
 // retryErr marks an error as worth another attempt.
@@ -142,6 +148,8 @@ func IsRetry(err error) bool {
 // Task is one claimed task, held by this node.
 type Task struct {
 	ID, Kind, Subject, RequestID string
+	// Host is the Spec's Host: the node the task belongs on, if any.
+	Host string
 	// Attempt counts the claims of this task, this one included (1 first).
 	Attempt int
 	// LastError is the error the previous attempt ended with, if any.
@@ -169,6 +177,11 @@ func (t *Task) Decode(v any) error {
 	}
 	return nil
 }
+
+// Stranded reports whether the task belongs on another host (Spec.Host)
+// and was claimed here because no node of that host is alive: work that
+// needs the host's data cannot be done here and should fail with why.
+func (t *Task) Stranded() bool { return t.Host != "" && t.Host != t.r.o.Address }
 
 // Context is cancelled when the task's lease is lost (cause ErrLeaseLost)
 // or its runner stops (ErrStopping), and, for a begun task, when the

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,7 +10,7 @@ import (
 )
 
 // StagingID is the id of the hidden store that holds staged import data.
-const StagingID = "os_glance_staging_store"
+const StagingID = config.StagingStoreID
 
 // Set is every configured store, in enabled_backends order, plus the hidden
 // staging store.
@@ -23,7 +22,8 @@ type Set struct {
 }
 
 // NewSet opens every store of cfg with factories (keyed by store type) and
-// the staging file store under [image] staging_dir.
+// the staging store ([image] staging_store: by default a file store under
+// [image] staging_dir).
 func NewSet(ctx context.Context, cfg *config.Config, factories map[string]Factory, reg prometheus.Registerer) (*Set, error) {
 	m := NewMetrics(reg)
 	set := &Set{byID: map[string]*Store{}}
@@ -43,12 +43,15 @@ func NewSet(ctx context.Context, cfg *config.Config, factories map[string]Factor
 			set.def = st
 		}
 	}
-	f, ok := factories["file"]
+	sc := cfg.Image.Staging
+	if sc.Type == "" { // a Config built by hand: the embedded default
+		sc = config.Store{ID: StagingID, Type: "file", StateDir: cfg.Image.StagingDir}
+	}
+	f, ok := factories[sc.Type]
 	if !ok {
-		return nil, errors.New("staging store: no file driver")
+		return nil, fmt.Errorf("staging store: no driver for type %q", sc.Type)
 	}
 	// A file store with no options keeps its objects in its StateDir.
-	sc := config.Store{ID: StagingID, Type: "file", StateDir: cfg.Image.StagingDir}
 	drv, err := f(ctx, sc)
 	if err != nil {
 		return nil, fmt.Errorf("staging store: %w", err)

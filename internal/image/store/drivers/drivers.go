@@ -84,22 +84,35 @@ func Factories() map[string]store.Factory {
 	return out
 }
 
-// Check is a config.Check: each store's driver reads its options. It
-// reports unknown store types, read-only default stores, bad option values
-// (section and key named) and, as warnings, keys no driver knows; and it
-// resolves each store's Options (defaults filled in, secrets marked) for
-// `config check` to print.
+// Check is a config.Check: each store's driver reads its options, the
+// staging store's ([image] staging_store, [store:os_glance_staging_store])
+// too. It reports unknown store types, read-only default or staging
+// stores, bad option values (section and key named) and, as warnings, keys
+// no driver knows; and it resolves each store's Options (defaults filled
+// in, secrets marked) for `config check` to print.
 func Check(c *config.Config) (problems, warnings []config.Problem) {
 	types := Types()
+	known := strings.Join(slices.Sorted(maps.Keys(types)), ", ")
+	stores := []*config.Store{&c.Image.Staging}
 	for i := range c.Stores {
-		sc := &c.Stores[i]
+		stores = append(stores, &c.Stores[i])
+	}
+	for _, sc := range stores {
+		staging := sc.ID == config.StagingStoreID
 		t, ok := types[sc.Type]
-		if !ok {
-			problems = append(problems, config.Problem{Section: "image", Key: "enabled_backends",
-				Msg: fmt.Sprintf("store %q has unknown type %q (want %s)", sc.ID, sc.Type, strings.Join(slices.Sorted(maps.Keys(types)), ", "))})
+		switch {
+		case !ok && staging:
+			problems = append(problems, config.Problem{Section: "image", Key: "staging_store",
+				Msg: fmt.Sprintf("unknown store type %q (want %s)", sc.Type, known)})
 			continue
-		}
-		if t.ReadOnly && sc.ID == c.Image.DefaultBackend {
+		case !ok:
+			problems = append(problems, config.Problem{Section: "image", Key: "enabled_backends",
+				Msg: fmt.Sprintf("store %q has unknown type %q (want %s)", sc.ID, sc.Type, known)})
+			continue
+		case t.ReadOnly && staging:
+			problems = append(problems, config.Problem{Section: "image", Key: "staging_store",
+				Msg: fmt.Sprintf("store type %q is read-only and cannot hold staged data", sc.Type)})
+		case t.ReadOnly && sc.ID == c.Image.DefaultBackend:
 			problems = append(problems, config.Problem{Section: "image", Key: "default_backend",
 				Msg: fmt.Sprintf("store %q is read-only and cannot be the default", sc.ID)})
 		}

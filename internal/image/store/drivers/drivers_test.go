@@ -253,3 +253,65 @@ func TestDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckStaging: the staging store's type and options are checked like
+// any store's, under their own section, and decide whether staging is
+// shared by default.
+func TestCheckStaging(t *testing.T) {
+	state := t.TempDir()
+	cases := []struct {
+		name, conf string
+		problems   []string
+		typ        string
+		shared     bool
+		datadir    string
+	}{
+		{name: "default", typ: "file", datadir: filepath.Join(state, "staging")},
+		{name: "shared mount", conf: "[image]\nstaging_dir = /mnt/nfs/staging\nstaging_shared = true\n",
+			typ: "file", shared: true, datadir: "/mnt/nfs/staging"},
+		{name: "datadir option", conf: "[store:os_glance_staging_store]\nfilesystem_store_datadir = /srv/stage\n",
+			typ: "file", datadir: "/srv/stage"},
+		{name: "s3", conf: "[image]\nstaging_store = s3\n[store:os_glance_staging_store]\ns3_store_host = h:1\n" +
+			"s3_store_bucket = staging\ns3_store_access_key = a\ns3_store_secret_key = s\n", typ: "s3", shared: true},
+		{name: "s3 said local", conf: "[image]\nstaging_store = s3\nstaging_shared = no\n[store:os_glance_staging_store]\n" +
+			"s3_store_host = h:1\ns3_store_bucket = staging\ns3_store_access_key = a\ns3_store_secret_key = s\n", typ: "s3"},
+		{name: "s3 incomplete", conf: "[image]\nstaging_store = s3\n[store:os_glance_staging_store]\ns3_store_host = h:1\n",
+			problems: []string{
+				"[store:os_glance_staging_store] s3_store_access_key: required for an s3 store",
+				"[store:os_glance_staging_store] s3_store_bucket: required for an s3 store",
+				"[store:os_glance_staging_store] s3_store_secret_key: required for an s3 store"}},
+		{name: "read-only", conf: "[image]\nstaging_store = http\n[store:os_glance_staging_store]\nhttp_store_base_url = http://w/\n",
+			problems: []string{`[image] staging_store: store type "http" is read-only and cannot hold staged data`}},
+		{name: "unknown", conf: "[image]\nstaging_store = tape\n",
+			problems: []string{`[image] staging_store: unknown store type "tape" (want file, http, s3)`}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := config.Parse(c.conf, state, drivers.Check)
+			var got []string
+			var ve *config.ValidationError
+			if errors.As(err, &ve) {
+				for _, p := range ve.Problems {
+					got = append(got, p.String())
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, c.problems) {
+				t.Fatalf("problems %q, want %q", got, c.problems)
+			}
+			if len(c.problems) > 0 {
+				return
+			}
+			if len(cfg.Warnings) > 0 {
+				t.Errorf("warnings: %v", cfg.Warnings)
+			}
+			if cfg.Image.Staging.Type != c.typ || cfg.Image.StagingShared != c.shared ||
+				cfg.Image.Staging.Options["filesystem_store_datadir"] != c.datadir {
+				t.Errorf("staging %+v shared %v, want type %s shared %v datadir %q", cfg.Image.Staging, cfg.Image.StagingShared,
+					c.typ, c.shared, c.datadir)
+			}
+		})
+	}
+}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ashlar-dev/ashlar/internal/apitest"
+	"github.com/ashlar-dev/ashlar/internal/db"
+	"github.com/ashlar-dev/ashlar/internal/task"
+)
+
+// TestStatus: `ashlar status` lists the nodes of the database with their
+// state, and the unfinished tasks with the node holding each.
+func TestStatus(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	d, err := db.Open(ctx, "sqlite:///"+filepath.Join(dir, "ashlar.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// One node running with a task it holds (begun), one queued task, and
+	// a node that died without a word (its row's heartbeat is old).
+	r := task.New(d, task.Options{Address: "http://node-a:9292", Version: "9.9", Services: []string{"image"},
+		Lease: time.Minute})
+	r.Register(task.Kind{Name: "image.upload", Run: func(context.Context, *task.Task) error { return nil }})
+	held, err := r.Begin(ctx, d, task.Spec{Kind: "image.upload", Subject: "img-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	if _, err := r.Add(ctx, d, task.Spec{Kind: "volume.create", Subject: "vol-1", Host: "http://node-b:9292"}); err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go r.Run(rctx)
+	apitest.Eventually(t, 5*time.Second, func() bool {
+		nodes, _ := task.Nodes(ctx, d)
+		return len(nodes) == 1
+	}, nil)
+	old := db.Timestamp{Time: time.Now().Add(-time.Hour)}
+	if _, err := d.ExecContext(ctx, `INSERT INTO nodes (id, address, started_at, heartbeat_at, alive_until)
+VALUES ('dead-node', 'http://node-b:9292', ?, ?, ?)`, old, old, old); err != nil {
+		t.Fatal(err)
+	}
+
+	var out, errOut bytes.Buffer
+	if code := run([]string{"status", "--state-path", dir, "--json"}, &out, &errOut); code != 0 {
+		t.Fatalf("status --json: %d %s", code, errOut.String())
+	}
+	var rep statusReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	states := map[string]task.NodeState{}
+	for _, n := range rep.Nodes {
+		states[n.ID] = n.State
+	}
+	if len(rep.Nodes) != 2 || states[r.Node()] != task.NodeUp || states["dead-node"] != task.NodeStale || rep.Stale != 1 {
+		t.Errorf("nodes %+v stale %d", rep.Nodes, rep.Stale)
+	}
+	byKind := map[string]statusTask{}
+	for _, tk := range rep.Tasks {
+		byKind[tk.Kind] = tk
+	}
+	if up := byKind["image.upload"]; up.State != task.Running || up.Node != r.Node() || up.Subject != "img-1" {
+		t.Errorf("held task: %+v", up)
+	}
+	if vc := byKind["volume.create"]; vc.State != task.Pending || vc.Node != "" || vc.Host != "http://node-b:9292" {
+		t.Errorf("queued task: %+v", vc)
+	}
+
+	out.Reset()
+	if code := run([]string{"status", "--state-path", dir}, &out, &errOut); code != 0 {
+		t.Fatalf("status: %d %s", code, errOut.String())
+	}
+	for _, want := range []string{r.Node() + "  up", "dead-node", "stale", "2 nodes, 1 stale", "img-1", "(host http://node-b:9292)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
