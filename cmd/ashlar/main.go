@@ -32,6 +32,8 @@ commands:
                                              write <state_path>/openrc and clouds.yaml
   status [--config FILE] [--json]            list the nodes sharing the database (stale ones marked)
                                              and the tasks pending or running, with their node
+  token rotate|keys [--config FILE]          add a token signing key (signs in a few seconds; older keys
+                                             keep verifying their tokens until they expire) / list the keys
   config check FILE                          validate a config file and print it resolved
   version                                    print the version
 `
@@ -58,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = bootstrap(args[1:], stdout, stderr)
 	case "status":
 		err = status(args[1:], stdout, stderr)
+	case "token":
+		err = tokenCmd(args[1:], stdout, stderr)
 	case "config":
 		err = configCmd(args[1:], stdout, stderr)
 	case "version", "--version":

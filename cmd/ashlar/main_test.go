@@ -100,3 +100,34 @@ func TestBootstrapCommand(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestTokenCommand: `token rotate` adds a staged key to the database the
+// nodes share, `token keys` lists it.
+func TestTokenCommand(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("ASHLAR_ADMIN_PASSWORD", "boot-secret")
+	var out, errOut bytes.Buffer
+	if code := run([]string{"token", "rotate", "--state-path", dir}, &out, &errOut); code != 1 ||
+		!strings.Contains(errOut.String(), "no token key") {
+		t.Fatalf("rotate before any node ran: %d %s", code, errOut.String())
+	}
+	if code := run([]string{"bootstrap", "--state-path", dir}, &out, &errOut); code != 0 {
+		t.Fatalf("bootstrap: %d %s", code, errOut.String())
+	}
+	out.Reset()
+	if code := run([]string{"token", "rotate", "--state-path", dir}, &out, &errOut); code != 0 ||
+		!strings.Contains(out.String(), "signs from") {
+		t.Fatalf("rotate: %d %s%s", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	if code := run([]string{"token", "keys", "--state-path", dir}, &out, &errOut); code != 0 {
+		t.Fatalf("keys: %d %s", code, errOut.String())
+	}
+	if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); len(lines) != 3 ||
+		!strings.Contains(lines[1], "initial") || !strings.Contains(lines[1], "signing") || !strings.Contains(lines[2], "staged") {
+		t.Errorf("keys:\n%s", out.String())
+	}
+	if code := run([]string{"token"}, &out, &errOut); code != 2 {
+		t.Errorf("token without a subcommand: %d", code)
+	}
+}

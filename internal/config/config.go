@@ -91,6 +91,9 @@ type Identity struct {
 	Region    string
 	// TokenExpiration is how long an issued token is valid.
 	TokenExpiration time.Duration
+	// TokenKeyRotation is how old the signing key may grow before a node
+	// rotates it (0: only `ashlar token rotate` rotates).
+	TokenKeyRotation time.Duration
 	// AuthURL, when set, switches to external Keystone mode: no identity API
 	// is served and tokens are validated against this Keystone.
 	AuthURL           string
@@ -220,7 +223,7 @@ var sectionKeys = map[string][]string{
 		"client_socket_timeout", "client_header_timeout", "client_body_timeout",
 		"max_connections_per_client", "connection_limit_exempt"},
 	"database": {"connection"},
-	"identity": {"bind", "public_url", "region", "token_expiration", "auth_url", "username",
+	"identity": {"bind", "public_url", "region", "token_expiration", "token_key_rotation", "auth_url", "username",
 		"password", "project_name", "user_domain_name", "project_domain_name", "cache_ttl"},
 	"image": {"bind", "public_url", "enabled_backends", "default_backend", "image_size_cap",
 		"user_storage_quota", "hashing_algorithm", "enabled_import_methods",
@@ -436,6 +439,7 @@ func parse(f *ini.File, statePathOverride string, checks []Check) (*Config, erro
 	c.Identity.PublicURL = p.url("identity", "public_url", "http://"+c.Identity.Bind)
 	c.Identity.Region = p.str("identity", "region", "RegionOne")
 	c.Identity.TokenExpiration = p.seconds("identity", "token_expiration", time.Hour)
+	c.Identity.TokenKeyRotation = p.secondsMin("identity", "token_key_rotation", 0, 0)
 	c.Identity.AuthURL = p.url("identity", "auth_url", "")
 	c.Identity.Username = p.str("identity", "username", "")
 	c.Identity.Password = p.str("identity", "password", "")

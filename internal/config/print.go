@@ -22,8 +22,9 @@ func Print(w io.Writer, c *Config) {
 		int(c.Default.ClientSocketTimeout.Seconds()), int(c.Default.ClientHeaderTimeout.Seconds()), int(c.Default.ClientBodyTimeout.Seconds()),
 		c.Default.MaxConnectionsPerClient, strings.Join(exempt, ", "), c.Default.SelfURL)
 	fmt.Fprintf(w, "[database]\nconnection = %s\n\n", maskURL(c.Database.Connection))
-	fmt.Fprintf(w, "[identity]\nbind = %s\npublic_url = %s\nregion = %s\ntoken_expiration = %d\n",
-		c.Identity.Bind, c.Identity.PublicURL, c.Identity.Region, int(c.Identity.TokenExpiration.Seconds()))
+	fmt.Fprintf(w, "[identity]\nbind = %s\npublic_url = %s\nregion = %s\ntoken_expiration = %d\ntoken_key_rotation = %d\n",
+		c.Identity.Bind, c.Identity.PublicURL, c.Identity.Region, int(c.Identity.TokenExpiration.Seconds()),
+		int(c.Identity.TokenKeyRotation.Seconds()))
 	if c.Identity.External() {
 		fmt.Fprintf(w, "auth_url = %s\nusername = %s\npassword = ***\nproject_name = %s\n", c.Identity.AuthURL, c.Identity.Username, c.Identity.ProjectName)
 	}

@@ -38,8 +38,10 @@ type Service struct {
 	db     *db.DB
 	logger *slog.Logger
 	mux    *api.Mux
-	key    *signer
-	snap   atomic.Pointer[snapshot]
+	// handler is mux behind fresh: the identity API reads its snapshot
+	// after making sure it is current.
+	handler http.Handler
+	snap    atomic.Pointer[snapshot]
 	// reloadMu serialises reloads so a slow one never replaces a newer one.
 	reloadMu sync.Mutex
 	// bcryptCost is bcrypt.DefaultCost; tests lower it.
@@ -50,11 +52,14 @@ type Service struct {
 	dummyHash []byte
 }
 
-// KeyPath is where the token signing key lives under the state path.
+// KeyPath is where releases before the keys moved into the database kept
+// the token signing key, under the state path. A node that finds the
+// database without keys imports it from there, so the tokens it signed
+// stay valid.
 func KeyPath(statePath string) string { return filepath.Join(statePath, "keys", "token.key") }
 
-// New builds the embedded identity service: it loads (or creates) the token
-// key, bootstraps the Default domain, roles, admin account and catalog when
+// New builds the embedded identity service: it makes sure the database has
+// a token key, bootstraps the Default domain, roles, admin account and catalog when
 // they are missing, writes openrc and clouds.yaml, and loads the data set.
 func New(ctx context.Context, deps service.Deps) (*Service, error) {
 	s, err := newService(ctx, deps.Config, deps.DB, deps.Logger, bcrypt.DefaultCost)
@@ -75,33 +80,46 @@ func newService(ctx context.Context, cfg *config.Config, d *db.DB, logger *slog.
 	if logger == nil {
 		logger = slog.Default()
 	}
-	key, err := loadKey(KeyPath(cfg.Default.StatePath))
-	if err != nil {
-		return nil, err
+	if err := ensureKey(ctx, d, KeyPath(cfg.Default.StatePath)); err != nil {
+		return nil, fmt.Errorf("token keys: %w", err)
 	}
 	dummy, err := bcrypt.GenerateFromPassword([]byte(uuid.NewString()), cost)
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, db: d, logger: logger, mux: api.NewMux(), key: newSigner(key),
+	s := &Service{cfg: cfg, db: d, logger: logger, mux: api.NewMux(),
 		bcryptCost: cost, now: func() time.Time { return time.Now().UTC() }, dummyHash: dummy}
 	if err := s.reload(ctx); err != nil {
 		return nil, err
 	}
 	s.routes()
+	s.handler = http.HandlerFunc(s.fresh)
 	return s, nil
+}
+
+// fresh serves an identity API request from a current snapshot: one read
+// of the generation stamp first, so that a client sees what it wrote
+// through any node (a user created on one node logs in on the next). A
+// database that cannot be read is left to the handler, whose own reads
+// and writes report it.
+func (s *Service) fresh(w http.ResponseWriter, r *http.Request) {
+	if err := s.poll(r.Context()); err != nil && r.Context().Err() == nil {
+		s.logger.Warn("identity: checking for changes", "err", err)
+	}
+	s.mux.ServeHTTP(w, r)
 }
 
 // Name implements service.Service.
 func (s *Service) Name() string { return config.ServiceIdentity }
 
 // Handler implements service.Service.
-func (s *Service) Handler() http.Handler { return s.mux }
+func (s *Service) Handler() http.Handler { return s.handler }
 
 // Validator validates tokens issued by this service, from memory.
 func (s *Service) Validator() auth.Validator { return validator{s} }
 
-// Run polls for changes made by other processes sharing the database.
+// Run polls for changes made by other processes sharing the database,
+// and rotates the token keys when [identity] token_key_rotation says so.
 func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(PollInterval)
 	defer t.Stop()
@@ -113,6 +131,9 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		if err := s.poll(ctx); err != nil && ctx.Err() == nil {
 			s.logger.Warn("identity: polling for changes", "err", err)
+		}
+		if err := s.rotateIfDue(ctx, s.cfg.Identity.TokenKeyRotation); err != nil && ctx.Err() == nil {
+			s.logger.Warn("identity: rotating the token key", "err", err)
 		}
 	}
 }
@@ -173,11 +194,12 @@ type validator struct{ s *Service }
 
 var errUnauthorized = errs.E(errs.Unauthorized, "The request you have made requires authentication.")
 
-// Validate implements auth.Validator without touching the database: the
-// signature is checked with the key, then expiry, revocation, the user's
-// state and the roles come from the in-memory snapshot.
-func (v validator) Validate(_ context.Context, token string) (*auth.Caller, error) {
-	_, c, err := v.s.check(token)
+// Validate implements auth.Validator from the in-memory snapshot: the
+// signature is checked with the keys, then expiry, revocation, the user's
+// state and the roles. The database is read only to refuse a token: see
+// check.
+func (v validator) Validate(ctx context.Context, token string) (*auth.Caller, error) {
+	_, c, err := v.s.check(ctx, token)
 	return c, err
 }
 
@@ -187,14 +209,22 @@ type callerBase struct {
 	c       auth.Caller
 }
 
-// check validates token and returns its payload and Caller.
-func (s *Service) check(token string) (*payload, *auth.Caller, error) {
-	p, err := open(s.key, token)
-	if err != nil {
-		return nil, nil, errUnauthorized
-	}
+// check validates token and returns its payload and Caller. A token the
+// snapshot cannot vouch for, though a newer one might (signed with a key,
+// or naming a user, project or grant, made on another node since the last
+// poll), is checked again after a poll.
+func (s *Service) check(ctx context.Context, token string) (*payload, *auth.Caller, error) {
 	snap := s.snap.Load()
-	if err := s.live(snap, p); err != nil {
+	p, stale, err := s.verify(snap, token)
+	if stale {
+		if perr := s.poll(ctx); perr != nil {
+			s.logger.Warn("identity: checking for changes", "err", perr)
+		} else if now := s.snap.Load(); now != snap {
+			snap = now
+			p, _, err = s.verify(snap, token)
+		}
+	}
+	if err != nil {
 		return nil, nil, err
 	}
 	k := [2]string{p.UserID, p.ProjectID}
@@ -224,29 +254,30 @@ func (s *Service) check(token string) (*payload, *auth.Caller, error) {
 	return p, &c, nil
 }
 
-// live reports whether a verified token is still good: not expired or
-// revoked, its user enabled and unchanged since issue, its project enabled
-// and the user still holding a role there.
-func (s *Service) live(snap *snapshot, p *payload) error {
-	now := s.now()
-	if !now.Before(p.ExpiresAt) {
-		return errUnauthorized
+// verify opens token with snap's keys and checks that it is still good:
+// not expired or revoked, its user enabled and unchanged since issue, its
+// project enabled and the user still holding a role there. stale says a
+// newer snapshot might judge otherwise (a refusal for want of a key, a
+// user, a project or a grant); expiry and revocation are final.
+func (s *Service) verify(snap *snapshot, token string) (p *payload, stale bool, err error) {
+	if p, err = snap.keys.open(token, s.cfg.Identity.TokenExpiration); err != nil {
+		return nil, true, errUnauthorized
+	}
+	if !s.now().Before(p.ExpiresAt) || snap.revoked[p.AuditID] || snap.revoked[p.ChainID] {
+		return nil, false, errUnauthorized
 	}
 	u := snap.users[p.UserID]
 	if u == nil || !u.Enabled || p.IssuedAt.Before(u.ValidAfter) {
-		return errUnauthorized
+		return nil, true, errUnauthorized
 	}
 	if d := snap.domains[u.DomainID]; d == nil || !d.Enabled {
-		return errUnauthorized
-	}
-	if snap.revoked[p.AuditID] || snap.revoked[p.ChainID] {
-		return errUnauthorized
+		return nil, true, errUnauthorized
 	}
 	if p.ProjectID != "" {
 		pr := snap.projects[p.ProjectID]
 		if pr == nil || !pr.Enabled || len(snap.direct[[2]string{u.ID, pr.ID}]) == 0 {
-			return errUnauthorized
+			return nil, true, errUnauthorized
 		}
 	}
-	return nil
+	return p, false, nil
 }

@@ -338,7 +338,7 @@ func TestTokenInvalidation(t *testing.T) {
 				}
 			}
 			// Signed with another key: rejected.
-			p, _ := open(e.s.key, tok)
+			p, _ := open(e.s.signer(), tok)
 			other, _ := seal(newSigner(make([]byte, keySize)), p)
 			if _, err := v.Validate(ctx, other); !errs.Is(err, errs.Unauthorized) {
 				t.Errorf("token signed with another key: %v", err)

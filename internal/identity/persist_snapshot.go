@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"time"
 
@@ -144,5 +145,48 @@ func readSnapshot(ctx context.Context, d db.Querier) (*snapshot, error) {
 			return nil, fmt.Errorf("loading identity data: %w", err)
 		}
 	}
+	keys, err := readKeys(ctx, d)
+	if err != nil {
+		return nil, fmt.Errorf("loading token keys: %w", err)
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("loading token keys: the database has none")
+	}
+	s.keys = newKeyring(keys)
 	return s, nil
+}
+
+// readKeys reads the token keys, oldest first.
+func readKeys(ctx context.Context, q db.Querier) ([]*tokenKey, error) {
+	return db.QueryRows(ctx, q, func(r db.Row) (*tokenKey, error) {
+		k := &tokenKey{}
+		var secret string
+		var created, from db.Timestamp
+		if err := r.Scan(&k.id, &secret, &created, &from); err != nil {
+			return nil, err
+		}
+		raw, err := base64.StdEncoding.DecodeString(secret)
+		if err != nil || len(raw) < keySize {
+			return nil, fmt.Errorf("token key %s is not %d base64 bytes", k.id, keySize)
+		}
+		k.signer, k.createdAt, k.signsFrom = newSigner(raw), created.Time, from.Time
+		return k, nil
+	}, `SELECT id, secret, created_at, signs_from FROM identity_token_keys ORDER BY signs_from, id`)
+}
+
+func countKeys(ctx context.Context, q db.Querier) (int, error) {
+	var n int
+	err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM identity_token_keys`).Scan(&n)
+	return n, err
+}
+
+func insertKey(ctx context.Context, tx *db.Tx, id, secret string, created, signsFrom time.Time) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO identity_token_keys (id, secret, created_at, signs_from) VALUES (?, ?, ?, ?)`,
+		id, secret, db.Timestamp{Time: created.UTC()}, db.Timestamp{Time: signsFrom.UTC()})
+	return err
+}
+
+func deleteKey(ctx context.Context, tx *db.Tx, id string) error {
+	_, err := tx.ExecContext(ctx, `DELETE FROM identity_token_keys WHERE id = ?`, id)
+	return err
 }

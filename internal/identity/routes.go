@@ -81,7 +81,7 @@ func (s *Service) authed(h authedFunc) http.HandlerFunc {
 			s.writeError(w, r, errUnauthorized)
 			return
 		}
-		_, c, err := s.check(tok)
+		_, c, err := s.check(r.Context(), tok)
 		if err != nil {
 			s.writeError(w, r, err)
 			return

@@ -10,11 +10,16 @@ import (
 )
 
 // The identity data set (domains, projects, users, roles, assignments,
-// catalog, revocations) is small, so every process keeps all of it in
-// memory as an immutable snapshot: token validation and reads never touch
+// catalog, revocations, token keys) is small, so every process keeps all
+// of it in memory as an immutable snapshot: token validation never touches
 // the database. Writes go to the database, bump a generation stamp in the
 // same transaction and reload; other processes sharing the database notice
-// the new generation when they poll.
+// the new generation when they poll (every PollInterval), before every
+// request to the identity API (which so reads its own writes made on any
+// node), and before refusing a token their snapshot cannot vouch for (a
+// user, project, grant or key newer than the snapshot). What a stale
+// snapshot can still accept for up to PollInterval: a token revoked, or of
+// a user disabled or a grant removed, on another node.
 
 // common is what every admin entity has: its id and, as in Keystone, its
 // "extra": the attributes Keystone has no column for (a user's email, an
@@ -87,6 +92,8 @@ type snapshot struct {
 	endpoints    []*endpoint // sorted by service, interface
 	endpointByID map[string]*endpoint
 	revoked      map[[auditSize]byte]bool
+	// keys sign and verify tokens (keys.go).
+	keys keyring
 
 	// callers caches the per (user, project) part of a Caller; filled
 	// lazily by Validate and dropped with the snapshot.

@@ -7,10 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"hash"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 )
@@ -168,53 +165,6 @@ func newAuditID() [auditSize]byte {
 	var a [auditSize]byte
 	_, _ = rand.Read(a[:])
 	return a
-}
-
-// loadKey reads the token signing key from path, creating it (0600) with a
-// fresh random key when it does not exist. Every Ashlar process that serves
-// the same identity database must share this file.
-func loadKey(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	switch {
-	case err == nil:
-		k, derr := base64.StdEncoding.DecodeString(string(trimSpace(b)))
-		if derr != nil || len(k) < keySize {
-			return nil, fmt.Errorf("token key %s is not %d base64 bytes", path, keySize)
-		}
-		return k, nil
-	case !errors.Is(err, os.ErrNotExist):
-		return nil, fmt.Errorf("reading token key: %w", err)
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("creating key directory: %w", err)
-	}
-	k := make([]byte, keySize)
-	_, _ = rand.Read(k)
-	// Write a temporary file, then link it into place: a concurrent reader
-	// never sees a partial key, and a concurrent creator loses the link
-	// race and reads the winner's key.
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".token.key.*")
-	if err != nil {
-		return nil, fmt.Errorf("creating token key: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.WriteString(base64.StdEncoding.EncodeToString(k) + "\n")
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o600)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("writing token key: %w", err)
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return loadKey(path)
-		}
-		return nil, fmt.Errorf("installing token key: %w", err)
-	}
-	return k, nil
 }
 
 func trimSpace(b []byte) []byte {

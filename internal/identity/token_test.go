@@ -1,9 +1,10 @@
 package identity
 
 import (
+	"bytes"
+	"encoding/base64"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 )
@@ -33,34 +34,20 @@ func TestTokenRoundTrip(t *testing.T) {
 	}
 }
 
-func TestLoadKeyConcurrent(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "keys", "token.key")
-	keys := make([][]byte, 8)
-	var wg sync.WaitGroup
-	for i := range keys {
-		wg.Go(func() {
-			k, err := loadKey(path)
-			if err != nil {
-				t.Error(err)
-			}
-			keys[i] = k
-		})
+// TestReadKeyFile: the key file of an older release is read for import;
+// none is no key, and a corrupt one an error.
+func TestReadKeyFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "token.key")
+	if k, err := readKeyFile(path); k != "" || err != nil {
+		t.Errorf("no file: %q, %v", k, err)
 	}
-	wg.Wait()
-	for _, k := range keys[1:] {
-		if string(k) != string(keys[0]) || len(k) != keySize {
-			t.Fatal("concurrent loadKey calls disagree on the key")
-		}
-	}
-	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("key file mode: %v %v", fi, err)
-	}
-	again, err := loadKey(path)
-	if err != nil || string(again) != string(keys[0]) {
-		t.Errorf("reload: %v", err)
+	want := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, keySize))
+	os.WriteFile(path, []byte(want+"\n"), 0o600)
+	if k, err := readKeyFile(path); k != want || err != nil {
+		t.Errorf("key file: %q, %v", k, err)
 	}
 	os.WriteFile(path, []byte("short"), 0o600)
-	if _, err := loadKey(path); err == nil {
+	if _, err := readKeyFile(path); err == nil {
 		t.Error("accepted a corrupt key file")
 	}
 }

@@ -60,7 +60,7 @@ func (s *Service) issueToken(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	tok, err := seal(s.key, p)
+	tok, err := seal(s.signer(), p)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -129,7 +129,7 @@ func (s *Service) authenticate(r *http.Request) (*payload, error) {
 			if id.Token == nil || id.Token.ID == "" {
 				return nil, invalid("identity", "'token' is a required property")
 			}
-			pp, _, err := s.check(id.Token.ID)
+			pp, _, err := s.check(r.Context(), id.Token.ID)
 			if err != nil {
 				return nil, errUnauthorized
 			}
@@ -317,7 +317,7 @@ func (s *Service) subject(r *http.Request, c *auth.Caller) (*payload, error) {
 	if tok == "" {
 		return nil, errs.E(errs.Invalid, "Expecting to find X-Subject-Token in header. The server could not comply with the request since it is either malformed or otherwise incorrect. The client is assumed to be in error.")
 	}
-	p, sc, err := s.check(tok)
+	p, sc, err := s.check(r.Context(), tok)
 	if err != nil {
 		return nil, errs.E(errs.NotFound, "Could not find token: %s.", tok)
 	}
