@@ -54,6 +54,8 @@ type env struct {
 	// stop ends the running service's task runner without handing its
 	// work back, as a process that dies does.
 	stop func()
+	// address is the node's advertised address (its runner's).
+	address string
 }
 
 // testLease is the task lease of the test services: a "dead" service's
@@ -91,6 +93,27 @@ func newEnvWith(t testing.TB, d *db.DB, stores, extra string) *env {
 	return e
 }
 
+// peer starts another node on e's database and stores, advertising
+// address, with its own staging directory unless shared says the staging
+// directory is one both nodes see. e's runner is given the address of
+// e's node (http://node-a) if it had none.
+func (e *env) peer(address string, shared bool) *env {
+	e.t.Helper()
+	if e.address == "" {
+		e.address = "http://node-a"
+		e.start()
+	}
+	cfg := *e.cfg
+	cfg.Image.StagingShared = shared
+	e.cfg.Image.StagingShared = shared
+	if !shared {
+		cfg.Image.StagingDir = e.t.TempDir()
+	}
+	p := &env{t: e.t, cfg: &cfg, db: e.db, state: e.state, address: address}
+	p.start()
+	return p
+}
+
 // start (re)builds the service over the same state, like a process restart.
 func (e *env) start() {
 	t := e.t
@@ -124,7 +147,8 @@ func (e *env) start() {
 	if e.stop != nil {
 		e.stop()
 	}
-	runner := tasks.New(e.db, tasks.Options{Lease: testLease, Poll: 20 * time.Millisecond, Exclusive: !e.db.Postgres()})
+	runner := tasks.New(e.db, tasks.Options{Lease: testLease, Poll: 20 * time.Millisecond, Exclusive: !e.db.Postgres(),
+		Address: e.address})
 	deps := service.Deps{Config: e.cfg, DB: e.db, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Registry: prometheus.NewRegistry(), Validator: tokens, Tasks: runner}
 	svc, err := NewWithStores(ctx, deps, store.NewSetOf(staging, stores...))

@@ -56,7 +56,7 @@ func NewWithStores(ctx context.Context, deps service.Deps, set *store.Set) (*Ser
 		tasks: deps.Tasks}
 	if s.tasks == nil {
 		s.tasks, s.ownTasks = tasks.New(deps.DB, tasks.Options{Lease: deps.Config.Default.TaskLease,
-			Exclusive: !deps.DB.Postgres(), Logger: deps.Logger}), true
+			Exclusive: !deps.DB.Postgres(), Logger: deps.Logger, Address: deps.Config.Default.SelfURL}), true
 	}
 	s.registerWork(s.tasks)
 	s.fetch = s.newFetchClient()
@@ -150,13 +150,15 @@ func (s *Service) Name() string { return config.ServiceImage }
 func (s *Service) Handler() http.Handler { return s.handler }
 
 // Run implements service.Runner: the service's work runs on the shared
-// task runner; a runner of its own (no shared one in Deps) runs here until
-// ctx ends.
+// task runner (a runner of its own, when Deps had none, runs here), and a
+// node-local staging directory is swept, until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
-	if s.ownTasks {
-		return s.tasks.Run(ctx)
+	if !s.ownTasks {
+		s.runStagingSweeps(ctx)
+		return nil
 	}
-	return nil
+	go s.runStagingSweeps(ctx)
+	return s.tasks.Run(ctx)
 }
 
 // versionIDs are the Glance API versions served, newest first.

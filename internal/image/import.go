@@ -46,6 +46,9 @@ type importJob struct {
 	importReq map[string]any
 	// stall abandons a web-download whose source sends nothing this long.
 	stall time.Duration
+	// host is the node the import must run on (its staged data is in
+	// that node's own staging directory), "" for any.
+	host string
 	// task is the durable task running the import; done and failed are
 	// the stores an earlier attempt of it copied to or failed.
 	task         *tasks.Task
@@ -75,6 +78,12 @@ func (s *Service) importImage(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if err := s.checkImportable(job); err != nil {
+		return err
+	}
+	if job.method == "glance-direct" {
+		job.host = s.stagedOn(im)
+	}
+	if err := s.checkStageHost(ctx, job); err != nil {
 		return err
 	}
 	if err := s.launchImport(ctx, job); err != nil {
@@ -296,7 +305,8 @@ func (s *Service) succeedImport(ctx context.Context, job *importJob, failed []st
 	id := job.image.ID
 	result, _ := json.Marshal(map[string]string{"image_id": id})
 	err := s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
-		if err := setProps(ctx, tx, id, map[string]*string{propTask: nil, propImporting: strp(""), propFailed: strp(strings.Join(failed, ","))}); err != nil {
+		if err := setProps(ctx, tx, id, map[string]*string{propTask: nil, propImporting: strp(""), propFailed: strp(strings.Join(failed, ",")),
+			propStageHost: nil}); err != nil {
 			return err
 		}
 		if err := succeedTask(ctx, tx, job.taskID, string(result), fmt.Sprintf("Copied %d MiB", copied>>20)); err != nil {
@@ -389,7 +399,11 @@ func (s *Service) failImport(ctx context.Context, job *importJob, failed []strin
 		if err := settleFailedImport(ctx, tx, id, status, size); err != nil {
 			return err
 		}
-		if err := setProps(ctx, tx, id, map[string]*string{propTask: nil, propImporting: strp(""), propFailed: strp(strings.Join(failed, ","))}); err != nil {
+		props := map[string]*string{propTask: nil, propImporting: strp(""), propFailed: strp(strings.Join(failed, ","))}
+		if status != StatusUploading {
+			props[propStageHost] = nil // nothing staged any more
+		}
+		if err := setProps(ctx, tx, id, props); err != nil {
 			return err
 		}
 		if err := failTask(ctx, tx, job.taskID, msg); err != nil {

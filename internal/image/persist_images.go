@@ -544,3 +544,18 @@ func keyset(specs []sortSpec, m *Image) (string, []any) {
 	}
 	return "(" + strings.Join(ors, " OR ") + ")", args
 }
+
+// stagedDataNeeded reports whether staged data under key (an image id)
+// still belongs to its image: the image exists and is uploading or
+// importing. In tx, an image that does not need it is locked (a stage
+// waits for the caller to commit).
+func stagedDataNeeded(ctx context.Context, tx *db.Tx, key string) (bool, error) {
+	locked, err := db.Changed(ctx, tx, `UPDATE images SET updated_at = updated_at WHERE id = ? AND status NOT IN (?, ?)`,
+		key, StatusUploading, StatusImporting)
+	if err != nil || locked {
+		return false, err
+	}
+	var n int
+	err = tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM images WHERE id = ?`, key).Scan(&n)
+	return n > 0, err
+}

@@ -124,6 +124,9 @@ func (s *Service) stage(w http.ResponseWriter, r *http.Request) error {
 		if !ok {
 			return errDeleted
 		}
+		if err := setProps(dctx, tx, im.ID, s.stageHostProp()); err != nil {
+			return err
+		}
 		return t.Complete(dctx, tx)
 	})
 	if errors.Is(err, errDeleted) {

@@ -155,7 +155,7 @@ func writeBody(w http.ResponseWriter, code int, body []byte) {
 }
 
 // hiddenProps are bookkeeping properties never shown.
-var hiddenProps = map[string]bool{"os_glance_stage_host": true}
+var hiddenProps = map[string]bool{propStageHost: true}
 
 // appendView appends the image body Glance v2 renders for caller c:
 // custom properties first (sorted), then Glance's keys in its order. Where

@@ -211,7 +211,7 @@ func (s *Service) launchImport(ctx context.Context, job *importJob) error {
 		if err != nil {
 			return err
 		}
-		_, err = s.tasks.Add(ctx, tx, tasks.Spec{Kind: kindImport, Subject: im.ID, RequestID: job.requestID,
+		_, err = s.tasks.Add(ctx, tx, tasks.Spec{Kind: kindImport, Subject: im.ID, RequestID: job.requestID, Host: job.host,
 			Payload: importWork{TaskID: job.taskID, Method: job.method, URI: job.uri, Stores: job.stores,
 				MustAll: job.mustAll, ProjectID: job.caller.ProjectID, UserID: job.caller.UserID}})
 		return err
@@ -242,7 +242,7 @@ func (s *Service) importOf(ctx context.Context, t *tasks.Task) (*importJob, erro
 	}
 	job := &importJob{taskID: w.TaskID, image: im, method: w.Method, uri: w.URI, stores: w.Stores,
 		mustAll: w.MustAll, caller: &auth.Caller{ProjectID: w.ProjectID, UserID: w.UserID},
-		requestID: t.RequestID, stall: s.StallTimeout, task: t}
+		requestID: t.RequestID, stall: s.StallTimeout, host: t.Host, task: t}
 	if t.Attempt > 1 {
 		// A target the image has now was copied by this import (copy-image
 		// only targets stores the image lacked), even if the node died
@@ -263,8 +263,12 @@ func (s *Service) importOf(ctx context.Context, t *tasks.Task) (*importJob, erro
 	return job, nil
 }
 
-// runImportTask runs (or resumes) an import.
+// runImportTask runs (or resumes) an import. One stranded here (its staged
+// data is on a node that is gone) cannot be, and fails.
 func (s *Service) runImportTask(ctx context.Context, t *tasks.Task) error {
+	if t.Stranded() {
+		return tasks.Retry(s.abandonImport(ctx, t, strandedMsg(t.Host)))
+	}
 	job, err := s.importOf(ctx, t)
 	if err != nil || job == nil {
 		return tasks.Retry(err)
@@ -273,9 +277,15 @@ func (s *Service) runImportTask(ctx context.Context, t *tasks.Task) error {
 }
 
 // giveUpImport rolls back an import whose attempts all died with their
-// nodes: partial copies in the stores still pending are purged, the image
-// goes back to where the user can retry and the task says why.
-func (s *Service) giveUpImport(ctx context.Context, t *tasks.Task, cause error) error {
+// nodes.
+func (s *Service) giveUpImport(ctx context.Context, t *tasks.Task, _ error) error {
+	return s.abandonImport(ctx, t, "Task interrupted: the node running it stopped")
+}
+
+// abandonImport rolls back an import that cannot go on: partial copies in
+// the stores still pending are purged, the image goes back to where the
+// user can retry and the task says why (msg).
+func (s *Service) abandonImport(ctx context.Context, t *tasks.Task, msg string) error {
 	job, err := s.importOf(ctx, t)
 	if err != nil || job == nil {
 		return err
@@ -292,8 +302,7 @@ func (s *Service) giveUpImport(ctx context.Context, t *tasks.Task, cause error) 
 		}
 	}
 	failed := append(splitList(job.image.Props[propFailed]), pending...)
-	s.failImport(ctx, job, failed, StatusUploading, "Task interrupted: the node running it stopped")
-	return nil
+	return s.failImport(ctx, job, failed, StatusUploading, msg)
 }
 
 func splitList(v string) []string {
