@@ -87,6 +87,7 @@ func TestHostAffinity(t *testing.T) {
 		a, stopA := start(t, d, Options{Address: "http://a"}, kind())
 		b, _ := start(t, d, Options{Address: "http://b"}, kind())
 		ctx := context.Background()
+		apitest.Eventually(t, 5*time.Second, func() bool { alive, _ := HostAlive(ctx, d, "http://a"); return alive }, nil)
 		for range 4 {
 			if _, err := b.Add(ctx, d, Spec{Kind: "staged", Host: "http://a"}); err != nil {
 				t.Fatal(err)

@@ -64,6 +64,11 @@ type Runner struct {
 	kick    chan struct{}
 	runCtx  context.Context
 	started bool
+	// round counts renewal rounds; a task added to held during a round
+	// (Task.since == round) may be missing from that round's renewal,
+	// which read the table before it was claimed, and is judged next
+	// round.
+	round uint64
 }
 
 // New returns a runner on d; register kinds, then call Run.
@@ -156,6 +161,7 @@ func (r *Runner) Begin(ctx context.Context, q db.Querier, s Spec) (*Task, error)
 	t.ctx, t.cancel = context.WithCancelCause(ctx)
 	t.deadline.Store(until.UnixNano())
 	r.mu.Lock()
+	t.since = r.round
 	r.held[id] = t
 	r.mu.Unlock()
 	return t, nil
@@ -269,15 +275,7 @@ func (r *Runner) claimDue(ctx context.Context, wg *sync.WaitGroup) {
 		if t == nil {
 			continue // another node was first
 		}
-		t.r = r
-		t.ctx, t.cancel = context.WithCancelCause(r.runCtx)
-		t.deadline.Store(until.UnixNano())
-		t.confirmed.Store(true)
-		r.mu.Lock()
-		r.held[t.ID] = t
-		r.busy[t.Kind]++
-		r.total++
-		r.mu.Unlock()
+		r.hold(t, until)
 		wg.Go(func() {
 			defer func() {
 				r.mu.Lock()
@@ -290,6 +288,20 @@ func (r *Runner) claimDue(ctx context.Context, wg *sync.WaitGroup) {
 			r.execute(k, t)
 		})
 	}
+}
+
+// hold makes t, just claimed until until, one of the tasks this node runs.
+func (r *Runner) hold(t *Task, until time.Time) {
+	t.r = r
+	t.ctx, t.cancel = context.WithCancelCause(r.runCtx)
+	t.deadline.Store(until.UnixNano())
+	t.confirmed.Store(true)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t.since = r.round
+	r.held[t.ID] = t
+	r.busy[t.Kind]++
+	r.total++
 }
 
 // execute runs one claimed task and records how it ended.
@@ -383,16 +395,29 @@ func (r *Runner) renewLoop(ctx context.Context) {
 // claimed it) or its lease has passed (a begun task whose transaction never
 // committed, or a database this node could not reach in time).
 func (r *Runner) renewOnce(ctx context.Context) {
+	r.mu.Lock()
+	r.round++
+	round := r.round
+	r.mu.Unlock()
 	until := time.Now().Add(r.o.Lease)
 	got, err := renew(ctx, r.db, r.o.Node, until)
 	if err != nil && ctx.Err() == nil {
 		r.o.Logger.Error("renewing task leases", "err", err)
 	}
+	r.judge(round, got, err, until)
+}
+
+// judge applies the renewal of round (got: the tasks it extended, err: how
+// it ended) to the tasks held: an extended task's lease now runs to until;
+// one not extended is lost (see renewOnce). A task claimed while the
+// renewal ran is left for the next round: the renewal may have read the
+// table before its claim committed.
+func (r *Runner) judge(round uint64, got map[string]int64, err error, until time.Time) {
 	now := time.Now().UnixNano()
 	r.mu.Lock()
 	var lost []*Task
 	for id, t := range r.held {
-		if t.finished.Load() {
+		if t.finished.Load() || t.since >= round {
 			continue
 		}
 		if e, ok := got[id]; ok && e == t.epoch {

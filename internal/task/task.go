@@ -166,8 +166,11 @@ type Task struct {
 	// confirmed is set once a renewal has seen the row.
 	deadline  atomic.Int64
 	confirmed atomic.Bool
-	finished  atomic.Bool
-	release   sync.Once
+	// since is the runner's renewal round when this node began holding
+	// the task (guarded by the runner's mu).
+	since    uint64
+	finished atomic.Bool
+	release  sync.Once
 }
 
 // Decode reads the task's payload into v.

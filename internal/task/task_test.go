@@ -475,3 +475,50 @@ func TestNoTaskFinishedTwice(t *testing.T) {
 		}
 	})
 }
+
+// A task this node claims while a renewal round is reading the table is
+// not in that round's result; it is not lost for that (found by the
+// cluster chaos run: a live node gave up tasks it had just claimed).
+func TestClaimDuringRenewal(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		r := New(d, Options{Lease: time.Minute})
+		r.runCtx = ctx
+		id, err := r.Add(ctx, d, Spec{Kind: "k"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A renewal round starts and reads the leases...
+		r.mu.Lock()
+		r.round++
+		round := r.round
+		r.mu.Unlock()
+		until := time.Now().Add(time.Minute)
+		got, err := renew(ctx, d, r.Node(), until)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// ...while the node claims a task.
+		cands, err := due(ctx, d, []string{"k"}, "", 1)
+		if err != nil || len(cands) != 1 || cands[0].id != id {
+			t.Fatalf("due: %+v, %v", cands, err)
+		}
+		tk, err := claim(ctx, d, cands[0], r.Node(), until)
+		if err != nil || tk == nil {
+			t.Fatalf("claim: %v, %v", tk, err)
+		}
+		r.hold(tk, until)
+		r.judge(round, got, nil, until)
+		if err := context.Cause(tk.Context()); err != nil {
+			t.Fatalf("a task claimed during a renewal was given up: %v", err)
+		}
+		// The next round sees it.
+		r.renewOnce(ctx)
+		if err := context.Cause(tk.Context()); err != nil {
+			t.Fatalf("after the next renewal: %v", err)
+		}
+		if err := tk.Complete(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

@@ -141,8 +141,12 @@ func (s *Service) sweepOrphans(ctx context.Context) {
 			if _, err := getVolume(ctx, s.deps.DB, id); errs.KindOf(err) != errs.NotFound {
 				continue // has a row (or the lookup failed: keep it)
 			}
-			if err := b.drv.Delete(ctx, id); err != nil && errs.KindOf(err) != errs.NotFound {
-				s.deps.Logger.Error("deleting orphaned volume data", "backend", b.cfg.Name, "volume", id, "err", err)
+			if err := b.drv.Delete(ctx, id); err != nil {
+				// NotFound: deleted meanwhile with its row (another node
+				// serving the volume's delete), not an orphan.
+				if errs.KindOf(err) != errs.NotFound {
+					s.deps.Logger.Error("deleting orphaned volume data", "backend", b.cfg.Name, "volume", id, "err", err)
+				}
 				continue
 			}
 			s.deps.Logger.Warn("deleted volume data without a volume", "backend", b.cfg.Name, "volume", id)

@@ -27,12 +27,13 @@ import (
 // work must be taken over within two of them.
 const taskLease = 2 * time.Second
 
-// node is one `ashlar serve` of a group sharing a PostgreSQL database and a
-// state directory (stores, staging, volumes, token key) as several hosts
-// share a database and network storage.
+// node is one `ashlar serve` of a group sharing a PostgreSQL database.
 type node struct {
-	name                          string
-	configPath, logPath, dir      string
+	name                     string
+	configPath, logPath, dir string
+	// idBind, imgBind and volBind are the services' bind addresses;
+	// identityURL, imageURL and volURL reach them directly.
+	idBind, imgBind, volBind      string
 	identityURL, imageURL, volURL string
 	proc                          *proc
 	id                            string
@@ -40,7 +41,8 @@ type node struct {
 
 // nodeGroup is the nodes and what they share.
 type nodeGroup struct {
-	nodes    []*node
+	nodes []*node
+	// state is the state directory the nodes of TestNodeDeath share.
 	state    string
 	database string
 	db       *db.DB
@@ -52,23 +54,16 @@ type nodeGroup struct {
 }
 
 // startNodes starts n nodes on one fresh PostgreSQL database (skipped, or
-// failed under CI=true, without one) and one state directory.
+// failed under CI=true, without one) and one state directory (stores,
+// staging, volumes), as several hosts share a database and network
+// storage.
 func startNodes(t *testing.T, n int) *nodeGroup {
 	t.Helper()
-	if os.Getenv(dbtest.EnvPostgres) == "" {
-		dbtest.SkipOrFail(t, dbtest.EnvPostgres+" is not set: several nodes need PostgreSQL")
-	}
-	bin := ashlarBinary(t)
 	dir := logDir(t, "nodes")
-	g := &nodeGroup{state: filepath.Join(dir, "state"), database: dbtest.Connection(t, "postgres"),
-		env: append(baseEnv(), "ASHLAR_ADMIN_PASSWORD="+adminPassword), web: startSlowWeb(t), t: t}
-	for i := range n {
-		nd := &node{name: fmt.Sprintf("node%d", i), dir: dir}
-		idPort, imgPort, volPort := freePort(t), freePort(t), freePort(t)
-		nd.identityURL = fmt.Sprintf("http://127.0.0.1:%d", idPort)
-		nd.imageURL = fmt.Sprintf("http://127.0.0.1:%d", imgPort)
-		nd.volURL = fmt.Sprintf("http://127.0.0.1:%d", volPort)
-		conf := fmt.Sprintf(`# written by the interop suite (TestNodeDeath)
+	state := filepath.Join(dir, "state")
+	web := startSlowWeb(t)
+	g := newNodeGroup(t, dir, n, func(g *nodeGroup, nd *node) string {
+		return fmt.Sprintf(`# written by the interop suite (TestNodeDeath)
 [DEFAULT]
 state_path = %s
 metrics_bind =
@@ -79,25 +74,49 @@ task_lease = %d
 connection = %s
 
 [identity]
-bind = 127.0.0.1:%d
+bind = %s
 
 [image]
-bind = 127.0.0.1:%d
+bind = %s
 enabled_backends = fast:file, cheap:file
 default_backend = fast
 allowed_import_hosts = %s
 
 [volume]
-bind = 127.0.0.1:%d
+bind = %s
 enabled_backends = local
 glance_api_servers = %s
 
 [backend:local]
 volume_driver = file
-`, g.state, int(taskLease/time.Second), g.database, idPort, imgPort, g.web.hostPort, volPort, nd.imageURL)
+`, state, int(taskLease/time.Second), g.database, nd.idBind, nd.imgBind, web.hostPort, nd.volBind, nd.imageURL)
+	})
+	g.state, g.web = state, web
+	return g
+}
+
+// newNodeGroup writes the config conf makes for each of n nodes (ports
+// chosen, a fresh PostgreSQL database named in g.database), migrates the
+// database and starts the nodes, one after the other (the first
+// bootstraps the identity data). Without PostgreSQL the test is skipped,
+// or fails under CI=true.
+func newNodeGroup(t *testing.T, dir string, n int, conf func(g *nodeGroup, nd *node) string) *nodeGroup {
+	t.Helper()
+	if os.Getenv(dbtest.EnvPostgres) == "" {
+		dbtest.SkipOrFail(t, dbtest.EnvPostgres+" is not set: several nodes need PostgreSQL")
+	}
+	bin := ashlarBinary(t)
+	g := &nodeGroup{database: dbtest.Connection(t, "postgres"),
+		env: append(baseEnv(), "ASHLAR_ADMIN_PASSWORD="+adminPassword), t: t}
+	for i := range n {
+		nd := &node{name: fmt.Sprintf("node%d", i), dir: dir}
+		nd.idBind = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		nd.imgBind = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		nd.volBind = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		nd.identityURL, nd.imageURL, nd.volURL = "http://"+nd.idBind, "http://"+nd.imgBind, "http://"+nd.volBind
 		nd.configPath = filepath.Join(dir, nd.name+".conf")
 		nd.logPath = filepath.Join(dir, nd.name+".log")
-		if err := os.WriteFile(nd.configPath, []byte(conf), 0o644); err != nil {
+		if err := os.WriteFile(nd.configPath, []byte(conf(g, nd)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		g.nodes = append(g.nodes, nd)
@@ -112,7 +131,6 @@ volume_driver = file
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { g.db.Close() })
-	// One after the other: the first bootstraps the identity data.
 	for _, nd := range g.nodes {
 		g.start(t, nd)
 	}
