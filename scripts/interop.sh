@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Ashlar's interop suite (test/interop) or one part of it:
-#   scripts/interop.sh cli|tempest|peers|all [extra go test flags]
+#   scripts/interop.sh cli|tempest|peers|cluster|all [extra go test flags]
 # e.g. scripts/interop.sh tempest -run 'TestTempest/image'   (a narrower -run wins)
 # Env: ASHLAR_INTEROP_KEEP=1 keeps logs/state even on success;
 #      ASHLAR_TEMPEST_LISTS=image-core (default image-core,volume-core);
@@ -13,7 +13,8 @@ case $part in
   cli) run='TestCLI' ;;
   tempest) run='TestTempest' ;;
   peers) run='TestPeers' ;;
-  all) run='TestCLI|TestTempest|TestPeers' ;;
+  cluster) run='TestCluster|TestNodeDeath' ;;
+  all) run='TestCLI|TestTempest|TestPeers|TestCluster|TestNodeDeath' ;;
   *) sed -n 2,8p "$0" >&2; exit 2 ;;
 esac
 export ASHLAR_INTEROP=1

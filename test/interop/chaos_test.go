@@ -226,9 +226,9 @@ func (cl *chaosClient) createImage(kind string) string {
 	return id
 }
 
-// payload is a random slice of the run's data: 256 KiB to 2 MiB.
+// payload is a random slice of the run's data: 1 to 8 MiB.
 func (cl *chaosClient) payload() ([]byte, string) {
-	n := 256<<10 + cl.rng.IntN(7*256<<10)
+	n := 1<<20 + cl.rng.IntN(7<<20)
 	off := cl.rng.IntN(len(cl.r.data) - n)
 	b := cl.r.data[off : off+n]
 	sum := md5.Sum(b)
@@ -423,12 +423,20 @@ func (cl *chaosClient) deleteOne() *chaosOp {
 	return op
 }
 
+// poolMax bounds what one client keeps: past it, it deletes (so the
+// stores hold about a gigabyte at most).
+const poolMax = 12
+
 // run does operations until the run's end.
 func (cl *chaosClient) run() {
 	for time.Now().Before(cl.r.end) {
 		started := time.Now()
 		var op *chaosOp
-		switch n := cl.rng.IntN(11); {
+		n := cl.rng.IntN(12)
+		if len(cl.images)+len(cl.volumes) > poolMax {
+			n = 11
+		}
+		switch {
 		case n < 3:
 			op = cl.upload()
 		case n < 5:
@@ -471,7 +479,7 @@ func (c *cluster) chaos(t *testing.T, o chaosOpts) *chaosStats {
 		t.Fatal(err)
 	}
 	r := &chaosRun{c: c, token: adm.token, project: ti.Token.Project.ID, hc: &http.Client{Timeout: 90 * time.Second},
-		data: randomBytes(t, 8<<20), types: map[string]string{}}
+		data: randomBytes(t, 16<<20), types: map[string]string{}}
 	for _, s := range []string{"cheap", "reliable"} {
 		name := fmt.Sprintf("chaos-%s-%d", s, time.Now().UnixNano())
 		code, b := r.retry("POST", c.volumeURL+"/v3/"+r.project+"/types", map[string]any{"volume_type": map[string]any{
@@ -557,10 +565,12 @@ func (c *cluster) killLoop(t *testing.T, end time.Time, every time.Duration, st 
 		st.kills++
 		t.Logf("killed %s (%s) holding %d tasks", nd.name, nd.id, len(held))
 		measure.Go(func() {
-			for _, d := range c.takeovers(held, killed) {
-				mu.Lock()
-				st.takeovers = append(st.takeovers, d)
-				mu.Unlock()
+			got, left := c.takeovers(held, killed)
+			mu.Lock()
+			st.takeovers = append(st.takeovers, got...)
+			mu.Unlock()
+			if len(left) > 0 {
+				t.Logf("tasks of %s not taken over within %v: %v", nd.name, 4*clusterLease, left)
 			}
 		})
 		time.Sleep(2 * time.Second)
@@ -588,29 +598,34 @@ func (c *cluster) heldTasks(t *testing.T, node string) map[string]int64 {
 }
 
 // takeovers polls the tasks a killed node held until each is claimed
-// again (its epoch moved), and returns how long after the kill each was.
-// A task the node finished just before it died is not counted.
-func (c *cluster) takeovers(held map[string]int64, killed time.Time) []time.Duration {
-	var out []time.Duration
+// again (its epoch moved), and returns how long after the kill each was,
+// and the states of those that were not. A task the node finished just
+// before it died is not counted.
+func (c *cluster) takeovers(held map[string]int64, killed time.Time) (out []time.Duration, left map[string]string) {
+	left = map[string]string{}
 	deadline := killed.Add(4 * clusterLease)
 	for len(held) > 0 && time.Now().Before(deadline) {
 		for id, epoch := range held {
 			var now int64
 			var state string
 			if err := c.g.db.QueryRowContext(context.Background(), `SELECT epoch, state FROM tasks WHERE id = ?`, id).Scan(&now, &state); err != nil {
-				delete(held, id) // pruned
+				left[id] = err.Error()
+				delete(held, id)
 				continue
 			}
 			if now != epoch {
 				out = append(out, time.Since(killed))
 				delete(held, id)
 			} else if state != "running" {
-				delete(held, id)
+				delete(held, id) // finished by the node just before it died
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return out
+	for id := range held {
+		left[id] = "still held"
+	}
+	return out, left
 }
 
 // settle waits until no task is pending or running.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -204,7 +205,41 @@ func TestCluster(t *testing.T) {
 		runTempest(t, c.ashlar)
 	})
 	t.Run("chaos", func(t *testing.T) {
-		c.chaos(t, chaosOpts{clients: 8, duration: 3 * time.Minute, killEvery: 20 * time.Second})
+		d := 3 * time.Minute
+		if s := os.Getenv("ASHLAR_CHAOS_SECONDS"); s != "" { // shorter runs while developing
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d = time.Duration(n) * time.Second
+		}
+		c.chaos(t, chaosOpts{clients: 8, duration: d, killEvery: 20 * time.Second})
 	})
 	t.Logf("TestCluster took %s", time.Since(start).Round(time.Second))
+}
+
+// TestClusterThroughput measures the mixed workload of the chaos run
+// without kills, on one node and on three behind HAProxy (succeeded
+// operations per minute). It runs only with ASHLAR_CLUSTER_BENCH=1 (the
+// figures in docs/cluster.md; ASHLAR_CLUSTER_BENCH_SECONDS, default 60).
+func TestClusterThroughput(t *testing.T) {
+	requireInterop(t)
+	if os.Getenv("ASHLAR_CLUSTER_BENCH") != "1" {
+		t.Skip("set ASHLAR_CLUSTER_BENCH=1 to measure the cluster's throughput")
+	}
+	d := time.Minute
+	if s := os.Getenv("ASHLAR_CLUSTER_BENCH_SECONDS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d = time.Duration(n) * time.Second
+	}
+	for _, n := range []int{1, 3} {
+		t.Run(fmt.Sprintf("%d-nodes", n), func(t *testing.T) {
+			c := startCluster(t, strconv.Itoa(n), n)
+			st := c.chaos(t, chaosOpts{clients: 8, duration: d})
+			t.Logf("%d node(s): %d operations succeeded in %v", n, st.succeeded, d)
+		})
+	}
 }
