@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ashlar-dev/ashlar/internal/apitest"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
+	tasks "github.com/ashlar-dev/ashlar/internal/task"
 )
 
 // stageHost reads an image's hidden os_glance_stage_host.
@@ -76,6 +78,10 @@ func TestNodeLocalStaging(t *testing.T) {
 			}
 			// A comes back (same address, new process) and imports it.
 			a.start()
+			apitest.Eventually(t, 5*time.Second, func() bool {
+				alive, _ := tasks.HostAlive(t.Context(), d, "http://node-a")
+				return alive
+			}, nil)
 			b.Must(202, b.Do("alice", "POST", "/v2/images/"+id+"/import", `{"method":{"name":"glance-direct"}}`))
 			if im := b.waitImage(id, importDone); im["status"] != "active" {
 				t.Errorf("imported after A came back: %v", im)
