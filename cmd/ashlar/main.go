@@ -105,6 +105,21 @@ func loadConfig(name string, args []string, stderr io.Writer, extra ...func(*fla
 	return cfg, fs, nil
 }
 
+// openConfigured loads the config (as loadConfig) and opens its database
+// with its schema checked (server.OpenDB), for the commands that work on
+// the database of a deployment. The caller closes it.
+func openConfigured(name string, args []string, stderr io.Writer, extra ...func(*flag.FlagSet)) (*config.Config, *db.DB, error) {
+	cfg, _, err := loadConfig(name, args, stderr, extra...)
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := server.OpenDB(context.Background(), cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, d, nil
+}
+
 func newLogger(cfg *config.Config, stderr io.Writer) *slog.Logger {
 	level := slog.LevelInfo
 	if cfg.Default.Debug {
@@ -187,17 +202,12 @@ func configCmd(args []string, stdout, stderr io.Writer) error {
 }
 
 func bootstrap(args []string, stdout, stderr io.Writer) error {
-	cfg, _, err := loadConfig("bootstrap", args, stderr)
-	if err != nil {
-		return err
-	}
-	ctx := context.Background()
-	d, err := server.OpenDB(ctx, cfg)
+	cfg, d, err := openConfigured("bootstrap", args, stderr)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	_, err = identity.RunBootstrap(ctx, cfg, d, newLogger(cfg, stderr))
+	_, err = identity.RunBootstrap(context.Background(), cfg, d, newLogger(cfg, stderr))
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/ashlar-dev/ashlar/internal/server"
 	"github.com/ashlar-dev/ashlar/internal/task"
 )
 
@@ -53,18 +52,14 @@ type statusReport struct {
 // pending or running (with the node holding each) and the stale nodes.
 func status(args []string, stdout, stderr io.Writer) error {
 	var asJSON bool
-	cfg, _, err := loadConfig("status", args, stderr, func(fs *flag.FlagSet) {
+	_, d, err := openConfigured("status", args, stderr, func(fs *flag.FlagSet) {
 		fs.BoolVar(&asJSON, "json", false, "print JSON")
 	})
 	if err != nil {
 		return err
 	}
-	ctx := context.Background()
-	d, err := server.OpenDB(ctx, cfg)
-	if err != nil {
-		return err
-	}
 	defer d.Close()
+	ctx := context.Background()
 	nodes, err := task.Nodes(ctx, d)
 	if err != nil {
 		return fmt.Errorf("listing nodes: %w", err)

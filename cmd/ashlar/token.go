@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/ashlar-dev/ashlar/internal/identity"
-	"github.com/ashlar-dev/ashlar/internal/server"
 )
 
 // tokenCmd manages the token signing keys the nodes share through the
@@ -19,16 +18,12 @@ func tokenCmd(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || (args[0] != "rotate" && args[0] != "keys") {
 		return fmt.Errorf("%w: token needs rotate or keys", errUsage)
 	}
-	cfg, _, err := loadConfig("token "+args[0], args[1:], stderr)
-	if err != nil {
-		return err
-	}
-	ctx := context.Background()
-	d, err := server.OpenDB(ctx, cfg)
+	cfg, d, err := openConfigured("token "+args[0], args[1:], stderr)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
+	ctx := context.Background()
 	lifetime := cfg.Identity.TokenExpiration
 	if args[0] == "rotate" {
 		k, err := identity.RotateTokenKey(ctx, d, identity.Rotation{Lifetime: lifetime, Delay: identity.KeyStagingDelay})

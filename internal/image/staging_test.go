@@ -26,17 +26,24 @@ func stageHost(t *testing.T, d *db.DB, id string) string {
 	return host
 }
 
+// twoNodes starts node A and, on the same database and stores, node B
+// (staging shared or each its own); PostgreSQL only.
+func twoNodes(t *testing.T, d *db.DB, shared bool) (a, b *env) {
+	t.Helper()
+	if !d.Postgres() {
+		t.Skip("several nodes share PostgreSQL only")
+	}
+	a = newEnv(t, d, "")
+	return a, a.peer("http://node-b", shared)
+}
+
 // TestNodeLocalStaging: data staged through node A, in A's own staging
 // directory, is imported through node B by A; an import asked for while A
 // is down is refused, one whose A dies before it runs fails with the
 // reason, and what A's staging keeps that no image needs is swept.
 func TestNodeLocalStaging(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
-		if !d.Postgres() {
-			t.Skip("several nodes share PostgreSQL only")
-		}
-		a := newEnv(t, d, "")
-		b := a.peer("http://node-b", false)
+		a, b := twoNodes(t, d, false)
 		data := bytes.Repeat([]byte("local"), 20000)
 		stageOnA := func() string {
 			t.Helper()
@@ -132,11 +139,7 @@ func TestNodeLocalStaging(t *testing.T) {
 // through one node is imported by whichever node claims the import.
 func TestSharedStaging(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
-		if !d.Postgres() {
-			t.Skip("several nodes share PostgreSQL only")
-		}
-		a := newEnv(t, d, "")
-		b := a.peer("http://node-b", true)
+		a, b := twoNodes(t, d, true)
 		a.stop() // B alone runs tasks: the data must be readable there
 		data := bytes.Repeat([]byte("shared"), 20000)
 		id := a.create("alice", rawImage)

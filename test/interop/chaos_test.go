@@ -241,13 +241,23 @@ func (cl *chaosClient) pick(stores []string, n int) []string {
 	return s[:n]
 }
 
-func (cl *chaosClient) upload() *chaosOp {
-	op := &chaosOp{kind: opUpload, stores: cl.pick(clusterStores, 1)}
+// newImage starts an operation of kind into n stores with a new image and
+// the data to put into it; nil data when the image could not be made.
+func (cl *chaosClient) newImage(kind string, n int) (*chaosOp, []byte) {
+	op := &chaosOp{kind: kind, stores: cl.pick(clusterStores, n)}
 	if op.image = cl.createImage(op.kind); op.image == "" {
-		return op
+		return op, nil
 	}
 	data, sum := cl.payload()
 	op.md5 = sum
+	return op, data
+}
+
+func (cl *chaosClient) upload() *chaosOp {
+	op, data := cl.newImage(opUpload, 1)
+	if data == nil {
+		return op
+	}
 	code, _, err := cl.r.do("PUT", cl.r.c.imageURL+"/v2/images/"+op.image+"/file", data, "X-Image-Meta-Store", op.stores[0])
 	op.accepted = err == nil && code == 204
 	if op.accepted {
@@ -257,12 +267,10 @@ func (cl *chaosClient) upload() *chaosOp {
 }
 
 func (cl *chaosClient) importDirect() *chaosOp {
-	op := &chaosOp{kind: opImport, stores: cl.pick(clusterStores, 2)}
-	if op.image = cl.createImage(op.kind); op.image == "" {
+	op, data := cl.newImage(opImport, 2)
+	if data == nil {
 		return op
 	}
-	data, sum := cl.payload()
-	op.md5 = sum
 	if code, _, err := cl.r.do("PUT", cl.r.c.imageURL+"/v2/images/"+op.image+"/stage", data); err != nil || code != 204 {
 		return op
 	}
