@@ -38,11 +38,18 @@ const propStageHost = "os_glance_stage_host"
 // stagingSweepInterval is how often a node sweeps its node-local staging.
 const stagingSweepInterval = 10 * time.Minute
 
+// localStaging says staged data stays on the node that staged it while
+// other nodes share the database: not with a shared staging store, nor on
+// SQLite, which serves one node.
+func (s *Service) localStaging() bool {
+	return !s.cfg.Image.StagingShared && s.deps.DB.Postgres()
+}
+
 // stagedOn is the host an image's staged data must be imported on, or ""
-// when any node can (shared staging, or data staged before hosts were
-// recorded).
+// when any node can (shared staging, one node, or data staged before
+// hosts were recorded).
 func (s *Service) stagedOn(im *Image) string {
-	if s.cfg.Image.StagingShared {
+	if !s.localStaging() {
 		return ""
 	}
 	return im.Props[propStageHost]
@@ -52,7 +59,7 @@ func (s *Service) stagedOn(im *Image) string {
 // (its task runner's, which claims the tasks naming it) when the staging
 // store is its own.
 func (s *Service) stageHostProp() map[string]*string {
-	if s.cfg.Image.StagingShared || s.tasks.Address() == "" {
+	if !s.localStaging() || s.tasks.Address() == "" {
 		return nil
 	}
 	return map[string]*string{propStageHost: strp(s.tasks.Address())}
