@@ -2,7 +2,6 @@ package volume
 
 import (
 	"context"
-	"io"
 	"net/http"
 
 	"github.com/google/uuid"
@@ -297,12 +296,7 @@ func (s *Service) writeVolumeData(ctx context.Context, w *work, b *backend, v *v
 	size := v.Size * gib
 	switch w.Kind {
 	case workClone:
-		src, err := b.drv.Open(ctx, *v.SourceVolID)
-		if err != nil {
-			return false, err
-		}
-		defer src.Close()
-		return v.Bootable, b.drv.CreateFrom(ctx, v.ID, size, io.NewSectionReader(src, 0, src.Size()))
+		return v.Bootable, b.drv.Clone(ctx, *v.SourceVolID, v.ID, size)
 	case workFromImage:
 		return true, s.copyImageToVolume(ctx, w, b, v)
 	}

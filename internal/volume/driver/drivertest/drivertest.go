@@ -18,7 +18,7 @@ import (
 const mib = 1 << 20
 
 // Run runs the conformance suite; newDriver returns a fresh backend with
-// no volumes.
+// no volumes (the copy cases call it twice, for two backends).
 func Run(t *testing.T, newDriver func(t *testing.T) driver.Driver) {
 	t.Helper()
 	tests := []struct {
@@ -44,6 +44,9 @@ func Run(t *testing.T, newDriver func(t *testing.T) driver.Driver) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newDriver(t)) })
+	}
+	for _, tc := range snapshotTests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newDriver) })
 	}
 }
 
