@@ -86,7 +86,14 @@ func wantKind(t *testing.T, err error, k errs.Kind) {
 
 func exists(t *testing.T, d driver.Driver, id string) bool {
 	t.Helper()
-	v, err := d.Open(context.Background(), id)
+	return opens(t, func() (driver.Volume, error) { return d.Open(context.Background(), id) })
+}
+
+// opens reports whether open finds its volume (or snapshot): it fails the
+// test on errors other than errs.NotFound.
+func opens(t *testing.T, open func() (driver.Volume, error)) bool {
+	t.Helper()
+	v, err := open()
 	if err == nil {
 		v.Close()
 		return true

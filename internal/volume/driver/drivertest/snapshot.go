@@ -28,16 +28,14 @@ var snapshotTests = []struct {
 	{"SnapshotDelete", one(testSnapshotDelete)},
 	{"SnapshotSameIDConcurrent", one(testSnapshotSameIDConcurrent)},
 	{"CreateFromSnapshot", one(testCreateFromSnapshot)},
-	{"CreateFromSnapshotErrors", one(testCreateFromSnapshotErrors)},
 	{"CloneIndependent", one(testCloneIndependent)},
-	{"CloneErrors", one(testCloneErrors)},
 	{"Revert", one(testRevert)},
 	{"RevertAfterExtend", one(testRevertAfterExtend)},
 	{"RevertErrors", one(testRevertErrors)},
 	{"InterruptedLeavesNothing", one(testInterrupted)},
 	{"ListSnapshots", one(testListSnapshots)},
 	{"CopyBetweenBackends", testCopyBetweenBackends},
-	{"CopyErrors", testCopyErrors},
+	{"NewVolumeErrors", testNewVolumeErrors},
 }
 
 // one adapts a test of one backend.
@@ -62,6 +60,14 @@ func mustCreate(t *testing.T, d driver.Driver, id string, data []byte) {
 	t.Helper()
 	if err := d.CreateFrom(context.Background(), id, int64(len(data)), bytes.NewReader(data)); err != nil {
 		t.Fatalf("CreateFrom(%s): %v", id, err)
+	}
+}
+
+// mustSnapshot creates snapshot snapshotID of volume volumeID.
+func mustSnapshot(t *testing.T, d driver.Driver, volumeID, snapshotID string) {
+	t.Helper()
+	if err := d.CreateSnapshot(context.Background(), volumeID, snapshotID); err != nil {
+		t.Fatalf("CreateSnapshot(%s, %s): %v", volumeID, snapshotID, err)
 	}
 }
 
@@ -156,13 +162,7 @@ func firstDiff(a, b []byte) int {
 
 func snapshotExists(t *testing.T, d driver.Driver, volumeID, snapshotID string) bool {
 	t.Helper()
-	v, err := d.OpenSnapshot(context.Background(), volumeID, snapshotID)
-	if err == nil {
-		v.Close()
-		return true
-	}
-	wantKind(t, err, errs.NotFound)
-	return false
+	return opens(t, func() (driver.Volume, error) { return d.OpenSnapshot(context.Background(), volumeID, snapshotID) })
 }
 
 func testSnapshotPointInTime(t *testing.T, d driver.Driver) {
@@ -170,14 +170,10 @@ func testSnapshotPointInTime(t *testing.T, d driver.Driver) {
 	const size = 4*mib + 123
 	data := islands(size, 10)
 	mustCreate(t, d, "v", data)
-	if err := d.CreateSnapshot(ctx, "v", "s1"); err != nil {
-		t.Fatal(err)
-	}
+	mustSnapshot(t, d, "v", "s1")
 	at1 := bytes.Clone(data)
 	scribble(t, d, "v", data, 20)
-	if err := d.CreateSnapshot(ctx, "v", "s2"); err != nil {
-		t.Fatal(err)
-	}
+	mustSnapshot(t, d, "v", "s2")
 	at2 := bytes.Clone(data)
 	scribble(t, d, "v", data, 30)
 	if err := d.Extend(ctx, "v", 2*size); err != nil {
@@ -202,9 +198,7 @@ func testSnapshotErrors(t *testing.T, d driver.Driver) {
 	wantKind(t, d.CreateSnapshot(ctx, "v", "../s"), errs.Invalid)
 	wantKind(t, d.CreateSnapshot(ctx, "../v", "s"), errs.Invalid)
 
-	if err := d.CreateSnapshot(ctx, "v", "s"); err != nil {
-		t.Fatal(err)
-	}
+	mustSnapshot(t, d, "v", "s")
 	write(t, d, "v", 0, pattern(4096, 13))
 	wantKind(t, d.CreateSnapshot(ctx, "v", "s"), errs.Conflict)
 	equal(t, readSnapshot(t, d, "v", "s"), data, "snapshot after a refused second create of its id")
@@ -239,9 +233,7 @@ func testSnapshotDelete(t *testing.T, d driver.Driver) {
 	data := islands(2*mib, 14)
 	mustCreate(t, d, "v", data)
 	for _, s := range []string{"a", "b"} {
-		if err := d.CreateSnapshot(ctx, "v", s); err != nil {
-			t.Fatal(err)
-		}
+		mustSnapshot(t, d, "v", s)
 	}
 	if err := d.DeleteSnapshot(ctx, "v", "a"); err != nil {
 		t.Fatal(err)
@@ -289,9 +281,7 @@ func testCreateFromSnapshot(t *testing.T, d driver.Driver) {
 	const size = 3*mib + 7
 	data := islands(size, 16)
 	mustCreate(t, d, "v", data)
-	if err := d.CreateSnapshot(ctx, "v", "s"); err != nil {
-		t.Fatal(err)
-	}
+	mustSnapshot(t, d, "v", "s")
 	snap := bytes.Clone(data)
 	scribble(t, d, "v", data, 17)
 
@@ -320,26 +310,6 @@ func testCreateFromSnapshot(t *testing.T, d driver.Driver) {
 		t.Fatal(err)
 	}
 	equal(t, readAll(t, d, "larger"), want, "volume from a snapshot after the snapshot and its volume went")
-}
-
-func testCreateFromSnapshotErrors(t *testing.T, d driver.Driver) {
-	ctx := context.Background()
-	mustCreate(t, d, "v", islands(2*mib, 21))
-	if err := d.CreateSnapshot(ctx, "v", "s"); err != nil {
-		t.Fatal(err)
-	}
-	wantKind(t, d.CreateFromSnapshot(ctx, "v", "missing", "n1", 2*mib), errs.NotFound)
-	wantKind(t, d.CreateFromSnapshot(ctx, "v", "s", "n2", 2*mib-1), errs.Invalid)
-	wantKind(t, d.CreateFromSnapshot(ctx, "v", "s", "../n", 2*mib), errs.Invalid)
-	other := islands(mib, 22)
-	mustCreate(t, d, "taken", other)
-	wantKind(t, d.CreateFromSnapshot(ctx, "v", "s", "taken", 2*mib), errs.Conflict)
-	equal(t, readAll(t, d, "taken"), other, "existing volume after a refused create from snapshot")
-	for _, id := range []string{"n1", "n2"} {
-		if exists(t, d, id) {
-			t.Fatalf("failed CreateFromSnapshot left volume %s", id)
-		}
-	}
 }
 
 func testCloneIndependent(t *testing.T, d driver.Driver) {
@@ -404,31 +374,12 @@ func checkSparse(t *testing.T, d driver.Driver, id string, v driver.Volume, limi
 	}
 }
 
-func testCloneErrors(t *testing.T, d driver.Driver) {
-	ctx := context.Background()
-	mustCreate(t, d, "src", islands(2*mib, 26))
-	wantKind(t, d.Clone(ctx, "missing", "c1", 2*mib), errs.NotFound)
-	wantKind(t, d.Clone(ctx, "src", "c2", 2*mib-1), errs.Invalid)
-	wantKind(t, d.Clone(ctx, "src", "../c", 2*mib), errs.Invalid)
-	other := islands(mib, 27)
-	mustCreate(t, d, "taken", other)
-	wantKind(t, d.Clone(ctx, "src", "taken", 2*mib), errs.Conflict)
-	equal(t, readAll(t, d, "taken"), other, "existing volume after a refused clone onto it")
-	for _, id := range []string{"c1", "c2"} {
-		if exists(t, d, id) {
-			t.Fatalf("failed Clone left volume %s", id)
-		}
-	}
-}
-
 func testRevert(t *testing.T, d driver.Driver) {
 	ctx := context.Background()
 	const size = 4*mib + 5
 	data := islands(size, 28)
 	mustCreate(t, d, "v", data)
-	if err := d.CreateSnapshot(ctx, "v", "s"); err != nil {
-		t.Fatal(err)
-	}
+	mustSnapshot(t, d, "v", "s")
 	snap := bytes.Clone(data)
 	scribble(t, d, "v", data, 29)
 	if err := d.Revert(ctx, "v", "s"); err != nil {
@@ -456,9 +407,7 @@ func testRevertAfterExtend(t *testing.T, d driver.Driver) {
 	const size = 2*mib + 77
 	data := islands(size, 31)
 	mustCreate(t, d, "v", data)
-	if err := d.CreateSnapshot(ctx, "v", "s"); err != nil {
-		t.Fatal(err)
-	}
+	mustSnapshot(t, d, "v", "s")
 	if err := d.Extend(ctx, "v", 3*size); err != nil {
 		t.Fatal(err)
 	}
@@ -477,9 +426,7 @@ func testRevertErrors(t *testing.T, d driver.Driver) {
 	data := islands(mib, 35)
 	mustCreate(t, d, "v", data)
 	mustCreate(t, d, "w", islands(mib, 36))
-	if err := d.CreateSnapshot(ctx, "w", "s"); err != nil {
-		t.Fatal(err)
-	}
+	mustSnapshot(t, d, "w", "s")
 	wantKind(t, d.Revert(ctx, "v", "missing"), errs.NotFound)
 	wantKind(t, d.Revert(ctx, "v", "s"), errs.NotFound) // w's snapshot
 	wantKind(t, d.Revert(ctx, "missing", "s"), errs.NotFound)
@@ -529,9 +476,7 @@ func testInterrupted(t *testing.T, d driver.Driver) {
 	const size = 3 * mib
 	data := islands(size, 37)
 	mustCreate(t, d, "v", data)
-	if err := d.CreateSnapshot(ctx, "v", "base"); err != nil {
-		t.Fatal(err)
-	}
+	mustSnapshot(t, d, "v", "base")
 	snap := bytes.Clone(data)
 	scribble(t, d, "v", data, 38)
 
@@ -641,9 +586,7 @@ func testListSnapshots(t *testing.T, d driver.Driver) {
 	mustCreate(t, d, "w", islands(mib, 40))
 	want := []driver.SnapshotRef{{VolumeID: "v", SnapshotID: "a"}, {VolumeID: "v", SnapshotID: "b"}, {VolumeID: "w", SnapshotID: "a"}}
 	for _, r := range want {
-		if err := d.CreateSnapshot(ctx, r.VolumeID, r.SnapshotID); err != nil {
-			t.Fatal(err)
-		}
+		mustSnapshot(t, d, r.VolumeID, r.SnapshotID)
 	}
 	got, err := l.ListSnapshots(ctx)
 	if err != nil {
@@ -703,29 +646,54 @@ func testCopyBetweenBackends(t *testing.T, newDriver func(t *testing.T) driver.D
 	}
 }
 
-func testCopyErrors(t *testing.T, newDriver func(t *testing.T) driver.Driver) {
+// testNewVolumeErrors checks the errors of every operation that makes a
+// new volume from a source (a volume from a snapshot, a clone, a copy to
+// another backend, native or streamed): a missing source, a size smaller
+// than the source, a bad id, a taken id (whose volume stays as it was), a
+// cancelled context; and that none of them leaves a volume.
+func testNewVolumeErrors(t *testing.T, newDriver func(t *testing.T) driver.Driver) {
 	ctx := context.Background()
-	src, dst := newDriver(t), newDriver(t)
-	mustCreate(t, src, "v", islands(2*mib, 43))
-	other := islands(mib, 44)
-	mustCreate(t, dst, "taken", other)
-	for _, c := range []struct {
-		name     string
-		src, dst driver.Driver
-	}{{"native", src, dst}, {"streamed", hidden{src}, hidden{dst}}} {
-		t.Run(c.name, func(t *testing.T) {
-			wantKind(t, driver.Copy(ctx, c.src, "missing", c.dst, "n1", 2*mib), errs.NotFound)
-			wantKind(t, driver.Copy(ctx, c.src, "v", c.dst, "n2", 2*mib-1), errs.Invalid)
-			wantKind(t, driver.Copy(ctx, c.src, "v", c.dst, "taken", 2*mib), errs.Conflict)
-			equal(t, readAll(t, dst, "taken"), other, "existing volume after a refused copy onto it")
-			cctx, cancel := context.WithCancel(ctx)
-			cancel()
-			if err := driver.Copy(cctx, c.src, "v", c.dst, "n3", 2*mib); err == nil {
-				t.Fatal("Copy succeeded with a cancelled context")
+	d, d2 := newDriver(t), newDriver(t)
+	const size = 2 * mib
+	mustCreate(t, d, "v", islands(size, 21))
+	mustSnapshot(t, d, "v", "s")
+	taken := islands(mib, 22)
+	mustCreate(t, d, "taken", taken)
+	mustCreate(t, d2, "taken", taken)
+	ops := []struct {
+		name string
+		src  string // the existing source
+		dst  driver.Driver
+		run  func(ctx context.Context, src, newID string, size int64) error
+	}{
+		{"CreateFromSnapshot", "s", d, func(ctx context.Context, src, newID string, size int64) error {
+			return d.CreateFromSnapshot(ctx, "v", src, newID, size)
+		}},
+		{"Clone", "v", d, func(ctx context.Context, src, newID string, size int64) error {
+			return d.Clone(ctx, src, newID, size)
+		}},
+		{"Copy", "v", d2, func(ctx context.Context, src, newID string, size int64) error {
+			return driver.Copy(ctx, d, src, d2, newID, size)
+		}},
+		{"CopyStreamed", "v", d2, func(ctx context.Context, src, newID string, size int64) error {
+			return driver.Copy(ctx, hidden{d}, src, hidden{d2}, newID, size)
+		}},
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	for _, op := range ops {
+		t.Run(op.name, func(t *testing.T) {
+			wantKind(t, op.run(ctx, "missing", "n1", size), errs.NotFound)
+			wantKind(t, op.run(ctx, op.src, "n2", size-1), errs.Invalid)
+			wantKind(t, op.run(ctx, op.src, "../n", size), errs.Invalid)
+			wantKind(t, op.run(ctx, op.src, "taken", size), errs.Conflict)
+			equal(t, readAll(t, op.dst, "taken"), taken, "existing volume after a refused "+op.name+" onto it")
+			if err := op.run(cancelled, op.src, "n3", size); !errors.Is(err, context.Canceled) {
+				t.Fatalf("with a cancelled context: %v, want context.Canceled", err)
 			}
 			for _, id := range []string{"n1", "n2", "n3"} {
-				if exists(t, dst, id) {
-					t.Fatalf("failed Copy left volume %s", id)
+				if exists(t, op.dst, id) {
+					t.Fatalf("failed %s left volume %s", op.name, id)
 				}
 			}
 		})

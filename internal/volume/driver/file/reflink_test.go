@@ -130,6 +130,17 @@ func scattered(size, data int64, seed byte) []byte {
 	return b
 }
 
+// createScattered creates volume id on d holding scattered(size, data,
+// seed) and returns those bytes.
+func createScattered(t *testing.T, d *Driver, id string, size, data int64, seed byte) []byte {
+	t.Helper()
+	b := scattered(size, data, seed)
+	if err := d.CreateFrom(context.Background(), id, size, bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // TestReflinks checks that on XFS with reflinks, snapshots, clones,
 // volumes from snapshots and reverts share the source's blocks (FIEMAP
 // reports every mapped byte shared) and take no space for the data.
@@ -138,10 +149,7 @@ func TestReflinks(t *testing.T) {
 	d := newDriverIn(t, mnt)
 	ctx := context.Background()
 	const size, dataSize = 256 * mib, 64 * mib
-	data := scattered(size, dataSize, 1)
-	if err := d.CreateFrom(ctx, "v", size, bytes.NewReader(data)); err != nil {
-		t.Fatal(err)
-	}
+	data := createScattered(t, d, "v", size, dataSize, 1)
 	before := freeBytes(t, mnt)
 	steps := []struct {
 		name string
@@ -199,10 +207,7 @@ func TestSparseCopyNoReflink(t *testing.T) {
 	d := newDriverIn(t, mnt)
 	ctx := context.Background()
 	const size, dataSize = 256 * mib, 16 * mib
-	data := scattered(size, dataSize, 2)
-	if err := d.CreateFrom(ctx, "v", size, bytes.NewReader(data)); err != nil {
-		t.Fatal(err)
-	}
+	data := createScattered(t, d, "v", size, dataSize, 2)
 	if err := d.Clone(ctx, "v", "c", size); err != nil {
 		t.Fatal(err)
 	}
@@ -223,10 +228,7 @@ func TestCopyAcrossFilesystems(t *testing.T) {
 	src, dst := newDriver(t), newDriverIn(t, mnt)
 	ctx := context.Background()
 	const size = 64 * mib
-	data := scattered(size, 4*mib, 3)
-	if err := src.CreateFrom(ctx, "v", size, bytes.NewReader(data)); err != nil {
-		t.Fatal(err)
-	}
+	data := createScattered(t, src, "v", size, 4*mib, 3)
 	if err := driver.Copy(ctx, src, "v", dst, "v", size); err != nil {
 		t.Fatal(err)
 	}
@@ -249,10 +251,7 @@ func TestFullFilesystem(t *testing.T) {
 	// A volume and its snapshot fill about 90 % of the space: one more
 	// copy of the data does not fit.
 	chunk := freeBytes(t, mnt) * 45 / 100 / mib * mib
-	data := scattered(2*chunk, chunk, 4)
-	if err := d.CreateFrom(ctx, "v", int64(len(data)), bytes.NewReader(data)); err != nil {
-		t.Fatal(err)
-	}
+	data := createScattered(t, d, "v", 2*chunk, chunk, 4)
 	if err := d.CreateSnapshot(ctx, "v", "s"); err != nil {
 		t.Fatal(err)
 	}
