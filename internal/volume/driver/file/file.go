@@ -150,7 +150,7 @@ func (d *Driver) create(ctx context.Context, id string, sizeBytes int64, r io.Re
 // it exists (errs.Conflict), so concurrent creates of one id cannot
 // overwrite each other; with replace, the file is renamed over final, the
 // existing file stays intact until then.
-func build(ctx context.Context, final, what string, replace bool, fill func(f *os.File) error) (err error) {
+func build(ctx context.Context, final, what string, replace bool, fill func(f *os.File) error) error {
 	if !replace {
 		if _, err := os.Lstat(final); err == nil {
 			return errs.E(errs.Conflict, "%s already exists", what)
@@ -265,15 +265,15 @@ func (d *Driver) Open(ctx context.Context, id string) (driver.Volume, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, mapErr(err, "volume "+id)
-	}
-	return openFile(f, p, "volume "+id)
+	return openFile(p, "volume "+id)
 }
 
-// openFile wraps an open volume or snapshot file.
-func openFile(f *os.File, p, what string) (driver.Volume, error) {
+// openFile opens the volume or snapshot file p.
+func openFile(p, what string) (driver.Volume, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, mapErr(err, what)
+	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()

@@ -58,11 +58,7 @@ func (d *Driver) OpenSnapshot(ctx context.Context, volumeID, snapshotID string) 
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, mapErr(err, "snapshot "+snapshotID)
-	}
-	return openFile(f, p, "snapshot "+snapshotID)
+	return openFile(p, "snapshot "+snapshotID)
 }
 
 // CreateFromSnapshot implements driver.Driver with a reflink or a sparse
