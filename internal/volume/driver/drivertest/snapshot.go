@@ -96,8 +96,8 @@ func write(t *testing.T, d driver.Driver, id string, off int64, p []byte) {
 	}
 }
 
-// scribble writes over data and holes of volume id (size bytes), and
-// applies the same writes to want.
+// scribble writes over data and holes of volume id, whose bytes want
+// holds, and applies the same writes to want.
 func scribble(t *testing.T, d driver.Driver, id string, want []byte, seed uint64) {
 	t.Helper()
 	size := len(want)
@@ -108,8 +108,8 @@ func scribble(t *testing.T, d driver.Driver, id string, want []byte, seed uint64
 	}
 }
 
-// readSnapshot reads a snapshot through OpenSnapshot/ReadAt and checks
-// that its extents hold all of its data.
+// readSnapshot reads a snapshot's extents (rebuild): its bytes when the
+// extents hold all of its data.
 func readSnapshot(t *testing.T, d driver.Driver, volumeID, snapshotID string) []byte {
 	t.Helper()
 	v, err := d.OpenSnapshot(context.Background(), volumeID, snapshotID)
