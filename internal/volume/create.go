@@ -108,7 +108,7 @@ func (s *Service) createVolume(w http.ResponseWriter, r *http.Request) error {
 	if err := s.assignAZ(v, req.AZ); err != nil {
 		return err
 	}
-	payload.Size, payload.AZ = v.Size, v.AZ
+	payload.Size, payload.AZ, payload.ProjectID = v.Size, v.AZ, v.ProjectID
 	ctx := r.Context()
 	err = s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
 		if err := insertVolume(ctx, tx, v); err != nil {
