@@ -178,3 +178,29 @@ type Copier interface {
 	// natively (another kind of backend); Copy then streams the data.
 	CopyTo(ctx context.Context, srcID string, dst Driver, dstID string, sizeBytes int64) (handled bool, err error)
 }
+
+// Attacher is implemented by drivers whose volumes hosts can attach
+// (Cinder's initialize/terminate_connection): it hands out the
+// connection_info that os-brick, on the attaching host, turns into a
+// device or path.
+type Attacher interface {
+	// Protocols lists the os-brick connector protocols the backend
+	// serves, as Cinder's driver_volume_type ("local", "nfs", "rbd").
+	Protocols() []string
+	// InitializeConnection returns the connection_info of volumeID for the
+	// host described by connector (os-brick's connector properties: host,
+	// ip, initiator, multipath, ...), in the exact shape Cinder's driver
+	// of the same protocol returns. errs.NotFound when the volume is
+	// missing; errs.Invalid when the connector cannot use this backend.
+	InitializeConnection(ctx context.Context, volumeID string, connector map[string]any) (ConnectionInfo, error)
+	// TerminateConnection undoes InitializeConnection for connector; a
+	// connection that does not exist is not an error.
+	TerminateConnection(ctx context.Context, volumeID string, connector map[string]any) error
+}
+
+// ConnectionInfo is Cinder's connection_info: {"driver_volume_type": ...,
+// "data": {...}}.
+type ConnectionInfo struct {
+	DriverVolumeType string         `json:"driver_volume_type"`
+	Data             map[string]any `json:"data"`
+}
