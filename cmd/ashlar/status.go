@@ -64,7 +64,7 @@ func status(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listing nodes: %w", err)
 	}
-	tasks, err := task.Unfinished(ctx, d, statusTaskLimit)
+	tasks, err := task.Find(ctx, d, task.Filter{Active: true, Limit: statusTaskLimit})
 	if err != nil {
 		return fmt.Errorf("listing tasks: %w", err)
 	}
@@ -125,6 +125,6 @@ func printStatus(w io.Writer, rep statusReport, now time.Time) {
 	}
 	tw.Flush()
 	if len(rep.Tasks) == statusTaskLimit {
-		fmt.Fprintf(w, "(the oldest %d shown)\n", statusTaskLimit)
+		fmt.Fprintf(w, "(the newest %d shown)\n", statusTaskLimit)
 	}
 }

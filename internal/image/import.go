@@ -240,6 +240,9 @@ func (s *Service) runImport(ctx context.Context, job *importJob) error {
 	log := s.deps.Logger.With("image", job.image.ID, "task", job.taskID, "method", job.method)
 	id := job.image.ID
 	staging := s.stores.Staging()
+	if job.image.Size != nil && job.method != "web-download" {
+		job.task.SetTotal(*job.image.Size * int64(len(job.stores)))
+	}
 	var src func(ctx context.Context) (io.ReadCloser, error)
 	switch job.method {
 	case "web-download":
@@ -337,11 +340,12 @@ func (s *Service) copyInto(ctx context.Context, job *importJob, st *store.Store,
 		return 0, err
 	}
 	defer rc.Close()
+	data := job.task.Reader(rc)
 	limit, _, _, err := s.limits(ctx, job.image.Owner)
 	if err != nil {
 		return 0, err
 	}
-	res, err := st.Put(ctx, id, rc, limit, s.cfg.Image.HashingAlgorithm)
+	res, err := st.Put(ctx, id, data, limit, s.cfg.Image.HashingAlgorithm)
 	if err != nil {
 		return 0, err
 	}

@@ -190,13 +190,14 @@ func (s *Service) putBody(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if r.ContentLength > limit {
 		return store.PutResult{}, nil, tooLargeErr(quota, r.ContentLength, remaining)
 	}
-	t, err := s.beginUpload(ctx, im.ID, during, st)
+	t, err := s.beginUpload(ctx, im, during, st)
 	if err != nil {
 		return store.PutResult{}, nil, err
 	}
+	t.SetTotal(r.ContentLength) // -1 when chunked
 	// The task's context ends with the request and with the task's lease:
 	// a node that lost it stops writing.
-	res, err := st.Put(t.Context(), im.ID, s.bodyReader(w, r), limit, s.cfg.Image.HashingAlgorithm)
+	res, err := st.Put(t.Context(), im.ID, t.Reader(s.bodyReader(w, r)), limit, s.cfg.Image.HashingAlgorithm)
 	if err != nil {
 		s.requeue(ctx, t, im, during, err)
 		t.Release()

@@ -182,7 +182,11 @@ func (s *Service) download2Staging(ctx context.Context, job *importJob) error {
 	if err := staging.Recover(ctx, id); err != nil {
 		return err
 	}
-	res, err := staging.Put(ctx, id, stall.reader(resp.Body), limit, s.cfg.Image.HashingAlgorithm)
+	if resp.ContentLength >= 0 {
+		// The download, then a copy into each store.
+		job.task.SetTotal(resp.ContentLength * int64(1+len(job.stores)))
+	}
+	res, err := staging.Put(ctx, id, job.task.Reader(stall.reader(resp.Body)), limit, s.cfg.Image.HashingAlgorithm)
 	if err == nil {
 		_, err = setSize(context.WithoutCancel(ctx), s.deps.DB, id, res.Size, "")
 	} else if errs.KindOf(err) == errs.Other {

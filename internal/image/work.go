@@ -109,14 +109,15 @@ func (s *Service) purge(ctx context.Context, o storedObject) error {
 
 // beginUpload moves the image from queued to during and records the upload
 // of key into st, in one transaction.
-func (s *Service) beginUpload(ctx context.Context, id, during string, st *store.Store) (*tasks.Task, error) {
+func (s *Service) beginUpload(ctx context.Context, im *Image, during string, st *store.Store) (*tasks.Task, error) {
+	id := im.ID
 	var t *tasks.Task
 	err := s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
 		if err := moveStatus(ctx, tx, id, StatusQueued, during); err != nil {
 			return err
 		}
 		var err error
-		t, err = s.tasks.Begin(ctx, tx, tasks.Spec{Kind: kindUpload, Subject: id,
+		t, err = s.tasks.Begin(ctx, tx, tasks.Spec{Kind: kindUpload, Subject: id, ProjectID: im.Owner,
 			Payload: uploadWork{storedObject{st.ID, id}, during}})
 		return err
 	})
@@ -211,7 +212,8 @@ func (s *Service) launchImport(ctx context.Context, job *importJob) error {
 		if err != nil {
 			return err
 		}
-		_, err = s.tasks.Add(ctx, tx, tasks.Spec{Kind: kindImport, Subject: im.ID, RequestID: job.requestID, Host: job.host,
+		_, err = s.tasks.Add(ctx, tx, tasks.Spec{Kind: kindImport, Subject: im.ID, RequestID: job.requestID, ProjectID: im.Owner,
+			Host: job.host,
 			Payload: importWork{TaskID: job.taskID, Method: job.method, URI: job.uri, Stores: job.stores,
 				MustAll: job.mustAll, ProjectID: job.caller.ProjectID, UserID: job.caller.UserID}})
 		return err

@@ -125,7 +125,7 @@ func TestHostAffinity(t *testing.T) {
 			t.Fatal("an unpinned task is stranded")
 		}
 		infos, err := List(ctx, d, "", 10)
-		if err != nil || len(infos) != 7 || infos[0].Host != "http://a" || infos[6].Host != "" {
+		if err != nil || len(infos) != 7 || infos[6].Host != "http://a" || infos[0].Host != "" { // newest first
 			t.Fatalf("List: %+v, %v", infos, err)
 		}
 	})

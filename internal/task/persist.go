@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -28,15 +29,16 @@ func insert(ctx context.Context, q db.Querier, s Spec, state State, owner string
 	}
 	id := uuid.NewString()
 	now := time.Now()
-	var ownerArg, leaseArg any
+	var ownerArg, leaseArg, startedArg any
 	attempts := 0
 	if owner != "" {
-		ownerArg, leaseArg, attempts = owner, ts(leaseUntil), 1
+		ownerArg, leaseArg, startedArg, attempts = owner, ts(leaseUntil), ts(now), 1
 	}
 	_, err := q.ExecContext(ctx, `INSERT INTO tasks (id, kind, subject, payload, state, attempts, epoch, not_before,
-lease_owner, lease_until, request_id, host, created_at, updated_at) VALUES (?,?,?,?,?,?,1,?,?,?,?,?,?,?)`,
+lease_owner, lease_until, request_id, project_id, host, created_at, updated_at, started_at, moved_at)
+VALUES (?,?,?,?,?,?,1,?,?,?,?,?,?,?,?,?,?)`,
 		id, s.Kind, s.Subject, string(payload), string(state), attempts, ts(now.Add(s.Delay)),
-		ownerArg, leaseArg, s.RequestID, s.Host, ts(now), ts(now))
+		ownerArg, leaseArg, s.RequestID, s.ProjectID, s.Host, ts(now), ts(now), startedArg, startedArg)
 	if err != nil {
 		return "", nil, fmt.Errorf("adding %s task: %w", s.Kind, err)
 	}
@@ -84,19 +86,21 @@ ORDER BY not_before, created_at LIMIT ?`, args...)
 // task, or nil when another node was first.
 func claim(ctx context.Context, q db.Querier, c candidate, owner string, leaseUntil time.Time) (*Task, error) {
 	now := ts(time.Now())
+	// Each attempt counts its bytes from the start.
 	claimed, err := db.Changed(ctx, q, `UPDATE tasks SET state = 'running', lease_owner = ?, lease_until = ?,
-epoch = epoch + 1, attempts = attempts + 1, updated_at = ?
+epoch = epoch + 1, attempts = attempts + 1, updated_at = ?, started_at = ?, moved_at = ?, bytes_done = 0
 WHERE id = ? AND epoch = ?
   AND ((state = 'pending' AND not_before <= ?) OR (state = 'running' AND lease_until < ?))`,
-		owner, ts(leaseUntil), now, c.id, c.epoch, now, now)
+		owner, ts(leaseUntil), now, now, now, c.id, c.epoch, now, now)
 	if err != nil || !claimed {
 		return nil, err
 	}
 	t := &Task{}
 	var created db.Timestamp
 	var payload string
-	err = q.QueryRowContext(ctx, `SELECT id, kind, subject, payload, attempts, epoch, last_error, request_id, host, created_at
-FROM tasks WHERE id = ?`, c.id).Scan(&t.ID, &t.Kind, &t.Subject, &payload, &t.Attempt, &t.epoch, &t.LastError, &t.RequestID, &t.Host, &created)
+	err = q.QueryRowContext(ctx, `SELECT id, kind, subject, payload, attempts, epoch, last_error, request_id, project_id, host,
+created_at FROM tasks WHERE id = ?`, c.id).Scan(&t.ID, &t.Kind, &t.Subject, &payload, &t.Attempt, &t.epoch, &t.LastError,
+		&t.RequestID, &t.ProjectID, &t.Host, &created)
 	if err != nil {
 		return nil, err
 	}
@@ -125,6 +129,14 @@ func renew(ctx context.Context, q db.Querier, owner string, leaseUntil time.Time
 	}, `UPDATE tasks SET lease_until = ?, updated_at = ?
 WHERE lease_owner = ? AND state = 'running' RETURNING id, epoch`, ts(leaseUntil), now, owner)
 	return out, err
+}
+
+// saveProgress records a held task's bytes done and expected and when its
+// bytes last moved.
+func saveProgress(ctx context.Context, q db.Querier, id string, epoch, done, total int64, moved time.Time) error {
+	_, err := q.ExecContext(ctx, `UPDATE tasks SET bytes_done = ?, bytes_total = ?, moved_at = ?
+WHERE id = ? AND epoch = ? AND state = 'running'`, done, total, ts(moved), id, epoch)
+	return err
 }
 
 // finish ends a task claimed at epoch, in q; ErrLeaseLost when the task was
@@ -185,44 +197,93 @@ func prune(ctx context.Context, q db.Querier, cutoff time.Time) error {
 
 // Info is a task as the operator sees it.
 type Info struct {
-	ID, Kind, Subject, RequestID string
-	State                        State
-	Attempts                     int
+	ID, Kind, Subject, RequestID, ProjectID string
+	State                                   State
+	Attempts                                int
 	// Node holds a running task's lease; Host is the Spec's Host.
 	Node, Host             string
 	LastError              string
 	CreatedAt, UpdatedAt   time.Time
 	LeaseUntil, FinishedAt time.Time
+	// BytesDone of BytesTotal (-1: not known) in the current attempt,
+	// which started at StartedAt; bytes last moved at MovedAt.
+	BytesDone, BytesTotal int64
+	StartedAt, MovedAt    time.Time
+}
+
+// Rate is the attempt's average rate in bytes per second, as of now.
+func (i Info) Rate(now time.Time) float64 {
+	end := now
+	if !i.FinishedAt.IsZero() {
+		end = i.FinishedAt
+	}
+	if i.StartedAt.IsZero() || !end.After(i.StartedAt) {
+		return 0
+	}
+	return float64(i.BytesDone) / end.Sub(i.StartedAt).Seconds()
+}
+
+// Stalled reports whether a running task's bytes have not moved for
+// longer than after (as of now).
+func (i Info) Stalled(now time.Time, after time.Duration) bool {
+	if i.State != Running || i.MovedAt.IsZero() || after <= 0 {
+		return false
+	}
+	return now.Sub(i.MovedAt) > after
+}
+
+// Filter selects tasks for Find; zero fields do not filter.
+type Filter struct {
+	Subject, ProjectID, Kind string
+	// Active keeps pending and running tasks only.
+	Active bool
+	// Since keeps tasks created or finished at or after it.
+	Since time.Time
+	// Limit bounds the result (default 100), newest first.
+	Limit int
+}
+
+// Find returns the tasks f selects, newest first.
+func Find(ctx context.Context, q db.Querier, f Filter) ([]Info, error) {
+	var where []string
+	var args []any
+	for _, c := range []struct{ col, v string }{{"subject", f.Subject}, {"project_id", f.ProjectID}, {"kind", f.Kind}} {
+		if c.v != "" {
+			where, args = append(where, c.col+" = ?"), append(args, c.v)
+		}
+	}
+	if f.Active {
+		where = append(where, "state IN ('pending', 'running')")
+	}
+	if !f.Since.IsZero() {
+		where, args = append(where, "(created_at >= ? OR finished_at >= ?)"), append(args, ts(f.Since), ts(f.Since))
+	}
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	cond := ""
+	if len(where) > 0 {
+		cond = "WHERE " + strings.Join(where, " AND ")
+	}
+	return db.QueryRows(ctx, q, scanInfo, `SELECT id, kind, subject, request_id, project_id, state, attempts,
+COALESCE(lease_owner, ''), host, last_error, created_at, updated_at, lease_until, finished_at, bytes_done, bytes_total,
+started_at, moved_at FROM tasks `+cond+` ORDER BY created_at DESC, id LIMIT ?`, append(args, f.Limit)...)
 }
 
 // List returns the tasks about subject (all tasks when subject is empty),
-// oldest first, at most limit.
+// newest first, at most limit.
 func List(ctx context.Context, q db.Querier, subject string, limit int) ([]Info, error) {
-	where, args := "", []any{}
-	if subject != "" {
-		where, args = "WHERE subject = ?", append(args, subject)
-	}
-	return db.QueryRows(ctx, q, scanInfo, `SELECT `+infoColumns+` FROM tasks `+where+` ORDER BY created_at, id LIMIT ?`,
-		append(args, limit)...)
+	return Find(ctx, q, Filter{Subject: subject, Limit: limit})
 }
-
-// Unfinished returns the pending and running tasks, oldest first, at most
-// limit: the work an operator may want to see while it is under way.
-func Unfinished(ctx context.Context, q db.Querier, limit int) ([]Info, error) {
-	return db.QueryRows(ctx, q, scanInfo, `SELECT `+infoColumns+` FROM tasks WHERE state IN ('pending', 'running')
-ORDER BY created_at, id LIMIT ?`, limit)
-}
-
-const infoColumns = `id, kind, subject, request_id, state, attempts, COALESCE(lease_owner, ''), host,
-last_error, created_at, updated_at, lease_until, finished_at`
 
 func scanInfo(r db.Row) (Info, error) {
 	var i Info
 	var state string
-	var created, updated, lease, finished db.Timestamp
-	err := r.Scan(&i.ID, &i.Kind, &i.Subject, &i.RequestID, &state, &i.Attempts, &i.Node, &i.Host, &i.LastError,
-		&created, &updated, &lease, &finished)
+	var created, updated, lease, finished, started, moved db.Timestamp
+	err := r.Scan(&i.ID, &i.Kind, &i.Subject, &i.RequestID, &i.ProjectID, &state, &i.Attempts, &i.Node, &i.Host, &i.LastError,
+		&created, &updated, &lease, &finished, &i.BytesDone, &i.BytesTotal, &started, &moved)
 	i.State = State(state)
 	i.CreatedAt, i.UpdatedAt, i.LeaseUntil, i.FinishedAt = created.Time, updated.Time, lease.Time, finished.Time
+	i.StartedAt, i.MovedAt = started.Time, moved.Time
 	return i, err
 }

@@ -37,6 +37,9 @@ type Options struct {
 	Exclusive bool
 	// Retention is how long finished tasks are kept as a record (default 24 h).
 	Retention time.Duration
+	// ProgressInterval is how often the progress of held tasks is saved
+	// (default 1 s).
+	ProgressInterval time.Duration
 	// Logger receives failures of the task system itself.
 	Logger *slog.Logger
 	// Address is the node's advertised address ([DEFAULT]
@@ -87,6 +90,9 @@ func New(d *db.DB, o Options) *Runner {
 	}
 	if o.Retention <= 0 {
 		o.Retention = 24 * time.Hour
+	}
+	if o.ProgressInterval <= 0 {
+		o.ProgressInterval = time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -156,8 +162,9 @@ func (r *Runner) Begin(ctx context.Context, q db.Querier, s Spec) (*Task, error)
 	if err != nil {
 		return nil, err
 	}
-	t := &Task{ID: id, Kind: s.Kind, Subject: s.Subject, RequestID: s.RequestID, Host: s.Host, Attempt: 1,
-		CreatedAt: time.Now(), payload: payload, epoch: 1, r: r}
+	t := &Task{ID: id, Kind: s.Kind, Subject: s.Subject, RequestID: s.RequestID, ProjectID: s.ProjectID, Host: s.Host,
+		Attempt: 1, CreatedAt: time.Now(), payload: payload, epoch: 1, r: r}
+	t.initProgress()
 	t.ctx, t.cancel = context.WithCancelCause(ctx)
 	t.deadline.Store(until.UnixNano())
 	r.mu.Lock()
@@ -293,6 +300,7 @@ func (r *Runner) claimDue(ctx context.Context, wg *sync.WaitGroup) {
 // hold makes t, just claimed until until, one of the tasks this node runs.
 func (r *Runner) hold(t *Task, until time.Time) {
 	t.r = r
+	t.initProgress()
 	t.ctx, t.cancel = context.WithCancelCause(r.runCtx)
 	t.deadline.Store(until.UnixNano())
 	t.confirmed.Store(true)
@@ -368,15 +376,21 @@ func (r *Runner) giveUp(k *Kind, t *Task, cause error) error {
 }
 
 // renewLoop extends this node's leases every Lease/3 and cancels the tasks
-// whose lease was lost; finished tasks are pruned now and then.
+// whose lease was lost, saves the progress of held tasks every
+// ProgressInterval, and prunes finished tasks now and then.
 func (r *Runner) renewLoop(ctx context.Context) {
 	t := time.NewTicker(r.o.Lease / 3)
 	defer t.Stop()
+	p := time.NewTicker(r.o.ProgressInterval)
+	defer p.Stop()
 	lastPrune := time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-p.C:
+			r.saveProgress(ctx)
+			continue
 		case <-t.C:
 		}
 		r.renewOnce(ctx)
@@ -434,5 +448,29 @@ func (r *Runner) judge(round uint64, got map[string]int64, err error, until time
 	for _, t := range lost {
 		r.o.Logger.Warn("task lease lost", "task", t.ID, "kind", t.Kind, "subject", t.Subject)
 		t.cancel(ErrLeaseLost)
+	}
+}
+
+// saveProgress writes the counters of the held tasks that moved since
+// they were last saved.
+func (r *Runner) saveProgress(ctx context.Context) {
+	r.mu.Lock()
+	held := make([]*Task, 0, len(r.held))
+	for _, t := range r.held {
+		held = append(held, t)
+	}
+	r.mu.Unlock()
+	for _, t := range held {
+		done, total := t.Progress()
+		if t.finished.Load() || [2]int64{done, total} == t.saved {
+			continue
+		}
+		if err := saveProgress(ctx, r.db, t.ID, t.epoch, done, total, time.Unix(0, t.moved.Load())); err != nil {
+			if ctx.Err() == nil {
+				r.o.Logger.Warn("saving task progress", "task", t.ID, "err", err)
+			}
+			continue
+		}
+		t.saved = [2]int64{done, total}
 	}
 }

@@ -32,6 +32,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -114,6 +115,9 @@ type Spec struct {
 	// RequestID is the request that caused the task, for logs and user
 	// messages.
 	RequestID string
+	// ProjectID is the project the work is done for: members see the
+	// progress of their own project's tasks.
+	ProjectID string
 	// Delay postpones the first claim.
 	Delay time.Duration
 	// Host, when set, is the advertised address (Options.Address) of the
@@ -147,7 +151,7 @@ func IsRetry(err error) bool {
 
 // Task is one claimed task, held by this node.
 type Task struct {
-	ID, Kind, Subject, RequestID string
+	ID, Kind, Subject, RequestID, ProjectID string
 	// Host is the Spec's Host: the node the task belongs on, if any.
 	Host string
 	// Attempt counts the claims of this task, this one included (1 first).
@@ -171,6 +175,46 @@ type Task struct {
 	since    uint64
 	finished atomic.Bool
 	release  sync.Once
+	// Progress: bytes done and expected (-1: unknown), when bytes last
+	// moved (unix nanoseconds), and what the runner last saved.
+	done, total, moved atomic.Int64
+	saved              [2]int64
+}
+
+// SetTotal records how many bytes the work will move (-1: unknown).
+func (t *Task) SetTotal(n int64) { t.total.Store(n) }
+
+// Add counts n more bytes moved. It is called on the data path, once a
+// chunk: two atomic stores; the runner saves the counters every second.
+func (t *Task) Add(n int64) {
+	if n > 0 {
+		t.done.Add(n)
+		t.moved.Store(time.Now().UnixNano())
+	}
+}
+
+// Progress returns the bytes done and expected (-1: unknown).
+func (t *Task) Progress() (done, total int64) { return t.done.Load(), t.total.Load() }
+
+// Reader counts the bytes read from r as the task's progress.
+func (t *Task) Reader(r io.Reader) io.Reader { return &counting{r: r, t: t} }
+
+type counting struct {
+	r io.Reader
+	t *Task
+}
+
+func (c *counting) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.t.Add(int64(n))
+	return n, err
+}
+
+// initProgress starts the counters of a task held from now.
+func (t *Task) initProgress() {
+	t.total.Store(-1)
+	t.moved.Store(time.Now().UnixNano())
+	t.saved = [2]int64{0, -1}
 }
 
 // Decode reads the task's payload into v.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -519,6 +521,50 @@ func TestClaimDuringRenewal(t *testing.T) {
 		}
 		if err := tk.Complete(ctx, d); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// Progress counted on the data path is saved every ProgressInterval and
+// found by project; a task whose bytes stop moving reads as stalled.
+func TestProgress(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		r, _ := start(t, d, Options{ProgressInterval: 50 * time.Millisecond}, Kind{Name: "upload",
+			Run: func(ctx context.Context, tk *Task) error { return nil }})
+		tk, err := r.Begin(ctx, d, Spec{Kind: "upload", Subject: "img", ProjectID: "p1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tk.Release()
+		tk.SetTotal(1000)
+		n, err := io.Copy(io.Discard, tk.Reader(strings.NewReader(strings.Repeat("x", 400))))
+		if err != nil || n != 400 {
+			t.Fatal(n, err)
+		}
+		var info Info
+		apitest.Eventually(t, 5*time.Second, func() bool {
+			infos, err := Find(ctx, d, Filter{ProjectID: "p1", Active: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(infos) == 1 {
+				info = infos[0]
+			}
+			return info.BytesDone == 400 && info.BytesTotal == 1000
+		}, func() string { return fmt.Sprintf("progress saved: %+v", info) })
+		if info.Kind != "upload" || info.State != Running || info.StartedAt.IsZero() || info.MovedAt.Before(info.StartedAt) {
+			t.Fatalf("info %+v", info)
+		}
+		now := info.MovedAt.Add(2 * time.Second)
+		if rate := info.Rate(now); rate <= 0 || rate > 400 {
+			t.Errorf("rate %v over at least 2 s of 400 bytes", rate)
+		}
+		if info.Stalled(now, 3*time.Second) || !info.Stalled(now, time.Second) {
+			t.Errorf("stalled: no bytes for 2 s is stalled after 1 s, not after 3 s")
+		}
+		if others, _ := Find(ctx, d, Filter{ProjectID: "p2"}); len(others) != 0 {
+			t.Errorf("another project's tasks: %+v", others)
 		}
 	})
 }

@@ -2,7 +2,6 @@ package volume
 
 import (
 	"context"
-	"io"
 	"net/http"
 
 	"github.com/google/uuid"
@@ -109,7 +108,7 @@ func (s *Service) createVolume(w http.ResponseWriter, r *http.Request) error {
 	if err := s.assignAZ(v, req.AZ); err != nil {
 		return err
 	}
-	payload.Size, payload.AZ = v.Size, v.AZ
+	payload.Size, payload.AZ, payload.ProjectID = v.Size, v.AZ, v.ProjectID
 	ctx := r.Context()
 	err = s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
 		if err := insertVolume(ctx, tx, v); err != nil {
@@ -297,12 +296,7 @@ func (s *Service) writeVolumeData(ctx context.Context, w *work, b *backend, v *v
 	size := v.Size * gib
 	switch w.Kind {
 	case workClone:
-		src, err := b.drv.Open(ctx, *v.SourceVolID)
-		if err != nil {
-			return false, err
-		}
-		defer src.Close()
-		return v.Bootable, b.drv.CreateFrom(ctx, v.ID, size, io.NewSectionReader(src, 0, src.Size()))
+		return v.Bootable, b.drv.Clone(ctx, *v.SourceVolID, v.ID, size)
 	case workFromImage:
 		return true, s.copyImageToVolume(ctx, w, b, v)
 	}

@@ -139,9 +139,13 @@ func (s *Service) copyImageToVolume(ctx context.Context, w *work, b *backend, v 
 	if err != nil {
 		return err
 	}
+	imageSize, err := strconv.ParseInt(v.ImageMetadata["size"], 10, 64)
+	if err != nil {
+		imageSize = -1
+	}
 	raw, err := imageformat.ToRaw(ctx, imageformat.Source{ImageID: w.Payload.ImageID,
 		DiskFormat: v.ImageMetadata["disk_format"], ContainerFormat: v.ImageMetadata["container_format"],
-		Data: rc, TempDir: tmp})
+		Data: w.progress(rc, imageSize), TempDir: tmp})
 	if err != nil {
 		return err
 	}

@@ -299,7 +299,7 @@ func (s *Service) uploadVolume(ctx context.Context, gc glanceclient.Client, w *w
 	}
 	p := w.Payload
 	return upload.UploadWith(ctx, gc, dv, upload.Options{Token: p.Token, ImageID: p.ImageID, Store: p.Store,
-		DiskFormat: p.DiskFormat, ContainerFormat: p.ContainerFormat, TempDir: tmp})
+		DiskFormat: p.DiskFormat, ContainerFormat: p.ContainerFormat, TempDir: tmp, Progress: w.progress})
 }
 
 // failUpload rolls a failed upload back: the image is deleted unless it

@@ -2,6 +2,7 @@ package volume
 
 import (
 	"context"
+	"io"
 	"time"
 
 	"github.com/ashlar-dev/ashlar/internal/api"
@@ -55,6 +56,13 @@ type work struct {
 	t                         *task.Task
 }
 
+// progress counts the bytes read from r (size of them expected, -1 when
+// not known) as the work's progress.
+func (w *work) progress(r io.Reader, size int64) io.Reader {
+	w.t.SetTotal(size)
+	return w.t.Reader(r)
+}
+
 // registerWork tells the task runner how to run and give up volume work.
 func (s *Service) registerWork(r *task.Runner) {
 	for _, kind := range []string{workCreate, workClone, workFromImage, workUpload} {
@@ -68,7 +76,8 @@ func (s *Service) registerWork(r *task.Runner) {
 // and the work that moves it on exist together or not at all. The caller
 // wakes the runner after the commit.
 func (s *Service) addWork(ctx context.Context, tx *db.Tx, volumeID, kind string, p workPayload) error {
-	_, err := s.tasks.Add(ctx, tx, task.Spec{Kind: kind, Subject: volumeID, Payload: p, RequestID: api.RequestID(ctx)})
+	_, err := s.tasks.Add(ctx, tx, task.Spec{Kind: kind, Subject: volumeID, Payload: p, RequestID: api.RequestID(ctx),
+		ProjectID: p.ProjectID})
 	return err
 }
 

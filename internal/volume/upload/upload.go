@@ -2,6 +2,7 @@ package upload
 
 import (
 	"context"
+	"io"
 
 	"github.com/ashlar-dev/ashlar/internal/glanceclient"
 	"github.com/ashlar-dev/ashlar/internal/volume/driver"
@@ -19,6 +20,9 @@ type Options struct {
 	// TempDir holds temporary files of qemu-img conversions; "" is the
 	// system default.
 	TempDir string
+	// Progress, when set, wraps the stream sent to the image service
+	// (size: the bytes it will carry, -1 when not known), to count them.
+	Progress func(r io.Reader, size int64) io.Reader
 }
 
 // Upload streams vol as diskFormat into image imageID, in store (or the
@@ -37,5 +41,9 @@ func UploadWith(ctx context.Context, client glanceclient.Client, vol driver.Volu
 		return err
 	}
 	defer r.Close()
-	return client.Upload(ctx, o.Token, o.ImageID, o.Store, r, size)
+	var body io.Reader = r
+	if o.Progress != nil {
+		body = o.Progress(r, size)
+	}
+	return client.Upload(ctx, o.Token, o.ImageID, o.Store, body, size)
 }

@@ -18,7 +18,7 @@ import (
 const mib = 1 << 20
 
 // Run runs the conformance suite; newDriver returns a fresh backend with
-// no volumes.
+// no volumes (the copy cases call it twice, for two backends).
 func Run(t *testing.T, newDriver func(t *testing.T) driver.Driver) {
 	t.Helper()
 	tests := []struct {
@@ -44,6 +44,9 @@ func Run(t *testing.T, newDriver func(t *testing.T) driver.Driver) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newDriver(t)) })
+	}
+	for _, tc := range snapshotTests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newDriver) })
 	}
 }
 
@@ -83,7 +86,14 @@ func wantKind(t *testing.T, err error, k errs.Kind) {
 
 func exists(t *testing.T, d driver.Driver, id string) bool {
 	t.Helper()
-	v, err := d.Open(context.Background(), id)
+	return opens(t, func() (driver.Volume, error) { return d.Open(context.Background(), id) })
+}
+
+// opens reports whether open finds its volume (or snapshot): it fails the
+// test on errors other than errs.NotFound.
+func opens(t *testing.T, open func() (driver.Volume, error)) bool {
+	t.Helper()
+	v, err := open()
 	if err == nil {
 		v.Close()
 		return true

@@ -1,7 +1,9 @@
 // Package file is the volume driver that keeps each volume as a sparse raw
 // file under a directory: holes stay holes, so an empty or mostly-zero
 // volume costs almost no disk, and SEEK_DATA/SEEK_HOLE tell readers which
-// ranges hold data.
+// ranges hold data. Snapshots are files next to the volumes; snapshots and
+// clones share blocks with their source (reflinks) where the filesystem
+// can, and are sparse copies of the data elsewhere.
 package file
 
 import (
@@ -37,6 +39,12 @@ const (
 	chunkSize = 1 << 20
 	tmpPrefix = ".tmp-"
 	gib       = 1 << 30
+	// volPrefix and snapPrefix start the names of volume and snapshot
+	// files: volume-<id>, snapshot-<volume id>@<snapshot id> ('@' is not
+	// allowed in ids, so the name splits one way only).
+	volPrefix  = "volume-"
+	snapPrefix = "snapshot-"
+	snapSep    = "@"
 )
 
 // Driver is a file volume backend.
@@ -53,6 +61,7 @@ var (
 	_ driver.Allocator = (*Driver)(nil)
 	_ driver.Volume    = (*volume)(nil)
 	_ driver.LocalFile = (*volume)(nil)
+	_ driver.Lister    = (*Driver)(nil)
 )
 
 // New builds the driver for a [backend:<name>] section whose volume_driver
@@ -96,7 +105,7 @@ func (d *Driver) path(id string) (string, error) {
 	if !idRE.MatchString(id) {
 		return "", errs.E(errs.Invalid, "invalid volume id %q", id)
 	}
-	return filepath.Join(d.dir, "volume-"+id), nil
+	return filepath.Join(d.dir, volPrefix+id), nil
 }
 
 // Path returns the file holding volume id (for tools such as qemu-img).
@@ -118,7 +127,7 @@ func (d *Driver) CreateFrom(ctx context.Context, id string, sizeBytes int64, r i
 
 // create writes into a temporary file and links it into place only when
 // complete, so failures and crashes leave no partial volume.
-func (d *Driver) create(ctx context.Context, id string, sizeBytes int64, r io.Reader) (err error) {
+func (d *Driver) create(ctx context.Context, id string, sizeBytes int64, r io.Reader) error {
 	if sizeBytes <= 0 {
 		return errs.E(errs.Invalid, "volume size must be positive, got %d", sizeBytes)
 	}
@@ -126,12 +135,31 @@ func (d *Driver) create(ctx context.Context, id string, sizeBytes int64, r io.Re
 	if err != nil {
 		return err
 	}
-	if _, err := os.Lstat(final); err == nil {
-		return errs.E(errs.Conflict, "volume %s already exists", id)
+	return build(ctx, final, "volume "+id, false, func(f *os.File) error {
+		if err := f.Truncate(sizeBytes); err != nil || r == nil {
+			return err
+		}
+		return writeSparse(ctx, f, sizeBytes, r)
+	})
+}
+
+// build makes the file final (volume or snapshot what) from a temporary
+// file in final's directory that fill writes: the file appears under its
+// name complete and synced, or not at all (New removes the temporary
+// files a crash leaves). A new name is linked into place, which fails if
+// it exists (errs.Conflict), so concurrent creates of one id cannot
+// overwrite each other; with replace, the file is renamed over final, the
+// existing file stays intact until then.
+func build(ctx context.Context, final, what string, replace bool, fill func(f *os.File) error) error {
+	if !replace {
+		if _, err := os.Lstat(final); err == nil {
+			return errs.E(errs.Conflict, "%s already exists", what)
+		}
 	}
-	f, err := os.CreateTemp(d.dir, tmpPrefix+id+"-")
+	dir := filepath.Dir(final)
+	f, err := os.CreateTemp(dir, tmpPrefix+filepath.Base(final)+"-")
 	if err != nil {
-		return mapErr(err, id)
+		return mapErr(err, what)
 	}
 	tmp := f.Name()
 	defer func() {
@@ -140,31 +168,33 @@ func (d *Driver) create(ctx context.Context, id string, sizeBytes int64, r io.Re
 		}
 		os.Remove(tmp)
 	}()
-	if err := f.Truncate(sizeBytes); err != nil {
-		return mapErr(err, id)
+	if err := fill(f); err != nil {
+		return mapErr(err, what)
 	}
-	if r != nil {
-		if err := writeSparse(ctx, f, sizeBytes, r); err != nil {
-			return mapErr(err, id)
-		}
-		if err := f.Sync(); err != nil {
-			return mapErr(err, id)
-		}
+	if err := f.Sync(); err != nil {
+		return mapErr(err, what)
 	}
-	if err := f.Close(); err != nil {
-		f = nil
-		return mapErr(err, id)
-	}
+	err = f.Close()
 	f = nil
-	// link fails if the name exists, unlike rename: concurrent creates of
-	// one id cannot overwrite each other.
-	if err := os.Link(tmp, final); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return errs.E(errs.Conflict, "volume %s already exists", id)
-		}
-		return mapErr(err, id)
+	if err != nil {
+		return mapErr(err, what)
 	}
-	syncDir(d.dir)
+	// The work is done, but a caller that gave up must not find a result.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if replace {
+		err = os.Rename(tmp, final)
+	} else {
+		err = os.Link(tmp, final)
+	}
+	if errors.Is(err, os.ErrExist) {
+		return errs.E(errs.Conflict, "%s already exists", what)
+	}
+	if err != nil {
+		return mapErr(err, what)
+	}
+	syncDir(dir)
 	return nil
 }
 
@@ -235,14 +265,19 @@ func (d *Driver) Open(ctx context.Context, id string) (driver.Volume, error) {
 	if err != nil {
 		return nil, err
 	}
+	return openFile(p, "volume "+id)
+}
+
+// openFile opens the volume or snapshot file p.
+func openFile(p, what string) (driver.Volume, error) {
 	f, err := os.Open(p)
 	if err != nil {
-		return nil, mapErr(err, id)
+		return nil, mapErr(err, what)
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, mapErr(err, id)
+		return nil, mapErr(err, what)
 	}
 	return &volume{f: f, size: st.Size(), path: p}, nil
 }
@@ -255,24 +290,39 @@ func (d *Driver) Extend(ctx context.Context, id string, newSizeBytes int64) erro
 	}
 	st, err := os.Stat(p)
 	if err != nil {
-		return mapErr(err, id)
+		return mapErr(err, "volume "+id)
 	}
 	if newSizeBytes < st.Size() {
 		return errs.E(errs.Invalid, "new size %d is smaller than the volume's size %d", newSizeBytes, st.Size())
 	}
-	return mapErr(os.Truncate(p, newSizeBytes), id)
+	return mapErr(os.Truncate(p, newSizeBytes), "volume "+id)
 }
 
-// Delete removes volume id.
+// Delete removes volume id, unless it has snapshots (errs.Conflict).
 func (d *Driver) Delete(ctx context.Context, id string) error {
 	p, err := d.path(id)
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(p); err != nil {
-		return mapErr(err, id)
+	if _, err := os.Lstat(p); err != nil {
+		return mapErr(err, "volume "+id)
 	}
-	syncDir(d.dir)
+	snaps, err := d.listSnapshots(id)
+	if err != nil {
+		return mapErr(err, "volume "+id)
+	}
+	if len(snaps) > 0 {
+		return errs.E(errs.Conflict, "volume %s has %d snapshot(s)", id, len(snaps))
+	}
+	return removeFile(p, "volume "+id)
+}
+
+// removeFile removes a volume or snapshot file durably.
+func removeFile(p, what string) error {
+	if err := os.Remove(p); err != nil {
+		return mapErr(err, what)
+	}
+	syncDir(filepath.Dir(p))
 	return nil
 }
 
@@ -284,7 +334,7 @@ func (d *Driver) Allocated(ctx context.Context, id string) (int64, error) {
 	}
 	st, err := os.Stat(p)
 	if err != nil {
-		return 0, mapErr(err, id)
+		return 0, mapErr(err, "volume "+id)
 	}
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 		return sys.Blocks * 512, nil
@@ -293,7 +343,8 @@ func (d *Driver) Allocated(ctx context.Context, id string) (int64, error) {
 }
 
 // Capabilities reports the filesystem's space (or total_capacity_gb), thin
-// provisioning, which sparse files give, and multiattach.
+// provisioning, which sparse files give, multiattach, and
+// sparse_copy_volume: copies (snapshots, clones, migrations) keep holes.
 func (d *Driver) Capabilities(ctx context.Context) (driver.Capabilities, error) {
 	var fs syscall.Statfs_t
 	if err := syscall.Statfs(d.dir, &fs); err != nil {
@@ -309,16 +360,22 @@ func (d *Driver) Capabilities(ctx context.Context) (driver.Capabilities, error) 
 		"storage_protocol": "file",
 		"vendor_name":      "Ashlar",
 		"driver_version":   "1.0",
+		// Cinder's key for "copies keep the volume sparse" (its NFS driver
+		// reports it). Cinder has no capability keys for snapshot or clone
+		// support: every driver must have both.
+		"sparse_copy_volume": true,
 	}
 	if d.az != "" {
 		extra["availability_zone"] = d.az
 	}
-	// Provisioned = the volumes' sizes, whatever they occupy: what thin
-	// provisioning over-subscribes.
+	// Provisioned = the sizes of the volumes and snapshots, whatever they
+	// occupy: what thin provisioning over-subscribes (a snapshot sharing
+	// its volume's blocks grows to its size as the volume is rewritten;
+	// Cinder's LVM driver counts snapshots likewise).
 	if ents, err := os.ReadDir(d.dir); err == nil {
 		var prov int64
 		for _, e := range ents {
-			if !strings.HasPrefix(e.Name(), "volume-") {
+			if !strings.HasPrefix(e.Name(), volPrefix) && !strings.HasPrefix(e.Name(), snapPrefix) {
 				continue
 			}
 			if info, err := e.Info(); err == nil {
@@ -351,32 +408,31 @@ func (d *Driver) List(ctx context.Context) ([]string, error) {
 	}
 	var ids []string
 	for _, e := range ents {
-		if id, ok := strings.CutPrefix(e.Name(), "volume-"); ok && e.Type().IsRegular() {
+		if id, ok := strings.CutPrefix(e.Name(), volPrefix); ok && e.Type().IsRegular() {
 			ids = append(ids, id)
 		}
 	}
 	return ids, nil
 }
 
-var _ driver.Lister = (*Driver)(nil)
-
 func round2(x float64) float64 { return float64(int64(x*100)) / 100 }
 
-// mapErr turns OS errors into error kinds.
-func mapErr(err error, id string) error {
+// mapErr turns OS errors about what ("volume <id>", "snapshot <id>") into
+// error kinds.
+func mapErr(err error, what string) error {
 	switch {
 	case err == nil:
 		return nil
 	case errs.KindOf(err) != errs.Other:
 		return err
 	case errors.Is(err, os.ErrNotExist):
-		return errs.Wrap(errs.NotFound, err, "volume "+id+" could not be found")
+		return errs.Wrap(errs.NotFound, err, what+" could not be found")
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT), errors.Is(err, syscall.EFBIG):
-		return errs.Wrap(errs.TooLarge, err, "no space left for volume "+id)
+		return errs.Wrap(errs.TooLarge, err, "no space left for "+what)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	}
-	return fmt.Errorf("volume %s: %w", id, err)
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // volume is an open volume file.
@@ -399,27 +455,34 @@ func (v *volume) Path() string { return v.path }
 func (v *volume) Extents(ctx context.Context) ([]driver.Extent, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	return dataRanges(ctx, v.f, v.size)
+}
+
+// dataRanges lists the ranges of f's first size bytes that hold data,
+// with SEEK_DATA/SEEK_HOLE (moving f's offset). Filesystems without them
+// report the whole file as one range.
+func dataRanges(ctx context.Context, f *os.File, size int64) ([]driver.Extent, error) {
 	var out []driver.Extent
 	var off int64
-	for off < v.size {
+	for off < size {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		data, err := v.f.Seek(off, seekData)
+		data, err := f.Seek(off, seekData)
 		if errors.Is(err, syscall.ENXIO) {
 			break // no data after off
 		}
 		if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.EOPNOTSUPP) {
-			return []driver.Extent{{Offset: 0, Length: v.size}}, nil
+			return []driver.Extent{{Offset: 0, Length: size}}, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		hole, err := v.f.Seek(data, seekHole)
+		hole, err := f.Seek(data, seekHole)
 		if err != nil {
 			return nil, err
 		}
-		hole = min(hole, v.size)
+		hole = min(hole, size)
 		if data >= hole {
 			break
 		}

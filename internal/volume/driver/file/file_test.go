@@ -74,6 +74,13 @@ func TestCapabilitiesConfigured(t *testing.T) {
 	if c, _ = d.Capabilities(context.Background()); c.Extra["provisioned_capacity_gb"] != 3.0 {
 		t.Fatalf("provisioned %#v, want the number 3", c.Extra["provisioned_capacity_gb"])
 	}
+	// A snapshot may come to occupy its size as its volume is rewritten.
+	if err := d.CreateSnapshot(context.Background(), "big", "s"); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ = d.Capabilities(context.Background()); c.Extra["provisioned_capacity_gb"] != 6.0 || c.Extra["sparse_copy_volume"] != true {
+		t.Fatalf("provisioned %#v, sparse_copy_volume %#v; want 6 and true", c.Extra["provisioned_capacity_gb"], c.Extra["sparse_copy_volume"])
+	}
 }
 
 func TestNewInvalid(t *testing.T) {
