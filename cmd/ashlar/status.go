@@ -39,6 +39,9 @@ type statusTask struct {
 	Attempts  int        `json:"attempts"`
 	CreatedAt time.Time  `json:"created_at"`
 	LastError string     `json:"last_error,omitempty"`
+	// BytesDone of BytesTotal (-1: not known) in the current attempt.
+	BytesDone  int64 `json:"bytes_done"`
+	BytesTotal int64 `json:"bytes_total"`
 }
 
 type statusReport struct {
@@ -80,7 +83,8 @@ func status(args []string, stdout, stderr io.Writer) error {
 	}
 	for _, t := range tasks {
 		rep.Tasks = append(rep.Tasks, statusTask{ID: t.ID, Kind: t.Kind, Subject: t.Subject, State: t.State, Node: t.Node,
-			Host: t.Host, Attempts: t.Attempts, CreatedAt: t.CreatedAt, LastError: t.LastError})
+			Host: t.Host, Attempts: t.Attempts, CreatedAt: t.CreatedAt, LastError: t.LastError,
+			BytesDone: t.BytesDone, BytesTotal: t.BytesTotal})
 	}
 	if asJSON {
 		enc := json.NewEncoder(stdout)
@@ -111,7 +115,7 @@ func printStatus(w io.Writer, rep statusReport, now time.Time) {
 		fmt.Fprintln(w, "no task pending or running")
 		return
 	}
-	fmt.Fprintf(tw, "TASK\tKIND\tSUBJECT\tSTATE\tNODE\tATTEMPTS\tCREATED\tLAST ERROR\n")
+	fmt.Fprintf(tw, "TASK\tKIND\tSUBJECT\tSTATE\tNODE\tATTEMPTS\tPROGRESS\tCREATED\tLAST ERROR\n")
 	for _, t := range rep.Tasks {
 		node := t.Node
 		if node == "" {
@@ -120,8 +124,15 @@ func printStatus(w io.Writer, rep statusReport, now time.Time) {
 		if t.Host != "" {
 			node += " (host " + t.Host + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", t.ID, t.Kind, t.Subject, t.State, node, t.Attempts,
-			ago(t.CreatedAt), t.LastError)
+		progress := "-"
+		if t.BytesDone > 0 || t.BytesTotal > 0 {
+			progress = fmt.Sprintf("%d MiB", t.BytesDone>>20)
+			if t.BytesTotal > 0 {
+				progress += fmt.Sprintf(" of %d MiB", t.BytesTotal>>20)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", t.ID, t.Kind, t.Subject, t.State, node, t.Attempts,
+			progress, ago(t.CreatedAt), t.LastError)
 	}
 	tw.Flush()
 	if len(rep.Tasks) == statusTaskLimit {

@@ -37,6 +37,8 @@ func TestStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer held.Release()
+	held.SetTotal(100 << 20)
+	held.Add(30 << 20)
 	if _, err := r.Add(ctx, d, task.Spec{Kind: "volume.create", Subject: "vol-1", Host: "http://node-b:9292"}); err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +47,8 @@ func TestStatus(t *testing.T) {
 	go r.Run(rctx)
 	apitest.Eventually(t, 5*time.Second, func() bool {
 		nodes, _ := task.Nodes(ctx, d)
-		return len(nodes) == 1
+		infos, _ := task.List(ctx, d, "img-1", 1)
+		return len(nodes) == 1 && len(infos) == 1 && infos[0].BytesDone == 30<<20 // progress saved
 	}, nil)
 	old := db.Timestamp{Time: time.Now().Add(-time.Hour)}
 	if _, err := d.ExecContext(ctx, `INSERT INTO nodes (id, address, started_at, heartbeat_at, alive_until)
@@ -72,7 +75,8 @@ VALUES ('dead-node', 'http://node-b:9292', ?, ?, ?)`, old, old, old); err != nil
 	for _, tk := range rep.Tasks {
 		byKind[tk.Kind] = tk
 	}
-	if up := byKind["image.upload"]; up.State != task.Running || up.Node != r.Node() || up.Subject != "img-1" {
+	if up := byKind["image.upload"]; up.State != task.Running || up.Node != r.Node() || up.Subject != "img-1" ||
+		up.BytesDone != 30<<20 || up.BytesTotal != 100<<20 {
 		t.Errorf("held task: %+v", up)
 	}
 	if vc := byKind["volume.create"]; vc.State != task.Pending || vc.Node != "" || vc.Host != "http://node-b:9292" {
@@ -83,7 +87,8 @@ VALUES ('dead-node', 'http://node-b:9292', ?, ?, ?)`, old, old, old); err != nil
 	if code := run([]string{"status", "--state-path", dir}, &out, &errOut); code != 0 {
 		t.Fatalf("status: %d %s", code, errOut.String())
 	}
-	for _, want := range []string{r.Node() + "  up", "dead-node", "stale", "2 nodes, 1 stale", "img-1", "(host http://node-b:9292)"} {
+	for _, want := range []string{r.Node() + "  up", "dead-node", "stale", "2 nodes, 1 stale", "img-1", "(host http://node-b:9292)",
+		"30 MiB of 100 MiB"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("status output lacks %q:\n%s", want, out.String())
 		}
