@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ashlar-dev/ashlar/internal/apitest"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
 	"github.com/ashlar-dev/ashlar/internal/errs"
@@ -49,9 +50,9 @@ func TestImport(t *testing.T) {
 			if im["status"] != "active" || im["stores"] != "cheap,reliable" || im["os_glance_failed_import"] != "" || im["os_glance_importing_to_stores"] != "" {
 				t.Errorf("imported: %v", im)
 			}
-			if objs := e.objects("os_glance_staging_store"); len(objs) != 0 {
-				t.Errorf("staging left: %v", objs)
-			}
+			// The staged data goes once the import is recorded as done.
+			apitest.Eventually(t, 5*time.Second, func() bool { return len(e.objects("os_glance_staging_store")) == 0 },
+				func() string { return fmt.Sprintf("staging left: %v", e.objects("os_glance_staging_store")) })
 			tasks := e.Must(200, e.Do("alice", "GET", "/v2/images/"+id+"/tasks", nil)).JSON(t)["tasks"].([]any)
 			if len(tasks) != 1 || tasks[0].(map[string]any)["status"] != "success" {
 				t.Errorf("tasks: %v", tasks)
@@ -127,6 +128,9 @@ func TestImport(t *testing.T) {
 		crashedImport := func(t *testing.T, attempts int) string {
 			id := e.create("alice", rawImage)
 			e.Must(204, e.Do("alice", "PUT", "/v2/images/"+id+"/stage", data))
+			// The process dies now: no runner may see the rows below
+			// before the next start.
+			e.stop()
 			ctx := t.Context()
 			if _, err := d.ExecContext(ctx, "UPDATE images SET status = 'importing' WHERE id = ?", id); err != nil {
 				t.Fatal(err)
