@@ -5,6 +5,7 @@ package volume
 
 import (
 	"context"
+	"maps"
 	"sort"
 	"strings"
 
@@ -39,13 +40,14 @@ const volCols = `v.id, v.project_id, v.user_id, v.name, v.description, v.size, v
 
 const volFrom = ` FROM volumes v LEFT JOIN volume_types t ON t.id = v.type_id`
 
-// kvSet names one of a volume's two key/value sets, by its table.
-type kvSet string
+// kvSet names a key/value set of volumes or snapshots: its table and the
+// column naming the volume or snapshot a row belongs to.
+type kvSet struct{ table, owner string }
 
 // The two key/value sets of a volume.
-const (
-	setMetadata      kvSet = "volume_metadata"
-	setImageMetadata kvSet = "volume_image_metadata"
+var (
+	setMetadata      = kvSet{"volume_metadata", "volume_id"}
+	setImageMetadata = kvSet{"volume_image_metadata", "volume_id"}
 )
 
 // kv returns the volume's key/values of set.
@@ -101,42 +103,56 @@ func loadKV(ctx context.Context, q db.Querier, v *vol) error {
 }
 
 func readKV(ctx context.Context, q db.Querier, set kvSet, id string) (map[string]string, error) {
-	m := map[string]string{}
+	m, err := readKVs(ctx, q, set, []string{id})
+	if err != nil {
+		return nil, err
+	}
+	if m[id] == nil {
+		return map[string]string{}, nil
+	}
+	return m[id], nil
+}
+
+// readKVs reads set for each of ids with one query: owner id -> key ->
+// value (owners without keys are absent).
+func readKVs(ctx context.Context, q db.Querier, set kvSet, ids []string) (map[string]map[string]string, error) {
+	out := map[string]map[string]string{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
 	err := db.EachRow(ctx, q, func(r db.Row) error {
-		var k, v string
-		if err := r.Scan(&k, &v); err != nil {
+		var id, k, val string
+		if err := r.Scan(&id, &k, &val); err != nil {
 			return err
 		}
-		m[k] = v
+		if out[id] == nil {
+			out[id] = map[string]string{}
+		}
+		out[id][k] = val
 		return nil
-	}, `SELECT key, value FROM `+string(set)+` WHERE volume_id = ?`, id)
-	return m, err
+	}, `SELECT `+set.owner+`, key, value FROM `+set.table+` WHERE `+set.owner+` IN (`+db.Placeholders(len(ids))+`)`, args...)
+	return out, err
 }
 
 // loadKVs fills the metadata of a page of volumes with one query per
 // table, not one per volume.
 func loadKVs(ctx context.Context, q db.Querier, vols []*vol) error {
-	if len(vols) == 0 {
-		return nil
-	}
-	byID := make(map[string]*vol, len(vols))
-	args := make([]any, 0, len(vols))
-	for _, v := range vols {
+	ids := make([]string, len(vols))
+	for i, v := range vols {
 		v.Metadata, v.ImageMetadata = map[string]string{}, map[string]string{}
-		byID[v.ID] = v
-		args = append(args, v.ID)
+		ids[i] = v.ID
 	}
 	for _, set := range []kvSet{setMetadata, setImageMetadata} {
-		err := db.EachRow(ctx, q, func(r db.Row) error {
-			var id, k, val string
-			if err := r.Scan(&id, &k, &val); err != nil {
-				return err
-			}
-			byID[id].kv(set)[k] = val
-			return nil
-		}, `SELECT volume_id, key, value FROM `+string(set)+` WHERE volume_id IN (`+db.Placeholders(len(vols))+`)`, args...)
+		m, err := readKVs(ctx, q, set, ids)
 		if err != nil {
 			return err
+		}
+		for _, v := range vols {
+			maps.Copy(v.kv(set), m[v.ID])
 		}
 	}
 	return nil
@@ -145,10 +161,10 @@ func loadKVs(ctx context.Context, q db.Querier, vols []*vol) error {
 // insertVolume writes a new volume's row and metadata.
 func insertVolume(ctx context.Context, tx *db.Tx, v *vol) error {
 	if _, err := tx.ExecContext(ctx, `INSERT INTO volumes (id, project_id, user_id, name, description, size, status,
-		attach_status, type_id, availability_zone, bootable, multiattach, image_id, source_volid, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		attach_status, type_id, availability_zone, bootable, multiattach, image_id, source_volid, snapshot_id, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		v.ID, v.ProjectID, v.UserID, v.Name, v.Description, v.Size, v.Status, v.AttachStatus, v.TypeID, v.AZ,
-		v.Bootable, v.Multiattach, v.ImageID, v.SourceVolID, v.CreatedAt); err != nil {
+		v.Bootable, v.Multiattach, v.ImageID, v.SourceVolID, v.SnapshotID, v.CreatedAt); err != nil {
 		return err
 	}
 	if err := putKV(ctx, tx, setMetadata, v.ID, v.Metadata); err != nil {
@@ -239,7 +255,7 @@ func deleteVolumeRow(ctx context.Context, q db.Querier, id string) error {
 	return err
 }
 
-// putKV upserts key/values into one of a volume's sets, in key order so
+// putKV upserts key/values into one of a volume's (or snapshot's) sets, in key order so
 // concurrent writers lock rows in the same order.
 func putKV(ctx context.Context, tx *db.Tx, set kvSet, id string, m map[string]string) error {
 	keys := make([]string, 0, len(m))
@@ -248,32 +264,38 @@ func putKV(ctx context.Context, tx *db.Tx, set kvSet, id string, m map[string]st
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO `+string(set)+` (volume_id, key, value) VALUES (?, ?, ?)
-			ON CONFLICT (volume_id, key) DO UPDATE SET value = excluded.value`, id, k, m[k]); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO `+set.table+` (`+set.owner+`, key, value) VALUES (?, ?, ?)
+			ON CONFLICT (`+set.owner+`, key) DO UPDATE SET value = excluded.value`, id, k, m[k]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// replaceKV makes m the whole of one of a volume's sets.
+// replaceKV makes m the whole of one of a volume's (or snapshot's) sets.
 func replaceKV(ctx context.Context, tx *db.Tx, set kvSet, id string, m map[string]string) error {
-	if _, err := tx.ExecContext(ctx, `DELETE FROM `+string(set)+` WHERE volume_id = ?`, id); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM `+set.table+` WHERE `+set.owner+` = ?`, id); err != nil {
 		return err
 	}
 	return putKV(ctx, tx, set, id, m)
 }
 
-// deleteKV removes one key of a volume's set; false when it had none.
+// deleteKV removes one key of a volume's (or snapshot's) set; false when
+// it had none.
 func deleteKV(ctx context.Context, q db.Querier, set kvSet, id, key string) (bool, error) {
-	return db.Changed(ctx, q, `DELETE FROM `+string(set)+` WHERE volume_id = ? AND key = ?`, id, key)
+	return db.Changed(ctx, q, `DELETE FROM `+set.table+` WHERE `+set.owner+` = ? AND key = ?`, id, key)
+}
+
+// scope is whose rows a list selects.
+type scope struct {
+	// AllProjects selects every project's rows, else only ProjectID's.
+	AllProjects bool
+	ProjectID   string
 }
 
 // volumeFilter selects the volumes of a list or summary.
 type volumeFilter struct {
-	// AllProjects selects every project's volumes, else only ProjectID's.
-	AllProjects bool
-	ProjectID   string
+	scope
 	// Names must all equal the volume's name (name and display_name).
 	Names    []string
 	Status   *string
@@ -322,49 +344,20 @@ var sortColumns = map[string]string{"id": "v.id", "name": "COALESCE(v.name, '')"
 	"status": "v.status", "size": "v.size", "availability_zone": "v.availability_zone", "created_at": "v.created_at",
 	"updated_at": "COALESCE(v.updated_at, '')", "bootable": "v.bootable"}
 
-// volumePage is where a list page starts and how long it is.
-type volumePage struct {
-	SortKey  string // a key of sortColumns
-	SortDesc bool
-	// Marker is the id of the last volume of the previous page, or "".
-	Marker string
-	Offset int
-	Limit  int
-}
-
 // listVolumes reads one keyset-paged page: O(offset+limit) rows, however
 // many volumes match. more reports that further volumes follow.
-func listVolumes(ctx context.Context, q db.Querier, f volumeFilter, p volumePage) (vols []*vol, more bool, err error) {
-	col := sortColumns[p.SortKey]
+func listVolumes(ctx context.Context, q db.Querier, f volumeFilter, p listPage) (vols []*vol, more bool, err error) {
 	where, args := f.where()
-	cmp, dir := ">", "ASC"
-	if p.SortDesc {
-		cmp, dir = "<", "DESC"
-	}
-	if p.Marker != "" {
-		var key any
-		if err := q.QueryRowContext(ctx, `SELECT `+col+` FROM volumes v WHERE v.id = ?`, p.Marker).Scan(&key); err != nil {
-			return nil, false, err
-		}
-		// A row-value comparison lets both engines seek the (project,
-		// sort key, id) index instead of scanning up to the marker.
-		seek := "(" + col + ", v.id) " + cmp + " (?, ?)"
-		if where == "" {
-			where = " WHERE " + seek
-		} else {
-			where += " AND " + seek
-		}
-		args = append(args, key, p.Marker)
-	}
-	query := `SELECT ` + volCols + volFrom + where + ` ORDER BY ` + col + ` ` + dir + `, v.id ` + dir + ` LIMIT ? OFFSET ?`
-	vols, err = db.QueryRows(ctx, q, scanVol, query, append(args, p.Limit+1, p.Offset)...)
+	k := keyset{table: "volumes", alias: "v", col: sortColumns[p.SortKey]}
+	query, args, err := k.page(ctx, q, `SELECT `+volCols+volFrom, where, args, p)
 	if err != nil {
 		return nil, false, err
 	}
-	if len(vols) > p.Limit {
-		return vols[:p.Limit], true, nil
+	vols, err = db.QueryRows(ctx, q, scanVol, query, args...)
+	if err != nil {
+		return nil, false, err
 	}
-	return vols, false, nil
+	return trimPage(vols, p.Limit)
 }
 
 // summarizeVolumes counts the volumes f selects and adds up their sizes.
