@@ -157,11 +157,13 @@ func (s *Service) runSnapshotDelete(ctx context.Context, w *work, sn *snapshot, 
 	return s.settle(ctx, w, nil, func(tx *db.Tx) error { return deleteSnapshotRow(ctx, tx, sn.ID) })
 }
 
-// destroySnapshot deletes a snapshot's data, once no volume is being made
-// from it any more (a driver need not keep a snapshot that is read).
+// destroySnapshot deletes a snapshot's data once nothing works on it any
+// more: no volume is being made from it (a driver need not keep a
+// snapshot that is read) and no task is making it (force-deleted while
+// being made: the data it is writing would outlive the row).
 func (s *Service) destroySnapshot(ctx context.Context, sn *snapshot) error {
 	for {
-		busy, err := volumeCreatingFrom(ctx, s.deps.DB, sn.ID)
+		busy, err := s.snapshotBusy(ctx, sn.ID)
 		if err != nil || !busy {
 			break
 		}
@@ -179,6 +181,24 @@ func (s *Service) destroySnapshot(ctx context.Context, sn *snapshot) error {
 		return err
 	}
 	return nil
+}
+
+// snapshotBusy reports whether a volume is being made from the snapshot
+// or a task is making it.
+func (s *Service) snapshotBusy(ctx context.Context, id string) (bool, error) {
+	if busy, err := volumeCreatingFrom(ctx, s.deps.DB, id); err != nil || busy {
+		return busy, err
+	}
+	tasks, err := task.List(ctx, s.deps.DB, id, 100)
+	if err != nil {
+		return false, err
+	}
+	for _, t := range tasks {
+		if t.Kind == workSnapshot && t.State == task.Running {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // snapshotBusyPoll is how often a snapshot's deletion looks again whether

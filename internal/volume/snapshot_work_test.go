@@ -234,8 +234,8 @@ func TestSnapshotWorkRecovery(t *testing.T) {
 	})
 }
 
-// A snapshot force-deleted while it is being made leaves no data once the
-// making ends.
+// A snapshot force-deleted while it is being made is deleted once the
+// making ends, and leaves no data.
 func TestForceDeleteSnapshotDuringCreate(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
 		e, f := newFaultyEnv(t, d)
@@ -248,8 +248,12 @@ func TestForceDeleteSnapshotDuringCreate(t *testing.T) {
 			t.Fatal("snapshot creation never started")
 		}
 		e.Must(202, e.snapAction("admin", projA, sn, map[string]any{"os-force_delete": nil}))
-		e.waitSnapshot("member", projA, sn, "gone")
+		time.Sleep(3 * snapshotBusyPoll)
+		if r := e.Do("member", "GET", snapBase(projA)+"/"+sn, nil); r.Code != 200 {
+			t.Errorf("snapshot deleted while it was being made: %d", r.Code)
+		}
 		close(f.release)
+		e.waitSnapshot("member", projA, sn, "gone")
 		var files []string
 		apitest.Eventually(t, 10*time.Second, func() bool {
 			files = volumeFiles(t, e)
