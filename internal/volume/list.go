@@ -115,15 +115,28 @@ func projectScope(admin bool, project string, q url.Values) scope {
 	return scope{ProjectID: project}
 }
 
-// apply reads one query parameter into the filter; parameters it does not
-// know are ignored, as are limit, offset and the project scope's.
-func (l *listRequest) apply(key, val string) error {
-	f := &l.filter
+// apply reads a name or status query parameter into f; ok reports that
+// key was one.
+func (f *listFilter) apply(key, val string) (ok bool) {
 	switch key {
 	case "name", "display_name":
 		f.Names = append(f.Names, val)
 	case "status":
 		f.Status = &val
+	default:
+		return false
+	}
+	return true
+}
+
+// apply reads one query parameter into the filter; parameters it does not
+// know are ignored, as are limit, offset and the project scope's.
+func (l *listRequest) apply(key, val string) error {
+	f := &l.filter
+	if f.listFilter.apply(key, val) {
+		return nil
+	}
+	switch key {
 	case "availability_zone":
 		f.AZ = &val
 	case "bootable":

@@ -5,9 +5,6 @@ package volume
 
 import (
 	"context"
-	"maps"
-	"sort"
-	"strings"
 
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
@@ -83,21 +80,17 @@ func getSnapshotRow(ctx context.Context, q db.Querier, id string) (*snapshot, er
 
 // loadSnapshotKVs fills the metadata of snapshots with one query per set.
 func loadSnapshotKVs(ctx context.Context, q db.Querier, snaps []*snapshot) error {
-	ids := make([]string, len(snaps))
-	for i, sn := range snaps {
-		sn.Metadata, sn.ImageMetadata = map[string]string{}, map[string]string{}
-		ids[i] = sn.ID
+	return loadKVSets(ctx, q, snaps, setSnapshotMetadata, setSnapshotImageMetadata)
+}
+
+func (sn *snapshot) owner() string { return sn.ID }
+
+func (sn *snapshot) setKV(set kvSet, m map[string]string) {
+	if set == setSnapshotImageMetadata {
+		sn.ImageMetadata = m
+	} else {
+		sn.Metadata = m
 	}
-	for _, set := range []kvSet{setSnapshotMetadata, setSnapshotImageMetadata} {
-		m, err := readKVs(ctx, q, set, ids)
-		if err != nil {
-			return err
-		}
-		for _, sn := range snaps {
-			maps.Copy(sn.kv(set), m[sn.ID])
-		}
-	}
-	return nil
 }
 
 // insertSnapshot writes a new snapshot's row and metadata.
@@ -203,15 +196,10 @@ func volumeCreatingFrom(ctx context.Context, q db.Querier, snapshotID string) (b
 
 // snapshotFilter selects the snapshots of a list.
 type snapshotFilter struct {
-	scope
-	// Names must all equal the snapshot's name (name and display_name).
-	Names    []string
-	Status   *string
+	listFilter
 	VolumeID *string
 	// AZ is the availability zone of the snapshot's volume.
 	AZ *string
-	// Metadata entries must all be in the snapshot's metadata.
-	Metadata map[string]string
 	// None selects nothing (a consumes_quota=false filter: every snapshot
 	// counts against its project's quota).
 	None bool
@@ -219,39 +207,18 @@ type snapshotFilter struct {
 
 // where renders the filter as a WHERE clause ("" when it selects all).
 func (f snapshotFilter) where() (string, []any) {
-	var conds []string
-	var args []any
-	add := func(cond string, a ...any) { conds, args = append(conds, cond), append(args, a...) }
+	var w whereClause
 	if f.None {
-		add("1 = 0")
+		w.add("1 = 0")
 	}
-	if !f.AllProjects {
-		add("s.project_id = ?", f.ProjectID)
-	}
-	for _, n := range f.Names {
-		add("s.name = ?", n)
-	}
-	if f.Status != nil {
-		add("s.status = ?", *f.Status)
-	}
+	w.common(f.listFilter, "s", setSnapshotMetadata)
 	if f.VolumeID != nil {
-		add("s.volume_id = ?", *f.VolumeID)
+		w.add("s.volume_id = ?", *f.VolumeID)
 	}
 	if f.AZ != nil {
-		add("EXISTS (SELECT 1 FROM volumes v WHERE v.id = s.volume_id AND v.availability_zone = ?)", *f.AZ)
+		w.add("EXISTS (SELECT 1 FROM volumes v WHERE v.id = s.volume_id AND v.availability_zone = ?)", *f.AZ)
 	}
-	keys := make([]string, 0, len(f.Metadata))
-	for k := range f.Metadata {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		add("EXISTS (SELECT 1 FROM snapshot_metadata m WHERE m.snapshot_id = s.id AND m.key = ? AND m.value = ?)", k, f.Metadata[k])
-	}
-	if len(conds) == 0 {
-		return "", nil
-	}
-	return " WHERE " + strings.Join(conds, " AND "), args
+	return w.clause()
 }
 
 // snapshotSortColumns maps the snapshot columns Cinder sorts by to the

@@ -141,18 +141,43 @@ func readKVs(ctx context.Context, q db.Querier, set kvSet, ids []string) (map[st
 // loadKVs fills the metadata of a page of volumes with one query per
 // table, not one per volume.
 func loadKVs(ctx context.Context, q db.Querier, vols []*vol) error {
-	ids := make([]string, len(vols))
-	for i, v := range vols {
-		v.Metadata, v.ImageMetadata = map[string]string{}, map[string]string{}
-		ids[i] = v.ID
+	return loadKVSets(ctx, q, vols, setMetadata, setImageMetadata)
+}
+
+// kvHolder is a volume or snapshot with key/value sets.
+type kvHolder interface {
+	// owner is the id its sets' rows name.
+	owner() string
+	// kv returns set's map, which loadKVSets has made.
+	kv(set kvSet) map[string]string
+	// setKV replaces set's map.
+	setKV(set kvSet, m map[string]string)
+}
+
+func (v *vol) owner() string { return v.ID }
+
+func (v *vol) setKV(set kvSet, m map[string]string) {
+	if set == setImageMetadata {
+		v.ImageMetadata = m
+	} else {
+		v.Metadata = m
 	}
-	for _, set := range []kvSet{setMetadata, setImageMetadata} {
+}
+
+// loadKVSets fills sets of rows with one query per set, not one per row.
+func loadKVSets[T kvHolder](ctx context.Context, q db.Querier, rows []T, sets ...kvSet) error {
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.owner()
+	}
+	for _, set := range sets {
 		m, err := readKVs(ctx, q, set, ids)
 		if err != nil {
 			return err
 		}
-		for _, v := range vols {
-			maps.Copy(v.kv(set), m[v.ID])
+		for _, r := range rows {
+			r.setKV(set, map[string]string{})
+			maps.Copy(r.kv(set), m[r.owner()])
 		}
 	}
 	return nil
@@ -293,37 +318,36 @@ type scope struct {
 	ProjectID   string
 }
 
-// volumeFilter selects the volumes of a list or summary.
-type volumeFilter struct {
+// listFilter is what the volume and snapshot lists filter on alike.
+type listFilter struct {
 	scope
-	// Names must all equal the volume's name (name and display_name).
-	Names    []string
-	Status   *string
-	AZ       *string
-	Bootable *bool
-	// Metadata entries must all be in the volume's metadata.
+	// Names must all equal the row's name (name and display_name).
+	Names  []string
+	Status *string
+	// Metadata entries must all be in the row's metadata.
 	Metadata map[string]string
 }
 
-// where renders the filter as a WHERE clause ("" when it selects all).
-func (f volumeFilter) where() (string, []any) {
-	var conds []string
-	var args []any
-	add := func(cond string, a ...any) { conds, args = append(conds, cond), append(args, a...) }
+// whereClause collects the conditions of a list's WHERE clause.
+type whereClause struct {
+	conds []string
+	args  []any
+}
+
+func (w *whereClause) add(cond string, args ...any) {
+	w.conds, w.args = append(w.conds, cond), append(w.args, args...)
+}
+
+// common adds f's conditions on the rows of alias, whose metadata is md.
+func (w *whereClause) common(f listFilter, alias string, md kvSet) {
 	if !f.AllProjects {
-		add("v.project_id = ?", f.ProjectID)
+		w.add(alias+".project_id = ?", f.ProjectID)
 	}
 	for _, n := range f.Names {
-		add("v.name = ?", n)
+		w.add(alias+".name = ?", n)
 	}
 	if f.Status != nil {
-		add("v.status = ?", *f.Status)
-	}
-	if f.AZ != nil {
-		add("v.availability_zone = ?", *f.AZ)
-	}
-	if f.Bootable != nil {
-		add("v.bootable = ?", *f.Bootable)
+		w.add(alias+".status = ?", *f.Status)
 	}
 	keys := make([]string, 0, len(f.Metadata))
 	for k := range f.Metadata {
@@ -331,12 +355,36 @@ func (f volumeFilter) where() (string, []any) {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		add("EXISTS (SELECT 1 FROM volume_metadata m WHERE m.volume_id = v.id AND m.key = ? AND m.value = ?)", k, f.Metadata[k])
+		w.add("EXISTS (SELECT 1 FROM "+md.table+" m WHERE m."+md.owner+" = "+alias+".id AND m.key = ? AND m.value = ?)", k, f.Metadata[k])
 	}
-	if len(conds) == 0 {
+}
+
+// clause renders the conditions as a WHERE clause ("" when there is none).
+func (w *whereClause) clause() (string, []any) {
+	if len(w.conds) == 0 {
 		return "", nil
 	}
-	return " WHERE " + strings.Join(conds, " AND "), args
+	return " WHERE " + strings.Join(w.conds, " AND "), w.args
+}
+
+// volumeFilter selects the volumes of a list or summary.
+type volumeFilter struct {
+	listFilter
+	AZ       *string
+	Bootable *bool
+}
+
+// where renders the filter as a WHERE clause ("" when it selects all).
+func (f volumeFilter) where() (string, []any) {
+	var w whereClause
+	w.common(f.listFilter, "v", setMetadata)
+	if f.AZ != nil {
+		w.add("v.availability_zone = ?", *f.AZ)
+	}
+	if f.Bootable != nil {
+		w.add("v.bootable = ?", *f.Bootable)
+	}
+	return w.clause()
 }
 
 // sortColumns maps Cinder's sort keys to the expressions lists order by.

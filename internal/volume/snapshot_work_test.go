@@ -224,13 +224,7 @@ func TestSnapshotWorkRecovery(t *testing.T) {
 		if got := e2.readVolume(vol, 6); string(got) != "before" {
 			t.Errorf("resumed revert: volume holds %q, want %q", got, "before")
 		}
-		var n int
-		apitest.Eventually(t, 10*time.Second, func() bool {
-			if err := d.QueryRowContext(ctx, `SELECT COUNT(*) FROM tasks WHERE state IN ('pending', 'running')`).Scan(&n); err != nil {
-				t.Fatal(err)
-			}
-			return n == 0
-		}, func() string { return fmt.Sprintf("%d tasks unfinished", n) })
+		waitTasksDone(t, d)
 	})
 }
 

@@ -395,11 +395,10 @@ func parseSnapshotList(r *http.Request) (*snapshotListRequest, error) {
 // the filters a caller may not use.
 func (l *snapshotListRequest) apply(key, val string) error {
 	f := &l.filter
+	if f.listFilter.apply(key, val) {
+		return nil
+	}
 	switch key {
-	case "name", "display_name":
-		f.Names = append(f.Names, val)
-	case "status":
-		f.Status = &val
 	case "volume_id":
 		f.VolumeID = &val
 	case "availability_zone":

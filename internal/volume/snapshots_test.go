@@ -413,3 +413,67 @@ func sortedOf(ids []string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// TestSnapshotOddInputs sends malformed bodies and queries to every
+// snapshot route: each is a 4xx with a Cinder error body, never a 5xx.
+func TestSnapshotOddInputs(t *testing.T) {
+	d := dbtest.Open(t, "sqlite")
+	e := newEnv(t, d)
+	vol := e.createVolume("member", projA, map[string]any{}, "available")["id"].(string)
+	sn := e.createSnapshot("member", projA, vol, nil, "available")["id"].(string)
+	base := snapBase(projA)
+	type req struct {
+		method, path string
+		body         any
+	}
+	var reqs []req
+	for _, b := range []any{nil, []any{}, "x", 5, map[string]any{"snapshot": nil}, map[string]any{"snapshot": []any{}},
+		map[string]any{"snapshot": map[string]any{"volume_id": 5}},
+		map[string]any{"snapshot": map[string]any{"volume_id": vol, "metadata": "x"}},
+		map[string]any{"snapshot": map[string]any{"volume_id": vol, "metadata": map[string]any{"k": 1}}},
+		map[string]any{"snapshot": map[string]any{"volume_id": vol, "name": 5}},
+		map[string]any{"snapshot": map[string]any{"volume_id": vol, "force": nil}},
+		map[string]any{"snapshot": map[string]any{"volume_id": vol, "description": []any{}}},
+	} {
+		reqs = append(reqs, req{"POST", base, b}, req{"PUT", base + "/" + sn, b})
+	}
+	for _, b := range []any{nil, map[string]any{}, map[string]any{"os-reset_status": nil},
+		map[string]any{"os-reset_status": map[string]any{"status": 5}},
+		map[string]any{"os-reset_status": map[string]any{"status": "available", "x": 1}},
+		map[string]any{"os-update_snapshot_status": nil},
+		map[string]any{"os-update_snapshot_status": map[string]any{"status": "error", "progress": 5}},
+		map[string]any{"os-update_snapshot_status": map[string]any{"status": "error", "progress": "%"}},
+		map[string]any{"os-update_snapshot_status": map[string]any{"status": "error", "progress": "ü%"}},
+		map[string]any{"os-update_snapshot_status": map[string]any{"status": []any{}}},
+		map[string]any{"os-nope": "x", "os-reset_status": map[string]any{"status": "nope"}},
+	} {
+		reqs = append(reqs, req{"POST", base + "/" + sn + "/action", b})
+	}
+	for _, b := range []any{nil, map[string]any{"metadata": nil}, map[string]any{"meta": "x"}, map[string]any{"metadata": map[string]any{"k": nil}}} {
+		reqs = append(reqs, req{"POST", base + "/" + sn + "/metadata", b}, req{"PUT", base + "/" + sn + "/metadata", b},
+			req{"PUT", base + "/" + sn + "/metadata/k", b})
+	}
+	for _, b := range []any{"x", 5, []any{}, map[string]any{"snapshot_id": 5}, map[string]any{"snapshot_id": []any{}}} {
+		reqs = append(reqs, req{"POST", "/v3/" + projA + "/volumes/" + vol + "/action", map[string]any{"revert": b}})
+	}
+	for _, q := range []string{"limit=", "offset=x", "sort=:", "sort=,", "sort_key=", "metadata={", "marker=", "name=&status=",
+		"all_tenants=maybe", "consumes_quota=", "sort=display_name:sideways", "with_count=true"} {
+		reqs = append(reqs, req{"GET", base + "?" + q, nil}, req{"GET", base + "/detail?" + q, nil})
+	}
+	reqs = append(reqs, req{"DELETE", "/v3/" + projA + "/volumes/" + vol + "?cascade=", nil},
+		req{"POST", "/v3/" + projA + "/volumes", map[string]any{"volume": map[string]any{"snapshot_id": 5}}},
+		req{"POST", "/v3/" + projA + "/volumes", map[string]any{"volume": map[string]any{"snapshot_id": sn, "size": "x"}}})
+	for _, mv := range []string{"3.0", "3.66", "3.70"} {
+		for _, rq := range reqs {
+			r := e.Do("admin", rq.method, rq.path, rq.body, "OpenStack-API-Version", "volume "+mv)
+			if r.Code >= 500 {
+				t.Errorf("%s %s %v at %s: %d %s", rq.method, rq.path, rq.body, mv, r.Code, r.Body)
+			}
+			if r.Code >= 400 {
+				if fault, msg := errMessage(t, r); fault == "" || msg == "" {
+					t.Errorf("%s %s %v at %s: %d without a Cinder error body: %s", rq.method, rq.path, rq.body, mv, r.Code, r.Body)
+				}
+			}
+		}
+	}
+}
