@@ -105,6 +105,9 @@ func (s *Service) actExtend(w http.ResponseWriter, r *http.Request, arg any) err
 	if err := setStatus(ctx, s.deps.DB, v.ID, "extending", "available"); err != nil {
 		return err
 	}
+	if err := s.extendWhileCopied(ctx, v); err != nil {
+		return err
+	}
 	if err := s.extend(context.WithoutCancel(ctx), v, newSize, api.RequestID(ctx)); err != nil {
 		return err
 	}

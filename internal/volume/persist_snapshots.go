@@ -194,6 +194,15 @@ func volumeCreatingFrom(ctx context.Context, q db.Querier, snapshotID string) (b
 	return n > 0, err
 }
 
+// volumeBeingCopied reports whether a snapshot or a clone of a volume is
+// being made.
+func volumeBeingCopied(ctx context.Context, q db.Querier, volumeID string) (bool, error) {
+	var n int
+	err := q.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM snapshots WHERE volume_id = ? AND status = 'creating')
+		+ (SELECT COUNT(*) FROM volumes WHERE source_volid = ? AND status = 'creating')`, volumeID, volumeID).Scan(&n)
+	return n > 0, err
+}
+
 // snapshotFilter selects the snapshots of a list.
 type snapshotFilter struct {
 	listFilter

@@ -280,8 +280,8 @@ func deleteVolumeRow(ctx context.Context, q db.Querier, id string) error {
 	return err
 }
 
-// putKV upserts key/values into one of a volume's (or snapshot's) sets, in key order so
-// concurrent writers lock rows in the same order.
+// putKV upserts key/values into one of a volume's (or snapshot's) sets, in
+// key order so concurrent writers lock rows in the same order.
 func putKV(ctx context.Context, tx *db.Tx, set kvSet, id string, m map[string]string) error {
 	keys := make([]string, 0, len(m))
 	for k := range m {

@@ -278,6 +278,19 @@ func TestRevertToSnapshot(t *testing.T) {
 		if v := e.waitStatus("member", projA, vol, "available"); v["size"] != float64(2) {
 			t.Errorf("extended volume: %v", v["size"])
 		}
+		// No extend while a snapshot or a clone of the volume is being made.
+		extend := map[string]any{"os-extend": map[string]any{"new_size": 3}}
+		e.Must(202, e.snapAction("admin", projA, s1, map[string]any{"os-reset_status": map[string]any{"status": "creating"}}))
+		wantError(t, "extend while snapshotted", e.volAction("member", projA, vol, extend), 400,
+			"Invalid volume: Volume "+vol+" has a snapshot or clone being created.")
+		e.Must(202, e.snapAction("admin", projA, s1, map[string]any{"os-reset_status": map[string]any{"status": "available"}}))
+		clone := e.createVolume("member", projA, map[string]any{"source_volid": vol, "size": 2}, "available")["id"].(string)
+		e.Must(202, e.volAction("admin", projA, clone, map[string]any{"os-reset_status": map[string]any{"status": "creating"}}))
+		wantError(t, "extend while cloned", e.volAction("member", projA, vol, extend), 400,
+			"Invalid volume: Volume "+vol+" has a snapshot or clone being created.")
+		if v := e.waitStatus("member", projA, vol, "available"); v["size"] != float64(2) {
+			t.Errorf("refused extends changed the volume: %v", v)
+		}
 		wantError(t, "size changed", revert("member", s2, mv...), 400,
 			"Can't revert volume "+vol+" to its latest snapshot "+s2+". The volume size must be equal to the snapshot size.")
 		if sn := e.waitSnapshot("member", projA, s2, "available"); sn["size"] != float64(1) {
