@@ -100,11 +100,16 @@ func newFaultyEnv(t *testing.T, d *db.DB) (*env, *faultyDriver) {
 }
 
 // wantMessage fails unless resource has exactly one user message, of
-// event with text.
+// event with text. (The message is recorded right after the status
+// change that the caller waited for.)
 func wantMessage(t *testing.T, e *env, resource, resourceType, event, text string) {
 	t.Helper()
-	msgs := e.MustJSON(200, e.Do("member", "GET", "/v3/"+projA+"/messages?resource_uuid="+resource, nil,
-		"OpenStack-API-Version", "volume 3.5"))["messages"].([]any)
+	var msgs []any
+	apitest.Eventually(t, 10*time.Second, func() bool {
+		msgs = e.MustJSON(200, e.Do("member", "GET", "/v3/"+projA+"/messages?resource_uuid="+resource, nil,
+			"OpenStack-API-Version", "volume 3.5"))["messages"].([]any)
+		return len(msgs) > 0
+	}, func() string { return "no user message about " + resource })
 	if len(msgs) != 1 {
 		t.Fatalf("messages of %s: %v, want one", resource, msgs)
 	}
@@ -182,20 +187,21 @@ func TestSnapshotWorkFailures(t *testing.T) {
 func TestSnapshotWorkRecovery(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
 		e := newEnv(t, d)
+		e.stop()
 		ctx := context.Background()
 		vol := e.createVolumeNoWorker("member", projA)
-		writeVolume(t, e, vol, []byte("before"))
-		e.stop()
+		reverted := e.createVolumeNoWorker("member", projA)
+		writeVolume(t, e, reverted, []byte("before"))
 		drv := e.svc.backends[0].drv
 
 		// Recorded, never run: the process died after the 202.
 		pending := e.createSnapshot("member", projA, vol, nil, "")["id"].(string)
 		// Claimed by a node that died after the driver made the snapshot.
-		made := e.createSnapshot("member", projA, vol, nil, "")["id"].(string)
+		made := e.createSnapshot("member", projA, reverted, nil, "")["id"].(string)
 		if _, err := d.ExecContext(ctx, `DELETE FROM tasks WHERE subject = ?`, made); err != nil {
 			t.Fatal(err)
 		}
-		if err := drv.CreateSnapshot(ctx, vol, made); err != nil {
+		if err := drv.CreateSnapshot(ctx, reverted, made); err != nil {
 			t.Fatal(err)
 		}
 		addTask(t, d, workSnapshot, made, workPayload{}, 1, "dead", time.Now().Add(-time.Second))
@@ -205,23 +211,27 @@ func TestSnapshotWorkRecovery(t *testing.T) {
 			t.Fatal(err)
 		}
 		addTask(t, d, workSnapshot, stuck, workPayload{}, maxAttempts, "dead", time.Now().Add(-time.Second))
-		// A revert to made whose node died mid-way.
-		writeVolume(t, e, vol, []byte("after!"))
-		if _, err := d.ExecContext(ctx, `UPDATE volumes SET status = 'reverting' WHERE id = ?`, vol); err != nil {
+		// A revert to made whose node died mid-way (once made is
+		// available: a revert needs its snapshot made).
+		e2 := newEnvOn(t, d, e)
+		e2.waitSnapshot("member", projA, made, "available")
+		e2.stop()
+		writeVolume(t, e, reverted, []byte("after!"))
+		if _, err := d.ExecContext(ctx, `UPDATE volumes SET status = 'reverting' WHERE id = ?`, reverted); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := d.ExecContext(ctx, `UPDATE snapshots SET status = 'restoring' WHERE id = ?`, made); err != nil {
 			t.Fatal(err)
 		}
-		addTask(t, d, workRevert, vol, workPayload{SnapshotID: made}, 1, "dead", time.Now().Add(-time.Second))
+		addTask(t, d, workRevert, reverted, workPayload{SnapshotID: made}, 1, "dead", time.Now().Add(-time.Second))
 
-		e2 := newEnvOn(t, d, e)
+		e2.start()
 		e2.waitSnapshot("member", projA, pending, "available")
 		e2.waitSnapshot("member", projA, stuck, "error")
 		wantMessage(t, e2, stuck, "VOLUME_SNAPSHOT", eventSnapshotCreate, msgSnapshotCreate)
-		e2.waitStatus("member", projA, vol, "available")
+		e2.waitStatus("member", projA, reverted, "available")
 		e2.waitSnapshot("member", projA, made, "available")
-		if got := e2.readVolume(vol, 6); string(got) != "before" {
+		if got := e2.readVolume(reverted, 6); string(got) != "before" {
 			t.Errorf("resumed revert: volume holds %q, want %q", got, "before")
 		}
 		waitTasksDone(t, d)
