@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/ashlar-dev/ashlar/internal/db"
@@ -299,4 +300,23 @@ func (s *Service) volumeSummary(w http.ResponseWriter, r *http.Request) error {
 		sum["metadata"] = md
 	}
 	return reply(w, http.StatusOK, map[string]any{"volume-summary": sum})
+}
+
+// collectionLinks are the links of a page of n items of collection
+// ("/volumes") ending with item last, nil when it has none. Like Cinder,
+// a page links to the next when more follow and whenever a page asked for
+// with a limit is full (the next one may be empty): clients page until a
+// short page.
+func (s *Service) collectionLinks(r *http.Request, collection string, detail bool, last string, n int, more bool, limit int) []map[string]string {
+	if !more && !(r.URL.Query().Has("limit") && n == limit) {
+		return nil
+	}
+	q := r.URL.Query()
+	q.Set("marker", last)
+	q.Set("limit", strconv.Itoa(limit))
+	path := collection
+	if detail {
+		path += "/detail"
+	}
+	return []map[string]string{{"rel": "next", "href": s.linkBase(r) + path + "?" + q.Encode()}}
 }

@@ -125,6 +125,12 @@ func setSnapshotStatus(ctx context.Context, q db.Querier, id, to string, from ..
 	return db.Changed(ctx, q, query, args...)
 }
 
+// setVolumeSnapshotsStatus sets the status of every snapshot of a volume.
+func setVolumeSnapshotsStatus(ctx context.Context, q db.Querier, volumeID, status string) error {
+	_, err := q.ExecContext(ctx, `UPDATE snapshots SET status = ?, updated_at = ? WHERE volume_id = ?`, status, db.Now(), volumeID)
+	return err
+}
+
 // setSnapshotProgress records os-update_snapshot_status's progress.
 func setSnapshotProgress(ctx context.Context, q db.Querier, id, progress string) error {
 	_, err := q.ExecContext(ctx, `UPDATE snapshots SET progress = ? WHERE id = ?`, progress, id)

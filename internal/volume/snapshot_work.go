@@ -267,8 +267,7 @@ func (s *Service) runDeleteCascade(ctx context.Context, w *work, v *vol, giveUp 
 			if err := forceStatus(ctx, tx, v.ID, "error_deleting"); err != nil {
 				return err
 			}
-			_, err := tx.ExecContext(ctx, `UPDATE snapshots SET status = 'error_deleting' WHERE volume_id = ?`, v.ID)
-			return err
+			return setVolumeSnapshotsStatus(ctx, tx, v.ID, "error_deleting")
 		})
 		if serr != nil {
 			return serr

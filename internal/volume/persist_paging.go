@@ -1,9 +1,10 @@
 package volume
 
+// Persistence of list pages: the keyset paging the volume and snapshot
+// lists share.
+
 import (
 	"context"
-	"net/http"
-	"strconv"
 
 	"github.com/ashlar-dev/ashlar/internal/db"
 )
@@ -63,23 +64,4 @@ func trimPage[T any](rows []T, limit int) ([]T, bool, error) {
 		return rows[:limit], true, nil
 	}
 	return rows, false, nil
-}
-
-// collectionLinks are the links of a page of n items of collection
-// ("/volumes") ending with item last, nil when it has none. Like Cinder,
-// a page links to the next when more follow and whenever a page asked for
-// with a limit is full (the next one may be empty): clients page until a
-// short page.
-func (s *Service) collectionLinks(r *http.Request, collection string, detail bool, last string, n int, more bool, limit int) []map[string]string {
-	if !more && !(r.URL.Query().Has("limit") && n == limit) {
-		return nil
-	}
-	q := r.URL.Query()
-	q.Set("marker", last)
-	q.Set("limit", strconv.Itoa(limit))
-	path := collection
-	if detail {
-		path += "/detail"
-	}
-	return []map[string]string{{"rel": "next", "href": s.linkBase(r) + path + "?" + q.Encode()}}
 }
