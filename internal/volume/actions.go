@@ -16,15 +16,6 @@ type actionHandler func(w http.ResponseWriter, r *http.Request, arg any) error
 
 // volumeAction dispatches POST /volumes/{id}/action on the body's one key.
 func (s *Service) volumeAction(w http.ResponseWriter, r *http.Request) error {
-	body, err := decodeObject(r)
-	if err != nil {
-		return err
-	}
-	keys := make([]string, 0, len(body))
-	for k := range body {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	handlers := map[string]actionHandler{
 		"os-extend":               s.actExtend,
 		"os-reset_status":         s.actResetStatus,
@@ -37,12 +28,28 @@ func (s *Service) volumeAction(w http.ResponseWriter, r *http.Request) error {
 		"os-show_image_metadata":  s.actShowImageMetadata,
 		"os-retype":               s.actRetype,
 		"os-force_delete":         s.actForceDelete,
+		"revert":                  s.actRevert,
 		"os-volume_upload_image":  s.actUploadImage,
 		"os-attach":               s.actAttach,
 		"os-detach":               s.actDetach,
 		"os-begin_detaching":      s.actDetach,
 		"os-roll_detaching":       s.actDetach,
 	}
+	return dispatchAction(w, r, handlers)
+}
+
+// dispatchAction serves POST .../action with the handler of the body's
+// key (the first known one, in key order).
+func dispatchAction(w http.ResponseWriter, r *http.Request, handlers map[string]actionHandler) error {
+	body, err := decodeObject(r)
+	if err != nil {
+		return err
+	}
+	keys := make([]string, 0, len(body))
+	for k := range body {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
 	for _, k := range keys {
 		if h, ok := handlers[k]; ok {
 			return h(w, r, body[k])
@@ -96,6 +103,9 @@ func (s *Service) actExtend(w http.ResponseWriter, r *http.Request, arg any) err
 		return errs.E(errs.Invalid, "Invalid input received: New size for extend must be greater than current size. (current: %d, extended: %d).", v.Size, newSize)
 	}
 	if err := setStatus(ctx, s.deps.DB, v.ID, "extending", "available"); err != nil {
+		return err
+	}
+	if err := s.extendWhileCopied(ctx, v); err != nil {
 		return err
 	}
 	if err := s.extend(context.WithoutCancel(ctx), v, newSize, api.RequestID(ctx)); err != nil {
@@ -326,9 +336,13 @@ func (s *Service) actForceDelete(w http.ResponseWriter, r *http.Request, _ any) 
 	if v.Status == "uploading" {
 		return errs.E(errs.Invalid, "Invalid volume: Volume %s is being uploaded.", v.ID)
 	}
+	if _, err := s.beginVolumeDelete(ctx, r, v, false, true); err != nil {
+		return err
+	}
 	// Work still recorded for the volume (its create) finds it gone and
 	// ends; work running now deletes the data it wrote (finishCreate).
 	if err := s.destroyVolume(ctx, v); err != nil {
+		_ = forceStatus(context.WithoutCancel(ctx), s.deps.DB, v.ID, "error_deleting")
 		return err
 	}
 	return replyEmpty(w, http.StatusAccepted)

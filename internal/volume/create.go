@@ -22,8 +22,9 @@ type createRequest struct {
 	Size        int64
 	Metadata    map[string]string
 	Multiattach bool
-	// The volume's source, at most one honoured: snapshot and backup are
-	// refused (not found), a source volume wins over an image.
+	// The volume's source, at most one honoured: backups are refused (not
+	// found); a snapshot wins over a source volume, which wins over an
+	// image.
 	SnapshotID, BackupID, SourceVolID, ImageRef *string
 	VolumeType, AZ                              *string
 }
@@ -102,15 +103,27 @@ func (s *Service) createVolume(w http.ResponseWriter, r *http.Request) error {
 	if v.Size == 0 {
 		return errs.E(errs.Invalid, "Invalid input received: \"size\" is a required parameter when no source (snapshot, volume, image, backup) is given.")
 	}
+	// A clone and a volume from a snapshot take their source's zone and
+	// type unless told otherwise (creationSource set them).
+	srcAZ, srcType := v.AZ, v.TypeID
 	if err := s.assignType(r, v, req.VolumeType); err != nil {
+		return err
+	}
+	if err := s.checkSourceType(r.Context(), req, srcType, v.TypeID); err != nil {
 		return err
 	}
 	if err := s.assignAZ(v, req.AZ); err != nil {
 		return err
 	}
+	if err := sameSourceAZ(req, v, srcAZ); err != nil {
+		return err
+	}
 	payload.Size, payload.AZ, payload.ProjectID = v.Size, v.AZ, v.ProjectID
 	ctx := r.Context()
 	err = s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
+		if err := lockCreationSource(ctx, tx, v); err != nil {
+			return err
+		}
 		if err := insertVolume(ctx, tx, v); err != nil {
 			return err
 		}
@@ -137,7 +150,9 @@ func (s *Service) creationSource(r *http.Request, v *vol, req *createRequest) (s
 	var p workPayload
 	switch {
 	case req.SnapshotID != nil:
-		return "", p, errs.E(errs.NotFound, "Snapshot %s could not be found.", *req.SnapshotID)
+		host, err := s.fromSnapshot(r, v, *req.SnapshotID)
+		p.SourceHost = host
+		return workFromSnapshot, p, err
 	case req.BackupID != nil:
 		return "", p, errs.E(errs.NotFound, "Backup %s could not be found.", *req.BackupID)
 	case req.SourceVolID != nil:
@@ -166,15 +181,15 @@ func (s *Service) cloneFrom(r *http.Request, v *vol, src string) (string, error)
 		return "", err
 	}
 	if sv.Status != "available" && sv.Status != "in-use" {
-		return "", errs.E(errs.Invalid, "Invalid volume: Source volume status must be available or in-use, but current status is: %s.", sv.Status)
+		return "", errs.E(errs.Invalid, "Invalid volume: Originating source volume status must be one of 'available, in-use' values")
 	}
 	if v.Size == 0 {
 		v.Size = sv.Size
 	}
 	if v.Size < sv.Size {
-		return "", errs.E(errs.Invalid, "Volume size '%d'GB cannot be smaller than the source volume size '%d'GB.", v.Size, sv.Size)
+		return "", errs.E(errs.Invalid, "Invalid input received: Volume size '%d'GB cannot be smaller than original volume size  %dGB. They must be >= original volume size.", v.Size, sv.Size)
 	}
-	v.SourceVolID, v.Bootable, v.TypeID = &src, sv.Bootable, sv.TypeID
+	v.SourceVolID, v.Bootable, v.TypeID, v.AZ = &src, sv.Bootable, sv.TypeID, sv.AZ
 	for k, val := range sv.ImageMetadata {
 		v.ImageMetadata[k] = val
 	}
@@ -249,8 +264,11 @@ func (s *Service) runCreate(ctx context.Context, w *work, v *vol, giveUp bool) e
 			return err
 		}
 		_ = b.drv.Delete(context.WithoutCancel(ctx), v.ID)
-		if w.Kind == workFromImage {
+		switch w.Kind {
+		case workFromImage:
 			return s.failCreate(ctx, w, v, eventCreateFromImage, "copy image to volume:Failed to copy image to volume.", err)
+		case workClone, workFromSnapshot:
+			return s.failCreate(ctx, w, v, eventCreateFromBackend, msgCreateFromBackend, err)
 		}
 		return s.failCreate(ctx, w, v, eventScheduleAllocate, "create volume:Failed to create volume.", err)
 	}
@@ -272,10 +290,11 @@ func (s *Service) failCreate(ctx context.Context, w *work, v *vol, event, msg st
 	return cause
 }
 
-// placeVolume picks the volume's backend: a clone's source backend, else
-// the scheduler's choice for the volume's type.
+// placeVolume picks the volume's backend: the backend of a clone's source
+// or of a snapshot's volume, else the scheduler's choice for the volume's
+// type.
 func (s *Service) placeVolume(ctx context.Context, w *work, v *vol) (*backend, error) {
-	if w.Kind == workClone {
+	if w.Kind == workClone || w.Kind == workFromSnapshot {
 		if b := s.backendNamed(w.Payload.SourceHost); b != nil {
 			return b, nil
 		}
@@ -291,12 +310,19 @@ func (s *Service) placeVolume(ctx context.Context, w *work, v *vol) (*backend, e
 }
 
 // writeVolumeData creates the volume on b: empty, a copy of its source
-// volume or the image's data. It reports whether the volume is bootable.
+// volume or snapshot, or the image's data. It reports whether the volume
+// is bootable.
 func (s *Service) writeVolumeData(ctx context.Context, w *work, b *backend, v *vol) (bool, error) {
 	size := v.Size * gib
 	switch w.Kind {
 	case workClone:
 		return v.Bootable, b.drv.Clone(ctx, *v.SourceVolID, v.ID, size)
+	case workFromSnapshot:
+		sn, err := getSnapshotRow(ctx, s.deps.DB, *v.SnapshotID)
+		if err != nil {
+			return false, err
+		}
+		return v.Bootable, b.drv.CreateFromSnapshot(ctx, sn.VolumeID, sn.ID, v.ID, size)
 	case workFromImage:
 		return true, s.copyImageToVolume(ctx, w, b, v)
 	}

@@ -157,6 +157,18 @@ func (e *env) waitStatus(token, project, id, want string) map[string]any {
 	return v
 }
 
+// waitTasksDone waits until no task is pending or running.
+func waitTasksDone(t *testing.T, d *db.DB) {
+	t.Helper()
+	var n int
+	apitest.Eventually(t, 10*time.Second, func() bool {
+		if err := d.QueryRowContext(context.Background(), `SELECT COUNT(*) FROM tasks WHERE state IN ('pending', 'running')`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 0
+	}, func() string { return fmt.Sprintf("%d tasks unfinished", n) })
+}
+
 // errMessage returns the message of a Cinder error body and its fault name.
 func errMessage(t *testing.T, r apitest.Resp) (string, string) {
 	t.Helper()

@@ -19,41 +19,56 @@ const maxLimit = 1000
 // listRequest is a validated volume list (or summary) query.
 type listRequest struct {
 	filter volumeFilter
-	page   volumePage
+	page   listPage
 }
 
-// parseList reads a list query as Cinder does: limit, then offset, then
-// the project scope, filters and sort (in key order, so that of several
-// bad parameters the same one is always reported).
+// parseList reads a volume list query (parseListQuery).
 func parseList(r *http.Request) (*listRequest, error) {
+	l := &listRequest{}
+	var err error
+	if l.page, l.filter.scope, err = parseListQuery(r, l.apply); err != nil {
+		return nil, err
+	}
+	if _, ok := sortColumns[l.page.SortKey]; !ok {
+		return nil, errs.E(errs.Invalid, "Invalid input received: Invalid sort key %s.", l.page.SortKey)
+	}
+	return l, nil
+}
+
+// parseListQuery reads what the volume and snapshot lists share, as Cinder
+// does: limit, then offset, then the project scope, then in key order (so
+// that of several bad parameters the same one is always reported) the
+// marker and sort parameters, handing the others to filter.
+func parseListQuery(r *http.Request, filter func(key, val string) error) (listPage, scope, error) {
 	q := r.URL.Query()
-	l := &listRequest{page: volumePage{SortKey: "created_at", SortDesc: true, Limit: maxLimit}}
+	p := listPage{SortKey: "created_at", SortDesc: true, Limit: maxLimit}
 	var err error
 	if q.Has("limit") {
-		if l.page.Limit, err = parseLimit(q.Get("limit")); err != nil {
-			return nil, err
+		if p.Limit, err = parseLimit(q.Get("limit")); err != nil {
+			return p, scope{}, err
 		}
 	}
 	if q.Has("offset") {
-		if l.page.Offset, err = parseOffset(q.Get("offset")); err != nil {
-			return nil, err
+		if p.Offset, err = parseOffset(q.Get("offset")); err != nil {
+			return p, scope{}, err
 		}
 	}
-	l.filter = projectScope(caller(r).IsAdmin(), caller(r).ProjectID, q)
+	sc := projectScope(caller(r).IsAdmin(), caller(r).ProjectID, q)
 	keys := make([]string, 0, len(q))
 	for k := range q {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
 	for _, key := range keys {
-		if err := l.apply(key, q.Get(key)); err != nil {
-			return nil, err
+		ok, err := p.apply(key, q.Get(key))
+		if !ok {
+			err = filter(key, q.Get(key))
+		}
+		if err != nil {
+			return p, sc, err
 		}
 	}
-	if _, ok := sortColumns[l.page.SortKey]; !ok {
-		return nil, errs.E(errs.Invalid, "Invalid input received: Invalid sort key %s.", l.page.SortKey)
-	}
-	return l, nil
+	return p, sc, nil
 }
 
 // parseLimit reads limit as Cinder's _get_limit_param: an integer >= 0,
@@ -84,32 +99,45 @@ func parseOffset(s string) (int, error) {
 	return int(n), nil
 }
 
-// projectScope is whose volumes a list shows: the caller's project; for
-// admins with all_tenants, every project or the one project_id names.
-func projectScope(admin bool, project string, q url.Values) volumeFilter {
+// projectScope is whose volumes (or snapshots) a list shows: the caller's
+// project; for admins with all_tenants, every project or the one
+// project_id names.
+func projectScope(admin bool, project string, q url.Values) scope {
 	allTenants := false
 	if at := q.Get("all_tenants"); at != "" && admin {
 		allTenants, _ = parseBool("all_tenants", at)
 	}
 	switch pid := q.Get("project_id"); {
 	case allTenants && pid != "":
-		return volumeFilter{ProjectID: pid}
+		return scope{ProjectID: pid}
 	case allTenants:
-		return volumeFilter{AllProjects: true}
+		return scope{AllProjects: true}
 	}
-	return volumeFilter{ProjectID: project}
+	return scope{ProjectID: project}
 }
 
-// apply reads one query parameter into the filter or the sort order;
-// parameters it does not know are ignored, as are limit, offset, marker's
-// absence and the project scope's.
-func (l *listRequest) apply(key, val string) error {
-	f, p := &l.filter, &l.page
+// apply reads a name or status query parameter into f; ok reports that
+// key was one.
+func (f *listFilter) apply(key, val string) (ok bool) {
 	switch key {
 	case "name", "display_name":
 		f.Names = append(f.Names, val)
 	case "status":
 		f.Status = &val
+	default:
+		return false
+	}
+	return true
+}
+
+// apply reads one query parameter into the filter; parameters it does not
+// know are ignored, as are limit, offset and the project scope's.
+func (l *listRequest) apply(key, val string) error {
+	f := &l.filter
+	if f.listFilter.apply(key, val) {
+		return nil
+	}
+	switch key {
 	case "availability_zone":
 		f.AZ = &val
 	case "bootable":
@@ -124,23 +152,33 @@ func (l *listRequest) apply(key, val string) error {
 			return errs.E(errs.Invalid, "Invalid input received: metadata filter %q is not a dict.", val)
 		}
 		f.Metadata = md
+	}
+	return nil
+}
+
+// apply reads a marker or sort query parameter into p; ok reports that
+// key was one.
+func (p *listPage) apply(key, val string) (ok bool, err error) {
+	switch key {
 	case "marker":
 		p.Marker = val
 	case "sort_key":
 		p.SortKey = val
 	case "sort_dir":
-		return p.setDirection(val)
+		return true, p.setDirection(val)
 	case "sort":
 		k, d, _ := strings.Cut(strings.Split(val, ",")[0], ":")
 		p.SortKey = strings.TrimSpace(k)
 		if d != "" {
-			return p.setDirection(d)
+			return true, p.setDirection(d)
 		}
+	default:
+		return false, nil
 	}
-	return nil
+	return true, nil
 }
 
-func (p *volumePage) setDirection(d string) error {
+func (p *listPage) setDirection(d string) error {
 	if d != "asc" && d != "desc" {
 		return errs.E(errs.Invalid, "Invalid input received: Invalid sort direction: %s.", d)
 	}
@@ -211,10 +249,10 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request, detail bool) erro
 		}
 	}
 	resp := map[string]any{"volumes": out}
-	// Like Cinder, a full page always links to the next one (which may be
-	// empty): clients page until a short page.
-	if len(vols) > 0 && (more || r.URL.Query().Has("limit") && len(vols) == l.page.Limit) {
-		resp["volumes_links"] = []map[string]string{{"rel": "next", "href": s.nextLink(r, detail, vols[len(vols)-1].ID, l.page.Limit)}}
+	if len(vols) > 0 {
+		if links := s.collectionLinks(r, "/volumes", detail, vols[len(vols)-1].ID, len(vols), more, l.page.Limit); links != nil {
+			resp["volumes_links"] = links
+		}
 	}
 	return reply(w, http.StatusOK, resp)
 }
@@ -229,19 +267,6 @@ func checkMarker(r *http.Request, q db.Querier, marker string) error {
 		return errs.E(errs.NotFound, "Marker %s could not be found.", marker)
 	}
 	return err
-}
-
-// nextLink is the URL of the page after the volume last: the request's
-// query with marker and limit set.
-func (s *Service) nextLink(r *http.Request, detail bool, last string, limit int) string {
-	q := r.URL.Query()
-	q.Set("marker", last)
-	q.Set("limit", strconv.Itoa(limit))
-	path := "/volumes"
-	if detail {
-		path += "/detail"
-	}
-	return s.linkBase(r) + path + "?" + q.Encode()
 }
 
 func (s *Service) volumeSummary(w http.ResponseWriter, r *http.Request) error {
@@ -275,4 +300,23 @@ func (s *Service) volumeSummary(w http.ResponseWriter, r *http.Request) error {
 		sum["metadata"] = md
 	}
 	return reply(w, http.StatusOK, map[string]any{"volume-summary": sum})
+}
+
+// collectionLinks are the links of a page of n items of collection
+// ("/volumes") ending with item last, nil when it has none. Like Cinder,
+// a page links to the next when more follow and whenever a page asked for
+// with a limit is full (the next one may be empty): clients page until a
+// short page.
+func (s *Service) collectionLinks(r *http.Request, collection string, detail bool, last string, n int, more bool, limit int) []map[string]string {
+	if !more && !(r.URL.Query().Has("limit") && n == limit) {
+		return nil
+	}
+	q := r.URL.Query()
+	q.Set("marker", last)
+	q.Set("limit", strconv.Itoa(limit))
+	path := collection
+	if detail {
+		path += "/detail"
+	}
+	return []map[string]string{{"rel": "next", "href": s.linkBase(r) + path + "?" + q.Encode()}}
 }

@@ -27,14 +27,20 @@ const messageTTL = 30 * 24 * time.Hour
 const minMessagesVersion = 3
 
 // recordMessage stores a user message about a volume's failed async work.
-// Failing to store it is logged: the work's own outcome stands.
 func (s *Service) recordMessage(ctx context.Context, project, volumeID, requestID, event, text string) {
+	s.recordResourceMessage(ctx, project, "VOLUME", volumeID, requestID, event, text)
+}
+
+// recordResourceMessage stores a user message about the failed async work
+// of a resource of resourceType (VOLUME, VOLUME_SNAPSHOT). Failing to
+// store it is logged: the work's own outcome stands.
+func (s *Service) recordResourceMessage(ctx context.Context, project, resourceType, resourceID, requestID, event, text string) {
 	now := db.Now()
 	err := insertMessage(ctx, s.deps.DB, &message{ID: uuid.NewString(), ProjectID: project, RequestID: &requestID,
-		ResourceType: "VOLUME", ResourceUUID: &volumeID, EventID: event, Level: "ERROR", Text: text,
+		ResourceType: resourceType, ResourceUUID: &resourceID, EventID: event, Level: "ERROR", Text: text,
 		CreatedAt: now, GuaranteedTil: db.Timestamp{Time: now.Time.Add(messageTTL)}})
 	if err != nil {
-		s.deps.Logger.Error("recording user message", "volume", volumeID, "err", err)
+		s.deps.Logger.Error("recording user message", "resource", resourceID, "err", err)
 	}
 }
 

@@ -5,6 +5,7 @@ package volume
 
 import (
 	"context"
+	"maps"
 	"sort"
 	"strings"
 
@@ -39,13 +40,14 @@ const volCols = `v.id, v.project_id, v.user_id, v.name, v.description, v.size, v
 
 const volFrom = ` FROM volumes v LEFT JOIN volume_types t ON t.id = v.type_id`
 
-// kvSet names one of a volume's two key/value sets, by its table.
-type kvSet string
+// kvSet names a key/value set of volumes or snapshots: its table and the
+// column naming the volume or snapshot a row belongs to.
+type kvSet struct{ table, owner string }
 
 // The two key/value sets of a volume.
-const (
-	setMetadata      kvSet = "volume_metadata"
-	setImageMetadata kvSet = "volume_image_metadata"
+var (
+	setMetadata      = kvSet{"volume_metadata", "volume_id"}
+	setImageMetadata = kvSet{"volume_image_metadata", "volume_id"}
 )
 
 // kv returns the volume's key/values of set.
@@ -101,42 +103,81 @@ func loadKV(ctx context.Context, q db.Querier, v *vol) error {
 }
 
 func readKV(ctx context.Context, q db.Querier, set kvSet, id string) (map[string]string, error) {
-	m := map[string]string{}
+	m, err := readKVs(ctx, q, set, []string{id})
+	if err != nil {
+		return nil, err
+	}
+	if m[id] == nil {
+		return map[string]string{}, nil
+	}
+	return m[id], nil
+}
+
+// readKVs reads set for each of ids with one query: owner id -> key ->
+// value (owners without keys are absent).
+func readKVs(ctx context.Context, q db.Querier, set kvSet, ids []string) (map[string]map[string]string, error) {
+	out := map[string]map[string]string{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
 	err := db.EachRow(ctx, q, func(r db.Row) error {
-		var k, v string
-		if err := r.Scan(&k, &v); err != nil {
+		var id, k, val string
+		if err := r.Scan(&id, &k, &val); err != nil {
 			return err
 		}
-		m[k] = v
+		if out[id] == nil {
+			out[id] = map[string]string{}
+		}
+		out[id][k] = val
 		return nil
-	}, `SELECT key, value FROM `+string(set)+` WHERE volume_id = ?`, id)
-	return m, err
+	}, `SELECT `+set.owner+`, key, value FROM `+set.table+` WHERE `+set.owner+` IN (`+db.Placeholders(len(ids))+`)`, args...)
+	return out, err
 }
 
 // loadKVs fills the metadata of a page of volumes with one query per
 // table, not one per volume.
 func loadKVs(ctx context.Context, q db.Querier, vols []*vol) error {
-	if len(vols) == 0 {
-		return nil
+	return loadKVSets(ctx, q, vols, setMetadata, setImageMetadata)
+}
+
+// kvHolder is a volume or snapshot with key/value sets.
+type kvHolder interface {
+	// owner is the id its sets' rows name.
+	owner() string
+	// kv returns set's map, which loadKVSets has made.
+	kv(set kvSet) map[string]string
+	// setKV replaces set's map.
+	setKV(set kvSet, m map[string]string)
+}
+
+func (v *vol) owner() string { return v.ID }
+
+func (v *vol) setKV(set kvSet, m map[string]string) {
+	if set == setImageMetadata {
+		v.ImageMetadata = m
+	} else {
+		v.Metadata = m
 	}
-	byID := make(map[string]*vol, len(vols))
-	args := make([]any, 0, len(vols))
-	for _, v := range vols {
-		v.Metadata, v.ImageMetadata = map[string]string{}, map[string]string{}
-		byID[v.ID] = v
-		args = append(args, v.ID)
+}
+
+// loadKVSets fills sets of rows with one query per set, not one per row.
+func loadKVSets[T kvHolder](ctx context.Context, q db.Querier, rows []T, sets ...kvSet) error {
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.owner()
 	}
-	for _, set := range []kvSet{setMetadata, setImageMetadata} {
-		err := db.EachRow(ctx, q, func(r db.Row) error {
-			var id, k, val string
-			if err := r.Scan(&id, &k, &val); err != nil {
-				return err
-			}
-			byID[id].kv(set)[k] = val
-			return nil
-		}, `SELECT volume_id, key, value FROM `+string(set)+` WHERE volume_id IN (`+db.Placeholders(len(vols))+`)`, args...)
+	for _, set := range sets {
+		m, err := readKVs(ctx, q, set, ids)
 		if err != nil {
 			return err
+		}
+		for _, r := range rows {
+			r.setKV(set, map[string]string{})
+			maps.Copy(r.kv(set), m[r.owner()])
 		}
 	}
 	return nil
@@ -145,10 +186,10 @@ func loadKVs(ctx context.Context, q db.Querier, vols []*vol) error {
 // insertVolume writes a new volume's row and metadata.
 func insertVolume(ctx context.Context, tx *db.Tx, v *vol) error {
 	if _, err := tx.ExecContext(ctx, `INSERT INTO volumes (id, project_id, user_id, name, description, size, status,
-		attach_status, type_id, availability_zone, bootable, multiattach, image_id, source_volid, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		attach_status, type_id, availability_zone, bootable, multiattach, image_id, source_volid, snapshot_id, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		v.ID, v.ProjectID, v.UserID, v.Name, v.Description, v.Size, v.Status, v.AttachStatus, v.TypeID, v.AZ,
-		v.Bootable, v.Multiattach, v.ImageID, v.SourceVolID, v.CreatedAt); err != nil {
+		v.Bootable, v.Multiattach, v.ImageID, v.SourceVolID, v.SnapshotID, v.CreatedAt); err != nil {
 		return err
 	}
 	if err := putKV(ctx, tx, setMetadata, v.ID, v.Metadata); err != nil {
@@ -239,8 +280,8 @@ func deleteVolumeRow(ctx context.Context, q db.Querier, id string) error {
 	return err
 }
 
-// putKV upserts key/values into one of a volume's sets, in key order so
-// concurrent writers lock rows in the same order.
+// putKV upserts key/values into one of a volume's (or snapshot's) sets, in
+// key order so concurrent writers lock rows in the same order.
 func putKV(ctx context.Context, tx *db.Tx, set kvSet, id string, m map[string]string) error {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -248,60 +289,65 @@ func putKV(ctx context.Context, tx *db.Tx, set kvSet, id string, m map[string]st
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO `+string(set)+` (volume_id, key, value) VALUES (?, ?, ?)
-			ON CONFLICT (volume_id, key) DO UPDATE SET value = excluded.value`, id, k, m[k]); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO `+set.table+` (`+set.owner+`, key, value) VALUES (?, ?, ?)
+			ON CONFLICT (`+set.owner+`, key) DO UPDATE SET value = excluded.value`, id, k, m[k]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// replaceKV makes m the whole of one of a volume's sets.
+// replaceKV makes m the whole of one of a volume's (or snapshot's) sets.
 func replaceKV(ctx context.Context, tx *db.Tx, set kvSet, id string, m map[string]string) error {
-	if _, err := tx.ExecContext(ctx, `DELETE FROM `+string(set)+` WHERE volume_id = ?`, id); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM `+set.table+` WHERE `+set.owner+` = ?`, id); err != nil {
 		return err
 	}
 	return putKV(ctx, tx, set, id, m)
 }
 
-// deleteKV removes one key of a volume's set; false when it had none.
+// deleteKV removes one key of a volume's (or snapshot's) set; false when
+// it had none.
 func deleteKV(ctx context.Context, q db.Querier, set kvSet, id, key string) (bool, error) {
-	return db.Changed(ctx, q, `DELETE FROM `+string(set)+` WHERE volume_id = ? AND key = ?`, id, key)
+	return db.Changed(ctx, q, `DELETE FROM `+set.table+` WHERE `+set.owner+` = ? AND key = ?`, id, key)
 }
 
-// volumeFilter selects the volumes of a list or summary.
-type volumeFilter struct {
-	// AllProjects selects every project's volumes, else only ProjectID's.
+// scope is whose rows a list selects.
+type scope struct {
+	// AllProjects selects every project's rows, else only ProjectID's.
 	AllProjects bool
 	ProjectID   string
-	// Names must all equal the volume's name (name and display_name).
-	Names    []string
-	Status   *string
-	AZ       *string
-	Bootable *bool
-	// Metadata entries must all be in the volume's metadata.
+}
+
+// listFilter is what the volume and snapshot lists filter on alike.
+type listFilter struct {
+	scope
+	// Names must all equal the row's name (name and display_name).
+	Names  []string
+	Status *string
+	// Metadata entries must all be in the row's metadata.
 	Metadata map[string]string
 }
 
-// where renders the filter as a WHERE clause ("" when it selects all).
-func (f volumeFilter) where() (string, []any) {
-	var conds []string
-	var args []any
-	add := func(cond string, a ...any) { conds, args = append(conds, cond), append(args, a...) }
+// whereClause collects the conditions of a list's WHERE clause.
+type whereClause struct {
+	conds []string
+	args  []any
+}
+
+func (w *whereClause) add(cond string, args ...any) {
+	w.conds, w.args = append(w.conds, cond), append(w.args, args...)
+}
+
+// common adds f's conditions on the rows of alias, whose metadata is md.
+func (w *whereClause) common(f listFilter, alias string, md kvSet) {
 	if !f.AllProjects {
-		add("v.project_id = ?", f.ProjectID)
+		w.add(alias+".project_id = ?", f.ProjectID)
 	}
 	for _, n := range f.Names {
-		add("v.name = ?", n)
+		w.add(alias+".name = ?", n)
 	}
 	if f.Status != nil {
-		add("v.status = ?", *f.Status)
-	}
-	if f.AZ != nil {
-		add("v.availability_zone = ?", *f.AZ)
-	}
-	if f.Bootable != nil {
-		add("v.bootable = ?", *f.Bootable)
+		w.add(alias+".status = ?", *f.Status)
 	}
 	keys := make([]string, 0, len(f.Metadata))
 	for k := range f.Metadata {
@@ -309,12 +355,36 @@ func (f volumeFilter) where() (string, []any) {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		add("EXISTS (SELECT 1 FROM volume_metadata m WHERE m.volume_id = v.id AND m.key = ? AND m.value = ?)", k, f.Metadata[k])
+		w.add("EXISTS (SELECT 1 FROM "+md.table+" m WHERE m."+md.owner+" = "+alias+".id AND m.key = ? AND m.value = ?)", k, f.Metadata[k])
 	}
-	if len(conds) == 0 {
+}
+
+// clause renders the conditions as a WHERE clause ("" when there is none).
+func (w *whereClause) clause() (string, []any) {
+	if len(w.conds) == 0 {
 		return "", nil
 	}
-	return " WHERE " + strings.Join(conds, " AND "), args
+	return " WHERE " + strings.Join(w.conds, " AND "), w.args
+}
+
+// volumeFilter selects the volumes of a list or summary.
+type volumeFilter struct {
+	listFilter
+	AZ       *string
+	Bootable *bool
+}
+
+// where renders the filter as a WHERE clause ("" when it selects all).
+func (f volumeFilter) where() (string, []any) {
+	var w whereClause
+	w.common(f.listFilter, "v", setMetadata)
+	if f.AZ != nil {
+		w.add("v.availability_zone = ?", *f.AZ)
+	}
+	if f.Bootable != nil {
+		w.add("v.bootable = ?", *f.Bootable)
+	}
+	return w.clause()
 }
 
 // sortColumns maps Cinder's sort keys to the expressions lists order by.
@@ -322,49 +392,20 @@ var sortColumns = map[string]string{"id": "v.id", "name": "COALESCE(v.name, '')"
 	"status": "v.status", "size": "v.size", "availability_zone": "v.availability_zone", "created_at": "v.created_at",
 	"updated_at": "COALESCE(v.updated_at, '')", "bootable": "v.bootable"}
 
-// volumePage is where a list page starts and how long it is.
-type volumePage struct {
-	SortKey  string // a key of sortColumns
-	SortDesc bool
-	// Marker is the id of the last volume of the previous page, or "".
-	Marker string
-	Offset int
-	Limit  int
-}
-
 // listVolumes reads one keyset-paged page: O(offset+limit) rows, however
 // many volumes match. more reports that further volumes follow.
-func listVolumes(ctx context.Context, q db.Querier, f volumeFilter, p volumePage) (vols []*vol, more bool, err error) {
-	col := sortColumns[p.SortKey]
+func listVolumes(ctx context.Context, q db.Querier, f volumeFilter, p listPage) (vols []*vol, more bool, err error) {
 	where, args := f.where()
-	cmp, dir := ">", "ASC"
-	if p.SortDesc {
-		cmp, dir = "<", "DESC"
-	}
-	if p.Marker != "" {
-		var key any
-		if err := q.QueryRowContext(ctx, `SELECT `+col+` FROM volumes v WHERE v.id = ?`, p.Marker).Scan(&key); err != nil {
-			return nil, false, err
-		}
-		// A row-value comparison lets both engines seek the (project,
-		// sort key, id) index instead of scanning up to the marker.
-		seek := "(" + col + ", v.id) " + cmp + " (?, ?)"
-		if where == "" {
-			where = " WHERE " + seek
-		} else {
-			where += " AND " + seek
-		}
-		args = append(args, key, p.Marker)
-	}
-	query := `SELECT ` + volCols + volFrom + where + ` ORDER BY ` + col + ` ` + dir + `, v.id ` + dir + ` LIMIT ? OFFSET ?`
-	vols, err = db.QueryRows(ctx, q, scanVol, query, append(args, p.Limit+1, p.Offset)...)
+	k := keyset{table: "volumes", alias: "v", col: sortColumns[p.SortKey]}
+	query, args, err := k.page(ctx, q, `SELECT `+volCols+volFrom, where, args, p)
 	if err != nil {
 		return nil, false, err
 	}
-	if len(vols) > p.Limit {
-		return vols[:p.Limit], true, nil
+	vols, err = db.QueryRows(ctx, q, scanVol, query, args...)
+	if err != nil {
+		return nil, false, err
 	}
-	return vols, false, nil
+	return trimPage(vols, p.Limit)
 }
 
 // summarizeVolumes counts the volumes f selects and adds up their sizes.

@@ -10,6 +10,21 @@ import (
 // types and extra specs are admin-only to write; volumes belong to their
 // project's members; readers read.
 var Policy = policy.Table{
+	// Snapshots, their metadata and actions, revert.
+	"volume:create_snapshot":                                     policy.Member,
+	"volume:get_snapshot":                                        policy.Reader,
+	"volume:get_all_snapshots":                                   policy.Reader,
+	"volume:update_snapshot":                                     policy.Member,
+	"volume:delete_snapshot":                                     policy.Member,
+	"volume_extension:extended_snapshot_attributes":              policy.Reader,
+	"volume:get_snapshot_metadata":                               policy.Reader,
+	"volume:update_snapshot_metadata":                            policy.Member,
+	"volume:delete_snapshot_metadata":                            policy.Member,
+	"volume_extension:snapshot_admin_actions:reset_status":       policy.Admin,
+	"volume_extension:snapshot_admin_actions:force_delete":       policy.Admin,
+	"snapshot_extension:snapshot_actions:update_snapshot_status": policy.Member,
+	"volume:revert_to_snapshot":                                  policy.Member,
+
 	"volume_extension:types_manage":                           policy.Admin,
 	"volume_extension:type_get":                               policy.Reader,
 	"volume_extension:type_get_all":                           policy.Reader,

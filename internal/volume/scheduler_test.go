@@ -3,13 +3,11 @@ package volume
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
-	"github.com/ashlar-dev/ashlar/internal/apitest"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
 )
@@ -147,13 +145,7 @@ func TestRecovery(t *testing.T) {
 			// SQLite takes a dead process's leases over at start instead.
 			t.Errorf("leased work ran before the lease expired")
 		}
-		var n int
-		apitest.Eventually(t, 10*time.Second, func() bool {
-			if err := d.QueryRowContext(ctx, `SELECT COUNT(*) FROM tasks WHERE state IN ('pending', 'running')`).Scan(&n); err != nil {
-				t.Fatal(err)
-			}
-			return n == 0
-		}, func() string { return fmt.Sprintf("%d tasks unfinished", n) })
+		waitTasksDone(t, d)
 	})
 }
 

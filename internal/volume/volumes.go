@@ -246,12 +246,23 @@ var deletableStatuses = []string{"available", "error", "error_restoring", "error
 
 func (s *Service) deleteVolume(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
+	cascade, err := boolQuery(r, "cascade")
+	if err != nil {
+		return err
+	}
 	v, err := s.volumeFor(ctx, s.deps.DB, r, "volume:delete")
 	if err != nil {
 		return err
 	}
-	if v.AttachStatus != "detached" || setStatus(ctx, s.deps.DB, v.ID, "deleting", deletableStatuses...) != nil {
-		return errs.E(errs.Invalid, "Invalid volume: Volume status must be available or error or error_restoring or error_extending or error_managing and must not be migrating, attached, belong to a group, have snapshots, awaiting a transfer, or be disassociated from snapshots after volume transfer.")
+	if v.AttachStatus != "detached" {
+		return errNotDeletable(false)
+	}
+	queued, err := s.beginVolumeDelete(ctx, r, v, cascade, false)
+	if err != nil {
+		return err
+	}
+	if queued { // a cascade: a task deletes the snapshots, then the volume
+		return replyEmpty(w, http.StatusAccepted)
 	}
 	if err := s.destroyVolume(ctx, v); err != nil {
 		_ = forceStatus(context.WithoutCancel(ctx), s.deps.DB, v.ID, "error_deleting")

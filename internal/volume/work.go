@@ -39,6 +39,8 @@ type workPayload struct {
 	ImageID       string `json:"image_id,omitempty"`
 	ImageEndpoint string `json:"image_endpoint,omitempty"`
 	SourceHost    string `json:"source_host,omitempty"`
+	// SnapshotID is the snapshot a volume is reverted to.
+	SnapshotID string `json:"snapshot_id,omitempty"`
 	// Token is the caller's token, used for the image service calls made
 	// on the caller's behalf (as Cinder passes the request context).
 	Token           string `json:"token,omitempty"`
@@ -65,11 +67,12 @@ func (w *work) progress(r io.Reader, size int64) io.Reader {
 
 // registerWork tells the task runner how to run and give up volume work.
 func (s *Service) registerWork(r *task.Runner) {
-	for _, kind := range []string{workCreate, workClone, workFromImage, workUpload} {
+	for _, kind := range []string{workCreate, workClone, workFromImage, workUpload, workFromSnapshot, workRevert, workDeleteCascade} {
 		r.Register(task.Kind{Name: kind, MaxAttempts: maxAttempts,
 			Run:    func(ctx context.Context, t *task.Task) error { return s.runWork(ctx, t, false) },
 			GiveUp: func(ctx context.Context, t *task.Task, _ error) error { return s.runWork(ctx, t, true) }})
 	}
+	s.registerSnapshotWork(r)
 }
 
 // addWork records work in the caller's transaction, so a volume's status
@@ -98,8 +101,13 @@ func (s *Service) runWork(ctx context.Context, t *task.Task, giveUp bool) error 
 	if err != nil {
 		return task.Retry(err)
 	}
-	if w.Kind == workUpload {
+	switch w.Kind {
+	case workUpload:
 		return s.runUpload(ctx, w, v, giveUp)
+	case workRevert:
+		return s.runRevert(ctx, w, v, giveUp)
+	case workDeleteCascade:
+		return s.runDeleteCascade(ctx, w, v, giveUp)
 	}
 	return s.runCreate(ctx, w, v, giveUp)
 }
@@ -120,10 +128,12 @@ func (s *Service) settle(ctx context.Context, w *work, fail error, write func(tx
 	})
 }
 
-// Run implements service.Runner: at start it removes backend volumes that
-// have no row (the work itself runs on the task runner). With a runner of
-// its own (no shared one in Deps) it runs that too, until ctx ends.
+// Run implements service.Runner: at start it removes backend snapshots and
+// volumes that have no row (the work itself runs on the task runner). With
+// a runner of its own (no shared one in Deps) it runs that too, until ctx
+// ends.
 func (s *Service) Run(ctx context.Context) error {
+	s.sweepSnapshotOrphans(ctx)
 	s.sweepOrphans(ctx)
 	if s.ownTasks {
 		return s.tasks.Run(ctx)

@@ -28,6 +28,7 @@ type cliState struct {
 	multiImage string // imported to two stores, then copied to a third
 	volumeType string // has image_service:store_id=cheap
 	volume     string // created from cheapImage with volumeType
+	snapshot   string // of volume
 }
 
 // cliScenario is one step of TestCLI. Steps run in order; a step whose
@@ -79,6 +80,20 @@ func runCLI(t *testing.T, a *ashlar) {
 func needMember(s *cliState) string {
 	if s.member == nil {
 		return "the member account was not created"
+	}
+	return ""
+}
+
+func needVolume(s *cliState) string {
+	if s.volume == "" {
+		return "no volume from image"
+	}
+	return ""
+}
+
+func needSnapshot(s *cliState) string {
+	if s.snapshot == "" {
+		return "no snapshot of the volume"
 	}
 	return ""
 }
@@ -327,12 +342,7 @@ func cliScenarios() []cliScenario {
 			}
 			s.volume = id
 		}},
-		{name: "volume/upload_to_image", needs: func(s *cliState) string {
-			if s.volume == "" {
-				return "no volume from image"
-			}
-			return ""
-		}, run: func(t *testing.T, s *cliState) {
+		{name: "volume/upload_to_image", needs: needVolume, run: func(t *testing.T, s *cliState) {
 			var up map[string]any
 			s.admin.json(t, &up, "openstack", "image", "create", "--volume", s.volume, "interop-from-volume", "-f", "json")
 			imageID := fmt.Sprint(up["image_id"])
@@ -362,20 +372,67 @@ func cliScenarios() []cliScenario {
 				t.Errorf("downloaded image from volume: %+v, want %+v", got, want)
 			}
 		}},
-		{name: "volume/delete", needs: func(s *cliState) string {
-			if s.volume == "" {
-				return "no volume"
+		{name: "volume/snapshot", needs: needVolume, run: func(t *testing.T, s *cliState) {
+			var sn map[string]any
+			s.admin.json(t, &sn, "openstack", "volume", "snapshot", "create", "--volume", s.volume, "--description", "interop",
+				"--property", "purpose=interop", "interop-snap", "-f", "json")
+			id := fmt.Sprint(sn["id"])
+			if sn["volume_id"] != s.volume || sn["name"] != "interop-snap" || sn["size"] != float64(1) {
+				t.Errorf("snapshot create printed %v", sn)
 			}
-			return ""
-		}, run: func(t *testing.T, s *cliState) {
-			s.admin.ok(t, "openstack", "volume", "delete", s.volume)
-			eventually(t, 2*time.Minute, time.Second, "volume "+s.volume+" deleted", func() (bool, string) {
-				r := s.admin.run(t, "openstack", "volume", "show", s.volume, "-f", "json")
-				if r.Err != nil && strings.Contains(r.Stderr, "No volume with a name or ID") {
-					return true, ""
+			waitSnapshot(t, s.admin, "interop-snap", "available")
+			s.admin.json(t, &sn, "openstack", "volume", "snapshot", "show", "interop-snap", "-f", "json")
+			props, _ := sn["properties"].(map[string]any)
+			if sn["id"] != id || sn["description"] != "interop" || sn["os-extended-snapshot-attributes:progress"] != "100%" ||
+				props["purpose"] != "interop" {
+				t.Errorf("snapshot show: %v", sn)
+			}
+			var list []map[string]any
+			s.admin.json(t, &list, "openstack", "volume", "snapshot", "list", "-f", "json")
+			if !slices.ContainsFunc(list, func(row map[string]any) bool {
+				return row["ID"] == id && row["Name"] == "interop-snap" && row["Status"] == "available" && row["Size"] == float64(1)
+			}) {
+				t.Errorf("snapshot list lacks %s (interop-snap, available, 1 GiB): %v", id, list)
+			}
+			s.admin.ok(t, "openstack", "volume", "snapshot", "set", "--name", "interop-snap2", "--description", "renamed",
+				"--property", "more=yes", id)
+			s.admin.json(t, &sn, "openstack", "volume", "snapshot", "show", id, "-f", "json")
+			props, _ = sn["properties"].(map[string]any)
+			if sn["name"] != "interop-snap2" || sn["description"] != "renamed" || props["purpose"] != "interop" || props["more"] != "yes" {
+				t.Errorf("snapshot after set: %v", sn)
+			}
+			s.snapshot = id
+		}},
+		{name: "volume/from_snapshot_and_clone", needs: needSnapshot, run: func(t *testing.T, s *cliState) {
+			var v map[string]any
+			s.admin.json(t, &v, "openstack", "volume", "create", "--snapshot", s.snapshot, "--size", "2", "interop-from-snap", "-f", "json")
+			fromSnap := fmt.Sprint(v["id"])
+			s.admin.json(t, &v, "openstack", "volume", "create", "--source", s.volume, "--size", "2", "interop-clone", "-f", "json")
+			clone := fmt.Sprint(v["id"])
+			for id, source := range map[string][2]string{fromSnap: {"snapshot_id", s.snapshot}, clone: {"source_volid", s.volume}} {
+				waitVolume(t, s.admin, id, "available")
+				s.admin.json(t, &v, "openstack", "volume", "show", id, "-f", "json")
+				if v[source[0]] != source[1] || v["size"] != float64(2) || v["bootable"] != "true" || v["type"] != s.volumeType {
+					t.Errorf("volume %s: %s %v size %v bootable %v type %v, want %s 2 true %s", id, source[0], v[source[0]],
+						v["size"], v["bootable"], v["type"], source[1], s.volumeType)
 				}
-				return false, lastLines(r.Stdout+r.Stderr, 3)
-			})
+				if meta := fmt.Sprint(v["volume_image_metadata"]); !strings.Contains(meta, s.cheapImage) {
+					t.Errorf("volume %s: volume_image_metadata %q does not name image %s", id, meta, s.cheapImage)
+				}
+			}
+			// A volume with a snapshot is not deleted.
+			s.admin.refused(t, []string{"have snapshots", "HTTP 400"}, "openstack", "volume", "delete", s.volume)
+			s.admin.ok(t, "openstack", "volume", "delete", fromSnap, clone)
+			waitGone(t, s.admin, "volume", fromSnap)
+			waitGone(t, s.admin, "volume", clone)
+		}},
+		{name: "volume/snapshot_delete", needs: needSnapshot, run: func(t *testing.T, s *cliState) {
+			s.admin.ok(t, "openstack", "volume", "snapshot", "delete", s.snapshot)
+			waitGone(t, s.admin, "volume snapshot", s.snapshot)
+		}},
+		{name: "volume/delete", needs: needVolume, run: func(t *testing.T, s *cliState) {
+			s.admin.ok(t, "openstack", "volume", "delete", s.volume)
+			waitGone(t, s.admin, "volume", s.volume)
 			// A type no volume uses any more can be deleted.
 			s.admin.ok(t, "openstack", "volume", "type", "delete", s.volumeType)
 			var types []map[string]any
@@ -442,14 +499,39 @@ func waitImageStatus(t *testing.T, c *cloud, id, status string, timeout time.Dur
 
 func waitVolume(t *testing.T, c *cloud, id, status string) {
 	t.Helper()
-	eventually(t, 5*time.Minute, 2*time.Second, "volume "+id+" "+status, func() (bool, string) {
+	waitShown(t, c, "volume", id, status)
+}
+
+func waitSnapshot(t *testing.T, c *cloud, id, status string) {
+	t.Helper()
+	waitShown(t, c, "volume snapshot", id, status)
+}
+
+// waitShown waits until `openstack <what> show id` reports status (what
+// is "volume" or "volume snapshot"); an error status fails the test.
+func waitShown(t *testing.T, c *cloud, what, id, status string) {
+	t.Helper()
+	eventually(t, 5*time.Minute, 2*time.Second, what+" "+id+" "+status, func() (bool, string) {
 		var v map[string]any
-		c.json(t, &v, "openstack", "volume", "show", id, "-f", "json")
+		c.json(t, &v, append(append([]string{"openstack"}, strings.Fields(what)...), "show", id, "-f", "json")...)
 		st := fmt.Sprint(v["status"])
 		if strings.HasPrefix(st, "error") {
-			t.Fatalf("volume %s is %s", id, st)
+			t.Fatalf("%s %s is %s", what, id, st)
 		}
 		return st == status, st
+	})
+}
+
+// waitGone waits until `openstack <what> show id` finds nothing.
+func waitGone(t *testing.T, c *cloud, what, id string) {
+	t.Helper()
+	noun := strings.Fields(what)
+	eventually(t, 2*time.Minute, time.Second, what+" "+id+" deleted", func() (bool, string) {
+		r := c.run(t, append(append([]string{"openstack"}, noun...), "show", id, "-f", "json")...)
+		if r.Err != nil && strings.Contains(r.Stderr, "No "+noun[len(noun)-1]+" with a name or ID") {
+			return true, ""
+		}
+		return false, lastLines(r.Stdout+r.Stderr, 3)
 	})
 }
 

@@ -124,11 +124,17 @@ type tempestResult struct {
 	Seconds float64 `json:"seconds"`
 }
 
-// tempestLists are the include-lists in testdata, in run order.
+// tempestLists are the include-lists in testdata, in run order, with the
+// [service_available] cinder and [volume-feature-enabled] snapshot and
+// clone flags their tests need.
 var tempestLists = []struct {
-	name   string
-	cinder bool
-}{{"image-core", false}, {"volume-core", true}}
+	name                    string
+	cinder, snapshot, clone bool
+}{
+	{name: "image-core"},
+	{name: "volume-core", cinder: true},
+	{name: "volume-later", cinder: true, snapshot: true, clone: true},
+}
 
 // TestTempest runs tempest (offline, pre-provisioned accounts) with the
 // include-lists of testdata against an Ashlar with its embedded identity,
@@ -197,7 +203,7 @@ func runTempest(t *testing.T, a *ashlar) {
 				"IMAGE_CACHING": "false", "MANAGE_LOCATIONS": "false", "ALT_IMAGE_ENDPOINT": altImage,
 				"VOLUME_BACKENDS": "local", "STORAGE_PROTOCOL": protocol, "VENDOR_NAME": vendor,
 				"VOLUME_MIN_MV": "3.0", "VOLUME_MAX_MV": "3.70", "VOLUME_MULTI_BACKEND": "false",
-				"VOLUME_SNAPSHOT": "false", "VOLUME_CLONE": "false", "IMAGE_REF": imageRef,
+				"VOLUME_SNAPSHOT": strconv.FormatBool(list.snapshot), "VOLUME_CLONE": strconv.FormatBool(list.clone), "IMAGE_REF": imageRef,
 			}
 			runTempestList(t, list.name, vars, accts)
 		})
