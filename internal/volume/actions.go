@@ -26,22 +26,24 @@ func (s *Service) volumeAction(w http.ResponseWriter, r *http.Request) error {
 	}
 	sort.Strings(keys)
 	handlers := map[string]actionHandler{
-		"os-extend":               s.actExtend,
-		"os-reset_status":         s.actResetStatus,
-		"os-set_bootable":         s.actSetBootable,
-		"os-update_readonly_flag": s.actReadonly,
-		"os-reserve":              s.actReserve,
-		"os-unreserve":            s.actUnreserve,
-		"os-set_image_metadata":   s.actSetImageMetadata,
-		"os-unset_image_metadata": s.actUnsetImageMetadata,
-		"os-show_image_metadata":  s.actShowImageMetadata,
-		"os-retype":               s.actRetype,
-		"os-force_delete":         s.actForceDelete,
-		"os-volume_upload_image":  s.actUploadImage,
-		"os-attach":               s.actAttach,
-		"os-detach":               s.actDetach,
-		"os-begin_detaching":      s.actDetach,
-		"os-roll_detaching":       s.actDetach,
+		"os-extend":                    s.actExtend,
+		"os-reset_status":              s.actResetStatus,
+		"os-set_bootable":              s.actSetBootable,
+		"os-update_readonly_flag":      s.actReadonly,
+		"os-reserve":                   s.actReserve,
+		"os-unreserve":                 s.actUnreserve,
+		"os-set_image_metadata":        s.actSetImageMetadata,
+		"os-unset_image_metadata":      s.actUnsetImageMetadata,
+		"os-show_image_metadata":       s.actShowImageMetadata,
+		"os-retype":                    s.actRetype,
+		"os-force_delete":              s.actForceDelete,
+		"os-migrate_volume":            s.actMigrate,
+		"os-migrate_volume_completion": s.actMigrateCompletion,
+		"os-volume_upload_image":       s.actUploadImage,
+		"os-attach":                    s.actAttach,
+		"os-detach":                    s.actDetach,
+		"os-begin_detaching":           s.actDetach,
+		"os-roll_detaching":            s.actDetach,
 	}
 	for _, k := range keys {
 		if h, ok := handlers[k]; ok {
@@ -266,57 +268,6 @@ func (s *Service) actUnreserve(w http.ResponseWriter, r *http.Request, _ any) er
 	return replyEmpty(w, http.StatusAccepted)
 }
 
-// actRetype changes the type in place when the volume's backend satisfies
-// the new type; Ashlar does not migrate between backends. The volume
-// becomes multiattach exactly when the new type is, as in Cinder.
-func (s *Service) actRetype(w http.ResponseWriter, r *http.Request, arg any) error {
-	m, err := argObject("os-retype", arg)
-	if err != nil {
-		return err
-	}
-	name, ok := m["new_type"].(string)
-	if !ok || name == "" {
-		return invalidInput("os-retype", m, "'new_type' is a required property")
-	}
-	ctx := r.Context()
-	v, err := s.volumeFor(ctx, s.deps.DB, r, "volume:retype")
-	if err != nil {
-		return err
-	}
-	t, err := s.getType(ctx, s.deps.DB, r, name, true)
-	if err != nil {
-		return errs.E(errs.NotFound, "Volume type with name %s could not be found.", name)
-	}
-	if v.Status != "available" && v.Status != "in-use" {
-		return errs.E(errs.Invalid, "Invalid volume: Volume %s status must be available or in-use", v.ID)
-	}
-	if v.TypeID != nil && *v.TypeID == t.ID {
-		return errs.E(errs.Invalid, "Invalid input received: Retype requested to same volume type.")
-	}
-	if err := s.checkRetypeBackend(ctx, v, t); err != nil {
-		return err
-	}
-	if err := setVolumeType(ctx, s.deps.DB, v.ID, t.ID, t.multiattach()); err != nil {
-		return err
-	}
-	return replyEmpty(w, http.StatusAccepted)
-}
-
-// checkRetypeBackend refuses a retype the volume's backend does not
-// satisfy, with a user message, since volumes are not migrated.
-func (s *Service) checkRetypeBackend(ctx context.Context, v *vol, t *volType) error {
-	b := s.backendOf(v)
-	if b == nil {
-		return nil
-	}
-	caps, _, err := b.capabilities(ctx)
-	if err == nil && satisfies(caps, t.ExtraSpecs) {
-		return nil
-	}
-	s.recordMessage(ctx, v.ProjectID, v.ID, api.RequestID(ctx), eventRetype, "retype volume:No valid host was found.")
-	return errs.E(errs.Invalid, "Invalid volume: the volume's backend does not satisfy type %s and volumes are not migrated.", t.Name)
-}
-
 func (s *Service) actForceDelete(w http.ResponseWriter, r *http.Request, _ any) error {
 	ctx := r.Context()
 	v, err := s.volumeFor(ctx, s.deps.DB, r, "volume_extension:volume_admin_actions:force_delete")
@@ -325,6 +276,12 @@ func (s *Service) actForceDelete(w http.ResponseWriter, r *http.Request, _ any) 
 	}
 	if v.Status == "uploading" {
 		return errs.E(errs.Invalid, "Invalid volume: Volume %s is being uploaded.", v.ID)
+	}
+	if migrating(v) {
+		return errVolumeNotDeletable
+	}
+	if err := s.checkNotFrozen(ctx, s.deps.DB, v); err != nil {
+		return err
 	}
 	// Work still recorded for the volume (its create) finds it gone and
 	// ends; work running now deletes the data it wrote (finishCreate).

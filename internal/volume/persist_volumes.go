@@ -28,6 +28,7 @@ type vol struct {
 	Multiattach           bool
 	ImageID, SourceVolID  *string
 	SnapshotID            *string
+	MigrationStatus       *string
 	CreatedAt, UpdatedAt  db.Timestamp
 	Metadata              map[string]string
 	ImageMetadata         map[string]string
@@ -35,7 +36,7 @@ type vol struct {
 
 const volCols = `v.id, v.project_id, v.user_id, v.name, v.description, v.size, v.status, v.previous_status,
 	v.attach_status, v.type_id, t.name, v.availability_zone, v.host, v.bootable, v.readonly, v.multiattach,
-	v.image_id, v.source_volid, v.snapshot_id, v.created_at, v.updated_at`
+	v.image_id, v.source_volid, v.snapshot_id, v.migration_status, v.created_at, v.updated_at`
 
 const volFrom = ` FROM volumes v LEFT JOIN volume_types t ON t.id = v.type_id`
 
@@ -60,7 +61,7 @@ func scanVol(sc db.Row) (*vol, error) {
 	v := &vol{}
 	err := sc.Scan(&v.ID, &v.ProjectID, &v.UserID, &v.Name, &v.Description, &v.Size, &v.Status, &v.PreviousStatus,
 		&v.AttachStatus, &v.TypeID, &v.TypeName, &v.AZ, &v.Host, &v.Bootable, &v.Readonly, &v.Multiattach,
-		&v.ImageID, &v.SourceVolID, &v.SnapshotID, &v.CreatedAt, &v.UpdatedAt)
+		&v.ImageID, &v.SourceVolID, &v.SnapshotID, &v.MigrationStatus, &v.CreatedAt, &v.UpdatedAt)
 	return v, err
 }
 
@@ -165,13 +166,15 @@ func updateVolumeText(ctx context.Context, q db.Querier, v *vol) error {
 }
 
 // setStatus moves a volume from one of the from statuses to to, atomically;
-// an Invalid error names the statuses required.
+// an Invalid error names the statuses required. A volume moving between
+// backends keeps its status (notMigrating): nothing may change its data
+// or start work on it until the move ends.
 func setStatus(ctx context.Context, q db.Querier, id, to string, from ...string) error {
 	args := []any{to, db.Now(), id}
 	for _, f := range from {
 		args = append(args, f)
 	}
-	moved, err := db.Changed(ctx, q, `UPDATE volumes SET previous_status = status, status = ?, updated_at = ? WHERE id = ? AND status IN (`+db.Placeholders(len(from))+`)`, args...)
+	moved, err := db.Changed(ctx, q, `UPDATE volumes SET previous_status = status, status = ?, updated_at = ? WHERE id = ? AND status IN (`+db.Placeholders(len(from))+`) AND `+notMigrating, args...)
 	if err != nil {
 		return err
 	}
@@ -209,14 +212,6 @@ func setBootable(ctx context.Context, q db.Querier, id string, bootable bool) er
 // setReadonly sets a volume's readonly flag.
 func setReadonly(ctx context.Context, q db.Querier, id string, readonly bool) error {
 	_, err := q.ExecContext(ctx, `UPDATE volumes SET readonly = ?, updated_at = ? WHERE id = ?`, readonly, db.Now(), id)
-	return err
-}
-
-// setVolumeType records a retype: the new type and the multiattach flag it
-// implies.
-func setVolumeType(ctx context.Context, q db.Querier, id, typeID string, multiattach bool) error {
-	_, err := q.ExecContext(ctx, `UPDATE volumes SET type_id = ?, multiattach = ?, updated_at = ? WHERE id = ?`,
-		typeID, multiattach, db.Now(), id)
 	return err
 }
 
@@ -322,9 +317,10 @@ var sortColumns = map[string]string{"id": "v.id", "name": "COALESCE(v.name, '')"
 	"status": "v.status", "size": "v.size", "availability_zone": "v.availability_zone", "created_at": "v.created_at",
 	"updated_at": "COALESCE(v.updated_at, '')", "bootable": "v.bootable"}
 
-// volumePage is where a list page starts and how long it is.
+// volumePage is where a list page starts and how long it is (volume and
+// transfer lists).
 type volumePage struct {
-	SortKey  string // a key of sortColumns
+	SortKey  string // a key of the list's sort columns
 	SortDesc bool
 	// Marker is the id of the last volume of the previous page, or "".
 	Marker string
@@ -335,29 +331,16 @@ type volumePage struct {
 // listVolumes reads one keyset-paged page: O(offset+limit) rows, however
 // many volumes match. more reports that further volumes follow.
 func listVolumes(ctx context.Context, q db.Querier, f volumeFilter, p volumePage) (vols []*vol, more bool, err error) {
-	col := sortColumns[p.SortKey]
 	where, args := f.where()
-	cmp, dir := ">", "ASC"
-	if p.SortDesc {
-		cmp, dir = "<", "DESC"
-	}
+	ks := keyset{Col: sortColumns[p.SortKey], IDCol: "v.id", Desc: p.SortDesc, Offset: p.Offset, Limit: p.Limit}
 	if p.Marker != "" {
-		var key any
-		if err := q.QueryRowContext(ctx, `SELECT `+col+` FROM volumes v WHERE v.id = ?`, p.Marker).Scan(&key); err != nil {
+		if ks.After, err = markerKey(ctx, q, volumeNotFound(p.Marker), `SELECT `+ks.Col+` FROM volumes v WHERE v.id = ?`, p.Marker); err != nil {
 			return nil, false, err
 		}
-		// A row-value comparison lets both engines seek the (project,
-		// sort key, id) index instead of scanning up to the marker.
-		seek := "(" + col + ", v.id) " + cmp + " (?, ?)"
-		if where == "" {
-			where = " WHERE " + seek
-		} else {
-			where += " AND " + seek
-		}
-		args = append(args, key, p.Marker)
 	}
-	query := `SELECT ` + volCols + volFrom + where + ` ORDER BY ` + col + ` ` + dir + `, v.id ` + dir + ` LIMIT ? OFFSET ?`
-	vols, err = db.QueryRows(ctx, q, scanVol, query, append(args, p.Limit+1, p.Offset)...)
+	where, args = ks.seek(where, args)
+	tail, targs := ks.tail()
+	vols, err = db.QueryRows(ctx, q, scanVol, `SELECT `+volCols+volFrom+where+tail, append(args, targs...)...)
 	if err != nil {
 		return nil, false, err
 	}

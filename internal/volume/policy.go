@@ -55,6 +55,25 @@ var Policy = policy.Table{
 	"message:get_all":                                    policy.Reader,
 	"scheduler_extension:scheduler_stats:get_pools":      policy.Admin,
 	"message:delete":                                     policy.Member,
+
+	"volume:create_transfer":                                          policy.Member,
+	"volume:accept_transfer":                                          policy.Member,
+	"volume:delete_transfer":                                          policy.Member,
+	"volume:get_transfer":                                             policy.Reader,
+	"volume:get_all_transfers":                                        policy.Reader,
+	"volume_extension:volume_admin_actions:migrate_volume":            policy.Admin,
+	"volume_extension:volume_admin_actions:migrate_volume_completion": policy.Admin,
+	"volume_extension:volume_type_encryption:create":                  policy.Admin,
+	"volume_extension:volume_type_encryption:get":                     policy.Admin,
+	"volume_extension:volume_type_encryption:update":                  policy.Admin,
+	"volume_extension:volume_type_encryption:delete":                  policy.Admin,
+	"volume_extension:volume_encryption_metadata":                     policy.Reader,
+	"volume_extension:services:index":                                 policy.Admin,
+	"volume_extension:services:update":                                policy.Admin,
+	"volume:freeze_host":                                              policy.Admin,
+	"volume:thaw_host":                                                policy.Admin,
+	"volume_extension:hosts":                                          policy.Admin,
+	"volume_extension:capabilities":                                   policy.Admin,
 }
 
 // enforce checks action against the table for the request's caller on a

@@ -84,9 +84,12 @@ func (s *Service) volumeView(r *http.Request, v *vol, kind viewKind) map[string]
 		"user_id": v.UserID, "availability_zone": v.AZ, "bootable": bootable, "encrypted": false,
 		"multiattach": v.Multiattach, "metadata": md, "attachments": []any{},
 		"created_at": fmtTime(v.CreatedAt), "updated_at": fmtTime(v.UpdatedAt),
-		"replication_status": nil, "consistencygroup_id": nil, "migration_status": nil,
+		"replication_status": nil, "consistencygroup_id": nil,
 		"snapshot_id": v.SnapshotID, "source_volid": v.SourceVolID, "volume_type": v.TypeName,
 		"links": s.volumeLinks(r, v.ID),
+	}
+	if caller(r).IsAdmin() {
+		m["migration_status"] = v.MigrationStatus // as Cinder, for admins only
 	}
 	if mv >= 13 {
 		m["group_id"] = nil
@@ -136,7 +139,7 @@ func (s *Service) addShowAttributes(r *http.Request, v *vol, m map[string]any) {
 		m["os-vol-host-attr:host"] = host
 	}
 	if allowed(r, "volume_extension:volume_mig_status_attribute", v.ProjectID) {
-		m["os-vol-mig-status-attr:migstat"] = nil
+		m["os-vol-mig-status-attr:migstat"] = v.MigrationStatus
 		m["os-vol-mig-status-attr:name_id"] = nil
 	}
 }
@@ -241,6 +244,9 @@ func (s *Service) updateVolume(w http.ResponseWriter, r *http.Request) error {
 	return reply(w, http.StatusOK, map[string]any{"volume": s.volumeView(r, v, viewCreate)})
 }
 
+// errVolumeNotDeletable is Cinder's refusal to delete a volume for its state.
+var errVolumeNotDeletable = errs.E(errs.Invalid, "Invalid volume: Volume status must be available or error or error_restoring or error_extending or error_managing and must not be migrating, attached, belong to a group, have snapshots, awaiting a transfer, or be disassociated from snapshots after volume transfer.")
+
 // deletableStatuses are the statuses a volume may be deleted from.
 var deletableStatuses = []string{"available", "error", "error_restoring", "error_extending", "error_managing"}
 
@@ -250,8 +256,11 @@ func (s *Service) deleteVolume(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkNotFrozen(ctx, s.deps.DB, v); err != nil {
+		return err
+	}
 	if v.AttachStatus != "detached" || setStatus(ctx, s.deps.DB, v.ID, "deleting", deletableStatuses...) != nil {
-		return errs.E(errs.Invalid, "Invalid volume: Volume status must be available or error or error_restoring or error_extending or error_managing and must not be migrating, attached, belong to a group, have snapshots, awaiting a transfer, or be disassociated from snapshots after volume transfer.")
+		return errVolumeNotDeletable
 	}
 	if err := s.destroyVolume(ctx, v); err != nil {
 		_ = forceStatus(context.WithoutCancel(ctx), s.deps.DB, v.ID, "error_deleting")
