@@ -48,7 +48,7 @@ var Policy = policy.Table{
 	"volume_extension:volume_admin_actions:force_delete": policy.Admin,
 	"volume_extension:volume_host_attribute":             policy.Admin,
 	"volume_extension:volume_mig_status_attribute":       policy.Admin,
-	"volume_extension:volume_tenant_attribute":           policy.Admin,
+	"volume_extension:volume_tenant_attribute":           policy.Reader,
 	"volume:retype":                                      policy.Member,
 	"volume_extension:availability_zone_list":            policy.Reader,
 	"message:get":                                        policy.Reader,

@@ -45,7 +45,9 @@ func TestVolumeLifecycle(t *testing.T) {
 		wantKeys(t, "create", created, createKeys30...)
 		id := created["id"].(string)
 		v := e.waitStatus("member", projA, id, "available")
-		wantKeys(t, "member show", v, createKeys30...)
+		// Members see the volume's project (Cinder's tenant attribute
+		// policy is the project's readers), not its host or migration.
+		wantKeys(t, "member show", v, append(createKeys30, "os-vol-tenant-attr:tenant_id")...)
 		if v["volume_type"] != "__DEFAULT__" || v["bootable"] != "false" || v["size"] != float64(1) {
 			t.Errorf("show %v", v)
 		}
