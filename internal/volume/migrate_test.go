@@ -183,7 +183,9 @@ func (tb *twoBackends) waitMigration(id, want string) map[string]any {
 	apitest.Eventually(tb.t, 60*time.Second, func() bool {
 		v = tb.show(id)
 		return v["migration_status"] == want
-	}, func() string { return fmt.Sprintf("volume %s: migration_status %v (status %v), want %s", id, v["migration_status"], v["status"], want) })
+	}, func() string {
+		return fmt.Sprintf("volume %s: migration_status %v (status %v), want %s", id, v["migration_status"], v["status"], want)
+	})
 	return v
 }
 

@@ -47,8 +47,8 @@ func insertEncryption(ctx context.Context, q db.Querier, e *encryption) error {
 type encryptionUpdate struct {
 	Provider, Cipher, ControlLocation *string
 	// KeySize is set when SetKeySize (it may be set to NULL).
-	KeySize                 *int64
-	SetKeySize, SetCipher   bool
+	KeySize               *int64
+	SetKeySize, SetCipher bool
 }
 
 // updateEncryption changes a type's encryption specs; false when it has

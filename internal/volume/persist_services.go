@@ -63,7 +63,7 @@ func setServiceFrozen(ctx context.Context, q db.Querier, k serviceKey, frozen bo
 // hostUsage is one row of a backend's usage (os-hosts show): a project's
 // (or, with an empty project, every project's) volumes on it.
 type hostUsage struct {
-	Project        string
+	Project          string
 	Volumes, SizeGiB int64
 }
 
