@@ -28,6 +28,9 @@ type cliState struct {
 	multiImage string // imported to two stores, then copied to a third
 	volumeType string // has image_service:store_id=cheap
 	volume     string // created from cheapImage with volumeType
+	// backendHost is the host part of the volume services' hosts;
+	// moved is a volume retyped to backend b2 (cli_move_test.go).
+	backendHost, moved string
 }
 
 // cliScenario is one step of TestCLI. Steps run in order; a step whose
@@ -44,7 +47,7 @@ func TestCLI(t *testing.T) {
 	requireInterop(t)
 	requireTools(t, "openstack", "glance", "cinder")
 	start := time.Now()
-	a := startAshlar(t, "cli", ashlarOpts{cheapS3: true, scan: true})
+	a := startAshlar(t, "cli", ashlarOpts{cheapS3: true, scan: true, backends: cliBackends})
 	dir := logDir(t, "cli")
 	s := &cliState{a: a, dir: dir, volumeType: "interop-cheap"}
 	s.admin = newCloud(dir, a.authURL(), "admin", adminPassword, "admin")
@@ -54,7 +57,7 @@ func TestCLI(t *testing.T) {
 	}
 	s.image1Sum = digestFile(t, s.image1)
 
-	for _, sc := range cliScenarios() {
+	for _, sc := range append(cliScenarios(), cliVolumeMoveScenarios()...) {
 		t.Run(sc.name, func(t *testing.T) {
 			if sc.needs != nil {
 				if why := sc.needs(s); why != "" {
