@@ -131,28 +131,17 @@ func (f transferFilter) where() (string, []any) {
 }
 
 // listTransfers reads one keyset-paged page of live transfers (see
-// keyset); more reports that further transfers follow.
-func listTransfers(ctx context.Context, q db.Querier, f transferFilter, p volumePage) (ts []*transfer, more bool, err error) {
+// keyset); more reports that further transfers follow. The marker is
+// checked by the caller.
+func listTransfers(ctx context.Context, q db.Querier, f transferFilter, p listPage) (ts []*transfer, more bool, err error) {
 	where, args := f.where()
-	ks := keyset{Col: transferSortColumns[p.SortKey], IDCol: "t.id", Desc: p.SortDesc, Offset: p.Offset, Limit: p.Limit}
-	if p.Marker != "" {
-		// the marker is one of the transfers the caller may list
-		query, more := `SELECT `+ks.Col+` FROM volume_transfers t WHERE t.id = ? AND t.deleted_at IS NULL`, []any{}
-		if !f.AllProjects {
-			query, more = query+` AND t.source_project_id = ?`, append(more, f.ProjectID)
-		}
-		if ks.After, err = markerKey(ctx, q, transferNotFound(p.Marker), query, p.Marker, more...); err != nil {
-			return nil, false, err
-		}
-	}
-	where, args = ks.seek(where, args)
-	tail, targs := ks.tail()
-	ts, err = db.QueryRows(ctx, q, scanTransfer, `SELECT `+transferCols+` FROM volume_transfers t`+where+tail, append(args, targs...)...)
+	k := keyset{table: "volume_transfers", alias: "t", col: transferSortColumns[p.SortKey]}
+	query, args, err := k.page(ctx, q, `SELECT `+transferCols+` FROM volume_transfers t`, where, args, p)
 	if err != nil {
 		return nil, false, err
 	}
-	if len(ts) > p.Limit {
-		return ts[:p.Limit], true, nil
+	if ts, err = db.QueryRows(ctx, q, scanTransfer, query, args...); err != nil {
+		return nil, false, err
 	}
-	return ts, false, nil
+	return trimPage(ts, p.Limit)
 }

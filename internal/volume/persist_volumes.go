@@ -317,10 +317,9 @@ var sortColumns = map[string]string{"id": "v.id", "name": "COALESCE(v.name, '')"
 	"status": "v.status", "size": "v.size", "availability_zone": "v.availability_zone", "created_at": "v.created_at",
 	"updated_at": "COALESCE(v.updated_at, '')", "bootable": "v.bootable"}
 
-// volumePage is where a list page starts and how long it is (volume and
-// transfer lists).
+// volumePage is where a list page starts and how long it is.
 type volumePage struct {
-	SortKey  string // a key of the list's sort columns
+	SortKey  string // a key of sortColumns
 	SortDesc bool
 	// Marker is the id of the last volume of the previous page, or "".
 	Marker string
@@ -331,16 +330,29 @@ type volumePage struct {
 // listVolumes reads one keyset-paged page: O(offset+limit) rows, however
 // many volumes match. more reports that further volumes follow.
 func listVolumes(ctx context.Context, q db.Querier, f volumeFilter, p volumePage) (vols []*vol, more bool, err error) {
+	col := sortColumns[p.SortKey]
 	where, args := f.where()
-	ks := keyset{Col: sortColumns[p.SortKey], IDCol: "v.id", Desc: p.SortDesc, Offset: p.Offset, Limit: p.Limit}
+	cmp, dir := ">", "ASC"
+	if p.SortDesc {
+		cmp, dir = "<", "DESC"
+	}
 	if p.Marker != "" {
-		if ks.After, err = markerKey(ctx, q, volumeNotFound(p.Marker), `SELECT `+ks.Col+` FROM volumes v WHERE v.id = ?`, p.Marker); err != nil {
+		var key any
+		if err := q.QueryRowContext(ctx, `SELECT `+col+` FROM volumes v WHERE v.id = ?`, p.Marker).Scan(&key); err != nil {
 			return nil, false, err
 		}
+		// A row-value comparison lets both engines seek the (project,
+		// sort key, id) index instead of scanning up to the marker.
+		seek := "(" + col + ", v.id) " + cmp + " (?, ?)"
+		if where == "" {
+			where = " WHERE " + seek
+		} else {
+			where += " AND " + seek
+		}
+		args = append(args, key, p.Marker)
 	}
-	where, args = ks.seek(where, args)
-	tail, targs := ks.tail()
-	vols, err = db.QueryRows(ctx, q, scanVol, `SELECT `+volCols+volFrom+where+tail, append(args, targs...)...)
+	query := `SELECT ` + volCols + volFrom + where + ` ORDER BY ` + col + ` ` + dir + `, v.id ` + dir + ` LIMIT ? OFFSET ?`
+	vols, err = db.QueryRows(ctx, q, scanVol, query, append(args, p.Limit+1, p.Offset)...)
 	if err != nil {
 		return nil, false, err
 	}

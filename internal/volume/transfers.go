@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -264,11 +265,11 @@ func (s *Service) listTransfersDetail(w http.ResponseWriter, r *http.Request) er
 // fields (name being display_name); a parameter naming no field matches
 // nothing, so an empty list (Cinder's is_valid_model_filters) — which is
 // also what limit gets outside the paged path.
-func transferListRequest(r *http.Request) (transferFilter, volumePage, bool, error) {
+func transferListRequest(r *http.Request) (f transferFilter, p listPage, matches bool, err error) {
 	q := r.URL.Query()
 	c := caller(r)
-	f := transferFilter{ProjectID: c.ProjectID, Equal: map[string]string{}}
-	p := volumePage{SortKey: "created_at", Limit: maxLimit}
+	f = transferFilter{ProjectID: c.ProjectID, Equal: map[string]string{}}
+	p = listPage{SortKey: "created_at", Limit: maxLimit}
 	if q.Has("all_tenants") {
 		if all, _ := parseBool("all_tenants", q.Get("all_tenants")); all && c.IsAdmin() {
 			f.AllProjects = true
@@ -276,34 +277,14 @@ func transferListRequest(r *http.Request) (transferFilter, volumePage, bool, err
 		q.Del("all_tenants")
 	}
 	if isV3Transfers(r) && versionOf(r) >= mvTransferPagination {
-		l := &listRequest{page: volumePage{SortKey: "created_at", SortDesc: true, Limit: maxLimit}}
-		var err error
-		if q.Has("limit") {
-			if l.page.Limit, err = parseLimit(q.Get("limit")); err != nil {
-				return f, p, false, err
-			}
+		if p, err = transferPage(q); err != nil {
+			return f, p, false, err
 		}
-		if q.Has("offset") {
-			if l.page.Offset, err = parseOffset(q.Get("offset")); err != nil {
-				return f, p, false, err
-			}
-		}
-		for _, k := range []string{"marker", "sort_key", "sort_dir", "sort"} {
-			if q.Has(k) {
-				if err := l.apply(k, q.Get(k)); err != nil {
-					return f, p, false, err
-				}
-			}
-		}
-		if _, ok := transferSortColumns[l.page.SortKey]; !ok {
-			return f, p, false, errs.E(errs.Invalid, "Invalid input received: Invalid sort key %s.", l.page.SortKey)
-		}
-		p = l.page
 		for _, k := range []string{"limit", "offset", "marker", "sort_key", "sort_dir", "sort"} {
 			q.Del(k)
 		}
 	}
-	matches := true
+	matches = true
 	for k := range q {
 		col := k
 		if k == "name" {
@@ -318,6 +299,44 @@ func transferListRequest(r *http.Request) (transferFilter, volumePage, bool, err
 	return f, p, matches, nil
 }
 
+// transferPage reads the paging of /volume-transfers from 3.59: limit,
+// offset, marker and the sort (get_sort_params: newest first by default).
+func transferPage(q url.Values) (listPage, error) {
+	p := listPage{SortKey: "created_at", SortDesc: true, Limit: maxLimit, Marker: q.Get("marker")}
+	var err error
+	if q.Has("limit") {
+		if p.Limit, err = parseLimit(q.Get("limit")); err != nil {
+			return p, err
+		}
+	}
+	if q.Has("offset") {
+		if p.Offset, err = parseOffset(q.Get("offset")); err != nil {
+			return p, err
+		}
+	}
+	dir := q.Get("sort_dir")
+	if k := q.Get("sort_key"); k != "" {
+		p.SortKey = k
+	}
+	if sort := q.Get("sort"); sort != "" {
+		k, d, _ := strings.Cut(strings.Split(sort, ",")[0], ":")
+		if p.SortKey = strings.TrimSpace(k); d != "" {
+			dir = d
+		}
+	}
+	switch dir {
+	case "":
+	case "asc", "desc":
+		p.SortDesc = dir == "desc"
+	default:
+		return p, errs.E(errs.Invalid, "Invalid input received: Invalid sort direction: %s.", dir)
+	}
+	if _, ok := transferSortColumns[p.SortKey]; !ok {
+		return p, errs.E(errs.Invalid, "Invalid input received: Invalid sort key %s.", p.SortKey)
+	}
+	return p, nil
+}
+
 func (s *Service) transferList(w http.ResponseWriter, r *http.Request, detail bool) error {
 	if err := enforce(r, "volume:get_all_transfers", ""); err != nil {
 		return err
@@ -326,10 +345,26 @@ func (s *Service) transferList(w http.ResponseWriter, r *http.Request, detail bo
 	if err != nil {
 		return err
 	}
+	ctx := r.Context()
 	var ts []*transfer
 	var more bool
 	if matches {
-		if ts, more, err = listTransfers(r.Context(), s.deps.DB, f, p); err != nil {
+		err = s.deps.DB.InReadTx(ctx, func(tx *db.Tx) error {
+			if p.Marker != "" {
+				// the marker is one of the transfers the caller may list
+				m, err := getTransfer(ctx, tx, p.Marker)
+				if err == nil && !f.AllProjects && m.SourceProjectID != f.ProjectID {
+					err = transferNotFound(p.Marker)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			var err error
+			ts, more, err = listTransfers(ctx, tx, f, p)
+			return err
+		})
+		if err != nil {
 			return err
 		}
 	}
@@ -342,15 +377,10 @@ func (s *Service) transferList(w http.ResponseWriter, r *http.Request, detail bo
 		}
 	}
 	resp := map[string]any{"transfers": out}
-	if len(ts) > 0 && (more || r.URL.Query().Has("limit") && len(ts) == p.Limit) {
-		q := r.URL.Query()
-		q.Set("marker", ts[len(ts)-1].ID)
-		q.Set("limit", strconv.Itoa(p.Limit))
-		path := "/" + transferPathV3
-		if detail {
-			path += "/detail"
+	if len(ts) > 0 {
+		if links := s.collectionLinks(r, "/"+transferPathV3, detail, ts[len(ts)-1].ID, len(ts), more, p.Limit); links != nil {
+			resp["transfers_links"] = links
 		}
-		resp["transfers_links"] = []map[string]string{{"rel": "next", "href": s.linkBase(r) + path + "?" + q.Encode()}}
 	}
 	return reply(w, http.StatusOK, resp)
 }
