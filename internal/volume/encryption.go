@@ -117,8 +117,8 @@ func (s *Service) encryptionType(r *http.Request, q db.Querier) (string, error) 
 	return id, err
 }
 
-// refuseEncryptionInUse is Cinder's refusal to change the encryption of a type that
-// volumes have: what is encrypted stays as it was encrypted.
+// refuseEncryptionInUse is Cinder's refusal to change the encryption of a
+// type that volumes have: what is encrypted stays as it was encrypted.
 func refuseEncryptionInUse(r *http.Request, q db.Querier, typeID, verb string) error {
 	inUse, err := typeInUse(r.Context(), q, typeID)
 	if err == nil && inUse {
@@ -138,15 +138,22 @@ func encryptionView(e *encryption) map[string]any {
 		"created_at": fmtTime(e.CreatedAt), "updated_at": fmtTime(e.UpdatedAt), "deleted_at": nil}
 }
 
-func (s *Service) showEncryption(w http.ResponseWriter, r *http.Request) error {
+// typeEncryption loads the request's type's encryption specs (nil when
+// it has none) for a reader allowed to see them.
+func (s *Service) typeEncryption(r *http.Request) (string, *encryption, error) {
 	if err := enforce(r, "volume_extension:volume_type_encryption:get", ""); err != nil {
-		return err
+		return "", nil, err
 	}
 	id, err := s.encryptionType(r, s.deps.DB)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	e, err := getEncryption(r.Context(), s.deps.DB, id)
+	return id, e, err
+}
+
+func (s *Service) showEncryption(w http.ResponseWriter, r *http.Request) error {
+	_, e, err := s.typeEncryption(r)
 	if err != nil {
 		return err
 	}
@@ -156,14 +163,7 @@ func (s *Service) showEncryption(w http.ResponseWriter, r *http.Request) error {
 // showEncryptionItem serves GET /types/{id}/encryption/{key}: one field of
 // the encryption view.
 func (s *Service) showEncryptionItem(w http.ResponseWriter, r *http.Request) error {
-	if err := enforce(r, "volume_extension:volume_type_encryption:get", ""); err != nil {
-		return err
-	}
-	id, err := s.encryptionType(r, s.deps.DB)
-	if err != nil {
-		return err
-	}
-	e, err := getEncryption(r.Context(), s.deps.DB, id)
+	id, e, err := s.typeEncryption(r)
 	if err != nil {
 		return err
 	}

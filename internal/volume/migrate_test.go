@@ -223,6 +223,19 @@ func (g *gate) CreateFrom(ctx context.Context, id string, size int64, r io.Reade
 	return g.Driver.CreateFrom(ctx, id, size, r)
 }
 
+// gateRemote is a newTwoBackends wrap that puts a gate, failing with fail
+// (when not nil), on the remote backend, and stores it in *g.
+func gateRemote(g **gate, fail error) func(string, driver.Driver) driver.Driver {
+	return func(name string, drv driver.Driver) driver.Driver {
+		if name != "remote" {
+			return drv
+		}
+		*g = newGate(drv)
+		(*g).fail = fail
+		return *g
+	}
+}
+
 func (g *gate) wait(t *testing.T) {
 	t.Helper()
 	select {
@@ -239,13 +252,7 @@ func (g *gate) wait(t *testing.T) {
 func TestRetypeWithMigration(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
 		var g *gate
-		tb := newTwoBackends(t, d, func(name string, drv driver.Driver) driver.Driver {
-			if name != "remote" {
-				return drv
-			}
-			g = newGate(drv)
-			return g
-		})
+		tb := newTwoBackends(t, d, gateRemote(&g, nil))
 		v := tb.createVolume("member", projA, map[string]any{"volume_type": "on-local", "name": "mover"}, "available")
 		id := v["id"].(string)
 		data := tb.fill(t, "local", id, 1)
@@ -327,13 +334,7 @@ func TestRetypeWithMigration(t *testing.T) {
 func TestMigrateVolume(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
 		var g *gate
-		tb := newTwoBackends(t, d, func(name string, drv driver.Driver) driver.Driver {
-			if name == "remote" {
-				g = newGate(drv)
-				return g
-			}
-			return drv
-		})
+		tb := newTwoBackends(t, d, gateRemote(&g, nil))
 		v := tb.createVolume("member", projA, map[string]any{}, "available")
 		id := v["id"].(string)
 		from := tb.show(id)["os-vol-host-attr:host"].(string)
@@ -411,14 +412,7 @@ func TestMigrateVolume(t *testing.T) {
 func TestMigrationCopyFails(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
 		var g *gate
-		tb := newTwoBackends(t, d, func(name string, drv driver.Driver) driver.Driver {
-			if name == "remote" {
-				g = newGate(drv)
-				g.fail = errs.E(errs.TooLarge, "no space left for volume")
-				return g
-			}
-			return drv
-		})
+		tb := newTwoBackends(t, d, gateRemote(&g, errs.E(errs.TooLarge, "no space left for volume")))
 		v := tb.createVolume("member", projA, map[string]any{"volume_type": "on-local"}, "available")
 		id := v["id"].(string)
 		data := tb.fill(t, "local", id, 1)
