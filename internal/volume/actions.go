@@ -26,24 +26,25 @@ func (s *Service) volumeAction(w http.ResponseWriter, r *http.Request) error {
 	}
 	sort.Strings(keys)
 	handlers := map[string]actionHandler{
-		"os-extend":                    s.actExtend,
-		"os-reset_status":              s.actResetStatus,
-		"os-set_bootable":              s.actSetBootable,
-		"os-update_readonly_flag":      s.actReadonly,
-		"os-reserve":                   s.actReserve,
-		"os-unreserve":                 s.actUnreserve,
-		"os-set_image_metadata":        s.actSetImageMetadata,
-		"os-unset_image_metadata":      s.actUnsetImageMetadata,
-		"os-show_image_metadata":       s.actShowImageMetadata,
-		"os-retype":                    s.actRetype,
-		"os-force_delete":              s.actForceDelete,
+		"os-extend":               s.actExtend,
+		"os-reset_status":         s.actResetStatus,
+		"os-set_bootable":         s.actSetBootable,
+		"os-update_readonly_flag": s.actReadonly,
+		"os-reserve":              s.actReserve,
+		"os-unreserve":            s.actUnreserve,
+		"os-set_image_metadata":   s.actSetImageMetadata,
+		"os-unset_image_metadata": s.actUnsetImageMetadata,
+		"os-show_image_metadata":  s.actShowImageMetadata,
+		"os-retype":               s.actRetype,
+		"os-force_delete":         s.actForceDelete,
+		"os-volume_upload_image":  s.actUploadImage,
+		"os-attach":               s.actAttach,
+		"os-detach":               s.actDetach,
+		"os-begin_detaching":      s.actDetach,
+		"os-roll_detaching":       s.actDetach,
+
 		"os-migrate_volume":            s.actMigrate,
 		"os-migrate_volume_completion": s.actMigrateCompletion,
-		"os-volume_upload_image":       s.actUploadImage,
-		"os-attach":                    s.actAttach,
-		"os-detach":                    s.actDetach,
-		"os-begin_detaching":           s.actDetach,
-		"os-roll_detaching":            s.actDetach,
 	}
 	for _, k := range keys {
 		if h, ok := handlers[k]; ok {
@@ -135,6 +136,9 @@ var validStatuses = map[string]bool{"available": true, "creating": true, "deleti
 // changed.
 type resetRequest struct {
 	Status, AttachStatus *string
+	// MigrationStatus is set when the migration status changes; "none"
+	// clears it.
+	MigrationStatus *string
 }
 
 func parseReset(arg any) (*resetRequest, error) {
@@ -150,6 +154,9 @@ func parseReset(arg any) (*resetRequest, error) {
 		return nil, err
 	}
 	if req.AttachStatus, err = optString(m, "attach_status", 255); err != nil {
+		return nil, err
+	}
+	if req.MigrationStatus, err = parseMigrationStatus(m); err != nil {
 		return nil, err
 	}
 	if _, ok := m["migration_status"]; !ok && req.Status == nil && req.AttachStatus == nil {
@@ -182,6 +189,11 @@ func (s *Service) actResetStatus(w http.ResponseWriter, r *http.Request, arg any
 	}
 	if err := resetStatus(ctx, s.deps.DB, v.ID, v.Status, v.AttachStatus); err != nil {
 		return err
+	}
+	if req.MigrationStatus != nil {
+		if err := resetMigrationStatus(ctx, s.deps.DB, v.ID, *req.MigrationStatus); err != nil {
+			return err
+		}
 	}
 	return replyEmpty(w, http.StatusAccepted)
 }

@@ -25,6 +25,7 @@ package volume
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/ashlar-dev/ashlar/internal/api"
@@ -81,6 +82,24 @@ func parseRetype(arg any) (newType, policy string, err error) {
 		}
 	}
 	return newType, policy, nil
+}
+
+// migrationStatuses are the values os-reset_status may give
+// migration_status (Cinder's VolumeMigrationStatus).
+var migrationStatuses = []string{"migrating", "error", "success", "completing", "none", "starting"}
+
+// parseMigrationStatus reads os-reset_status's migration_status, lower
+// case; nil when absent, null or empty (Cinder then leaves it).
+func parseMigrationStatus(m map[string]any) (*string, error) {
+	st, err := optString(m, "migration_status", 0)
+	if err != nil || st == nil || *st == "" {
+		return nil, err
+	}
+	low := strings.ToLower(*st)
+	if !slices.Contains(migrationStatuses, low) {
+		return nil, errs.E(errs.Invalid, "Volume migration status: %s is invalid, valid statuses are: ('migrating', 'error', 'success', 'completing', 'none', 'starting').", *st)
+	}
+	return &low, nil
 }
 
 // errRetypeState is Cinder's refusal of a retype for the volume's state.

@@ -492,3 +492,40 @@ func TestSweepRemovesMovedSource(t *testing.T) {
 		tb.holds(t, "remote", id, data)
 	})
 }
+
+// TestResetMigrationStatus: an admin's os-reset_status sets or clears
+// (none) a volume's migration status; a move reset mid-copy is off, and
+// its copy is dropped.
+func TestResetMigrationStatus(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		var g *gate
+		tb := newTwoBackends(t, d, gateRemote(&g, nil))
+		id := tb.createVolume("member", projA, map[string]any{"volume_type": "on-local"}, "available")["id"].(string)
+		data := tb.fill(t, "local", id, 1)
+		reset := func(arg map[string]any) apitest.Resp {
+			return tb.action("admin", id, map[string]any{"os-reset_status": arg})
+		}
+		r := reset(map[string]any{"migration_status": "flying"})
+		if _, msg := errMessage(t, r); r.Code != 400 || !strings.HasPrefix(msg, "Volume migration status: flying is invalid") {
+			t.Errorf("bad migration status: %d %q", r.Code, msg)
+		}
+		tb.Must(202, tb.action("member", id, map[string]any{"os-retype": map[string]any{"new_type": "on-remote", "migration_policy": "on-demand"}}))
+		g.wait(t)
+		tb.Must(202, reset(map[string]any{"status": "available", "migration_status": "ERROR"}))
+		close(g.release)
+		// The copy finishes, finds the move off, and drops what it wrote.
+		apitest.Eventually(t, 30*time.Second, func() bool {
+			entries, _ := os.ReadDir(tb.dirs["remote"])
+			return len(entries) == 0
+		}, func() string { return "the reset move's copy is still on remote" })
+		v := tb.show(id)
+		if v["migration_status"] != "error" || v["volume_type"] != "on-local" || !strings.HasSuffix(v["os-vol-host-attr:host"].(string), "@local#local") {
+			t.Errorf("after the reset: %v", v)
+		}
+		tb.holds(t, "local", id, data)
+		tb.Must(202, reset(map[string]any{"migration_status": "none"}))
+		if v := tb.show(id); v["migration_status"] != nil {
+			t.Errorf("migration_status after none: %v", v["migration_status"])
+		}
+	})
+}

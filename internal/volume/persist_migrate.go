@@ -109,3 +109,15 @@ func retypeInPlace(ctx context.Context, q db.Querier, id, typeID string, multiat
 		WHERE id = ? AND status IN ('available', 'in-use') AND `+notMigrating+` AND (type_id IS NULL OR type_id <> ?)`,
 		typeID, multiattach, db.Now(), id, typeID)
 }
+
+// resetMigrationStatus sets a volume's migration status (os-reset_status);
+// "none" clears it. A move in progress is off: it finds its volume no
+// longer migrating when it ends, and drops its copy.
+func resetMigrationStatus(ctx context.Context, q db.Querier, id, status string) error {
+	var v any = status
+	if status == "none" {
+		v = nil
+	}
+	_, err := q.ExecContext(ctx, `UPDATE volumes SET migration_status = ?, updated_at = ? WHERE id = ?`, v, db.Now(), id)
+	return err
+}
