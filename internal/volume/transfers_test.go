@@ -16,11 +16,13 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files of testdata/")
+// updateGolden is -update, as in h-snap's snapshots_test.go: keep one
+// declaration when both are merged.
+var updateGolden = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
 
 // golden compares v, as indented JSON with the values of replace (value ->
-// placeholder) put back as placeholders, with testdata/<name>.json; with
-// -update it writes the file instead.
+// placeholder) put back as placeholders, with testdata/golden/<name>.json;
+// with -update it writes the file instead.
 func golden(t *testing.T, name string, v any, replace map[string]string) {
 	t.Helper()
 	b, err := json.MarshalIndent(v, "", "  ")
@@ -32,8 +34,8 @@ func golden(t *testing.T, name string, v any, replace map[string]string) {
 		got = strings.ReplaceAll(got, val, placeholder)
 	}
 	got += "\n"
-	path := filepath.Join("testdata", name+".json")
-	if *update {
+	path := filepath.Join("testdata", "golden", name+".json")
+	if *updateGolden {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -100,7 +102,7 @@ func TestTransferViews(t *testing.T) {
 		} {
 			t.Run(c.path+"@"+c.version, func(t *testing.T) {
 				te := newTransferEnv(t, d)
-				name := func(what string) string { return "transfers/" + c.path + "-" + c.version + "-" + what }
+				name := func(what string) string { return "transfer-" + c.path + "-" + c.version + "-" + what }
 				fields := map[string]any{"name": "  gift  "}
 				created := te.offer(c.path, c.version, fields)
 				if k := created["auth_key"].(string); !regexp.MustCompile(`^[0-9a-f]{16}$`).MatchString(k) {
