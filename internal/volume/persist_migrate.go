@@ -23,9 +23,17 @@ const (
 // backends (Cinder's AVAILABLE_MIGRATION_STATUS).
 const notMigrating = `(migration_status IS NULL OR migration_status IN ('success', 'error', 'deleting'))`
 
-// migrating reports whether v is moving between backends.
+// migrating reports whether v is moving between backends (Go's reading of
+// notMigrating).
 func migrating(v *vol) bool {
-	return v.MigrationStatus != nil && (*v.MigrationStatus == migStarting || *v.MigrationStatus == migMigrating)
+	if v.MigrationStatus == nil {
+		return false
+	}
+	switch *v.MigrationStatus {
+	case migSuccess, migError, "deleting":
+		return false
+	}
+	return true
 }
 
 // migrationStart is what a migration changes when it starts: the volume's
