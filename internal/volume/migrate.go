@@ -145,7 +145,7 @@ func (s *Service) actRetype(w http.ResponseWriter, r *http.Request, arg any) err
 		return replyEmpty(w, http.StatusAccepted)
 	}
 	start := migrationStart{ID: v.ID, Host: target.cfg.Name, Status: "retyping", NotTypeID: t.ID}
-	if err := s.startMove(ctx, start, migratePayload{Target: target.cfg.Name, NewTypeID: t.ID, Multiattach: t.multiattach()}, errRetypeState); err != nil {
+	if err := s.startMove(ctx, start, &migratePayload{Target: target.cfg.Name, NewTypeID: t.ID, Multiattach: t.multiattach()}, errRetypeState); err != nil {
 		return err
 	}
 	return replyEmpty(w, http.StatusAccepted)
@@ -175,8 +175,10 @@ func (s *Service) retypeTarget(ctx context.Context, v *vol, t *volType, policy s
 
 // startMove records, in one transaction, that the volume starts moving and
 // the task that moves it; refused is the error when the volume is not in
-// a state to move.
-func (s *Service) startMove(ctx context.Context, m migrationStart, p migratePayload, refused error) error {
+// a state to move. With p nil the target was refused by the scheduler
+// after the volume's checks passed: the move is recorded as failed at once
+// (migration_status error), as Cinder's scheduler does after its 202.
+func (s *Service) startMove(ctx context.Context, m migrationStart, p *migratePayload, refused error) error {
 	err := s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
 		started, err := startMigration(ctx, tx, m)
 		if err != nil {
@@ -185,10 +187,14 @@ func (s *Service) startMove(ctx context.Context, m migrationStart, p migratePayl
 		if !started {
 			return refused
 		}
-		_, err = s.tasks.Add(ctx, tx, task.Spec{Kind: workMigrate, Subject: m.ID, Payload: p, RequestID: api.RequestID(ctx)})
+		if p == nil {
+			_, err = abortMigration(ctx, tx, m.ID)
+			return err
+		}
+		_, err = s.tasks.Add(ctx, tx, task.Spec{Kind: workMigrate, Subject: m.ID, Payload: *p, RequestID: api.RequestID(ctx)})
 		return err
 	})
-	if err == nil {
+	if err == nil && p != nil {
 		s.wake()
 	}
 	return err
@@ -283,23 +289,11 @@ func (s *Service) actMigrate(w http.ResponseWriter, r *http.Request, arg any) er
 	if req.Lock && v.Status == "available" {
 		start.Status = "maintenance"
 	}
+	var p *migratePayload
 	if s.suits(ctx, v, target, pool) {
-		if err := s.startMove(ctx, start, migratePayload{Target: target.cfg.Name}, errMigrateState(v.ID)); err != nil {
-			return err
-		}
-		return replyEmpty(w, http.StatusAccepted)
+		p = &migratePayload{Target: target.cfg.Name}
 	}
-	err = s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
-		started, err := startMigration(ctx, tx, start)
-		if err == nil && !started {
-			err = errMigrateState(v.ID)
-		}
-		if err == nil {
-			_, err = abortMigration(ctx, tx, v.ID)
-		}
-		return err
-	})
-	if err != nil {
+	if err := s.startMove(ctx, start, p, errMigrateState(v.ID)); err != nil {
 		return err
 	}
 	return replyEmpty(w, http.StatusAccepted)
