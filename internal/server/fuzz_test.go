@@ -84,6 +84,14 @@ var volumeRoutes = []fuzzRoute{
 	{"GET", "/v3/{p}/messages", "", "OpenStack-API-Version"},
 	{"GET", "/v3/{p}/scheduler-stats/get_pools", "", ""},
 	{"GET", "/v3/volumes", "", "OpenStack-API-Version"},
+	{"POST", "/v3/{p}/os-volume-transfer", ctJSON, "OpenStack-API-Version"},
+	{"POST", "/v3/{p}/volume-transfers/{arg}/accept", ctJSON, ""},
+	{"GET", "/v3/{p}/volume-transfers/detail", "", "OpenStack-API-Version"},
+	{"POST", "/v3/{p}/types/{type}/encryption", ctJSON, ""},
+	{"PUT", "/v3/{p}/types/{type}/encryption/{arg}", ctJSON, ""},
+	{"PUT", "/v3/{p}/os-services/{arg}", ctJSON, "OpenStack-API-Version"},
+	{"GET", "/v3/{p}/os-hosts/{arg}", "", ""},
+	{"GET", "/v3/{p}/capabilities/{arg}", "", ""},
 }
 
 var identityRoutes = []fuzzRoute{

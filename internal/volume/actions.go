@@ -34,6 +34,9 @@ func (s *Service) volumeAction(w http.ResponseWriter, r *http.Request) error {
 		"os-detach":               s.actDetach,
 		"os-begin_detaching":      s.actDetach,
 		"os-roll_detaching":       s.actDetach,
+
+		"os-migrate_volume":            s.actMigrate,
+		"os-migrate_volume_completion": s.actMigrateCompletion,
 	}
 	return dispatchAction(w, r, handlers)
 }
@@ -143,6 +146,9 @@ var validStatuses = map[string]bool{"available": true, "creating": true, "deleti
 // changed.
 type resetRequest struct {
 	Status, AttachStatus *string
+	// MigrationStatus is set when the migration status changes; "none"
+	// clears it.
+	MigrationStatus *string
 }
 
 func parseReset(arg any) (*resetRequest, error) {
@@ -158,6 +164,9 @@ func parseReset(arg any) (*resetRequest, error) {
 		return nil, err
 	}
 	if req.AttachStatus, err = optString(m, "attach_status", 255); err != nil {
+		return nil, err
+	}
+	if req.MigrationStatus, err = parseMigrationStatus(m); err != nil {
 		return nil, err
 	}
 	if _, ok := m["migration_status"]; !ok && req.Status == nil && req.AttachStatus == nil {
@@ -190,6 +199,11 @@ func (s *Service) actResetStatus(w http.ResponseWriter, r *http.Request, arg any
 	}
 	if err := resetStatus(ctx, s.deps.DB, v.ID, v.Status, v.AttachStatus); err != nil {
 		return err
+	}
+	if req.MigrationStatus != nil {
+		if err := resetMigrationStatus(ctx, s.deps.DB, v.ID, *req.MigrationStatus); err != nil {
+			return err
+		}
 	}
 	return replyEmpty(w, http.StatusAccepted)
 }
@@ -276,57 +290,6 @@ func (s *Service) actUnreserve(w http.ResponseWriter, r *http.Request, _ any) er
 	return replyEmpty(w, http.StatusAccepted)
 }
 
-// actRetype changes the type in place when the volume's backend satisfies
-// the new type; Ashlar does not migrate between backends. The volume
-// becomes multiattach exactly when the new type is, as in Cinder.
-func (s *Service) actRetype(w http.ResponseWriter, r *http.Request, arg any) error {
-	m, err := argObject("os-retype", arg)
-	if err != nil {
-		return err
-	}
-	name, ok := m["new_type"].(string)
-	if !ok || name == "" {
-		return invalidInput("os-retype", m, "'new_type' is a required property")
-	}
-	ctx := r.Context()
-	v, err := s.volumeFor(ctx, s.deps.DB, r, "volume:retype")
-	if err != nil {
-		return err
-	}
-	t, err := s.getType(ctx, s.deps.DB, r, name, true)
-	if err != nil {
-		return errs.E(errs.NotFound, "Volume type with name %s could not be found.", name)
-	}
-	if v.Status != "available" && v.Status != "in-use" {
-		return errs.E(errs.Invalid, "Invalid volume: Volume %s status must be available or in-use", v.ID)
-	}
-	if v.TypeID != nil && *v.TypeID == t.ID {
-		return errs.E(errs.Invalid, "Invalid input received: Retype requested to same volume type.")
-	}
-	if err := s.checkRetypeBackend(ctx, v, t); err != nil {
-		return err
-	}
-	if err := setVolumeType(ctx, s.deps.DB, v.ID, t.ID, t.multiattach()); err != nil {
-		return err
-	}
-	return replyEmpty(w, http.StatusAccepted)
-}
-
-// checkRetypeBackend refuses a retype the volume's backend does not
-// satisfy, with a user message, since volumes are not migrated.
-func (s *Service) checkRetypeBackend(ctx context.Context, v *vol, t *volType) error {
-	b := s.backendOf(v)
-	if b == nil {
-		return nil
-	}
-	caps, _, err := b.capabilities(ctx)
-	if err == nil && satisfies(caps, t.ExtraSpecs) {
-		return nil
-	}
-	s.recordMessage(ctx, v.ProjectID, v.ID, api.RequestID(ctx), eventRetype, "retype volume:No valid host was found.")
-	return errs.E(errs.Invalid, "Invalid volume: the volume's backend does not satisfy type %s and volumes are not migrated.", t.Name)
-}
-
 func (s *Service) actForceDelete(w http.ResponseWriter, r *http.Request, _ any) error {
 	ctx := r.Context()
 	v, err := s.volumeFor(ctx, s.deps.DB, r, "volume_extension:volume_admin_actions:force_delete")
@@ -335,6 +298,12 @@ func (s *Service) actForceDelete(w http.ResponseWriter, r *http.Request, _ any) 
 	}
 	if v.Status == "uploading" {
 		return errs.E(errs.Invalid, "Invalid volume: Volume %s is being uploaded.", v.ID)
+	}
+	if migrating(v) {
+		return errNotDeletable(true)
+	}
+	if err := s.checkNotFrozen(ctx, s.deps.DB, v); err != nil {
+		return err
 	}
 	if _, err := s.beginVolumeDelete(ctx, r, v, false, true); err != nil {
 		return err

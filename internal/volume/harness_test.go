@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,8 +72,15 @@ func newEnv(t *testing.T, d *db.DB) *env {
 // (e.g. a wrapped driver); opts may be nil.
 func newEnvWith(t *testing.T, d *db.DB, opts func(t *testing.T, cfg *config.Config) Options) *env {
 	t.Helper()
+	return newEnvConfig(t, d, "", opts)
+}
+
+// newEnvConfig is newEnvWith with more configuration: volume is added to
+// the [volume] section, sections (INI text) after it.
+func newEnvConfig(t *testing.T, d *db.DB, volume string, opts func(t *testing.T, cfg *config.Config) Options, sections ...string) *env {
+	t.Helper()
 	g := newTestGlance(t)
-	cfg, dir := testConfig(t, "[volume]\nglance_api_servers = "+g.srv.URL)
+	cfg, dir := testConfig(t, "[volume]\nglance_api_servers = "+g.srv.URL+"\n"+volume+"\n"+strings.Join(sections, "\n"))
 	var o Options
 	if opts != nil {
 		o = opts(t, cfg)

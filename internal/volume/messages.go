@@ -16,7 +16,6 @@ const (
 	eventCreateFromImage  = "VOLUME_VOLUME_002_001"
 	eventUploadImage      = "VOLUME_VOLUME_003_004"
 	eventUploadQuota      = "VOLUME_VOLUME_003_006"
-	eventRetype           = "VOLUME_VOLUME_004_003"
 	eventExtend           = "VOLUME_VOLUME_007_001"
 )
 

@@ -29,6 +29,7 @@ type vol struct {
 	Multiattach           bool
 	ImageID, SourceVolID  *string
 	SnapshotID            *string
+	MigrationStatus       *string
 	CreatedAt, UpdatedAt  db.Timestamp
 	Metadata              map[string]string
 	ImageMetadata         map[string]string
@@ -36,7 +37,7 @@ type vol struct {
 
 const volCols = `v.id, v.project_id, v.user_id, v.name, v.description, v.size, v.status, v.previous_status,
 	v.attach_status, v.type_id, t.name, v.availability_zone, v.host, v.bootable, v.readonly, v.multiattach,
-	v.image_id, v.source_volid, v.snapshot_id, v.created_at, v.updated_at`
+	v.image_id, v.source_volid, v.snapshot_id, v.migration_status, v.created_at, v.updated_at`
 
 const volFrom = ` FROM volumes v LEFT JOIN volume_types t ON t.id = v.type_id`
 
@@ -62,7 +63,7 @@ func scanVol(sc db.Row) (*vol, error) {
 	v := &vol{}
 	err := sc.Scan(&v.ID, &v.ProjectID, &v.UserID, &v.Name, &v.Description, &v.Size, &v.Status, &v.PreviousStatus,
 		&v.AttachStatus, &v.TypeID, &v.TypeName, &v.AZ, &v.Host, &v.Bootable, &v.Readonly, &v.Multiattach,
-		&v.ImageID, &v.SourceVolID, &v.SnapshotID, &v.CreatedAt, &v.UpdatedAt)
+		&v.ImageID, &v.SourceVolID, &v.SnapshotID, &v.MigrationStatus, &v.CreatedAt, &v.UpdatedAt)
 	return v, err
 }
 
@@ -206,13 +207,15 @@ func updateVolumeText(ctx context.Context, q db.Querier, v *vol) error {
 }
 
 // setStatus moves a volume from one of the from statuses to to, atomically;
-// an Invalid error names the statuses required.
+// an Invalid error names the statuses required. A volume moving between
+// backends keeps its status (notMigrating): nothing may change its data
+// or start work on it until the move ends.
 func setStatus(ctx context.Context, q db.Querier, id, to string, from ...string) error {
 	args := []any{to, db.Now(), id}
 	for _, f := range from {
 		args = append(args, f)
 	}
-	moved, err := db.Changed(ctx, q, `UPDATE volumes SET previous_status = status, status = ?, updated_at = ? WHERE id = ? AND status IN (`+db.Placeholders(len(from))+`)`, args...)
+	moved, err := db.Changed(ctx, q, `UPDATE volumes SET previous_status = status, status = ?, updated_at = ? WHERE id = ? AND status IN (`+db.Placeholders(len(from))+`) AND `+notMigrating, args...)
 	if err != nil {
 		return err
 	}
@@ -250,14 +253,6 @@ func setBootable(ctx context.Context, q db.Querier, id string, bootable bool) er
 // setReadonly sets a volume's readonly flag.
 func setReadonly(ctx context.Context, q db.Querier, id string, readonly bool) error {
 	_, err := q.ExecContext(ctx, `UPDATE volumes SET readonly = ?, updated_at = ? WHERE id = ?`, readonly, db.Now(), id)
-	return err
-}
-
-// setVolumeType records a retype: the new type and the multiattach flag it
-// implies.
-func setVolumeType(ctx context.Context, q db.Querier, id, typeID string, multiattach bool) error {
-	_, err := q.ExecContext(ctx, `UPDATE volumes SET type_id = ?, multiattach = ?, updated_at = ? WHERE id = ?`,
-		typeID, multiattach, db.Now(), id)
 	return err
 }
 

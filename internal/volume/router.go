@@ -87,6 +87,27 @@ func (s *Service) routes() {
 	m.Handle("GET "+p+"/extensions", handler(s.listExtensions))
 	m.Handle("GET "+p+"/scheduler-stats/get_pools", handler(s.getPools))
 
+	m.Handle("GET "+p+"/types/{type_id}/encryption", handler(s.showEncryption))
+	m.Handle("POST "+p+"/types/{type_id}/encryption", handler(s.createEncryption))
+	m.Handle("GET "+p+"/types/{type_id}/encryption/{key}", handler(s.showEncryptionItem))
+	m.Handle("PUT "+p+"/types/{type_id}/encryption/{key}", handler(s.updateEncryption))
+	m.Handle("DELETE "+p+"/types/{type_id}/encryption/{key}", handler(s.deleteEncryption))
+	m.Handle("GET "+p+"/volumes/{volume_id}/encryption", handler(s.showVolumeEncryption))
+	m.Handle("GET "+p+"/volumes/{volume_id}/encryption/{key}", handler(s.showVolumeEncryptionItem))
+	for _, c := range []string{"os-volume-transfer", transferPathV3} {
+		m.Handle("GET "+p+"/"+c, handler(s.listTransfers))
+		m.Handle("POST "+p+"/"+c, handler(s.createTransfer))
+		m.Handle("GET "+p+"/"+c+"/detail", handler(s.listTransfersDetail))
+		m.Handle("GET "+p+"/"+c+"/{transfer_id}", handler(s.showTransfer))
+		m.Handle("DELETE "+p+"/"+c+"/{transfer_id}", handler(s.deleteTransfer))
+		m.Handle("POST "+p+"/"+c+"/{transfer_id}/accept", handler(s.acceptTransfer))
+	}
+	m.Handle("GET "+p+"/os-services", handler(s.listServices))
+	m.Handle("PUT "+p+"/os-services/{action}", handler(s.updateService))
+	m.Handle("GET "+p+"/os-hosts", handler(s.listHosts))
+	m.Handle("GET "+p+"/os-hosts/{host}", handler(s.showHost))
+	m.Handle("GET "+p+"/capabilities/{host}", handler(s.showCapabilities))
+
 	// Anything else under /v3 is Cinder's 404.
 	m.Handle("/v3/", handler(func(w http.ResponseWriter, r *http.Request) error {
 		return errResourceNotFound
@@ -106,6 +127,7 @@ var collections = map[string]bool{
 	"extensions": true, "limits": true, "snapshots": true, "backups": true,
 	"os-quota-sets": true, "scheduler-stats": true, "os-services": true,
 	"attachments": true, "groups": true, "group_types": true, "qos-specs": true,
+	"os-volume-transfer": true, "volume-transfers": true, "os-hosts": true, "capabilities": true,
 }
 
 // noProject stands for the project of a project-less path requested with

@@ -39,30 +39,14 @@ func (b *backend) capabilities(ctx context.Context) (map[string]any, float64, er
 	return m, c.FreeCapacityGB, nil
 }
 
-// schedule picks the backend for a volume: availability zone, capacity
-// (thin backends accept any size) and the type's extra specs. Keys with a
-// namespace other than "capabilities:" are ignored, as Cinder's
-// CapabilitiesFilter does; the backend with the most free space wins.
+// schedule picks the backend for a volume among those that pass (see
+// passes); the one with the most free space wins.
 func (s *Service) schedule(ctx context.Context, specs map[string]string, az string, sizeGiB int64) (*backend, error) {
 	var best *backend
 	var bestFree float64
 	for _, b := range s.backends {
-		if az != "" && b.az != az {
-			continue
-		}
-		caps, free, err := b.capabilities(ctx)
-		if err != nil {
-			s.deps.Logger.Warn("backend capabilities", "backend", b.cfg.Name, "err", err)
-			continue
-		}
-		thin := caps["thin_provisioning_support"] == true
-		if !thin && free < float64(sizeGiB) {
-			continue
-		}
-		if !satisfies(caps, specs) {
-			continue
-		}
-		if best == nil || free > bestFree {
+		free, ok := s.passes(ctx, b, specs, az, sizeGiB)
+		if ok && (best == nil || free > bestFree) {
 			best, bestFree = b, free
 		}
 	}
@@ -70,6 +54,31 @@ func (s *Service) schedule(ctx context.Context, specs map[string]string, az stri
 		return nil, errs.E(errs.Invalid, "Could not find any available weighted backend.")
 	}
 	return best, nil
+}
+
+// passes is the scheduler's filtering of one backend for a volume: its
+// service is enabled, it is in the availability zone (if one is asked
+// for), it has the capacity (thin backends accept any size), and its
+// capabilities satisfy the type's extra specs. Keys with a namespace other
+// than "capabilities:" are ignored, as Cinder's CapabilitiesFilter does. It
+// returns the backend's free space, by which backends are weighed.
+func (s *Service) passes(ctx context.Context, b *backend, specs map[string]string, az string, sizeGiB int64) (float64, bool) {
+	if az != "" && b.az != az {
+		return 0, false
+	}
+	if enabled, err := s.backendEnabled(ctx, b.cfg.Name); err != nil || !enabled {
+		return 0, false
+	}
+	caps, free, err := b.capabilities(ctx)
+	if err != nil {
+		s.deps.Logger.Warn("backend capabilities", "backend", b.cfg.Name, "err", err)
+		return 0, false
+	}
+	thin := caps["thin_provisioning_support"] == true
+	if !thin && free < float64(sizeGiB) {
+		return 0, false
+	}
+	return free, satisfies(caps, specs)
 }
 
 func (s *Service) backendNamed(name string) *backend {

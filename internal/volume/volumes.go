@@ -84,9 +84,12 @@ func (s *Service) volumeView(r *http.Request, v *vol, kind viewKind) map[string]
 		"user_id": v.UserID, "availability_zone": v.AZ, "bootable": bootable, "encrypted": false,
 		"multiattach": v.Multiattach, "metadata": md, "attachments": []any{},
 		"created_at": fmtTime(v.CreatedAt), "updated_at": fmtTime(v.UpdatedAt),
-		"replication_status": nil, "consistencygroup_id": nil, "migration_status": nil,
+		"replication_status": nil, "consistencygroup_id": nil,
 		"snapshot_id": v.SnapshotID, "source_volid": v.SourceVolID, "volume_type": v.TypeName,
 		"links": s.volumeLinks(r, v.ID),
+	}
+	if caller(r).IsAdmin() {
+		m["migration_status"] = v.MigrationStatus // as Cinder, for admins only
 	}
 	if mv >= 13 {
 		m["group_id"] = nil
@@ -136,7 +139,7 @@ func (s *Service) addShowAttributes(r *http.Request, v *vol, m map[string]any) {
 		m["os-vol-host-attr:host"] = host
 	}
 	if allowed(r, "volume_extension:volume_mig_status_attribute", v.ProjectID) {
-		m["os-vol-mig-status-attr:migstat"] = nil
+		m["os-vol-mig-status-attr:migstat"] = v.MigrationStatus
 		m["os-vol-mig-status-attr:name_id"] = nil
 	}
 }
@@ -241,6 +244,7 @@ func (s *Service) updateVolume(w http.ResponseWriter, r *http.Request) error {
 	return reply(w, http.StatusOK, map[string]any{"volume": s.volumeView(r, v, viewCreate)})
 }
 
+
 // deletableStatuses are the statuses a volume may be deleted from.
 var deletableStatuses = []string{"available", "error", "error_restoring", "error_extending", "error_managing"}
 
@@ -252,6 +256,9 @@ func (s *Service) deleteVolume(w http.ResponseWriter, r *http.Request) error {
 	}
 	v, err := s.volumeFor(ctx, s.deps.DB, r, "volume:delete")
 	if err != nil {
+		return err
+	}
+	if err := s.checkNotFrozen(ctx, s.deps.DB, v); err != nil {
 		return err
 	}
 	if v.AttachStatus != "detached" {

@@ -73,6 +73,7 @@ func (s *Service) registerWork(r *task.Runner) {
 			GiveUp: func(ctx context.Context, t *task.Task, _ error) error { return s.runWork(ctx, t, true) }})
 	}
 	s.registerSnapshotWork(r)
+	s.registerMigrate(r)
 }
 
 // addWork records work in the caller's transaction, so a volume's status
@@ -141,10 +142,14 @@ func (s *Service) Run(ctx context.Context) error {
 	return nil
 }
 
-// sweepOrphans deletes backend volumes that have no row. A volume's row is
+// sweepOrphans deletes backend volumes that have no row, or whose row puts
+// the volume on another backend while it is not moving. A volume's row is
 // written before its data and removed after it, so data without a row is
 // left over: a process stopped between a force-delete and the end of that
-// volume's create. Failures are logged; the next start tries again.
+// volume's create. Data on a backend other than the volume's is the source
+// of a move whose node stopped right after switching the volume over (or
+// an abandoned create's, rescheduled elsewhere). Failures are logged; the
+// next start tries again.
 func (s *Service) sweepOrphans(ctx context.Context) {
 	for _, b := range s.backends {
 		l, ok := b.drv.(driver.Lister)
@@ -157,8 +162,9 @@ func (s *Service) sweepOrphans(ctx context.Context) {
 			continue
 		}
 		for _, id := range ids {
-			if _, err := getVolume(ctx, s.deps.DB, id); errs.KindOf(err) != errs.NotFound {
-				continue // has a row (or the lookup failed: keep it)
+			v, err := getVolumeRow(ctx, s.deps.DB, id)
+			if err == nil && (deref(v.Host) == b.cfg.Name || migrating(v)) || err != nil && errs.KindOf(err) != errs.NotFound {
+				continue // the volume's data (or the lookup failed: keep it)
 			}
 			if err := b.drv.Delete(ctx, id); err != nil {
 				// NotFound: deleted meanwhile with its row (another node

@@ -56,10 +56,15 @@ type ashlarOpts struct {
 	// response that named a server path, a store credential or an
 	// internal address.
 	scan bool
+	// backends are the names of the file volume backends, each its own
+	// [backend:<name>] with volume_backend_name <name>; default "local".
+	backends []string
 }
 
 // ashlar is one running Ashlar.
 type ashlar struct {
+	// backends are its volume backends (ashlarOpts.backends).
+	backends   []string
 	dir        string
 	stateDir   string
 	configPath string
@@ -169,8 +174,15 @@ func startAshlar(t *testing.T, name string, o ashlarOpts) *ashlar {
 		fmt.Fprintf(&c, "[store:%s]\nstore_description = %s\nfilesystem_store_datadir = %s\n\n", s, descr[s], filepath.Join(a.stateDir, "images", s))
 	}
 	fmt.Fprintf(&c, "[store:%s]\nstore_description = Read-only HTTP store\nhttp_store_base_url = %s/\n\n", readOnlyStore, a.web.url)
-	fmt.Fprintf(&c, "[volume]\nbind = %s\n%senabled_backends = local\nglance_api_servers = %s\n\n", bind["volume"], publicURL("volume"), glanceServers)
-	fmt.Fprintf(&c, "[backend:local]\nvolume_driver = file\nvolume_backend_name = local\n")
+	if len(o.backends) == 0 {
+		o.backends = []string{"local"}
+	}
+	a.backends = o.backends
+	fmt.Fprintf(&c, "[volume]\nbind = %s\n%senabled_backends = %s\nglance_api_servers = %s\n\n", bind["volume"], publicURL("volume"),
+		strings.Join(o.backends, ", "), glanceServers)
+	for _, b := range o.backends {
+		fmt.Fprintf(&c, "[backend:%s]\nvolume_driver = file\nvolume_backend_name = %s\n\n", b, b)
+	}
 	a.configPath = filepath.Join(dir, "ashlar.conf")
 	if err := os.WriteFile(a.configPath, []byte(c.String()), 0o644); err != nil {
 		t.Fatal(err)

@@ -29,6 +29,9 @@ type cliState struct {
 	volumeType string // has image_service:store_id=cheap
 	volume     string // created from cheapImage with volumeType
 	snapshot   string // of volume
+	// backendHost is the host part of the volume services' hosts;
+	// moved is a volume retyped to backend b2 (cli_move_test.go).
+	backendHost, moved string
 }
 
 // cliScenario is one step of TestCLI. Steps run in order; a step whose
@@ -45,13 +48,14 @@ func TestCLI(t *testing.T) {
 	requireInterop(t)
 	requireTools(t, "openstack", "glance", "cinder")
 	start := time.Now()
-	a := startAshlar(t, "cli", ashlarOpts{cheapS3: true, scan: true})
+	a := startAshlar(t, "cli", ashlarOpts{cheapS3: true, scan: true, backends: cliBackends})
 	runCLI(t, a)
 	a.checkResponses(t)
 	t.Logf("TestCLI took %s", time.Since(start).Round(time.Second))
 }
 
-// runCLI runs the CLI scenarios against a, one subtest each.
+// runCLI runs the CLI scenarios against a, one subtest each; the volume
+// move scenarios only when a has two volume backends to move between.
 func runCLI(t *testing.T, a *ashlar) {
 	dir := logDir(t, "cli")
 	s := &cliState{a: a, dir: dir, volumeType: "interop-cheap"}
@@ -62,7 +66,11 @@ func runCLI(t *testing.T, a *ashlar) {
 	}
 	s.image1Sum = digestFile(t, s.image1)
 
-	for _, sc := range cliScenarios() {
+	scenarios := cliScenarios()
+	if len(a.backends) >= 2 {
+		scenarios = append(scenarios, cliVolumeMoveScenarios()...)
+	}
+	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
 			if sc.needs != nil {
 				if why := sc.needs(s); why != "" {

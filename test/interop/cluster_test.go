@@ -56,7 +56,7 @@ func startCluster(t *testing.T, name string, n int) *cluster {
 	for _, svc := range []string{"identity", "image", "volume"} {
 		lb[svc] = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	}
-	c.ashlar = &ashlar{dir: dir, identityURL: "http://" + lb["identity"], imageURL: "http://" + lb["image"],
+	c.ashlar = &ashlar{backends: []string{"local"}, dir: dir, identityURL: "http://" + lb["identity"], imageURL: "http://" + lb["image"],
 		volumeURL: "http://" + lb["volume"], web: web,
 		storeTypes: map[string]string{"fast": "s3", "cheap": "s3", "reliable": "s3", readOnlyStore: "http"}}
 	c.g = newNodeGroup(t, dir, n, func(g *nodeGroup, nd *node) string {

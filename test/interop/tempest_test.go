@@ -124,17 +124,17 @@ type tempestResult struct {
 	Seconds float64 `json:"seconds"`
 }
 
-// tempestLists are the include-lists in testdata, in run order, with the
-// [service_available] cinder and [volume-feature-enabled] snapshot and
-// clone flags their tests need.
+// tempestLists are the include-lists in testdata, in run order. later
+// enables the volume features the later list tests: snapshots, clones and
+// several backends (tempestBackends).
 var tempestLists = []struct {
-	name                    string
-	cinder, snapshot, clone bool
-}{
-	{name: "image-core"},
-	{name: "volume-core", cinder: true},
-	{name: "volume-later", cinder: true, snapshot: true, clone: true},
-}
+	name          string
+	cinder, later bool
+}{{"image-core", false, false}, {"volume-core", true, false}, {"volume-later", true, true}}
+
+// tempestBackends are the volume backends of the tempest Ashlar: two, for
+// the multi-backend and retype-with-migration tests.
+var tempestBackends = []string{"b1", "b2"}
 
 // TestTempest runs tempest (offline, pre-provisioned accounts) with the
 // include-lists of testdata against an Ashlar with its embedded identity,
@@ -143,7 +143,7 @@ func TestTempest(t *testing.T) {
 	requireInterop(t)
 	requireTools(t, "tempest", "stestr", "python3")
 	start := time.Now()
-	a := startAshlar(t, "tempest", ashlarOpts{postgres: true, scan: true})
+	a := startAshlar(t, "tempest", ashlarOpts{postgres: true, scan: true, backends: tempestBackends})
 	runTempest(t, a)
 	a.checkResponses(t)
 	t.Logf("TestTempest took %s", time.Since(start).Round(time.Second))
@@ -197,14 +197,18 @@ func runTempest(t *testing.T, a *ashlar) {
 			if len(want) > 0 && !want[list.name] {
 				t.Skipf("not in ASHLAR_TEMPEST_LISTS=%s", os.Getenv("ASHLAR_TEMPEST_LISTS"))
 			}
+			if list.later && len(a.backends) < 2 {
+				t.Skipf("the later list needs two volume backends; this Ashlar has %v", a.backends)
+			}
 			vars := map[string]string{
 				"ADMIN_PW": adminPassword, "KEYSTONE_URL": a.identityURL,
 				"CINDER_AVAILABLE": strconv.FormatBool(list.cinder), "HTTP_IMAGE": a.web.url + "/random.img",
 				"IMAGE_CACHING": "false", "MANAGE_LOCATIONS": "false", "ALT_IMAGE_ENDPOINT": altImage,
-				"VOLUME_BACKENDS": "local", "STORAGE_PROTOCOL": protocol, "VENDOR_NAME": vendor,
-				"VOLUME_MIN_MV": "3.0", "VOLUME_MAX_MV": "3.70", "VOLUME_MULTI_BACKEND": "false",
-				"VOLUME_SNAPSHOT": strconv.FormatBool(list.snapshot), "VOLUME_CLONE": strconv.FormatBool(list.clone), "IMAGE_REF": imageRef,
+				"VOLUME_BACKENDS": strings.Join(a.backends, ","), "STORAGE_PROTOCOL": protocol, "VENDOR_NAME": vendor,
+				"VOLUME_MIN_MV": "3.0", "VOLUME_MAX_MV": "3.70", "IMAGE_REF": imageRef,
 			}
+			later := strconv.FormatBool(list.later)
+			vars["VOLUME_MULTI_BACKEND"], vars["VOLUME_SNAPSHOT"], vars["VOLUME_CLONE"] = later, later, later
 			runTempestList(t, list.name, vars, accts)
 		})
 	}
