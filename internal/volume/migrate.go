@@ -145,7 +145,8 @@ func (s *Service) actRetype(w http.ResponseWriter, r *http.Request, arg any) err
 		return replyEmpty(w, http.StatusAccepted)
 	}
 	start := migrationStart{ID: v.ID, Host: target.cfg.Name, Status: "retyping", NotTypeID: t.ID}
-	if err := s.startMove(ctx, start, &migratePayload{Target: target.cfg.Name, NewTypeID: t.ID, Multiattach: t.multiattach()}, errRetypeState); err != nil {
+	if err := s.startMove(ctx, start, &migratePayload{Target: target.cfg.Name, NewTypeID: t.ID, Multiattach: t.multiattach()}, errRetypeState,
+		errs.E(errs.Invalid, "Invalid volume: Volume must not have snapshots.")); err != nil {
 		return err
 	}
 	return replyEmpty(w, http.StatusAccepted)
@@ -175,10 +176,13 @@ func (s *Service) retypeTarget(ctx context.Context, v *vol, t *volType, policy s
 
 // startMove records, in one transaction, that the volume starts moving and
 // the task that moves it; refused is the error when the volume is not in
-// a state to move. With p nil the target was refused by the scheduler
+// a state to move, snapshotted when it has snapshots (which stay on their
+// backend: Cinder moves no volume that has any; they are looked for after
+// the volume's row is locked, so a snapshot being made now, under
+// lockVolumeIn, is either seen or refused). With p nil the target was refused by the scheduler
 // after the volume's checks passed: the move is recorded as failed at once
 // (migration_status error), as Cinder's scheduler does after its 202.
-func (s *Service) startMove(ctx context.Context, m migrationStart, p *migratePayload, refused error) error {
+func (s *Service) startMove(ctx context.Context, m migrationStart, p *migratePayload, refused, snapshotted error) error {
 	err := s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
 		started, err := startMigration(ctx, tx, m)
 		if err != nil {
@@ -186,6 +190,12 @@ func (s *Service) startMove(ctx context.Context, m migrationStart, p *migratePay
 		}
 		if !started {
 			return refused
+		}
+		if has, err := volumeHasSnapshots(ctx, tx, m.ID); err != nil || has {
+			if err == nil {
+				err = snapshotted
+			}
+			return err
 		}
 		if p == nil {
 			_, err = abortMigration(ctx, tx, m.ID)
@@ -293,7 +303,7 @@ func (s *Service) actMigrate(w http.ResponseWriter, r *http.Request, arg any) er
 	if s.suits(ctx, v, target, pool) {
 		p = &migratePayload{Target: target.cfg.Name}
 	}
-	if err := s.startMove(ctx, start, p, errMigrateState(v.ID)); err != nil {
+	if err := s.startMove(ctx, start, p, errMigrateState(v.ID), errMigrateState(v.ID)); err != nil {
 		return err
 	}
 	return replyEmpty(w, http.StatusAccepted)

@@ -61,10 +61,12 @@ func setServiceFrozen(ctx context.Context, q db.Querier, k serviceKey, frozen bo
 }
 
 // hostUsage is one row of a backend's usage (os-hosts show): a project's
-// (or, with an empty project, every project's) volumes on it.
+// (or, with an empty project, every project's) volumes on it, and the
+// snapshots of those volumes (by the snapshots' project).
 type hostUsage struct {
-	Project          string
-	Volumes, SizeGiB int64
+	Project                    string
+	Volumes, SizeGiB           int64
+	Snapshots, SnapshotSizeGiB int64
 }
 
 // backendUsage sums the volumes on a backend: the total first, then one
@@ -80,6 +82,26 @@ func backendUsage(ctx context.Context, q db.Querier, backend string) ([]hostUsag
 		err := r.Scan(&u.Project, &u.Volumes, &u.SizeGiB)
 		return u, err
 	}, `SELECT project_id, COUNT(*), COALESCE(SUM(size), 0) FROM volumes WHERE host = ? GROUP BY project_id ORDER BY project_id`, backend)
+	if err != nil {
+		return nil, err
+	}
+	snaps := map[string][2]int64{}
+	err = db.EachRow(ctx, q, func(r db.Row) error {
+		var p string
+		var n, size int64
+		if err := r.Scan(&p, &n, &size); err != nil {
+			return err
+		}
+		snaps[p] = [2]int64{n, size}
+		return nil
+	}, `SELECT s.project_id, COUNT(*), COALESCE(SUM(s.volume_size), 0) FROM snapshots s JOIN volumes v ON v.id = s.volume_id
+		WHERE v.host = ? GROUP BY s.project_id`, backend)
+	// Cinder counts the snapshots of the projects that have volumes there.
+	for i := range rows {
+		rows[i].Snapshots, rows[i].SnapshotSizeGiB = snaps[rows[i].Project][0], snaps[rows[i].Project][1]
+		total.Snapshots += rows[i].Snapshots
+		total.SnapshotSizeGiB += rows[i].SnapshotSizeGiB
+	}
 	return append([]hostUsage{total}, rows...), err
 }
 

@@ -172,24 +172,34 @@ func volumeSnapshots(ctx context.Context, q db.Querier, volumeID string) ([]*sna
 // recorded under it, so that a concurrent delete of the volume, which
 // moves the volume out of those statuses before it looks for snapshots,
 // either sees the snapshot or makes the snapshot's creation fail.
+// A moving volume is not locked: its data must not change under the copy
+// (and a snapshot would stay on the backend it leaves).
 func lockVolumeIn(ctx context.Context, tx *db.Tx, id string, statuses ...string) (bool, error) {
-	return lockIn(ctx, tx, "volumes", id, statuses)
+	return lockIn(ctx, tx, "volumes", id, statuses, notMigrating)
 }
 
 // lockSnapshotIn is lockVolumeIn for a snapshot: a volume is recorded from
 // it under the lock, so that the snapshot's delete, which moves it out of
 // statuses, either comes first (and refuses the volume) or sees the volume.
 func lockSnapshotIn(ctx context.Context, tx *db.Tx, id string, statuses ...string) (bool, error) {
-	return lockIn(ctx, tx, "snapshots", id, statuses)
+	return lockIn(ctx, tx, "snapshots", id, statuses, "TRUE")
 }
 
-// lockIn takes the row lock of id in table while it is in one of statuses.
-func lockIn(ctx context.Context, tx *db.Tx, table, id string, statuses []string) (bool, error) {
+// lockIn takes the row lock of id in table while it is in one of statuses
+// and cond holds.
+func lockIn(ctx context.Context, tx *db.Tx, table, id string, statuses []string, cond string) (bool, error) {
 	args := []any{id}
 	for _, st := range statuses {
 		args = append(args, st)
 	}
-	return db.Changed(ctx, tx, `UPDATE `+table+` SET status = status WHERE id = ? AND status IN (`+db.Placeholders(len(statuses))+`)`, args...)
+	return db.Changed(ctx, tx, `UPDATE `+table+` SET status = status WHERE id = ? AND status IN (`+db.Placeholders(len(statuses))+`) AND `+cond, args...)
+}
+
+// volumeHasSnapshots reports whether a volume has any snapshot.
+func volumeHasSnapshots(ctx context.Context, q db.Querier, volumeID string) (bool, error) {
+	var n int
+	err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM snapshots WHERE volume_id = ?`, volumeID).Scan(&n)
+	return n > 0, err
 }
 
 // volumeCreatingFrom reports whether a volume is being created from the

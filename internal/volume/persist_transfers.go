@@ -91,6 +91,22 @@ func acceptTransfer(ctx context.Context, tx *db.Tx, t *transfer, userID, project
 	if !moved {
 		return errs.E(errs.Invalid, "Invalid volume: Transfer %s: Volume id %s expected in awaiting-transfer state.", t.ID, t.VolumeID)
 	}
+	if !t.NoSnapshots {
+		// The snapshots go with the volume, all available or none.
+		var busy *string
+		err := tx.QueryRowContext(ctx, `SELECT id FROM snapshots WHERE volume_id = ? AND status <> 'available' LIMIT 1`,
+			t.VolumeID).Scan(&busy)
+		if err == nil {
+			return errs.E(errs.Invalid, "Invalid snapshot: Transfer %s: Snapshot %s is not in the expected available state.", t.ID, *busy)
+		}
+		if !db.IsNoRows(err) {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE snapshots SET user_id = ?, project_id = ?, updated_at = ? WHERE volume_id = ?`,
+			userID, projectID, now, t.VolumeID); err != nil {
+			return err
+		}
+	}
 	ended, err := db.Changed(ctx, tx, `UPDATE volume_transfers SET accepted = ?, destination_project_id = ?,
 		deleted_at = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL`, true, projectID, now, now, t.ID)
 	if err == nil && !ended {

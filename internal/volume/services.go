@@ -339,8 +339,8 @@ func (s *Service) listHosts(w http.ResponseWriter, r *http.Request) error {
 }
 
 // showHost serves GET /os-hosts/{host}: the volumes on an enabled
-// cinder-volume service's backend, in total and per project. Snapshots are
-// counted with their volumes' backend (none until snapshots exist).
+// cinder-volume service's backend and their snapshots, in total and per
+// project.
 func (s *Service) showHost(w http.ResponseWriter, r *http.Request) error {
 	if err := enforce(r, "volume_extension:hosts", ""); err != nil {
 		return err
@@ -372,7 +372,8 @@ func (s *Service) showHost(w http.ResponseWriter, r *http.Request) error {
 			project = "(total)"
 		}
 		out = append(out, map[string]any{"resource": map[string]any{"host": host, "project": project,
-			"volume_count": strconv.FormatInt(u.Volumes, 10), "total_volume_gb": strconv.FormatInt(u.SizeGiB, 10), "snapshot_count": "0", "total_snapshot_gb": "0"}})
+			"volume_count": strconv.FormatInt(u.Volumes, 10), "total_volume_gb": strconv.FormatInt(u.SizeGiB, 10), "snapshot_count": strconv.FormatInt(u.Snapshots, 10),
+			"total_snapshot_gb": strconv.FormatInt(u.SnapshotSizeGiB, 10)}})
 	}
 	return reply(w, http.StatusOK, map[string]any{"host": out})
 }

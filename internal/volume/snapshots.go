@@ -217,6 +217,9 @@ func (s *Service) createSnapshot(w http.ResponseWriter, r *http.Request) error {
 			if err != nil {
 				return err
 			}
+			if migrating(cur) {
+				return errs.E(errs.Invalid, "Invalid volume: Snapshot cannot be created while volume is migrating.")
+			}
 			return snapshotVolumeStatus(cur, valid)
 		}
 		if err := insertSnapshot(ctx, tx, sn); err != nil {
@@ -242,6 +245,8 @@ func checkSnapshottable(r *http.Request, v *vol, valid []string) error {
 		return errs.E(errs.Invalid, "Invalid volume: The snapshot cannot be created because volume has not been scheduled to any host.")
 	case v.Status == "maintenance":
 		return errs.E(errs.Invalid, "Invalid volume: The snapshot cannot be created when the volume is in maintenance mode.")
+	case migrating(v):
+		return errs.E(errs.Invalid, "Invalid volume: Snapshot cannot be created while volume is migrating.")
 	case v.Status == "error":
 		return errs.E(errs.Invalid, "Invalid volume: The snapshot cannot be created when the volume is in error status.")
 	}

@@ -128,6 +128,17 @@ func (s *Service) createTransfer(w http.ResponseWriter, r *http.Request) error {
 	if v.Status != "available" {
 		return errs.E(errs.Invalid, "Invalid volume: status must be available")
 	}
+	if !req.NoSnapshots {
+		snaps, err := volumeSnapshots(ctx, s.deps.DB, v.ID)
+		if err != nil {
+			return err
+		}
+		for _, sn := range snaps {
+			if sn.Status != "available" {
+				return errs.E(errs.Invalid, "Invalid snapshot: snapshot: %s status must be available", sn.ID)
+			}
+		}
+	}
 	key, err := randomHex(authKeyLength)
 	if err != nil {
 		return err
