@@ -244,7 +244,6 @@ func (s *Service) updateVolume(w http.ResponseWriter, r *http.Request) error {
 	return reply(w, http.StatusOK, map[string]any{"volume": s.volumeView(r, v, viewCreate)})
 }
 
-
 // deletableStatuses are the statuses a volume may be deleted from.
 var deletableStatuses = []string{"available", "error", "error_restoring", "error_extending", "error_managing"}
 
