@@ -2,10 +2,12 @@ package volume
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ashlar-dev/ashlar/internal/apitest"
 	"github.com/ashlar-dev/ashlar/internal/db"
@@ -287,5 +289,124 @@ func TestQuotaConcurrentCreates(t *testing.T) {
 			t.Errorf("%d volume rows, usage %v", rows, u["volumes"])
 		}
 		checkUsage(t, e, projB)
+	})
+}
+
+// waitGone waits until project's volume or snapshot at path is deleted.
+func (e *env) waitGone(token, path string) {
+	e.t.Helper()
+	var last apitest.Resp
+	apitest.Eventually(e.t, 20*time.Second, func() bool {
+		last = e.Do(token, "GET", path, nil)
+		return last.Code == 404
+	}, func() string { return fmt.Sprintf("%s still there: %d %s", path, last.Code, last.Body) })
+}
+
+// TestQuotaUsageMatchesRows runs creates, failures, deletes, extends,
+// retypes and transfers, and after each step recounts the usage from the
+// rows and compares it with the stored usage.
+func TestQuotaUsageMatchesRows(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e, f := newFaultyEnv(t, d)
+		e.createType("gold", nil)
+		volPath := func(p, id string) string { return "/v3/" + p + "/volumes/" + id }
+		check := func(step string) {
+			t.Helper()
+			waitTasksDone(t, d)
+			t.Run(step, func(t *testing.T) { checkUsage(t, e, projA, projB) })
+		}
+		v1 := e.createVolume("member", projA, map[string]any{"size": 2}, "available")["id"].(string)
+		v2 := e.createVolume("member", projA, map[string]any{"size": 3, "volume_type": "gold"}, "available")["id"].(string)
+		s1 := e.createSnapshot("member", projA, v1, nil, "available")["id"].(string)
+		check("created")
+
+		// Failures: the clone and the snapshot end in error and still count.
+		f.setFail("Clone", "CreateSnapshot")
+		bad := e.createVolume("member", projA, map[string]any{"source_volid": v2, "size": 4}, "error")["id"].(string)
+		badSnap := e.createSnapshot("member", projA, v2, nil, "error")["id"].(string)
+		f.setFail()
+		if u := e.usage(projA); inUse(u, "volumes") != 3 || inUse(u, "snapshots") != 2 || inUse(u, "gigabytes") != 2+3+4+2+3 {
+			t.Errorf("after failures %v %v %v", u["volumes"], u["snapshots"], u["gigabytes"])
+		}
+		check("failures")
+		// Deleting them gives their usage back.
+		e.Must(202, e.Do("member", "DELETE", volPath(projA, bad), nil))
+		e.Must(202, e.Do("member", "DELETE", snapBase(projA)+"/"+badSnap, nil))
+		e.waitGone("member", volPath(projA, bad))
+		e.waitGone("member", snapBase(projA)+"/"+badSnap)
+		check("failed deleted")
+
+		// A volume from a snapshot, an extend, a retype with a snapshot.
+		v3 := e.createVolume("member", projA, map[string]any{"snapshot_id": s1, "size": 5}, "available")["id"].(string)
+		e.Must(202, e.volAction("member", projA, v1, map[string]any{"os-extend": map[string]any{"new_size": 6}}))
+		e.waitStatus("member", projA, v1, "available")
+		e.Must(202, e.volAction("member", projA, v1, map[string]any{"os-retype": map[string]any{"new_type": "gold"}}))
+		if u := e.usage(projA); inUse(u, "snapshots_gold") != 1 || inUse(u, "volumes_gold") != 2 || inUse(u, "gigabytes_gold") != 6+2+3 {
+			t.Errorf("after retype %v %v %v", u["snapshots_gold"], u["volumes_gold"], u["gigabytes_gold"])
+		}
+		check("extended and retyped")
+
+		// A transfer with its snapshot moves the usage to projB.
+		tr := e.MustJSON(202, e.Do("member", "POST", "/v3/"+projA+"/os-volume-transfer", map[string]any{"transfer": map[string]any{"volume_id": v1}}))["transfer"].(map[string]any)
+		e.Must(202, e.Do("memberB", "POST", "/v3/"+projB+"/os-volume-transfer/"+tr["id"].(string)+"/accept",
+			map[string]any{"accept": map[string]any{"auth_key": tr["auth_key"]}}))
+		if u := e.usage(projB); inUse(u, "volumes") != 1 || inUse(u, "snapshots") != 1 || inUse(u, "gigabytes") != 6+2 {
+			t.Errorf("projB after transfer %v %v %v", u["volumes"], u["snapshots"], u["gigabytes"])
+		}
+		check("transferred")
+		// A transfer the receiver has no room for is refused and moves nothing.
+		e.setQuota(projB, map[string]any{"volumes": 1})
+		tr = e.MustJSON(202, e.Do("member", "POST", "/v3/"+projA+"/os-volume-transfer", map[string]any{"transfer": map[string]any{"volume_id": v3}}))["transfer"].(map[string]any)
+		wantError(t, "accept over quota", e.Do("memberB", "POST", "/v3/"+projB+"/os-volume-transfer/"+tr["id"].(string)+"/accept",
+			map[string]any{"accept": map[string]any{"auth_key": tr["auth_key"]}}), 413, "Maximum number of volumes allowed (1) exceeded for quota 'volumes'.")
+		e.waitStatus("member", projA, v3, "awaiting-transfer")
+		e.Must(202, e.Do("member", "DELETE", "/v3/"+projA+"/os-volume-transfer/"+tr["id"].(string), nil))
+		check("transfer refused")
+
+		// Cascade delete in projB; plain deletes in projA.
+		e.Must(202, e.Do("memberB", "DELETE", volPath(projB, v1)+"?cascade=true", nil))
+		e.waitGone("memberB", volPath(projB, v1))
+		for _, id := range []string{v2, v3} {
+			e.waitStatus("member", projA, id, "available")
+			e.Must(202, e.Do("member", "DELETE", volPath(projA, id), nil))
+			e.waitGone("member", volPath(projA, id))
+		}
+		for _, p := range []string{projA, projB} {
+			u := e.usage(p)
+			for _, k := range []string{"volumes", "snapshots", "gigabytes", "volumes_gold", "gigabytes_gold", "snapshots_gold"} {
+				if inUse(u, k) != 0 {
+					t.Errorf("project %s %s in use %v after every delete", p[:4], k, u[k])
+				}
+			}
+		}
+		check("all deleted")
+	})
+}
+
+// TestQuotaRetypeMigration: a retype that moves the volume to another
+// backend is refused when the new type is full, and moves the per-type
+// usage when the data has moved.
+func TestQuotaRetypeMigration(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		tb := newTwoBackends(t, d, nil)
+		v := tb.createVolume("member", projA, map[string]any{"size": 1, "volume_type": "on-local"}, "available")["id"].(string)
+		retype := map[string]any{"os-retype": map[string]any{"new_type": "on-remote", "migration_policy": "on-demand"}}
+		tb.setQuota(projA, map[string]any{"gigabytes_on-remote": 0})
+		wantError(t, "full type", tb.volAction("member", projA, v, retype), 413,
+			"Requested volume or snapshot exceeds allowed gigabytes_on-remote quota. Requested 1G, quota is 0G and 0G has been consumed.")
+		if got := tb.waitStatus("member", projA, v, "available"); got["volume_type"] != "on-local" {
+			t.Errorf("refused retype left %v", got)
+		}
+		tb.setQuota(projA, map[string]any{"gigabytes_on-remote": -1})
+		tb.Must(202, tb.volAction("member", projA, v, retype))
+		apitest.Eventually(t, 20*time.Second, func() bool {
+			got := tb.waitStatus("member", projA, v, "available")
+			return got["volume_type"] == "on-remote"
+		}, func() string { return "volume not retyped" })
+		waitTasksDone(t, d)
+		if u := tb.usage(projA); inUse(u, "volumes_on-remote") != 1 || inUse(u, "volumes_on-local") != 0 || inUse(u, "gigabytes_on-remote") != 1 {
+			t.Errorf("after move %v %v", u["volumes_on-remote"], u["volumes_on-local"])
+		}
+		checkUsage(t, tb.env, projA)
 	})
 }
