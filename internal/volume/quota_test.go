@@ -292,6 +292,14 @@ func TestQuotaConcurrentCreates(t *testing.T) {
 	})
 }
 
+// Extend fails while "Extend" is failing.
+func (f *faultyDriver) Extend(ctx context.Context, id string, size int64) error {
+	if err := f.failing("Extend"); err != nil {
+		return err
+	}
+	return f.Driver.Extend(ctx, id, size)
+}
+
 // waitGone waits until project's volume or snapshot at path is deleted.
 func (e *env) waitGone(token, path string) {
 	e.t.Helper()
@@ -340,6 +348,15 @@ func TestQuotaUsageMatchesRows(t *testing.T) {
 		v3 := e.createVolume("member", projA, map[string]any{"snapshot_id": s1, "size": 5}, "available")["id"].(string)
 		e.Must(202, e.volAction("member", projA, v1, map[string]any{"os-extend": map[string]any{"new_size": 6}}))
 		e.waitStatus("member", projA, v1, "available")
+		// A failed extend gives its reservation back and keeps the size.
+		v4 := e.createVolume("member", projA, map[string]any{"size": 1}, "available")["id"].(string)
+		f.setFail("Extend")
+		e.volAction("member", projA, v4, map[string]any{"os-extend": map[string]any{"new_size": 2}})
+		f.setFail()
+		e.waitStatus("member", projA, v4, "error_extending")
+		check("extend failed")
+		e.Must(202, e.Do("member", "DELETE", volPath(projA, v4), nil))
+		e.waitGone("member", volPath(projA, v4))
 		e.Must(202, e.volAction("member", projA, v1, map[string]any{"os-retype": map[string]any{"new_type": "gold"}}))
 		if u := e.usage(projA); inUse(u, "snapshots_gold") != 1 || inUse(u, "volumes_gold") != 2 || inUse(u, "gigabytes_gold") != 6+2+3 {
 			t.Errorf("after retype %v %v %v", u["snapshots_gold"], u["volumes_gold"], u["gigabytes_gold"])
@@ -409,4 +426,37 @@ func TestQuotaRetypeMigration(t *testing.T) {
 		}
 		checkUsage(t, tb.env, projA)
 	})
+}
+
+// TestQuotaKeys: keys as quota sets show them and as they are stored.
+func TestQuotaKeys(t *testing.T) {
+	k := quotaKeys{byID: map[string]string{"t1": "gold", "t2": "my_type"}, byName: map[string]string{"gold": "t1", "my_type": "t2"}}
+	for _, c := range []struct {
+		shown, stored string
+		ok            bool
+	}{
+		{"volumes", "volumes", true},
+		{"backup_gigabytes", "backup_gigabytes", true},
+		{"per_volume_gigabytes", "per_volume_gigabytes", true},
+		{"gigabytes_gold", "gigabytes/t1", true},
+		{"snapshots_my_type", "snapshots/t2", true},
+		{"volumes_nosuch", "", false},
+		{"backups_gold", "", false}, // backups have no per-type keys
+		{"groups_gold", "", false},
+		{"bogus", "", false},
+	} {
+		got, ok := k.parse(c.shown)
+		if got != c.stored || ok != c.ok {
+			t.Errorf("parse(%q) = %q, %v; want %q, %v", c.shown, got, ok, c.stored, c.ok)
+		}
+		if ok && k.display(got) != c.shown {
+			t.Errorf("display(%q) = %q, want %q", got, k.display(got), c.shown)
+		}
+	}
+	if got := k.display("volumes/deleted-type"); got != "volumes_deleted-type" {
+		t.Errorf("a deleted type's key shows as %q", got)
+	}
+	if n := len(k.all()); n != 7+3*2 {
+		t.Errorf("all() has %d keys, want 13", n)
+	}
 }
