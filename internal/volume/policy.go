@@ -89,6 +89,14 @@ var Policy = policy.Table{
 	"volume:thaw_host":                                                policy.Admin,
 	"volume_extension:hosts":                                          policy.Admin,
 	"volume_extension:capabilities":                                   policy.Admin,
+
+	// Quotas and limits.
+	"volume_extension:quotas:show":          policy.Reader,
+	"volume_extension:quotas:update":        policy.Admin,
+	"volume_extension:quotas:delete":        policy.Admin,
+	"volume_extension:quota_classes:get":    policy.Admin,
+	"volume_extension:quota_classes:update": policy.Admin,
+	"limits_extension:used_limits":          policy.Reader,
 }
 
 // enforce checks action against the table for the request's caller on a
