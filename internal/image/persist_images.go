@@ -559,3 +559,22 @@ func stagedDataNeeded(ctx context.Context, tx *db.Tx, key string) (bool, error) 
 	err = tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM images WHERE id = ?`, key).Scan(&n)
 	return n > 0, err
 }
+
+// storeUse is what one store holds.
+type storeUse struct{ Images, Bytes int64 }
+
+// storeUsage counts the images and bytes every store holds (by location).
+func storeUsage(ctx context.Context, q db.Querier) (map[string]storeUse, error) {
+	out := map[string]storeUse{}
+	err := db.EachRow(ctx, q, func(r db.Row) error {
+		var id string
+		var u storeUse
+		if err := r.Scan(&id, &u.Images, &u.Bytes); err != nil {
+			return err
+		}
+		out[id] = u
+		return nil
+	}, `SELECT l.store, COUNT(*), COALESCE(SUM(COALESCE(i.size, 0)), 0) FROM image_locations l
+JOIN images i ON i.id = l.image_id GROUP BY l.store`)
+	return out, err
+}

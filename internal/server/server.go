@@ -24,6 +24,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/identity"
 	"github.com/ashlar-dev/ashlar/internal/image"
 	"github.com/ashlar-dev/ashlar/internal/image/store/drivers"
+	"github.com/ashlar-dev/ashlar/internal/progress"
 	"github.com/ashlar-dev/ashlar/internal/service"
 	"github.com/ashlar-dev/ashlar/internal/task"
 	"github.com/ashlar-dev/ashlar/internal/version"
@@ -94,6 +95,7 @@ func newWithDB(ctx context.Context, cfg *config.Config, d *db.DB, logger *slog.L
 	tasks := task.New(d, task.Options{Lease: cfg.Default.TaskLease, Workers: cfg.Default.TaskWorkers,
 		Exclusive: !d.Postgres(), Logger: logger.With("component", "tasks"),
 		Address: cfg.Default.SelfURL, Version: version.Version, Services: cfg.Default.EnabledServices})
+	reg.MustRegister(progress.NewCollector(tasks.Held, cfg.Default.ProgressStallAfter))
 	s := &Server{cfg: cfg, db: d, logger: logger, registry: reg, tasks: tasks,
 		limit: newConnLimit(cfg.Default.MaxConnectionsPerClient, cfg.Default.ConnectionLimitExempt, logger, reg)}
 	deps := service.Deps{Config: cfg, DB: d, Logger: logger, Registry: reg, Metrics: api.NewMetrics(reg), Tasks: tasks}

@@ -228,3 +228,23 @@ func (s *Store) mapErr(err error, op string) error {
 	}
 	return fmt.Errorf("store %s %s: %w", s.ID, op, err)
 }
+
+// Check reports whether the store's backend is usable now: the driver's
+// Checker when it has one, otherwise nil (nothing known against it).
+func (s *Store) Check(ctx context.Context) error {
+	if c, ok := s.drv.(Checker); ok {
+		return c.Check(ctx)
+	}
+	return nil
+}
+
+// FreeBytes is the room left in the store's backend; known is false when
+// the driver cannot tell (no Spacer).
+func (s *Store) FreeBytes(ctx context.Context) (free int64, known bool, err error) {
+	sp, ok := s.drv.(Spacer)
+	if !ok {
+		return 0, false, nil
+	}
+	free, err = sp.FreeBytes(ctx)
+	return free, err == nil, err
+}
