@@ -92,6 +92,16 @@ func (v *View) fill(now time.Time) {
 // the Ashlar-Progress header: bytes, percent when the total is known,
 // rate, and "stalled" when it is.
 func (v View) Message() string {
+	if v.Done == 0 && v.Total <= 0 {
+		switch v.State {
+		case task.Done:
+			return "done"
+		case task.Failed:
+			return "failed"
+		case task.Pending:
+			return "waiting to start"
+		}
+	}
 	s := "copied " + Bytes(v.Done)
 	if v.Total >= 0 {
 		s += " of " + Bytes(v.Total)
