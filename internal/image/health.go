@@ -21,6 +21,8 @@ type storeHealth struct {
 	Checked time.Time
 	// Err is why the store is unhealthy; empty when healthy.
 	Err string
+	// Unknown: the driver cannot check its backend (no store.Checker).
+	Unknown bool
 	// Free is the room left, when FreeKnown.
 	Free      int64
 	FreeKnown bool
@@ -62,7 +64,9 @@ func checkStore(ctx context.Context, st *store.Store) storeHealth {
 	ctx, cancel := context.WithTimeout(ctx, storeCheckTimeout)
 	defer cancel()
 	h := storeHealth{Checked: time.Now()}
-	if err := st.Check(ctx); err != nil {
+	checked, err := st.Check(ctx)
+	h.Unknown = !checked
+	if err != nil {
 		h.Err = errs.Message(err)
 		if h.Err == "" {
 			h.Err = err.Error()

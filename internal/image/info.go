@@ -109,7 +109,7 @@ func (s *Service) storeExtra(id string, u storeUse) object {
 	o := object{{"images", u.Images}, {"bytes", u.Bytes}}
 	h, checked := s.health.get(id)
 	switch {
-	case !checked:
+	case !checked || h.Unknown:
 		o = append(o, kv{"health", "unknown"})
 	case h.Err != "":
 		o = append(o, kv{"health", "unhealthy"}, kv{"health_error", h.Err})

@@ -229,13 +229,14 @@ func (s *Store) mapErr(err error, op string) error {
 	return fmt.Errorf("store %s %s: %w", s.ID, op, err)
 }
 
-// Check reports whether the store's backend is usable now: the driver's
-// Checker when it has one, otherwise nil (nothing known against it).
-func (s *Store) Check(ctx context.Context) error {
+// Check reports whether the store's backend is usable now, through the
+// driver's Checker; checked is false when the driver has none (its health
+// is not known).
+func (s *Store) Check(ctx context.Context) (checked bool, err error) {
 	if c, ok := s.drv.(Checker); ok {
-		return c.Check(ctx)
+		return true, c.Check(ctx)
 	}
-	return nil
+	return false, nil
 }
 
 // FreeBytes is the room left in the store's backend; known is false when
