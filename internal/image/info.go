@@ -23,7 +23,7 @@ func (s *Service) storesDetail(w http.ResponseWriter, r *http.Request) error {
 	if err := enforce(caller(r), "stores_info_detail", nil); err != nil {
 		return err
 	}
-	usage, err := storeUsage(r.Context(), s.deps.DB)
+	usage, err := StoreUsage(r.Context(), s.deps.DB)
 	if err != nil {
 		return err
 	}
@@ -43,7 +43,7 @@ var detailProperties = map[string][]string{
 // adds each store's "ashlar" object: images and bytes it holds, its
 // health as last checked and, where the driver knows it, its free space.
 // Glance has no such key; clients ignore keys they do not know.
-func (s *Service) writeStores(w http.ResponseWriter, usage map[string]storeUse) {
+func (s *Service) writeStores(w http.ResponseWriter, usage map[string]StoreUse) {
 	detail := usage != nil
 	out := []object{}
 	for _, st := range s.stores.All() {
@@ -105,7 +105,7 @@ func (s *Service) usageInfo(w http.ResponseWriter, r *http.Request) error {
 }
 
 // storeExtra is a store's "ashlar" object in stores detail.
-func (s *Service) storeExtra(id string, u storeUse) object {
+func (s *Service) storeExtra(id string, u StoreUse) object {
 	o := object{{"images", u.Images}, {"bytes", u.Bytes}}
 	h, checked := s.health.get(id)
 	switch {

@@ -560,15 +560,16 @@ func stagedDataNeeded(ctx context.Context, tx *db.Tx, key string) (bool, error) 
 	return n > 0, err
 }
 
-// storeUse is what one store holds.
-type storeUse struct{ Images, Bytes int64 }
+// StoreUse is what one store holds.
+type StoreUse struct{ Images, Bytes int64 }
 
-// storeUsage counts the images and bytes every store holds (by location).
-func storeUsage(ctx context.Context, q db.Querier) (map[string]storeUse, error) {
-	out := map[string]storeUse{}
+// StoreUsage counts the images and bytes every store holds (by location),
+// for stores detail and `ashlar stores`.
+func StoreUsage(ctx context.Context, q db.Querier) (map[string]StoreUse, error) {
+	out := map[string]StoreUse{}
 	err := db.EachRow(ctx, q, func(r db.Row) error {
 		var id string
-		var u storeUse
+		var u StoreUse
 		if err := r.Scan(&id, &u.Images, &u.Bytes); err != nil {
 			return err
 		}
