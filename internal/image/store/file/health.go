@@ -16,6 +16,12 @@ func (d *Driver) Check(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if _, err := os.Stat(d.dir); err != nil {
+		if os.IsNotExist(err) {
+			return errs.E(errs.Unavailable, "store directory %s does not exist", d.dir)
+		}
+		return mapErr(err, "store directory is not usable")
+	}
 	f, err := os.CreateTemp(d.dir, tempPrefix+"check-")
 	if err != nil {
 		return mapErr(err, "store directory is not usable")
