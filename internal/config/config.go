@@ -240,7 +240,7 @@ var sectionKeys = map[string][]string{
 		"client_socket_timeout", "client_header_timeout", "client_body_timeout",
 		"max_connections_per_client", "connection_limit_exempt", "progress_stall_after"},
 	"dashboard": {"bind", "session_ttl"},
-	"database": {"connection"},
+	"database":  {"connection"},
 	"identity": {"bind", "public_url", "region", "token_expiration", "token_key_rotation", "auth_url", "username",
 		"password", "project_name", "user_domain_name", "project_domain_name", "cache_ttl"},
 	"image": {"bind", "public_url", "enabled_backends", "default_backend", "image_size_cap",

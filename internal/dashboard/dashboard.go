@@ -47,12 +47,12 @@ type Options struct {
 
 // Dashboard serves the web UI.
 type Dashboard struct {
-	o     Options
-	tmpl  *template.Template
-	mux   *http.ServeMux
-	mu    sync.Mutex
-	byID  map[string]*session
-	now   func() time.Time
+	o    Options
+	tmpl *template.Template
+	mux  *http.ServeMux
+	mu   sync.Mutex
+	byID map[string]*session
+	now  func() time.Time
 }
 
 //go:embed templates/*.html

@@ -3,14 +3,13 @@ package image
 import (
 	"context"
 	"encoding/json"
-	"time"
-
-	"github.com/ashlar-dev/ashlar/internal/progress"
-	tasks "github.com/ashlar-dev/ashlar/internal/task"
 	"net/http"
+	"time"
 
 	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/progress"
+	tasks "github.com/ashlar-dev/ashlar/internal/task"
 )
 
 // Import tasks as the API shows them.

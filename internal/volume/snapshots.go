@@ -5,8 +5,6 @@ package volume
 // (snapshot_work.go); its actions are in snapshot_actions.go.
 
 import (
-	"github.com/ashlar-dev/ashlar/internal/progress"
-
 	"context"
 	"net/http"
 	"strings"
@@ -16,6 +14,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/progress"
 )
 
 // Microversions that change snapshots.

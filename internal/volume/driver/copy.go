@@ -1,12 +1,11 @@
 package driver
 
 import (
-	"github.com/ashlar-dev/ashlar/internal/task"
-
 	"context"
 	"io"
 
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/task"
 )
 
 // Copy copies volume srcID of src into dst as the new volume dstID of
