@@ -34,7 +34,10 @@ type View struct {
 	// ETA is the expected time left at Rate; -1 when it cannot be told
 	// (total unknown, nothing moved yet, or finished).
 	ETA time.Duration
-	// Stalled: running, and no bytes for longer than the stall limit.
+	// Stalled: running work that moves counted bytes (it has set a total
+	// or counted some), and no bytes for longer than the stall limit. Work
+	// that counts no bytes (a snapshot made by the backend at once, a
+	// revert) is never stalled: its silence says nothing.
 	Stalled bool
 	// Error is why a failed operation failed.
 	Error string
@@ -51,6 +54,7 @@ func Of(i task.Info, now time.Time, stallAfter time.Duration) View {
 	if i.State == task.Failed {
 		v.Error = i.LastError
 	}
+	v.Stalled = v.Stalled && v.counts()
 	v.fill(now)
 	return v
 }
@@ -63,10 +67,13 @@ func OfLive(l task.Live, now time.Time, stallAfter time.Duration) View {
 	if el := now.Sub(l.Started); el > 0 {
 		v.Rate = float64(l.Done) / el.Seconds()
 	}
-	v.Stalled = stallAfter > 0 && !l.Moved.IsZero() && now.Sub(l.Moved) > stallAfter
+	v.Stalled = stallAfter > 0 && !l.Moved.IsZero() && now.Sub(l.Moved) > stallAfter && v.counts()
 	v.fill(now)
 	return v
 }
+
+// counts reports whether the work counts bytes at all.
+func (v *View) counts() bool { return v.Total >= 0 || v.Done > 0 }
 
 // fill computes Percent and ETA from the counters.
 func (v *View) fill(now time.Time) {

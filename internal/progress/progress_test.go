@@ -34,6 +34,8 @@ func TestOf(t *testing.T) {
 		{"failed keeps its error", task.Info{State: task.Failed, BytesDone: 5, BytesTotal: 10, LastError: "store full"},
 			50, -1, false, []string{"(50%)"}},
 		{"pending", task.Info{State: task.Pending, BytesTotal: -1}, -1, -1, false, []string{"waiting to start"}},
+		{"silent work that counts no bytes is not stalled", task.Info{State: task.Running, BytesTotal: -1,
+			StartedAt: ago(time.Hour), MovedAt: ago(time.Hour)}, -1, -1, false, []string{"copied 0 B"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -461,11 +461,11 @@ func (r *Runner) saveProgress(ctx context.Context) {
 	}
 	r.mu.Unlock()
 	for _, t := range held {
-		done, total := t.Progress()
+		done, total, moved := t.observe(time.Now())
 		if t.finished.Load() || [2]int64{done, total} == t.saved {
 			continue
 		}
-		c := counters{done: done, total: total, moved: time.Unix(0, t.moved.Load()), store: t.storeLabel()}
+		c := counters{done: done, total: total, moved: moved, store: t.storeLabel()}
 		if err := saveProgress(ctx, r.db, t.ID, t.epoch, c); err != nil {
 			if ctx.Err() == nil {
 				r.o.Logger.Warn("saving task progress", "task", t.ID, "err", err)
@@ -496,13 +496,14 @@ func (r *Runner) Held() []Live {
 	}
 	r.mu.Unlock()
 	out := make([]Live, 0, len(held))
+	now := time.Now()
 	for _, t := range held {
 		if t.finished.Load() {
 			continue
 		}
-		done, total := t.Progress()
+		done, total, moved := t.observe(now)
 		out = append(out, Live{ID: t.ID, Kind: t.Kind, Subject: t.Subject, ProjectID: t.ProjectID, Store: t.storeLabel(),
-			Done: done, Total: total, Started: time.Unix(0, t.started.Load()), Moved: time.Unix(0, t.moved.Load())})
+			Done: done, Total: total, Started: time.Unix(0, t.started.Load()), Moved: moved})
 	}
 	return out
 }
