@@ -36,6 +36,8 @@ cat > "$work/ashlar.conf" <<CONF
 state_path = $work/state
 metrics_bind =
 enabled_services = identity, image
+[dashboard]
+bind =
 [identity]
 bind = 127.0.0.1:$base
 [image]

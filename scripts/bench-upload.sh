@@ -100,6 +100,8 @@ cat >"$STATE/ashlar.conf" <<CONF
 [DEFAULT]
 state_path = $STATE/data
 metrics_bind =
+[dashboard]
+bind =
 [identity]
 bind = 127.0.0.1:$BASE
 [image]

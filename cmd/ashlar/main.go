@@ -32,6 +32,12 @@ commands:
                                              write <state_path>/openrc and clouds.yaml
   status [--config FILE] [--json]            list the nodes sharing the database (stale ones marked)
                                              and the tasks pending or running, with their node
+  transfers [--config FILE] [--json] [--since DURATION]
+                                             running and recent operations (uploads, imports, copies,
+                                             volume work) with bytes, percent, rate, ETA, stalled, errors
+  stores [--config FILE] [--json]            the image stores: images and bytes held, free space,
+                                             health checked now, the volume types uploading to each
+                                             and their drift (store gone, read-only or unhealthy)
   token rotate|keys [--config FILE]          add a token signing key (signs in a few seconds; older keys
                                              keep verifying their tokens until they expire) / list the keys
   config check FILE                          validate a config file and print it resolved
@@ -60,6 +66,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = bootstrap(args[1:], stdout, stderr)
 	case "status":
 		err = status(args[1:], stdout, stderr)
+	case "transfers":
+		err = transfersCmd(args[1:], stdout, stderr)
+	case "stores":
+		err = storesCmd(args[1:], stdout, stderr)
 	case "token":
 		err = tokenCmd(args[1:], stdout, stderr)
 	case "config":

@@ -31,6 +31,8 @@ type Config struct {
 	Identity Identity
 	Image    Image
 	Volume   Volume
+	// Dashboard is the web UI's section.
+	Dashboard Dashboard
 	// Stores holds one entry per [image] enabled_backends item, in that order.
 	Stores []Store
 	// Backends holds one entry per [volume] enabled_backends item, in that order.
@@ -75,6 +77,18 @@ type Default struct {
 	// nodes table and is the host of work that needs data only this node
 	// has (a node-local staging directory).
 	SelfURL string
+	// ProgressStallAfter is how long running work may move no bytes
+	// before it is flagged stalled (0: never).
+	ProgressStallAfter time.Duration
+}
+
+// Dashboard is the [dashboard] section: the web UI for stores, volume
+// types and transfers (docs/dashboard.md).
+type Dashboard struct {
+	// Bind is the dashboard's address; empty disables it.
+	Bind string
+	// SessionTTL bounds a login session (and never outlives its token).
+	SessionTTL time.Duration
 }
 
 // Database is the [database] section.
@@ -141,6 +155,9 @@ type Image struct {
 	// ShowMultipleLocations shows an image's locations (Glance's
 	// show_multiple_locations) to callers that may read locations.
 	ShowMultipleLocations bool
+	// StoreCheckInterval is how often each store's health is checked
+	// (for stores detail, the dashboard and store drift); 0 disables.
+	StoreCheckInterval time.Duration
 }
 
 // Store is one [store:<id>] section. config reads only the generic keys;
@@ -232,14 +249,15 @@ var sectionKeys = map[string][]string{
 	ini.DefaultSection: {"state_path", "enabled_services", "metrics_bind", "log_format", "debug",
 		"task_lease", "task_workers", "worker_self_reference_url",
 		"client_socket_timeout", "client_header_timeout", "client_body_timeout",
-		"max_connections_per_client", "connection_limit_exempt"},
-	"database": {"connection"},
+		"max_connections_per_client", "connection_limit_exempt", "progress_stall_after"},
+	"dashboard": {"bind", "session_ttl"},
+	"database":  {"connection"},
 	"identity": {"bind", "public_url", "region", "token_expiration", "token_key_rotation", "auth_url", "username",
 		"password", "project_name", "user_domain_name", "project_domain_name", "cache_ttl"},
 	"image": {"bind", "public_url", "enabled_backends", "default_backend", "image_size_cap",
 		"user_storage_quota", "hashing_algorithm", "enabled_import_methods",
 		"allowed_import_hosts", "staging_dir", "staging_store", "staging_shared", "show_image_direct_url",
-		"show_multiple_locations"},
+		"show_multiple_locations", "store_check_interval"},
 	"volume": {"bind", "public_url", "enabled_backends", "glance_api_servers",
 		"default_volume_type", "default_availability_zone", "quota_volumes", "quota_snapshots",
 		"quota_gigabytes", "quota_backups", "quota_backup_gigabytes", "quota_groups", "per_volume_size_limit"},
@@ -441,6 +459,12 @@ func parse(f *ini.File, statePathOverride string, checks []Check) (*Config, erro
 	c.Default.ClientBodyTimeout = p.seconds(D, "client_body_timeout", 60*time.Second)
 	c.Default.MaxConnectionsPerClient = int(p.integer(D, "max_connections_per_client", 256, 0))
 	c.Default.ConnectionLimitExempt = p.prefixes(D, "connection_limit_exempt", []string{"127.0.0.0/8", "::1/128"})
+	c.Default.ProgressStallAfter = p.secondsMin(D, "progress_stall_after", 60*time.Second, 0)
+	c.Dashboard.Bind = p.str("dashboard", "bind", "127.0.0.1:8000")
+	if c.Dashboard.Bind != "" {
+		c.Dashboard.Bind = p.bind("dashboard", "bind", c.Dashboard.Bind)
+	}
+	c.Dashboard.SessionTTL = p.seconds("dashboard", "session_ttl", 8*time.Hour)
 
 	c.Database.Connection = p.str("database", "connection", "sqlite:///"+filepath.Join(state, "ashlar.db"))
 	if _, _, err := ParseConnection(c.Database.Connection); err != nil {
@@ -493,6 +517,7 @@ func parse(f *ini.File, statePathOverride string, checks []Check) (*Config, erro
 	// unless the operator turns them on, as in Glance.
 	c.Image.ShowImageDirectURL = p.boolean("image", "show_image_direct_url", false)
 	c.Image.ShowMultipleLocations = p.boolean("image", "show_multiple_locations", false)
+	c.Image.StoreCheckInterval = p.secondsMin("image", "store_check_interval", 60*time.Second, 0)
 	p.parseStores(c, state)
 
 	c.Volume.Bind = p.bind("volume", "bind", "127.0.0.1:8776")

@@ -18,9 +18,10 @@ func Print(w io.Writer, c *Config) {
 	for i, p := range c.Default.ConnectionLimitExempt {
 		exempt[i] = p.String()
 	}
-	fmt.Fprintf(w, "client_socket_timeout = %d\nclient_header_timeout = %d\nclient_body_timeout = %d\nmax_connections_per_client = %d\nconnection_limit_exempt = %s\nworker_self_reference_url = %s\n\n",
+	fmt.Fprintf(w, "client_socket_timeout = %d\nclient_header_timeout = %d\nclient_body_timeout = %d\nmax_connections_per_client = %d\nconnection_limit_exempt = %s\nworker_self_reference_url = %s\nprogress_stall_after = %d\n\n",
 		int(c.Default.ClientSocketTimeout.Seconds()), int(c.Default.ClientHeaderTimeout.Seconds()), int(c.Default.ClientBodyTimeout.Seconds()),
-		c.Default.MaxConnectionsPerClient, strings.Join(exempt, ", "), c.Default.SelfURL)
+		c.Default.MaxConnectionsPerClient, strings.Join(exempt, ", "), c.Default.SelfURL, int(c.Default.ProgressStallAfter.Seconds()))
+	fmt.Fprintf(w, "[dashboard]\nbind = %s\nsession_ttl = %d\n\n", c.Dashboard.Bind, int(c.Dashboard.SessionTTL.Seconds()))
 	fmt.Fprintf(w, "[database]\nconnection = %s\n\n", maskURL(c.Database.Connection))
 	fmt.Fprintf(w, "[identity]\nbind = %s\npublic_url = %s\nregion = %s\ntoken_expiration = %d\ntoken_key_rotation = %d\n",
 		c.Identity.Bind, c.Identity.PublicURL, c.Identity.Region, int(c.Identity.TokenExpiration.Seconds()),
@@ -37,7 +38,8 @@ func Print(w io.Writer, c *Config) {
 		c.Image.UserStorageQuota, c.Image.HashingAlgorithm, strings.Join(c.Image.ImportMethods, ", "),
 		strings.Join(c.Image.AllowedImportHosts, ", "), c.Image.StagingDir, c.Image.ShowImageDirectURL,
 		c.Image.ShowMultipleLocations)
-	fmt.Fprintf(w, "staging_store = %s\nstaging_shared = %t\n", c.Image.Staging.Type, c.Image.StagingShared)
+	fmt.Fprintf(w, "staging_store = %s\nstaging_shared = %t\nstore_check_interval = %d\n", c.Image.Staging.Type, c.Image.StagingShared,
+		int(c.Image.StoreCheckInterval.Seconds()))
 	for _, s := range append(c.Stores, c.Image.Staging) {
 		fmt.Fprintf(w, "\n[store:%s]\n", s.ID)
 		if s.ID != StagingStoreID {

@@ -35,6 +35,8 @@ type Service struct {
 	// made it itself (no shared runner in Deps) and runs it.
 	tasks    *tasks.Runner
 	ownTasks bool
+	// health is the stores' last check (health.go).
+	health healthBook
 }
 
 // New builds the image service on the stores the configuration names,
@@ -153,6 +155,7 @@ func (s *Service) Handler() http.Handler { return s.handler }
 // task runner (a runner of its own, when Deps had none, runs here), and a
 // node-local staging directory is swept, until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
+	go s.runStoreChecks(ctx)
 	if !s.ownTasks {
 		s.runStagingSweeps(ctx)
 		return nil

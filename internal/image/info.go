@@ -5,6 +5,7 @@ import (
 
 	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/auth"
+	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
 )
 
@@ -13,7 +14,7 @@ import (
 // storesInfo lists the visible stores in configuration order, with
 // "default" and "read-only" as the string "true" and absent when false.
 func (s *Service) storesInfo(w http.ResponseWriter, r *http.Request) error {
-	s.writeStores(w, false)
+	s.writeStores(w, nil)
 	return nil
 }
 
@@ -22,7 +23,11 @@ func (s *Service) storesDetail(w http.ResponseWriter, r *http.Request) error {
 	if err := enforce(caller(r), "stores_info_detail", nil); err != nil {
 		return err
 	}
-	s.writeStores(w, true)
+	usage, err := StoreUsage(r.Context(), s.deps.DB)
+	if err != nil {
+		return err
+	}
+	s.writeStores(w, usage)
 	return nil
 }
 
@@ -34,7 +39,12 @@ var detailProperties = map[string][]string{
 	"s3":   {"s3_store_large_object_size", "s3_store_large_object_chunk_size", "s3_store_thread_pools"},
 }
 
-func (s *Service) writeStores(w http.ResponseWriter, detail bool) {
+// writeStores renders the stores; usage non-nil is the detail view, which
+// adds each store's "ashlar" object: images and bytes it holds, its
+// health as last checked and, where the driver knows it, its free space.
+// Glance has no such key; clients ignore keys they do not know.
+func (s *Service) writeStores(w http.ResponseWriter, usage map[string]StoreUse) {
+	detail := usage != nil
 	out := []object{}
 	for _, st := range s.stores.All() {
 		o := object{{"id", st.ID}}
@@ -54,7 +64,7 @@ func (s *Service) writeStores(w http.ResponseWriter, detail bool) {
 					props[k] = v
 				}
 			}
-			o = append(o, kv{"type", st.Type}, kv{"properties", props})
+			o = append(o, kv{"type", st.Type}, kv{"properties", props}, kv{"ashlar", s.storeExtra(st.ID, usage[st.ID])})
 		}
 		out = append(out, o)
 	}
@@ -92,4 +102,25 @@ func (s *Service) usageInfo(w http.ResponseWriter, r *http.Request) error {
 	api.WriteJSON(w, http.StatusOK, m{"usage": m{"image_count_total": m{"limit": -1, "usage": count},
 		"image_size_total": m{"limit": limit, "usage": used}}})
 	return nil
+}
+
+// storeExtra is a store's "ashlar" object in stores detail.
+func (s *Service) storeExtra(id string, u StoreUse) object {
+	o := object{{"images", u.Images}, {"bytes", u.Bytes}}
+	h, checked := s.health.get(id)
+	switch {
+	case !checked || h.Unknown:
+		o = append(o, kv{"health", "unknown"})
+	case h.Err != "":
+		o = append(o, kv{"health", "unhealthy"}, kv{"health_error", h.Err})
+	default:
+		o = append(o, kv{"health", "healthy"})
+	}
+	if checked {
+		o = append(o, kv{"checked_at", isoTime(db.Timestamp{Time: h.Checked})})
+	}
+	if h.FreeKnown {
+		o = append(o, kv{"free_bytes", h.Free})
+	}
+	return o
 }

@@ -559,3 +559,23 @@ func stagedDataNeeded(ctx context.Context, tx *db.Tx, key string) (bool, error) 
 	err = tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM images WHERE id = ?`, key).Scan(&n)
 	return n > 0, err
 }
+
+// StoreUse is what one store holds.
+type StoreUse struct{ Images, Bytes int64 }
+
+// StoreUsage counts the images and bytes every store holds (by location),
+// for stores detail and `ashlar stores`.
+func StoreUsage(ctx context.Context, q db.Querier) (map[string]StoreUse, error) {
+	out := map[string]StoreUse{}
+	err := db.EachRow(ctx, q, func(r db.Row) error {
+		var id string
+		var u StoreUse
+		if err := r.Scan(&id, &u.Images, &u.Bytes); err != nil {
+			return err
+		}
+		out[id] = u
+		return nil
+	}, `SELECT l.store, COUNT(*), COALESCE(SUM(COALESCE(i.size, 0)), 0) FROM image_locations l
+JOIN images i ON i.id = l.image_id GROUP BY l.store`)
+	return out, err
+}

@@ -117,7 +117,7 @@ func (s *Service) beginUpload(ctx context.Context, im *Image, during string, st 
 			return err
 		}
 		var err error
-		t, err = s.tasks.Begin(ctx, tx, tasks.Spec{Kind: kindUpload, Subject: id, ProjectID: im.Owner,
+		t, err = s.tasks.Begin(ctx, tx, tasks.Spec{Kind: kindUpload, Subject: id, ProjectID: im.Owner, Store: st.ID,
 			Payload: uploadWork{storedObject{st.ID, id}, during}})
 		return err
 	})
@@ -213,7 +213,7 @@ func (s *Service) launchImport(ctx context.Context, job *importJob) error {
 			return err
 		}
 		_, err = s.tasks.Add(ctx, tx, tasks.Spec{Kind: kindImport, Subject: im.ID, RequestID: job.requestID, ProjectID: im.Owner,
-			Host: job.host,
+			Host: job.host, Store: strings.Join(job.stores, ","),
 			Payload: importWork{TaskID: job.taskID, Method: job.method, URI: job.uri, Stores: job.stores,
 				MustAll: job.mustAll, ProjectID: job.caller.ProjectID, UserID: job.caller.UserID}})
 		return err

@@ -61,7 +61,7 @@ const adminPassword = "server-test-pw"
 func newCluster(t testing.TB, engine string) *cluster {
 	t.Helper()
 	t.Setenv(identity.EnvAdminPassword, adminPassword)
-	cfg, err := config.Parse("[DEFAULT]\nmetrics_bind =\n[database]\nconnection = sqlite:///unused.db\n", t.TempDir())
+	cfg, err := config.Parse("[DEFAULT]\nmetrics_bind =\n[dashboard]\nbind =\n[database]\nconnection = sqlite:///unused.db\n", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,10 +21,12 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/api/loopback"
 	"github.com/ashlar-dev/ashlar/internal/auth"
 	"github.com/ashlar-dev/ashlar/internal/config"
+	"github.com/ashlar-dev/ashlar/internal/dashboard"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/identity"
 	"github.com/ashlar-dev/ashlar/internal/image"
 	"github.com/ashlar-dev/ashlar/internal/image/store/drivers"
+	"github.com/ashlar-dev/ashlar/internal/progress"
 	"github.com/ashlar-dev/ashlar/internal/service"
 	"github.com/ashlar-dev/ashlar/internal/task"
 	"github.com/ashlar-dev/ashlar/internal/version"
@@ -40,6 +43,8 @@ type Server struct {
 	tasks    *task.Runner
 	// limit caps the connections per client over every listener.
 	limit *connLimit
+	// dashboard is the web UI, nil when [dashboard] bind is empty.
+	dashboard http.Handler
 }
 
 type bound struct {
@@ -94,6 +99,7 @@ func newWithDB(ctx context.Context, cfg *config.Config, d *db.DB, logger *slog.L
 	tasks := task.New(d, task.Options{Lease: cfg.Default.TaskLease, Workers: cfg.Default.TaskWorkers,
 		Exclusive: !d.Postgres(), Logger: logger.With("component", "tasks"),
 		Address: cfg.Default.SelfURL, Version: version.Version, Services: cfg.Default.EnabledServices})
+	reg.MustRegister(progress.NewCollector(tasks.Held, cfg.Default.ProgressStallAfter))
 	s := &Server{cfg: cfg, db: d, logger: logger, registry: reg, tasks: tasks,
 		limit: newConnLimit(cfg.Default.MaxConnectionsPerClient, cfg.Default.ConnectionLimitExempt, logger, reg)}
 	deps := service.Deps{Config: cfg, DB: d, Logger: logger, Registry: reg, Metrics: api.NewMetrics(reg), Tasks: tasks}
@@ -135,8 +141,51 @@ func newWithDB(ctx context.Context, cfg *config.Config, d *db.DB, logger *slog.L
 		}
 		s.add(svc, cfg.Volume.Bind, deps, api.Cinder)
 	}
+	if cfg.Dashboard.Bind != "" {
+		dash, err := s.newDashboard()
+		if err != nil {
+			return nil, fmt.Errorf("dashboard: %w", err)
+		}
+		s.dashboard = dash.Handler()
+	}
 	return s, nil
 }
+
+// newDashboard builds the web UI as a client of this process's APIs,
+// reached in-process, and of those it names elsewhere (external Keystone,
+// a real Glance).
+func (s *Server) newDashboard() (*dashboard.Dashboard, error) {
+	cfg := s.cfg
+	var rt http.RoundTripper = http.DefaultTransport
+	urls := map[string]string{}
+	for _, b := range s.services {
+		var public string
+		switch b.svc.Name() {
+		case config.ServiceIdentity:
+			public = cfg.Identity.PublicURL
+		case config.ServiceImage:
+			public = cfg.Image.PublicURL
+		case config.ServiceVolume:
+			public = cfg.Volume.PublicURL
+		}
+		urls[b.svc.Name()] = public
+		rt = &loopback.Transport{Hosts: loopback.Hosts(b.bind, public), Handler: b.handler, Next: rt}
+	}
+	if urls[config.ServiceIdentity] == "" {
+		urls[config.ServiceIdentity] = strings.TrimSuffix(strings.TrimRight(cfg.Identity.AuthURL, "/"), "/v3")
+	}
+	if urls[config.ServiceImage] == "" && len(cfg.Volume.GlanceAPIServers) > 0 {
+		urls[config.ServiceImage] = cfg.Volume.GlanceAPIServers[0]
+	}
+	return dashboard.New(dashboard.Options{DB: s.db, Client: &http.Client{Transport: rt, Timeout: 2 * time.Minute},
+		IdentityURL: urls[config.ServiceIdentity], ImageURL: urls[config.ServiceImage], VolumeURL: urls[config.ServiceVolume],
+		SessionTTL: cfg.Dashboard.SessionTTL, StallAfter: cfg.Default.ProgressStallAfter,
+		Domain: cfg.Identity.UserDomainName, Logger: s.logger.With("component", "dashboard")})
+}
+
+// DashboardHandler returns the web UI's handler (nil when disabled), for
+// tests.
+func (s *Server) DashboardHandler() http.Handler { return s.dashboard }
 
 // add registers svc to be served on bind and returns its wrapped handler.
 func (s *Server) add(svc service.Service, bind string, deps service.Deps, flavor api.Flavor) http.Handler {
@@ -203,6 +252,14 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", s.MetricsHandler())
 		ls = append(ls, lis{"metrics", l, mux})
+	}
+	if s.dashboard != nil {
+		l, err := net.Listen("tcp", s.cfg.Dashboard.Bind)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("dashboard: listening on %s: %w", s.cfg.Dashboard.Bind, err)
+		}
+		ls = append(ls, lis{"dashboard", l, s.dashboard})
 	}
 
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))

@@ -40,7 +40,7 @@ func freePort(t *testing.T) string {
 // database; defaults are more "key = value" lines for [DEFAULT].
 func testConfig(t *testing.T, connection string, defaults ...string) *config.Config {
 	t.Helper()
-	text := fmt.Sprintf("[DEFAULT]\nmetrics_bind = %s\n%s\n[database]\nconnection = %s\n[identity]\nbind = %s\n[image]\nbind = %s\n[volume]\nbind = %s\n",
+	text := fmt.Sprintf("[DEFAULT]\nmetrics_bind = %s\n%s\n[dashboard]\nbind =\n[database]\nconnection = %s\n[identity]\nbind = %s\n[image]\nbind = %s\n[volume]\nbind = %s\n",
 		freePort(t), strings.Join(defaults, "\n"), connection, freePort(t), freePort(t), freePort(t))
 	cfg, err := config.Parse(text, t.TempDir())
 	if err != nil {
@@ -280,6 +280,8 @@ func TestVolumeUploadReachesOwnImageServiceInProcess(t *testing.T) {
 	state := t.TempDir()
 	text := fmt.Sprintf(`[DEFAULT]
 metrics_bind =
+[dashboard]
+bind =
 [database]
 connection = sqlite:///%s/a.db
 [identity]

@@ -35,10 +35,10 @@ func insert(ctx context.Context, q db.Querier, s Spec, state State, owner string
 		ownerArg, leaseArg, startedArg, attempts = owner, ts(leaseUntil), ts(now), 1
 	}
 	_, err := q.ExecContext(ctx, `INSERT INTO tasks (id, kind, subject, payload, state, attempts, epoch, not_before,
-lease_owner, lease_until, request_id, project_id, host, created_at, updated_at, started_at, moved_at)
-VALUES (?,?,?,?,?,?,1,?,?,?,?,?,?,?,?,?,?)`,
+lease_owner, lease_until, request_id, project_id, host, created_at, updated_at, started_at, moved_at, store)
+VALUES (?,?,?,?,?,?,1,?,?,?,?,?,?,?,?,?,?,?)`,
 		id, s.Kind, s.Subject, string(payload), string(state), attempts, ts(now.Add(s.Delay)),
-		ownerArg, leaseArg, s.RequestID, s.ProjectID, s.Host, ts(now), ts(now), startedArg, startedArg)
+		ownerArg, leaseArg, s.RequestID, s.ProjectID, s.Host, ts(now), ts(now), startedArg, startedArg, s.Store)
 	if err != nil {
 		return "", nil, fmt.Errorf("adding %s task: %w", s.Kind, err)
 	}
@@ -99,8 +99,8 @@ WHERE id = ? AND epoch = ?
 	var created db.Timestamp
 	var payload string
 	err = q.QueryRowContext(ctx, `SELECT id, kind, subject, payload, attempts, epoch, last_error, request_id, project_id, host,
-created_at FROM tasks WHERE id = ?`, c.id).Scan(&t.ID, &t.Kind, &t.Subject, &payload, &t.Attempt, &t.epoch, &t.LastError,
-		&t.RequestID, &t.ProjectID, &t.Host, &created)
+created_at, store FROM tasks WHERE id = ?`, c.id).Scan(&t.ID, &t.Kind, &t.Subject, &payload, &t.Attempt, &t.epoch, &t.LastError,
+		&t.RequestID, &t.ProjectID, &t.Host, &created, &t.Store)
 	if err != nil {
 		return nil, err
 	}
@@ -133,19 +133,29 @@ WHERE lease_owner = ? AND state = 'running' RETURNING id, epoch`, ts(leaseUntil)
 
 // saveProgress records a held task's bytes done and expected and when its
 // bytes last moved.
-func saveProgress(ctx context.Context, q db.Querier, id string, epoch, done, total int64, moved time.Time) error {
-	_, err := q.ExecContext(ctx, `UPDATE tasks SET bytes_done = ?, bytes_total = ?, moved_at = ?
-WHERE id = ? AND epoch = ? AND state = 'running'`, done, total, ts(moved), id, epoch)
+func saveProgress(ctx context.Context, q db.Querier, id string, epoch int64, c counters) error {
+	_, err := q.ExecContext(ctx, `UPDATE tasks SET bytes_done = ?, bytes_total = ?, moved_at = ?, store = ?
+WHERE id = ? AND epoch = ? AND state = 'running'`, c.done, c.total, ts(c.moved), c.store, id, epoch)
 	return err
 }
 
-// finish ends a task claimed at epoch, in q; ErrLeaseLost when the task was
-// claimed again since (or already finished).
-func finish(ctx context.Context, q db.Querier, id string, epoch int64, state State, lastError string) error {
+// counters are a held task's progress as saved with it.
+type counters struct {
+	done, total int64
+	moved       time.Time
+	store       string
+}
+
+// finish ends a task claimed at epoch, in q, with its final counters;
+// ErrLeaseLost when the task was claimed again since (or already
+// finished).
+func finish(ctx context.Context, q db.Querier, id string, epoch int64, state State, lastError string, c counters) error {
 	now := ts(time.Now())
 	held, err := db.Changed(ctx, q, `UPDATE tasks SET state = ?, last_error = CASE WHEN ? = '' THEN last_error ELSE ? END,
-lease_owner = NULL, lease_until = NULL, finished_at = ?, updated_at = ?
-WHERE id = ? AND epoch = ? AND state = 'running'`, string(state), lastError, lastError, now, now, id, epoch)
+lease_owner = NULL, lease_until = NULL, finished_at = ?, updated_at = ?, bytes_done = ?, bytes_total = ?, moved_at = ?,
+store = ?
+WHERE id = ? AND epoch = ? AND state = 'running'`, string(state), lastError, lastError, now, now, c.done, c.total,
+		ts(c.moved), c.store, id, epoch)
 	return leaseHeld(held, err, "finishing", id)
 }
 
@@ -198,8 +208,10 @@ func prune(ctx context.Context, q db.Querier, cutoff time.Time) error {
 // Info is a task as the operator sees it.
 type Info struct {
 	ID, Kind, Subject, RequestID, ProjectID string
-	State                                   State
-	Attempts                                int
+	// Store is the image store the work writes to or reads from, if any.
+	Store    string
+	State    State
+	Attempts int
 	// Node holds a running task's lease; Host is the Spec's Host.
 	Node, Host             string
 	LastError              string
@@ -234,7 +246,7 @@ func (i Info) Stalled(now time.Time, after time.Duration) bool {
 
 // Filter selects tasks for Find; zero fields do not filter.
 type Filter struct {
-	Subject, ProjectID, Kind string
+	Subject, ProjectID, Kind, Store string
 	// Active keeps pending and running tasks only.
 	Active bool
 	// Since keeps tasks created or finished at or after it.
@@ -247,7 +259,7 @@ type Filter struct {
 func Find(ctx context.Context, q db.Querier, f Filter) ([]Info, error) {
 	var where []string
 	var args []any
-	for _, c := range []struct{ col, v string }{{"subject", f.Subject}, {"project_id", f.ProjectID}, {"kind", f.Kind}} {
+	for _, c := range []struct{ col, v string }{{"subject", f.Subject}, {"project_id", f.ProjectID}, {"kind", f.Kind}, {"store", f.Store}} {
 		if c.v != "" {
 			where, args = append(where, c.col+" = ?"), append(args, c.v)
 		}
@@ -267,7 +279,7 @@ func Find(ctx context.Context, q db.Querier, f Filter) ([]Info, error) {
 	}
 	return db.QueryRows(ctx, q, scanInfo, `SELECT id, kind, subject, request_id, project_id, state, attempts,
 COALESCE(lease_owner, ''), host, last_error, created_at, updated_at, lease_until, finished_at, bytes_done, bytes_total,
-started_at, moved_at FROM tasks `+cond+` ORDER BY created_at DESC, id LIMIT ?`, append(args, f.Limit)...)
+started_at, moved_at, store FROM tasks `+cond+` ORDER BY created_at DESC, id LIMIT ?`, append(args, f.Limit)...)
 }
 
 // List returns the tasks about subject (all tasks when subject is empty),
@@ -281,7 +293,7 @@ func scanInfo(r db.Row) (Info, error) {
 	var state string
 	var created, updated, lease, finished, started, moved db.Timestamp
 	err := r.Scan(&i.ID, &i.Kind, &i.Subject, &i.RequestID, &i.ProjectID, &state, &i.Attempts, &i.Node, &i.Host, &i.LastError,
-		&created, &updated, &lease, &finished, &i.BytesDone, &i.BytesTotal, &started, &moved)
+		&created, &updated, &lease, &finished, &i.BytesDone, &i.BytesTotal, &started, &moved, &i.Store)
 	i.State = State(state)
 	i.CreatedAt, i.UpdatedAt, i.LeaseUntil, i.FinishedAt = created.Time, updated.Time, lease.Time, finished.Time
 	i.StartedAt, i.MovedAt = started.Time, moved.Time

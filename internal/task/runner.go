@@ -163,9 +163,9 @@ func (r *Runner) Begin(ctx context.Context, q db.Querier, s Spec) (*Task, error)
 		return nil, err
 	}
 	t := &Task{ID: id, Kind: s.Kind, Subject: s.Subject, RequestID: s.RequestID, ProjectID: s.ProjectID, Host: s.Host,
-		Attempt: 1, CreatedAt: time.Now(), payload: payload, epoch: 1, r: r}
+		Store: s.Store, Attempt: 1, CreatedAt: time.Now(), payload: payload, epoch: 1, r: r}
 	t.initProgress()
-	t.ctx, t.cancel = context.WithCancelCause(ctx)
+	t.ctx, t.cancel = context.WithCancelCause(NewContext(ctx, t))
 	t.deadline.Store(until.UnixNano())
 	r.mu.Lock()
 	t.since = r.round
@@ -301,7 +301,7 @@ func (r *Runner) claimDue(ctx context.Context, wg *sync.WaitGroup) {
 func (r *Runner) hold(t *Task, until time.Time) {
 	t.r = r
 	t.initProgress()
-	t.ctx, t.cancel = context.WithCancelCause(r.runCtx)
+	t.ctx, t.cancel = context.WithCancelCause(NewContext(r.runCtx, t))
 	t.deadline.Store(until.UnixNano())
 	t.confirmed.Store(true)
 	r.mu.Lock()
@@ -341,7 +341,7 @@ func (r *Runner) execute(k *Kind, t *Task) {
 		log.Warn("task lease lost to another node; stopped")
 		return
 	case err == nil:
-		err = finish(bg, r.db, t.ID, t.epoch, Done, "")
+		err = t.finish(bg, r.db, Done, "")
 	case errors.Is(cause, ErrStopping):
 		err = requeue(bg, r.db, t.ID, t.epoch, time.Now(), err.Error(), true)
 	case IsRetry(err) && t.Attempt < k.maxAttempts():
@@ -353,7 +353,7 @@ func (r *Runner) execute(k *Kind, t *Task) {
 		}
 		log.Error("task failed", "err", err)
 		if !t.finished.Load() {
-			err = finish(bg, r.db, t.ID, t.epoch, Failed, err.Error())
+			err = t.finish(bg, r.db, Failed, err.Error())
 		} else {
 			err = nil
 		}
@@ -461,11 +461,12 @@ func (r *Runner) saveProgress(ctx context.Context) {
 	}
 	r.mu.Unlock()
 	for _, t := range held {
-		done, total := t.Progress()
+		done, total, moved := t.observe(time.Now())
 		if t.finished.Load() || [2]int64{done, total} == t.saved {
 			continue
 		}
-		if err := saveProgress(ctx, r.db, t.ID, t.epoch, done, total, time.Unix(0, t.moved.Load())); err != nil {
+		c := counters{done: done, total: total, moved: moved, store: t.storeLabel()}
+		if err := saveProgress(ctx, r.db, t.ID, t.epoch, c); err != nil {
 			if ctx.Err() == nil {
 				r.o.Logger.Warn("saving task progress", "task", t.ID, "err", err)
 			}
@@ -473,4 +474,36 @@ func (r *Runner) saveProgress(ctx context.Context) {
 		}
 		t.saved = [2]int64{done, total}
 	}
+}
+
+// Live is the progress of a task this node holds, as of now: fresher
+// than the saved row (saved every ProgressInterval), for metrics.
+type Live struct {
+	ID, Kind, Subject, ProjectID, Store string
+	// Done of Total (-1: unknown) bytes since Started; bytes last moved
+	// at Moved.
+	Done, Total    int64
+	Started, Moved time.Time
+}
+
+// Held returns the progress of every unfinished task this node holds
+// (run or begun), in no particular order.
+func (r *Runner) Held() []Live {
+	r.mu.Lock()
+	held := make([]*Task, 0, len(r.held))
+	for _, t := range r.held {
+		held = append(held, t)
+	}
+	r.mu.Unlock()
+	out := make([]Live, 0, len(held))
+	now := time.Now()
+	for _, t := range held {
+		if t.finished.Load() {
+			continue
+		}
+		done, total, moved := t.observe(now)
+		out = append(out, Live{ID: t.ID, Kind: t.Kind, Subject: t.Subject, ProjectID: t.ProjectID, Store: t.storeLabel(),
+			Done: done, Total: total, Started: time.Unix(0, t.started.Load()), Moved: moved})
+	}
+	return out
 }

@@ -120,6 +120,10 @@ type Spec struct {
 	ProjectID string
 	// Delay postpones the first claim.
 	Delay time.Duration
+	// Store is the image store the work writes to or reads from (an
+	// upload's target store), for per-store progress: metrics label it
+	// and the dashboard groups by it. Empty when no store is involved.
+	Store string
 	// Host, when set, is the advertised address (Options.Address) of the
 	// only node that may claim the task while a node advertising it is
 	// alive: the work needs data only that host has (a node-local staging
@@ -152,6 +156,8 @@ func IsRetry(err error) bool {
 // Task is one claimed task, held by this node.
 type Task struct {
 	ID, Kind, Subject, RequestID, ProjectID string
+	// Store is the Spec's Store (see SetStore).
+	Store string
 	// Host is the Spec's Host: the node the task belongs on, if any.
 	Host string
 	// Attempt counts the claims of this task, this one included (1 first).
@@ -178,19 +184,38 @@ type Task struct {
 	// Progress: bytes done and expected (-1: unknown), when bytes last
 	// moved (unix nanoseconds), and what the runner last saved.
 	done, total, moved atomic.Int64
-	saved              [2]int64
+	// seen is done as last observed (observe).
+	seen  atomic.Int64
+	saved [2]int64
+	// started is when this node began the attempt (unix nanoseconds).
+	started atomic.Int64
+	// store is the store label as the runner's Held reports it, which
+	// SetStore may change while the work runs.
+	store atomic.Pointer[string]
 }
 
 // SetTotal records how many bytes the work will move (-1: unknown).
 func (t *Task) SetTotal(n int64) { t.total.Store(n) }
 
 // Add counts n more bytes moved. It is called on the data path, once a
-// chunk: two atomic stores; the runner saves the counters every second.
+// chunk: one atomic add, no clock read (a clock read costs more than the
+// add on some virtual machines). When bytes last moved is told by
+// observe, which the runner calls every ProgressInterval: a stall is
+// seen to within that interval.
 func (t *Task) Add(n int64) {
 	if n > 0 {
 		t.done.Add(n)
-		t.moved.Store(time.Now().UnixNano())
 	}
+}
+
+// observe returns the counters as of now, first noting the bytes as
+// moved now if they changed since the last observation.
+func (t *Task) observe(now time.Time) (done, total int64, moved time.Time) {
+	done, total = t.Progress()
+	if t.seen.Swap(done) != done {
+		t.moved.Store(now.UnixNano())
+	}
+	return done, total, time.Unix(0, t.moved.Load())
 }
 
 // Progress returns the bytes done and expected (-1: unknown).
@@ -212,9 +237,42 @@ func (c *counting) Read(p []byte) (int, error) {
 
 // initProgress starts the counters of a task held from now.
 func (t *Task) initProgress() {
+	now := time.Now().UnixNano()
 	t.total.Store(-1)
-	t.moved.Store(time.Now().UnixNano())
+	t.seen.Store(t.done.Load())
+	t.moved.Store(now)
+	t.started.Store(now)
 	t.saved = [2]int64{0, -1}
+	st := t.Store
+	t.store.Store(&st)
+}
+
+// SetStore names the store the work writes to once it is known (a
+// volume's upload learns it from the volume type): Held reports it at
+// once and the task row records it with the next progress save.
+func (t *Task) SetStore(id string) { t.store.Store(&id) }
+
+// store label as last set.
+func (t *Task) storeLabel() string {
+	if p := t.store.Load(); p != nil {
+		return *p
+	}
+	return t.Store
+}
+
+type ctxKey struct{}
+
+// NewContext returns ctx carrying t, so that code far down the call
+// chain (a volume driver's copy) can count its bytes as t's progress.
+// The runner gives every run task such a context.
+func NewContext(ctx context.Context, t *Task) context.Context {
+	return context.WithValue(ctx, ctxKey{}, t)
+}
+
+// FromContext returns the task ctx carries, or nil.
+func FromContext(ctx context.Context) *Task {
+	t, _ := ctx.Value(ctxKey{}).(*Task)
+	return t
 }
 
 // Decode reads the task's payload into v.
@@ -239,7 +297,7 @@ func (t *Task) Context() context.Context { return t.ctx }
 // makes the work's result visible, so that both land or neither does. It
 // returns ErrLeaseLost when another node has claimed the task since.
 func (t *Task) Complete(ctx context.Context, q db.Querier) error {
-	if err := finish(ctx, q, t.ID, t.epoch, Done, ""); err != nil {
+	if err := t.finish(ctx, q, Done, ""); err != nil {
 		return err
 	}
 	t.finished.Store(true)
@@ -253,11 +311,20 @@ func (t *Task) Fail(ctx context.Context, q db.Querier, cause error) error {
 	if cause != nil {
 		msg = cause.Error()
 	}
-	if err := finish(ctx, q, t.ID, t.epoch, Failed, msg); err != nil {
+	if err := t.finish(ctx, q, Failed, msg); err != nil {
 		return err
 	}
 	t.finished.Store(true)
 	return nil
+}
+
+// finish ends the task as state, recording its final counters with it:
+// the record shows how far the work got, not what the last periodic save
+// saw.
+func (t *Task) finish(ctx context.Context, q db.Querier, state State, lastError string) error {
+	done, total, moved := t.observe(time.Now())
+	return finish(ctx, q, t.ID, t.epoch, state, lastError,
+		counters{done: done, total: total, moved: moved, store: t.storeLabel()})
 }
 
 // Release stops renewing the task's lease. A begun task calls it when its

@@ -568,3 +568,67 @@ func TestProgress(t *testing.T) {
 		}
 	})
 }
+
+// A task's final counters land with its end, whatever the periodic save
+// last saw; the store a task writes to is recorded and can change while it
+// runs; a run task's context carries it; Held shows this node's tasks
+// until they end.
+func TestFinalProgressAndStore(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		var ran atomic.Bool
+		// An hour between saves: only the finish records the counters.
+		r, _ := start(t, d, Options{ProgressInterval: time.Hour}, Kind{Name: "copy",
+			Run: func(ctx context.Context, tk *Task) error {
+				if FromContext(ctx) != tk {
+					return errors.New("context does not carry the task")
+				}
+				tk.SetTotal(10)
+				tk.SetStore("late")
+				_, err := io.Copy(io.Discard, FromContext(ctx).Reader(strings.NewReader("0123456789")))
+				ran.Store(true)
+				return err
+			}}, Kind{Name: "upload", Run: func(context.Context, *Task) error { return nil }})
+
+		tk, err := r.Begin(ctx, d, Spec{Kind: "upload", Subject: "img", Store: "fast"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tk.SetTotal(6)
+		tk.Add(6)
+		held := r.Held()
+		if len(held) != 1 || held[0].ID != tk.ID || held[0].Store != "fast" || held[0].Done != 6 || held[0].Started.IsZero() {
+			t.Fatalf("held = %+v", held)
+		}
+		if err := tk.Fail(ctx, d, errors.New("store full")); err != nil {
+			t.Fatal(err)
+		}
+		tk.Release()
+		if held := r.Held(); len(held) != 0 {
+			t.Errorf("held after release = %+v", held)
+		}
+		infos, err := Find(ctx, d, Filter{Store: "fast"})
+		if err != nil || len(infos) != 1 {
+			t.Fatal(infos, err)
+		}
+		if i := infos[0]; i.State != Failed || i.BytesDone != 6 || i.BytesTotal != 6 || i.LastError != "store full" {
+			t.Errorf("failed task = %+v", i)
+		}
+
+		id, err := r.Add(ctx, d, Spec{Kind: "copy", Subject: "vol", Store: "early"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitState(t, d, id, Done, 5*time.Second)
+		if !ran.Load() {
+			t.Fatal("copy did not run")
+		}
+		infos, err = Find(ctx, d, Filter{Subject: "vol"})
+		if err != nil || len(infos) != 1 {
+			t.Fatal(infos, err)
+		}
+		if i := infos[0]; i.BytesDone != 10 || i.BytesTotal != 10 || i.Store != "late" {
+			t.Errorf("done task = %+v", i)
+		}
+	})
+}

@@ -76,6 +76,7 @@ func (s *Service) routes() {
 	m.Handle("GET "+p+"/volumes/summary", handler(s.volumeSummary))
 	m.Handle("POST "+p+"/volumes", handler(s.createVolume))
 	m.Handle("GET "+p+"/volumes/{volume_id}", handler(s.showVolume))
+	m.Handle("GET "+p+"/volumes/{volume_id}/progress", handler(s.showVolumeProgress))
 	m.Handle("PUT "+p+"/volumes/{volume_id}", handler(s.updateVolume))
 	m.Handle("DELETE "+p+"/volumes/{volume_id}", handler(s.deleteVolume))
 	m.Handle("POST "+p+"/volumes/{volume_id}/action", handler(s.volumeAction))

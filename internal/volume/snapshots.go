@@ -14,6 +14,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/progress"
 )
 
 // Microversions that change snapshots.
@@ -271,6 +272,16 @@ func (s *Service) showSnapshot(w http.ResponseWriter, r *http.Request) error {
 	sn, err := s.snapshotFor(r.Context(), s.deps.DB, r, "volume:get_snapshot")
 	if err != nil {
 		return err
+	}
+	// Work that counts bytes (a snapshot copied rather than made at once)
+	// shows its percent where Cinder's clients look.
+	if v, err := s.activeProgress(r.Context(), sn.ID); err != nil {
+		return err
+	} else if v != nil {
+		sn.Progress = progress.Percent(*v, sn.Progress)
+		if err := s.setProgressHeader(w, r, sn.ID); err != nil {
+			return err
+		}
 	}
 	return reply(w, http.StatusOK, map[string]any{"snapshot": s.snapshotView(r, sn, snapshotShow)})
 }

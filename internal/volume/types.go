@@ -410,3 +410,18 @@ func (s *Service) listTypeAccess(w http.ResponseWriter, r *http.Request) error {
 	}
 	return reply(w, http.StatusOK, map[string]any{"volume_type_access": out})
 }
+
+// TypeStores maps every volume type's name to its image_service:store_id
+// ("" when it has none: its uploads go to the default store), for
+// operators' views of store drift (`ashlar stores`).
+func TypeStores(ctx context.Context, q db.Querier) (map[string]string, error) {
+	types, err := listTypes(ctx, q, typesAll, "")
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(types))
+	for _, t := range types {
+		out[t.Name] = t.ExtraSpecs[StoreSpec]
+	}
+	return out, nil
+}

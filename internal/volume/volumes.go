@@ -159,6 +159,9 @@ func (s *Service) showVolume(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.setProgressHeader(w, r, v.ID); err != nil {
+		return err
+	}
 	return reply(w, http.StatusOK, map[string]any{"volume": s.volumeView(r, v, viewShow)})
 }
 

@@ -81,7 +81,7 @@ func (s *Service) registerWork(r *task.Runner) {
 // wakes the runner after the commit.
 func (s *Service) addWork(ctx context.Context, tx *db.Tx, volumeID, kind string, p workPayload) error {
 	_, err := s.tasks.Add(ctx, tx, task.Spec{Kind: kind, Subject: volumeID, Payload: p, RequestID: api.RequestID(ctx),
-		ProjectID: p.ProjectID})
+		ProjectID: p.ProjectID, Store: p.Store})
 	return err
 }
 

@@ -129,6 +129,8 @@ func startAshlar(t *testing.T, name string, o ashlarOpts) *ashlar {
 	var c strings.Builder
 	fmt.Fprintf(&c, "# written by the interop suite (test/interop)\n[DEFAULT]\nstate_path = %s\n", a.stateDir)
 	fmt.Fprintf(&c, "enabled_services = %s\nmetrics_bind = %s\ndebug = true\n\n", strings.Join(o.services, ", "), metricsBind)
+	// Several servers run at once: none takes the dashboard's default port.
+	fmt.Fprintf(&c, "[dashboard]\nbind =\n\n")
 	if o.postgres {
 		if os.Getenv(dbtest.EnvPostgres) != "" {
 			a.database = dbtest.Connection(t, "postgres")

@@ -89,6 +89,9 @@ metrics_bind =
 task_lease = %d
 worker_self_reference_url = %s
 
+[dashboard]
+bind =
+
 [database]
 connection = %s
 

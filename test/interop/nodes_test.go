@@ -70,6 +70,9 @@ metrics_bind =
 debug = true
 task_lease = %d
 
+[dashboard]
+bind =
+
 [database]
 connection = %s
 

@@ -228,3 +228,24 @@ func (s *Store) mapErr(err error, op string) error {
 	}
 	return fmt.Errorf("store %s %s: %w", s.ID, op, err)
 }
+
+// Check reports whether the store's backend is usable now, through the
+// driver's Checker; checked is false when the driver has none (its health
+// is not known).
+func (s *Store) Check(ctx context.Context) (checked bool, err error) {
+	if c, ok := s.drv.(Checker); ok {
+		return true, c.Check(ctx)
+	}
+	return false, nil
+}
+
+// FreeBytes is the room left in the store's backend; known is false when
+// the driver cannot tell (no Spacer).
+func (s *Store) FreeBytes(ctx context.Context) (free int64, known bool, err error) {
+	sp, ok := s.drv.(Spacer)
+	if !ok {
+		return 0, false, nil
+	}
+	free, err = sp.FreeBytes(ctx)
+	return free, err == nil, err
+}

@@ -88,3 +88,19 @@ type Describer interface {
 // Factory opens a driver from its [store:<id>] configuration; the registry
 // in package drivers has one per store type.
 type Factory func(ctx context.Context, cfg config.Store) (Driver, error)
+
+// Checker is implemented by drivers that can tell whether their backend
+// is usable right now (the directory is there and writable, the bucket
+// answers). The image service calls it every [image]
+// store_check_interval; a store whose check fails is shown unhealthy in
+// stores detail and on the dashboard, and the volume types uploading to it
+// are flagged (store drift).
+type Checker interface {
+	Check(ctx context.Context) error
+}
+
+// Spacer is implemented by drivers that know how much room their backend
+// has left (a file store's filesystem).
+type Spacer interface {
+	FreeBytes(ctx context.Context) (int64, error)
+}

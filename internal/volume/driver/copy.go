@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/task"
 )
 
 // Copy copies volume srcID of src into dst as the new volume dstID of
@@ -34,7 +35,14 @@ func Copy(ctx context.Context, src Driver, srcID string, dst Driver, dstID strin
 	if sizeBytes < v.Size() {
 		return errs.E(errs.Invalid, "new size %d is smaller than volume %s (%d bytes)", sizeBytes, srcID, v.Size())
 	}
-	return dst.CreateFrom(ctx, dstID, sizeBytes, NewReader(ctx, v))
+	r := NewReader(ctx, v)
+	// Work run as a task (a clone, a migration) counts the bytes copied
+	// as its progress.
+	if t := task.FromContext(ctx); t != nil {
+		t.SetTotal(v.Size())
+		r = t.Reader(r)
+	}
+	return dst.CreateFrom(ctx, dstID, sizeBytes, r)
 }
 
 // NewReader returns a reader of v's raw bytes. Ranges outside v's extents

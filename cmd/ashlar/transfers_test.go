@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ashlar-dev/ashlar/internal/apitest"
+	"github.com/ashlar-dev/ashlar/internal/db"
+	"github.com/ashlar-dev/ashlar/internal/task"
+)
+
+// TestTransfersAndStores: `ashlar transfers` lists running and failed
+// operations with their progress and reasons; `ashlar stores` counts what
+// each store holds, checks it now and flags the volume types whose store
+// is unhealthy.
+func TestTransfersAndStores(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	d, err := db.Open(ctx, "sqlite:///"+filepath.Join(dir, "ashlar.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := task.New(d, task.Options{Lease: time.Minute, ProgressInterval: 50 * time.Millisecond})
+	r.Register(task.Kind{Name: "image.upload", Run: func(context.Context, *task.Task) error { return nil }})
+	running, err := r.Begin(ctx, d, task.Spec{Kind: "image.upload", Subject: "img-1", Store: "fast"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer running.Release()
+	running.SetTotal(100 << 20)
+	running.Add(30 << 20)
+	failed, err := r.Begin(ctx, d, task.Spec{Kind: "image.upload", Subject: "img-2", Store: "cheap"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed.Add(1 << 20)
+	if err := failed.Fail(ctx, d, errors.New("Image storage media is full")); err != nil {
+		t.Fatal(err)
+	}
+	failed.Release()
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go r.Run(rctx)
+	apitest.Eventually(t, 5*time.Second, func() bool {
+		infos, _ := task.List(ctx, d, "img-1", 1)
+		return len(infos) == 1 && infos[0].BytesDone == 30<<20
+	}, nil)
+
+	var out, errOut bytes.Buffer
+	if code := run([]string{"transfers", "--state-path", dir, "--json"}, &out, &errOut); code != 0 {
+		t.Fatalf("transfers --json: %d %s", code, errOut.String())
+	}
+	var rep struct{ Transfers []transferJSON }
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	bySubject := map[string]transferJSON{}
+	for _, tr := range rep.Transfers {
+		bySubject[tr.Subject] = tr
+	}
+	if tr := bySubject["img-1"]; tr.State != task.Running || tr.Percent != 30 || tr.Store != "fast" || tr.Stalled {
+		t.Errorf("running: %+v", tr)
+	}
+	if tr := bySubject["img-2"]; tr.State != task.Failed || tr.Error != "Image storage media is full" || tr.BytesDone != 1<<20 {
+		t.Errorf("failed: %+v", tr)
+	}
+	out.Reset()
+	if code := run([]string{"transfers", "--state-path", dir}, &out, &errOut); code != 0 {
+		t.Fatalf("transfers: %d %s", code, errOut.String())
+	}
+	if s := out.String(); !strings.Contains(s, "30.0 MiB / 100.0 MiB 30%") || !strings.Contains(s, "media is full") {
+		t.Errorf("transfers table:\n%s", s)
+	}
+
+	// The default stores of the state path; cheap's directory goes away.
+	out.Reset()
+	if code := run([]string{"stores", "--state-path", dir}, &out, &errOut); code != 0 {
+		t.Fatalf("stores: %d %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "no store drift") {
+		t.Errorf("stores before:\n%s", out.String())
+	}
+	if _, err := d.ExecContext(ctx, `INSERT INTO volume_types (id, name, description, is_public, created_at, updated_at)
+VALUES ('t1', 'on-cheap', '', TRUE, ?, ?)`, db.Timestamp{Time: time.Now()}, db.Timestamp{Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.ExecContext(ctx, `INSERT INTO volume_type_extra_specs (type_id, key, value) VALUES ('t1', 'image_service:store_id', 'cheap')`); err != nil {
+		t.Fatal(err)
+	}
+	// cheap's directory becomes a file: the store cannot even be opened
+	cheap := filepath.Join(dir, "images", "cheap")
+	if err := os.RemoveAll(cheap); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cheap, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if code := run([]string{"stores", "--state-path", dir, "--json"}, &out, &errOut); code != 0 {
+		t.Fatalf("stores --json: %d %s", code, errOut.String())
+	}
+	var st struct {
+		Stores []storeJSON
+		Drift  []driftJSON
+	}
+	if err := json.Unmarshal(out.Bytes(), &st); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	if len(st.Drift) != 1 || st.Drift[0] != (driftJSON{"on-cheap", "cheap", "store unhealthy"}) {
+		t.Errorf("drift: %+v", st.Drift)
+	}
+	for _, s := range st.Stores {
+		if s.ID == "fast" && (s.Health != "healthy" || s.FreeBytes == nil || !s.Default) {
+			t.Errorf("fast: %+v", s)
+		}
+	}
+}
