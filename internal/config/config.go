@@ -213,7 +213,7 @@ func (e *ValidationError) Error() string {
 // VolumeDrivers maps each volume driver to the option keys it accepts
 // (besides volume_driver and volume_backend_name).
 var VolumeDrivers = map[string][]string{
-	"file": {"volumes_dir", "total_capacity_gb", "availability_zone"},
+	"file": {"volumes_dir", "total_capacity_gb", "availability_zone", "nfs_share", "nfs_mount_options"},
 }
 
 // keys of the fixed sections: name -> known keys.
