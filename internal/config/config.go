@@ -177,6 +177,10 @@ type Volume struct {
 	DefaultVolumeType string
 	// DefaultAvailabilityZone is reported for volumes and backends.
 	DefaultAvailabilityZone string
+	// EnableForceUpload lets os-volume_upload_image's force upload an
+	// in-use volume (Cinder's enable_force_upload); otherwise force is
+	// ignored.
+	EnableForceUpload bool
 }
 
 // Backend is one [backend:<name>] section.
@@ -230,7 +234,7 @@ var sectionKeys = map[string][]string{
 		"allowed_import_hosts", "staging_dir", "staging_store", "staging_shared", "show_image_direct_url",
 		"show_multiple_locations"},
 	"volume": {"bind", "public_url", "enabled_backends", "glance_api_servers",
-		"default_volume_type", "default_availability_zone"},
+		"default_volume_type", "default_availability_zone", "enable_force_upload"},
 }
 
 // A Check validates what config leaves to others, the options of image
@@ -493,6 +497,7 @@ func parse(f *ini.File, statePathOverride string, checks []Check) (*Config, erro
 	}
 	c.Volume.DefaultVolumeType = p.str("volume", "default_volume_type", "__DEFAULT__")
 	c.Volume.DefaultAvailabilityZone = p.str("volume", "default_availability_zone", "nova")
+	c.Volume.EnableForceUpload = p.boolean("volume", "enable_force_upload", false)
 	p.parseBackends(c, state)
 
 	for _, check := range checks {
