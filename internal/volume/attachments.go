@@ -214,7 +214,7 @@ func (s *Service) createAttachment(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	if req.Connector != nil {
+	if len(req.Connector) > 0 { // cinderclient sends {} for none
 		if err := s.connect(ctx, v, a, req.Connector); err != nil {
 			// Cinder leaves the reservation behind; undo it so the
 			// volume is as it was and nothing is orphaned.
