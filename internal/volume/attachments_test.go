@@ -504,3 +504,40 @@ func TestAttachmentViewGolden(t *testing.T) {
 		}
 	}
 }
+
+// TestAttachedVolumeStays: a volume with attachments is not moved to
+// another backend (no compute service would swap it under its host), not
+// even reserved; force-deleting a reserved volume takes its attachment
+// with it.
+func TestAttachedVolumeStays(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		tb := newTwoBackends(t, d, nil)
+		id := tb.createVolume("member", projA, map[string]any{"volume_type": "on-local"}, "available")["id"].(string)
+		from := tb.show(id)["os-vol-host-attr:host"].(string)
+		hostname := strings.TrimSuffix(from, "@local#local")
+		a := tb.createAttachment("member", projA, id, nil)
+		wantErrorPart(t, tb.action("admin", id, map[string]any{"os-migrate_volume": map[string]any{"host": hostname + "@remote"}}), 400,
+			"status must be available or in-use")
+		wantErrorPart(t, tb.action("member", id, map[string]any{"os-retype": map[string]any{"new_type": "on-remote", "migration_policy": "on-demand"}}), 400, "")
+		if got := tb.show(id); got["os-vol-host-attr:host"] != from || got["status"] != "reserved" || got["os-vol-mig-status-attr:migstat"] != nil {
+			t.Fatalf("after refused moves: %v %v %v", got["os-vol-host-attr:host"], got["status"], got["os-vol-mig-status-attr:migstat"])
+		}
+		tb.Must(202, tb.action("admin", id, map[string]any{"os-force_delete": nil}))
+		if r := tb.Do("admin", "GET", "/v3/"+projA+"/volumes/"+id, nil); r.Code != 404 {
+			t.Fatalf("force-deleted volume: %d", r.Code)
+		}
+		if r := tb.Do("admin", "GET", attBase(projA)+"/"+a["id"].(string), nil, mvHdr(27)...); r.Code != 404 {
+			t.Fatalf("attachment of a deleted volume: %d", r.Code)
+		}
+		// A legacy attach (in-use, no reservation) is refused a move too.
+		id2 := tb.createVolume("member", projA, map[string]any{"volume_type": "on-local"}, "available")["id"].(string)
+		tb.Must(202, tb.action("member", id2, map[string]any{"os-attach": map[string]any{"host_name": "h", "mountpoint": "/dev/vdb"}}))
+		wantErrorPart(t, tb.action("admin", id2, map[string]any{"os-migrate_volume": map[string]any{"host": hostname + "@remote"}}), 400,
+			"has attachments: moving it needs a compute service")
+		wantErrorPart(t, tb.action("member", id2, map[string]any{"os-retype": map[string]any{"new_type": "on-remote", "migration_policy": "on-demand"}}), 400,
+			"has attachments")
+		if got := tb.show(id2); got["os-vol-host-attr:host"] != from || got["status"] != "in-use" || got["os-vol-mig-status-attr:migstat"] != nil {
+			t.Fatalf("after refused moves: %v %v %v", got["os-vol-host-attr:host"], got["status"], got["os-vol-mig-status-attr:migstat"])
+		}
+	})
+}

@@ -230,7 +230,8 @@ var attachableStatuses = map[string]bool{"available": true, "attaching": true, "
 
 // actAttach records an attachment to an instance or host (Cinder's
 // attach_volume): the volume becomes in-use and attached. Attaching the
-// same instance (or host) again changes nothing.
+// same instance (or host) again changes nothing. A volume moving between
+// backends is not attached (Cinder lets Nova swap it; there is none).
 func (s *Service) actAttach(w http.ResponseWriter, r *http.Request, arg any) error {
 	req, err := parseAttach(arg)
 	if err != nil {
@@ -269,7 +270,10 @@ func (s *Service) actAttach(w http.ResponseWriter, r *http.Request, arg any) err
 				return forceStatus(ctx, tx, v.ID, "in-use")
 			}
 		}
-		if cur.Status == "in-use" && !cur.Multiattach && !migrating(cur) {
+		if migrating(cur) {
+			return refuse("Volume %s is being moved to another backend.", v.ID)
+		}
+		if cur.Status == "in-use" && !cur.Multiattach {
 			return refuse("volume is already attached and multiple attachments are not enabled")
 		}
 		if !attachableStatuses[cur.Status] {

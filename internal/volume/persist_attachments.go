@@ -195,7 +195,7 @@ func settleAttachStatus(ctx context.Context, tx *db.Tx, volumeID string) error {
 		status = s
 	}
 	_, err = tx.ExecContext(ctx, `UPDATE volumes SET attach_status = ?, updated_at = ?,
-		status = CASE WHEN ? <> 'detached' OR (`+notMigrating+` AND status <> 'uploading' AND migration_status IS NULL)
+		status = CASE WHEN ? <> 'detached' OR (migration_status IS NULL AND status <> 'uploading')
 			OR migration_status IN ('success', 'error') THEN ? ELSE status END
 		WHERE id = ?`, attachStatus, db.Now(), attachStatus, status, volumeID)
 	return err
