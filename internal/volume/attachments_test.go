@@ -87,7 +87,9 @@ func TestAttachmentLifecycle(t *testing.T) {
 		e := newEnv(t, d)
 		vol := e.createVolume("member", projA, map[string]any{"size": 1}, "available")["id"].(string)
 		vbase := "/v3/" + projA + "/volumes/" + vol
-		act := func(mv int, body any) apitest.Resp { return e.Do("member", "POST", vbase+"/action", body, mvHdr(mv)...) }
+		act := func(mv int, body any) apitest.Resp {
+			return e.Do("member", "POST", vbase+"/action", body, mvHdr(mv)...)
+		}
 
 		// Before 3.27 the API is not there.
 		if r := e.Do("member", "POST", attBase(projA), map[string]any{"attachment": map[string]any{"volume_uuid": vol}}, mvHdr(26)...); r.Code != 404 {
