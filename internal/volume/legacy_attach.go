@@ -78,8 +78,7 @@ func (s *Service) actBeginDetaching(w http.ResponseWriter, r *http.Request, _ an
 	if err != nil {
 		return err
 	}
-	moved, err := db.Changed(ctx, s.deps.DB, `UPDATE volumes SET previous_status = status, status = 'detaching', updated_at = ?
-		WHERE id = ? AND status = 'in-use' AND attach_status = 'attached' AND `+notMigrating, db.Now(), v.ID)
+	moved, err := beginDetaching(ctx, s.deps.DB, v.ID)
 	if err != nil {
 		return err
 	}
@@ -363,7 +362,7 @@ func (s *Service) detachVolume(ctx context.Context, v *vol, id, prefix string) e
 		}
 		switch len(atts[v.ID]) {
 		case 0:
-			return setAttachStatus(ctx, tx, v.ID, "available", "detached")
+			return markUnattached(ctx, tx, v.ID)
 		case 1:
 			return finishDetach(ctx, tx, v.ID, atts[v.ID][0].ID)
 		}

@@ -201,6 +201,24 @@ func settleAttachStatus(ctx context.Context, tx *db.Tx, volumeID string) error {
 	return err
 }
 
+// markUnattached settles a volume os-detach finds without attachments: it
+// is detached and, when its status was an attach's, available. Cinder
+// makes any volume available there; a volume being created, uploaded or
+// deleted keeps its status, so its work is not undercut.
+func markUnattached(ctx context.Context, q db.Querier, id string) error {
+	_, err := q.ExecContext(ctx, `UPDATE volumes SET attach_status = 'detached', updated_at = ?,
+		status = CASE WHEN status IN ('in-use', 'attaching', 'detaching', 'reserved') THEN 'available' ELSE status END
+		WHERE id = ?`, db.Now(), id)
+	return err
+}
+
+// beginDetaching moves an in-use, attached volume that is not moving to
+// detaching; false when it is not in that state.
+func beginDetaching(ctx context.Context, q db.Querier, id string) (bool, error) {
+	return db.Changed(ctx, q, `UPDATE volumes SET previous_status = status, status = 'detaching', updated_at = ?
+		WHERE id = ? AND status = 'in-use' AND attach_status = 'attached' AND `+notMigrating, db.Now(), id)
+}
+
 // lockVolumeRow takes a volume's row lock whatever its status, so that
 // attachment changes of one volume are serialized; false when it is gone.
 func lockVolumeRow(ctx context.Context, tx *db.Tx, id string) (bool, error) {

@@ -247,12 +247,11 @@ func resetStatus(ctx context.Context, q db.Querier, id, status, attachStatus str
 	return err
 }
 
-// setExtended records an extend that finished: the new size, and the
-// status it was extended from (in-use for an attached volume, else
-// available).
+// setExtended records an extend that finished: the new size, and in-use
+// for a volume still attached (extended from 3.42), else available.
 func setExtended(ctx context.Context, q db.Querier, id string, sizeGiB int64) error {
 	_, err := q.ExecContext(ctx, `UPDATE volumes SET size = ?, updated_at = ?,
-		status = CASE WHEN previous_status = 'in-use' THEN 'in-use' ELSE 'available' END WHERE id = ?`, sizeGiB, db.Now(), id)
+		status = CASE WHEN attach_status = 'attached' THEN 'in-use' ELSE 'available' END WHERE id = ?`, sizeGiB, db.Now(), id)
 	return err
 }
 
