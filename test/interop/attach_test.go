@@ -61,7 +61,7 @@ func TestAttachConsumer(t *testing.T) {
 	requireInterop(t)
 	requireTools(t, "cinder", "openstack")
 	py := brickPython(t)
-	a := startAshlar(t, "attach", ashlarOpts{})
+	a := startAshlar(t, "attach", ashlarOpts{postgres: true})
 	c, ti, err := login(context.Background(), a.authURL(), "admin", adminPassword, "admin")
 	if err != nil {
 		t.Fatal(err)
