@@ -181,6 +181,17 @@ type Volume struct {
 	// in-use volume (Cinder's enable_force_upload); otherwise force is
 	// ignored.
 	EnableForceUpload bool
+	// Quota holds the default quotas (Cinder's quota_* options), used
+	// where neither the project nor the "default" quota class sets one.
+	Quota VolumeQuota
+}
+
+// VolumeQuota is the default quota of every project, by Cinder's option
+// names; -1 is unlimited.
+type VolumeQuota struct {
+	Volumes, Snapshots, Gigabytes, Backups, BackupGigabytes, Groups int64
+	// PerVolumeSizeLimit is per_volume_size_limit: the largest volume, GiB.
+	PerVolumeSizeLimit int64
 }
 
 // Backend is one [backend:<name>] section.
@@ -234,7 +245,8 @@ var sectionKeys = map[string][]string{
 		"allowed_import_hosts", "staging_dir", "staging_store", "staging_shared", "show_image_direct_url",
 		"show_multiple_locations"},
 	"volume": {"bind", "public_url", "enabled_backends", "glance_api_servers",
-		"default_volume_type", "default_availability_zone", "enable_force_upload"},
+		"default_volume_type", "default_availability_zone", "quota_volumes", "quota_snapshots",
+		"quota_gigabytes", "quota_backups", "quota_backup_gigabytes", "quota_groups", "per_volume_size_limit", "enable_force_upload"},
 }
 
 // A Check validates what config leaves to others, the options of image
@@ -498,6 +510,14 @@ func parse(f *ini.File, statePathOverride string, checks []Check) (*Config, erro
 	c.Volume.DefaultVolumeType = p.str("volume", "default_volume_type", "__DEFAULT__")
 	c.Volume.DefaultAvailabilityZone = p.str("volume", "default_availability_zone", "nova")
 	c.Volume.EnableForceUpload = p.boolean("volume", "enable_force_upload", false)
+	q := &c.Volume.Quota
+	q.Volumes = p.integer("volume", "quota_volumes", 10, -1)
+	q.Snapshots = p.integer("volume", "quota_snapshots", 10, -1)
+	q.Gigabytes = p.integer("volume", "quota_gigabytes", 1000, -1)
+	q.Backups = p.integer("volume", "quota_backups", 10, -1)
+	q.BackupGigabytes = p.integer("volume", "quota_backup_gigabytes", 1000, -1)
+	q.Groups = p.integer("volume", "quota_groups", 10, -1)
+	q.PerVolumeSizeLimit = p.integer("volume", "per_volume_size_limit", -1, -1)
 	p.parseBackends(c, state)
 
 	for _, check := range checks {

@@ -51,6 +51,9 @@ func Print(w io.Writer, c *Config) {
 	}
 	fmt.Fprintf(w, "\n[volume]\nbind = %s\npublic_url = %s\nenabled_backends = %s\nglance_api_servers = %s\ndefault_volume_type = %s\n",
 		c.Volume.Bind, c.Volume.PublicURL, strings.Join(backends, ", "), strings.Join(c.Volume.GlanceAPIServers, ", "), c.Volume.DefaultVolumeType)
+	q := c.Volume.Quota
+	fmt.Fprintf(w, "quota_volumes = %d\nquota_snapshots = %d\nquota_gigabytes = %d\nquota_backups = %d\nquota_backup_gigabytes = %d\nquota_groups = %d\nper_volume_size_limit = %d\n",
+		q.Volumes, q.Snapshots, q.Gigabytes, q.Backups, q.BackupGigabytes, q.Groups, q.PerVolumeSizeLimit)
 	for _, b := range c.Backends {
 		fmt.Fprintf(w, "\n[backend:%s]\nvolume_driver = %s\nvolume_backend_name = %s\n", b.Name, b.VolumeDriver, b.VolumeBackendName)
 		printOptions(w, b.Options, func(string) bool { return false })

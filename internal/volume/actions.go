@@ -118,10 +118,13 @@ func (s *Service) actExtend(w http.ResponseWriter, r *http.Request, arg any) err
 	if newSize <= v.Size {
 		return errs.E(errs.Invalid, "Invalid input received: New size for extend must be greater than current size. (current: %d, extended: %d).", v.Size, newSize)
 	}
-	if err := setStatus(ctx, s.deps.DB, v.ID, "extending", from); err != nil {
+	if err := s.beginExtend(ctx, v, newSize, from); err != nil {
 		return err
 	}
 	if err := s.extendWhileCopied(ctx, v); err != nil {
+		if rerr := s.endExtend(context.WithoutCancel(ctx), v, newSize, false, nil); rerr != nil {
+			return rerr
+		}
 		return err
 	}
 	if err := s.extend(context.WithoutCancel(ctx), v, newSize, api.RequestID(ctx)); err != nil {
@@ -136,18 +139,19 @@ func (s *Service) actExtend(w http.ResponseWriter, r *http.Request, arg any) err
 // Cinder accepts the extend and its scheduler fails it, so the caller still
 // gets its 202 (a 503 would blame the service for the volume's state).
 func (s *Service) extend(ctx context.Context, v *vol, newSize int64, requestID string) error {
+	failed := func(tx db.Querier) error { return forceStatus(ctx, tx, v.ID, "error_extending") }
 	b := s.backendOf(v)
 	if b == nil {
-		_ = forceStatus(ctx, s.deps.DB, v.ID, "error_extending")
+		_ = s.endExtend(ctx, v, newSize, false, failed)
 		s.recordMessage(ctx, v.ProjectID, v.ID, requestID, eventExtend, "extend volume:Compute service failed to extend volume.")
 		return nil
 	}
 	if err := b.drv.Extend(ctx, v.ID, newSize*gib); err != nil {
-		_ = forceStatus(ctx, s.deps.DB, v.ID, "error_extending")
+		_ = s.endExtend(ctx, v, newSize, false, failed)
 		s.recordMessage(ctx, v.ProjectID, v.ID, requestID, eventExtend, "extend volume:Compute service failed to extend volume.")
 		return err
 	}
-	return setExtended(ctx, s.deps.DB, v.ID, newSize)
+	return s.endExtend(ctx, v, newSize, true, func(tx db.Querier) error { return setExtended(ctx, tx, v.ID, newSize) })
 }
 
 var validStatuses = map[string]bool{"available": true, "creating": true, "deleting": true, "error": true,

@@ -130,6 +130,9 @@ func (s *Service) createVolume(w http.ResponseWriter, r *http.Request) error {
 		if err := insertVolume(ctx, tx, v); err != nil {
 			return err
 		}
+		if err := s.chargeNewVolume(ctx, tx, v); err != nil {
+			return err
+		}
 		return s.addWork(ctx, tx, v.ID, kind, payload)
 	})
 	if err != nil {

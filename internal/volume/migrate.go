@@ -135,7 +135,7 @@ func (s *Service) actRetype(w http.ResponseWriter, r *http.Request, arg any) err
 		return err
 	}
 	if target == nil {
-		changed, err := retypeInPlace(ctx, s.deps.DB, v.ID, t.ID, t.multiattach())
+		changed, err := s.retypeInPlace(ctx, v.ID, t)
 		if err == nil && !changed {
 			err = errRetypeState
 		}
@@ -208,6 +208,9 @@ func (s *Service) startMove(ctx context.Context, m migrationStart, p *migratePay
 		}
 		if p == nil {
 			_, err = abortMigration(ctx, tx, m.ID)
+			return err
+		}
+		if err := s.checkMoveQuota(ctx, tx, m.ID, p.NewTypeID); err != nil {
 			return err
 		}
 		_, err = s.tasks.Add(ctx, tx, task.Spec{Kind: workMigrate, Subject: m.ID, Payload: *p, RequestID: api.RequestID(ctx)})
@@ -378,10 +381,16 @@ func (s *Service) runMigrate(ctx context.Context, t *task.Task, giveUp bool) err
 	}
 	var switched bool
 	err = s.settle(ctx, w, nil, func(tx *db.Tx) error {
-		var err error
+		cur, err := getVolumeRow(ctx, tx, v.ID)
+		if err != nil {
+			return err
+		}
 		switched, err = finishMigration(ctx, tx, migrationSwitch{ID: v.ID, Host: target.cfg.Name, AZ: target.az,
 			TypeID: p.NewTypeID, Multiattach: p.Multiattach})
-		return err
+		if err != nil || !switched || p.NewTypeID == "" {
+			return err
+		}
+		return s.charge(ctx, tx, opCommit, false, retypeCharge(cur, nil, p.NewTypeID)...)
 	})
 	if err != nil {
 		return err

@@ -88,6 +88,15 @@ var Policy = policy.Table{
 	"volume:freeze_host":                                              policy.Admin,
 	"volume:thaw_host":                                                policy.Admin,
 	"volume_extension:hosts":                                          policy.Admin,
+	"volume_extension:capabilities":                                   policy.Admin,
+
+	// Quotas and limits.
+	"volume_extension:quotas:show":          policy.Reader,
+	"volume_extension:quotas:update":        policy.Admin,
+	"volume_extension:quotas:delete":        policy.Admin,
+	"volume_extension:quota_classes:get":    policy.Admin,
+	"volume_extension:quota_classes:update": policy.Admin,
+	"limits_extension:used_limits":          policy.Reader,
 
 	// Attachments and the legacy attach actions (Cinder's Zed defaults:
 	// the project's members; force_detach is the admin's).
@@ -104,7 +113,6 @@ var Policy = policy.Table{
 	"volume_extension:volume_actions:initialize_connection": policy.Member,
 	"volume_extension:volume_actions:terminate_connection":  policy.Member,
 	"volume_extension:volume_admin_actions:force_detach":    policy.Admin,
-	"volume_extension:capabilities":                         policy.Admin,
 }
 
 // enforce checks action against the table for the request's caller on a

@@ -24,8 +24,15 @@ func (h handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// writeError renders err as a Cinder error body.
+// writeError renders err as a Cinder error body; a refusal for quota
+// carries Cinder's Retry-After header and retryAfter.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if isQuotaError(err) {
+		w.Header().Set("Retry-After", "0")
+		api.WriteJSON(w, http.StatusRequestEntityTooLarge, map[string]any{"overLimit": map[string]any{
+			"code": http.StatusRequestEntityTooLarge, "message": errs.Message(err), "retryAfter": "0"}})
+		return
+	}
 	api.WriteError(w, r, api.Cinder, err)
 }
 
@@ -79,6 +86,7 @@ func (s *Service) routes() {
 	m.Handle("PUT "+p+"/volumes/{volume_id}/metadata/{key}", handler(s.updateMetadataItem))
 	m.Handle("DELETE "+p+"/volumes/{volume_id}/metadata/{key}", handler(s.deleteMetadataItem))
 	s.snapshotRoutes(m, p)
+	s.quotaRoutes(m, p)
 	s.attachmentRoutes(m, p)
 
 	m.Handle("GET "+p+"/os-availability-zone", handler(s.listAZs))
@@ -126,7 +134,7 @@ var projectRE = regexp.MustCompile(`^[0-9a-fA-F\-]+$`)
 var collections = map[string]bool{
 	"types": true, "volumes": true, "os-availability-zone": true, "messages": true,
 	"extensions": true, "limits": true, "snapshots": true, "backups": true,
-	"os-quota-sets": true, "scheduler-stats": true, "os-services": true,
+	"os-quota-sets": true, "os-quota-class-sets": true, "scheduler-stats": true, "os-services": true,
 	"attachments": true, "groups": true, "group_types": true, "qos-specs": true,
 	"os-volume-transfer": true, "volume-transfers": true, "os-hosts": true, "capabilities": true,
 }

@@ -154,7 +154,7 @@ func (s *Service) runSnapshotDelete(ctx context.Context, w *work, sn *snapshot, 
 	if err != nil {
 		return s.failSnapshot(ctx, w, sn, "deleting", "error_deleting", eventSnapshotDelete, msgSnapshotDelete, err)
 	}
-	return s.settle(ctx, w, nil, func(tx *db.Tx) error { return deleteSnapshotRow(ctx, tx, sn.ID) })
+	return s.settle(ctx, w, nil, func(tx *db.Tx) error { return s.dropSnapshotRow(ctx, tx, sn.ID) })
 }
 
 // destroySnapshot deletes a snapshot's data once nothing works on it any
@@ -274,7 +274,7 @@ func (s *Service) runDeleteCascade(ctx context.Context, w *work, v *vol, giveUp 
 		}
 		return err
 	}
-	return s.settle(ctx, w, nil, func(tx *db.Tx) error { return deleteVolumeRow(ctx, tx, v.ID) })
+	return s.settle(ctx, w, nil, func(tx *db.Tx) error { return s.dropVolumeRow(ctx, tx, v.ID) })
 }
 
 // deleteSnapshotsOf deletes every snapshot of v, data then row.
@@ -287,7 +287,7 @@ func (s *Service) deleteSnapshotsOf(ctx context.Context, v *vol) error {
 		if err := s.destroySnapshot(ctx, sn); err != nil {
 			return err
 		}
-		if err := deleteSnapshotRow(ctx, s.deps.DB, sn.ID); err != nil {
+		if err := s.deps.DB.InTx(ctx, func(tx *db.Tx) error { return s.dropSnapshotRow(ctx, tx, sn.ID) }); err != nil {
 			return err
 		}
 	}

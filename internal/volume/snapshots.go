@@ -225,6 +225,9 @@ func (s *Service) createSnapshot(w http.ResponseWriter, r *http.Request) error {
 		if err := insertSnapshot(ctx, tx, sn); err != nil {
 			return err
 		}
+		if err := s.charge(ctx, tx, opSnapshot, false, snapshotCharge(sn.ProjectID, sn.VolumeSize, sn.TypeID, 1)...); err != nil {
+			return err
+		}
 		return s.addWork(ctx, tx, sn.ID, workSnapshot, workPayload{})
 	})
 	if err != nil {

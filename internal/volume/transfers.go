@@ -253,7 +253,14 @@ func (s *Service) acceptTransfer(w http.ResponseWriter, r *http.Request) error {
 		if v.Status == "maintenance" {
 			return errs.E(errs.Invalid, "Invalid volume: The volume cannot accept transfer in maintenance mode.")
 		}
-		return acceptTransfer(ctx, tx, t, c.UserID, c.ProjectID)
+		snaps, err := volumeSnapshots(ctx, tx, v.ID)
+		if err != nil {
+			return err
+		}
+		if err := acceptTransfer(ctx, tx, t, c.UserID, c.ProjectID); err != nil {
+			return err
+		}
+		return s.chargeTransfer(ctx, tx, v, snaps, t.NoSnapshots, c.ProjectID)
 	})
 	if err != nil {
 		return err

@@ -284,7 +284,7 @@ func (s *Service) destroyVolume(ctx context.Context, v *vol) error {
 			return err
 		}
 	}
-	return deleteVolumeRow(ctx, s.deps.DB, v.ID)
+	return s.deps.DB.InTx(ctx, func(tx *db.Tx) error { return s.dropVolumeRow(ctx, tx, v.ID) })
 }
 
 // backendOf returns the backend holding v, or nil when it has none (not

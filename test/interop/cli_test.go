@@ -70,6 +70,7 @@ func runCLI(t *testing.T, a *ashlar) {
 	if len(a.backends) >= 2 {
 		scenarios = append(scenarios, cliVolumeMoveScenarios()...)
 	}
+	scenarios = append(scenarios, cliQuotaScenarios()...)
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
 			if sc.needs != nil {
