@@ -12,10 +12,11 @@ MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 # uwsgi and cinder-api as peers), haproxy in front of the cluster test's nodes,
 # qemu-img for image formats, curl for probes, xfsprogs for the file volume
 # driver's tests on a loop-mounted XFS with reflinks, chromium for the
-# dashboard's browser test (internal/server TestDashboardInBrowser, chromedp).
+# dashboard's browser test (internal/server TestDashboardInBrowser, chromedp),
+# os-brick for the attach consumer tests (test/interop/attach_test.go).
 PKGS=(curl make qemu-utils python3-openstackclient python3-glanceclient python3-cinderclient tempest
       python3-stestr python3-subunit glance-api cinder-api keystone uwsgi-core uwsgi-plugin-python3
-      xfsprogs haproxy chromium)
+      xfsprogs haproxy chromium python3-os-brick)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

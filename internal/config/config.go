@@ -194,6 +194,10 @@ type Volume struct {
 	DefaultVolumeType string
 	// DefaultAvailabilityZone is reported for volumes and backends.
 	DefaultAvailabilityZone string
+	// EnableForceUpload lets os-volume_upload_image's force upload an
+	// in-use volume (Cinder's enable_force_upload); otherwise force is
+	// ignored.
+	EnableForceUpload bool
 	// Quota holds the default quotas (Cinder's quota_* options), used
 	// where neither the project nor the "default" quota class sets one.
 	Quota VolumeQuota
@@ -241,7 +245,7 @@ func (e *ValidationError) Error() string {
 // VolumeDrivers maps each volume driver to the option keys it accepts
 // (besides volume_driver and volume_backend_name).
 var VolumeDrivers = map[string][]string{
-	"file": {"volumes_dir", "total_capacity_gb", "availability_zone"},
+	"file": {"volumes_dir", "total_capacity_gb", "availability_zone", "nfs_share", "nfs_mount_options"},
 }
 
 // keys of the fixed sections: name -> known keys.
@@ -260,7 +264,7 @@ var sectionKeys = map[string][]string{
 		"show_multiple_locations", "store_check_interval"},
 	"volume": {"bind", "public_url", "enabled_backends", "glance_api_servers",
 		"default_volume_type", "default_availability_zone", "quota_volumes", "quota_snapshots",
-		"quota_gigabytes", "quota_backups", "quota_backup_gigabytes", "quota_groups", "per_volume_size_limit"},
+		"quota_gigabytes", "quota_backups", "quota_backup_gigabytes", "quota_groups", "per_volume_size_limit", "enable_force_upload"},
 }
 
 // A Check validates what config leaves to others, the options of image
@@ -530,6 +534,7 @@ func parse(f *ini.File, statePathOverride string, checks []Check) (*Config, erro
 	}
 	c.Volume.DefaultVolumeType = p.str("volume", "default_volume_type", "__DEFAULT__")
 	c.Volume.DefaultAvailabilityZone = p.str("volume", "default_availability_zone", "nova")
+	c.Volume.EnableForceUpload = p.boolean("volume", "enable_force_upload", false)
 	q := &c.Volume.Quota
 	q.Volumes = p.integer("volume", "quota_volumes", 10, -1)
 	q.Snapshots = p.integer("volume", "quota_snapshots", 10, -1)

@@ -17,23 +17,26 @@ type actionHandler func(w http.ResponseWriter, r *http.Request, arg any) error
 // volumeAction dispatches POST /volumes/{id}/action on the body's one key.
 func (s *Service) volumeAction(w http.ResponseWriter, r *http.Request) error {
 	handlers := map[string]actionHandler{
-		"os-extend":               s.actExtend,
-		"os-reset_status":         s.actResetStatus,
-		"os-set_bootable":         s.actSetBootable,
-		"os-update_readonly_flag": s.actReadonly,
-		"os-reserve":              s.actReserve,
-		"os-unreserve":            s.actUnreserve,
-		"os-set_image_metadata":   s.actSetImageMetadata,
-		"os-unset_image_metadata": s.actUnsetImageMetadata,
-		"os-show_image_metadata":  s.actShowImageMetadata,
-		"os-retype":               s.actRetype,
-		"os-force_delete":         s.actForceDelete,
-		"revert":                  s.actRevert,
-		"os-volume_upload_image":  s.actUploadImage,
-		"os-attach":               s.actAttach,
-		"os-detach":               s.actDetach,
-		"os-begin_detaching":      s.actDetach,
-		"os-roll_detaching":       s.actDetach,
+		"os-extend":                s.actExtend,
+		"os-reset_status":          s.actResetStatus,
+		"os-set_bootable":          s.actSetBootable,
+		"os-update_readonly_flag":  s.actReadonly,
+		"os-reserve":               s.actReserve,
+		"os-unreserve":             s.actUnreserve,
+		"os-set_image_metadata":    s.actSetImageMetadata,
+		"os-unset_image_metadata":  s.actUnsetImageMetadata,
+		"os-show_image_metadata":   s.actShowImageMetadata,
+		"os-retype":                s.actRetype,
+		"os-force_delete":          s.actForceDelete,
+		"revert":                   s.actRevert,
+		"os-volume_upload_image":   s.actUploadImage,
+		"os-attach":                s.actAttach,
+		"os-detach":                s.actDetach,
+		"os-begin_detaching":       s.actBeginDetaching,
+		"os-roll_detaching":        s.actRollDetaching,
+		"os-initialize_connection": s.actInitializeConnection,
+		"os-terminate_connection":  s.actTerminateConnection,
+		"os-force_detach":          s.actForceDetach,
 
 		"os-migrate_volume":            s.actMigrate,
 		"os-migrate_volume_completion": s.actMigrateCompletion,
@@ -99,13 +102,23 @@ func (s *Service) actExtend(w http.ResponseWriter, r *http.Request, arg any) err
 	if err != nil {
 		return err
 	}
-	if v.Status != "available" {
+	// From 3.42 an in-use volume grows too (Cinder's
+	// extend_attached_volume): the file an attached host opened grows
+	// under it, as a LUN grows, and the volume is in-use again after.
+	from := "available"
+	if versionOf(r) >= mvExtendInUse && v.Status == "in-use" {
+		if err := enforce(r, "volume:extend_attached_volume", v.ProjectID); err != nil {
+			return err
+		}
+		from = "in-use"
+	}
+	if v.Status != from {
 		return errs.E(errs.Invalid, "Invalid volume: Volume %s status must be available, but current status is: %s.", v.ID, v.Status)
 	}
 	if newSize <= v.Size {
 		return errs.E(errs.Invalid, "Invalid input received: New size for extend must be greater than current size. (current: %d, extended: %d).", v.Size, newSize)
 	}
-	if err := s.beginExtend(ctx, v, newSize); err != nil {
+	if err := s.beginExtend(ctx, v, newSize, from); err != nil {
 		return err
 	}
 	if err := s.extendWhileCopied(ctx, v); err != nil {
@@ -268,32 +281,6 @@ func (s *Service) actReadonly(w http.ResponseWriter, r *http.Request, arg any) e
 	return replyEmpty(w, http.StatusAccepted)
 }
 
-func (s *Service) actReserve(w http.ResponseWriter, r *http.Request, _ any) error {
-	ctx := r.Context()
-	v, err := s.volumeFor(ctx, s.deps.DB, r, "volume_extension:volume_actions:reserve")
-	if err != nil {
-		return err
-	}
-	if err := setStatus(ctx, s.deps.DB, v.ID, "attaching", "available"); err != nil {
-		st := v.Status
-		if cur, _ := getVolumeRow(ctx, s.deps.DB, v.ID); cur != nil {
-			st = cur.Status
-		}
-		return errs.E(errs.Invalid, "Invalid volume: Volume status must be available to reserve, but the status is %s.", st)
-	}
-	return replyEmpty(w, http.StatusAccepted)
-}
-
-func (s *Service) actUnreserve(w http.ResponseWriter, r *http.Request, _ any) error {
-	ctx := r.Context()
-	v, err := s.volumeFor(ctx, s.deps.DB, r, "volume_extension:volume_actions:unreserve")
-	if err != nil {
-		return err
-	}
-	_ = setStatus(ctx, s.deps.DB, v.ID, "available", "attaching")
-	return replyEmpty(w, http.StatusAccepted)
-}
-
 func (s *Service) actForceDelete(w http.ResponseWriter, r *http.Request, _ any) error {
 	ctx := r.Context()
 	v, err := s.volumeFor(ctx, s.deps.DB, r, "volume_extension:volume_admin_actions:force_delete")
@@ -303,7 +290,7 @@ func (s *Service) actForceDelete(w http.ResponseWriter, r *http.Request, _ any) 
 	if v.Status == "uploading" {
 		return errs.E(errs.Invalid, "Invalid volume: Volume %s is being uploaded.", v.ID)
 	}
-	if migrating(v) {
+	if migrating(v) || v.AttachStatus == "attached" {
 		return errNotDeletable(true)
 	}
 	if err := s.checkNotFrozen(ctx, s.deps.DB, v); err != nil {
@@ -319,23 +306,4 @@ func (s *Service) actForceDelete(w http.ResponseWriter, r *http.Request, _ any) 
 		return err
 	}
 	return replyEmpty(w, http.StatusAccepted)
-}
-
-// actAttach: attaching needs a compute service, which Ashlar does not
-// drive; the volume is still looked up first so unknown ids are 404.
-func (s *Service) actAttach(w http.ResponseWriter, r *http.Request, _ any) error {
-	v, err := s.volumeFor(r.Context(), s.deps.DB, r, "volume:update")
-	if err != nil {
-		return err
-	}
-	return errs.E(errs.Invalid, "Invalid volume: Volume %s cannot be attached: no compute service attaches volumes here.", v.ID)
-}
-
-// actDetach: no volume is ever attached, so detaching is refused after
-// the lookup (unknown ids are 404, as tempest expects).
-func (s *Service) actDetach(w http.ResponseWriter, r *http.Request, _ any) error {
-	if _, err := s.volumeFor(r.Context(), s.deps.DB, r, "volume:update"); err != nil {
-		return err
-	}
-	return errs.E(errs.Invalid, "Invalid volume: Volume must be attached in order to detach.")
 }

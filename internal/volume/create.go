@@ -19,9 +19,8 @@ import (
 type createRequest struct {
 	Name, Description *string
 	// Size is in GiB; 0 when not given (then the source's size).
-	Size        int64
-	Metadata    map[string]string
-	Multiattach bool
+	Size     int64
+	Metadata map[string]string
 	// The volume's source, at most one honoured: backups are refused (not
 	// found); a snapshot wins over a source volume, which wins over an
 	// image.
@@ -52,8 +51,12 @@ func parseCreate(r *http.Request) (*createRequest, error) {
 		}
 	}
 	if ma := in["multiattach"]; ma != nil {
-		if c.Multiattach, err = parseBool("multiattach", ma); err != nil {
+		// Cinder refuses the old request flag: multiattach comes from the
+		// volume type alone.
+		if multi, err := parseBool("multiattach", ma); err != nil {
 			return nil, err
+		} else if multi {
+			return nil, errs.E(errs.Invalid, "multiattach parameter has been removed. The default behavior is to use multiattach enabled volume types. Contact your administrator to create a multiattach enabled volume type and use it to create multiattach volumes.")
 		}
 	}
 	for _, f := range []struct {
@@ -144,7 +147,7 @@ func (s *Service) createVolume(w http.ResponseWriter, r *http.Request) error {
 func newVolume(c *auth.Caller, req *createRequest) *vol {
 	return &vol{ID: uuid.NewString(), ProjectID: c.ProjectID, UserID: c.UserID, Status: "creating",
 		AttachStatus: "detached", CreatedAt: db.Now(), Name: req.Name, Description: req.Description,
-		Size: req.Size, Metadata: req.Metadata, Multiattach: req.Multiattach, ImageMetadata: map[string]string{}}
+		Size: req.Size, Metadata: req.Metadata, ImageMetadata: map[string]string{}}
 }
 
 // creationSource checks the volume's source and takes from it what the
@@ -221,7 +224,7 @@ func (s *Service) assignType(r *http.Request, v *vol, name *string) error {
 		return err
 	}
 	v.TypeID, v.TypeName = &t.ID, &t.Name
-	v.Multiattach = v.Multiattach || t.multiattach()
+	v.Multiattach = t.multiattach()
 	return nil
 }
 

@@ -191,6 +191,15 @@ func (s *Service) startMove(ctx context.Context, m migrationStart, p *migratePay
 		if !started {
 			return refused
 		}
+		// Cinder moves an attached volume with the compute service's
+		// swap_volume; without one, the host would keep writing the data
+		// the move leaves behind.
+		if atts, err := attachmentsOf(ctx, tx, []string{m.ID}); err != nil || len(atts[m.ID]) > 0 {
+			if err == nil {
+				err = errs.E(errs.Invalid, "Invalid volume: Volume %s has attachments: moving it needs a compute service to swap it, and there is none.", m.ID)
+			}
+			return err
+		}
 		if has, err := volumeHasSnapshots(ctx, tx, m.ID); err != nil || has {
 			if err == nil {
 				err = snapshotted

@@ -33,6 +33,9 @@ type vol struct {
 	CreatedAt, UpdatedAt  db.Timestamp
 	Metadata              map[string]string
 	ImageMetadata         map[string]string
+	// Attachments are the volume's attachments, oldest first (loaded with
+	// the metadata).
+	Attachments []*attachment
 }
 
 const volCols = `v.id, v.project_id, v.user_id, v.name, v.description, v.size, v.status, v.previous_status,
@@ -80,7 +83,10 @@ func getVolume(ctx context.Context, q db.Querier, id string) (*vol, error) {
 		if err != nil {
 			return nil, err
 		}
-		return v, loadKV(ctx, q, v)
+		if err := loadKV(ctx, q, v); err != nil {
+			return nil, err
+		}
+		return v, loadAttachments(ctx, q, []*vol{v})
 	})
 }
 
@@ -139,10 +145,13 @@ func readKVs(ctx context.Context, q db.Querier, set kvSet, ids []string) (map[st
 	return out, err
 }
 
-// loadKVs fills the metadata of a page of volumes with one query per
-// table, not one per volume.
+// loadKVs fills the metadata and attachments of a page of volumes with
+// one query per table, not one per volume.
 func loadKVs(ctx context.Context, q db.Querier, vols []*vol) error {
-	return loadKVSets(ctx, q, vols, setMetadata, setImageMetadata)
+	if err := loadKVSets(ctx, q, vols, setMetadata, setImageMetadata); err != nil {
+		return err
+	}
+	return loadAttachments(ctx, q, vols)
 }
 
 // kvHolder is a volume or snapshot with key/value sets.
@@ -238,9 +247,11 @@ func resetStatus(ctx context.Context, q db.Querier, id, status, attachStatus str
 	return err
 }
 
-// setExtended records an extend that finished: the new size, available.
+// setExtended records an extend that finished: the new size, and in-use
+// for a volume still attached (extended from 3.42), else available.
 func setExtended(ctx context.Context, q db.Querier, id string, sizeGiB int64) error {
-	_, err := q.ExecContext(ctx, `UPDATE volumes SET size = ?, status = 'available', updated_at = ? WHERE id = ?`, sizeGiB, db.Now(), id)
+	_, err := q.ExecContext(ctx, `UPDATE volumes SET size = ?, updated_at = ?,
+		status = CASE WHEN attach_status = 'attached' THEN 'in-use' ELSE 'available' END WHERE id = ?`, sizeGiB, db.Now(), id)
 	return err
 }
 

@@ -97,6 +97,22 @@ var Policy = policy.Table{
 	"volume_extension:quota_classes:get":    policy.Admin,
 	"volume_extension:quota_classes:update": policy.Admin,
 	"limits_extension:used_limits":          policy.Reader,
+
+	// Attachments and the legacy attach actions (Cinder's Zed defaults:
+	// the project's members; force_detach is the admin's).
+	"volume:attachment_create":                              policy.Member,
+	"volume:attachment_update":                              policy.Member,
+	"volume:attachment_delete":                              policy.Member,
+	"volume:attachment_complete":                            policy.Member,
+	"volume:multiattach_bootable_volume":                    policy.Member,
+	"volume:extend_attached_volume":                         policy.Member,
+	"volume_extension:volume_actions:attach":                policy.Member,
+	"volume_extension:volume_actions:detach":                policy.Member,
+	"volume_extension:volume_actions:begin_detaching":       policy.Member,
+	"volume_extension:volume_actions:roll_detaching":        policy.Member,
+	"volume_extension:volume_actions:initialize_connection": policy.Member,
+	"volume_extension:volume_actions:terminate_connection":  policy.Member,
+	"volume_extension:volume_admin_actions:force_detach":    policy.Admin,
 }
 
 // enforce checks action against the table for the request's caller on a

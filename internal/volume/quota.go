@@ -487,12 +487,13 @@ func extendCharge(v *vol, newSize int64, sign int64) []quotaChange {
 	return ch
 }
 
-// beginExtend moves an available volume to extending, checks newSize
-// against per_volume_gigabytes and reserves the added gigabytes, in one
-// transaction: a refusal leaves the volume available, as in Cinder.
-func (s *Service) beginExtend(ctx context.Context, v *vol, newSize int64) error {
+// beginExtend moves a volume from status from (available, or in-use from
+// 3.42) to extending, checks newSize against per_volume_gigabytes and
+// reserves the added gigabytes, in one transaction: a refusal leaves the
+// volume as it was, as in Cinder.
+func (s *Service) beginExtend(ctx context.Context, v *vol, newSize int64, from string) error {
 	return s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
-		if err := setStatus(ctx, tx, v.ID, "extending", "available"); err != nil {
+		if err := setStatus(ctx, tx, v.ID, "extending", from); err != nil {
 			return err
 		}
 		if err := s.checkVolumeSize(ctx, tx, v.ProjectID, newSize); err != nil {

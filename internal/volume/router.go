@@ -88,6 +88,7 @@ func (s *Service) routes() {
 	m.Handle("DELETE "+p+"/volumes/{volume_id}/metadata/{key}", handler(s.deleteMetadataItem))
 	s.snapshotRoutes(m, p)
 	s.quotaRoutes(m, p)
+	s.attachmentRoutes(m, p)
 
 	m.Handle("GET "+p+"/os-availability-zone", handler(s.listAZs))
 	m.Handle("GET "+p+"/messages", handler(s.listMessages))

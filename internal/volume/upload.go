@@ -130,7 +130,13 @@ func (s *Service) actUploadImage(w http.ResponseWriter, r *http.Request, arg any
 			return err
 		}
 	}
-	if err := setStatus(ctx, s.deps.DB, v.ID, "uploading", "available"); err != nil {
+	// force uploads an in-use volume only where the operator allows it
+	// (Cinder ignores force otherwise).
+	from := []string{"available"}
+	if u.Force && s.deps.Config.Volume.EnableForceUpload {
+		from = append(from, "in-use")
+	}
+	if err := setStatus(ctx, s.deps.DB, v.ID, "uploading", from...); err != nil {
 		return err
 	}
 	img, err := s.startUpload(r, v, t, u)

@@ -82,7 +82,7 @@ func (s *Service) volumeView(r *http.Request, v *vol, kind viewKind) map[string]
 	m := map[string]any{
 		"id": v.ID, "name": v.Name, "description": v.Description, "size": v.Size, "status": v.Status,
 		"user_id": v.UserID, "availability_zone": v.AZ, "bootable": bootable, "encrypted": false,
-		"multiattach": v.Multiattach, "metadata": md, "attachments": []any{},
+		"multiattach": v.Multiattach, "metadata": md, "attachments": volumeAttachmentsView(r, v),
 		"created_at": fmtTime(v.CreatedAt), "updated_at": fmtTime(v.UpdatedAt),
 		"replication_status": nil, "consistencygroup_id": nil,
 		"snapshot_id": v.SnapshotID, "source_volid": v.SourceVolID, "volume_type": v.TypeName,

@@ -182,19 +182,25 @@ type Copier interface {
 // Attacher is implemented by drivers whose volumes hosts can attach
 // (Cinder's initialize/terminate_connection): it hands out the
 // connection_info that os-brick, on the attaching host, turns into a
-// device or path.
+// device or path. The volume service adds what Cinder's volume manager
+// adds to every driver's answer (access_mode, qos_specs, encrypted,
+// cacheable); a driver returns only its protocol's keys.
 type Attacher interface {
 	// Protocols lists the os-brick connector protocols the backend
-	// serves, as Cinder's driver_volume_type ("local", "nfs", "rbd").
+	// serves, as Cinder's driver_volume_type ("local", "nfs", "rbd"): a
+	// connection_info the backend returns always names one of them.
 	Protocols() []string
 	// InitializeConnection returns the connection_info of volumeID for the
 	// host described by connector (os-brick's connector properties: host,
 	// ip, initiator, multipath, ...), in the exact shape Cinder's driver
-	// of the same protocol returns. errs.NotFound when the volume is
-	// missing; errs.Invalid when the connector cannot use this backend.
+	// of the same protocol returns (os-brick's connector of that protocol
+	// reads Data). It may be called again for the same connector (a
+	// re-attach), and must answer the same. errs.NotFound when the volume
+	// is missing; errs.Invalid when the connector cannot use this backend.
 	InitializeConnection(ctx context.Context, volumeID string, connector map[string]any) (ConnectionInfo, error)
 	// TerminateConnection undoes InitializeConnection for connector; a
-	// connection that does not exist is not an error.
+	// connection that does not exist is not an error, nor is a volume
+	// that does not (a detach after a failed create).
 	TerminateConnection(ctx context.Context, volumeID string, connector map[string]any) error
 }
 
@@ -204,3 +210,16 @@ type ConnectionInfo struct {
 	DriverVolumeType string         `json:"driver_volume_type"`
 	Data             map[string]any `json:"data"`
 }
+
+// The driver_volume_type values of the drivers here, with the Data keys
+// os-brick's connector of each reads.
+const (
+	// ProtocolLocal is os-brick's LocalConnector: Data["device_path"] is
+	// a path the attaching host opens directly (a block device or file).
+	ProtocolLocal = "local"
+	// ProtocolNFS is os-brick's RemoteFsConnector for NFS, as Cinder's NFS
+	// driver returns it: Data["export"] (host:/path), Data["name"] (the
+	// file in the export), Data["options"] (mount options, when set) and
+	// Data["format"] ("raw").
+	ProtocolNFS = "nfs"
+)

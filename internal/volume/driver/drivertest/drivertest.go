@@ -41,6 +41,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) driver.Driver) {
 		{"Delete", testDelete},
 		{"Capabilities", testCapabilities},
 		{"Concurrent", testConcurrent},
+		{"Attach", testAttach},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newDriver(t)) })

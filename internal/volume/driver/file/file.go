@@ -53,6 +53,11 @@ type Driver struct {
 	backendName string
 	totalGB     float64 // 0: report the filesystem's size
 	az          string
+	// nfsShare is the NFS export (host:/path) of dir, for hosts that
+	// attach volumes over NFS; "" when only local attaches are served.
+	nfsShare, nfsOptions string
+	// localHosts are the connector host names that see dir directly.
+	localHosts []string
 }
 
 // Interface guards.
@@ -72,7 +77,18 @@ func New(b config.Backend) (*Driver, error) {
 	if dir == "" {
 		return nil, errs.E(errs.Invalid, "[backend:%s] volumes_dir is required", b.Name)
 	}
-	d := &Driver{dir: dir, backendName: b.VolumeBackendName, az: b.Options["availability_zone"]}
+	// os-brick opens device_path on the attaching host: it must not
+	// depend on this process's working directory.
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	d := &Driver{dir: dir, backendName: b.VolumeBackendName, az: b.Options["availability_zone"],
+		nfsShare: b.Options["nfs_share"], nfsOptions: b.Options["nfs_mount_options"], localHosts: localHostNames()}
+	if d.nfsShare != "" {
+		if host, path, ok := strings.Cut(d.nfsShare, ":"); !ok || host == "" || !strings.HasPrefix(path, "/") {
+			return nil, errs.E(errs.Invalid, "[backend:%s] nfs_share: want host:/path, got %q", b.Name, d.nfsShare)
+		}
+	}
 	if d.backendName == "" {
 		d.backendName = b.Name
 	}

@@ -3,6 +3,7 @@ package file
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,5 +93,59 @@ func TestNewInvalid(t *testing.T) {
 		if !errs.Is(err, errs.Invalid) || !strings.Contains(err.Error(), "[backend:x]") {
 			t.Errorf("New(%v) = %v, want Invalid naming the section", opts, err)
 		}
+	}
+}
+
+// TestConnectionInfoShapes checks the two shapes the file driver answers:
+// os-brick's local connector for this host (and for any host without an
+// NFS share), Cinder's NFS driver's for other hosts when nfs_share is set.
+func TestConnectionInfoShapes(t *testing.T) {
+	ctx := context.Background()
+	host, _ := os.Hostname()
+	newWith := func(opts map[string]string) *Driver {
+		opts["volumes_dir"] = t.TempDir()
+		d, err := New(config.Backend{Name: "b", Options: opts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Create(ctx, "v1", 1<<20); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	plain := newWith(map[string]string{})
+	nfs := newWith(map[string]string{"nfs_share": "filer:/export/vols", "nfs_mount_options": "vers=4.1"})
+	bare := newWith(map[string]string{"nfs_share": "filer:/export/vols"})
+	tests := []struct {
+		name string
+		d    *Driver
+		host string
+		want driver.ConnectionInfo
+	}{
+		{"local without share", plain, "compute-9", driver.ConnectionInfo{DriverVolumeType: "local",
+			Data: map[string]any{"device_path": filepath.Join(plain.dir, "volume-v1")}}},
+		{"this host with share", nfs, host, driver.ConnectionInfo{DriverVolumeType: "local",
+			Data: map[string]any{"device_path": filepath.Join(nfs.dir, "volume-v1")}}},
+		{"other host with share", nfs, "compute-9", driver.ConnectionInfo{DriverVolumeType: "nfs",
+			Data: map[string]any{"export": "filer:/export/vols", "name": "volume-v1", "options": "vers=4.1", "format": "raw"}}},
+		{"no options", bare, "compute-9", driver.ConnectionInfo{DriverVolumeType: "nfs",
+			Data: map[string]any{"export": "filer:/export/vols", "name": "volume-v1", "format": "raw"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.d.InitializeConnection(ctx, "v1", map[string]any{"host": tc.host})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if got := nfs.Protocols(); fmt.Sprint(got) != "[local nfs]" {
+		t.Fatalf("Protocols() = %v", got)
+	}
+	if _, err := New(config.Backend{Name: "b", Options: map[string]string{"volumes_dir": t.TempDir(), "nfs_share": "filer"}}); errs.KindOf(err) != errs.Invalid {
+		t.Fatalf("nfs_share without a path: %v, want invalid", err)
 	}
 }
