@@ -79,6 +79,7 @@ func (s *Service) routes() {
 	m.Handle("PUT "+p+"/volumes/{volume_id}/metadata/{key}", handler(s.updateMetadataItem))
 	m.Handle("DELETE "+p+"/volumes/{volume_id}/metadata/{key}", handler(s.deleteMetadataItem))
 	s.snapshotRoutes(m, p)
+	s.backupRoutes(m, p)
 
 	m.Handle("GET "+p+"/os-availability-zone", handler(s.listAZs))
 	m.Handle("GET "+p+"/messages", handler(s.listMessages))

@@ -131,7 +131,24 @@ type Manifest struct {
 	ChunkSize   int64     `json:"chunk_size"`
 	Compression string    `json:"compression"`
 	CreatedAt   time.Time `json:"created_at"`
-	Chunks      []Chunk   `json:"chunks"`
+	// Meta is the caller's description of the volume (Source.Meta).
+	Meta   json.RawMessage `json:"meta,omitempty"`
+	Chunks []Chunk         `json:"chunks"`
+}
+
+// Source is what Backup backs up.
+type Source struct {
+	// Volume is the open volume (or snapshot) to read.
+	Volume driver.Volume
+	// VolumeID names the volume in the manifest.
+	VolumeID string
+	// Parent, when not nil, makes the backup an incremental one on top
+	// of that backup of the same volume.
+	Parent *Manifest
+	// Meta is kept in the manifest for the restore: the volume service
+	// puts the volume's metadata and bootable flag there, so a backup
+	// carries them even when its database record is lost.
+	Meta json.RawMessage
 }
 
 // Objects counts the objects this backup stored itself (Cinder's
@@ -181,18 +198,19 @@ type job struct {
 	data []byte
 }
 
-// Backup stores volume v as backup id in container, an incremental one
-// when parent is not nil (a manifest of the same volume). Only the
+// Backup stores src as backup id (the name of its objects) in container,
+// an incremental one when src.Parent is not nil. Only the
 // volume's extents are read: chunks wholly in holes are recorded as zero
 // without reading them. On any failure (ctx included) every object this
 // backup stored is deleted again, so nothing partial is left; the
 // returned error names the cause.
-func (e *Engine) Backup(ctx context.Context, container, id string, v driver.Volume, volumeID string, parent *Manifest, progress Progress) (*Manifest, error) {
+func (e *Engine) Backup(ctx context.Context, container, id string, src Source, progress Progress) (*Manifest, error) {
 	if !ValidName(container) || !ValidName(id) {
 		return nil, errs.E(errs.Invalid, "invalid backup container %q or id %q", container, id)
 	}
-	m := &Manifest{Version: manifestVersion, BackupID: id, VolumeID: volumeID, Container: container,
-		Size: v.Size(), ChunkSize: e.o.ChunkSize, Compression: e.o.Compression, CreatedAt: time.Now().UTC()}
+	v, parent := src.Volume, src.Parent
+	m := &Manifest{Version: manifestVersion, BackupID: id, VolumeID: src.VolumeID, Container: container,
+		Size: v.Size(), ChunkSize: e.o.ChunkSize, Compression: e.o.Compression, CreatedAt: time.Now().UTC(), Meta: src.Meta}
 	if parent != nil {
 		m.ParentID = parent.BackupID
 		if parent.ChunkSize != m.ChunkSize {

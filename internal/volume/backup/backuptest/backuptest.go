@@ -250,7 +250,7 @@ func testBackupRestore(t *testing.T, s backup.Store) {
 	ctx := context.Background()
 	data := volumeData()
 	var done atomic.Int64
-	m, err := e.Backup(ctx, "c", "full", &MemVolume{Data: data}, "vol", nil, func(n int64) { done.Add(n) })
+	m, err := e.Backup(ctx, "c", "full", backup.Source{Volume: &MemVolume{Data: data}, VolumeID: "vol"}, func(n int64) { done.Add(n) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +276,7 @@ func testZeroChunks(t *testing.T, s backup.Store) {
 	ctx := context.Background()
 	data := make([]byte, 8*chunkSize)
 	copy(data[5*chunkSize:], Random(100, 3))
-	m, err := e.Backup(ctx, "c", "zeros", &MemVolume{Data: data}, "vol", nil, nil)
+	m, err := e.Backup(ctx, "c", "zeros", backup.Source{Volume: &MemVolume{Data: data}, VolumeID: "vol"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +303,7 @@ func testHolesNotRead(t *testing.T, s backup.Store) {
 	data := make([]byte, 64*chunkSize)
 	copy(data[10*chunkSize+100:], Random(chunkSize, 4))
 	v := &MemVolume{Data: data, Ext: []driver.Extent{{Offset: 10 * chunkSize, Length: 2 * chunkSize}}}
-	m, err := e.Backup(context.Background(), "c", "holes", v, "vol", nil, nil)
+	m, err := e.Backup(context.Background(), "c", "holes", backup.Source{Volume: v, VolumeID: "vol"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,14 +320,14 @@ func testIncremental(t *testing.T, s backup.Store) {
 	e := engine(t, s)
 	ctx := context.Background()
 	data := volumeData()
-	full, err := e.Backup(ctx, "c", "base", &MemVolume{Data: data}, "vol", nil, nil)
+	full, err := e.Backup(ctx, "c", "base", backup.Source{Volume: &MemVolume{Data: data}, VolumeID: "vol"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	changed := slices.Clone(data)
 	copy(changed[4*chunkSize+10:], []byte("changed"))
 	copy(changed[2*chunkSize:], []byte("no longer zero"))
-	inc, err := e.Backup(ctx, "c", "inc", &MemVolume{Data: changed}, "vol", full, nil)
+	inc, err := e.Backup(ctx, "c", "inc", backup.Source{Volume: &MemVolume{Data: changed}, VolumeID: "vol", Parent: full}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +358,7 @@ func testCorrupt(t *testing.T, s backup.Store) {
 	e := engine(t, s)
 	ctx := context.Background()
 	data := volumeData()
-	m, err := e.Backup(ctx, "c", "corrupt", &MemVolume{Data: data}, "vol", nil, nil)
+	m, err := e.Backup(ctx, "c", "corrupt", backup.Source{Volume: &MemVolume{Data: data}, VolumeID: "vol"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +375,7 @@ func testCorrupt(t *testing.T, s backup.Store) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			om, err := other.Backup(ctx, "c", "other", &MemVolume{Data: Random(chunkSize, 99)}, "v", nil, nil)
+			om, err := other.Backup(ctx, "c", "other", backup.Source{Volume: &MemVolume{Data: Random(chunkSize, 99)}, VolumeID: "v"}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -437,7 +437,7 @@ func testFailedBackup(t *testing.T, s backup.Store) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = e.Backup(context.Background(), "c", "failed", &MemVolume{Data: volumeData()}, "vol", nil, nil)
+		_, err = e.Backup(context.Background(), "c", "failed", backup.Source{Volume: &MemVolume{Data: volumeData()}, VolumeID: "vol"}, nil)
 		if errs.KindOf(err) != errs.KindOf(cause) {
 			t.Fatalf("Backup into a failing store: %v, want %v", err, cause)
 		}
@@ -449,7 +449,7 @@ func testFailedBackup(t *testing.T, s backup.Store) {
 	// A backup cut off by its context leaves nothing either.
 	ctx, cancel := context.WithCancel(context.Background())
 	n := 0
-	_, err := engine(t, s).Backup(ctx, "c", "canceled", &MemVolume{Data: volumeData()}, "vol", nil, func(int64) {
+	_, err := engine(t, s).Backup(ctx, "c", "canceled", backup.Source{Volume: &MemVolume{Data: volumeData()}, VolumeID: "vol"}, func(int64) {
 		if n++; n == 2 {
 			cancel()
 		}
@@ -465,7 +465,7 @@ func testFailedBackup(t *testing.T, s backup.Store) {
 func testDelete(t *testing.T, s backup.Store) {
 	e := engine(t, s)
 	ctx := context.Background()
-	if _, err := e.Backup(ctx, "c", "del", &MemVolume{Data: volumeData()}, "vol", nil, nil); err != nil {
+	if _, err := e.Backup(ctx, "c", "del", backup.Source{Volume: &MemVolume{Data: volumeData()}, VolumeID: "vol"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 { // deleting again is fine (a retried delete)

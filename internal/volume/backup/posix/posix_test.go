@@ -68,7 +68,7 @@ func TestFullFilesystem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.Backup(context.Background(), "c", "big", &backuptest.MemVolume{Data: backuptest.Random(8<<20, 1)}, "v", nil, nil)
+	_, err = e.Backup(context.Background(), "c", "big", backup.Source{Volume: &backuptest.MemVolume{Data: backuptest.Random(8<<20, 1)}, VolumeID: "v"}, nil)
 	if errs.KindOf(err) != errs.TooLarge {
 		t.Fatalf("backup onto a full filesystem: %v, want TooLarge", err)
 	}

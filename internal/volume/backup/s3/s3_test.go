@@ -50,7 +50,7 @@ func TestUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.Backup(context.Background(), "c", "b1", &backuptest.MemVolume{Data: backuptest.Random(1<<20, 1)}, "v", nil, nil)
+	_, err = e.Backup(context.Background(), "c", "b1", backup.Source{Volume: &backuptest.MemVolume{Data: backuptest.Random(1<<20, 1)}, VolumeID: "v"}, nil)
 	if errs.KindOf(err) != errs.Unavailable {
 		t.Fatalf("backup to an unreachable S3: %v, want Unavailable", err)
 	}
@@ -74,7 +74,7 @@ func TestBucketFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	_, err = e.Backup(ctx, "c", "big", &backuptest.MemVolume{Data: backuptest.Random(128<<20, 2)}, "v", nil, nil)
+	_, err = e.Backup(ctx, "c", "big", backup.Source{Volume: &backuptest.MemVolume{Data: backuptest.Random(128<<20, 2)}, VolumeID: "v"}, nil)
 	if k := errs.KindOf(err); k != errs.TooLarge && k != errs.Unavailable {
 		t.Fatalf("backup into a full bucket: %v (kind %v), want TooLarge", err, k)
 	}
@@ -82,7 +82,7 @@ func TestBucketFull(t *testing.T) {
 		t.Fatalf("a failed backup left %d objects (%v)", len(keys), err)
 	}
 	// Space is back: a small backup works.
-	if _, err := e.Backup(ctx, "c", "small", &backuptest.MemVolume{Data: backuptest.Random(1<<20, 3)}, "v", nil, nil); err != nil {
+	if _, err := e.Backup(ctx, "c", "small", backup.Source{Volume: &backuptest.MemVolume{Data: backuptest.Random(1<<20, 3)}, VolumeID: "v"}, nil); err != nil {
 		t.Fatalf("backup after the failed one: %v", err)
 	}
 }
