@@ -49,7 +49,8 @@ func fillRandom(b *testing.B, path string, off, n int64, seed uint64) {
 // 4 MiB objects, as many at once as the engine's workers), a full backup
 // of a 1 GiB volume of random data (file driver), a full backup of a
 // 10 GiB sparse volume holding 1 GiB of data, and an incremental backup
-// of the 1 GiB volume after 1 % of its 1 MiB blocks changed. It reports
+// of the 1 GiB volume after 1 % of its 4 MiB blocks (the chunk size)
+// changed. It reports
 // the full backup's throughput as a percentage of the raw PUT's, the
 // sparse backup's time as a multiple of the 1 GiB one's, and the
 // incremental's time as a percentage of the full one's.
@@ -137,11 +138,13 @@ func BenchmarkBackup(b *testing.B) {
 		_, d = run(fmt.Sprintf("sparse-%d", i), "sparse", nil)
 		sp += d
 
-		// Change 1 % of the 1 GiB volume's 1 MiB blocks.
+		// Change 1 % (rounded up) of the 1 GiB volume's blocks of the
+		// backup's chunk size.
 		b.StopTimer()
 		r := rand.New(rand.NewPCG(uint64(i), 7))
-		for range gib / mib / 100 {
-			fillRandom(b, dense, r.Int64N(gib/mib)*mib, mib, uint64(1000+i))
+		blocks := int64(gib / benchChunk)
+		for range (blocks + 99) / 100 {
+			fillRandom(b, dense, r.Int64N(blocks)*benchChunk, benchChunk, uint64(1000+i))
 		}
 		b.StartTimer()
 		_, d = run(fmt.Sprintf("incr-%d", i), "dense", base)

@@ -20,11 +20,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/volume/backup"
@@ -106,10 +108,13 @@ func New(c Config) (*Store, error) {
 			o.MaxBackoff = 2 * time.Second
 			o.RateLimiter = ratelimit.None
 		}),
-		// Chunks carry their own sha256; no CRC trailers (which some
-		// S3-compatible servers refuse).
+		// Chunks carry their own sha256, which every restore verifies: no
+		// CRC trailers (which some S3-compatible servers refuse) and no
+		// SigV4 payload hash, a second sha256 pass over every byte sent
+		// (use an https endpoint to protect the bytes in transit).
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
 		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
+		APIOptions:                 []func(*middleware.Stack) error{v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware},
 	})
 	return &Store{client: client, bucket: c.Bucket}, nil
 }
