@@ -495,3 +495,56 @@ func newTwoBackendsOn(t *testing.T, d *db.DB, prev *twoBackends, eng *backup.Eng
 	}
 	return &twoBackends{env: newEnvFor(t, svc, prev.glance, d, prev.dir), dirs: prev.dirs, drv: prev.drv}
 }
+
+// getHoldingStore blocks every Get, once armed, until its context ends:
+// a restore that hangs in the store.
+type getHoldingStore struct {
+	backup.Store
+	armed chan struct{}
+	held  chan struct{}
+	once  sync.Once
+}
+
+func (h *getHoldingStore) Get(ctx context.Context, key string) ([]byte, error) {
+	select {
+	case <-h.armed:
+		if !strings.HasSuffix(key, "/manifest") {
+			h.once.Do(func() { close(h.held) })
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+	default:
+	}
+	return h.Store.Get(ctx, key)
+}
+
+// TestBackupRestoreKilledMidway: the process restoring a backup stops
+// mid-way; the volume keeps its old bytes meanwhile, and a new process
+// takes the restore over and completes it.
+func TestBackupRestoreKilledMidway(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		hold := &getHoldingStore{armed: make(chan struct{}), held: make(chan struct{})}
+		be := newBackupEnv(t, d, func(s backup.Store) backup.Store { hold.Store = s; return hold })
+		vid := be.createVolume("member", projA, map[string]any{"size": 1}, "available")["id"].(string)
+		data := be.fill(t, "local", vid, 1)
+		bid := be.backup("member", map[string]any{"volume_id": vid}, "available")["id"].(string)
+		target := be.createVolume("member", projA, map[string]any{"size": 1, "volume_type": "on-remote"}, "available")["id"].(string)
+		before := be.fill(t, "remote", target, 1)
+		close(hold.armed)
+		be.MustJSON(202, be.Do("member", "POST", "/v3/"+projA+"/backups/"+bid+"/restore",
+			map[string]any{"restore": map[string]any{"volume_id": target}}))
+		<-hold.held
+		be.stop()
+		be.holds(t, "remote", target, before) // a cut-off restore changed nothing
+
+		eng, err := backup.New(be.store, backup.Options{ChunkSize: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := newTwoBackendsOn(t, d, be.twoBackends, eng)
+		nb := &backupEnv{twoBackends: next, store: be.store, storeDir: be.storeDir}
+		nb.waitStatus("member", projA, target, "available")
+		nb.waitBackup("member", bid, "available")
+		nb.holds(t, "remote", target, data)
+	})
+}

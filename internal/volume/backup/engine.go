@@ -255,9 +255,9 @@ func (e *Engine) run(ctx context.Context, v driver.Volume, ext []driver.Extent, 
 	jobs := make(chan job, e.o.Workers)
 	var wg sync.WaitGroup
 	var once sync.Once
-	var firstErr error
+	var first error
 	fail := func(err error) {
-		once.Do(func() { firstErr = err; cancel(err) })
+		once.Do(func() { first = err; cancel(err) })
 	}
 	for range e.o.Workers {
 		wg.Go(func() {
@@ -301,8 +301,8 @@ func (e *Engine) run(ctx context.Context, v driver.Volume, ext []driver.Extent, 
 	}
 	close(jobs)
 	wg.Wait()
-	if firstErr != nil {
-		return firstErr
+	if first != nil {
+		return first
 	}
 	return context.Cause(ctx)
 }
@@ -411,7 +411,7 @@ func (e *Engine) Delete(ctx context.Context, container, id string) error {
 			defer func() { <-sem }()
 			if err := e.store.Delete(ctx, k); err != nil {
 				mu.Lock()
-				first = cmp(first, err)
+				first = firstErr(first, err)
 				mu.Unlock()
 			}
 		})
@@ -420,7 +420,8 @@ func (e *Engine) Delete(ctx context.Context, container, id string) error {
 	return first
 }
 
-func cmp(a, b error) error {
+// firstErr returns a unless it is nil, then b.
+func firstErr(a, b error) error {
 	if a != nil {
 		return a
 	}
