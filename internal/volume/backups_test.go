@@ -141,6 +141,10 @@ func TestBackupLifecycle(t *testing.T) {
 		if got := be.MustJSON(200, be.Do("member", "GET", "/v3/"+projA+"/backups/"+bid, nil))["backup"].(map[string]any); got["has_dependent_backups"] != true {
 			t.Errorf("parent has_dependent_backups = %v", got["has_dependent_backups"])
 		}
+		// The usage backup quotas count: backups and their GiB.
+		if n, g, err := backupUsage(context.Background(), d, projA); err != nil || n != 2 || g != 2 {
+			t.Errorf("backupUsage = %d backups, %d GiB, %v; want 2, 2", n, g, err)
+		}
 		r := be.Do("member", "DELETE", "/v3/"+projA+"/backups/"+bid, nil)
 		if _, msg := errMessage(t, r); r.Code != 400 || msg != "Invalid backup: Incremental backups exist for this backup." {
 			t.Errorf("delete of a parent: %d %s", r.Code, r.Body)
