@@ -18,8 +18,10 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/testenv"
 	"github.com/ashlar-dev/ashlar/internal/volume/backup"
 	"github.com/ashlar-dev/ashlar/internal/volume/backup/posix"
+	"github.com/ashlar-dev/ashlar/internal/volume/backup/s3"
 )
 
 // backupEnv is two file backends (local, remote) and a posix backup store
@@ -550,5 +552,67 @@ func TestBackupRestoreKilledMidway(t *testing.T) {
 		nb.waitStatus("member", projA, target, "available")
 		nb.waitBackup("member", bid, "available")
 		nb.holds(t, "remote", target, data)
+	})
+}
+
+// TestBackupS3GoesAway: the S3 server of the backup store stops in the
+// middle of a backup. The backup ends in error with a user message, the
+// volume is back to available, and deleting the failed backup once the
+// server is back removes every chunk it had stored.
+func TestBackupS3GoesAway(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		mdir := t.TempDir()
+		m := testenv.StartMinIOIn(t, mdir)
+		st, err := s3.New(s3.Config{Endpoint: m.Endpoint, Bucket: "backups", AccessKey: m.AccessKey, SecretKey: m.SecretKey,
+			Region: m.Region, MaxAttempts: 2, Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hold := &holdingStore{Store: st, release: make(chan struct{}), held: make(chan struct{})}
+		eng, err := backup.New(hold, backup.Options{ChunkSize: 1 << 20, Workers: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb := newTwoBackendsWith(t, d, nil, eng)
+		be := &backupEnv{twoBackends: tb, store: st}
+		vid := be.createVolume("member", projA, map[string]any{"size": 1}, "available")["id"].(string)
+		be.fill(t, "local", vid, 1)
+		r := be.MustJSON(202, be.Do("member", "POST", "/v3/"+projA+"/backups", map[string]any{"backup": map[string]any{"volume_id": vid}}))
+		bid := r["backup"].(map[string]any)["id"].(string)
+		<-hold.held // two chunks are in the bucket
+		m.Stop()
+		close(hold.release)
+		b := be.waitBackup("member", bid, "error")
+		if b["fail_reason"] == nil || b["fail_reason"] == "" {
+			t.Errorf("fail_reason = %v", b["fail_reason"])
+		}
+		be.waitStatus("member", projA, vid, "available")
+		msgs := be.MustJSON(200, be.Do("member", "GET", "/v3/"+projA+"/messages?resource_uuid="+bid, nil,
+			"OpenStack-API-Version", "volume 3.3"))["messages"].([]any)
+		if len(msgs) != 1 || msgs[0].(map[string]any)["user_message"] != msgBackupCreate {
+			t.Errorf("user messages = %v", msgs)
+		}
+		// The server comes back (same data, new port): deleting the
+		// failed backup removes what the cut-off backup had stored.
+		m2 := testenv.StartMinIOIn(t, mdir)
+		st2, err := s3.New(s3.Config{Endpoint: m2.Endpoint, Bucket: "backups", AccessKey: m2.AccessKey, SecretKey: m2.SecretKey, Region: m2.Region})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eng2, err := backup.New(st2, backup.Options{ChunkSize: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		be.stop()
+		next := newTwoBackendsOn(t, d, tb, eng2)
+		nb := &backupEnv{twoBackends: next, store: st2}
+		if len(nb.objects("volumebackups", bid)) == 0 {
+			t.Fatal("no chunk of the cut-off backup in the bucket: the test did not stop S3 mid-backup")
+		}
+		nb.Must(202, nb.Do("member", "DELETE", "/v3/"+projA+"/backups/"+bid, nil))
+		nb.waitBackup("member", bid, "deleted")
+		if left := nb.objects("volumebackups", bid); len(left) != 0 {
+			t.Errorf("objects left after deleting the failed backup: %v", left)
+		}
 	})
 }
