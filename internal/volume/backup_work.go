@@ -14,6 +14,8 @@ import (
 	"encoding/json"
 	"maps"
 
+	"github.com/google/uuid"
+
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/task"
@@ -181,18 +183,6 @@ func (s *Service) failBackup(ctx context.Context, w *work, b *backupRow, cause e
 	if ctx.Err() != nil {
 		return cause
 	}
-	err := s.settle(ctx, w, cause, func(tx *db.Tx) error {
-		if _, err := failBackupRow(ctx, tx, b.ID, b.Status, errs.Message(cause)); err != nil {
-			return err
-		}
-		if w.Kind == workBackup {
-			return s.releaseBackupSource(ctx, tx, b)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
 	event, msg := eventBackupCreate, msgBackupCreate
 	switch w.Kind {
 	case workBackupDelete:
@@ -200,8 +190,31 @@ func (s *Service) failBackup(ctx context.Context, w *work, b *backupRow, cause e
 	case workBackupRestore:
 		event, msg = eventBackupRestore, msgBackupRestore
 	}
-	s.recordResourceMessage(context.WithoutCancel(ctx), b.ProjectID, "VOLUME_BACKUP", b.ID, w.RequestID, event, msg)
+	err := s.settle(ctx, w, cause, func(tx *db.Tx) error {
+		if _, err := failBackupRow(ctx, tx, b.ID, b.Status, errs.Message(cause)); err != nil {
+			return err
+		}
+		if w.Kind == workBackup {
+			if err := s.releaseBackupSource(ctx, tx, b); err != nil {
+				return err
+			}
+		}
+		return insertMessage(ctx, tx, backupMessage(b, w.RequestID, event, msg))
+	})
+	if err != nil {
+		return err
+	}
 	return cause
+}
+
+// backupMessage is the user message of a backup's failed work, stored in
+// the transaction that records the failure: whoever sees the backup's
+// failed status finds the message too.
+func backupMessage(b *backupRow, requestID, event, text string) *message {
+	now := db.Now()
+	return &message{ID: uuid.NewString(), ProjectID: b.ProjectID, RequestID: &requestID, ResourceType: "VOLUME_BACKUP",
+		ResourceUUID: &b.ID, EventID: event, Level: "ERROR", Text: text, CreatedAt: now,
+		GuaranteedTil: db.Timestamp{Time: now.Time.Add(messageTTL)}}
 }
 
 // runBackupRestore writes a restoring backup into its volume. Both
@@ -235,7 +248,7 @@ func (s *Service) runBackupRestore(ctx context.Context, w *work, b *backupRow, g
 			return err
 		}
 		if volStatus != "available" {
-			return nil
+			return insertMessage(ctx, tx, backupMessage(b, w.RequestID, eventBackupRestore, msgBackupRestore))
 		}
 		if len(meta.Metadata) > 0 {
 			if err := putKV(ctx, tx, setMetadata, volumeID, meta.Metadata); err != nil {
@@ -252,9 +265,6 @@ func (s *Service) runBackupRestore(ctx context.Context, w *work, b *backupRow, g
 	})
 	if serr != nil {
 		return serr
-	}
-	if err != nil {
-		s.recordResourceMessage(context.WithoutCancel(ctx), b.ProjectID, "VOLUME_BACKUP", b.ID, w.RequestID, eventBackupRestore, msgBackupRestore)
 	}
 	return err
 }
