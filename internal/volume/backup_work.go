@@ -14,8 +14,6 @@ import (
 	"encoding/json"
 	"maps"
 
-	"github.com/google/uuid"
-
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/task"
@@ -211,10 +209,7 @@ func (s *Service) failBackup(ctx context.Context, w *work, b *backupRow, cause e
 // the transaction that records the failure: whoever sees the backup's
 // failed status finds the message too.
 func backupMessage(b *backupRow, requestID, event, text string) *message {
-	now := db.Now()
-	return &message{ID: uuid.NewString(), ProjectID: b.ProjectID, RequestID: &requestID, ResourceType: "VOLUME_BACKUP",
-		ResourceUUID: &b.ID, EventID: event, Level: "ERROR", Text: text, CreatedAt: now,
-		GuaranteedTil: db.Timestamp{Time: now.Time.Add(messageTTL)}}
+	return newMessage(b.ProjectID, "VOLUME_BACKUP", b.ID, requestID, event, text)
 }
 
 // runBackupRestore writes a restoring backup into its volume. Both
