@@ -622,7 +622,10 @@ func waitGone(t *testing.T, c *cloud, what, id string) {
 	noun := strings.Fields(what)
 	eventually(t, 2*time.Minute, time.Second, what+" "+id+" deleted", func() (bool, string) {
 		r := c.run(t, append(append([]string{"openstack"}, noun...), "show", id, "-f", "json")...)
-		if r.Err != nil && strings.Contains(r.Stderr, "No "+noun[len(noun)-1]+" with a name or ID") {
+		// "No snapshot with ...", "No volumebackup with ..." (openstack
+		// runs the resource's words together for backups).
+		if r.Err != nil && (strings.Contains(r.Stderr, "No "+noun[len(noun)-1]+" with a name or ID") ||
+			strings.Contains(r.Stderr, "No "+strings.Join(noun, "")+" with a name or ID")) {
 			return true, ""
 		}
 		return false, lastLines(r.Stdout+r.Stderr, 3)
