@@ -37,6 +37,8 @@ type Config struct {
 	Stores []Store
 	// Backends holds one entry per [volume] enabled_backends item, in that order.
 	Backends []Backend
+	// Backup is the [backup] section: where volume backups are kept.
+	Backup Backup
 	// Warnings lists settings that were ignored (unknown sections and keys).
 	Warnings []Problem
 }
@@ -217,6 +219,73 @@ type Backend struct {
 	VolumeDriver      string
 	VolumeBackendName string
 	Options           map[string]string
+}
+
+// Backup is the [backup] section. config reads the generic keys; the
+// driver's own keys (Options) are read by its package (see
+// internal/volume/backup/drivers).
+type Backup struct {
+	// Driver is backup_driver: "posix" (default) or "s3" (Cinder's class
+	// paths of those drivers are accepted too).
+	Driver string
+	// Container is backup_container: the default container (the first
+	// part of every object key) of new backups.
+	Container string
+	// Compression is backup_compression_algorithm: "zstd" or "none".
+	Compression string
+	// Workers is backup_native_threads_pool_size: chunks in flight per
+	// backup or restore.
+	Workers int
+	// Options holds the driver's keys as written.
+	Options map[string]string
+}
+
+// BackupDrivers maps each backup driver to the [backup] keys it owns.
+var BackupDrivers = map[string][]string{
+	"posix": {"backup_posix_path", "backup_file_size"},
+	"s3": {"backup_s3_endpoint_url", "backup_s3_store_bucket", "backup_s3_store_access_key", "backup_s3_store_secret_key",
+		"backup_s3_region", "backup_s3_object_size", "backup_s3_retry_max_attempts", "backup_s3_timeout"},
+}
+
+// backupDriverAliases are Cinder's backup_driver values for our drivers.
+var backupDriverAliases = map[string]string{
+	"cinder.backup.drivers.posix.PosixBackupDriver": "posix",
+	"cinder.backup.drivers.nfs.NFSBackupDriver":     "posix",
+	"cinder.backup.drivers.s3.S3BackupDriver":       "s3",
+}
+
+// parseBackup reads [backup].
+func (p *parser) parseBackup(c *Config, state string) {
+	const S = "backup"
+	b := Backup{Options: map[string]string{}}
+	b.Driver = p.str(S, "backup_driver", "posix")
+	if a, ok := backupDriverAliases[b.Driver]; ok {
+		b.Driver = a
+	}
+	known, ok := BackupDrivers[b.Driver]
+	if !ok {
+		p.bad(S, "backup_driver", "unknown backup driver %q (want %s)", b.Driver, strings.Join(sortedKeys(BackupDrivers), ", "))
+	}
+	b.Container = p.str(S, "backup_container", "volumebackups")
+	b.Compression = p.str(S, "backup_compression_algorithm", "zstd")
+	if b.Compression != "zstd" && b.Compression != "none" {
+		p.bad(S, "backup_compression_algorithm", "%q is not zstd or none", b.Compression)
+	}
+	b.Workers = int(p.integer(S, "backup_native_threads_pool_size", 4, 1))
+	for _, k := range known {
+		if v := p.str(S, k, ""); v != "" {
+			b.Options[k] = v
+		}
+	}
+	if b.Driver == "posix" {
+		if b.Options["backup_posix_path"] == "" {
+			b.Options["backup_posix_path"] = filepath.Join(state, "backups")
+		}
+		b.Options["backup_posix_path"] = absPath(b.Options["backup_posix_path"])
+	}
+	p.checkKeys(S, append([]string{"backup_driver", "backup_container", "backup_compression_algorithm",
+		"backup_native_threads_pool_size"}, known...))
+	c.Backup = b
 }
 
 // Problem is one invalid or ignored setting.
@@ -544,6 +613,7 @@ func parse(f *ini.File, statePathOverride string, checks []Check) (*Config, erro
 	q.Groups = p.integer("volume", "quota_groups", 10, -1)
 	q.PerVolumeSizeLimit = p.integer("volume", "per_volume_size_limit", -1, -1)
 	p.parseBackends(c, state)
+	p.parseBackup(c, state)
 
 	for _, check := range checks {
 		problems, warnings := check(c)
@@ -555,7 +625,7 @@ func parse(f *ini.File, statePathOverride string, checks []Check) (*Config, erro
 	}
 	for _, s := range f.Sections() {
 		name := s.Name()
-		if _, ok := sectionKeys[name]; ok || strings.HasPrefix(name, "store:") || strings.HasPrefix(name, "backend:") {
+		if _, ok := sectionKeys[name]; ok || name == "backup" || strings.HasPrefix(name, "store:") || strings.HasPrefix(name, "backend:") {
 			continue
 		}
 		p.warnings = append(p.warnings, Problem{name, "", "unknown section, ignored"})

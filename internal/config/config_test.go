@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -309,5 +310,52 @@ connection_limit_exempt = 127.0.0.1, localhost
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not mention %q", err, want)
 		}
+	}
+}
+
+func TestBackupSection(t *testing.T) {
+	tests := []struct {
+		name, ini   string
+		driver      string
+		opts        map[string]string
+		problem     string
+		warningKey  string
+		compression string
+	}{
+		{name: "defaults", ini: "", driver: "posix", compression: "zstd",
+			opts: map[string]string{"backup_posix_path": "/srv/ashlar/backups"}},
+		{name: "cinder s3 class path", ini: "[backup]\nbackup_driver = cinder.backup.drivers.s3.S3BackupDriver\n" +
+			"backup_s3_endpoint_url = http://h:9000\nbackup_s3_store_bucket = b\nbackup_compression_algorithm = none\n",
+			driver: "s3", compression: "none", opts: map[string]string{"backup_s3_endpoint_url": "http://h:9000", "backup_s3_store_bucket": "b"}},
+		{name: "unknown driver", ini: "[backup]\nbackup_driver = swift\n", problem: "backup_driver"},
+		{name: "bad compression", ini: "[backup]\nbackup_compression_algorithm = bz2\n", problem: "backup_compression_algorithm"},
+		{name: "another driver's key", ini: "[backup]\nbackup_s3_store_bucket = b\n", driver: "posix", compression: "zstd",
+			opts: map[string]string{"backup_posix_path": "/srv/ashlar/backups"}, warningKey: "backup_s3_store_bucket"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse(tc.ini, "/srv/ashlar")
+			if tc.problem != "" {
+				var ve *ValidationError
+				if !errors.As(err, &ve) || !strings.Contains(err.Error(), tc.problem) {
+					t.Fatalf("Parse: %v, want a problem with %s", err, tc.problem)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := c.Backup
+			if b.Driver != tc.driver || b.Compression != tc.compression || !maps.Equal(b.Options, tc.opts) || b.Container != "volumebackups" || b.Workers != 4 {
+				t.Errorf("backup = %+v", b)
+			}
+			var warned bool
+			for _, w := range c.Warnings {
+				warned = warned || w.Section == "backup" && w.Key == tc.warningKey
+			}
+			if tc.warningKey != "" && !warned {
+				t.Errorf("no warning for %s: %v", tc.warningKey, c.Warnings)
+			}
+		})
 	}
 }

@@ -60,6 +60,9 @@ func Print(w io.Writer, c *Config) {
 		fmt.Fprintf(w, "\n[backend:%s]\nvolume_driver = %s\nvolume_backend_name = %s\n", b.Name, b.VolumeDriver, b.VolumeBackendName)
 		printOptions(w, b.Options, func(string) bool { return false })
 	}
+	fmt.Fprintf(w, "\n[backup]\nbackup_driver = %s\nbackup_container = %s\nbackup_compression_algorithm = %s\nbackup_native_threads_pool_size = %d\n",
+		c.Backup.Driver, c.Backup.Container, c.Backup.Compression, c.Backup.Workers)
+	printOptions(w, c.Backup.Options, func(k string) bool { return strings.HasSuffix(k, "_key") })
 }
 
 func printOptions(w io.Writer, opts map[string]string, secret func(key string) bool) {

@@ -288,11 +288,16 @@ func (s *Service) failCreate(ctx context.Context, w *work, v *vol, event, msg st
 	if ctx.Err() != nil {
 		return cause
 	}
-	err := s.settle(ctx, w, cause, func(tx *db.Tx) error { return forceStatus(ctx, tx, v.ID, "error") })
+	// The message lands with the error status: whoever sees one sees both.
+	err := s.settle(ctx, w, cause, func(tx *db.Tx) error {
+		if err := forceStatus(ctx, tx, v.ID, "error"); err != nil {
+			return err
+		}
+		return insertMessage(ctx, tx, newMessage(v.ProjectID, "VOLUME", v.ID, w.RequestID, event, msg))
+	})
 	if err != nil {
 		return err
 	}
-	s.recordMessage(context.WithoutCancel(ctx), v.ProjectID, v.ID, w.RequestID, event, msg)
 	return cause
 }
 

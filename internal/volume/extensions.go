@@ -11,6 +11,7 @@ var extensions = []struct{ alias, name, description, updated string }{
 	{"os-volume-actions", "VolumeActions", "Enable volume actions.", "2012-05-31T00:00:00+00:00"},
 	{"os-availability-zone", "AvailabilityZones", "Describe Availability Zones.", "2013-06-27T00:00:00+00:00"},
 	{"os-vol-image-meta", "VolumeImageMetadata", "Show image metadata associated with the volume.", "2012-12-07T00:00:00+00:00"},
+	{"backups", "Backups", "Backups support.", "2012-12-12T00:00:00+00:00"},
 	{"os-admin-actions", "AdminActions", "Enable admin actions.", "2012-08-25T00:00:00+00:00"},
 	{"os-volume-transfer", "VolumeTransfer", "Volume transfer management support.", "2013-05-29T00:00:00+00:00"},
 	{"encryption", "VolumeTypeEncryption", "Encryption support for volume types.", "2013-07-01T00:00:00+00:00"},

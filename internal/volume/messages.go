@@ -30,14 +30,22 @@ func (s *Service) recordMessage(ctx context.Context, project, volumeID, requestI
 	s.recordResourceMessage(ctx, project, "VOLUME", volumeID, requestID, event, text)
 }
 
+// newMessage is a user message about the failed async work of a
+// resource of resourceType, to store with insertMessage; work that stores
+// it in the transaction recording the failure makes the two visible
+// together.
+func newMessage(project, resourceType, resourceID, requestID, event, text string) *message {
+	now := db.Now()
+	return &message{ID: uuid.NewString(), ProjectID: project, RequestID: &requestID,
+		ResourceType: resourceType, ResourceUUID: &resourceID, EventID: event, Level: "ERROR", Text: text,
+		CreatedAt: now, GuaranteedTil: db.Timestamp{Time: now.Time.Add(messageTTL)}}
+}
+
 // recordResourceMessage stores a user message about the failed async work
 // of a resource of resourceType (VOLUME, VOLUME_SNAPSHOT). Failing to
 // store it is logged: the work's own outcome stands.
 func (s *Service) recordResourceMessage(ctx context.Context, project, resourceType, resourceID, requestID, event, text string) {
-	now := db.Now()
-	err := insertMessage(ctx, s.deps.DB, &message{ID: uuid.NewString(), ProjectID: project, RequestID: &requestID,
-		ResourceType: resourceType, ResourceUUID: &resourceID, EventID: event, Level: "ERROR", Text: text,
-		CreatedAt: now, GuaranteedTil: db.Timestamp{Time: now.Time.Add(messageTTL)}})
+	err := insertMessage(ctx, s.deps.DB, newMessage(project, resourceType, resourceID, requestID, event, text))
 	if err != nil {
 		s.deps.Logger.Error("recording user message", "resource", resourceID, "err", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/volume/backup"
 	"github.com/ashlar-dev/ashlar/internal/volume/driver"
 	"github.com/ashlar-dev/ashlar/internal/volume/driver/drivers"
 )
@@ -40,10 +41,17 @@ func twoBackendSection(dir string) string {
 // (by backend name) the service gets.
 func newTwoBackends(t *testing.T, d *db.DB, wrap func(name string, drv driver.Driver) driver.Driver) *twoBackends {
 	t.Helper()
+	return newTwoBackendsWith(t, d, wrap, nil)
+}
+
+// newTwoBackendsWith is newTwoBackends with a backup engine (nil: the
+// configured one).
+func newTwoBackendsWith(t *testing.T, d *db.DB, wrap func(name string, drv driver.Driver) driver.Driver, eng *backup.Engine) *twoBackends {
+	t.Helper()
 	tb := &twoBackends{dirs: map[string]string{}, drv: map[string]driver.Driver{}}
 	remote := filepath.Join(t.TempDir(), "remote")
 	tb.env = newEnvConfig(t, d, "enabled_backends = local, remote", func(t *testing.T, cfg *config.Config) Options {
-		return Options{Drivers: tb.openDrivers(t, cfg, wrap)}
+		return Options{Drivers: tb.openDrivers(t, cfg, wrap), Backup: eng}
 	}, twoBackendSection(remote))
 	tb.createType("on-local", map[string]string{"volume_backend_name": "local"})
 	tb.createType("on-remote", map[string]string{"volume_backend_name": "remote"})

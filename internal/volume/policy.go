@@ -25,6 +25,19 @@ var Policy = policy.Table{
 	"snapshot_extension:snapshot_actions:update_snapshot_status": policy.Member,
 	"volume:revert_to_snapshot":                                  policy.Member,
 
+	// Backups, their admin actions, export and import of records.
+	"backup:create":                   policy.Member,
+	"backup:get":                      policy.Reader,
+	"backup:get_all":                  policy.Reader,
+	"backup:update":                   policy.Member,
+	"backup:delete":                   policy.Member,
+	"backup:restore":                  policy.Member,
+	"backup:backup-import":            policy.Admin,
+	"backup:export-import":            policy.Admin,
+	"backup:backup_project_attribute": policy.Admin,
+	"volume_extension:backup_admin_actions:reset_status": policy.Admin,
+	"volume_extension:backup_admin_actions:force_delete": policy.Admin,
+
 	"volume_extension:types_manage":                           policy.Admin,
 	"volume_extension:type_get":                               policy.Reader,
 	"volume_extension:type_get_all":                           policy.Reader,

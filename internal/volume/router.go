@@ -89,6 +89,7 @@ func (s *Service) routes() {
 	s.snapshotRoutes(m, p)
 	s.quotaRoutes(m, p)
 	s.attachmentRoutes(m, p)
+	s.backupRoutes(m, p)
 
 	m.Handle("GET "+p+"/os-availability-zone", handler(s.listAZs))
 	m.Handle("GET "+p+"/messages", handler(s.listMessages))

@@ -14,6 +14,8 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/glanceclient"
 	"github.com/ashlar-dev/ashlar/internal/service"
 	"github.com/ashlar-dev/ashlar/internal/task"
+	"github.com/ashlar-dev/ashlar/internal/volume/backup"
+	backupdrivers "github.com/ashlar-dev/ashlar/internal/volume/backup/drivers"
 	"github.com/ashlar-dev/ashlar/internal/volume/driver"
 	"github.com/ashlar-dev/ashlar/internal/volume/driver/drivers"
 )
@@ -51,6 +53,8 @@ type Options struct {
 	// is nil: the server routes requests for its own image service through
 	// it in-process (internal/api/loopback).
 	Via func(http.RoundTripper) http.RoundTripper
+	// Backup is the backup engine ([backup] builds it when nil).
+	Backup *backup.Engine
 }
 
 // Service is the block storage API.
@@ -67,6 +71,11 @@ type Service struct {
 	// service made it itself (no shared runner in Deps) and runs it.
 	tasks    *task.Runner
 	ownTasks bool
+
+	// backups makes and restores backups; nil when no backup driver is
+	// configured (the backups API then answers 503, as Cinder without a
+	// backup service).
+	backups *backup.Engine
 }
 
 // backend is one configured volume backend.
@@ -92,6 +101,13 @@ func NewWithOptions(ctx context.Context, deps service.Deps, opts Options) (*Serv
 	s.registerWork(s.tasks)
 	if h, err := os.Hostname(); err == nil && h != "" {
 		s.hostname = h
+	}
+	s.backups = opts.Backup
+	if s.backups == nil && deps.Config.Backup.Driver != "" {
+		var err error
+		if s.backups, err = backupdrivers.New(deps.Config.Backup); err != nil {
+			return nil, fmt.Errorf("backup: %w", err)
+		}
 	}
 	s.glance = opts.Glance
 	if s.glance == nil {

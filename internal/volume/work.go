@@ -49,6 +49,8 @@ type workPayload struct {
 	Store           string `json:"store,omitempty"`
 	PreviousStatus  string `json:"previous_status,omitempty"`
 	ProjectID       string `json:"project_id,omitempty"`
+	// VolumeID is the volume a backup is restored into.
+	VolumeID string `json:"volume_id,omitempty"`
 }
 
 // work is a claimed volume task.
@@ -73,6 +75,7 @@ func (s *Service) registerWork(r *task.Runner) {
 			GiveUp: func(ctx context.Context, t *task.Task, _ error) error { return s.runWork(ctx, t, true) }})
 	}
 	s.registerSnapshotWork(r)
+	s.registerBackupWork(r)
 	s.registerMigrate(r)
 }
 

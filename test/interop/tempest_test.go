@@ -125,8 +125,8 @@ type tempestResult struct {
 }
 
 // tempestLists are the include-lists in testdata, in run order. later
-// enables the volume features the later list tests: snapshots, clones and
-// several backends (tempestBackends).
+// enables the volume features the later list tests: snapshots, clones,
+// backups and several backends (tempestBackends).
 var tempestLists = []struct {
 	name          string
 	cinder, later bool
@@ -209,6 +209,7 @@ func runTempest(t *testing.T, a *ashlar) {
 			}
 			later := strconv.FormatBool(list.later)
 			vars["VOLUME_MULTI_BACKEND"], vars["VOLUME_SNAPSHOT"], vars["VOLUME_CLONE"] = later, later, later
+			vars["VOLUME_BACKUP"] = later
 			runTempestList(t, list.name, vars, accts)
 		})
 	}

@@ -223,3 +223,16 @@ const (
 	// Data["format"] ("raw").
 	ProtocolNFS = "nfs"
 )
+
+// Overwriter is implemented by drivers that can replace the bytes of an
+// existing volume, as a restore from a backup into an existing volume
+// needs (Cinder restores over the volume's data).
+type Overwriter interface {
+	// Overwrite makes volume id's bytes those of r (raw bytes, at most the
+	// volume's size) followed by zeros up to its size, which is unchanged.
+	// It writes only the non-zero extents, so holes stay holes. The new
+	// bytes appear complete or not at all: a failure (ctx included) leaves
+	// the volume's bytes as they were. errs.NotFound when the volume does
+	// not exist; errs.TooLarge when r holds more than the volume's size.
+	Overwrite(ctx context.Context, id string, r io.Reader) error
+}

@@ -42,6 +42,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) driver.Driver) {
 		{"Capabilities", testCapabilities},
 		{"Concurrent", testConcurrent},
 		{"Attach", testAttach},
+		{"Overwrite", testOverwrite},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newDriver(t)) })
@@ -414,3 +415,47 @@ func testConcurrent(t *testing.T, d driver.Driver) {
 		}
 	}
 }
+
+// testOverwrite covers driver.Overwriter, for drivers that have it: the
+// new bytes replace the old, zeros stay holes, and a failing source or a
+// source larger than the volume leaves the old bytes.
+func testOverwrite(t *testing.T, d driver.Driver) {
+	o, ok := d.(driver.Overwriter)
+	if !ok {
+		t.Skip("driver has no Overwrite")
+	}
+	ctx := context.Background()
+	const size = 8 * mib
+	old := pattern(size, 11)
+	if err := d.CreateFrom(ctx, "ow", size, bytes.NewReader(old)); err != nil {
+		t.Fatal(err)
+	}
+	// A failing source and an oversized one change nothing.
+	bad := io.MultiReader(bytes.NewReader(pattern(mib, 12)), iotestErrReader{})
+	if err := o.Overwrite(ctx, "ow", bad); err == nil {
+		t.Fatal("Overwrite from a failing source succeeded")
+	}
+	if err := o.Overwrite(ctx, "ow", bytes.NewReader(make([]byte, size+mib))); errs.KindOf(err) != errs.TooLarge {
+		t.Fatalf("Overwrite with too much data: %v, want TooLarge", err)
+	}
+	if !bytes.Equal(readAll(t, d, "ow"), old) {
+		t.Fatal("a failed Overwrite changed the volume")
+	}
+	// Shorter data: the rest reads as zeros, size unchanged.
+	want := make([]byte, size)
+	copy(want[mib:], pattern(mib, 13))
+	if err := o.Overwrite(ctx, "ow", bytes.NewReader(want[:3*mib])); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, d, "ow"); !bytes.Equal(got, want) {
+		t.Fatalf("Overwrite: volume reads back wrong (%d bytes)", len(got))
+	}
+	if err := o.Overwrite(ctx, "missing", bytes.NewReader(nil)); errs.KindOf(err) != errs.NotFound {
+		t.Fatalf("Overwrite of a missing volume: %v, want NotFound", err)
+	}
+}
+
+// iotestErrReader fails every read.
+type iotestErrReader struct{}
+
+func (iotestErrReader) Read([]byte) (int, error) { return 0, errors.New("source failed") }

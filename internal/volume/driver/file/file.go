@@ -62,11 +62,12 @@ type Driver struct {
 
 // Interface guards.
 var (
-	_ driver.Driver    = (*Driver)(nil)
-	_ driver.Allocator = (*Driver)(nil)
-	_ driver.Volume    = (*volume)(nil)
-	_ driver.LocalFile = (*volume)(nil)
-	_ driver.Lister    = (*Driver)(nil)
+	_ driver.Driver     = (*Driver)(nil)
+	_ driver.Allocator  = (*Driver)(nil)
+	_ driver.Volume     = (*volume)(nil)
+	_ driver.LocalFile  = (*volume)(nil)
+	_ driver.Lister     = (*Driver)(nil)
+	_ driver.Overwriter = (*Driver)(nil)
 )
 
 // New builds the driver for a [backend:<name>] section whose volume_driver
@@ -156,6 +157,26 @@ func (d *Driver) create(ctx context.Context, id string, sizeBytes int64, r io.Re
 			return err
 		}
 		return writeSparse(ctx, f, sizeBytes, r)
+	})
+}
+
+// Overwrite replaces volume id's bytes with r's through a temporary file
+// renamed over the volume, so a failure leaves the old bytes.
+func (d *Driver) Overwrite(ctx context.Context, id string, r io.Reader) error {
+	final, err := d.path(id)
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(final)
+	if err != nil {
+		return mapErr(err, "volume "+id)
+	}
+	size := st.Size()
+	return build(ctx, final, "volume "+id, true, func(f *os.File) error {
+		if err := f.Truncate(size); err != nil {
+			return err
+		}
+		return writeSparse(ctx, f, size, r)
 	})
 }
 

@@ -1,0 +1,482 @@
+// Package backuptest is the conformance suite every backup driver passes:
+// the Store contract itself, then the chunk engine's backups, incremental
+// backups, restores and failures on top of the driver. Driver tests call
+// Run with a constructor for a fresh, empty store.
+package backuptest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/volume/backup"
+	"github.com/ashlar-dev/ashlar/internal/volume/driver"
+)
+
+const (
+	kib       = 1 << 10
+	chunkSize = 256 * kib
+)
+
+// Run runs the suite; newStore returns a fresh store with no objects.
+func Run(t *testing.T, newStore func(t *testing.T) backup.Store) {
+	t.Helper()
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s backup.Store)
+	}{
+		{"PutGetRoundTrip", testPutGet},
+		{"EmptyObject", testEmptyObject},
+		{"Replace", testReplace},
+		{"GetMissing", testGetMissing},
+		{"DeleteMissing", testDeleteMissing},
+		{"ListPrefix", testListPrefix},
+		{"CanceledPut", testCanceledPut},
+		{"Concurrent", testConcurrent},
+		{"BackupRestore", testBackupRestore},
+		{"ZeroChunksNotStored", testZeroChunks},
+		{"HolesNotRead", testHolesNotRead},
+		{"Incremental", testIncremental},
+		{"CorruptChunkDetected", testCorrupt},
+		{"FailedBackupLeavesNothing", testFailedBackup},
+		{"DeleteBackup", testDelete},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
+	}
+}
+
+// Random returns n pseudo-random bytes from seed.
+func Random(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	b := make([]byte, n)
+	for i := 0; i+8 <= n; i += 8 {
+		v := r.Uint64()
+		for k := range 8 {
+			b[i+k] = byte(v >> (8 * k))
+		}
+	}
+	return b
+}
+
+// MemVolume is a driver.Volume over a byte slice whose extents are given
+// (nil: one extent covering everything). It counts the bytes read.
+type MemVolume struct {
+	Data []byte
+	Ext  []driver.Extent
+	Read atomic.Int64
+}
+
+// ReadAt implements driver.Volume.
+func (v *MemVolume) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(len(v.Data)) {
+		return 0, io.EOF
+	}
+	n := copy(p, v.Data[off:])
+	v.Read.Add(int64(n))
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// Close implements driver.Volume.
+func (v *MemVolume) Close() error { return nil }
+
+// Size implements driver.Volume.
+func (v *MemVolume) Size() int64 { return int64(len(v.Data)) }
+
+// Extents implements driver.Volume.
+func (v *MemVolume) Extents(context.Context) ([]driver.Extent, error) {
+	if v.Ext == nil {
+		return []driver.Extent{{Offset: 0, Length: int64(len(v.Data))}}, nil
+	}
+	return v.Ext, nil
+}
+
+func engine(t *testing.T, s backup.Store) *backup.Engine {
+	t.Helper()
+	e, err := backup.New(s, backup.Options{ChunkSize: chunkSize, Workers: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func restore(t *testing.T, e *backup.Engine, m *backup.Manifest) ([]byte, error) {
+	t.Helper()
+	r := e.Restore(context.Background(), m)
+	defer r.Close()
+	return io.ReadAll(r)
+}
+
+func testPutGet(t *testing.T, s backup.Store) {
+	ctx := context.Background()
+	data := Random(300*kib, 1)
+	if err := s.Put(ctx, "c/b1/00000001", data); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, "c/b1/00000001")
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Get = %d bytes, %v; want the %d bytes put", len(got), err, len(data))
+	}
+}
+
+func testEmptyObject(t *testing.T, s backup.Store) {
+	ctx := context.Background()
+	if err := s.Put(ctx, "c/b/empty", nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, "c/b/empty")
+	if err != nil || len(got) != 0 {
+		t.Fatalf("Get = %q, %v", got, err)
+	}
+}
+
+func testReplace(t *testing.T, s backup.Store) {
+	ctx := context.Background()
+	for _, v := range []string{"first", "second"} {
+		if err := s.Put(ctx, "c/b/k", []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := s.Get(ctx, "c/b/k"); err != nil || string(got) != "second" {
+		t.Fatalf("Get = %q, %v; want the second Put", got, err)
+	}
+}
+
+func testGetMissing(t *testing.T, s backup.Store) {
+	if _, err := s.Get(context.Background(), "c/none/x"); errs.KindOf(err) != errs.NotFound {
+		t.Fatalf("Get of a missing key: %v, want NotFound", err)
+	}
+}
+
+func testDeleteMissing(t *testing.T, s backup.Store) {
+	ctx := context.Background()
+	if err := s.Delete(ctx, "c/none/x"); err != nil {
+		t.Fatalf("Delete of a missing key: %v", err)
+	}
+	if err := s.Put(ctx, "c/b/x", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // a retried delete succeeds too
+		if err := s.Delete(ctx, "c/b/x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Get(ctx, "c/b/x"); errs.KindOf(err) != errs.NotFound {
+		t.Fatalf("Get after Delete: %v", err)
+	}
+}
+
+func testListPrefix(t *testing.T, s backup.Store) {
+	ctx := context.Background()
+	keys := []string{"c/b1/1", "c/b1/2", "c/b10/1", "c/b2/1", "d/b1/1"}
+	for _, k := range keys {
+		if err := s.Put(ctx, k, []byte(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.List(ctx, "c/b1/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	if want := []string{"c/b1/1", "c/b1/2"}; !slices.Equal(got, want) {
+		t.Fatalf("List(c/b1/) = %v, want %v", got, want)
+	}
+	if got, err := s.List(ctx, "x/none/"); err != nil || len(got) != 0 {
+		t.Fatalf("List of an empty prefix = %v, %v", got, err)
+	}
+}
+
+func testCanceledPut(t *testing.T, s backup.Store) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Put(ctx, "c/b/canceled", Random(100*kib, 2)); err == nil {
+		t.Fatal("Put with a canceled context succeeded")
+	}
+	if _, err := s.Get(context.Background(), "c/b/canceled"); errs.KindOf(err) != errs.NotFound {
+		t.Fatalf("a canceled Put left an object: %v", err)
+	}
+}
+
+func testConcurrent(t *testing.T, s backup.Store) {
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errc := make(chan error, 16)
+	for i := range 16 {
+		wg.Go(func() {
+			k := fmt.Sprintf("c/conc/%02d", i)
+			data := Random(64*kib, uint64(i))
+			if err := s.Put(ctx, k, data); err != nil {
+				errc <- err
+				return
+			}
+			got, err := s.Get(ctx, k)
+			if err == nil && !bytes.Equal(got, data) {
+				err = fmt.Errorf("%s read back wrong", k)
+			}
+			if err != nil {
+				errc <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Error(err)
+	}
+}
+
+// volumeData is 10 chunks: random data with one all-zero chunk and a
+// partial last chunk.
+func volumeData() []byte {
+	data := Random(9*chunkSize+chunkSize/3, 7)
+	clear(data[2*chunkSize : 3*chunkSize])
+	return data
+}
+
+func testBackupRestore(t *testing.T, s backup.Store) {
+	e := engine(t, s)
+	ctx := context.Background()
+	data := volumeData()
+	var done atomic.Int64
+	m, err := e.Backup(ctx, "c", "full", backup.Source{Volume: &MemVolume{Data: data}, VolumeID: "vol"}, func(n int64) { done.Add(n) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done.Load() != int64(len(data)) {
+		t.Errorf("progress counted %d bytes of %d", done.Load(), len(data))
+	}
+	// The manifest reads back from the store.
+	m2, err := e.Manifest(ctx, "c", "full")
+	if err != nil || len(m2.Chunks) != 10 || m2.Size != int64(len(data)) {
+		t.Fatalf("Manifest = %+v, %v", m2, err)
+	}
+	got, err := restore(t, e, m2)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("restore = %d bytes, %v; want the %d bytes backed up", len(got), err, len(data))
+	}
+	if m.Objects() != 10 { // 9 data chunks + manifest
+		t.Errorf("Objects = %d, want 10", m.Objects())
+	}
+}
+
+func testZeroChunks(t *testing.T, s backup.Store) {
+	e := engine(t, s)
+	ctx := context.Background()
+	data := make([]byte, 8*chunkSize)
+	copy(data[5*chunkSize:], Random(100, 3))
+	m, err := e.Backup(ctx, "c", "zeros", backup.Source{Volume: &MemVolume{Data: data}, VolumeID: "vol"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := s.List(ctx, backup.Prefix("c", "zeros"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 { // one data chunk + manifest
+		t.Errorf("stored %d objects (%v) for one non-zero chunk", len(keys), keys)
+	}
+	for i, c := range m.Chunks {
+		if c.Zero != (i != 5) {
+			t.Errorf("chunk %d: zero = %v", i, c.Zero)
+		}
+	}
+	got, err := restore(t, e, m)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("restore = %d bytes, %v", len(got), err)
+	}
+}
+
+func testHolesNotRead(t *testing.T, s backup.Store) {
+	e := engine(t, s)
+	data := make([]byte, 64*chunkSize)
+	copy(data[10*chunkSize+100:], Random(chunkSize, 4))
+	v := &MemVolume{Data: data, Ext: []driver.Extent{{Offset: 10 * chunkSize, Length: 2 * chunkSize}}}
+	m, err := e.Backup(context.Background(), "c", "holes", backup.Source{Volume: v, VolumeID: "vol"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Read.Load() > 2*chunkSize {
+		t.Errorf("read %d bytes of a volume with %d bytes of extents", v.Read.Load(), 2*chunkSize)
+	}
+	got, err := restore(t, e, m)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("restore = %d bytes, %v", len(got), err)
+	}
+}
+
+func testIncremental(t *testing.T, s backup.Store) {
+	e := engine(t, s)
+	ctx := context.Background()
+	data := volumeData()
+	full, err := e.Backup(ctx, "c", "base", backup.Source{Volume: &MemVolume{Data: data}, VolumeID: "vol"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := slices.Clone(data)
+	copy(changed[4*chunkSize+10:], []byte("changed"))
+	copy(changed[2*chunkSize:], []byte("no longer zero"))
+	inc, err := e.Backup(ctx, "c", "inc", backup.Source{Volume: &MemVolume{Data: changed}, VolumeID: "vol", Parent: full}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := s.List(ctx, backup.Prefix("c", "inc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 3 { // the two changed chunks + manifest
+		t.Errorf("incremental stored %d objects (%v), want 3", len(keys), keys)
+	}
+	if inc.ParentID != "base" || inc.Objects() != 3 {
+		t.Errorf("incremental: parent %q, objects %d", inc.ParentID, inc.Objects())
+	}
+	got, err := restore(t, e, inc)
+	if err != nil || !bytes.Equal(got, changed) {
+		t.Fatalf("restore of the incremental = %d bytes, %v", len(got), err)
+	}
+	// Deleting the incremental leaves its parent whole.
+	if err := e.Delete(ctx, "c", "inc"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := restore(t, e, full); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("restore of the parent after deleting its child = %d bytes, %v", len(got), err)
+	}
+}
+
+func testCorrupt(t *testing.T, s backup.Store) {
+	e := engine(t, s)
+	ctx := context.Background()
+	data := volumeData()
+	m, err := e.Backup(ctx, "c", "corrupt", backup.Source{Volume: &MemVolume{Data: data}, VolumeID: "vol"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		damage func(obj []byte) []byte
+	}{
+		{"garbage", func(obj []byte) []byte { return Random(len(obj), 9) }},
+		{"truncated", func(obj []byte) []byte { return obj[:len(obj)/2] }},
+		{"same-size-valid-zstd", func([]byte) []byte {
+			// A well-formed object of other data: only the checksum
+			// tells it apart.
+			other, err := backup.New(s, backup.Options{ChunkSize: chunkSize})
+			if err != nil {
+				t.Fatal(err)
+			}
+			om, err := other.Backup(ctx, "c", "other", backup.Source{Volume: &MemVolume{Data: Random(chunkSize, 99)}, VolumeID: "v"}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, err := s.Get(ctx, om.Chunks[0].Object)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return o
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			key := m.Chunks[6].Object
+			orig, err := s.Get(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Put(ctx, key, tc.damage(orig)); err != nil {
+				t.Fatal(err)
+			}
+			defer s.Put(ctx, key, orig)
+			r := e.Restore(ctx, m)
+			defer r.Close()
+			// The bytes before the corrupt chunk may be read; the
+			// corrupt chunk's are not.
+			got, err := io.ReadAll(r)
+			if !errors.Is(err, backup.ErrCorrupt) {
+				t.Fatalf("restore of a corrupt chunk: %v, want ErrCorrupt", err)
+			}
+			if len(got) > 6*chunkSize {
+				t.Fatalf("restore returned %d bytes, past the corrupt chunk at %d", len(got), 6*chunkSize)
+			}
+		})
+	}
+}
+
+// failingStore fails every Put after the first `after`, as a bucket that
+// fills up or a server that goes away mid-backup.
+type failingStore struct {
+	backup.Store
+	after int64
+	puts  atomic.Int64
+	err   error
+}
+
+func (f *failingStore) Put(ctx context.Context, key string, data []byte) error {
+	if f.puts.Add(1) > f.after {
+		return f.err
+	}
+	return f.Store.Put(ctx, key, data)
+}
+
+func testFailedBackup(t *testing.T, s backup.Store) {
+	for _, cause := range []error{
+		errs.E(errs.TooLarge, "backup storage is full"),
+		errs.E(errs.Unavailable, "backup storage is unreachable"),
+	} {
+		fs := &failingStore{Store: s, after: 4, err: cause}
+		e, err := backup.New(fs, backup.Options{ChunkSize: chunkSize, Workers: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = e.Backup(context.Background(), "c", "failed", backup.Source{Volume: &MemVolume{Data: volumeData()}, VolumeID: "vol"}, nil)
+		if errs.KindOf(err) != errs.KindOf(cause) {
+			t.Fatalf("Backup into a failing store: %v, want %v", err, cause)
+		}
+		keys, err := s.List(context.Background(), backup.Prefix("c", "failed"))
+		if err != nil || len(keys) != 0 {
+			t.Fatalf("a failed backup left %v (%v)", keys, err)
+		}
+	}
+	// A backup cut off by its context leaves nothing either.
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	_, err := engine(t, s).Backup(ctx, "c", "canceled", backup.Source{Volume: &MemVolume{Data: volumeData()}, VolumeID: "vol"}, func(int64) {
+		if n++; n == 2 {
+			cancel()
+		}
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled backup: %v", err)
+	}
+	if keys, err := s.List(context.Background(), backup.Prefix("c", "canceled")); err != nil || len(keys) != 0 {
+		t.Fatalf("a canceled backup left %v (%v)", keys, err)
+	}
+}
+
+func testDelete(t *testing.T, s backup.Store) {
+	e := engine(t, s)
+	ctx := context.Background()
+	if _, err := e.Backup(ctx, "c", "del", backup.Source{Volume: &MemVolume{Data: volumeData()}, VolumeID: "vol"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // deleting again is fine (a retried delete)
+		if err := e.Delete(ctx, "c", "del"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if keys, err := s.List(ctx, backup.Prefix("c", "del")); err != nil || len(keys) != 0 {
+		t.Fatalf("Delete left %v (%v)", keys, err)
+	}
+	if _, err := e.Manifest(ctx, "c", "del"); errs.KindOf(err) != errs.NotFound {
+		t.Fatalf("Manifest of a deleted backup: %v", err)
+	}
+}

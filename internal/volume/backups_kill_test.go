@@ -1,0 +1,169 @@
+package volume
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ashlar-dev/ashlar/internal/apitest"
+	"github.com/ashlar-dev/ashlar/internal/db"
+	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
+	"github.com/ashlar-dev/ashlar/internal/volume/backup"
+	"github.com/ashlar-dev/ashlar/internal/volume/backup/posix"
+	"github.com/ashlar-dev/ashlar/internal/volume/driver"
+)
+
+// A backup's process is killed (SIGKILL: no clean-up runs) after it stored
+// some chunks. The process is this test binary run again as a child, on
+// the same database, backends and backup directory; the next process
+// takes the task over (at once on SQLite, after the 2 s lease on
+// PostgreSQL), removes what the dead attempt stored and makes the backup.
+
+const backupKillChildEnv = "ASHLAR_VOLUME_BACKUP_CHILD"
+
+// slowStore stores slowly and creates marker after its second object.
+type slowStore struct {
+	backup.Store
+	marker string
+	puts   int
+}
+
+func (s *slowStore) Put(ctx context.Context, key string, data []byte) error {
+	time.Sleep(100 * time.Millisecond)
+	if err := s.Store.Put(ctx, key, data); err != nil {
+		return err
+	}
+	if s.puts++; s.puts == 2 {
+		_ = os.WriteFile(s.marker, nil, 0o644)
+	}
+	return nil
+}
+
+// startWithBackups is killSetup.start with a posix backup store under
+// Dir/backups, wrapped by wrap when not nil.
+func (k killSetup) startWithBackups(t *testing.T, d *db.DB, wrap func(backup.Store) backup.Store) *twoBackends {
+	t.Helper()
+	st, err := posix.New(filepath.Join(k.Dir, "backups"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s backup.Store = st
+	if wrap != nil {
+		s = wrap(st)
+	}
+	eng, err := backup.New(s, backup.Options{ChunkSize: 1 << 20, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := k.config(t)
+	tb := &twoBackends{dirs: map[string]string{}, drv: map[string]driver.Driver{}}
+	svc, err := NewWithOptions(context.Background(), testDeps(cfg, d, testTokens), Options{Drivers: tb.openDrivers(t, cfg, nil), Backup: eng})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.env = newEnvFor(t, svc, nil, d, k.Dir)
+	return tb
+}
+
+func backupInChild(t *testing.T, spec string) {
+	var k killSetup
+	if err := json.Unmarshal([]byte(spec), &k); err != nil {
+		t.Fatal(err)
+	}
+	d, err := db.Open(context.Background(), k.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.LockSingleNode(); err != nil {
+		t.Fatal(err)
+	}
+	tb := k.startWithBackups(t, d, func(s backup.Store) backup.Store { return &slowStore{Store: s, marker: k.marker()} })
+	tb.Must(202, tb.Do("member", "POST", "/v3/"+projA+"/backups", map[string]any{"backup": map[string]any{"volume_id": k.Volume, "name": "killed"}}))
+	time.Sleep(10 * time.Minute) // the parent kills us long before
+	t.Fatal("not killed")
+}
+
+func TestBackupProcessKilled(t *testing.T) {
+	if spec := os.Getenv(backupKillChildEnv); spec != "" {
+		backupInChild(t, spec)
+		return
+	}
+	for _, engine := range dbtest.Engines {
+		t.Run(engine, func(t *testing.T) {
+			k := killSetup{Conn: dbtest.Connection(t, engine), Dir: t.TempDir()}
+			ctx := context.Background()
+			d, err := db.Open(ctx, k.Conn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			if err := d.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			tb := k.startWithBackups(t, d, nil)
+			tb.createType("on-remote", map[string]string{"volume_backend_name": "remote"})
+			k.Volume = tb.createVolume("member", projA, map[string]any{}, "available")["id"].(string)
+			data := tb.fill(t, "local", k.Volume, 1)
+			tb.stop()
+
+			spec, _ := json.Marshal(k)
+			cmd := exec.Command(os.Args[0], "-test.run=^"+strings.Split(t.Name(), "/")[0]+"$", "-test.v")
+			cmd.Env = append(os.Environ(), backupKillChildEnv+"="+string(spec))
+			log, err := os.Create(filepath.Join(k.Dir, "child.log"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer log.Close()
+			cmd.Stdout, cmd.Stderr = log, log
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			killed := false
+			kill := func() {
+				if !killed {
+					killed = true
+					_ = cmd.Process.Signal(syscall.SIGKILL)
+					_ = cmd.Wait()
+				}
+			}
+			defer kill()
+			apitest.Eventually(t, 60*time.Second, func() bool {
+				_, err := os.Stat(k.marker())
+				return err == nil
+			}, func() string {
+				b, _ := os.ReadFile(filepath.Join(k.Dir, "child.log"))
+				return "the child's backup never got going; its log:\n" + string(b)
+			})
+			kill()
+
+			if err := d.LockSingleNode(); err != nil {
+				t.Fatal(err)
+			}
+			next := k.startWithBackups(t, d, nil)
+			be := &backupEnv{twoBackends: next}
+			be.store, _ = posix.New(filepath.Join(k.Dir, "backups"))
+			var bid string
+			l := be.MustJSON(200, be.Do("member", "GET", "/v3/"+projA+"/backups?name=killed", nil))["backups"].([]any)
+			if len(l) != 1 {
+				t.Fatalf("backups named killed: %v", l)
+			}
+			bid = l[0].(map[string]any)["id"].(string)
+			b := be.waitBackup("member", bid, "available")
+			be.waitStatus("member", projA, k.Volume, "available")
+			if n := len(be.objects("volumebackups", bid)); float64(n) != b["object_count"].(float64) {
+				t.Errorf("%d objects stored, object_count %v: leftovers of the killed attempt", n, b["object_count"])
+			}
+			target := be.createVolume("member", projA, map[string]any{"volume_type": "on-remote"}, "available")["id"].(string)
+			be.MustJSON(202, be.Do("member", "POST", "/v3/"+projA+"/backups/"+bid+"/restore",
+				map[string]any{"restore": map[string]any{"volume_id": target}}))
+			be.waitStatus("member", projA, target, "available")
+			be.holds(t, "remote", target, data)
+		})
+	}
+}
