@@ -310,5 +310,5 @@ func (s *Service) runBackupDelete(ctx context.Context, w *work, b *backupRow, gi
 	if err != nil {
 		return s.failBackup(ctx, w, b, err)
 	}
-	return s.settle(ctx, w, nil, func(tx *db.Tx) error { return deleteBackupRow(ctx, tx, b.ID) })
+	return s.settle(ctx, w, nil, func(tx *db.Tx) error { return s.dropBackupRow(ctx, tx, b) })
 }

@@ -289,6 +289,9 @@ func (s *Service) createBackup(w http.ResponseWriter, r *http.Request) error {
 		if err := insertBackup(ctx, tx, b); err != nil {
 			return err
 		}
+		if err := s.charge(ctx, tx, opBackup, false, backupCharge(b.ProjectID, b.Size, 1)...); err != nil {
+			return err
+		}
 		return s.addWork(ctx, tx, b.ID, workBackup, workPayload{ProjectID: b.ProjectID})
 	})
 	if err != nil {
@@ -545,6 +548,9 @@ func (s *Service) restoreTarget(r *http.Request, b *backupRow, name *string) (*v
 	ctx := r.Context()
 	err := s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
 		if err := insertVolume(ctx, tx, v); err != nil {
+			return err
+		}
+		if err := s.chargeNewVolume(ctx, tx, v); err != nil {
 			return err
 		}
 		return s.addWork(ctx, tx, v.ID, workCreate, workPayload{Size: v.Size, AZ: v.AZ, ProjectID: v.ProjectID})
@@ -881,7 +887,10 @@ func (s *Service) importBackupRecord(w http.ResponseWriter, r *http.Request) err
 		if _, err := getBackupRow(ctx, tx, b.ID); err == nil {
 			return errs.E(errs.Invalid, "Invalid backup: Backup already exists in database.")
 		}
-		return importBackupRow(ctx, tx, b)
+		if err := importBackupRow(ctx, tx, b); err != nil {
+			return err
+		}
+		return s.charge(ctx, tx, opBackup, false, backupCharge(b.ProjectID, b.Size, 1)...)
 	})
 	if err != nil {
 		return err

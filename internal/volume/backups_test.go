@@ -144,8 +144,8 @@ func TestBackupLifecycle(t *testing.T) {
 			t.Errorf("parent has_dependent_backups = %v", got["has_dependent_backups"])
 		}
 		// The usage backup quotas count: backups and their GiB.
-		if n, g, err := backupUsage(context.Background(), d, projA); err != nil || n != 2 || g != 2 {
-			t.Errorf("backupUsage = %d backups, %d GiB, %v; want 2, 2", n, g, err)
+		if u, err := countBackupUsage(context.Background(), d, projA); err != nil || u["backups"] != 2 || u["backup_gigabytes"] != 2 {
+			t.Errorf("countBackupUsage = %v, %v; want 2 backups, 2 GiB", u, err)
 		}
 		r := be.Do("member", "DELETE", "/v3/"+projA+"/backups/"+bid, nil)
 		if _, msg := errMessage(t, r); r.Code != 400 || msg != "Invalid backup: Incremental backups exist for this backup." {
@@ -614,5 +614,57 @@ func TestBackupS3GoesAway(t *testing.T) {
 		if left := nb.objects("volumebackups", bid); len(left) != 0 {
 			t.Errorf("objects left after deleting the failed backup: %v", left)
 		}
+	})
+}
+
+// TestBackupQuota: backups are charged to the backups and
+// backup_gigabytes quotas when made and imported and given back when
+// deleted; over either is Cinder's 413, and the stored usage always
+// matches the rows.
+func TestBackupQuota(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		be := newBackupEnv(t, d, nil)
+		vid := be.createVolume("member", projA, map[string]any{"size": 2, "volume_type": "on-local"}, "available")["id"].(string)
+		be.setQuota(projA, map[string]any{"backups": 1, "backup_gigabytes": 10})
+
+		b := be.backup("member", map[string]any{"volume_id": vid}, "available")
+		if u := be.usage(projA); inUse(u, "backups") != 1 || inUse(u, "backup_gigabytes") != 2 {
+			t.Errorf("after one backup: backups %v, backup_gigabytes %v", u["backups"], u["backup_gigabytes"])
+		}
+		over := func(want string) {
+			t.Helper()
+			r := be.Do("member", "POST", "/v3/"+projA+"/backups", map[string]any{"backup": map[string]any{"volume_id": vid}})
+			if _, msg := errMessage(t, r); r.Code != 413 || msg != want {
+				t.Errorf("over quota: %d %s, want 413 %q", r.Code, r.Body, want)
+			}
+		}
+		over("Maximum number of backups allowed (1) exceeded")
+		be.setQuota(projA, map[string]any{"backups": 5, "backup_gigabytes": 3})
+		over("Requested backup exceeds allowed Backup gigabytes quota. Requested 2G, quota is 3G and 2G has been consumed.")
+		if n := len(be.MustJSON(200, be.Do("member", "GET", "/v3/"+projA+"/backups", nil))["backups"].([]any)); n != 1 {
+			t.Errorf("%d backups after the refusals, want 1", n)
+		}
+		checkUsage(t, be.env, projA)
+
+		// The record imported under a new id is charged too; deletes give
+		// everything back.
+		be.setQuota(projA, map[string]any{"backup_gigabytes": 10})
+		rec := be.MustJSON(200, be.Do("admin", "GET", "/v3/"+projA+"/backups/"+b["id"].(string)+"/export_record", nil))["backup-record"].(map[string]any)
+		newID := "0a0b0c0d-1111-2222-3333-444455556666"
+		url := modifyRecord(t, rec["backup_url"].(string), map[string]any{"id": newID})
+		be.Must(201, be.Do("admin", "POST", "/v3/"+projA+"/backups/import_record",
+			map[string]any{"backup-record": map[string]any{"backup_service": rec["backup_service"], "backup_url": url}}))
+		if u := be.usage(projA); inUse(u, "backups") != 2 || inUse(u, "backup_gigabytes") != 4 {
+			t.Errorf("after the import: backups %v, backup_gigabytes %v", u["backups"], u["backup_gigabytes"])
+		}
+		checkUsage(t, be.env, projA)
+		for _, id := range []string{newID, b["id"].(string)} {
+			be.Must(202, be.Do("admin", "DELETE", "/v3/"+projA+"/backups/"+id, nil))
+			be.waitBackup("admin", id, "deleted")
+		}
+		if u := be.usage(projA); inUse(u, "backups") != 0 || inUse(u, "backup_gigabytes") != 0 {
+			t.Errorf("after the deletes: backups %v, backup_gigabytes %v", u["backups"], u["backup_gigabytes"])
+		}
+		checkUsage(t, be.env, projA)
 	})
 }

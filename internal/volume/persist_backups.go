@@ -160,12 +160,13 @@ func latestBackup(ctx context.Context, q db.Querier, volumeID, project string, b
 	return b, err
 }
 
-// backupUsage counts a project's backups and their GiB (the backups and
-// backup_gigabytes quotas).
-func backupUsage(ctx context.Context, q db.Querier, project string) (count, gigabytes int64, err error) {
-	err = q.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(size), 0) FROM backups WHERE project_id = ?`, project).
+// countBackupUsage recounts a project's backups and their GiB (the backups
+// and backup_gigabytes quotas) from the rows.
+func countBackupUsage(ctx context.Context, q db.Querier, project string) (map[string]int64, error) {
+	var count, gigabytes int64
+	err := q.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(size), 0) FROM backups WHERE project_id = ?`, project).
 		Scan(&count, &gigabytes)
-	return count, gigabytes, err
+	return map[string]int64{"backups": count, "backup_gigabytes": gigabytes}, err
 }
 
 // volumeBackingUp reports whether a backup of the volume is being made

@@ -51,9 +51,9 @@ func quotaResources() []quotaResource {
 		{Name: "snapshots", Default: func(q config.VolumeQuota) int64 { return q.Snapshots }, PerType: true, Count: countSnapshots},
 		// gigabytes: volumes' sizes and their snapshots', counted by both.
 		{Name: "gigabytes", Default: func(q config.VolumeQuota) int64 { return q.Gigabytes }, PerType: true},
-		// backups and backup_gigabytes: the backups service gives them a
-		// Count (and charges them); until then nothing uses them.
-		{Name: "backups", Default: func(q config.VolumeQuota) int64 { return q.Backups }},
+		// backups and backup_gigabytes: a backup's gigabytes are its
+		// volume's size, counted with the backups.
+		{Name: "backups", Default: func(q config.VolumeQuota) int64 { return q.Backups }, Count: countBackupUsage},
 		{Name: "backup_gigabytes", Default: func(q config.VolumeQuota) int64 { return q.BackupGigabytes }},
 		{Name: "groups", Default: func(q config.VolumeQuota) int64 { return q.Groups }},
 	}
@@ -188,6 +188,7 @@ const (
 	opVolume   quotaOp = iota // a volume made, retyped or accepted
 	opSnapshot                // a snapshot made or accepted
 	opExtend                  // a volume grown
+	opBackup                  // a backup made or imported
 	// opCommit takes into use what was reserved or checked before (an
 	// extend or a move that has ended): never refused.
 	opCommit
@@ -201,6 +202,11 @@ func volumeCharge(project string, size int64, typeID *string, sign int64) []quot
 		ch = append(ch, quotaChange{project, typeKey("volumes", *typeID), sign}, quotaChange{project, typeKey("gigabytes", *typeID), sign * size})
 	}
 	return ch
+}
+
+// backupCharge is what a backup of a volume of size GiB uses.
+func backupCharge(project string, size int64, sign int64) []quotaChange {
+	return []quotaChange{{project, "backups", sign}, {project, "backup_gigabytes", sign * size}}
 }
 
 // snapshotCharge is what a snapshot of a volume of size GiB uses.
@@ -310,6 +316,9 @@ func overQuota(op quotaOp, overs []over, names quotaKeys, sum map[[2]string]int6
 	for _, o := range overs {
 		name := names.display(o.key)
 		switch {
+		case op == opBackup && strings.Contains(name, "gigabytes"):
+			return errQuota("Requested backup exceeds allowed Backup gigabytes quota. Requested %dG, quota is %dG and %dG has been consumed.",
+				o.requested, o.limit, o.consumed)
 		case strings.Contains(name, "gigabytes"):
 			return errQuota("Requested volume or snapshot exceeds allowed %s quota. Requested %dG, quota is %dG and %dG has been consumed.",
 				name, o.requested, o.limit, o.consumed)
@@ -317,6 +326,8 @@ func overQuota(op quotaOp, overs []over, names quotaKeys, sum map[[2]string]int6
 			return errQuota("Maximum number of volumes allowed (%d) exceeded for quota '%s'.", o.limit, name)
 		case op == opSnapshot && strings.Contains(name, "snapshots"):
 			return errQuota("Maximum number of snapshots allowed (%d) exceeded", o.limit)
+		case op == opBackup && name == "backups":
+			return errQuota("Maximum number of backups allowed (%d) exceeded", o.limit)
 		}
 	}
 	var ns []string
@@ -371,6 +382,14 @@ func (s *Service) dropVolumeRow(ctx context.Context, tx *db.Tx, id string) error
 		return err
 	}
 	return s.charge(ctx, tx, opVolume, false, volumeCharge(v.ProjectID, v.Size, v.TypeID, -1)...)
+}
+
+// dropBackupRow deletes a backup's row and gives back what it used, in tx.
+func (s *Service) dropBackupRow(ctx context.Context, tx *db.Tx, b *backupRow) error {
+	if err := deleteBackupRow(ctx, tx, b.ID); err != nil {
+		return err
+	}
+	return s.charge(ctx, tx, opBackup, false, backupCharge(b.ProjectID, b.Size, -1)...)
 }
 
 // dropSnapshotRow deletes a snapshot's row and gives back what it used, in tx.
