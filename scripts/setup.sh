@@ -11,10 +11,14 @@ MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 # interop suite (test/interop: clients, tempest, and glance-api, keystone under
 # uwsgi and cinder-api as peers), haproxy in front of the cluster test's nodes,
 # qemu-img for image formats, curl for probes, xfsprogs for the file volume
-# driver's tests on a loop-mounted XFS with reflinks.
+# driver's tests on a loop-mounted XFS with reflinks; Ceph (monitor, manager,
+# OSD, CLI) for the one-node cluster of the rbd tests (scripts/ceph-cluster.sh),
+# librados-dev/librbd-dev to build with -tags ceph,pacific, python3-rbd for
+# os-brick's RBD connector and qemu-block-extra for qemu-img's rbd: paths.
 PKGS=(curl make qemu-utils python3-openstackclient python3-glanceclient python3-cinderclient tempest
       python3-stestr python3-subunit glance-api cinder-api keystone uwsgi-core uwsgi-plugin-python3
-      xfsprogs haproxy)
+      xfsprogs haproxy ceph-mon ceph-osd ceph-mgr ceph-common librados-dev librbd-dev python3-rbd
+      python3-rados qemu-block-extra uuid-runtime)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

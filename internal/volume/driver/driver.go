@@ -110,6 +110,14 @@ type Volume interface {
 	Extents(ctx context.Context) ([]Extent, error)
 }
 
+// Granular is implemented by volumes whose Extents come in units coarser
+// than their data: an RBD image knows which of its objects exist and how
+// far each was written, not where the zeros inside one are. Granularity
+// is the unit's size in bytes.
+type Granular interface {
+	Granularity() int64
+}
+
 // Extent is a byte range [Offset, Offset+Length).
 type Extent struct {
 	Offset, Length int64
