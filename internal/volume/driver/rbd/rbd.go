@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +18,7 @@ import (
 	"github.com/ceph/go-ceph/rados"
 	"github.com/ceph/go-ceph/rbd"
 
+	"github.com/ashlar-dev/ashlar/internal/ceph"
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/volume/driver"
 )
@@ -108,7 +108,7 @@ func (d *Driver) io() (*rados.IOContext, error) {
 	if d.ioctx != nil {
 		return d.ioctx, nil
 	}
-	conn, fsid, err := Connect(d.cfg.Cluster, d.cfg.User, d.cfg.CephConf, d.cfg.ConnectTimeout)
+	conn, fsid, err := ceph.Connect(d.cfg.Cluster, d.cfg.User, d.cfg.CephConf, d.cfg.ConnectTimeout)
 	if err != nil {
 		return nil, errs.E(errs.Unavailable, "[backend:%s] %v", d.cfg.Name, err)
 	}
@@ -120,63 +120,6 @@ func (d *Driver) io() (*rados.IOContext, error) {
 	ioctx.SetNamespace(d.namespace)
 	d.conn, d.ioctx, d.fsid = conn, ioctx, fsid
 	return ioctx, nil
-}
-
-// Connect connects to cluster as user ("" for librados's default,
-// client.admin) with the conf file at conf ("" for librados's default
-// search), and returns the connection and the cluster's fsid. The key
-// comes from the keyring the conf names; it never passes through Ashlar.
-// timeout >= 0 bounds the connect and every monitor and OSD operation
-// (rados_connect_timeout).
-func Connect(cluster, user, conf string, timeout int) (*rados.Conn, string, error) {
-	if user == "" {
-		user = "admin"
-	}
-	conn, err := rados.NewConnWithClusterAndUser(cluster, "client."+user)
-	if err != nil {
-		return nil, "", fmt.Errorf("rados: %w", err)
-	}
-	if conf != "" {
-		err = conn.ReadConfigFile(conf)
-	} else {
-		err = conn.ReadDefaultConfigFile()
-	}
-	if err != nil {
-		conn.Shutdown()
-		return nil, "", fmt.Errorf("reading ceph conf %q: %w", conf, err)
-	}
-	if timeout >= 0 {
-		t := strconv.Itoa(timeout)
-		for _, o := range []string{"client_mount_timeout", "rados_mon_op_timeout", "rados_osd_op_timeout"} {
-			if err := conn.SetConfigOption(o, t); err != nil {
-				conn.Shutdown()
-				return nil, "", fmt.Errorf("setting %s: %w", o, err)
-			}
-		}
-	}
-	if err := conn.Connect(); err != nil {
-		conn.Shutdown()
-		return nil, "", fmt.Errorf("connecting to ceph cluster %q as client.%s: %w", cluster, user, err)
-	}
-	fsid, err := conn.GetFSID()
-	if err != nil {
-		conn.Shutdown()
-		return nil, "", fmt.Errorf("cluster fsid: %w", err)
-	}
-	return conn, fsid, nil
-}
-
-// errno is the (positive) errno of a go-ceph error, 0 if it has none.
-func errno(err error) int {
-	var e interface{ ErrorCode() int }
-	if errors.As(err, &e) {
-		n := e.ErrorCode()
-		if n < 0 {
-			n = -n
-		}
-		return n
-	}
-	return 0
 }
 
 // mapErr gives a librbd error its kind; what names the object.
@@ -262,26 +205,11 @@ func createImage(ioctx *rados.IOContext, name string, size int64) error {
 	return rbd.CreateImage(ioctx, name, uint64(size), opts)
 }
 
-// exists reports whether image name exists, from the pool's image
-// directory (rbd_directory's name_<image> key): never by opening a
-// missing image, which librbd answers after setting up and tearing down a
-// whole image context (and which, under load, has aborted the process).
-func exists(ioctx *rados.IOContext, name string) (bool, error) {
-	op := rados.CreateReadOp()
-	defer op.Release()
-	step := op.GetOmapValuesByKeys([]string{"name_" + name})
-	if err := op.Operate(ioctx, "rbd_directory", rados.OperationNoFlag); err != nil {
-		if errors.Is(err, rados.ErrNotFound) {
-			return false, nil // no image was ever made in this pool/namespace
-		}
-		return false, err
-	}
-	kv, err := step.Next()
-	if err != nil {
-		return false, err
-	}
-	return kv != nil, nil
-}
+// exists reports whether image name exists (without opening it).
+func exists(ioctx *rados.IOContext, name string) (bool, error) { return ceph.ImageExists(ioctx, name) }
+
+// errno is the errno of a go-ceph error.
+func errno(err error) int { return ceph.Errno(err) }
 
 // CreateFrom makes a volume of sizeBytes from r in a temporary image,
 // writing only the 4 KiB blocks that are not all zeros, and renames it
