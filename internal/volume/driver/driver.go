@@ -187,6 +187,19 @@ type Copier interface {
 	CopyTo(ctx context.Context, srcID string, dst Driver, dstID string, sizeBytes int64) (handled bool, err error)
 }
 
+// ImageCloner is implemented by drivers that can make a volume from an
+// image without copying its data, when the image service keeps the image
+// where the driver can reach it (Cinder's clone_image: an RBD backend and
+// an rbd store in the same cluster give a copy-on-write clone).
+type ImageCloner interface {
+	// CloneImage makes volume id of sizeBytes from the raw image whose
+	// locations (the URLs of the image's locations and direct_url) are
+	// given. handled is false, with a nil error and nothing done, when
+	// no location is one the driver can clone; the caller then copies the
+	// data. Errors and the no-partial-volume rule are those of Driver.
+	CloneImage(ctx context.Context, id string, sizeBytes int64, locations []string) (handled bool, err error)
+}
+
 // Attacher is implemented by drivers whose volumes hosts can attach
 // (Cinder's initialize/terminate_connection): it hands out the
 // connection_info that os-brick, on the attaching host, turns into a

@@ -520,6 +520,23 @@ func (d *Driver) Delete(ctx context.Context, key string) error {
 		img.Close()
 		return mapErr(err, key)
 	}
+	// Clones of format 2 (what Cinder makes across pools) do not keep a
+	// snapshot from being unprotected or removed (it would go to the
+	// trash), so look for children first.
+	for _, s := range snaps {
+		n, err := children(img, s.Name)
+		if ceph.Errno(err) == int(syscall.EPERM) {
+			// Children in a pool this user cannot read (volumes).
+			n, err = 1, nil
+		}
+		if err != nil || n > 0 {
+			img.Close()
+			if err != nil {
+				return mapErr(err, key)
+			}
+			return inUse()
+		}
+	}
 	for _, s := range snaps {
 		if err := img.GetSnapshot(s.Name).Unprotect(); err != nil && ceph.Errno(err) != int(syscall.EINVAL) {
 			img.Close()
@@ -541,6 +558,16 @@ func (d *Driver) Delete(ctx context.Context, key string) error {
 		return mapErr(err, key)
 	}
 	return nil
+}
+
+// children counts the clones of snapshot snap of img.
+func children(img *rbd.Image, snap string) (int, error) {
+	if err := img.SetSnapshot(snap); err != nil {
+		return 0, err
+	}
+	defer img.SetSnapshot(rbd.NoSnapshot)
+	kids, err := img.ListChildrenAttributes()
+	return len(kids), err
 }
 
 // inUse is glance_store's InUseByStore.

@@ -66,6 +66,7 @@ var (
 	_ driver.Lister         = (*Driver)(nil)
 	_ driver.SnapshotLister = (*Driver)(nil)
 	_ driver.Attacher       = (*Driver)(nil)
+	_ driver.ImageCloner    = (*Driver)(nil)
 	_ driver.Volume         = (*volume)(nil)
 	_ io.WriterAt           = (*volume)(nil)
 	_ driver.Granular       = (*volume)(nil)

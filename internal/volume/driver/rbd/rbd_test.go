@@ -11,10 +11,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ceph/go-ceph/rados"
 	"github.com/ceph/go-ceph/rbd"
 
+	"github.com/ashlar-dev/ashlar/internal/ceph"
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/testenv"
@@ -288,5 +290,91 @@ func TestUnavailable(t *testing.T) {
 	err := d.Create(context.Background(), "v", 1<<20)
 	if !errs.Is(err, errs.Unavailable) {
 		t.Fatalf("Create on an unreachable cluster = %v, want Unavailable", err)
+	}
+}
+
+// TestCloneImage: a volume from an image of an rbd store in the same
+// cluster (glance_store's layout, written here as client.glance) is a
+// COW clone of the image's snapshot; locations elsewhere are not handled.
+func TestCloneImage(t *testing.T) {
+	ctx := context.Background()
+	c := testenv.SharedCeph(t)
+	// As the image service would: client.glance (admin only to see the
+	// children in the volumes pool, which glance cannot read).
+	conn, fsid, err := ceph.Connect("ceph", "admin", c.Conf, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Shutdown)
+	images, err := conn.OpenIOContext("images")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(images.Destroy)
+	name := "img-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	data := bytes.Repeat([]byte("image data "), 100000)
+	if err := rbd.CreateImage(images, name, uint64(len(data)), rbd.NewRbdImageOptions()); err != nil {
+		t.Fatal(err)
+	}
+	img, err := rbd.OpenImage(images, name, rbd.NoSnapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := img.WriteAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	s, err := img.CreateSnapshot("snap")
+	if err == nil {
+		err = s.Protect()
+	}
+	img.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		img, err := rbd.OpenImage(images, name, rbd.NoSnapshot)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		_ = img.GetSnapshot("snap").Unprotect()
+		_ = img.GetSnapshot("snap").Remove()
+		img.Close()
+		_ = rbd.RemoveImage(images, name)
+	})
+
+	d := newDriver(t, nil)
+	for _, locs := range [][]string{nil, {"file:///x", "rbd://00000000-0000-0000-0000-000000000000/images/" + name + "/snap"},
+		{"rbd://" + fsid + "/images/missing/snap"}} {
+		if handled, err := d.CloneImage(ctx, "v", 2<<20, locs); handled || err != nil {
+			t.Fatalf("CloneImage(%v) = %v, %v; want not handled", locs, handled, err)
+		}
+	}
+	handled, err := d.CloneImage(ctx, "v", 4<<20, []string{"s3://x/y", "rbd://" + fsid + "/images/" + name + "/snap"})
+	if !handled || err != nil {
+		t.Fatalf("CloneImage = %v, %v", handled, err)
+	}
+	if p := parentOf(t, d, "v"); p != name+"@snap" {
+		t.Fatalf("volume's parent %q, want a COW clone of %s@snap", p, name)
+	}
+	v, _ := d.Open(ctx, "v")
+	got := make([]byte, 4<<20)
+	_, _ = v.ReadAt(got, 0)
+	v.Close()
+	if v.Size() != 4<<20 || !bytes.Equal(got[:len(data)], data) || !bytes.Equal(got[len(data):], make([]byte, 4<<20-len(data))) {
+		t.Fatal("cloned volume reads wrong")
+	}
+	// The image's snapshot has the volume as its child while it lives.
+	img, err = rbd.OpenImageReadOnly(images, name, "snap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kids, err := img.ListChildrenAttributes()
+	img.Close()
+	if err != nil || len(kids) != 1 || kids[0].ImageName != "volume-v" {
+		t.Fatalf("children of the image's snapshot: %+v, %v", kids, err)
+	}
+	if err := d.Delete(ctx, "v"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"syscall"
 
@@ -101,6 +102,11 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, volumeID, snapshotID string
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	// Clones of format 2 do not keep a snapshot from being unprotected or
+	// removed (it would go to the trash): look for children first.
+	if kids := d.children(v.img, sname); len(kids) > 0 {
+		return errs.E(errs.Conflict, "%s is busy: volumes %s depend on it", what, strings.Join(kids, ", "))
 	}
 	s := v.img.GetSnapshot(sname)
 	if err := s.Unprotect(); err != nil && errno(err) != int(syscall.EINVAL) {
@@ -445,4 +451,113 @@ func (d *Driver) monitors() (hosts, ports []string, err error) {
 		return nil, nil, errors.New("mon dump lists no monitor address")
 	}
 	return hosts, ports, nil
+}
+
+// ParseLocation splits glance_store's rbd://<fsid>/<pool>/<image>/<snap>
+// (each part URL-escaped); ok is false for anything else.
+func ParseLocation(loc string) (fsid, pool, image, snap string, ok bool) {
+	rest, found := strings.CutPrefix(loc, "rbd://")
+	if !found {
+		return "", "", "", "", false
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 4 {
+		return "", "", "", "", false
+	}
+	for i, p := range parts {
+		u, err := url.PathUnescape(p)
+		if err != nil || u == "" {
+			return "", "", "", "", false
+		}
+		parts[i] = u
+	}
+	return parts[0], parts[1], parts[2], parts[3], true
+}
+
+// CloneImage implements driver.ImageCloner as Cinder's RBD clone_image
+// does: the first location that is an rbd:// snapshot in this cluster
+// (same fsid) which this driver's user can open is cloned copy-on-write
+// into volume-<id> and resized to sizeBytes. Locations elsewhere give
+// handled=false: the caller copies the data.
+func (d *Driver) CloneImage(ctx context.Context, id string, sizeBytes int64, locations []string) (bool, error) {
+	if _, err := d.io(); err != nil {
+		return false, nil // copying will report the backend's state
+	}
+	for _, loc := range locations {
+		fsid, pool, image, snap, ok := ParseLocation(loc)
+		if !ok || fsid != d.fsid {
+			continue
+		}
+		src, err := d.conn.OpenIOContext(pool)
+		if err != nil {
+			continue
+		}
+		handled, err := d.cloneFrom(ctx, src, image, snap, id, sizeBytes)
+		src.Destroy()
+		if handled || err != nil {
+			return handled, err
+		}
+	}
+	return false, nil
+}
+
+// cloneFrom clones image@snap of the pool src into volume id; handled is
+// false when the snapshot cannot be opened (missing, no access) or is
+// larger than the volume.
+func (d *Driver) cloneFrom(ctx context.Context, src *rados.IOContext, image, snap, id string, sizeBytes int64) (bool, error) {
+	ioctx, _ := d.io()
+	newName, err := d.newTarget(ioctx, id)
+	if err != nil {
+		return true, err
+	}
+	img, err := rbd.OpenImageReadOnly(src, image, snap)
+	if err != nil {
+		return false, nil
+	}
+	size, err := img.GetSize()
+	img.Close()
+	if err != nil || int64(size) > sizeBytes {
+		return false, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return true, err
+	}
+	opts := rbd.NewRbdImageOptions()
+	defer opts.Destroy()
+	// Format 2 clones need no write access to the parent's pool (the
+	// volume user has read-only rbd on images) nor a protected snapshot.
+	if err := opts.SetUint64(rbd.ImageOptionOrder, objectOrder); err != nil {
+		return true, err
+	}
+	if err := opts.SetUint64(rbd.ImageOptionCloneFormat, 2); err != nil {
+		return true, err
+	}
+	if err := rbd.CloneImage(src, image, snap, ioctx, newName, opts); err != nil {
+		return true, mapErr(err, "volume "+id)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = rbd.RemoveImage(ioctx, newName)
+		}
+	}()
+	v, err := rbd.OpenImage(ioctx, newName, rbd.NoSnapshot)
+	if err != nil {
+		return true, mapErr(err, "volume "+id)
+	}
+	if uint64(sizeBytes) > size {
+		err = v.Resize(uint64(sizeBytes))
+	}
+	if err == nil && d.cfg.MaxCloneDepth == 0 {
+		err = v.Flatten()
+	}
+	v.Close()
+	if err != nil {
+		return true, mapErr(err, "volume "+id)
+	}
+	if err := ctx.Err(); err != nil {
+		return true, err
+	}
+	ok = true
+	return true, nil
 }
