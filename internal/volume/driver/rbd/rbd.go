@@ -362,9 +362,28 @@ func allZero(b []byte) bool {
 type volume struct {
 	img  *rbd.Image
 	size int64
+
+	// Small reads (an HTTP client's buffer at a time) are served from
+	// whole objects read ahead: one librbd read per 4 MiB instead of one
+	// round trip per 32 KiB.
+	mu       sync.Mutex
+	ahead    []*window // consecutive objects, ascending
+	closed   bool
+	inFlight sync.WaitGroup // reads ahead, dropped ones too
 }
 
-// Open opens volume id for reading and writing.
+// window is one object's bytes, being read or read.
+type window struct {
+	off   int64
+	buf   []byte
+	err   error
+	ready chan struct{}
+}
+
+// readAhead is how many objects past the one being read are fetched.
+const readAhead = 3
+
+// Open opens volume id for reading and writing.// Open opens volume id for reading and writing.
 func (d *Driver) Open(ctx context.Context, id string) (driver.Volume, error) {
 	name, err := volName(id)
 	if err != nil {
@@ -416,7 +435,8 @@ func (d *Driver) open(ctx context.Context, name, snap string, readOnly bool, wha
 	return &volume{img: img, size: int64(size)}, nil
 }
 
-// ReadAt reads the image; past its end is io.EOF.
+// ReadAt reads the image; past its end is io.EOF. Reads smaller than an
+// object are served through the read-ahead windows.
 func (v *volume) ReadAt(p []byte, off int64) (int, error) {
 	if off >= v.size {
 		return 0, io.EOF
@@ -425,16 +445,87 @@ func (v *volume) ReadAt(p []byte, off int64) (int, error) {
 	if int64(want) > v.size-off {
 		p = p[:v.size-off]
 	}
-	n, err := v.img.ReadAt(p, off)
+	var n int
+	var err error
+	if len(p) >= chunkSize {
+		n, err = v.img.ReadAt(p, off)
+		if err == io.EOF && n == len(p) {
+			err = nil
+		}
+	} else {
+		n, err = v.readCached(p, off)
+	}
 	if err == nil && n < want {
 		err = io.EOF
 	}
 	return n, err
 }
 
+// readCached copies [off, off+len(p)) out of the windows, fetching the
+// objects it touches and the next readAhead ones.
+func (v *volume) readCached(p []byte, off int64) (int, error) {
+	n := 0
+	for n < len(p) {
+		w, err := v.window(off + int64(n))
+		if err != nil {
+			return n, err
+		}
+		<-w.ready
+		if w.err != nil {
+			return n, w.err
+		}
+		c := copy(p[n:], w.buf[off+int64(n)-w.off:])
+		if c == 0 {
+			return n, io.ErrUnexpectedEOF
+		}
+		n += c
+	}
+	return n, nil
+}
+
+// window returns the window holding byte at, starting the reads of it and
+// of the objects after it; windows before it are dropped.
+func (v *volume) window(at int64) (*window, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
+		return nil, errors.New("rbd volume closed")
+	}
+	start := at - at%chunkSize
+	for len(v.ahead) > 0 && v.ahead[0].off < start {
+		v.ahead = v.ahead[1:]
+	}
+	if len(v.ahead) > 0 && v.ahead[0].off != start {
+		v.ahead = nil // a jump backwards or past the windows
+	}
+	next := start
+	if len(v.ahead) > 0 {
+		next = v.ahead[len(v.ahead)-1].off + chunkSize
+	}
+	for len(v.ahead) <= readAhead && next < v.size {
+		w := &window{off: next, buf: make([]byte, min(chunkSize, v.size-next)), ready: make(chan struct{})}
+		v.ahead = append(v.ahead, w)
+		v.inFlight.Add(1)
+		go func() {
+			defer v.inFlight.Done()
+			got, err := v.img.ReadAt(w.buf, w.off)
+			if err == io.EOF && got == len(w.buf) {
+				err = nil
+			}
+			w.err = err
+			close(w.ready)
+		}()
+		next += chunkSize
+	}
+	return v.ahead[0], nil
+}
+
 // WriteAt writes the image (volumes opened with Open; not snapshots), as
-// an attached instance would.
+// an attached instance would. Read-ahead windows are dropped.
 func (v *volume) WriteAt(p []byte, off int64) (int, error) {
+	v.mu.Lock()
+	v.ahead = nil
+	v.mu.Unlock()
 	n, err := v.img.WriteAt(p, off)
 	if err == nil {
 		err = v.img.Flush()
@@ -444,12 +535,20 @@ func (v *volume) WriteAt(p []byte, off int64) (int, error) {
 
 func (v *volume) Size() int64 { return v.size }
 
+// Close waits for reads ahead still running, then closes the image.
+func (v *volume) Close() error {
+	v.mu.Lock()
+	v.closed = true
+	v.ahead = nil
+	v.mu.Unlock()
+	v.inFlight.Wait()
+	return v.img.Close()
+}
+
 // Granularity implements driver.Granular: librbd tells which 4 MiB
 // objects exist and how far each was written, not where zeros are inside
 // one.
 func (v *volume) Granularity() int64 { return chunkSize }
-
-func (v *volume) Close() error { return v.img.Close() }
 
 // Extents asks librbd which ranges may hold data (the image's own objects
 // and its parents'): each object that exists, from its start to where it
