@@ -68,6 +68,10 @@ func Errno(err error) int {
 	if errors.Is(err, rbd.ErrNotFound) || errors.Is(err, rados.ErrNotFound) {
 		return 2 // ENOENT
 	}
+	var oe rados.OperationError
+	if errors.As(err, &oe) && oe.OpError != nil {
+		err = oe.OpError
+	}
 	var e interface{ ErrorCode() int }
 	if errors.As(err, &e) {
 		n := e.ErrorCode()
@@ -89,7 +93,8 @@ func ImageExists(ioctx *rados.IOContext, name string) (bool, error) {
 	defer op.Release()
 	step := op.GetOmapValuesByKeys([]string{"name_" + name})
 	if err := op.Operate(ioctx, "rbd_directory", rados.OperationNoFlag); err != nil {
-		if errors.Is(err, rados.ErrNotFound) {
+		var oe rados.OperationError
+		if errors.Is(err, rados.ErrNotFound) || errors.As(err, &oe) && errors.Is(oe.OpError, rados.ErrNotFound) {
 			return false, nil // no image was ever made here
 		}
 		return false, err

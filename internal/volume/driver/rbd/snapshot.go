@@ -180,11 +180,9 @@ func (d *Driver) cloneDepth(ioctx *rados.IOContext, name string) int {
 // (same pool and namespace), flattened when flatten is set, and removes it
 // again when anything fails or ctx ends before it is complete.
 func (d *Driver) cloneInto(ctx context.Context, ioctx *rados.IOContext, parent, snap, newName string, sizeBytes int64, flatten bool, what string) error {
+	// A clone keeps its parent's object size (librbd refuses another).
 	opts := rbd.NewRbdImageOptions()
 	defer opts.Destroy()
-	if err := opts.SetUint64(rbd.ImageOptionOrder, objectOrder); err != nil {
-		return err
-	}
 	if err := rbd.CloneImage(ioctx, parent, snap, ioctx, newName, opts); err != nil {
 		return mapErr(err, what)
 	}
@@ -526,9 +524,7 @@ func (d *Driver) cloneFrom(ctx context.Context, src *rados.IOContext, image, sna
 	defer opts.Destroy()
 	// Format 2 clones need no write access to the parent's pool (the
 	// volume user has read-only rbd on images) nor a protected snapshot.
-	if err := opts.SetUint64(rbd.ImageOptionOrder, objectOrder); err != nil {
-		return true, err
-	}
+	// The clone keeps the image's object size.
 	if err := opts.SetUint64(rbd.ImageOptionCloneFormat, 2); err != nil {
 		return true, err
 	}
