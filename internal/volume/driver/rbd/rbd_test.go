@@ -29,7 +29,7 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 // newDriver returns a driver as client.cinder on the shared cluster's
 // volumes pool, confined to a fresh RBD namespace (removed, with every
 // image in it, when the test ends), so each driver starts empty.
-func newDriver(t *testing.T, opts map[string]string) *Driver {
+func newDriver(t testing.TB, opts map[string]string) *Driver {
 	t.Helper()
 	c := testenv.SharedCeph(t)
 	o := map[string]string{"rbd_pool": "volumes", "rbd_user": "cinder", "rbd_ceph_conf": c.Conf, "rados_connect_timeout": "20"}
@@ -70,7 +70,7 @@ func newDriver(t *testing.T, opts map[string]string) *Driver {
 
 // purge removes every image of ioctx's namespace, clones before their
 // parents.
-func purge(t *testing.T, ioctx *rados.IOContext) {
+func purge(t testing.TB, ioctx *rados.IOContext) {
 	t.Helper()
 	for range 10 {
 		names, err := rbd.GetImageNames(ioctx)
