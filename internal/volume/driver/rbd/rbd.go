@@ -168,9 +168,6 @@ func tmpName(final string) string {
 	return final + tmpInfix + hex.EncodeToString(b)
 }
 
-// cleanup is a context for undoing after the caller's context ended.
-func cleanup(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
-
 // Create makes an empty (thin) image of sizeBytes.
 func (d *Driver) Create(ctx context.Context, id string, sizeBytes int64) error {
 	name, err := volName(id)
@@ -623,8 +620,7 @@ func listSnaps(img *rbd.Image) (snapInfo, error) {
 
 // cloneParent returns the parent image and snapshot of image name when it
 // is a clone made by Clone (its parent snapshot is <name>.clone_snap); ""
-// otherwise. atSnap, when set, reads the parent of that snapshot of the
-// image (a flattened volume's snapshots may still have one).
+// otherwise.
 func cloneParent(img *rbd.Image, name string) (parent, parentSnap string) {
 	p, err := img.GetParent()
 	if err != nil {
