@@ -432,8 +432,10 @@ func (d *Driver) open(ctx context.Context, name, snap string, readOnly bool, wha
 	return &volume{img: img, size: int64(size)}, nil
 }
 
-// ReadAt reads the image; past its end is io.EOF. Reads smaller than an
-// object are served through the read-ahead windows.
+// ReadAt reads the image; past its end is io.EOF. Reads up to 16 objects
+// are served through the read-ahead windows, so the next objects are read
+// while the caller works on these (a streaming reader then never waits
+// for a round trip); larger ones go to librbd at once.
 func (v *volume) ReadAt(p []byte, off int64) (int, error) {
 	if off >= v.size {
 		return 0, io.EOF
@@ -444,7 +446,7 @@ func (v *volume) ReadAt(p []byte, off int64) (int, error) {
 	}
 	var n int
 	var err error
-	if len(p) >= chunkSize {
+	if len(p) >= 16*chunkSize {
 		n, err = v.img.ReadAt(p, off)
 		if err == io.EOF && n == len(p) {
 			err = nil
