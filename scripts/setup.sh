@@ -13,10 +13,15 @@ MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 # qemu-img for image formats, curl for probes, xfsprogs for the file volume
 # driver's tests on a loop-mounted XFS with reflinks, chromium for the
 # dashboard's browser test (internal/server TestDashboardInBrowser, chromedp),
-# os-brick for the attach consumer tests (test/interop/attach_test.go).
+# os-brick for the attach consumer tests (test/interop/attach_test.go); Ceph
+# (monitor, manager, OSD, CLI) for the one-node cluster of the rbd tests
+# (scripts/ceph-cluster.sh), librados-dev/librbd-dev to build with
+# -tags ceph,pacific, python3-rbd for os-brick's RBD connector and
+# qemu-block-extra for qemu-img's rbd: paths.
 PKGS=(curl make qemu-utils python3-openstackclient python3-glanceclient python3-cinderclient tempest
       python3-stestr python3-subunit glance-api cinder-api keystone uwsgi-core uwsgi-plugin-python3
-      xfsprogs haproxy chromium python3-os-brick)
+      xfsprogs haproxy chromium python3-os-brick ceph-mon ceph-osd ceph-mgr ceph-common librados-dev
+      librbd-dev python3-rbd python3-rados qemu-block-extra uuid-runtime)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

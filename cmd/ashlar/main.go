@@ -19,6 +19,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/image/store/drivers"
 	"github.com/ashlar-dev/ashlar/internal/server"
 	"github.com/ashlar-dev/ashlar/internal/version"
+	voldrivers "github.com/ashlar-dev/ashlar/internal/volume/driver/drivers"
 )
 
 const usage = `usage: ashlar <command> [flags]
@@ -105,7 +106,7 @@ func loadConfig(name string, args []string, stderr io.Writer, extra ...func(*fla
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
-	cfg, err := config.Load(*path, *state, drivers.Check)
+	cfg, err := config.Load(*path, *state, drivers.Check, voldrivers.Check)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -198,7 +199,7 @@ func configCmd(args []string, stdout, stderr io.Writer) error {
 	if len(args) != 2 || args[0] != "check" {
 		return fmt.Errorf("%w: config check FILE", errUsage)
 	}
-	cfg, err := config.Load(args[1], "", drivers.Check)
+	cfg, err := config.Load(args[1], "", drivers.Check, voldrivers.Check)
 	if cfg != nil {
 		for _, w := range cfg.Warnings {
 			fmt.Fprintf(stderr, "warning: %s\n", w)

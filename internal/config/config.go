@@ -315,6 +315,8 @@ func (e *ValidationError) Error() string {
 // (besides volume_driver and volume_backend_name).
 var VolumeDrivers = map[string][]string{
 	"file": {"volumes_dir", "total_capacity_gb", "availability_zone", "nfs_share", "nfs_mount_options"},
+	"rbd": {"rbd_pool", "rbd_user", "rbd_ceph_conf", "rbd_cluster_name", "rbd_secret_uuid",
+		"rbd_flatten_volume_from_snapshot", "rbd_max_clone_depth", "rados_connect_timeout", "availability_zone"},
 }
 
 // keys of the fixed sections: name -> known keys.

@@ -173,6 +173,9 @@ func Main(m *testing.M) int {
 	if shared.dir != "" {
 		_ = os.RemoveAll(shared.dir)
 	}
+	if sharedCeph.own {
+		sharedCeph.c.Stop()
+	}
 	return code
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/glanceclient"
 	"github.com/ashlar-dev/ashlar/internal/imageformat"
+	"github.com/ashlar-dev/ashlar/internal/volume/driver"
 )
 
 // prepareFromImage checks the image (active, fits) and records its
@@ -121,6 +122,40 @@ func (s *Service) conversionDir() (string, error) {
 	return tmp, os.MkdirAll(tmp, 0o750)
 }
 
+// cloneImage makes the volume from the image without copying its data
+// when the backend can (driver.ImageCloner: an RBD backend cloning an
+// image of an rbd store in its cluster) and the image is a bare raw
+// image, as Cinder's clone_image requires. The image's locations come
+// from the image service (shown when it shows locations or direct_url to
+// the caller); handled is false when there is nothing to clone from.
+func (s *Service) cloneImage(ctx context.Context, gc glanceclient.Client, w *work, b *backend, v *vol) (bool, error) {
+	c, ok := b.drv.(driver.ImageCloner)
+	if !ok || v.ImageMetadata["disk_format"] != "raw" || v.ImageMetadata["container_format"] != "bare" {
+		return false, nil
+	}
+	img, err := gc.GetImage(ctx, w.Payload.Token, w.Payload.ImageID)
+	if err != nil {
+		return false, nil // the copy path reports what is wrong
+	}
+	var locs []string
+	if u, ok := img.Properties["direct_url"].(string); ok {
+		locs = append(locs, u)
+	}
+	if l, ok := img.Properties["locations"].([]any); ok {
+		for _, e := range l {
+			if m, ok := e.(map[string]any); ok {
+				if u, ok := m["url"].(string); ok {
+					locs = append(locs, u)
+				}
+			}
+		}
+	}
+	if len(locs) == 0 {
+		return false, nil
+	}
+	return c.CloneImage(ctx, v.ID, v.Size*gib, locs)
+}
+
 // copyImageToVolume writes an image into the new volume. Raw images are
 // streamed; other disk formats (and gzip containers) go through
 // imageformat.ToRaw, which refuses images that refer to other files, as
@@ -128,6 +163,9 @@ func (s *Service) conversionDir() (string, error) {
 func (s *Service) copyImageToVolume(ctx context.Context, w *work, b *backend, v *vol) error {
 	gc, err := s.glanceForCaller(w.Payload.ImageEndpoint)
 	if err != nil {
+		return err
+	}
+	if handled, err := s.cloneImage(ctx, gc, w, b, v); handled || err != nil {
 		return err
 	}
 	rc, err := gc.Download(ctx, w.Payload.Token, w.Payload.ImageID)

@@ -110,6 +110,14 @@ type Volume interface {
 	Extents(ctx context.Context) ([]Extent, error)
 }
 
+// Granular is implemented by volumes whose Extents come in units coarser
+// than their data: an RBD image knows which of its objects exist and how
+// far each was written, not where the zeros inside one are. Granularity
+// is the unit's size in bytes.
+type Granular interface {
+	Granularity() int64
+}
+
 // Extent is a byte range [Offset, Offset+Length).
 type Extent struct {
 	Offset, Length int64
@@ -177,6 +185,19 @@ type Copier interface {
 	// error and nothing done, when the driver cannot copy into dst
 	// natively (another kind of backend); Copy then streams the data.
 	CopyTo(ctx context.Context, srcID string, dst Driver, dstID string, sizeBytes int64) (handled bool, err error)
+}
+
+// ImageCloner is implemented by drivers that can make a volume from an
+// image without copying its data, when the image service keeps the image
+// where the driver can reach it (Cinder's clone_image: an RBD backend and
+// an rbd store in the same cluster give a copy-on-write clone).
+type ImageCloner interface {
+	// CloneImage makes volume id of sizeBytes from the raw image whose
+	// locations (the URLs of the image's locations and direct_url) are
+	// given. handled is false, with a nil error and nothing done, when
+	// no location is one the driver can clone; the caller then copies the
+	// data. Errors and the no-partial-volume rule are those of Driver.
+	CloneImage(ctx context.Context, id string, sizeBytes int64, locations []string) (handled bool, err error)
 }
 
 // Attacher is implemented by drivers whose volumes hosts can attach

@@ -64,6 +64,7 @@ func Types() map[string]Type {
 		"file": newType(false, file.ParseConfig, file.Open),
 		"s3":   newType(false, s3.ParseConfig, s3.New),
 		"http": newType(true, httpstore.ParseConfig, httpstore.Open),
+		"rbd":  rbdType(),
 	}
 }
 

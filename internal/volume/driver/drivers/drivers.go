@@ -20,6 +20,7 @@ type Factory func(b config.Backend) (driver.Driver, error)
 func Factories() map[string]Factory {
 	return map[string]Factory{
 		"file": func(b config.Backend) (driver.Driver, error) { return file.New(b) },
+		"rbd":  newRBD,
 	}
 }
 
@@ -35,4 +36,25 @@ func New(b config.Backend) (driver.Driver, error) {
 		return nil, errs.E(errs.Invalid, "[backend:%s] unknown volume_driver %q (want %s)", b.Name, b.VolumeDriver, strings.Join(names, ", "))
 	}
 	return f(b)
+}
+
+// Check is a config.Check for the volume backends: each backend's options
+// are parsed by its driver (without contacting any backend), so `config
+// check` and `serve` report bad values, and a driver this binary was built
+// without (rbd without -tags ceph), before anything starts.
+func Check(c *config.Config) (problems, warnings []config.Problem) {
+	for _, b := range c.Backends {
+		var err error
+		switch b.VolumeDriver {
+		case "rbd":
+			err = checkRBD(b)
+		default:
+			continue
+		}
+		if err != nil {
+			msg := strings.TrimPrefix(err.Error(), "[backend:"+b.Name+"] ")
+			problems = append(problems, config.Problem{Section: "backend:" + b.Name, Key: "volume_driver", Msg: msg})
+		}
+	}
+	return problems, nil
 }

@@ -1,0 +1,237 @@
+//go:build ceph
+
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/sha512"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ceph/go-ceph/rbd"
+
+	"github.com/ashlar-dev/ashlar/internal/apitest"
+	"github.com/ashlar-dev/ashlar/internal/ceph"
+	"github.com/ashlar-dev/ashlar/internal/config"
+	"github.com/ashlar-dev/ashlar/internal/identity"
+	"github.com/ashlar-dev/ashlar/internal/image/store/drivers"
+	"github.com/ashlar-dev/ashlar/internal/testenv"
+	voldrivers "github.com/ashlar-dev/ashlar/internal/volume/driver/drivers"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+// TestCeph runs Ashlar with an rbd volume backend and an rbd image store
+// in one cluster, through the APIs: an image uploaded to the rbd store, a
+// volume made from it (a copy-on-write clone of the image's snapshot), the
+// volume uploaded to the rbd store (checksums of its whole content), and
+// a snapshot, a volume from it and a clone (COW children of their
+// sources, checked in the cluster).
+func TestCeph(t *testing.T) {
+	c := testenv.SharedCeph(t)
+	t.Setenv(identity.EnvAdminPassword, adminPassword)
+	text := fmt.Sprintf(`[DEFAULT]
+metrics_bind =
+[database]
+connection = sqlite:///%s/a.db
+[identity]
+bind = %s
+[image]
+bind = %s
+enabled_backends = fast:file, ceph:rbd
+default_backend = fast
+show_multiple_locations = true
+show_image_direct_url = true
+[store:ceph]
+rbd_store_pool = images
+rbd_store_user = glance
+rbd_store_ceph_conf = %s
+rbd_thin_provisioning = true
+[volume]
+bind = %s
+enabled_backends = ceph
+[backend:ceph]
+volume_driver = rbd
+rbd_pool = volumes
+rbd_user = cinder
+rbd_ceph_conf = %s
+`, t.TempDir(), freePort(t), freePort(t), c.Conf, freePort(t), c.Conf)
+	cfg, err := config.Parse(text, t.TempDir(), drivers.Check, voldrivers.Check)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(context.Background(), cfg, cephTestLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	ready, done := make(chan struct{}), make(chan struct{})
+	go func() { defer close(done); _ = srv.Run(ctx, func() { close(ready) }) }()
+	t.Cleanup(func() { stop(); <-done; srv.Close() })
+	select {
+	case <-ready:
+	case <-done:
+		t.Fatal("server did not start")
+	}
+	token := adminToken(t, "http://"+cfg.Identity.Bind)
+	vol := &apitest.Client{T: t, URL: "http://" + cfg.Volume.Bind + "/v3", Header: http.Header{}}
+	vol.Header.Set("OpenStack-API-Version", "volume 3.67")
+	images := &apitest.Client{T: t, URL: "http://" + cfg.Image.Bind}
+	waitFor := func(cl *apitest.Client, path, key, want string) map[string]any {
+		t.Helper()
+		var obj map[string]any
+		apitest.Eventually(t, 120*time.Second, func() bool {
+			obj = cl.MustJSON(200, cl.Do(token, "GET", path, nil))
+			if key != "" {
+				obj, _ = obj[key].(map[string]any)
+			}
+			if s := obj["status"]; s == "error" || s == "killed" {
+				t.Fatalf("%s: status %v, want %s; messages %s", path, s, want, vol.Do(token, "GET", "/messages", nil).Body)
+			}
+			return obj["status"] == want
+		}, func() string { return fmt.Sprintf("%s: status %v, want %s", path, obj["status"], want) })
+		return obj
+	}
+	conn, fsid, err := ceph.Connect("ceph", "admin", c.Conf, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Shutdown)
+	volumes, err := conn.OpenIOContext("volumes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(volumes.Destroy)
+	parent := func(name string) string {
+		t.Helper()
+		img, err := rbd.OpenImageReadOnly(volumes, name, rbd.NoSnapshot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer img.Close()
+		p, err := img.GetParent()
+		if err != nil {
+			return ""
+		}
+		return p.Image.PoolName + "/" + p.Image.ImageName + "@" + p.Snap.SnapName
+	}
+
+	// An image in the rbd store: 6 MiB of data, then 2 MiB of zeros.
+	data := make([]byte, 8<<20)
+	_, _ = rand.Read(data[:6<<20])
+	img := images.MustJSON(201, images.Do(token, "POST", "/v2/images",
+		`{"name": "ceph-img", "disk_format": "raw", "container_format": "bare"}`))
+	imgID := img["id"].(string)
+	images.Must(204, images.Do(token, "PUT", "/v2/images/"+imgID+"/file", data, "X-Image-Meta-Store", "ceph"))
+	img = waitFor(images, "/v2/images/"+imgID, "", "active")
+	wantLoc := "rbd://" + fsid + "/images/" + imgID + "/snap"
+	if img["stores"] != "ceph" || img["direct_url"] != wantLoc {
+		t.Fatalf("image in the rbd store: stores %v, direct_url %v; want ceph, %s", img["stores"], img["direct_url"], wantLoc)
+	}
+
+	typ := vol.MustJSON(200, vol.Do(token, "POST", "/types",
+		`{"volume_type": {"name": "rbd-to-rbd", "extra_specs": {"image_service:store_id": "ceph"}}}`))
+	typID := apitest.Dig(typ, "volume_type", "id").(string)
+
+	// A volume from the image is a COW clone of its snapshot.
+	start := time.Now()
+	v := vol.MustJSON(202, vol.Do(token, "POST", "/volumes",
+		`{"volume": {"size": 1, "imageRef": "`+imgID+`", "volume_type": "`+typID+`"}}`))
+	volID := apitest.Dig(v, "volume", "id").(string)
+	waitFor(vol, "/volumes/"+volID, "volume", "available")
+	t.Logf("volume from a raw image in the rbd store: available after %v", time.Since(start))
+	if p := parent("volume-" + volID); p != "images/"+imgID+"@snap" {
+		t.Fatalf("volume from image has parent %q, want images/%s@snap (a COW clone)", p, imgID)
+	}
+
+	// Upload to image into the type's store, the rbd store: the whole
+	// 1 GiB volume, hashed as it streams.
+	up := vol.MustJSON(202, vol.Do(token, "POST", "/volumes/"+volID+"/action",
+		`{"os-volume_upload_image": {"image_name": "from-rbd", "disk_format": "raw", "container_format": "bare"}}`))
+	upID := apitest.Dig(up, "os-volume_upload_image", "image_id").(string)
+	upImg := waitFor(images, "/v2/images/"+upID, "", "active")
+	waitFor(vol, "/volumes/"+volID, "volume", "available")
+	whole := io.MultiReader(bytes.NewReader(data), io.LimitReader(zeros{}, 1<<30-int64(len(data))))
+	m5, s512 := md5.New(), sha512.New()
+	if _, err := io.Copy(io.MultiWriter(m5, s512), whole); err != nil {
+		t.Fatal(err)
+	}
+	if upImg["stores"] != "ceph" || upImg["size"] != float64(1<<30) || upImg["checksum"] != hex.EncodeToString(m5.Sum(nil)) ||
+		upImg["os_hash_value"] != hex.EncodeToString(s512.Sum(nil)) {
+		t.Fatalf("uploaded image: stores %v size %v checksum %v", upImg["stores"], upImg["size"], upImg["checksum"])
+	}
+	if !strings.HasPrefix(fmt.Sprint(upImg["direct_url"]), "rbd://"+fsid+"/images/"+upID+"/") {
+		t.Fatalf("uploaded image's direct_url %v", upImg["direct_url"])
+	}
+
+	// Snapshot, volume from snapshot, clone: COW children.
+	snap := vol.MustJSON(202, vol.Do(token, "POST", "/snapshots", `{"snapshot": {"volume_id": "`+volID+`", "name": "s"}}`))
+	snapID := apitest.Dig(snap, "snapshot", "id").(string)
+	waitFor(vol, "/snapshots/"+snapID, "snapshot", "available")
+	fromSnap := vol.MustJSON(202, vol.Do(token, "POST", "/volumes", `{"volume": {"size": 2, "snapshot_id": "`+snapID+`"}}`))
+	fromSnapID := apitest.Dig(fromSnap, "volume", "id").(string)
+	waitFor(vol, "/volumes/"+fromSnapID, "volume", "available")
+	if p := parent("volume-" + fromSnapID); p != "volumes/volume-"+volID+"@snapshot-"+snapID {
+		t.Fatalf("volume from snapshot has parent %q", p)
+	}
+	clone := vol.MustJSON(202, vol.Do(token, "POST", "/volumes", `{"volume": {"size": 2, "source_volid": "`+fromSnapID+`"}}`))
+	cloneID := apitest.Dig(clone, "volume", "id").(string)
+	waitFor(vol, "/volumes/"+cloneID, "volume", "available")
+	if p := parent("volume-" + cloneID); p != "volumes/volume-"+fromSnapID+"@volume-"+cloneID+".clone_snap" {
+		t.Fatalf("clone has parent %q", p)
+	}
+
+	// Everything goes again, children first.
+	for _, id := range []string{cloneID, fromSnapID} {
+		vol.Must(202, vol.Do(token, "DELETE", "/volumes/"+id, nil))
+		waitGone(t, vol, token, "/volumes/"+id)
+	}
+	vol.Must(202, vol.Do(token, "DELETE", "/snapshots/"+snapID, nil))
+	waitGone(t, vol, token, "/snapshots/"+snapID)
+	vol.Must(202, vol.Do(token, "DELETE", "/volumes/"+volID, nil))
+	waitGone(t, vol, token, "/volumes/"+volID)
+	for _, id := range []string{imgID, upID} {
+		images.Must(204, images.Do(token, "DELETE", "/v2/images/"+id, nil))
+	}
+	// The data goes too (the backend's delete may finish after the row).
+	var names []string
+	apitest.Eventually(t, 60*time.Second, func() bool {
+		names, _ = rbd.GetImageNames(volumes)
+		return len(names) == 0
+	}, func() string {
+		return fmt.Sprintf("volumes pool still holds %v (volume %s, from snapshot %s, clone %s)", names, volID, fromSnapID, cloneID)
+	})
+}
+
+// cephTestLogger is the server's log: discarded unless ASHLAR_TEST_LOG=1.
+func cephTestLogger() *slog.Logger {
+	if os.Getenv("ASHLAR_TEST_LOG") == "1" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// waitGone waits until path answers 404.
+func waitGone(t *testing.T, c *apitest.Client, token, path string) {
+	t.Helper()
+	var r apitest.Resp
+	apitest.Eventually(t, 120*time.Second, func() bool {
+		r = c.Do(token, "GET", path, nil)
+		return r.Code == http.StatusNotFound
+	}, func() string { return fmt.Sprintf("%s still there: %d %s", path, r.Code, r.Body) })
+}
+
+// zeros reads as endless zeros.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }

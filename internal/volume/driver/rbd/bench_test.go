@@ -1,0 +1,134 @@
+//go:build ceph
+
+package rbd
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ashlar-dev/ashlar/internal/config"
+	"github.com/ashlar-dev/ashlar/internal/image/store"
+	storerbd "github.com/ashlar-dev/ashlar/internal/image/store/rbd"
+	"github.com/ashlar-dev/ashlar/internal/testenv"
+	"github.com/ashlar-dev/ashlar/internal/volume/driver"
+)
+
+// benchGiB is the size of the benchmarks' volume.
+const benchGiB = 1
+
+// randomVolume makes volume id of size bytes of random data (written in
+// 4 MiB pieces through librbd).
+func randomVolume(b *testing.B, d *Driver, id string, size int64) {
+	b.Helper()
+	if err := d.CreateFrom(context.Background(), id, size, io.LimitReader(rand.Reader, size)); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkCloneVsCopy measures Clone (a COW clone) of a 1 GiB volume of
+// random data against a full copy of it (driver.Copy streaming its bytes
+// into a new volume), in the same run:
+//
+//	ASHLAR_CEPH=1 go test -tags ceph,pacific -run '^$' -bench CloneVsCopy -benchtime 3x ./internal/volume/driver/rbd/
+func BenchmarkCloneVsCopy(b *testing.B) {
+	ctx := context.Background()
+	d := newDriver(b, nil)
+	const size = benchGiB << 30
+	randomVolume(b, d, "src", size)
+	var copyNs float64
+	b.Run("full-copy", func(b *testing.B) {
+		for i := range b.N {
+			id := "copy" + strconv.Itoa(i)
+			start := time.Now()
+			if err := driver.Copy(ctx, d, "src", d, id, size); err != nil {
+				b.Fatal(err)
+			}
+			copyNs += float64(time.Since(start).Nanoseconds()) / float64(b.N)
+			b.StopTimer()
+			_ = d.Delete(ctx, id)
+			b.StartTimer()
+		}
+		b.SetBytes(size)
+	})
+	b.Run("cow-clone", func(b *testing.B) {
+		var cloneNs float64
+		for i := range b.N {
+			id := "clone" + strconv.Itoa(i)
+			start := time.Now()
+			if err := d.Clone(ctx, "src", id, size); err != nil {
+				b.Fatal(err)
+			}
+			cloneNs += float64(time.Since(start).Nanoseconds()) / float64(b.N)
+			b.StopTimer()
+			_ = d.Delete(ctx, id)
+			b.StartTimer()
+		}
+		if copyNs > 0 {
+			b.ReportMetric(copyNs/cloneNs, "x-faster-than-copy")
+		}
+	})
+}
+
+// BenchmarkUploadVsExport measures what an upload to image does with a
+// 1 GiB random volume of an rbd backend into an rbd store — the volume read
+// through librbd (driver.NewReader), md5 and sha512 computed in one pass,
+// written into the store — against `rbd export` of the same volume to
+// /dev/null, timed just before each upload in the same run; %export is the
+// upload's throughput as a share of the export's:
+//
+//	ASHLAR_CEPH=1 go test -tags ceph,pacific -run '^$' -bench UploadVsExport -benchtime 3x ./internal/volume/driver/rbd/
+func BenchmarkUploadVsExport(b *testing.B) {
+	ctx := context.Background()
+	c := testenv.SharedCeph(b)
+	d := newDriver(b, nil)
+	const size = benchGiB << 30
+	randomVolume(b, d, "up", size)
+	co := config.NewOptions(config.Store{ID: "ceph", Type: "rbd", Options: map[string]string{
+		storerbd.OptPool: "images", storerbd.OptUser: "glance", storerbd.OptCephConf: c.Conf}})
+	sd, err := storerbd.Open(storerbd.ParseConfig(co))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sd.Close()
+	st := store.NewStore(config.Store{ID: "ceph", Type: "rbd"}, sd, true, nil)
+	spec := "volumes/" + d.namespace + "/volume-up"
+	var exportNs, uploadNs float64
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		start := time.Now()
+		cmd := exec.Command("rbd", "-c", c.Conf, "--id", "cinder", "export", "--no-progress", spec, "-")
+		var stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+		if err := cmd.Run(); err != nil {
+			b.Fatalf("rbd export: %v %s", err, stderr.String())
+		}
+		exportNs += float64(time.Since(start).Nanoseconds())
+		b.StartTimer()
+		start = time.Now()
+		v, err := d.Open(ctx, "up")
+		if err != nil {
+			b.Fatal(err)
+		}
+		key := fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), i)
+		res, err := st.Put(ctx, key, driver.NewReader(ctx, v), 0, "sha512")
+		v.Close()
+		if err != nil || res.Size != size {
+			b.Fatalf("Put = %+v, %v", res, err)
+		}
+		uploadNs += float64(time.Since(start).Nanoseconds())
+		b.StopTimer()
+		_ = st.Delete(ctx, key)
+		b.StartTimer()
+	}
+	b.SetBytes(size)
+	b.ReportMetric(float64(size)*float64(b.N)/(exportNs/1e9)/1e6, "export-MB/s")
+	b.ReportMetric(100*exportNs/uploadNs, "%export")
+}
