@@ -63,6 +63,11 @@ type env struct {
 // (SQLite, one process, takes it over at start).
 const testLease = 600 * time.Millisecond
 
+// nodeLease is the lease of the services that stand for addressed nodes
+// (the staging tests): their liveness decides where an import runs, and a
+// heartbeat late by a loaded machine must not make a live node look dead.
+const nodeLease = 3 * time.Second
+
 const testConfig = `
 [image]
 enabled_backends = fast:file, cheap:file, reliable:file, flaky:file%s
@@ -147,7 +152,11 @@ func (e *env) start() {
 	if e.stop != nil {
 		e.stop()
 	}
-	runner := tasks.New(e.db, tasks.Options{Lease: testLease, Poll: 20 * time.Millisecond, Exclusive: !e.db.Postgres(),
+	lease := testLease
+	if e.address != "" {
+		lease = nodeLease
+	}
+	runner := tasks.New(e.db, tasks.Options{Lease: lease, Poll: 20 * time.Millisecond, Exclusive: !e.db.Postgres(),
 		Address: e.address})
 	deps := service.Deps{Config: e.cfg, DB: e.db, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Registry: prometheus.NewRegistry(), Validator: tokens, Tasks: runner}
