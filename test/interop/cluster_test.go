@@ -132,7 +132,14 @@ enabled_backends = local
 volume_driver = file
 volume_backend_name = local
 volumes_dir = %s
-`, readOnlyStore, c.web.url, nd.volBind, c.volumeURL, c.volumesDir)
+
+[backup]
+backup_driver = s3
+backup_s3_endpoint_url = %s
+backup_s3_store_bucket = cluster-backups
+backup_s3_store_access_key = %s
+backup_s3_store_secret_key = %s
+`, readOnlyStore, c.web.url, nd.volBind, c.volumeURL, c.volumesDir, c.s3.url, c.s3.accessKey, c.s3.secretKey)
 	return b.String()
 }
 
