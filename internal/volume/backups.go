@@ -717,16 +717,16 @@ func (s *Service) backupList(w http.ResponseWriter, r *http.Request, detail bool
 	var more bool
 	var count int64
 	err = s.deps.DB.InReadTx(ctx, func(tx *db.Tx) error {
-		if m := l.page.Marker; m != "" {
-			b, err := getBackupRow(ctx, tx, m)
-			if err == nil && b.ProjectID != caller(r).ProjectID && !caller(r).IsAdmin() {
-				err = backupNotFound(m)
-			}
+		err := checkOwnedMarker(r, l.page.Marker, func() (string, error) {
+			b, err := getBackupRow(ctx, tx, l.page.Marker)
 			if err != nil {
-				return err
+				return "", err
 			}
+			return b.ProjectID, nil
+		}, backupNotFound)
+		if err != nil {
+			return err
 		}
-		var err error
 		if rows, more, err = listBackups(ctx, tx, l.filter, l.page); err != nil {
 			return err
 		}

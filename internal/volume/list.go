@@ -257,6 +257,20 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request, detail bool) erro
 	return reply(w, http.StatusOK, resp)
 }
 
+// checkOwnedMarker refuses a list marker of another project's (unless the
+// caller is an admin) with foreign; owner loads the marker's row and says
+// whose it is (its error, such as NotFound, is returned as it is).
+func checkOwnedMarker(r *http.Request, marker string, owner func() (string, error), foreign func(string) error) error {
+	if marker == "" {
+		return nil
+	}
+	project, err := owner()
+	if err == nil && project != caller(r).ProjectID && !caller(r).IsAdmin() {
+		return foreign(marker)
+	}
+	return err
+}
+
 // checkMarker refuses a marker that is no volume the caller may see.
 func checkMarker(r *http.Request, q db.Querier, marker string) error {
 	if marker == "" {

@@ -459,16 +459,16 @@ func (s *Service) snapshotList(w http.ResponseWriter, r *http.Request, detail bo
 	var more bool
 	// the page and the metadata shown with it, from one snapshot
 	err = s.deps.DB.InReadTx(ctx, func(tx *db.Tx) error {
-		if m := l.page.Marker; m != "" {
-			sn, err := getSnapshotRow(ctx, tx, m)
-			if err == nil && sn.ProjectID != caller(r).ProjectID && !caller(r).IsAdmin() {
-				err = snapshotNotFound(m)
-			}
+		err := checkOwnedMarker(r, l.page.Marker, func() (string, error) {
+			sn, err := getSnapshotRow(ctx, tx, l.page.Marker)
 			if err != nil {
-				return err
+				return "", err
 			}
+			return sn.ProjectID, nil
+		}, snapshotNotFound)
+		if err != nil {
+			return err
 		}
-		var err error
 		if snaps, more, err = listSnapshots(ctx, tx, l.filter, l.page); err != nil {
 			return err
 		}
