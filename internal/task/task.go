@@ -318,6 +318,19 @@ func (t *Task) Fail(ctx context.Context, q db.Querier, cause error) error {
 	return nil
 }
 
+// Handoff makes a begun task pending, due now, in q (the transaction that
+// makes its work ready for any node), fenced like Complete. The part only
+// the caller could do is done; a runner does the rest. The attempt Begin
+// counted is taken back, so the run that follows is attempt 1 unless this
+// node died before the handoff. Call Release after q commits, then Wake.
+func (t *Task) Handoff(ctx context.Context, q db.Querier) error {
+	if err := requeue(ctx, q, t.ID, t.epoch, time.Now(), "", true); err != nil {
+		return err
+	}
+	t.finished.Store(true)
+	return nil
+}
+
 // finish ends the task as state, recording its final counters with it:
 // the record shows how far the work got, not what the last periodic save
 // saw.

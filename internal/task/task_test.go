@@ -262,6 +262,51 @@ func TestBegunTaskCompleted(t *testing.T) {
 	})
 }
 
+// A begun task handed off runs once, as attempt 1, on whichever node
+// claims it; a late Complete by the node that began it is refused.
+func TestBegunTaskHandedOff(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		ran := make(chan int, 2)
+		kind := Kind{Name: "upload", Run: func(ctx context.Context, tk *Task) error {
+			ran <- tk.Attempt
+			return nil
+		}}
+		r, _ := start(t, d, Options{}, kind)
+		ctx := context.Background()
+		tk, err := r.Begin(ctx, d, Spec{Kind: "upload", Subject: "vol"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-ran:
+			t.Fatal("a begun task ran before its handoff")
+		case <-time.After(3 * testLease):
+		}
+		if err := d.InTx(ctx, func(tx *db.Tx) error { return tk.Handoff(ctx, tx) }); err != nil {
+			t.Fatal(err)
+		}
+		tk.Release()
+		r.Wake()
+		select {
+		case attempt := <-ran:
+			if attempt != 1 {
+				t.Errorf("handed-off task ran as attempt %d, want 1", attempt)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the handed-off task never ran")
+		}
+		waitState(t, d, tk.ID, Done, 5*time.Second)
+		select {
+		case a := <-ran:
+			t.Fatalf("the task ran a second time (attempt %d)", a)
+		case <-time.After(2 * testLease):
+		}
+		if err := tk.Handoff(ctx, d); !errors.Is(err, ErrLeaseLost) {
+			t.Fatalf("second Handoff: %v, want ErrLeaseLost", err)
+		}
+	})
+}
+
 // Stopping a runner hands its running tasks back without counting the
 // attempt, and the next node runs them.
 func TestStopHandsBack(t *testing.T) {
@@ -422,7 +467,8 @@ func TestNoTaskFinishedTwice(t *testing.T) {
 		completed := map[string]int{}
 		kind := Kind{Name: "churn", MaxAttempts: 1000, Run: func(ctx context.Context, tk *Task) error {
 			time.Sleep(time.Duration(rand.IntN(150)) * time.Millisecond)
-			err := d.InTx(context.WithoutCancel(ctx), func(tx *db.Tx) error { return tk.Complete(ctx, tx) })
+			bg := context.WithoutCancel(ctx)
+			err := d.InTx(bg, func(tx *db.Tx) error { return tk.Complete(bg, tx) })
 			if err == nil {
 				mu.Lock()
 				completed[tk.ID]++
@@ -431,9 +477,10 @@ func TestNoTaskFinishedTwice(t *testing.T) {
 			return err
 		}}
 		var runners []*Runner
+		var stops []func()
 		for i := range 3 {
-			r, _ := start(t, d, Options{Node: fmt.Sprint("node", i), Workers: 4}, kind)
-			runners = append(runners, r)
+			r, stop := start(t, d, Options{Node: fmt.Sprint("node", i), Workers: 4}, kind)
+			runners, stops = append(runners, r), append(stops, stop)
 		}
 		const n = 40
 		var ids []string
@@ -462,12 +509,19 @@ func TestNoTaskFinishedTwice(t *testing.T) {
 			}
 		})
 		apitest.Eventually(t, 60*time.Second, func() bool {
-			var left int
+			// A count that fails (SQLite busy under the churn) is not a
+			// zero: reading it as one ended the wait early.
+			left := -1
 			_ = d.QueryRowContext(ctx, `SELECT COUNT(*) FROM tasks WHERE state <> 'done'`).Scan(&left)
 			return left == 0
 		}, func() string { return "tasks still not done" })
 		close(stop)
 		wg.Wait()
+		// A Run counts its Complete just after the commit the wait above
+		// saw: let every Run return before counting.
+		for _, stop := range stops {
+			stop()
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		for _, id := range ids {

@@ -29,6 +29,8 @@ type testGlance struct {
 	// uploadHeaders records the X-Image-Meta-Store of every upload.
 	uploadStores []string
 	tokens       []string
+	// beforeCreate, when set, runs as an image create arrives.
+	beforeCreate func(fields map[string]any)
 }
 
 func newTestGlance(t *testing.T) *testGlance {
@@ -49,6 +51,9 @@ func newTestGlance(t *testing.T) *testGlance {
 		if cf, _ := m["container_format"].(string); cf != "" && cf != "bare" && cf != "ovf" {
 			http.Error(w, "400 Bad Request\n\nUnable to set 'container_format' to '"+cf+"'.", 400)
 			return
+		}
+		if g.beforeCreate != nil {
+			g.beforeCreate(m)
 		}
 		id := uuid.NewString()
 		if v, ok := m["id"].(string); ok {

@@ -127,6 +127,15 @@ func TestRecovery(t *testing.T) {
 		}
 		addTask(t, d, workUpload, up, workPayload{ImageID: img.ID, Token: "member", DiskFormat: "qcow2",
 			ContainerFormat: "bare", PreviousStatus: "available"}, 1, "dead", time.Now().Add(-time.Second))
+		// An upload whose process died between recording the upload and
+		// making its image (issue 13's chaos run): no image to upload into,
+		// so the volume goes back to available with a user message.
+		early := e.createVolumeNoWorker("member", projA)
+		if err := setStatus(ctx, d, early, "uploading", "available"); err != nil {
+			t.Fatal(err)
+		}
+		addTask(t, d, workUpload, early, workPayload{ImageID: uuid.NewString(), Token: "member", DiskFormat: "qcow2",
+			ContainerFormat: "bare", PreviousStatus: "available", ProjectID: projA}, 1, "dead", time.Now().Add(-time.Second))
 		// Work that already failed too often is given up, not retried forever.
 		stuck := e.createVolumeNoWorker("member", projA)
 		if _, err := d.ExecContext(ctx, `UPDATE volumes SET status = 'creating' WHERE id = ?`, stuck); err != nil {
@@ -140,6 +149,12 @@ func TestRecovery(t *testing.T) {
 		e2.waitStatus("member", projA, up, "available")
 		e2.waitImage(img.ID, "active")
 		e2.waitStatus("member", projA, stuck, "error")
+		e2.waitStatus("member", projA, early, "available")
+		msgs := e2.MustJSON(200, e2.Do("member", "GET", "/v3/"+projA+"/messages?resource_uuid="+early, nil,
+			"OpenStack-API-Version", "volume 3.3"))["messages"].([]any)
+		if len(msgs) != 1 {
+			t.Errorf("upload that died before its image: %d user messages, want 1", len(msgs))
+		}
 		e2.waitStatus("member", projA, leased, "available")
 		if d.Postgres() && time.Now().Before(leaseEnd) {
 			// SQLite takes a dead process's leases over at start instead.

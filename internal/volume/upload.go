@@ -6,11 +6,13 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/glanceclient"
 	"github.com/ashlar-dev/ashlar/internal/task"
 	"github.com/ashlar-dev/ashlar/internal/volume/upload"
+	"github.com/google/uuid"
 )
 
 // uploadRequest is a validated os-volume_upload_image body.
@@ -136,10 +138,11 @@ func (s *Service) actUploadImage(w http.ResponseWriter, r *http.Request, arg any
 	if u.Force && s.deps.Config.Volume.EnableForceUpload {
 		from = append(from, "in-use")
 	}
-	if err := setStatus(ctx, s.deps.DB, v.ID, "uploading", from...); err != nil {
+	tk, p, err := s.beginUploadWork(r, v, t, u, from)
+	if err != nil {
 		return err
 	}
-	img, err := s.startUpload(r, v, t, u)
+	img, err := s.startUpload(r, v, t, u, tk, p)
 	if err != nil {
 		return err
 	}
@@ -156,48 +159,89 @@ func storeOf(t *volType) string {
 	return t.ExtraSpecs[StoreSpec]
 }
 
-// startUpload creates the image and records the upload work for an
-// uploading volume. On failure the volume returns to its status and no
-// image is left.
-func (s *Service) startUpload(r *http.Request, v *vol, t *volType, u *uploadRequest) (img *glanceclient.Image, err error) {
+// beginUploadWork moves the volume to uploading and records its upload
+// task, held by this node, in one transaction. The image's id is chosen
+// here, before the image exists, so that a node that dies before handing
+// the task off leaves one for another node to finish or roll back: it
+// uploads into the image if the image was made, else returns the volume
+// to its status with a user message. A volume never stays uploading with
+// no task to move it on.
+func (s *Service) beginUploadWork(r *http.Request, v *vol, t *volType, u *uploadRequest, from []string) (*task.Task, workPayload, error) {
+	ctx := r.Context()
+	c := caller(r)
+	p := workPayload{ImageID: uuid.NewString(), ImageEndpoint: c.EndpointURL("image", "public"), Token: c.Token,
+		DiskFormat: u.DiskFormat, ContainerFormat: u.ContainerFormat, Store: storeOf(t), PreviousStatus: v.Status,
+		ProjectID: v.ProjectID}
+	var tk *task.Task
+	err := s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
+		if err := setStatus(ctx, tx, v.ID, "uploading", from...); err != nil {
+			return err
+		}
+		var err error
+		tk, err = s.tasks.Begin(context.WithoutCancel(ctx), tx, task.Spec{Kind: workUpload, Subject: v.ID, Payload: p,
+			RequestID: api.RequestID(ctx), ProjectID: p.ProjectID, Store: p.Store})
+		return err
+	})
+	return tk, p, err
+}
+
+// startUpload creates the image of the upload begun as tk and hands tk to
+// the runners. On failure the volume returns to its status, the task is
+// failed and no image is left.
+func (s *Service) startUpload(r *http.Request, v *vol, t *volType, u *uploadRequest, tk *task.Task, p workPayload) (img *glanceclient.Image, err error) {
 	ctx := r.Context()
 	bg := context.WithoutCancel(ctx)
+	defer tk.Release()
+	c := caller(r)
+	var gc glanceclient.Client
+	asked := false // whether the image may exist (a lost answer to its create too)
 	defer func() {
-		if err != nil {
-			_ = setStatus(bg, s.deps.DB, v.ID, v.Status, "uploading")
+		if err == nil {
+			return
+		}
+		if asked {
+			_ = gc.DeleteImage(bg, c.Token, p.ImageID)
+		}
+		img = nil
+		cause := err
+		if ferr := s.deps.DB.InTx(bg, func(tx *db.Tx) error {
+			if err := setStatus(bg, tx, v.ID, v.Status, "uploading"); err != nil {
+				return err
+			}
+			return tk.Fail(bg, tx, cause)
+		}); ferr != nil {
+			// The task stays leased until Release: another node rolls it back.
+			s.deps.Logger.Warn("rolling back a refused upload", "volume", v.ID, "err", ferr)
 		}
 	}()
-	c := caller(r)
-	gc, err := s.glanceFor(r)
-	if err != nil {
+	if gc, err = s.glanceFor(r); err != nil {
 		return nil, err
 	}
-	store := storeOf(t)
-	if store != "" {
+	if p.Store != "" {
 		// The store may have been removed or made read-only since the
 		// type was written: refuse now rather than fail after the 202.
-		if err := checkStore(ctx, gc, c.Token, store); err != nil {
+		if err := checkStore(ctx, gc, c.Token, p.Store); err != nil {
 			if k := errs.KindOf(err); k == errs.NotFound || k == errs.Invalid {
 				err = errs.E(errs.Invalid, "Invalid volume type: %s", errs.Message(err))
 			}
 			return nil, err
 		}
 	}
-	img, err = gc.CreateImage(ctx, c.Token, uploadImageFields(v, u, versionOf(r)))
+	fields := uploadImageFields(v, u, versionOf(r))
+	fields["id"] = p.ImageID
+	asked = true
+	img, err = gc.CreateImage(ctx, c.Token, fields)
 	if err != nil {
 		if k := errs.KindOf(err); k != errs.Other && k != errs.Unauthorized && k != errs.Unavailable {
 			err = errs.E(errs.Invalid, "%s", errs.Message(err))
 		}
 		return nil, imageServiceError(err)
 	}
-	p := workPayload{ImageID: img.ID, ImageEndpoint: c.EndpointURL("image", "public"), Token: c.Token,
-		DiskFormat: u.DiskFormat, ContainerFormat: u.ContainerFormat, Store: store, PreviousStatus: v.Status, ProjectID: v.ProjectID}
-	err = s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
-		return s.addWork(ctx, tx, v.ID, workUpload, p)
-	})
-	if err != nil {
-		_ = gc.DeleteImage(bg, c.Token, img.ID)
-		return nil, err
+	if err := s.deps.DB.InTx(bg, func(tx *db.Tx) error { return tk.Handoff(bg, tx) }); err != nil {
+		// The task is still this node's until Release lets its lease run
+		// out; then any node resumes it (the image exists), so the upload
+		// is accepted all the same.
+		s.deps.Logger.Warn("handing off an upload", "volume", v.ID, "task", tk.ID, "err", err)
 	}
 	return img, nil
 }

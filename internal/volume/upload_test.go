@@ -2,6 +2,8 @@ package volume
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -141,6 +143,47 @@ func TestUploadToImageStore(t *testing.T) {
 			t.Errorf("image left behind")
 		}
 		e.waitStatus("member", projA, id, "available")
+	})
+}
+
+// From the moment a volume is uploading, a task exists that moves it on:
+// a node that dies while the image is being made (before the 202) leaves
+// work another node finishes or rolls back, never a volume stuck in
+// uploading (the cluster chaos run found one). The image gets the id the
+// task names.
+func TestUploadRecordedBeforeImage(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d)
+		id := e.createVolume("member", projA, map[string]any{}, "available")["id"].(string)
+		var seen []string
+		e.glance.beforeCreate = func(fields map[string]any) {
+			err := db.EachRow(context.Background(), d, func(r db.Row) error {
+				var state, payload string
+				if err := r.Scan(&state, &payload); err != nil {
+					return err
+				}
+				var p workPayload
+				if err := json.Unmarshal([]byte(payload), &p); err != nil {
+					return err
+				}
+				seen = append(seen, state)
+				if p.ImageID != fields["id"] {
+					t.Errorf("task names image %s, the image is created as %v", p.ImageID, fields["id"])
+				}
+				return nil
+			}, `SELECT state, payload FROM tasks WHERE subject = ? AND kind = ?`, id, workUpload)
+			if err != nil {
+				t.Error(err)
+			}
+		}
+		body := e.MustJSON(202, e.Do("member", "POST", "/v3/"+projA+"/volumes/"+id+"/action",
+			map[string]any{"os-volume_upload_image": map[string]any{"image_name": "early"}}))["os-volume_upload_image"].(map[string]any)
+		if len(seen) != 1 || seen[0] != "running" {
+			t.Fatalf("upload tasks while the image was made: %v, want one held (running)", seen)
+		}
+		e.waitStatus("member", projA, id, "available")
+		e.waitImage(body["image_id"].(string), "active")
+		waitTasksDone(t, d)
 	})
 }
 
