@@ -180,6 +180,9 @@ func (s *Service) delete(w http.ResponseWriter, r *http.Request) error {
 	if im.Protected {
 		return errs.E(errs.Forbidden, "Image %s is protected and cannot be deleted.", im.ID)
 	}
+	if err := s.checkNotInUse(ctx, im, im.Locations...); err != nil {
+		return errs.E(errs.Conflict, "Image %s could not be deleted because it is in use: %s", im.ID, errs.Message(err))
+	}
 	// The objects to delete are recorded with the row's deletion, so a
 	// store that is down or a node that dies cannot orphan them.
 	objects := []storedObject{{store.StagingID, im.ID}}

@@ -73,8 +73,38 @@ func (s *Service) deleteFromStore(w http.ResponseWriter, r *http.Request) error 
 	case im.Status != StatusActive:
 		return errs.E(errs.Conflict, "It's not allowed to remove image data from store if image status is not 'active'")
 	}
+	for _, l := range im.Locations {
+		if l.Store == sid {
+			if err := s.checkNotInUse(ctx, im, l); err != nil {
+				return errs.E(errs.Conflict, "The data for Image %s could not be deleted because it is in use: %s", im.ID, errs.Message(err))
+			}
+		}
+	}
 	s.removeCopy(context.WithoutCancel(ctx), id, sid)
 	_ = touchImage(ctx, s.deps.DB, id)
 	writeEmpty(w, http.StatusNoContent)
+	return nil
+}
+
+// checkNotInUse refuses (errs.Conflict, glance_store's InUseByStore) to
+// remove image data that something outside the image service still uses:
+// an rbd image whose snapshot volumes were cloned from. Glance refuses
+// such a delete with 409 and keeps the image; a delete accepted here
+// would only fail later, in the background, with the image already gone.
+// Only a Conflict is returned.
+func (s *Service) checkNotInUse(ctx context.Context, im *Image, locs ...Location) error {
+	for _, l := range locs {
+		if st := s.storeByID(l.Store); st != nil {
+			err := st.InUse(ctx, im.ID)
+			if errs.KindOf(err) == errs.Conflict {
+				return err
+			}
+			if err != nil {
+				// A store that cannot answer now does not block the delete:
+				// the purge retries, and refuses then if the data is in use.
+				s.deps.Logger.Warn("in-use check", "image", im.ID, "store", l.Store, "err", err)
+			}
+		}
+	}
 	return nil
 }

@@ -168,6 +168,27 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return err
 }
 
+// InUse returns errs.Conflict when key is in use outside the image
+// service (see InUser); nil when the driver cannot tell or the object is
+// gone.
+func (s *Store) InUse(ctx context.Context, key string) error {
+	if err := ValidKey(key); err != nil {
+		return err
+	}
+	u, ok := s.drv.(InUser)
+	if !ok {
+		return nil
+	}
+	err := u.InUse(ctx, key)
+	if err == nil || errs.Is(err, errs.NotFound) {
+		return nil
+	}
+	if errs.KindOf(err) == errs.Conflict {
+		return err
+	}
+	return s.mapErr(err, "in-use check")
+}
+
 // Size returns the object's size.
 func (s *Store) Size(ctx context.Context, key string) (int64, error) {
 	if err := ValidKey(key); err != nil {

@@ -3,7 +3,7 @@
 //
 //   - store.go: the small Driver interface every backend implements, and the
 //     optional capabilities (ReadOnlyDriver, Lister, Locator, Recoverer,
-//     Describer) a driver may add, found by type assertion;
+//     Describer, Checker, InUser, Spacer) a driver may add, found by type assertion;
 //   - portable.go: the Store, the portable type over a Driver that does,
 //     once for every driver, the key and range checks, size limits, error
 //     mapping and metrics;
@@ -97,6 +97,15 @@ type Factory func(ctx context.Context, cfg config.Store) (Driver, error)
 // are flagged (store drift).
 type Checker interface {
 	Check(ctx context.Context) error
+}
+
+// InUser is implemented by drivers whose objects can be used from outside
+// the image service (an rbd image whose snapshot volumes are cloned from).
+// InUse returns errs.Conflict, with glance_store's InUseByStore message,
+// while such a use exists, so that a delete is refused (409) before the
+// image is removed rather than failing in the background after a 204.
+type InUser interface {
+	InUse(ctx context.Context, key string) error
 }
 
 // Spacer is implemented by drivers that know how much room their backend

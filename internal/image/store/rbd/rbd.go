@@ -518,26 +518,15 @@ func (d *Driver) Delete(ctx context.Context, key string) error {
 		return mapErr(err, key)
 	}
 	snaps, err := img.GetSnapshotNames()
+	if err == nil {
+		err = snapsInUse(img, snaps)
+	}
 	if err != nil {
 		img.Close()
+		if errs.KindOf(err) == errs.Conflict {
+			return err
+		}
 		return mapErr(err, key)
-	}
-	// Clones of format 2 (what Cinder makes across pools) do not keep a
-	// snapshot from being unprotected or removed (it would go to the
-	// trash), so look for children first.
-	for _, s := range snaps {
-		n, err := children(img, s.Name)
-		if ceph.Errno(err) == int(syscall.EPERM) {
-			// Children in a pool this user cannot read (volumes).
-			n, err = 1, nil
-		}
-		if err != nil || n > 0 {
-			img.Close()
-			if err != nil {
-				return mapErr(err, key)
-			}
-			return inUse()
-		}
 	}
 	for _, s := range snaps {
 		if err := img.GetSnapshot(s.Name).Unprotect(); err != nil && ceph.Errno(err) != int(syscall.EINVAL) {
@@ -558,6 +547,52 @@ func (d *Driver) Delete(ctx context.Context, key string) error {
 			return inUse()
 		}
 		return mapErr(err, key)
+	}
+	return nil
+}
+
+// InUse implements store.InUser: errs.Conflict while a snapshot of the
+// image has clones (volumes made from it copy-on-write).
+func (d *Driver) InUse(ctx context.Context, key string) error {
+	ioctx, err := d.io()
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	img, err := rbd.OpenImage(ioctx, key, rbd.NoSnapshot)
+	if err != nil {
+		return mapErr(err, key)
+	}
+	defer img.Close()
+	snaps, err := img.GetSnapshotNames()
+	if err == nil {
+		err = snapsInUse(img, snaps)
+	}
+	if errs.KindOf(err) == errs.Conflict {
+		return err
+	}
+	return mapErr(err, key)
+}
+
+// snapsInUse is inUse() when one of snaps has clones. Clones of format 2
+// (what Cinder makes across pools) do not keep a snapshot from being
+// unprotected or removed (it would go to the trash), so the children are
+// looked for rather than relying on Unprotect to refuse.
+func snapsInUse(img *rbd.Image, snaps []rbd.SnapInfo) error {
+	for _, s := range snaps {
+		n, err := children(img, s.Name)
+		if ceph.Errno(err) == int(syscall.EPERM) {
+			// Children in a pool this user cannot read (volumes).
+			n, err = 1, nil
+		}
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return inUse()
+		}
 	}
 	return nil
 }

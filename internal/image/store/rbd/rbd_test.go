@@ -136,6 +136,9 @@ func TestDeleteInUse(t *testing.T) {
 	if err := rbd.CloneImage(ioctx, key, SnapName, ioctx, key+"-child", opts); err != nil {
 		t.Fatal(err)
 	}
+	if err := d.InUse(ctx, key); !errs.Is(err, errs.Conflict) {
+		t.Fatalf("InUse of a cloned image = %v, want Conflict", err)
+	}
 	err := d.Delete(ctx, key)
 	if !errs.Is(err, errs.Conflict) || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("Delete of a cloned image = %v, want Conflict (in use)", err)
@@ -145,6 +148,9 @@ func TestDeleteInUse(t *testing.T) {
 	}
 	if err := rbd.RemoveImage(ioctx, key+"-child"); err != nil {
 		t.Fatal(err)
+	}
+	if err := d.InUse(ctx, key); err != nil {
+		t.Fatalf("InUse once the clone is gone = %v", err)
 	}
 	if err := d.Delete(ctx, key); err != nil {
 		t.Fatal(err)
