@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -375,6 +376,65 @@ func TestCloneImage(t *testing.T) {
 		t.Fatalf("children of the image's snapshot: %+v, %v", kids, err)
 	}
 	if err := d.Delete(ctx, "v"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOverwriteClone restores over a copy-on-write child: the zeros of the
+// new bytes hide the parent's data (not read through from it), the child
+// keeps its parent, and nothing of the overwrite is left behind to keep
+// the volume from being deleted.
+func TestOverwriteClone(t *testing.T) {
+	ctx := context.Background()
+	d := newDriver(t, nil)
+	const size = 12 << 20
+	old := make([]byte, size)
+	_, _ = rand.Read(old)
+	if err := d.CreateFrom(ctx, "base", size, bytes.NewReader(old)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.CreateSnapshot(ctx, "base", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.CreateFromSnapshot(ctx, "base", "s1", "child", size); err != nil {
+		t.Fatal(err)
+	}
+	// 1 MiB of zeros, 1 MiB of data, a 5000-byte zero run inside the next
+	// MiB of data (not block aligned), then nothing: the rest must read
+	// as zeros although the parent has data there.
+	want := make([]byte, size)
+	_, _ = rand.Read(want[1<<20 : 3<<20])
+	clear(want[2<<20+1000 : 2<<20+6000])
+	if err := d.Overwrite(ctx, "child", bytes.NewReader(want[:3<<20])); err != nil {
+		t.Fatal(err)
+	}
+	v, err := d.Open(ctx, "child")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, size)
+	_, err = v.ReadAt(got, 0)
+	v.Close()
+	if err != nil && err != io.EOF {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		i := 0
+		for i < size && got[i] == want[i] {
+			i++
+		}
+		t.Fatalf("overwritten clone differs from the new bytes at offset %d", i)
+	}
+	if p := parentOf(t, d, "child"); p != "volume-base@snapshot-s1" {
+		t.Errorf("child's parent after overwrite: %q", p)
+	}
+	if err := d.Delete(ctx, "child"); err != nil {
+		t.Fatalf("delete after overwrite: %v", err)
+	}
+	if err := d.DeleteSnapshot(ctx, "base", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Delete(ctx, "base"); err != nil {
 		t.Fatal(err)
 	}
 }
