@@ -59,7 +59,19 @@ type ashlarOpts struct {
 	// backends are the names of the file volume backends, each its own
 	// [backend:<name>] with volume_backend_name <name>; default "local".
 	backends []string
+	// rbdConf, when set, makes the first backend an rbd backend in the
+	// volumes pool of the Ceph cluster this configuration file names (the
+	// others stay file backends, each reporting rbdFileCapacityGB so that
+	// untyped volumes go to rbd); the binary must have the Ceph drivers.
+	rbdConf string
+	// rbdOptions are more lines of the rbd backend's section.
+	rbdOptions string
 }
+
+// rbdFileCapacityGB is the capacity the file backends beside an rbd one
+// report: less than the test cluster's pool, so the scheduler (most free
+// space wins) puts volumes of no particular backend on rbd.
+const rbdFileCapacityGB = 4
 
 // ashlar is one running Ashlar.
 type ashlar struct {
@@ -182,8 +194,16 @@ func startAshlar(t *testing.T, name string, o ashlarOpts) *ashlar {
 	a.backends = o.backends
 	fmt.Fprintf(&c, "[volume]\nbind = %s\n%senabled_backends = %s\nglance_api_servers = %s\n\n", bind["volume"], publicURL("volume"),
 		strings.Join(o.backends, ", "), glanceServers)
-	for _, b := range o.backends {
-		fmt.Fprintf(&c, "[backend:%s]\nvolume_driver = file\nvolume_backend_name = %s\n\n", b, b)
+	for i, b := range o.backends {
+		switch {
+		case o.rbdConf != "" && i == 0:
+			fmt.Fprintf(&c, "[backend:%s]\nvolume_driver = rbd\nvolume_backend_name = %s\nrbd_pool = volumes\nrbd_user = cinder\nrbd_ceph_conf = %s\n%s\n",
+				b, b, o.rbdConf, o.rbdOptions)
+		case o.rbdConf != "":
+			fmt.Fprintf(&c, "[backend:%s]\nvolume_driver = file\nvolume_backend_name = %s\ntotal_capacity_gb = %d\n\n", b, b, rbdFileCapacityGB)
+		default:
+			fmt.Fprintf(&c, "[backend:%s]\nvolume_driver = file\nvolume_backend_name = %s\n\n", b, b)
+		}
 	}
 	a.configPath = filepath.Join(dir, "ashlar.conf")
 	if err := os.WriteFile(a.configPath, []byte(c.String()), 0o644); err != nil {

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ashlar-dev/ashlar/internal/testenv"
 )
 
 // Port range the suite may listen on (and hand to the peers it starts).
@@ -59,7 +61,7 @@ func run(m *testing.M) int {
 	// Start somewhere in the range, so two runs on one machine seldom
 	// race for the same ports (freePort still checks each one).
 	nextPort.Store(portMin + int64(os.Getpid()%((portMax-portMin)/2)))
-	code := m.Run()
+	code := testenv.Main(m) // stops the shared Ceph cluster, if a test started it
 	if code != 0 || os.Getenv("ASHLAR_INTEROP_KEEP") == "1" {
 		fmt.Fprintf(os.Stderr, "interop: logs and state kept in %s\n", logRoot)
 	} else {
@@ -147,13 +149,21 @@ func repoRoot(t *testing.T) string {
 	return dir
 }
 
+// ashlarTags are the build tags of the ashlar the suite runs: those of
+// the suite itself (the Ceph drivers when it is built with them).
+var ashlarTags string
+
 // ashlarBinary builds ./cmd/ashlar once per run.
 func ashlarBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		start := time.Now()
 		ashlarBin = filepath.Join(binDir, "ashlar")
-		cmd := exec.Command("go", "build", "-o", ashlarBin, "./cmd/ashlar")
+		args := []string{"build", "-o", ashlarBin}
+		if ashlarTags != "" {
+			args = append(args, "-tags", ashlarTags)
+		}
+		cmd := exec.Command("go", append(args, "./cmd/ashlar")...)
 		cmd.Dir = repoRoot(t)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
