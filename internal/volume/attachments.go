@@ -553,16 +553,19 @@ func (s *Service) listAttachments(w http.ResponseWriter, r *http.Request, detail
 	ctx := r.Context()
 	var rows []*attachment
 	err = s.deps.DB.InReadTx(ctx, func(tx *db.Tx) error {
-		if page.Marker != "" {
+		err := checkOwnedMarker(r, page.Marker, func() (string, error) {
 			m, err := getAttachment(ctx, tx, page.Marker)
-			if errs.KindOf(err) == errs.NotFound || err == nil && m.ProjectID != caller(r).ProjectID && !caller(r).IsAdmin() {
-				return errs.E(errs.NotFound, "Marker %s could not be found.", page.Marker)
+			if errs.KindOf(err) == errs.NotFound {
+				return "", markerNotFound(page.Marker)
 			}
 			if err != nil {
-				return err
+				return "", err
 			}
+			return m.ProjectID, nil
+		}, markerNotFound)
+		if err != nil {
+			return err
 		}
-		var err error
 		rows, _, err = listAttachments(ctx, tx, f, page)
 		return err
 	})

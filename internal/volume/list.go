@@ -271,6 +271,12 @@ func checkOwnedMarker(r *http.Request, marker string, owner func() (string, erro
 	return err
 }
 
+// markerNotFound is Cinder's 404 for a list marker that names no row the
+// caller may see.
+func markerNotFound(marker string) error {
+	return errs.E(errs.NotFound, "Marker %s could not be found.", marker)
+}
+
 // checkMarker refuses a marker that is no volume the caller may see.
 func checkMarker(r *http.Request, q db.Querier, marker string) error {
 	if marker == "" {
@@ -278,7 +284,7 @@ func checkMarker(r *http.Request, q db.Querier, marker string) error {
 	}
 	v, err := getVolumeRow(r.Context(), q, marker)
 	if errs.KindOf(err) == errs.NotFound || err == nil && !visible(r, v) {
-		return errs.E(errs.NotFound, "Marker %s could not be found.", marker)
+		return markerNotFound(marker)
 	}
 	return err
 }
