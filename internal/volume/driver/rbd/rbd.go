@@ -36,7 +36,6 @@ const (
 	// objectOrder is 4 MiB RBD objects, Cinder's default rbd_store_chunk_size.
 	objectOrder = 22
 	chunkSize   = 1 << objectOrder
-	blockSize   = 4096
 	gib         = 1 << 30
 )
 
@@ -294,7 +293,7 @@ func writeSparse(ctx context.Context, img *rbd.Image, size int64, r io.Reader) e
 			if off+int64(n) > size {
 				return errs.E(errs.TooLarge, "source data is larger than the volume (%d bytes)", size)
 			}
-			if werr := writeNonZero(img, buf[:n], off); werr != nil {
+			if werr := ceph.WriteNonZero(img, buf[:n], off); werr != nil {
 				return werr
 			}
 			off += int64(n)
@@ -314,45 +313,6 @@ func writeSparse(ctx context.Context, img *rbd.Image, size int64, r io.Reader) e
 			return nil
 		}
 	}
-}
-
-// writeNonZero writes the runs of p (at off) that are not all-zero blocks.
-func writeNonZero(img *rbd.Image, p []byte, off int64) error {
-	start := -1
-	for i := 0; i < len(p); i += blockSize {
-		end := min(i+blockSize, len(p))
-		zero := allZero(p[i:end])
-		if !zero && start < 0 {
-			start = i
-		}
-		if zero && start >= 0 {
-			if _, err := img.WriteAt(p[start:i], off+int64(start)); err != nil {
-				return err
-			}
-			start = -1
-		}
-	}
-	if start >= 0 {
-		if _, err := img.WriteAt(p[start:], off+int64(start)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func allZero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // volume is an open image (or snapshot of one).
