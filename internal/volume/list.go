@@ -240,21 +240,14 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request, detail bool) erro
 	if err != nil {
 		return err
 	}
-	out := []any{}
-	for _, v := range vols {
+	view := func(r *http.Request, v *vol) map[string]any {
 		if detail {
-			out = append(out, s.volumeView(r, v, viewShow))
-		} else {
-			out = append(out, map[string]any{"id": v.ID, "name": v.Name, "links": s.volumeLinks(r, v.ID)})
+			return s.volumeView(r, v, viewShow)
 		}
+		return map[string]any{"id": v.ID, "name": v.Name, "links": s.volumeLinks(r, v.ID)}
 	}
-	resp := map[string]any{"volumes": out}
-	if len(vols) > 0 {
-		if links := s.collectionLinks(r, "/volumes", detail, vols[len(vols)-1].ID, len(vols), more, l.page.Limit); links != nil {
-			resp["volumes_links"] = links
-		}
-	}
-	return reply(w, http.StatusOK, resp)
+	return reply(w, http.StatusOK, listBody(s, r, "volumes", "/volumes", detail, vols, more, l.page.Limit,
+		func(v *vol) string { return v.ID }, view))
 }
 
 // checkOwnedMarker refuses a list marker of another project's (unless the
@@ -320,6 +313,24 @@ func (s *Service) volumeSummary(w http.ResponseWriter, r *http.Request) error {
 		sum["metadata"] = md
 	}
 	return reply(w, http.StatusOK, map[string]any{"volume-summary": sum})
+}
+
+// listBody is the body of a list page of collection ("/volumes"): the
+// rows, each as view shows it, under name, and when the page is not empty
+// the collectionLinks to the next page under name_links; id is a row's id.
+func listBody[T any](s *Service, r *http.Request, name, collection string, detail bool, rows []T, more bool, limit int,
+	id func(T) string, view func(*http.Request, T) map[string]any) map[string]any {
+	out := make([]any, 0, len(rows))
+	for _, row := range rows {
+		out = append(out, view(r, row))
+	}
+	resp := map[string]any{name: out}
+	if len(rows) > 0 {
+		if links := s.collectionLinks(r, collection, detail, id(rows[len(rows)-1]), len(rows), more, limit); links != nil {
+			resp[name+"_links"] = links
+		}
+	}
+	return resp
 }
 
 // collectionLinks are the links of a page of n items of collection
