@@ -553,16 +553,15 @@ func (s *Service) listAttachments(w http.ResponseWriter, r *http.Request, detail
 	ctx := r.Context()
 	var rows []*attachment
 	err = s.deps.DB.InReadTx(ctx, func(tx *db.Tx) error {
-		err := checkOwnedMarker(r, page.Marker, func() (string, error) {
-			m, err := getAttachment(ctx, tx, page.Marker)
+		// A marker that is no attachment is Cinder's marker 404 too.
+		get := func(ctx context.Context, q db.Querier, id string) (*attachment, error) {
+			a, err := getAttachment(ctx, q, id)
 			if errs.KindOf(err) == errs.NotFound {
-				return "", markerNotFound(page.Marker)
+				return nil, markerNotFound(id)
 			}
-			if err != nil {
-				return "", err
-			}
-			return m.ProjectID, nil
-		}, markerNotFound)
+			return a, err
+		}
+		err := checkOwnedMarker(r, tx, page.Marker, get, func(a *attachment) string { return a.ProjectID }, markerNotFound)
 		if err != nil {
 			return err
 		}

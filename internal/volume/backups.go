@@ -717,13 +717,8 @@ func (s *Service) backupList(w http.ResponseWriter, r *http.Request, detail bool
 	var more bool
 	var count int64
 	err = s.deps.DB.InReadTx(ctx, func(tx *db.Tx) error {
-		err := checkOwnedMarker(r, l.page.Marker, func() (string, error) {
-			b, err := getBackupRow(ctx, tx, l.page.Marker)
-			if err != nil {
-				return "", err
-			}
-			return b.ProjectID, nil
-		}, backupNotFound)
+		err := checkOwnedMarker(r, tx, l.page.Marker, getBackupRow,
+			func(b *backupRow) string { return b.ProjectID }, backupNotFound)
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package volume
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"net/http"
@@ -251,14 +252,16 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request, detail bool) erro
 }
 
 // checkOwnedMarker refuses a list marker of another project's (unless the
-// caller is an admin) with foreign; owner loads the marker's row and says
-// whose it is (its error, such as NotFound, is returned as it is).
-func checkOwnedMarker(r *http.Request, marker string, owner func() (string, error), foreign func(string) error) error {
+// caller is an admin) with foreign; get loads the marker's row through q
+// (its error, such as NotFound, is returned as it is) and project says
+// whose it is.
+func checkOwnedMarker[T any](r *http.Request, q db.Querier, marker string, get func(context.Context, db.Querier, string) (T, error),
+	project func(T) string, foreign func(string) error) error {
 	if marker == "" {
 		return nil
 	}
-	project, err := owner()
-	if err == nil && project != caller(r).ProjectID && !caller(r).IsAdmin() {
+	row, err := get(r.Context(), q, marker)
+	if err == nil && project(row) != caller(r).ProjectID && !caller(r).IsAdmin() {
 		return foreign(marker)
 	}
 	return err

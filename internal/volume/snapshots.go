@@ -459,13 +459,8 @@ func (s *Service) snapshotList(w http.ResponseWriter, r *http.Request, detail bo
 	var more bool
 	// the page and the metadata shown with it, from one snapshot
 	err = s.deps.DB.InReadTx(ctx, func(tx *db.Tx) error {
-		err := checkOwnedMarker(r, l.page.Marker, func() (string, error) {
-			sn, err := getSnapshotRow(ctx, tx, l.page.Marker)
-			if err != nil {
-				return "", err
-			}
-			return sn.ProjectID, nil
-		}, snapshotNotFound)
+		err := checkOwnedMarker(r, tx, l.page.Marker, getSnapshotRow,
+			func(sn *snapshot) string { return sn.ProjectID }, snapshotNotFound)
 		if err != nil {
 			return err
 		}
