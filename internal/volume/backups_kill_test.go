@@ -11,7 +11,6 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
 	"github.com/ashlar-dev/ashlar/internal/volume/backup"
 	"github.com/ashlar-dev/ashlar/internal/volume/backup/posix"
-	"github.com/ashlar-dev/ashlar/internal/volume/driver"
 )
 
 // A backup's process is killed (SIGKILL: no clean-up runs) after it stored
@@ -56,14 +55,7 @@ func (k killSetup) startWithBackups(t *testing.T, d *db.DB, wrap func(backup.Sto
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := k.config(t)
-	tb := &twoBackends{dirs: map[string]string{}, drv: map[string]driver.Driver{}}
-	svc, err := NewWithOptions(context.Background(), testDeps(cfg, d, testTokens), Options{Drivers: tb.openDrivers(t, cfg, nil), Backup: eng})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb.env = newEnvFor(t, svc, nil, d, k.Dir)
-	return tb
+	return k.startWith(t, d, nil, Options{Backup: eng})
 }
 
 func backupInChild(t *testing.T, spec string) {

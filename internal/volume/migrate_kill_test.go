@@ -126,15 +126,22 @@ func (k killSetup) runChild(t *testing.T, env, what string) (kill func()) {
 // the remote backend's driver wrapped by wrapRemote when not nil.
 func (k killSetup) start(t *testing.T, d *db.DB, wrapRemote func(driver.Driver) driver.Driver) *twoBackends {
 	t.Helper()
+	return k.startWith(t, d, wrapRemote, Options{})
+}
+
+// startWith is start with the service's further options o (its Drivers
+// are the setup's).
+func (k killSetup) startWith(t *testing.T, d *db.DB, wrapRemote func(driver.Driver) driver.Driver, o Options) *twoBackends {
+	t.Helper()
 	cfg := k.config(t)
 	tb := &twoBackends{dirs: map[string]string{}, drv: map[string]driver.Driver{}}
-	drvs := tb.openDrivers(t, cfg, func(name string, drv driver.Driver) driver.Driver {
+	o.Drivers = tb.openDrivers(t, cfg, func(name string, drv driver.Driver) driver.Driver {
 		if name == "remote" && wrapRemote != nil {
 			return wrapRemote(drv)
 		}
 		return drv
 	})
-	svc, err := NewWithOptions(context.Background(), testDeps(cfg, d, testTokens), Options{Drivers: drvs})
+	svc, err := NewWithOptions(context.Background(), testDeps(cfg, d, testTokens), o)
 	if err != nil {
 		t.Fatal(err)
 	}
