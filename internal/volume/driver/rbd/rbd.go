@@ -161,26 +161,50 @@ func snapName(id string) (string, error) {
 	return snapPrefix + id, nil
 }
 
+// snapNames are the image name of volume volumeID and the RBD snapshot
+// name of its snapshot snapshotID.
+func snapNames(volumeID, snapshotID string) (name, sname string, err error) {
+	if name, err = volName(volumeID); err != nil {
+		return "", "", err
+	}
+	if sname, err = snapName(snapshotID); err != nil {
+		return "", "", err
+	}
+	return name, sname, nil
+}
+
+// snapWhat names a snapshot in errors.
+func snapWhat(volumeID, snapshotID string) string {
+	return fmt.Sprintf("snapshot %s of volume %s", snapshotID, volumeID)
+}
+
 func tmpName(final string) string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	return final + tmpInfix + hex.EncodeToString(b)
 }
 
-// Create makes an empty (thin) image of sizeBytes.
-func (d *Driver) Create(ctx context.Context, id string, sizeBytes int64) error {
+// prepareCreate checks a new volume's id and size and returns its image
+// name and the pool's IO context, unless ctx is done.
+func (d *Driver) prepareCreate(ctx context.Context, id string, sizeBytes int64) (string, *rados.IOContext, error) {
 	name, err := volName(id)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	if sizeBytes <= 0 {
-		return errs.E(errs.Invalid, "volume size must be positive, got %d", sizeBytes)
+		return "", nil, errs.E(errs.Invalid, "volume size must be positive, got %d", sizeBytes)
 	}
 	ioctx, err := d.io()
 	if err != nil {
-		return err
+		return "", nil, err
 	}
-	if err := ctx.Err(); err != nil {
+	return name, ioctx, ctx.Err()
+}
+
+// Create makes an empty (thin) image of sizeBytes.
+func (d *Driver) Create(ctx context.Context, id string, sizeBytes int64) error {
+	name, ioctx, err := d.prepareCreate(ctx, id, sizeBytes)
+	if err != nil {
 		return err
 	}
 	if err := createImage(ioctx, name, sizeBytes); err != nil {
@@ -221,18 +245,8 @@ func (d *Driver) CreateFrom(ctx context.Context, id string, sizeBytes int64, r i
 // fill makes volume id of sizeBytes: a temporary image that write fills,
 // renamed to the volume's name once complete. A failure removes it.
 func (d *Driver) fill(ctx context.Context, id string, sizeBytes int64, write func(img *rbd.Image) error) error {
-	name, err := volName(id)
+	name, ioctx, err := d.prepareCreate(ctx, id, sizeBytes)
 	if err != nil {
-		return err
-	}
-	if sizeBytes <= 0 {
-		return errs.E(errs.Invalid, "volume size must be positive, got %d", sizeBytes)
-	}
-	ioctx, err := d.io()
-	if err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if ok, err := exists(ioctx, name); err != nil {
