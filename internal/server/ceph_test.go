@@ -83,24 +83,11 @@ rbd_ceph_conf = %s
 	case <-done:
 		t.Fatal("server did not start")
 	}
-	token := adminToken(t, "http://"+cfg.Identity.Bind)
-	vol := &apitest.Client{T: t, URL: "http://" + cfg.Volume.Bind + "/v3", Header: http.Header{}}
-	vol.Header.Set("OpenStack-API-Version", "volume 3.67")
-	images := &apitest.Client{T: t, URL: "http://" + cfg.Image.Bind}
+	token, vol, images := apiClients(t, cfg)
+	messages := func() string { return fmt.Sprintf("messages %s", vol.Do(token, "GET", "/messages", nil).Body) }
 	waitFor := func(cl *apitest.Client, path, key, want string) map[string]any {
 		t.Helper()
-		var obj map[string]any
-		apitest.Eventually(t, 120*time.Second, func() bool {
-			obj = cl.MustJSON(200, cl.Do(token, "GET", path, nil))
-			if key != "" {
-				obj, _ = obj[key].(map[string]any)
-			}
-			if s := obj["status"]; s == "error" || s == "killed" {
-				t.Fatalf("%s: status %v, want %s; messages %s", path, s, want, vol.Do(token, "GET", "/messages", nil).Body)
-			}
-			return obj["status"] == want
-		}, func() string { return fmt.Sprintf("%s: status %v, want %s", path, obj["status"], want) })
-		return obj
+		return waitStatus(t, cl, token, path, key, want, 120*time.Second, messages)
 	}
 	conn, fsid, err := ceph.Connect("ceph", "admin", c.Conf, 20)
 	if err != nil {
