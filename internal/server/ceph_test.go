@@ -21,7 +21,6 @@ import (
 	"github.com/ceph/go-ceph/rbd"
 
 	"github.com/ashlar-dev/ashlar/internal/apitest"
-	"github.com/ashlar-dev/ashlar/internal/ceph"
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/identity"
 	"github.com/ashlar-dev/ashlar/internal/image/store/drivers"
@@ -89,16 +88,7 @@ rbd_ceph_conf = %s
 		t.Helper()
 		return waitStatus(t, cl, token, path, key, want, 120*time.Second, messages)
 	}
-	conn, fsid, err := ceph.Connect("ceph", "admin", c.Conf, 20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Shutdown)
-	volumes, err := conn.OpenIOContext("volumes")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(volumes.Destroy)
+	volumes, fsid := c.AdminPool(t, "volumes")
 	parent := func(name string) string {
 		t.Helper()
 		img, err := rbd.OpenImageReadOnly(volumes, name, rbd.NoSnapshot)
