@@ -73,6 +73,17 @@ func hasSnap(img *rbd.Image, name string) (bool, error) {
 	return false, nil
 }
 
+// needSnap returns errs.NotFound when img has no snapshot sname (what
+// names it in errors), else ctx's error.
+func needSnap(ctx context.Context, img *rbd.Image, sname, what string) error {
+	if ok, err := hasSnap(img, sname); err != nil {
+		return mapErr(err, what)
+	} else if !ok {
+		return errs.E(errs.NotFound, "%s not found", what)
+	}
+	return ctx.Err()
+}
+
 // DeleteSnapshot unprotects and removes the snapshot. A snapshot that
 // volumes were cloned from (rbd_flatten_volume_from_snapshot = false) is
 // busy: errs.Conflict naming them, and it stays (Cinder's SnapshotIsBusy).
@@ -87,12 +98,7 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, volumeID, snapshotID string
 		return err
 	}
 	defer v.Close()
-	if ok, err := hasSnap(v.img, sname); err != nil {
-		return mapErr(err, what)
-	} else if !ok {
-		return errs.E(errs.NotFound, "%s not found", what)
-	}
-	if err := ctx.Err(); err != nil {
+	if err := needSnap(ctx, v.img, sname, what); err != nil {
 		return err
 	}
 	// Clones of format 2 do not keep a snapshot from being unprotected or
@@ -319,12 +325,7 @@ func (d *Driver) Revert(ctx context.Context, volumeID, snapshotID string) error 
 	}
 	defer v.Close()
 	what := snapWhat(volumeID, snapshotID)
-	if ok, err := hasSnap(v.img, sname); err != nil {
-		return mapErr(err, what)
-	} else if !ok {
-		return errs.E(errs.NotFound, "%s not found", what)
-	}
-	if err := ctx.Err(); err != nil {
+	if err := needSnap(ctx, v.img, sname, what); err != nil {
 		return err
 	}
 	if err := v.img.GetSnapshot(sname).Rollback(); err != nil {
