@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,16 +14,8 @@ import (
 // TestStatus: `ashlar status` lists the nodes of the database with their
 // state, and the unfinished tasks with the node holding each.
 func TestStatus(t *testing.T) {
-	dir := t.TempDir()
+	dir, d := stateDB(t)
 	ctx := context.Background()
-	d, err := db.Open(ctx, "sqlite:///"+filepath.Join(dir, "ashlar.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if err := d.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
 	// One node running with a task it holds (begun), one queued task, and
 	// a node that died without a word (its row's heartbeat is old).
 	r := task.New(d, task.Options{Address: "http://node-a:9292", Version: "9.9", Services: []string{"image"},
@@ -56,14 +45,8 @@ VALUES ('dead-node', 'http://node-b:9292', ?, ?, ?)`, old, old, old); err != nil
 		t.Fatal(err)
 	}
 
-	var out, errOut bytes.Buffer
-	if code := run([]string{"status", "--state-path", dir, "--json"}, &out, &errOut); code != 0 {
-		t.Fatalf("status --json: %d %s", code, errOut.String())
-	}
 	var rep statusReport
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
-		t.Fatalf("%v: %s", err, out.String())
-	}
+	runJSON(t, &rep, "status", "--state-path", dir, "--json")
 	states := map[string]task.NodeState{}
 	for _, n := range rep.Nodes {
 		states[n.ID] = n.State
@@ -83,14 +66,11 @@ VALUES ('dead-node', 'http://node-b:9292', ?, ?, ?)`, old, old, old); err != nil
 		t.Errorf("queued task: %+v", vc)
 	}
 
-	out.Reset()
-	if code := run([]string{"status", "--state-path", dir}, &out, &errOut); code != 0 {
-		t.Fatalf("status: %d %s", code, errOut.String())
-	}
+	out := runOK(t, "status", "--state-path", dir)
 	for _, want := range []string{r.Node() + "  up", "dead-node", "stale", "2 nodes, 1 stale", "img-1", "(host http://node-b:9292)",
 		"30 MiB of 100 MiB"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("status output lacks %q:\n%s", want, out.String())
+		if !strings.Contains(out, want) {
+			t.Errorf("status output lacks %q:\n%s", want, out)
 		}
 	}
 }

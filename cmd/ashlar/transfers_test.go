@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -21,16 +19,8 @@ import (
 // each store holds, checks it now and flags the volume types whose store
 // is unhealthy.
 func TestTransfersAndStores(t *testing.T) {
-	dir := t.TempDir()
+	dir, d := stateDB(t)
 	ctx := context.Background()
-	d, err := db.Open(ctx, "sqlite:///"+filepath.Join(dir, "ashlar.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if err := d.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
 	r := task.New(d, task.Options{Lease: time.Minute, ProgressInterval: 50 * time.Millisecond})
 	r.Register(task.Kind{Name: "image.upload", Run: func(context.Context, *task.Task) error { return nil }})
 	running, err := r.Begin(ctx, d, task.Spec{Kind: "image.upload", Subject: "img-1", Store: "fast"})
@@ -57,14 +47,8 @@ func TestTransfersAndStores(t *testing.T) {
 		return len(infos) == 1 && infos[0].BytesDone == 30<<20
 	}, nil)
 
-	var out, errOut bytes.Buffer
-	if code := run([]string{"transfers", "--state-path", dir, "--json"}, &out, &errOut); code != 0 {
-		t.Fatalf("transfers --json: %d %s", code, errOut.String())
-	}
 	var rep struct{ Transfers []transferJSON }
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
-		t.Fatalf("%v: %s", err, out.String())
-	}
+	runJSON(t, &rep, "transfers", "--state-path", dir, "--json")
 	bySubject := map[string]transferJSON{}
 	for _, tr := range rep.Transfers {
 		bySubject[tr.Subject] = tr
@@ -75,21 +59,13 @@ func TestTransfersAndStores(t *testing.T) {
 	if tr := bySubject["img-2"]; tr.State != task.Failed || tr.Error != "Image storage media is full" || tr.BytesDone != 1<<20 {
 		t.Errorf("failed: %+v", tr)
 	}
-	out.Reset()
-	if code := run([]string{"transfers", "--state-path", dir}, &out, &errOut); code != 0 {
-		t.Fatalf("transfers: %d %s", code, errOut.String())
-	}
-	if s := out.String(); !strings.Contains(s, "30.0 MiB / 100.0 MiB 30%") || !strings.Contains(s, "media is full") {
+	if s := runOK(t, "transfers", "--state-path", dir); !strings.Contains(s, "30.0 MiB / 100.0 MiB 30%") || !strings.Contains(s, "media is full") {
 		t.Errorf("transfers table:\n%s", s)
 	}
 
 	// The default stores of the state path; cheap's directory goes away.
-	out.Reset()
-	if code := run([]string{"stores", "--state-path", dir}, &out, &errOut); code != 0 {
-		t.Fatalf("stores: %d %s", code, errOut.String())
-	}
-	if !strings.Contains(out.String(), "no store drift") {
-		t.Errorf("stores before:\n%s", out.String())
+	if out := runOK(t, "stores", "--state-path", dir); !strings.Contains(out, "no store drift") {
+		t.Errorf("stores before:\n%s", out)
 	}
 	if _, err := d.ExecContext(ctx, `INSERT INTO volume_types (id, name, description, is_public, created_at, updated_at)
 VALUES ('t1', 'on-cheap', '', TRUE, ?, ?)`, db.Timestamp{Time: time.Now()}, db.Timestamp{Time: time.Now()}); err != nil {
@@ -106,17 +82,11 @@ VALUES ('t1', 'on-cheap', '', TRUE, ?, ?)`, db.Timestamp{Time: time.Now()}, db.T
 	if err := os.WriteFile(cheap, []byte("not a directory"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out.Reset()
-	if code := run([]string{"stores", "--state-path", dir, "--json"}, &out, &errOut); code != 0 {
-		t.Fatalf("stores --json: %d %s", code, errOut.String())
-	}
 	var st struct {
 		Stores []storeJSON
 		Drift  []driftJSON
 	}
-	if err := json.Unmarshal(out.Bytes(), &st); err != nil {
-		t.Fatalf("%v: %s", err, out.String())
-	}
+	runJSON(t, &st, "stores", "--state-path", dir, "--json")
 	if len(st.Drift) != 1 || st.Drift[0] != (driftJSON{"on-cheap", "cheap", "store unhealthy"}) {
 		t.Errorf("drift: %+v", st.Drift)
 	}

@@ -2,8 +2,9 @@
 
 // Package ceph holds what the Ceph drivers (the rbd volume driver and the
 // rbd image store) share: connecting to a cluster through librados with
-// the key from the keyring the conf names, errnos of go-ceph errors, and
-// looking an RBD image up without opening it. It needs librados/librbd
+// the key from the keyring the conf names, errnos of go-ceph errors,
+// looking an RBD image up without opening it, and writing data into a new
+// image without its zero blocks. It needs librados/librbd
 // (cgo), so it builds only with the tag "ceph".
 package ceph
 

@@ -110,8 +110,9 @@ func (d *Dashboard) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Dashboard) routes() {
-	d.mux.HandleFunc("GET /{$}", d.authed(func(w http.ResponseWriter, r *http.Request, s *session) {
+	d.mux.HandleFunc("GET /{$}", d.authed(func(w http.ResponseWriter, r *http.Request, s *session) error {
 		http.Redirect(w, r, "/transfers", http.StatusSeeOther)
+		return nil
 	}))
 	d.mux.HandleFunc("GET /login", d.loginPage)
 	d.mux.HandleFunc("POST /login", d.loginPost)
@@ -127,8 +128,18 @@ func (d *Dashboard) routes() {
 	d.mux.HandleFunc("POST /volumes/{id}/upload", d.authed(d.form(d.uploadVolume)))
 }
 
-// pageHandler is a handler of a logged-in user's request.
-type pageHandler func(w http.ResponseWriter, r *http.Request, s *session)
+// pageHandler is a handler of a logged-in user's request. What it returns
+// is the page shown instead: a *pageError with its status and message, or
+// a failed API call (apiFail).
+type pageHandler func(w http.ResponseWriter, r *http.Request, s *session) error
+
+// pageError is a failure of the dashboard itself, not of an API call.
+type pageError struct {
+	code int
+	msg  string
+}
+
+func (e *pageError) Error() string { return e.msg }
 
 // authed passes the request's session to h, or sends the browser to log
 // in (JSON callers get 401).
@@ -143,7 +154,14 @@ func (d *Dashboard) authed(h pageHandler) http.HandlerFunc {
 			http.Redirect(w, r, "/login", http.StatusSeeOther)
 			return
 		}
-		h(w, r, s)
+		if err := h(w, r, s); err != nil {
+			var pe *pageError
+			if errors.As(err, &pe) {
+				d.fail(w, s, pe.code, pe.msg)
+				return
+			}
+			d.apiFail(w, s, err)
+		}
 	}
 }
 
@@ -151,24 +169,22 @@ func (d *Dashboard) authed(h pageHandler) http.HandlerFunc {
 // operator's pages read stores detail and every type's extra specs,
 // which the APIs allow admins only.
 func (d *Dashboard) admin(h pageHandler) pageHandler {
-	return func(w http.ResponseWriter, r *http.Request, s *session) {
+	return func(w http.ResponseWriter, r *http.Request, s *session) error {
 		if !s.Admin {
-			d.fail(w, s, http.StatusForbidden, "This page is for administrators: your role in project "+s.Project+" does not allow it.")
-			return
+			return &pageError{http.StatusForbidden, "This page is for administrators: your role in project " + s.Project + " does not allow it."}
 		}
-		h(w, r, s)
+		return h(w, r, s)
 	}
 }
 
 // form checks a state-changing request's CSRF token against the session's.
 func (d *Dashboard) form(h pageHandler) pageHandler {
-	return func(w http.ResponseWriter, r *http.Request, s *session) {
+	return func(w http.ResponseWriter, r *http.Request, s *session) error {
 		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 		if err := r.ParseForm(); err != nil || !same(r.PostForm.Get("csrf"), s.CSRF) {
-			d.fail(w, s, http.StatusForbidden, "The form has expired or did not come from this dashboard; reload the page and try again.")
-			return
+			return &pageError{http.StatusForbidden, "The form has expired or did not come from this dashboard; reload the page and try again."}
 		}
-		h(w, r, s)
+		return h(w, r, s)
 	}
 }
 
@@ -271,11 +287,10 @@ func (d *Dashboard) loginPost(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
-func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request, s *session) {
+func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request, s *session) error {
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	if err := r.ParseForm(); err != nil || !same(r.PostForm.Get("csrf"), s.CSRF) {
-		d.fail(w, s, http.StatusForbidden, "The form has expired; reload the page and try again.")
-		return
+		return &pageError{http.StatusForbidden, "The form has expired; reload the page and try again."}
 	}
 	d.mu.Lock()
 	delete(d.byID, s.ID)
@@ -283,6 +298,7 @@ func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request, s *session) {
 	d.revoke(r.Context(), s.Token)
 	setCookie(w, r, sessionCookie, "", -1)
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
+	return nil
 }
 
 // render executes the named page; a template error is a 500.
@@ -298,11 +314,13 @@ func (d *Dashboard) render(w http.ResponseWriter, code int, name string, data ma
 	}
 }
 
-// page renders a logged-in page with the common data.
-func (d *Dashboard) page(w http.ResponseWriter, s *session, name string, data map[string]any) {
+// page renders a logged-in page with the common data; it returns nil, for
+// handlers to end with.
+func (d *Dashboard) page(w http.ResponseWriter, s *session, name string, data map[string]any) error {
 	data["S"] = s
 	data["Page"] = name
 	d.render(w, http.StatusOK, name, data)
+	return nil
 }
 
 // fail renders an error page with code.

@@ -84,26 +84,36 @@ type StoreRow struct {
 	Running int
 }
 
-func (d *Dashboard) storesPage(w http.ResponseWriter, r *http.Request, s *session) {
-	stores, err := d.stores(r.Context(), s)
-	if err != nil {
-		d.apiFail(w, s, err)
-		return
+// storeTypes reads the stores (unless withStores is false: there are
+// none then) and the volume types, and judges the types' drift.
+func (d *Dashboard) storeTypes(ctx context.Context, s *session, withStores bool) ([]apiStore, []TypeRow, error) {
+	var stores []apiStore
+	if withStores {
+		var err error
+		if stores, err = d.stores(ctx, s); err != nil {
+			return nil, nil, err
+		}
 	}
-	types, err := d.types(r.Context(), s)
+	types, err := d.types(ctx, s)
 	if err != nil {
-		d.apiFail(w, s, err)
-		return
+		return nil, nil, err
+	}
+	return stores, DriftOf(types, stores), nil
+}
+
+func (d *Dashboard) storesPage(w http.ResponseWriter, r *http.Request, s *session) error {
+	stores, types, err := d.storeTypes(r.Context(), s, true)
+	if err != nil {
+		return err
 	}
 	running, err := task.Find(r.Context(), d.o.DB, task.Filter{Active: true, Limit: 1000})
 	if err != nil {
-		d.fail(w, s, http.StatusInternalServerError, err.Error())
-		return
+		return &pageError{http.StatusInternalServerError, err.Error()}
 	}
 	rows := make([]StoreRow, 0, len(stores))
 	for _, st := range stores {
 		row := StoreRow{apiStore: st}
-		for _, t := range DriftOf(types, stores) {
+		for _, t := range types {
 			if t.Store == st.ID {
 				row.Types = append(row.Types, t.Name)
 			}
@@ -115,7 +125,7 @@ func (d *Dashboard) storesPage(w http.ResponseWriter, r *http.Request, s *sessio
 		}
 		rows = append(rows, row)
 	}
-	d.page(w, s, "stores", map[string]any{"Stores": rows})
+	return d.page(w, s, "stores", map[string]any{"Stores": rows})
 }
 
 func containsStore(list, id string) bool {
@@ -127,25 +137,18 @@ func containsStore(list, id string) bool {
 	return false
 }
 
-func (d *Dashboard) typesPage(w http.ResponseWriter, r *http.Request, s *session) {
-	stores, err := d.stores(r.Context(), s)
+func (d *Dashboard) typesPage(w http.ResponseWriter, r *http.Request, s *session) error {
+	_, rows, err := d.storeTypes(r.Context(), s, true)
 	if err != nil {
-		d.apiFail(w, s, err)
-		return
+		return err
 	}
-	types, err := d.types(r.Context(), s)
-	if err != nil {
-		d.apiFail(w, s, err)
-		return
-	}
-	rows := DriftOf(types, stores)
 	drifted := 0
 	for _, t := range rows {
 		if t.Drift != DriftNone {
 			drifted++
 		}
 	}
-	d.page(w, s, "types", map[string]any{"Types": rows, "Drifted": drifted})
+	return d.page(w, s, "types", map[string]any{"Types": rows, "Drifted": drifted})
 }
 
 // transferWindow is how far back the transfers page shows finished work.
@@ -216,11 +219,10 @@ func (d *Dashboard) transfers(ctx context.Context, s *session) ([]Transfer, erro
 	return out, nil
 }
 
-func (d *Dashboard) transfersPage(w http.ResponseWriter, r *http.Request, s *session) {
+func (d *Dashboard) transfersPage(w http.ResponseWriter, r *http.Request, s *session) error {
 	ts, err := d.transfers(r.Context(), s)
 	if err != nil {
-		d.fail(w, s, http.StatusInternalServerError, err.Error())
-		return
+		return &pageError{http.StatusInternalServerError, err.Error()}
 	}
 	var running, recent []Transfer
 	for _, t := range ts {
@@ -230,18 +232,20 @@ func (d *Dashboard) transfersPage(w http.ResponseWriter, r *http.Request, s *ses
 			recent = append(recent, t)
 		}
 	}
-	d.page(w, s, "transfers", map[string]any{"Running": running, "Recent": recent, "Flash": r.URL.Query().Get("started")})
+	return d.page(w, s, "transfers", map[string]any{"Running": running, "Recent": recent, "Flash": r.URL.Query().Get("started")})
 }
 
 // transfersJSON feeds the transfers page's live progress.
-func (d *Dashboard) transfersJSON(w http.ResponseWriter, r *http.Request, s *session) {
+// Its failure is a plain-text 500, not a page.
+func (d *Dashboard) transfersJSON(w http.ResponseWriter, r *http.Request, s *session) error {
 	ts, err := d.transfers(r.Context(), s)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
+		return nil
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(map[string]any{"transfers": ts})
+	return nil
 }
 
 // ImageRow is an image with the stores holding it.
@@ -252,16 +256,14 @@ type ImageRow struct {
 	Missing []string
 }
 
-func (d *Dashboard) imagesPage(w http.ResponseWriter, r *http.Request, s *session) {
+func (d *Dashboard) imagesPage(w http.ResponseWriter, r *http.Request, s *session) error {
 	images, err := d.images(r.Context(), s)
 	if err != nil {
-		d.apiFail(w, s, err)
-		return
+		return err
 	}
 	stores, err := d.stores(r.Context(), s)
 	if err != nil {
-		d.apiFail(w, s, err)
-		return
+		return err
 	}
 	rows := make([]ImageRow, 0, len(images))
 	for _, im := range images {
@@ -276,30 +278,30 @@ func (d *Dashboard) imagesPage(w http.ResponseWriter, r *http.Request, s *sessio
 		}
 		rows = append(rows, row)
 	}
-	d.page(w, s, "images", map[string]any{"Images": rows, "Flash": r.URL.Query().Get("done")})
+	return d.page(w, s, "images", map[string]any{"Images": rows, "Flash": r.URL.Query().Get("done")})
 }
 
 // copyImage starts a copy-image import of an image into one more store.
-func (d *Dashboard) copyImage(w http.ResponseWriter, r *http.Request, s *session) {
+func (d *Dashboard) copyImage(w http.ResponseWriter, r *http.Request, s *session) error {
 	id, st := r.PathValue("id"), r.PostForm.Get("store")
 	body := map[string]any{"method": map[string]any{"name": "copy-image"}, "stores": []string{st}}
 	if _, err := d.do(r.Context(), s.Token, http.MethodPost, d.o.ImageURL+"/v2/images/"+url.PathEscape(id)+"/import",
 		body, nil); err != nil {
-		d.apiFail(w, s, err)
-		return
+		return err
 	}
 	http.Redirect(w, r, "/transfers?started="+url.QueryEscape("copy of image "+id+" to "+st), http.StatusSeeOther)
+	return nil
 }
 
 // deleteFromStore deletes one store's copy of an image.
-func (d *Dashboard) deleteFromStore(w http.ResponseWriter, r *http.Request, s *session) {
+func (d *Dashboard) deleteFromStore(w http.ResponseWriter, r *http.Request, s *session) error {
 	id, st := r.PathValue("id"), r.PostForm.Get("store")
 	if _, err := d.do(r.Context(), s.Token, http.MethodDelete,
 		d.o.ImageURL+"/v2/stores/"+url.PathEscape(st)+"/"+url.PathEscape(id), nil, nil); err != nil {
-		d.apiFail(w, s, err)
-		return
+		return err
 	}
 	http.Redirect(w, r, "/images?done="+url.QueryEscape("image "+id+" deleted from store "+st), http.StatusSeeOther)
+	return nil
 }
 
 // VolumeRow is a volume with where its uploads would go.
@@ -311,26 +313,18 @@ type VolumeRow struct {
 	Drift Drift
 }
 
-func (d *Dashboard) volumesPage(w http.ResponseWriter, r *http.Request, s *session) {
+func (d *Dashboard) volumesPage(w http.ResponseWriter, r *http.Request, s *session) error {
 	vols, err := d.volumes(r.Context(), s)
 	if err != nil {
-		d.apiFail(w, s, err)
-		return
+		return err
 	}
-	types, err := d.types(r.Context(), s)
+	// Only admins may read types' store specs and stores detail.
+	_, types, err := d.storeTypes(r.Context(), s, s.Admin)
 	if err != nil {
-		d.apiFail(w, s, err)
-		return
-	}
-	var stores []apiStore
-	if s.Admin { // only admins may read types' store specs and stores detail
-		if stores, err = d.stores(r.Context(), s); err != nil {
-			d.apiFail(w, s, err)
-			return
-		}
+		return err
 	}
 	byName := map[string]TypeRow{}
-	for _, t := range DriftOf(types, stores) {
+	for _, t := range types {
 		byName[t.Name] = t
 	}
 	rows := make([]VolumeRow, 0, len(vols))
@@ -341,11 +335,11 @@ func (d *Dashboard) volumesPage(w http.ResponseWriter, r *http.Request, s *sessi
 		}
 		rows = append(rows, row)
 	}
-	d.page(w, s, "volumes", map[string]any{"Volumes": rows})
+	return d.page(w, s, "volumes", map[string]any{"Volumes": rows})
 }
 
 // uploadVolume starts an upload to image (os-volume_upload_image).
-func (d *Dashboard) uploadVolume(w http.ResponseWriter, r *http.Request, s *session) {
+func (d *Dashboard) uploadVolume(w http.ResponseWriter, r *http.Request, s *session) error {
 	id := r.PathValue("id")
 	name := strings.TrimSpace(r.PostForm.Get("image_name"))
 	format := r.PostForm.Get("disk_format")
@@ -356,10 +350,10 @@ func (d *Dashboard) uploadVolume(w http.ResponseWriter, r *http.Request, s *sess
 		"container_format": "bare", "force": false}}
 	if _, err := d.do(r.Context(), s.Token, http.MethodPost, d.volumeURL(s)+"/volumes/"+url.PathEscape(id)+"/action",
 		body, nil); err != nil {
-		d.apiFail(w, s, err)
-		return
+		return err
 	}
 	http.Redirect(w, r, "/transfers?started="+url.QueryEscape("upload of volume "+id+" to image "+name), http.StatusSeeOther)
+	return nil
 }
 
 // funcs are the templates' helpers.

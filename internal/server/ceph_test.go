@@ -21,7 +21,6 @@ import (
 	"github.com/ceph/go-ceph/rbd"
 
 	"github.com/ashlar-dev/ashlar/internal/apitest"
-	"github.com/ashlar-dev/ashlar/internal/ceph"
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/identity"
 	"github.com/ashlar-dev/ashlar/internal/image/store/drivers"
@@ -41,16 +40,7 @@ func TestCeph(t *testing.T) {
 	c := testenv.SharedCeph(t)
 	cs := startCephServer(t, c, "", "enabled_backends = ceph\n")
 	token, vol, images, waitFor := cs.token, cs.vol, cs.images, cs.waitFor
-	conn, fsid, err := ceph.Connect("ceph", "admin", c.Conf, 20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Shutdown)
-	volumes, err := conn.OpenIOContext("volumes")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(volumes.Destroy)
+	volumes, fsid := c.AdminPool(t, "volumes")
 	parent := func(name string) string {
 		t.Helper()
 		img, err := rbd.OpenImageReadOnly(volumes, name, rbd.NoSnapshot)
@@ -221,24 +211,12 @@ rbd_ceph_conf = %s
 	case <-done:
 		t.Fatal("server did not start")
 	}
-	cs := &cephServer{token: adminToken(t, "http://"+cfg.Identity.Bind)}
-	cs.vol = &apitest.Client{T: t, URL: "http://" + cfg.Volume.Bind + "/v3", Header: http.Header{}}
-	cs.vol.Header.Set("OpenStack-API-Version", "volume 3.67")
-	cs.images = &apitest.Client{T: t, URL: "http://" + cfg.Image.Bind}
+	cs := &cephServer{}
+	cs.token, cs.vol, cs.images = apiClients(t, cfg)
+	messages := func() string { return fmt.Sprintf("messages %s", cs.vol.Do(cs.token, "GET", "/messages", nil).Body) }
 	cs.waitFor = func(cl *apitest.Client, path, key, want string) map[string]any {
 		t.Helper()
-		var obj map[string]any
-		apitest.Eventually(t, 180*time.Second, func() bool {
-			obj = cl.MustJSON(200, cl.Do(cs.token, "GET", path, nil))
-			if key != "" {
-				obj, _ = obj[key].(map[string]any)
-			}
-			if s := obj["status"]; s == "error" || s == "killed" {
-				t.Fatalf("%s: status %v, want %s; messages %s", path, s, want, cs.vol.Do(cs.token, "GET", "/messages", nil).Body)
-			}
-			return obj["status"] == want
-		}, func() string { return fmt.Sprintf("%s: status %v, want %s", path, obj["status"], want) })
-		return obj
+		return waitStatus(t, cl, cs.token, path, key, want, 180*time.Second, messages)
 	}
 	return cs
 }

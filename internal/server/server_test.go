@@ -90,6 +90,40 @@ func start(t *testing.T, cfg *config.Config) *running {
 func serve(t *testing.T, cfg *config.Config) *Server { return start(t, cfg).Server }
 
 // adminToken is a token of the admin user, scoped to project admin.
+// apiClients are the admin's token and the volume (at 3.67: project-less
+// URLs) and image clients of the server cfg configures.
+func apiClients(t *testing.T, cfg *config.Config) (token string, vol, images *apitest.Client) {
+	t.Helper()
+	token = adminToken(t, "http://"+cfg.Identity.Bind)
+	vol = &apitest.Client{T: t, URL: "http://" + cfg.Volume.Bind + "/v3", Header: http.Header{}}
+	vol.Header.Set("OpenStack-API-Version", "volume 3.67")
+	images = &apitest.Client{T: t, URL: "http://" + cfg.Image.Bind}
+	return token, vol, images
+}
+
+// waitStatus polls path through c until the status of its object (under
+// key, or the body itself) is want, for up to timeout; a status of error or
+// killed fails the test at once, with why's text when why is not nil.
+func waitStatus(t *testing.T, c *apitest.Client, token, path, key, want string, timeout time.Duration, why func() string) map[string]any {
+	t.Helper()
+	var obj map[string]any
+	apitest.Eventually(t, timeout, func() bool {
+		obj = c.MustJSON(200, c.Do(token, "GET", path, nil))
+		if key != "" {
+			obj, _ = obj[key].(map[string]any)
+		}
+		if s := obj["status"]; s == "error" || s == "killed" {
+			more := ""
+			if why != nil {
+				more = "; " + why()
+			}
+			t.Fatalf("%s: status %v, want %s%s", path, s, want, more)
+		}
+		return obj["status"] == want
+	}, func() string { return fmt.Sprintf("%s: status %v, want %s", path, obj["status"], want) })
+	return obj
+}
+
 func adminToken(t *testing.T, identityURL string) string {
 	t.Helper()
 	token, _, _ := login(&apitest.Client{T: t, URL: identityURL}, "admin", adminPassword, "admin")
@@ -304,26 +338,10 @@ bind = %s
 		t.Skipf("something listens on %s", nowhere)
 	}
 
-	token := adminToken(t, "http://"+cfg.Identity.Bind)
-	vol := &apitest.Client{T: t, URL: "http://" + cfg.Volume.Bind + "/v3", Header: http.Header{}}
-	vol.Header.Set("OpenStack-API-Version", "volume 3.67") // project-less URLs
-	images := &apitest.Client{T: t, URL: "http://" + cfg.Image.Bind}
-	// waitFor polls path until the status of its object (under key, or
-	// the body itself) is want.
+	token, vol, images := apiClients(t, cfg)
 	waitFor := func(c *apitest.Client, path, key, want string) map[string]any {
 		t.Helper()
-		var obj map[string]any
-		apitest.Eventually(t, 60*time.Second, func() bool {
-			obj = c.MustJSON(200, c.Do(token, "GET", path, nil))
-			if key != "" {
-				obj, _ = obj[key].(map[string]any)
-			}
-			if s := obj["status"]; s == "error" || s == "killed" {
-				t.Fatalf("%s: status %v, want %s", path, s, want)
-			}
-			return obj["status"] == want
-		}, func() string { return fmt.Sprintf("%s: status %v, want %s", path, obj["status"], want) })
-		return obj
+		return waitStatus(t, c, token, path, key, want, 60*time.Second, nil)
 	}
 	upload := func(volID, name string) string {
 		t.Helper()

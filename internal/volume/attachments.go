@@ -553,16 +553,18 @@ func (s *Service) listAttachments(w http.ResponseWriter, r *http.Request, detail
 	ctx := r.Context()
 	var rows []*attachment
 	err = s.deps.DB.InReadTx(ctx, func(tx *db.Tx) error {
-		if page.Marker != "" {
-			m, err := getAttachment(ctx, tx, page.Marker)
-			if errs.KindOf(err) == errs.NotFound || err == nil && m.ProjectID != caller(r).ProjectID && !caller(r).IsAdmin() {
-				return errs.E(errs.NotFound, "Marker %s could not be found.", page.Marker)
+		// A marker that is no attachment is Cinder's marker 404 too.
+		get := func(ctx context.Context, q db.Querier, id string) (*attachment, error) {
+			a, err := getAttachment(ctx, q, id)
+			if errs.KindOf(err) == errs.NotFound {
+				return nil, markerNotFound(id)
 			}
-			if err != nil {
-				return err
-			}
+			return a, err
 		}
-		var err error
+		err := checkOwnedMarker(r, tx, page.Marker, get, func(a *attachment) string { return a.ProjectID }, markerNotFound)
+		if err != nil {
+			return err
+		}
 		rows, _, err = listAttachments(ctx, tx, f, page)
 		return err
 	})

@@ -717,13 +717,8 @@ func (s *Service) backupList(w http.ResponseWriter, r *http.Request, detail bool
 	var more bool
 	var count int64
 	err = s.deps.DB.InReadTx(ctx, func(tx *db.Tx) error {
-		err := checkOwnedMarker(r, l.page.Marker, func() (string, error) {
-			b, err := getBackupRow(ctx, tx, l.page.Marker)
-			if err != nil {
-				return "", err
-			}
-			return b.ProjectID, nil
-		}, backupNotFound)
+		err := checkOwnedMarker(r, tx, l.page.Marker, getBackupRow,
+			func(b *backupRow) string { return b.ProjectID }, backupNotFound)
 		if err != nil {
 			return err
 		}
@@ -740,20 +735,12 @@ func (s *Service) backupList(w http.ResponseWriter, r *http.Request, detail bool
 	if err != nil {
 		return err
 	}
-	out := []any{}
-	for _, b := range rows {
-		if detail {
-			out = append(out, s.backupView(r, b))
-		} else {
-			out = append(out, s.backupSummary(r, b))
-		}
+	view := s.backupSummary
+	if detail {
+		view = s.backupView
 	}
-	resp := map[string]any{"backups": out}
-	if len(rows) > 0 {
-		if links := s.collectionLinks(r, "/backups", detail, rows[len(rows)-1].ID, len(rows), more, l.page.Limit); links != nil {
-			resp["backups_links"] = links
-		}
-	}
+	resp := listBody(s, r, "backups", "/backups", detail, rows, more, l.page.Limit,
+		func(b *backupRow) string { return b.ID }, view)
 	if l.withCount {
 		resp["count"] = count
 	}

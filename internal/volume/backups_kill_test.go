@@ -2,21 +2,15 @@ package volume
 
 import (
 	"context"
-	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/ashlar-dev/ashlar/internal/apitest"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
 	"github.com/ashlar-dev/ashlar/internal/volume/backup"
 	"github.com/ashlar-dev/ashlar/internal/volume/backup/posix"
-	"github.com/ashlar-dev/ashlar/internal/volume/driver"
 )
 
 // A backup's process is killed (SIGKILL: no clean-up runs) after it stored
@@ -61,28 +55,11 @@ func (k killSetup) startWithBackups(t *testing.T, d *db.DB, wrap func(backup.Sto
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := k.config(t)
-	tb := &twoBackends{dirs: map[string]string{}, drv: map[string]driver.Driver{}}
-	svc, err := NewWithOptions(context.Background(), testDeps(cfg, d, testTokens), Options{Drivers: tb.openDrivers(t, cfg, nil), Backup: eng})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb.env = newEnvFor(t, svc, nil, d, k.Dir)
-	return tb
+	return k.startWith(t, d, nil, Options{Backup: eng})
 }
 
 func backupInChild(t *testing.T, spec string) {
-	var k killSetup
-	if err := json.Unmarshal([]byte(spec), &k); err != nil {
-		t.Fatal(err)
-	}
-	d, err := db.Open(context.Background(), k.Conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.LockSingleNode(); err != nil {
-		t.Fatal(err)
-	}
+	k, d := childSetup(t, spec)
 	tb := k.startWithBackups(t, d, func(s backup.Store) backup.Store { return &slowStore{Store: s, marker: k.marker()} })
 	tb.Must(202, tb.Do("member", "POST", "/v3/"+projA+"/backups", map[string]any{"backup": map[string]any{"volume_id": k.Volume, "name": "killed"}}))
 	time.Sleep(10 * time.Minute) // the parent kills us long before
@@ -97,49 +74,14 @@ func TestBackupProcessKilled(t *testing.T) {
 	for _, engine := range dbtest.Engines {
 		t.Run(engine, func(t *testing.T) {
 			k := killSetup{Conn: dbtest.Connection(t, engine), Dir: t.TempDir()}
-			ctx := context.Background()
-			d, err := db.Open(ctx, k.Conn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer d.Close()
-			if err := d.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
+			d := k.openDB(t)
 			tb := k.startWithBackups(t, d, nil)
 			tb.createType("on-remote", map[string]string{"volume_backend_name": "remote"})
 			k.Volume = tb.createVolume("member", projA, map[string]any{}, "available")["id"].(string)
 			data := tb.fill(t, "local", k.Volume, 1)
 			tb.stop()
 
-			spec, _ := json.Marshal(k)
-			cmd := exec.Command(os.Args[0], "-test.run=^"+strings.Split(t.Name(), "/")[0]+"$", "-test.v")
-			cmd.Env = append(os.Environ(), backupKillChildEnv+"="+string(spec))
-			log, err := os.Create(filepath.Join(k.Dir, "child.log"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer log.Close()
-			cmd.Stdout, cmd.Stderr = log, log
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			killed := false
-			kill := func() {
-				if !killed {
-					killed = true
-					_ = cmd.Process.Signal(syscall.SIGKILL)
-					_ = cmd.Wait()
-				}
-			}
-			defer kill()
-			apitest.Eventually(t, 60*time.Second, func() bool {
-				_, err := os.Stat(k.marker())
-				return err == nil
-			}, func() string {
-				b, _ := os.ReadFile(filepath.Join(k.Dir, "child.log"))
-				return "the child's backup never got going; its log:\n" + string(b)
-			})
+			kill := k.runChild(t, backupKillChildEnv, "backup")
 			kill()
 
 			if err := d.LockSingleNode(); err != nil {

@@ -1,6 +1,7 @@
 package volume
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"net/http"
@@ -240,35 +241,36 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request, detail bool) erro
 	if err != nil {
 		return err
 	}
-	out := []any{}
-	for _, v := range vols {
+	view := func(r *http.Request, v *vol) map[string]any {
 		if detail {
-			out = append(out, s.volumeView(r, v, viewShow))
-		} else {
-			out = append(out, map[string]any{"id": v.ID, "name": v.Name, "links": s.volumeLinks(r, v.ID)})
+			return s.volumeView(r, v, viewShow)
 		}
+		return map[string]any{"id": v.ID, "name": v.Name, "links": s.volumeLinks(r, v.ID)}
 	}
-	resp := map[string]any{"volumes": out}
-	if len(vols) > 0 {
-		if links := s.collectionLinks(r, "/volumes", detail, vols[len(vols)-1].ID, len(vols), more, l.page.Limit); links != nil {
-			resp["volumes_links"] = links
-		}
-	}
-	return reply(w, http.StatusOK, resp)
+	return reply(w, http.StatusOK, listBody(s, r, "volumes", "/volumes", detail, vols, more, l.page.Limit,
+		func(v *vol) string { return v.ID }, view))
 }
 
 // checkOwnedMarker refuses a list marker of another project's (unless the
-// caller is an admin) with foreign; owner loads the marker's row and says
-// whose it is (its error, such as NotFound, is returned as it is).
-func checkOwnedMarker(r *http.Request, marker string, owner func() (string, error), foreign func(string) error) error {
+// caller is an admin) with foreign; get loads the marker's row through q
+// (its error, such as NotFound, is returned as it is) and project says
+// whose it is.
+func checkOwnedMarker[T any](r *http.Request, q db.Querier, marker string, get func(context.Context, db.Querier, string) (T, error),
+	project func(T) string, foreign func(string) error) error {
 	if marker == "" {
 		return nil
 	}
-	project, err := owner()
-	if err == nil && project != caller(r).ProjectID && !caller(r).IsAdmin() {
+	row, err := get(r.Context(), q, marker)
+	if err == nil && project(row) != caller(r).ProjectID && !caller(r).IsAdmin() {
 		return foreign(marker)
 	}
 	return err
+}
+
+// markerNotFound is Cinder's 404 for a list marker that names no row the
+// caller may see.
+func markerNotFound(marker string) error {
+	return errs.E(errs.NotFound, "Marker %s could not be found.", marker)
 }
 
 // checkMarker refuses a marker that is no volume the caller may see.
@@ -278,7 +280,7 @@ func checkMarker(r *http.Request, q db.Querier, marker string) error {
 	}
 	v, err := getVolumeRow(r.Context(), q, marker)
 	if errs.KindOf(err) == errs.NotFound || err == nil && !visible(r, v) {
-		return errs.E(errs.NotFound, "Marker %s could not be found.", marker)
+		return markerNotFound(marker)
 	}
 	return err
 }
@@ -314,6 +316,24 @@ func (s *Service) volumeSummary(w http.ResponseWriter, r *http.Request) error {
 		sum["metadata"] = md
 	}
 	return reply(w, http.StatusOK, map[string]any{"volume-summary": sum})
+}
+
+// listBody is the body of a list page of collection ("/volumes"): the
+// rows, each as view shows it, under name, and when the page is not empty
+// the collectionLinks to the next page under name_links; id is a row's id.
+func listBody[T any](s *Service, r *http.Request, name, collection string, detail bool, rows []T, more bool, limit int,
+	id func(T) string, view func(*http.Request, T) map[string]any) map[string]any {
+	out := make([]any, 0, len(rows))
+	for _, row := range rows {
+		out = append(out, view(r, row))
+	}
+	resp := map[string]any{name: out}
+	if len(rows) > 0 {
+		if links := s.collectionLinks(r, collection, detail, id(rows[len(rows)-1]), len(rows), more, limit); links != nil {
+			resp[name+"_links"] = links
+		}
+	}
+	return resp
 }
 
 // collectionLinks are the links of a page of n items of collection

@@ -50,19 +50,98 @@ func (k killSetup) config(t *testing.T) *config.Config {
 // marker is the file the child's copy creates once it has written data.
 func (k killSetup) marker() string { return filepath.Join(k.Dir, "copying") }
 
+// openDB opens the setup's database and migrates it: the parent's side.
+func (k killSetup) openDB(t *testing.T) *db.DB {
+	t.Helper()
+	ctx := context.Background()
+	d, err := db.Open(ctx, k.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	if err := d.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// childSetup is the start of the child's side: the killSetup its parent
+// passed in spec, and the database, locked as the one node.
+func childSetup(t *testing.T, spec string) (killSetup, *db.DB) {
+	var k killSetup
+	if err := json.Unmarshal([]byte(spec), &k); err != nil {
+		t.Fatal(err)
+	}
+	d, err := db.Open(context.Background(), k.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.LockSingleNode(); err != nil {
+		t.Fatal(err)
+	}
+	return k, d
+}
+
+// runChild runs this test binary again as a child, with k in the
+// environment variable env (the test's top-level function then does the
+// child's side), and waits until the child has created k.marker(); what
+// names the child's work in the failure that it never did. It returns the
+// function that kills the child (SIGKILL: no clean-up runs) and waits for
+// it; the test's end calls it too.
+func (k killSetup) runChild(t *testing.T, env, what string) (kill func()) {
+	t.Helper()
+	spec, _ := json.Marshal(k)
+	cmd := exec.Command(os.Args[0], "-test.run=^"+strings.Split(t.Name(), "/")[0]+"$", "-test.v")
+	cmd.Env = append(os.Environ(), env+"="+string(spec))
+	logPath := filepath.Join(k.Dir, "child.log")
+	log, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { log.Close() })
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	kill = func() {
+		if !killed {
+			killed = true
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			_ = cmd.Wait()
+		}
+	}
+	t.Cleanup(kill)
+	apitest.Eventually(t, 60*time.Second, func() bool {
+		_, err := os.Stat(k.marker())
+		return err == nil
+	}, func() string {
+		b, _ := os.ReadFile(logPath)
+		return "the child's " + what + " never got going; its log:\n" + string(b)
+	})
+	return kill
+}
+
 // start runs the service on the setup's database and directories, with
 // the remote backend's driver wrapped by wrapRemote when not nil.
 func (k killSetup) start(t *testing.T, d *db.DB, wrapRemote func(driver.Driver) driver.Driver) *twoBackends {
 	t.Helper()
+	return k.startWith(t, d, wrapRemote, Options{})
+}
+
+// startWith is start with the service's further options o (its Drivers
+// are the setup's).
+func (k killSetup) startWith(t *testing.T, d *db.DB, wrapRemote func(driver.Driver) driver.Driver, o Options) *twoBackends {
+	t.Helper()
 	cfg := k.config(t)
 	tb := &twoBackends{dirs: map[string]string{}, drv: map[string]driver.Driver{}}
-	drvs := tb.openDrivers(t, cfg, func(name string, drv driver.Driver) driver.Driver {
+	o.Drivers = tb.openDrivers(t, cfg, func(name string, drv driver.Driver) driver.Driver {
 		if name == "remote" && wrapRemote != nil {
 			return wrapRemote(drv)
 		}
 		return drv
 	})
-	svc, err := NewWithOptions(context.Background(), testDeps(cfg, d, testTokens), Options{Drivers: drvs})
+	svc, err := NewWithOptions(context.Background(), testDeps(cfg, d, testTokens), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,17 +181,7 @@ func (s *slowReader) Read(p []byte) (int, error) {
 // migrateInChild is the child's side: it starts the move of the volume to
 // the remote backend through a slow copy and waits to be killed.
 func migrateInChild(t *testing.T, spec string) {
-	var k killSetup
-	if err := json.Unmarshal([]byte(spec), &k); err != nil {
-		t.Fatal(err)
-	}
-	d, err := db.Open(context.Background(), k.Conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.LockSingleNode(); err != nil {
-		t.Fatal(err)
-	}
+	k, d := childSetup(t, spec)
 	tb := k.start(t, d, func(drv driver.Driver) driver.Driver { return slowCopy{Driver: drv, marker: k.marker()} })
 	tb.Must(202, tb.action("member", k.Volume, map[string]any{"os-retype": map[string]any{"new_type": "on-remote", "migration_policy": "on-demand"}}))
 	time.Sleep(10 * time.Minute) // the parent kills us long before
@@ -127,15 +196,7 @@ func TestMigrationKilledMidCopy(t *testing.T) {
 	for _, engine := range dbtest.Engines {
 		t.Run(engine, func(t *testing.T) {
 			k := killSetup{Conn: dbtest.Connection(t, engine), Dir: t.TempDir()}
-			ctx := context.Background()
-			d, err := db.Open(ctx, k.Conn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer d.Close()
-			if err := d.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
+			d := k.openDB(t)
 
 			// The volume, on local, with data.
 			tb := k.start(t, d, nil)
@@ -146,34 +207,7 @@ func TestMigrationKilledMidCopy(t *testing.T) {
 			tb.stop()
 
 			// The child moves it, and is killed mid-copy.
-			spec, _ := json.Marshal(k)
-			cmd := exec.Command(os.Args[0], "-test.run=^"+strings.Split(t.Name(), "/")[0]+"$", "-test.v")
-			cmd.Env = append(os.Environ(), killChildEnv+"="+string(spec))
-			log, err := os.Create(filepath.Join(k.Dir, "child.log"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer log.Close()
-			cmd.Stdout, cmd.Stderr = log, log
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			killed := false
-			kill := func() {
-				if !killed {
-					killed = true
-					_ = cmd.Process.Signal(syscall.SIGKILL)
-					_ = cmd.Wait()
-				}
-			}
-			defer kill()
-			apitest.Eventually(t, 60*time.Second, func() bool {
-				_, err := os.Stat(k.marker())
-				return err == nil
-			}, func() string {
-				b, _ := os.ReadFile(filepath.Join(k.Dir, "child.log"))
-				return "the child's copy never got going; its log:\n" + string(b)
-			})
+			kill := k.runChild(t, killChildEnv, "copy")
 			if mid := tb.show(k.Volume); mid["status"] != "retyping" || mid["migration_status"] != "migrating" {
 				t.Errorf("mid-copy: status %v migration %v", mid["status"], mid["migration_status"])
 			}

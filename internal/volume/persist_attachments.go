@@ -254,16 +254,9 @@ func listAttachments(ctx context.Context, q db.Querier, f attachmentFilter, p li
 	}
 	where, args := w.clause()
 	k := keyset{table: "volume_attachments", alias: "a", col: attachmentSortColumns[p.SortKey]}
-	query, args, err := k.page(ctx, q, `SELECT `+attachmentCols+` FROM volume_attachments a`, where, args, p)
-	if err != nil {
-		if db.IsNoRows(err) {
-			return nil, false, errs.E(errs.NotFound, "Marker %s could not be found.", p.Marker)
-		}
-		return nil, false, err
+	rows, more, err := pageRows(ctx, q, k, `SELECT `+attachmentCols+` FROM volume_attachments a`, where, args, p, scanAttachment)
+	if db.IsNoRows(err) {
+		return nil, false, markerNotFound(p.Marker)
 	}
-	rows, err := db.QueryRows(ctx, q, scanAttachment, query, args...)
-	if err != nil {
-		return nil, false, err
-	}
-	return trimPage(rows, p.Limit)
+	return rows, more, err
 }

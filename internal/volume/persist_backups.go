@@ -98,23 +98,13 @@ func insertBackup(ctx context.Context, tx *db.Tx, b *backupRow) error {
 
 // updateBackupText writes a backup's name, description and updated_at.
 func updateBackupText(ctx context.Context, q db.Querier, b *backupRow) error {
-	_, err := q.ExecContext(ctx, `UPDATE backups SET name = ?, description = ?, updated_at = ? WHERE id = ?`,
-		b.Name, b.Description, b.UpdatedAt, b.ID)
-	return err
+	return updateRowText(ctx, q, "backups", b.ID, b.Name, b.Description, b.UpdatedAt)
 }
 
 // setBackupStatus moves a backup to status to, atomically, from one of
 // from (from any status when from is empty); false when it was in none.
 func setBackupStatus(ctx context.Context, q db.Querier, id, to string, from ...string) (bool, error) {
-	query := `UPDATE backups SET status = ?, updated_at = ? WHERE id = ?`
-	args := []any{to, db.Now(), id}
-	if len(from) > 0 {
-		query += ` AND status IN (` + db.Placeholders(len(from)) + `)`
-		for _, f := range from {
-			args = append(args, f)
-		}
-	}
-	return db.Changed(ctx, q, query, args...)
+	return setRowStatus(ctx, q, "backups", id, to, from...)
 }
 
 // beginBackupRestore moves an available backup to restoring into volume
@@ -216,15 +206,7 @@ var backupSortColumns = map[string]string{"id": "b.id", "display_name": "COALESC
 func listBackups(ctx context.Context, q db.Querier, f backupFilter, p listPage) (rows []*backupRow, more bool, err error) {
 	where, args := f.where()
 	k := keyset{table: "backups", alias: "b", col: backupSortColumns[p.SortKey]}
-	query, args, err := k.page(ctx, q, `SELECT `+backupCols+` FROM backups b`, where, args, p)
-	if err != nil {
-		return nil, false, err
-	}
-	rows, err = db.QueryRows(ctx, q, scanBackup, query, args...)
-	if err != nil {
-		return nil, false, err
-	}
-	return trimPage(rows, p.Limit)
+	return pageRows(ctx, q, k, `SELECT `+backupCols+` FROM backups b`, where, args, p, scanBackup)
 }
 
 // countBackups counts the backups f selects (with_count).

@@ -57,6 +57,22 @@ func (k keyset) page(ctx context.Context, q db.Querier, sel, where string, args 
 	return query, append(args, p.Limit+1, p.Offset), nil
 }
 
+// pageRows reads one keyset-paged page of rows, scanned by scan: the query
+// of k.page. more reports that further rows follow. A marker that names
+// no row is sql.ErrNoRows.
+func pageRows[T any](ctx context.Context, q db.Querier, k keyset, sel, where string, args []any, p listPage,
+	scan func(db.Row) (T, error)) (rows []T, more bool, err error) {
+	query, args, err := k.page(ctx, q, sel, where, args, p)
+	if err != nil {
+		return nil, false, err
+	}
+	rows, err = db.QueryRows(ctx, q, scan, query, args...)
+	if err != nil {
+		return nil, false, err
+	}
+	return trimPage(rows, p.Limit)
+}
+
 // trimPage cuts the extra row keyset.page asked for; more reports that it
 // was there.
 func trimPage[T any](rows []T, limit int) ([]T, bool, error) {

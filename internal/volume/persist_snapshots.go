@@ -106,23 +106,13 @@ func insertSnapshot(ctx context.Context, tx *db.Tx, sn *snapshot) error {
 
 // updateSnapshotText writes a snapshot's name, description and updated_at.
 func updateSnapshotText(ctx context.Context, q db.Querier, sn *snapshot) error {
-	_, err := q.ExecContext(ctx, `UPDATE snapshots SET name = ?, description = ?, updated_at = ? WHERE id = ?`,
-		sn.Name, sn.Description, sn.UpdatedAt, sn.ID)
-	return err
+	return updateRowText(ctx, q, "snapshots", sn.ID, sn.Name, sn.Description, sn.UpdatedAt)
 }
 
 // setSnapshotStatus moves a snapshot to status to, atomically, from one of
 // from (from any status when from is empty); false when it was in none.
 func setSnapshotStatus(ctx context.Context, q db.Querier, id, to string, from ...string) (bool, error) {
-	query := `UPDATE snapshots SET status = ?, updated_at = ? WHERE id = ?`
-	args := []any{to, db.Now(), id}
-	if len(from) > 0 {
-		query += ` AND status IN (` + db.Placeholders(len(from)) + `)`
-		for _, f := range from {
-			args = append(args, f)
-		}
-	}
-	return db.Changed(ctx, q, query, args...)
+	return setRowStatus(ctx, q, "snapshots", id, to, from...)
 }
 
 // setVolumeSnapshotsStatus sets the status of every snapshot of a volume.
@@ -258,13 +248,5 @@ var snapshotSortColumns = map[string]string{"id": "s.id", "display_name": "COALE
 func listSnapshots(ctx context.Context, q db.Querier, f snapshotFilter, p listPage) (snaps []*snapshot, more bool, err error) {
 	where, args := f.where()
 	k := keyset{table: "snapshots", alias: "s", col: snapshotSortColumns[p.SortKey]}
-	query, args, err := k.page(ctx, q, `SELECT `+snapCols+` FROM snapshots s`, where, args, p)
-	if err != nil {
-		return nil, false, err
-	}
-	snaps, err = db.QueryRows(ctx, q, scanSnapshot, query, args...)
-	if err != nil {
-		return nil, false, err
-	}
-	return trimPage(snaps, p.Limit)
+	return pageRows(ctx, q, k, `SELECT `+snapCols+` FROM snapshots s`, where, args, p, scanSnapshot)
 }

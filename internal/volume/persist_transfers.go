@@ -152,12 +152,5 @@ func (f transferFilter) where() (string, []any) {
 func listTransfers(ctx context.Context, q db.Querier, f transferFilter, p listPage) (ts []*transfer, more bool, err error) {
 	where, args := f.where()
 	k := keyset{table: "volume_transfers", alias: "t", col: transferSortColumns[p.SortKey]}
-	query, args, err := k.page(ctx, q, `SELECT `+transferCols+` FROM volume_transfers t`, where, args, p)
-	if err != nil {
-		return nil, false, err
-	}
-	if ts, err = db.QueryRows(ctx, q, scanTransfer, query, args...); err != nil {
-		return nil, false, err
-	}
-	return trimPage(ts, p.Limit)
+	return pageRows(ctx, q, k, `SELECT `+transferCols+` FROM volume_transfers t`, where, args, p, scanTransfer)
 }

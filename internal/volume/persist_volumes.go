@@ -210,9 +210,7 @@ func insertVolume(ctx context.Context, tx *db.Tx, v *vol) error {
 
 // updateVolumeText writes a volume's name, description and updated_at.
 func updateVolumeText(ctx context.Context, q db.Querier, v *vol) error {
-	_, err := q.ExecContext(ctx, `UPDATE volumes SET name = ?, description = ?, updated_at = ? WHERE id = ?`,
-		v.Name, v.Description, v.UpdatedAt, v.ID)
-	return err
+	return updateRowText(ctx, q, "volumes", v.ID, v.Name, v.Description, v.UpdatedAt)
 }
 
 // setStatus moves a volume from one of the from statuses to to, atomically;
@@ -403,15 +401,7 @@ var sortColumns = map[string]string{"id": "v.id", "name": "COALESCE(v.name, '')"
 func listVolumes(ctx context.Context, q db.Querier, f volumeFilter, p listPage) (vols []*vol, more bool, err error) {
 	where, args := f.where()
 	k := keyset{table: "volumes", alias: "v", col: sortColumns[p.SortKey]}
-	query, args, err := k.page(ctx, q, `SELECT `+volCols+volFrom, where, args, p)
-	if err != nil {
-		return nil, false, err
-	}
-	vols, err = db.QueryRows(ctx, q, scanVol, query, args...)
-	if err != nil {
-		return nil, false, err
-	}
-	return trimPage(vols, p.Limit)
+	return pageRows(ctx, q, k, `SELECT `+volCols+volFrom, where, args, p, scanVol)
 }
 
 // summarizeVolumes counts the volumes f selects and adds up their sizes.

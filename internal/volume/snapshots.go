@@ -459,13 +459,8 @@ func (s *Service) snapshotList(w http.ResponseWriter, r *http.Request, detail bo
 	var more bool
 	// the page and the metadata shown with it, from one snapshot
 	err = s.deps.DB.InReadTx(ctx, func(tx *db.Tx) error {
-		err := checkOwnedMarker(r, l.page.Marker, func() (string, error) {
-			sn, err := getSnapshotRow(ctx, tx, l.page.Marker)
-			if err != nil {
-				return "", err
-			}
-			return sn.ProjectID, nil
-		}, snapshotNotFound)
+		err := checkOwnedMarker(r, tx, l.page.Marker, getSnapshotRow,
+			func(sn *snapshot) string { return sn.ProjectID }, snapshotNotFound)
 		if err != nil {
 			return err
 		}
@@ -481,15 +476,7 @@ func (s *Service) snapshotList(w http.ResponseWriter, r *http.Request, detail bo
 	if detail {
 		shape = snapshotShow
 	}
-	out := []any{}
-	for _, sn := range snaps {
-		out = append(out, s.snapshotView(r, sn, shape))
-	}
-	resp := map[string]any{"snapshots": out}
-	if len(snaps) > 0 {
-		if links := s.collectionLinks(r, "/snapshots", detail, snaps[len(snaps)-1].ID, len(snaps), more, l.page.Limit); links != nil {
-			resp["snapshots_links"] = links
-		}
-	}
-	return reply(w, http.StatusOK, resp)
+	view := func(r *http.Request, sn *snapshot) map[string]any { return s.snapshotView(r, sn, shape) }
+	return reply(w, http.StatusOK, listBody(s, r, "snapshots", "/snapshots", detail, snaps, more, l.page.Limit,
+		func(sn *snapshot) string { return sn.ID }, view))
 }

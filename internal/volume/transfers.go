@@ -386,21 +386,12 @@ func (s *Service) transferList(w http.ResponseWriter, r *http.Request, detail bo
 			return err
 		}
 	}
-	out := make([]any, 0, len(ts))
-	for _, t := range ts {
-		if detail {
-			out = append(out, s.transferDetail(r, t))
-		} else {
-			out = append(out, s.transferSummary(r, t))
-		}
+	view := s.transferSummary
+	if detail {
+		view = s.transferDetail
 	}
-	resp := map[string]any{"transfers": out}
-	if len(ts) > 0 {
-		if links := s.collectionLinks(r, "/"+transferPathV3, detail, ts[len(ts)-1].ID, len(ts), more, p.Limit); links != nil {
-			resp["transfers_links"] = links
-		}
-	}
-	return reply(w, http.StatusOK, resp)
+	id := func(t *transfer) string { return t.ID }
+	return reply(w, http.StatusOK, listBody(s, r, "transfers", "/"+transferPathV3, detail, ts, more, p.Limit, id, view))
 }
 
 // transferLinks are a transfer's links, under os-volume-transfer whichever

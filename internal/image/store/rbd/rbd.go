@@ -228,7 +228,7 @@ func (d *Driver) write(ctx context.Context, img *rbd.Image, r io.Reader) (int64,
 				p := (*c.buf)[:c.n]
 				var err error
 				if d.cfg.Thin {
-					err = writeNonZero(img, p, c.off)
+					err = ceph.WriteNonZero(img, p, c.off)
 				} else {
 					_, err = img.WriteAt(p, c.off)
 				}
@@ -293,46 +293,6 @@ func (d *Driver) write(ctx context.Context, img *rbd.Image, r io.Reader) (int64,
 		err = img.Resize(uint64(off))
 	}
 	return off, err
-}
-
-// writeNonZero writes the runs of p (at off) that are not all-zero 4 KiB
-// blocks: a new image reads zeros where nothing was written.
-func writeNonZero(img *rbd.Image, p []byte, off int64) error {
-	const block = 4096
-	start := -1
-	for i := 0; i < len(p); i += block {
-		zero := allZero(p[i:min(i+block, len(p))])
-		if !zero && start < 0 {
-			start = i
-		}
-		if zero && start >= 0 {
-			if _, err := img.WriteAt(p[start:i], off+int64(start)); err != nil {
-				return err
-			}
-			start = -1
-		}
-	}
-	if start >= 0 {
-		if _, err := img.WriteAt(p[start:], off+int64(start)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func allZero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // removeImage unprotects and removes an image's snapshots and the image,

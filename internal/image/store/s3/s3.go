@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -33,16 +32,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/smithy-go"
 
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/s3client"
 )
 
 // The [store:<id>] keys of an s3 store (Glance's names).
@@ -156,38 +151,19 @@ func New(c Config) (*Driver, error) {
 	if err != nil {
 		return nil, errs.Wrap(errs.Invalid, err, OptHost)
 	}
-	if c.Region == "" {
-		c.Region = "us-east-1"
-	}
 	if c.PartSize == 0 {
 		c.PartSize = 10 * mib
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 2
 	}
-	httpClient := awshttp.NewBuildableClient().
-		WithDialerOptions(func(d *net.Dialer) { d.Timeout = 10 * time.Second }).
-		WithTransportOptions(func(t *http.Transport) {
-			t.MaxIdleConnsPerHost = 4 * c.Concurrency
-			t.ResponseHeaderTimeout = 5 * time.Minute
-		})
-	client := s3.New(s3.Options{
-		Region:       c.Region,
-		BaseEndpoint: aws.String(strings.TrimRight(u.String(), "/")),
-		UsePathStyle: true,
-		Credentials:  credentials.NewStaticCredentialsProvider(c.AccessKey, c.SecretKey, ""),
-		HTTPClient:   httpClient,
+	client := s3client.New(s3client.Options{Endpoint: u, Region: c.Region,
+		AccessKey: c.AccessKey, SecretKey: c.SecretKey,
+		IdleConns: 4 * c.Concurrency, ResponseTimeout: 5 * time.Minute,
 		// Retries: few and quick, so an unreachable store fails fast
 		// (503) instead of holding the client's request for tens of
-		// seconds; no retry quota, whose exhaustion is a confusing error.
-		Retryer: retry.NewStandard(func(o *retry.StandardOptions) {
-			o.MaxAttempts = 3
-			o.MaxBackoff = time.Second
-			o.RateLimiter = ratelimit.None
-		}),
-		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
-		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
-	})
+		// seconds.
+		MaxAttempts: 3, MaxBackoff: time.Second})
 	scheme := "s3"
 	if u.Scheme == "https" {
 		scheme = "s3+https"
@@ -227,19 +203,12 @@ func (d *Driver) ensureBucket(ctx context.Context) error {
 	if d.bucketReady.Load() {
 		return nil
 	}
-	_, err := d.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &d.bucket})
-	if err != nil && isNotFound(err) {
-		in := &s3.CreateBucketInput{Bucket: &d.bucket}
-		if r := d.client.Options().Region; r != "us-east-1" {
-			in.CreateBucketConfiguration = &types.CreateBucketConfiguration{
-				LocationConstraint: types.BucketLocationConstraint(r)}
-		}
-		_, err = d.client.CreateBucket(ctx, in)
-		var owned *types.BucketAlreadyOwnedByYou
-		if errors.As(err, &owned) {
-			err = nil
-		}
+	in := &s3.CreateBucketInput{Bucket: &d.bucket}
+	if r := d.client.Options().Region; r != s3client.DefaultRegion {
+		in.CreateBucketConfiguration = &types.CreateBucketConfiguration{
+			LocationConstraint: types.BucketLocationConstraint(r)}
 	}
+	err := s3client.CreateBucket(ctx, d.client, in)
 	if err != nil {
 		return d.mapErr(ctx, err, "cannot create bucket")
 	}
@@ -511,10 +480,10 @@ func (d *Driver) Get(ctx context.Context, key string, offset, length int64) (io.
 func (d *Driver) Size(ctx context.Context, key string) (int64, error) {
 	out, err := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &d.bucket, Key: &key})
 	if err != nil {
-		if isNotFound(err) && !d.create {
+		if s3client.IsNotFound(err) && !d.create {
 			// A HEAD's 404 has no body to tell a missing key from a
 			// missing bucket; a missing bucket is a broken store.
-			if _, berr := d.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &d.bucket}); berr != nil && isNotFound(berr) {
+			if _, berr := d.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &d.bucket}); berr != nil && s3client.IsNotFound(berr) {
 				return 0, errs.Wrap(errs.Unavailable, berr, fmt.Sprintf("S3 bucket %q does not exist", d.bucket))
 			}
 		}
@@ -542,7 +511,7 @@ func (d *Driver) List(ctx context.Context, fn func(key string) error) error {
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			if isNotFound(err) {
+			if s3client.IsNotFound(err) {
 				return nil
 			}
 			return d.mapErr(ctx, err, "cannot list store")
@@ -564,7 +533,7 @@ func (d *Driver) ListUploads(ctx context.Context, prefix string, fn func(key, up
 	for {
 		out, err := d.client.ListMultipartUploads(ctx, in)
 		if err != nil {
-			if isNotFound(err) {
+			if s3client.IsNotFound(err) {
 				return nil
 			}
 			return d.mapErr(ctx, err, "cannot list uploads")
@@ -599,40 +568,8 @@ func (d *Driver) Recover(ctx context.Context, key string) error {
 	})
 }
 
-func apiCode(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return ae.ErrorCode()
-	}
-	return ""
-}
-
-func apiMessage(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return ae.ErrorMessage()
-	}
-	return ""
-}
-
-func httpStatus(err error) int {
-	var re *awshttp.ResponseError
-	if errors.As(err, &re) {
-		return re.HTTPStatusCode()
-	}
-	return 0
-}
-
-func isNotFound(err error) bool {
-	switch apiCode(err) {
-	case "NoSuchKey", "NotFound", "NoSuchBucket":
-		return true
-	}
-	return httpStatus(err) == http.StatusNotFound
-}
-
 func isInvalidRange(err error) bool {
-	return apiCode(err) == "InvalidRange" || httpStatus(err) == http.StatusRequestedRangeNotSatisfiable
+	return s3client.APICode(err) == "InvalidRange" || s3client.HTTPStatus(err) == http.StatusRequestedRangeNotSatisfiable
 }
 
 // mapErr maps an S3 client error to the store error contract. The
@@ -641,22 +578,19 @@ func isInvalidRange(err error) bool {
 // timeouts, 5xx) means the store is unavailable (503), like Glance's
 // RemoteServiceUnavailable.
 func (d *Driver) mapErr(ctx context.Context, err error, msg string) error {
-	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
-		return ctx.Err()
+	if cerr := s3client.Canceled(ctx, err); cerr != nil {
+		return cerr
 	}
-	code, status := apiCode(err), httpStatus(err)
+	code, status := s3client.APICode(err), s3client.HTTPStatus(err)
 	switch {
 	case code == "NoSuchBucket":
 		if d.create {
 			return errs.Wrap(errs.NotFound, err, "object not found in store")
 		}
 		return errs.Wrap(errs.Unavailable, err, fmt.Sprintf("S3 bucket %q does not exist", d.bucket))
-	case isNotFound(err):
+	case s3client.IsNotFound(err):
 		return errs.Wrap(errs.NotFound, err, "object not found in store")
-	case code == "EntityTooLarge", code == "XMinioStorageFull", code == "QuotaExceeded",
-		code == "XMinioAdminBucketQuotaExceeded", status == http.StatusRequestEntityTooLarge,
-		// MinIO reports a disk that fills up mid-upload as a 500.
-		strings.Contains(strings.ToLower(apiMessage(err)), "no space left on device"):
+	case s3client.IsFull(err):
 		return errs.Wrap(errs.TooLarge, err, "Image storage media is full")
 	case code == "InvalidRange":
 		return errs.Wrap(errs.BadRange, err, "requested range not satisfiable")

@@ -7,28 +7,18 @@ package s3
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/smithy-go"
-	"github.com/aws/smithy-go/middleware"
 
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/s3client"
 	"github.com/ashlar-dev/ashlar/internal/volume/backup"
 )
 
@@ -79,9 +69,6 @@ func New(c Config) (*Store, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, errs.E(errs.Invalid, "%s %q is not an http(s) URL", OptEndpoint, c.Endpoint)
 	}
-	if c.Region == "" {
-		c.Region = "us-east-1"
-	}
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = 4
 	}
@@ -91,31 +78,13 @@ func New(c Config) (*Store, error) {
 	if c.Connections <= 0 {
 		c.Connections = 16
 	}
-	httpClient := awshttp.NewBuildableClient().
-		WithDialerOptions(func(d *net.Dialer) { d.Timeout = 10 * time.Second }).
-		WithTransportOptions(func(t *http.Transport) {
-			t.MaxIdleConnsPerHost = c.Connections
-			t.ResponseHeaderTimeout = c.Timeout
-		})
-	client := s3.New(s3.Options{
-		Region:       c.Region,
-		BaseEndpoint: aws.String(strings.TrimRight(u.String(), "/")),
-		UsePathStyle: true,
-		Credentials:  credentials.NewStaticCredentialsProvider(c.AccessKey, c.SecretKey, ""),
-		HTTPClient:   httpClient,
-		Retryer: retry.NewStandard(func(o *retry.StandardOptions) {
-			o.MaxAttempts = c.MaxAttempts
-			o.MaxBackoff = 2 * time.Second
-			o.RateLimiter = ratelimit.None
-		}),
+	client := s3client.New(s3client.Options{Endpoint: u, Region: c.Region,
+		AccessKey: c.AccessKey, SecretKey: c.SecretKey,
+		IdleConns: c.Connections, ResponseTimeout: c.Timeout,
+		MaxAttempts: c.MaxAttempts, MaxBackoff: 2 * time.Second,
 		// Chunks carry their own sha256, which every restore verifies: no
-		// CRC trailers (which some S3-compatible servers refuse) and no
-		// SigV4 payload hash, a second sha256 pass over every byte sent
-		// (use an https endpoint to protect the bytes in transit).
-		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
-		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
-		APIOptions:                 []func(*middleware.Stack) error{v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware},
-	})
+		// second sha256 pass over every byte sent for SigV4.
+		UnsignedPayload: true})
 	return &Store{client: client, bucket: c.Bucket}, nil
 }
 
@@ -133,14 +102,7 @@ func (s *Store) ensureBucket(ctx context.Context) error {
 	if s.ready {
 		return nil
 	}
-	_, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket})
-	if err != nil && isNotFound(err) {
-		_, err = s.client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: &s.bucket})
-		var owned *types.BucketAlreadyOwnedByYou
-		if errors.As(err, &owned) {
-			err = nil
-		}
-	}
+	err := s3client.CreateBucket(ctx, s.client, &s3.CreateBucketInput{Bucket: &s.bucket})
 	if err != nil {
 		return mapErr(ctx, err, "bucket "+s.bucket)
 	}
@@ -181,7 +143,7 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 // Delete implements backup.Store (S3 deletes of missing keys succeed).
 func (s *Store) Delete(ctx context.Context, key string) error {
 	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key})
-	if err != nil && !isNotFound(err) {
+	if err != nil && !s3client.IsNotFound(err) {
 		return mapErr(ctx, err, key)
 	}
 	return nil
@@ -194,7 +156,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			if apiCode(err) == "NoSuchBucket" {
+			if s3client.APICode(err) == "NoSuchBucket" {
 				return nil, nil
 			}
 			return nil, mapErr(ctx, err, prefix)
@@ -206,52 +168,17 @@ func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 	return keys, nil
 }
 
-func apiCode(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return ae.ErrorCode()
-	}
-	return ""
-}
-
-func apiMessage(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return ae.ErrorMessage()
-	}
-	return ""
-}
-
-func httpStatus(err error) int {
-	var re *awshttp.ResponseError
-	if errors.As(err, &re) {
-		return re.HTTPStatusCode()
-	}
-	return 0
-}
-
-func isNotFound(err error) bool {
-	switch apiCode(err) {
-	case "NoSuchKey", "NotFound", "NoSuchBucket":
-		return true
-	}
-	return httpStatus(err) == http.StatusNotFound
-}
-
 // mapErr maps an S3 client error to the backup.Store contract: the
 // caller's cancellation stays ctx's error; a full bucket or server is
 // errs.TooLarge; what is not a definite answer is errs.Unavailable.
 func mapErr(ctx context.Context, err error, what string) error {
-	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
-		return ctx.Err()
+	if cerr := s3client.Canceled(ctx, err); cerr != nil {
+		return cerr
 	}
-	code, status := apiCode(err), httpStatus(err)
 	switch {
-	case isNotFound(err):
+	case s3client.IsNotFound(err):
 		return errs.Wrap(errs.NotFound, err, "backup object "+what+" not found")
-	case code == "XMinioStorageFull", code == "QuotaExceeded", code == "XMinioAdminBucketQuotaExceeded",
-		code == "EntityTooLarge", status == http.StatusRequestEntityTooLarge, status == http.StatusInsufficientStorage,
-		strings.Contains(strings.ToLower(apiMessage(err)), "no space left on device"):
+	case s3client.IsFull(err), s3client.HTTPStatus(err) == http.StatusInsufficientStorage:
 		return errs.Wrap(errs.TooLarge, err, "backup storage is full")
 	}
 	return errs.Wrap(errs.Unavailable, err, fmt.Sprintf("S3 backup storage failed (%s)", what))

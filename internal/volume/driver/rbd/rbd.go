@@ -36,7 +36,6 @@ const (
 	// objectOrder is 4 MiB RBD objects, Cinder's default rbd_store_chunk_size.
 	objectOrder = 22
 	chunkSize   = 1 << objectOrder
-	blockSize   = 4096
 	gib         = 1 << 30
 )
 
@@ -162,26 +161,50 @@ func snapName(id string) (string, error) {
 	return snapPrefix + id, nil
 }
 
+// snapNames are the image name of volume volumeID and the RBD snapshot
+// name of its snapshot snapshotID.
+func snapNames(volumeID, snapshotID string) (name, sname string, err error) {
+	if name, err = volName(volumeID); err != nil {
+		return "", "", err
+	}
+	if sname, err = snapName(snapshotID); err != nil {
+		return "", "", err
+	}
+	return name, sname, nil
+}
+
+// snapWhat names a snapshot in errors.
+func snapWhat(volumeID, snapshotID string) string {
+	return fmt.Sprintf("snapshot %s of volume %s", snapshotID, volumeID)
+}
+
 func tmpName(final string) string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	return final + tmpInfix + hex.EncodeToString(b)
 }
 
-// Create makes an empty (thin) image of sizeBytes.
-func (d *Driver) Create(ctx context.Context, id string, sizeBytes int64) error {
+// prepareCreate checks a new volume's id and size and returns its image
+// name and the pool's IO context, unless ctx is done.
+func (d *Driver) prepareCreate(ctx context.Context, id string, sizeBytes int64) (string, *rados.IOContext, error) {
 	name, err := volName(id)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	if sizeBytes <= 0 {
-		return errs.E(errs.Invalid, "volume size must be positive, got %d", sizeBytes)
+		return "", nil, errs.E(errs.Invalid, "volume size must be positive, got %d", sizeBytes)
 	}
 	ioctx, err := d.io()
 	if err != nil {
-		return err
+		return "", nil, err
 	}
-	if err := ctx.Err(); err != nil {
+	return name, ioctx, ctx.Err()
+}
+
+// Create makes an empty (thin) image of sizeBytes.
+func (d *Driver) Create(ctx context.Context, id string, sizeBytes int64) error {
+	name, ioctx, err := d.prepareCreate(ctx, id, sizeBytes)
+	if err != nil {
 		return err
 	}
 	if err := createImage(ioctx, name, sizeBytes); err != nil {
@@ -222,18 +245,8 @@ func (d *Driver) CreateFrom(ctx context.Context, id string, sizeBytes int64, r i
 // fill makes volume id of sizeBytes: a temporary image that write fills,
 // renamed to the volume's name once complete. A failure removes it.
 func (d *Driver) fill(ctx context.Context, id string, sizeBytes int64, write func(img *rbd.Image) error) error {
-	name, err := volName(id)
+	name, ioctx, err := d.prepareCreate(ctx, id, sizeBytes)
 	if err != nil {
-		return err
-	}
-	if sizeBytes <= 0 {
-		return errs.E(errs.Invalid, "volume size must be positive, got %d", sizeBytes)
-	}
-	ioctx, err := d.io()
-	if err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if ok, err := exists(ioctx, name); err != nil {
@@ -279,80 +292,49 @@ func rename(ioctx *rados.IOContext, from, to string) error {
 	return rbd.GetImage(ioctx, from).Rename(to)
 }
 
-// writeSparse copies r into img, at most size bytes, skipping all-zero
-// 4 KiB blocks (a fresh image reads zeros there). More than size bytes is
-// errs.TooLarge.
+// writeSparse copies r into img, a new image, at most size bytes,
+// skipping all-zero 4 KiB blocks (a fresh image reads zeros there). More
+// than size bytes is errs.TooLarge.
 func writeSparse(ctx context.Context, img *rbd.Image, size int64, r io.Reader) error {
+	_, err := copyInto(ctx, img, size, r, ceph.WriteNonZero)
+	return err
+}
+
+// copyInto reads r in object-sized chunks and hands each to write (at its
+// offset in img), at most size bytes, and returns how many it wrote. More
+// than size bytes is errs.TooLarge.
+func copyInto(ctx context.Context, img *rbd.Image, size int64, r io.Reader, write func(*rbd.Image, []byte, int64) error) (int64, error) {
 	buf := make([]byte, chunkSize)
 	var off int64
 	for {
 		if err := ctx.Err(); err != nil {
-			return err
+			return off, err
 		}
 		n, err := io.ReadFull(r, buf)
 		if n > 0 {
 			if off+int64(n) > size {
-				return errs.E(errs.TooLarge, "source data is larger than the volume (%d bytes)", size)
+				return off, errs.E(errs.TooLarge, "source data is larger than the volume (%d bytes)", size)
 			}
-			if werr := writeNonZero(img, buf[:n], off); werr != nil {
-				return werr
+			if werr := write(img, buf[:n], off); werr != nil {
+				return off, werr
 			}
 			off += int64(n)
 		}
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return nil
+			return off, nil
 		}
 		if err != nil {
-			return err
+			return off, err
 		}
 		if off == size {
 			// Full: anything more is too much.
 			var one [1]byte
 			if m, _ := io.ReadFull(r, one[:]); m > 0 {
-				return errs.E(errs.TooLarge, "source data is larger than the volume (%d bytes)", size)
+				return off, errs.E(errs.TooLarge, "source data is larger than the volume (%d bytes)", size)
 			}
-			return nil
+			return off, nil
 		}
 	}
-}
-
-// writeNonZero writes the runs of p (at off) that are not all-zero blocks.
-func writeNonZero(img *rbd.Image, p []byte, off int64) error {
-	start := -1
-	for i := 0; i < len(p); i += blockSize {
-		end := min(i+blockSize, len(p))
-		zero := allZero(p[i:end])
-		if !zero && start < 0 {
-			start = i
-		}
-		if zero && start >= 0 {
-			if _, err := img.WriteAt(p[start:i], off+int64(start)); err != nil {
-				return err
-			}
-			start = -1
-		}
-	}
-	if start >= 0 {
-		if _, err := img.WriteAt(p[start:], off+int64(start)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func allZero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // volume is an open image (or snapshot of one).

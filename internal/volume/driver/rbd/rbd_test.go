@@ -17,7 +17,6 @@ import (
 	"github.com/ceph/go-ceph/rados"
 	"github.com/ceph/go-ceph/rbd"
 
-	"github.com/ashlar-dev/ashlar/internal/ceph"
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/testenv"
@@ -302,16 +301,7 @@ func TestCloneImage(t *testing.T) {
 	c := testenv.SharedCeph(t)
 	// As the image service would: client.glance (admin only to see the
 	// children in the volumes pool, which glance cannot read).
-	conn, fsid, err := ceph.Connect("ceph", "admin", c.Conf, 20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Shutdown)
-	images, err := conn.OpenIOContext("images")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(images.Destroy)
+	images, fsid := c.AdminPool(t, "images")
 	name := "img-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	data := bytes.Repeat([]byte("image data "), 100000)
 	if err := rbd.CreateImage(images, name, uint64(len(data)), rbd.NewRbdImageOptions()); err != nil {

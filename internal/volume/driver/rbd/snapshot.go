@@ -21,11 +21,7 @@ import (
 // CreateSnapshot takes RBD snapshot snapshot-<snapshotID> of the volume and
 // protects it, so volumes can be cloned from it (as Cinder does).
 func (d *Driver) CreateSnapshot(ctx context.Context, volumeID, snapshotID string) error {
-	name, err := volName(volumeID)
-	if err != nil {
-		return err
-	}
-	sname, err := snapName(snapshotID)
+	name, sname, err := snapNames(volumeID, snapshotID)
 	if err != nil {
 		return err
 	}
@@ -34,7 +30,7 @@ func (d *Driver) CreateSnapshot(ctx context.Context, volumeID, snapshotID string
 		return err
 	}
 	defer v.Close()
-	what := fmt.Sprintf("snapshot %s of volume %s", snapshotID, volumeID)
+	what := snapWhat(volumeID, snapshotID)
 	// librbd lets concurrent creates of one name all succeed (the lock
 	// owner does the work once), so this process decides which one wins.
 	unlock := d.lock(name)
@@ -77,30 +73,32 @@ func hasSnap(img *rbd.Image, name string) (bool, error) {
 	return false, nil
 }
 
+// needSnap returns errs.NotFound when img has no snapshot sname (what
+// names it in errors), else ctx's error.
+func needSnap(ctx context.Context, img *rbd.Image, sname, what string) error {
+	if ok, err := hasSnap(img, sname); err != nil {
+		return mapErr(err, what)
+	} else if !ok {
+		return errs.E(errs.NotFound, "%s not found", what)
+	}
+	return ctx.Err()
+}
+
 // DeleteSnapshot unprotects and removes the snapshot. A snapshot that
 // volumes were cloned from (rbd_flatten_volume_from_snapshot = false) is
 // busy: errs.Conflict naming them, and it stays (Cinder's SnapshotIsBusy).
 func (d *Driver) DeleteSnapshot(ctx context.Context, volumeID, snapshotID string) error {
-	name, err := volName(volumeID)
+	name, sname, err := snapNames(volumeID, snapshotID)
 	if err != nil {
 		return err
 	}
-	sname, err := snapName(snapshotID)
-	if err != nil {
-		return err
-	}
-	what := fmt.Sprintf("snapshot %s of volume %s", snapshotID, volumeID)
+	what := snapWhat(volumeID, snapshotID)
 	v, err := d.open(ctx, name, rbd.NoSnapshot, false, what)
 	if err != nil {
 		return err
 	}
 	defer v.Close()
-	if ok, err := hasSnap(v.img, sname); err != nil {
-		return mapErr(err, what)
-	} else if !ok {
-		return errs.E(errs.NotFound, "%s not found", what)
-	}
-	if err := ctx.Err(); err != nil {
+	if err := needSnap(ctx, v.img, sname, what); err != nil {
 		return err
 	}
 	// Clones of format 2 do not keep a snapshot from being unprotected or
@@ -140,15 +138,11 @@ func (d *Driver) children(img *rbd.Image, snap string) []string {
 
 // OpenSnapshot opens the snapshot read-only.
 func (d *Driver) OpenSnapshot(ctx context.Context, volumeID, snapshotID string) (driver.Volume, error) {
-	name, err := volName(volumeID)
+	name, sname, err := snapNames(volumeID, snapshotID)
 	if err != nil {
 		return nil, err
 	}
-	sname, err := snapName(snapshotID)
-	if err != nil {
-		return nil, err
-	}
-	return d.open(ctx, name, sname, true, fmt.Sprintf("snapshot %s of volume %s", snapshotID, volumeID))
+	return d.open(ctx, name, sname, true, snapWhat(volumeID, snapshotID))
 }
 
 // cloneDepth is how many clones deep image name is: 0 for an image that is
@@ -241,11 +235,7 @@ func (d *Driver) newTarget(ioctx *rados.IOContext, newID string) (string, error)
 // snapshot, which can then be deleted. Otherwise the snapshot is busy
 // while the volume exists (DeleteSnapshot says so), as with Cinder.
 func (d *Driver) CreateFromSnapshot(ctx context.Context, volumeID, snapshotID, newID string, sizeBytes int64) error {
-	name, err := volName(volumeID)
-	if err != nil {
-		return err
-	}
-	sname, err := snapName(snapshotID)
+	name, sname, err := snapNames(volumeID, snapshotID)
 	if err != nil {
 		return err
 	}
@@ -325,11 +315,7 @@ func (d *Driver) Clone(ctx context.Context, srcID, newID string, sizeBytes int64
 // Cinder's RBD revert_to_snapshot does; the space past the snapshot's size
 // then reads as zeros. Once the rollback has begun it runs to the end.
 func (d *Driver) Revert(ctx context.Context, volumeID, snapshotID string) error {
-	name, err := volName(volumeID)
-	if err != nil {
-		return err
-	}
-	sname, err := snapName(snapshotID)
+	name, sname, err := snapNames(volumeID, snapshotID)
 	if err != nil {
 		return err
 	}
@@ -338,13 +324,8 @@ func (d *Driver) Revert(ctx context.Context, volumeID, snapshotID string) error 
 		return err
 	}
 	defer v.Close()
-	what := fmt.Sprintf("snapshot %s of volume %s", snapshotID, volumeID)
-	if ok, err := hasSnap(v.img, sname); err != nil {
-		return mapErr(err, what)
-	} else if !ok {
-		return errs.E(errs.NotFound, "%s not found", what)
-	}
-	if err := ctx.Err(); err != nil {
+	what := snapWhat(volumeID, snapshotID)
+	if err := needSnap(ctx, v.img, sname, what); err != nil {
 		return err
 	}
 	if err := v.img.GetSnapshot(sname).Rollback(); err != nil {
