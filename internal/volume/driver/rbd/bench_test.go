@@ -82,8 +82,8 @@ func BenchmarkCloneVsCopy(b *testing.B) {
 // through librbd (driver.NewReader), md5 and sha512 computed in one pass,
 // written into the store — against `rbd export` of the same volume to
 // /dev/null, and against the simplest pipeline that does the upload's work
-// (`rbd export | rbd import` from the volumes pool into the images pool of
-// the same cluster, no hashing), both timed just before each upload in the
+// (`rbd export | tee >(md5sum) >(sha512sum) | rbd import` from the volumes
+// pool into the images pool of the same cluster), both timed just before each upload in the
 // same run; %export and %export-import are the upload's throughput as a
 // share of theirs. On a one-OSD cluster the upload reads and writes the
 // same disk, which export alone does not:
@@ -120,7 +120,8 @@ func BenchmarkUploadVsExport(b *testing.B) {
 		b.StopTimer()
 		exportNs += float64(run("rbd", "-c", c.Conf, "--id", "cinder", "export", "--no-progress", spec, "-").Nanoseconds())
 		ref := fmt.Sprintf("images/bench-ref-%d-%d", time.Now().UnixNano(), i)
-		pipeNs += float64(run("sh", "-c", fmt.Sprintf("rbd -c %q --id cinder export --no-progress %s - | rbd -c %q --id glance import --no-progress - %s",
+		pipeNs += float64(run("bash", "-c", fmt.Sprintf("rbd -c %q --id cinder export --no-progress %s - | "+
+			"tee >(md5sum >/dev/null) >(sha512sum >/dev/null) | rbd -c %q --id glance import --no-progress - %s",
 			c.Conf, spec, c.Conf, ref)).Nanoseconds())
 		run("rbd", "-c", c.Conf, "--id", "glance", "rm", "--no-progress", ref)
 		b.StartTimer()
