@@ -111,13 +111,21 @@ created_at, store FROM tasks WHERE id = ?`, c.id).Scan(&t.ID, &t.Kind, &t.Subjec
 	return t, nil
 }
 
-// renew extends every running lease owner holds and returns the ids and
-// epochs it extended: a task this node holds that is not among them has
-// been claimed by another node. With an error, the map holds those read
-// before it.
-func renew(ctx context.Context, q db.Querier, owner string, leaseUntil time.Time) (map[string]int64, error) {
-	now := ts(time.Now())
+// renew extends the running leases owner holds of the tasks ids (those
+// this runner holds: a lease left by an earlier run of the same node,
+// whose task nothing runs any more, is let run out, so that it is claimed
+// again) and returns the ids and epochs it extended: a task this node
+// holds that is not among them has been claimed by another node. With an
+// error, the map holds those read before it.
+func renew(ctx context.Context, q db.Querier, owner string, ids []string, leaseUntil time.Time) (map[string]int64, error) {
 	out := map[string]int64{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	args := []any{ts(leaseUntil), ts(time.Now()), owner}
+	for _, id := range ids {
+		args = append(args, id)
+	}
 	err := db.EachRow(ctx, q, func(r db.Row) error {
 		var id string
 		var epoch int64
@@ -127,7 +135,7 @@ func renew(ctx context.Context, q db.Querier, owner string, leaseUntil time.Time
 		out[id] = epoch
 		return nil
 	}, `UPDATE tasks SET lease_until = ?, updated_at = ?
-WHERE lease_owner = ? AND state = 'running' RETURNING id, epoch`, ts(leaseUntil), now, owner)
+WHERE lease_owner = ? AND state = 'running' AND id IN (`+db.Placeholders(len(ids))+`) RETURNING id, epoch`, args...)
 	return out, err
 }
 

@@ -272,7 +272,10 @@ func (r *Runner) claimDue(ctx context.Context, wg *sync.WaitGroup) {
 			continue
 		}
 		until := time.Now().Add(r.o.Lease)
-		t, err := claim(ctx, r.db, c, r.o.Node, until)
+		// A claim is not cut in two when the runner stops: its UPDATE
+		// may commit while its answer is lost, which would leave a task
+		// leased to this node that nothing runs.
+		t, err := claim(context.WithoutCancel(ctx), r.db, c, r.o.Node, until)
 		if err != nil {
 			if ctx.Err() == nil {
 				r.o.Logger.Error("claiming task", "task", c.id, "err", err)
@@ -412,9 +415,13 @@ func (r *Runner) renewOnce(ctx context.Context) {
 	r.mu.Lock()
 	r.round++
 	round := r.round
+	ids := make([]string, 0, len(r.held))
+	for id := range r.held {
+		ids = append(ids, id)
+	}
 	r.mu.Unlock()
 	until := time.Now().Add(r.o.Lease)
-	got, err := renew(ctx, r.db, r.o.Node, until)
+	got, err := renew(ctx, r.db, r.o.Node, ids, until)
 	if err != nil && ctx.Err() == nil {
 		r.o.Logger.Error("renewing task leases", "err", err)
 	}

@@ -532,6 +532,40 @@ func TestNoTaskFinishedTwice(t *testing.T) {
 	})
 }
 
+// A restarted runner (same node) does not renew a lease its earlier run
+// left on a task nothing runs (a claim whose answer was lost as the run
+// stopped): the lease runs out and the task is claimed and run again.
+// The snapshot recovery test stayed stuck a minute on such a lease.
+func TestRestartLetsOrphanLeaseLapse(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		ran := make(chan string, 4)
+		r, stop := start(t, d, Options{Node: "node-a"}, Kind{Name: "k", Run: func(ctx context.Context, tk *Task) error {
+			ran <- tk.ID
+			return nil
+		}})
+		stop()
+		// The earlier run claimed this one and lost the answer.
+		id := addDead(t, d, Spec{Kind: "k"}, 1, "")
+		if _, err := d.ExecContext(context.Background(), `UPDATE tasks SET lease_owner = ?, lease_until = ? WHERE id = ?`,
+			r.Node(), ts(time.Now().Add(testLease)), id); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = r.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		select {
+		case got := <-ran:
+			if got != id {
+				t.Fatalf("ran %s, want %s", got, id)
+			}
+		case <-time.After(10 * testLease):
+			t.Fatal("the restarted runner kept renewing an orphaned lease: the task never ran")
+		}
+		waitState(t, d, id, Done, 5*time.Second)
+	})
+}
+
 // A task this node claims while a renewal round is reading the table is
 // not in that round's result; it is not lost for that (found by the
 // cluster chaos run: a live node gave up tasks it had just claimed).
@@ -550,7 +584,7 @@ func TestClaimDuringRenewal(t *testing.T) {
 		round := r.round
 		r.mu.Unlock()
 		until := time.Now().Add(time.Minute)
-		got, err := renew(ctx, d, r.Node(), until)
+		got, err := renew(ctx, d, r.Node(), nil, until)
 		if err != nil {
 			t.Fatal(err)
 		}
