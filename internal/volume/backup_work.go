@@ -213,8 +213,9 @@ func backupMessage(b *backupRow, requestID, event, text string) *message {
 }
 
 // runBackupRestore writes a restoring backup into its volume. Both
-// return to available; a failure leaves the volume in error_restoring and
-// the backup available, as in Cinder.
+// return to available; a failure leaves the volume in error_restoring (in
+// error when it was created from the backup) and the backup available, as
+// in Cinder.
 func (s *Service) runBackupRestore(ctx context.Context, w *work, b *backupRow, giveUp bool) error {
 	if b.Status != "restoring" {
 		return nil
@@ -229,7 +230,10 @@ func (s *Service) runBackupRestore(ctx context.Context, w *work, b *backupRow, g
 		return err // resumed by the next claim: the volume's bytes are replaced whole or not at all
 	}
 	volStatus := "available"
-	if err != nil {
+	switch {
+	case err != nil && w.Payload.NewVolume:
+		volStatus = "error" // a volume created from the backup
+	case err != nil:
 		volStatus = "error_restoring"
 	}
 	serr := s.settle(ctx, w, err, func(tx *db.Tx) error {
