@@ -35,8 +35,22 @@ const (
 	// DefaultWorkers is how many chunks are hashed, compressed and stored
 	// (or fetched and checked) at once.
 	DefaultWorkers = 4
-	// manifestVersion is the manifest format written.
-	manifestVersion = 1
+	// manifestVersion is the manifest format written when every stored
+	// chunk is in the manifest's compression; manifestVersionRaw when
+	// some are stored raw (Chunk.Raw), which a reader of version 1 would
+	// take for corrupt: it refuses the version instead. Both are read.
+	manifestVersion    = 1
+	manifestVersionRaw = 2
+	// sampleSize and samples are the probe of a chunk's compressibility:
+	// that many bytes at evenly spaced places are compressed first, and a
+	// chunk whose samples do not shrink by minSaving is stored raw,
+	// sparing the compression of data that does not compress (random
+	// data, or data already compressed or encrypted).
+	sampleSize = 16 << 10
+	samples    = 4
+	// minSaving is the least a compression must save (1/minSaving of the
+	// input) to be worth its cost on restore.
+	minSaving = 32
 	// cleanupTimeout bounds the removal of a failed backup's objects.
 	cleanupTimeout = 2 * time.Minute
 )
@@ -125,6 +139,9 @@ type Chunk struct {
 	Object string `json:"object,omitempty"`
 	// Stored is the object's size in bytes.
 	Stored int64 `json:"stored,omitempty"`
+	// Raw marks a chunk stored uncompressed in a manifest whose
+	// compression is zstd: it did not compress.
+	Raw bool `json:"raw,omitempty"`
 }
 
 // Manifest describes one backup: it is stored last, as the object
@@ -233,6 +250,12 @@ func (e *Engine) Backup(ctx context.Context, container, id string, src Source, p
 	m.Chunks = make([]Chunk, n)
 	err = e.run(ctx, v, ext, m, parent, progress)
 	if err == nil {
+		for _, c := range m.Chunks {
+			if c.Raw {
+				m.Version = manifestVersionRaw
+				break
+			}
+		}
 		var data []byte
 		if data, err = json.Marshal(m); err == nil {
 			err = e.store.Put(ctx, manifestKey(container, id), data)
@@ -348,22 +371,46 @@ func (e *Engine) storeChunk(ctx context.Context, m *Manifest, parent *Manifest, 
 		p = &parent.Chunks[j.idx]
 	}
 	if p != nil && !p.Zero && p.Length == c.Length && p.XXH64 == c.XXH64 {
-		c.SHA256, c.Object, c.Stored = p.SHA256, p.Object, p.Stored
+		c.SHA256, c.Object, c.Stored, c.Raw = p.SHA256, p.Object, p.Stored, p.Raw
 		return nil
 	}
 	sum := sha256.Sum256(j.data)
 	c.SHA256 = hex.EncodeToString(sum[:])
 	if p != nil && !p.Zero && p.Length == c.Length && p.XXH64 == "" && p.SHA256 == c.SHA256 {
-		c.Object, c.Stored = p.Object, p.Stored
+		c.Object, c.Stored, c.Raw = p.Object, p.Stored, p.Raw
 		return nil
 	}
 	obj := j.data
 	if m.Compression == CompressZstd {
-		obj = e.enc.EncodeAll(j.data, make([]byte, 0, len(j.data)/2))
+		obj, c.Raw = e.compress(j.data)
 	}
 	c.Object = fmt.Sprintf("%s%08d", Prefix(m.Container, m.BackupID), j.idx)
 	c.Stored = int64(len(obj))
 	return e.store.Put(ctx, c.Object, obj)
+}
+
+// compress returns p compressed, or p itself and true when it does not
+// compress: its samples do not shrink, or the whole does not by at least
+// 1/minSaving.
+func (e *Engine) compress(p []byte) ([]byte, bool) {
+	if len(p) >= 2*samples*sampleSize {
+		buf := make([]byte, 0, sampleSize+sampleSize/8)
+		var in, out int
+		step := (len(p) - sampleSize) / (samples - 1)
+		for i := range samples {
+			s := p[i*step : i*step+sampleSize]
+			in += len(s)
+			out += len(e.enc.EncodeAll(s, buf[:0]))
+		}
+		if in-out < in/minSaving {
+			return p, true
+		}
+	}
+	obj := e.enc.EncodeAll(p, make([]byte, 0, len(p)/2))
+	if len(p)-len(obj) < len(p)/minSaving {
+		return p, true
+	}
+	return obj, false
 }
 
 // isZero reports whether p is all zero bytes.
@@ -442,7 +489,7 @@ func (e *Engine) Manifest(ctx context.Context, container, id string) (*Manifest,
 	if err := json.Unmarshal(data, m); err != nil {
 		return nil, fmt.Errorf("backup %s: manifest: %w: %v", id, ErrCorrupt, err)
 	}
-	if m.Version != manifestVersion || m.BackupID != id || m.ChunkSize <= 0 {
+	if m.Version != manifestVersion && m.Version != manifestVersionRaw || m.BackupID != id || m.ChunkSize <= 0 {
 		return nil, fmt.Errorf("backup %s: manifest: %w: unexpected version %d or id %q", id, ErrCorrupt, m.Version, m.BackupID)
 	}
 	return m, nil
