@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,8 +33,8 @@ const (
 const (
 	// DefaultChunkSize is the size of one chunk (one object) of a volume.
 	DefaultChunkSize = 4 << 20
-	// DefaultWorkers is how many chunks are hashed, compressed and stored
-	// (or fetched and checked) at once.
+	// DefaultWorkers is how many chunks are stored (or fetched and
+	// checked) at once.
 	DefaultWorkers = 4
 	// manifestVersion is the manifest format written when every stored
 	// chunk is in the manifest's compression; manifestVersionRaw when
@@ -65,8 +66,8 @@ type Options struct {
 	ChunkSize int64
 	// Compression is CompressZstd (default) or CompressNone.
 	Compression string
-	// Workers bounds the chunks in flight; memory use is about
-	// 2 x Workers x ChunkSize.
+	// Workers is how many chunks are stored at once; memory use is
+	// about (Workers + 2 x CPUs + 2) x ChunkSize.
 	Workers int
 }
 
@@ -213,7 +214,8 @@ func Prefix(container, id string) string { return container + "/" + id + "/" }
 
 func manifestKey(container, id string) string { return Prefix(container, id) + "manifest" }
 
-// Progress is told how many bytes of the volume were processed.
+// Progress is told how many bytes of the volume were processed; it is
+// called from several goroutines at once.
 type Progress func(n int64)
 
 // job is one chunk on its way through Backup's pipeline.
@@ -221,6 +223,7 @@ type job struct {
 	idx  int
 	buf  *[]byte // nil for a chunk known to be a hole
 	data []byte
+	obj  []byte // what to store, once prepared; nil: nothing
 }
 
 // Backup stores src as backup id (the name of its objects) in container,
@@ -270,31 +273,52 @@ func (e *Engine) Backup(ctx context.Context, container, id string, src Source, p
 	return m, nil
 }
 
-// run feeds the chunks of v through Workers workers that check, hash,
-// compress and store them.
+// run feeds the chunks of v, read in one sequential pass, to preparers
+// that check, hash and compress them (one per CPU at most: that work is
+// CPU-bound) and hand them to Workers storers: the stores go on, Workers
+// at once, while the next chunks are read and prepared.
 func (e *Engine) run(ctx context.Context, v driver.Volume, ext []driver.Extent, m *Manifest, parent *Manifest, progress Progress) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	jobs := make(chan job, e.o.Workers)
-	var wg sync.WaitGroup
+	jobs := make(chan job, 1)
+	ready := make(chan job)
 	var once sync.Once
 	var first error
 	fail := func(err error) {
 		once.Do(func() { first = err; cancel(err) })
 	}
+	release := func(j job) {
+		if j.buf != nil {
+			e.bufs.Put(j.buf)
+		}
+	}
+	var storers, preparers sync.WaitGroup
 	for range e.o.Workers {
-		wg.Go(func() {
-			for j := range jobs {
+		storers.Go(func() {
+			for j := range ready {
 				if ctx.Err() == nil {
-					if err := e.storeChunk(ctx, m, parent, j); err != nil {
+					c := &m.Chunks[j.idx]
+					if j.obj == nil {
+						if progress != nil {
+							progress(c.Length)
+						}
+					} else if err := e.store.Put(ctx, c.Object, j.obj); err != nil {
 						fail(err)
 					} else if progress != nil {
-						progress(m.Chunks[j.idx].Length)
+						progress(c.Length)
 					}
 				}
-				if j.buf != nil {
-					e.bufs.Put(j.buf)
+				release(j)
+			}
+		})
+	}
+	for range min(e.o.Workers, runtime.GOMAXPROCS(0)) {
+		preparers.Go(func() {
+			for j := range jobs {
+				if ctx.Err() == nil {
+					j.obj = e.prepareChunk(m, parent, j)
 				}
+				ready <- j // the storer releases its buffer
 			}
 		})
 	}
@@ -323,7 +347,9 @@ func (e *Engine) run(ctx context.Context, v driver.Volume, ext []driver.Extent, 
 		jobs <- j
 	}
 	close(jobs)
-	wg.Wait()
+	preparers.Wait()
+	close(ready)
+	storers.Wait()
 	if first != nil {
 		return first
 	}
@@ -358,8 +384,10 @@ func readRanges(v driver.Volume, ext []driver.Extent, off int64, p []byte) error
 	return nil
 }
 
-// storeChunk records chunk j: zero, unchanged from the parent, or stored.
-func (e *Engine) storeChunk(ctx context.Context, m *Manifest, parent *Manifest, j job) error {
+// prepareChunk records chunk j in the manifest (zero, unchanged from the
+// parent, or to be stored) and returns the object to store under its
+// Object, nil when there is none.
+func (e *Engine) prepareChunk(m *Manifest, parent *Manifest, j job) []byte {
 	c := &m.Chunks[j.idx]
 	if j.data == nil || e.isZero(j.data) {
 		c.Zero = true
@@ -386,7 +414,7 @@ func (e *Engine) storeChunk(ctx context.Context, m *Manifest, parent *Manifest, 
 	}
 	c.Object = fmt.Sprintf("%s%08d", Prefix(m.Container, m.BackupID), j.idx)
 	c.Stored = int64(len(obj))
-	return e.store.Put(ctx, c.Object, obj)
+	return obj
 }
 
 // compress returns p compressed, or p itself and true when it does not

@@ -600,9 +600,9 @@ func testFailedBackup(t *testing.T, s backup.Store) {
 	}
 	// A backup cut off by its context leaves nothing either.
 	ctx, cancel := context.WithCancel(context.Background())
-	n := 0
+	var n atomic.Int64 // progress is told from several goroutines
 	_, err := engine(t, s).Backup(ctx, "c", "canceled", backup.Source{Volume: &MemVolume{Data: volumeData()}, VolumeID: "vol"}, func(int64) {
-		if n++; n == 2 {
+		if n.Add(1) == 2 {
 			cancel()
 		}
 	})
