@@ -1,14 +1,15 @@
 package volume
 
-// A volume created from a backup (POST /volumes with backup_id, from
-// microversion 3.47): the request checks the backup, records the volume
-// (creating, its quota charged) and holds the backup in restoring, in one
-// transaction, so the backup cannot be deleted before it is read. The
-// create work (workFromBackup) places and creates an empty volume, then
-// hands over to the backup's restore work (backup_work.go) in the
-// transaction that moves the volume to restoring-backup: the bytes are
-// written by the one restore path there, which returns both to
-// available.
+// A volume created from a backup (POST /volumes with backup_id, the
+// feature of microversion 3.47): the request checks the backup, records
+// the volume (creating, its quota charged) and holds the backup in
+// restoring, in one transaction, so the backup cannot be deleted before it
+// is read. The create work (workFromBackup) places and creates an empty
+// volume, then hands over to the backup's restore work (backup_work.go)
+// in the transaction that ends it: the bytes are written by the one
+// restore path there, which makes both available. As in Cinder, the
+// volume stays creating until then (Cinder's restore takes a volume in
+// creating or restoring-backup), and a failed restore leaves it in error.
 
 import (
 	"context"
@@ -19,24 +20,34 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/task"
 )
 
-// mvCreateFromBackup is the microversion from which backup_id creates a
-// volume; earlier requests' backup_id is ignored, as in Cinder.
+// mvCreateFromBackup is the microversion whose request schema declares
+// backup_id (a UUID or null). Cinder honours backup_id at every
+// microversion (the controller reads it whatever the version); before
+// 3.47 it is just not validated, so an id that is not a UUID is a backup
+// not found.
 const mvCreateFromBackup = 47
 
 // workFromBackup is the create work of a volume from a backup; its subject
 // is the volume, its payload names the backup.
 const workFromBackup = "volume.from_backup"
 
-// parseBackupID validates a create request's backup_id at the request's
-// microversion: a UUID or null from 3.47, ignored before.
+// parseBackupID reads a create request's backup_id: from 3.47 a UUID or
+// null; before, any string (an empty one is none, as Cinder tests it for
+// truth).
 func parseBackupID(r *http.Request, in map[string]any) (*string, error) {
 	raw, ok := in["backup_id"]
-	if !ok || raw == nil || versionOf(r) < mvCreateFromBackup {
+	if !ok || raw == nil {
 		return nil, nil
 	}
 	id, ok := raw.(string)
-	if !ok || !isUUID(id) {
+	if versionOf(r) >= mvCreateFromBackup && (!ok || !isUUID(id)) {
 		return nil, invalidInput("backup_id", raw, "%s is not valid under any of the given schemas", pyRepr(raw, true))
+	}
+	if !ok {
+		return nil, errs.E(errs.NotFound, "Backup %s could not be found.", pyRepr(raw, false))
+	}
+	if id == "" {
+		return nil, nil
 	}
 	return &id, nil
 }
@@ -73,7 +84,7 @@ func (s *Service) fromBackup(r *http.Request, v *vol, id string) error {
 
 // errBackupNotAvailable refuses a volume from a backup that is not
 // available (being made, restored, deleted, or in error).
-var errBackupNotAvailable = errs.E(errs.Invalid, "Invalid backup: Backup status must be available.")
+var errBackupNotAvailable = errs.E(errs.Invalid, "Invalid backup: Originating backup status must be one of 'available' values")
 
 // lockBackupSource moves backup id to restoring into volume volumeID in
 // the transaction recording the volume; a backup that left available
@@ -86,21 +97,22 @@ func lockBackupSource(ctx context.Context, tx *db.Tx, id, volumeID string) error
 	return err
 }
 
-// handOverToRestore moves the new volume, created empty on b, from
-// creating to restoring-backup and records the backup's restore work, in
-// one transaction with the end of the create work. A volume that left
-// creating meanwhile (force-deleted, or reset) releases the backup.
+// handOverToRestore records the backup's restore into the new volume,
+// created empty on b, in one transaction with the end of the create work;
+// the volume stays creating. A volume that left creating meanwhile
+// (force-deleted, or reset) releases the backup instead.
 func (s *Service) handOverToRestore(ctx context.Context, w *work, b *backend, v *vol) error {
 	started := true
 	err := s.settle(ctx, w, nil, func(tx *db.Tx) error {
-		if err := setStatus(ctx, tx, v.ID, "restoring-backup", "creating"); err != nil {
-			if errs.KindOf(err) != errs.Invalid {
-				return err
-			}
+		ok, err := lockVolumeIn(ctx, tx, v.ID, "creating")
+		if err != nil {
+			return err
+		}
+		if !ok {
 			started = false
 			return releaseRestoringBackup(ctx, tx, w.Payload.BackupID, v.ID)
 		}
-		_, err := s.tasks.Add(ctx, tx, task.Spec{Kind: workBackupRestore, Subject: w.Payload.BackupID,
+		_, err = s.tasks.Add(ctx, tx, task.Spec{Kind: workBackupRestore, Subject: w.Payload.BackupID,
 			Payload:   workPayload{ProjectID: w.Payload.ProjectID, VolumeID: v.ID, NewVolume: true},
 			RequestID: w.RequestID, ProjectID: w.Payload.ProjectID})
 		return err

@@ -54,10 +54,11 @@ func (g *gatedGetStore) Get(ctx context.Context, key string) ([]byte, error) {
 	return g.Store.Get(ctx, key)
 }
 
-// TestVolumeFromBackup: a volume created with backup_id (3.47) goes
-// through restoring-backup (its backup through restoring) to available
-// with the backup's bytes and volume metadata, is the backup's size when
-// none is asked and is charged to the quota like any volume.
+// TestVolumeFromBackup: a volume created with backup_id stays creating
+// while its backup is restoring into it, then both are available; the
+// volume holds the backup's bytes and volume metadata (and src_backup_id),
+// is the backup's size when none is asked and is charged to the quota
+// like any volume. backup_id works before 3.47 too, as in Cinder.
 func TestVolumeFromBackup(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
 		gate := &gatedGetStore{}
@@ -70,12 +71,14 @@ func TestVolumeFromBackup(t *testing.T) {
 
 		for _, tc := range []struct {
 			name string
-			size any // nil: not given
-			hold bool
-			want content
+			size    any // nil: not given
+			hold    bool
+			version string
+			want    content
 		}{
-			{"backup's size, held mid-restore", nil, true, data},
-			{"larger", 2, false, content{size: 2 * gib, chunks: data.chunks}},
+			{"backup's size, held mid-restore", nil, true, "3.47", data},
+			{"larger", 2, false, "3.47", content{size: 2 * gib, chunks: data.chunks}},
+			{"before 3.47", nil, false, "3.46", data},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				var held <-chan struct{}
@@ -87,7 +90,8 @@ func TestVolumeFromBackup(t *testing.T) {
 				if tc.size != nil {
 					body["size"] = tc.size
 				}
-				v := be.MustJSON(202, be.Do("member", "POST", "/v3/"+projA+"/volumes", map[string]any{"volume": body}, mv347...))["volume"].(map[string]any)
+				v := be.MustJSON(202, be.Do("member", "POST", "/v3/"+projA+"/volumes", map[string]any{"volume": body},
+					"OpenStack-API-Version", "volume "+tc.version))["volume"].(map[string]any)
 				id := v["id"].(string)
 				wantSize := float64(tc.want.size / gib)
 				if v["size"] != wantSize || v["status"] != "creating" {
@@ -95,8 +99,10 @@ func TestVolumeFromBackup(t *testing.T) {
 				}
 				if tc.hold {
 					<-held
-					be.waitStatus("member", projA, id, "restoring-backup")
 					be.waitBackup("member", bid, "restoring")
+					if st := be.show(id)["status"]; st != "creating" {
+						t.Errorf("volume status %v while restored into, want creating", st)
+					}
 					// The held backup cannot be deleted or restored meanwhile.
 					be.Must(400, be.Do("member", "DELETE", "/v3/"+projA+"/backups/"+bid, nil))
 					release()
@@ -104,20 +110,20 @@ func TestVolumeFromBackup(t *testing.T) {
 				nv := be.waitStatus("member", projA, id, "available")
 				be.waitBackup("member", bid, "available")
 				be.holds(t, "remote", id, tc.want)
-				if nv["metadata"].(map[string]any)["k"] != "v" {
-					t.Errorf("metadata %v, want the backed-up volume's", nv["metadata"])
+				if md := nv["metadata"].(map[string]any); md["k"] != "v" || md["src_backup_id"] != bid {
+					t.Errorf("metadata %v, want the backed-up volume's and src_backup_id %s", md, bid)
 				}
 			})
 		}
-		if got := inUse(be.usage(projA), "gigabytes"); got != usedBefore+3 {
-			t.Errorf("gigabytes in use %v, want %v", got, usedBefore+3)
+		if got := inUse(be.usage(projA), "gigabytes"); got != usedBefore+4 {
+			t.Errorf("gigabytes in use %v, want %v", got, usedBefore+4)
 		}
 		checkUsage(t, be.env, projA)
 	})
 }
 
-// TestVolumeFromBackupRefused: the requests Cinder refuses, and backup_id
-// ignored before 3.47; none of them leaves the backup held.
+// TestVolumeFromBackupRefused: the requests Cinder refuses; none of them
+// leaves the backup held.
 func TestVolumeFromBackupRefused(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
 		be := newBackupEnv(t, d, nil)
@@ -138,15 +144,15 @@ func TestVolumeFromBackupRefused(t *testing.T) {
 			{"smaller than the backup", "member", map[string]any{"backup_id": bid, "size": 1}, "3.47", 400,
 				"Invalid input received: Volume size 1GB cannot be smaller than the backup size 2GB. It must be >= backup size."},
 			{"backup in error", "member", map[string]any{"backup_id": inErr}, "3.47", 400,
-				"Invalid backup: Backup status must be available."},
+				"Invalid backup: Originating backup status must be one of 'available' values"},
 			{"unknown backup", "member", map[string]any{"backup_id": unknown}, "3.47", 404,
 				"Backup " + unknown + " could not be found."},
 			{"another project's backup", "memberB", map[string]any{"backup_id": bid}, "3.47", 404,
 				"Backup " + bid + " could not be found."},
 			{"not a uuid", "member", map[string]any{"backup_id": "nope"}, "3.47", 400,
 				"Invalid input for field/attribute backup_id. Value: nope. 'nope' is not valid under any of the given schemas"},
-			{"ignored before 3.47", "member", map[string]any{"backup_id": bid}, "3.46", 400,
-				"Invalid input received: \"size\" is a required parameter when no source (snapshot, volume, image, backup) is given."},
+			{"not a uuid before 3.47", "member", map[string]any{"backup_id": "nope"}, "3.46", 404,
+				"Backup nope could not be found."},
 			{"reader", "reader", map[string]any{"backup_id": bid}, "3.47", 403, ""},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -164,11 +170,7 @@ func TestVolumeFromBackupRefused(t *testing.T) {
 				}
 			})
 		}
-		// Before 3.47 a volume with a size and a backup_id is a blank one.
-		v := be.MustJSON(202, be.Do("member", "POST", "/v3/"+projA+"/volumes",
-			map[string]any{"volume": map[string]any{"backup_id": bid, "size": 2}}, "OpenStack-API-Version", "volume 3.46"))["volume"].(map[string]any)
-		be.waitStatus("member", projA, v["id"].(string), "available")
-		be.holds(t, backendOfHost(be.show(v["id"].(string))["os-vol-host-attr:host"]), v["id"].(string), content{size: 2 * gib})
+		be.createVolume("member", projA, map[string]any{"size": 2}, "available")
 		// Over the gigabytes quota: 413, nothing charged, the backup free.
 		be.setQuota(projA, map[string]any{"gigabytes": 5})
 		r := be.Do("member", "POST", "/v3/"+projA+"/volumes", map[string]any{"volume": map[string]any{"backup_id": bid}}, mv347...)
@@ -179,6 +181,35 @@ func TestVolumeFromBackupRefused(t *testing.T) {
 		if b := be.waitBackup("member", bid, "available"); b["status"] != "available" {
 			t.Errorf("backup left %v", b["status"])
 		}
+	})
+}
+
+// TestVolumeFromBackupUnplaceable: a volume from a backup that no backend
+// can take ends in error with the scheduler's user message, and its
+// backup, held from the request, is available again.
+func TestVolumeFromBackupUnplaceable(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		be := newBackupEnv(t, d, nil)
+		be.createType("on-nowhere", map[string]string{"volume_backend_name": "nosuch"})
+		vid := be.createVolume("member", projA, map[string]any{"size": 1}, "available")["id"].(string)
+		be.fill(t, "local", vid, 1)
+		bid := be.backup("member", map[string]any{"volume_id": vid}, "available")["id"].(string)
+		v := be.MustJSON(202, be.Do("member", "POST", "/v3/"+projA+"/volumes",
+			map[string]any{"volume": map[string]any{"backup_id": bid, "volume_type": "on-nowhere"}}, mv347...))["volume"].(map[string]any)
+		id := v["id"].(string)
+		be.waitStatus("member", projA, id, "error")
+		be.waitBackup("member", bid, "available")
+		msgs := be.MustJSON(200, be.Do("member", "GET", "/v3/"+projA+"/messages?resource_uuid="+id, nil,
+			"OpenStack-API-Version", "volume 3.3"))["messages"].([]any)
+		if len(msgs) != 1 || msgs[0].(map[string]any)["user_message"] != msgNoBackend {
+			t.Errorf("user messages = %v", msgs)
+		}
+		// The backup can be used again.
+		be.MustJSON(202, be.Do("member", "POST", "/v3/"+projA+"/volumes",
+			map[string]any{"volume": map[string]any{"backup_id": bid}}, mv347...))
+		be.waitBackup("member", bid, "available")
+		waitTasksDone(t, d)
+		checkUsage(t, be.env, projA)
 	})
 }
 
