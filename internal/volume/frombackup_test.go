@@ -242,3 +242,33 @@ func TestVolumeFromBackupCorrupt(t *testing.T) {
 		checkUsage(t, be.env, projA)
 	})
 }
+
+// TestVolumeFromBackupKilledMidway: the process restoring a backup into a
+// new volume stops mid-way; a new process on the same database takes the
+// restore over, and the volume becomes available with the backup's bytes.
+func TestVolumeFromBackupKilledMidway(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		hold := &getHoldingStore{armed: make(chan struct{}), held: make(chan struct{})}
+		be := newBackupEnv(t, d, func(s backup.Store) backup.Store { hold.Store = s; return hold })
+		vid := be.createVolume("member", projA, map[string]any{"size": 1}, "available")["id"].(string)
+		data := be.fill(t, "local", vid, 1)
+		bid := be.backup("member", map[string]any{"volume_id": vid}, "available")["id"].(string)
+		close(hold.armed)
+		v := be.MustJSON(202, be.Do("member", "POST", "/v3/"+projA+"/volumes",
+			map[string]any{"volume": map[string]any{"backup_id": bid, "volume_type": "on-remote"}}, mv347...))["volume"].(map[string]any)
+		id := v["id"].(string)
+		<-hold.held
+		be.stop()
+
+		eng, err := backup.New(be.store, backup.Options{ChunkSize: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := newTwoBackendsOn(t, d, be.twoBackends, eng)
+		nb := &backupEnv{twoBackends: next, store: be.store, storeDir: be.storeDir}
+		nb.waitStatus("member", projA, id, "available")
+		nb.waitBackup("member", bid, "available")
+		nb.holds(t, "remote", id, data)
+		checkUsage(t, nb.env, projA)
+	})
+}
