@@ -70,7 +70,7 @@ func TestVolumeFromBackup(t *testing.T) {
 		usedBefore := inUse(be.usage(projA), "gigabytes")
 
 		for _, tc := range []struct {
-			name string
+			name    string
 			size    any // nil: not given
 			hold    bool
 			version string
