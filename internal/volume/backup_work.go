@@ -212,9 +212,12 @@ func backupMessage(b *backupRow, requestID, event, text string) *message {
 	return newMessage(b.ProjectID, "VOLUME_BACKUP", b.ID, requestID, event, text)
 }
 
-// runBackupRestore writes a restoring backup into its volume. Both
-// return to available; a failure leaves the volume in error_restoring and
-// the backup available, as in Cinder.
+// runBackupRestore writes a restoring backup into its volume, which is in
+// restoring-backup (or creating, a volume created from the backup). Both
+// become available; a failure leaves the volume in error_restoring (in
+// error when it was created from the backup) and the backup available, as
+// in Cinder. A volume restored from another volume's backup records it
+// in its metadata (src_backup_id), as Cinder does.
 func (s *Service) runBackupRestore(ctx context.Context, w *work, b *backupRow, giveUp bool) error {
 	if b.Status != "restoring" {
 		return nil
@@ -228,15 +231,21 @@ func (s *Service) runBackupRestore(ctx context.Context, w *work, b *backupRow, g
 	if err != nil && ctx.Err() != nil {
 		return err // resumed by the next claim: the volume's bytes are replaced whole or not at all
 	}
-	volStatus := "available"
-	if err != nil {
+	volStatus, from := "available", "restoring-backup"
+	if w.Payload.NewVolume {
+		from = "creating"
+	}
+	switch {
+	case err != nil && w.Payload.NewVolume:
+		volStatus = "error" // a volume created from the backup
+	case err != nil:
 		volStatus = "error_restoring"
 	}
 	serr := s.settle(ctx, w, err, func(tx *db.Tx) error {
 		if _, err := setBackupStatus(ctx, tx, b.ID, "available", "restoring"); err != nil {
 			return err
 		}
-		if err := setStatus(ctx, tx, volumeID, volStatus, "restoring-backup"); err != nil {
+		if err := setStatus(ctx, tx, volumeID, volStatus, from); err != nil {
 			if errs.KindOf(err) == errs.Invalid {
 				return nil // reset meanwhile: keeps the status it was given
 			}
@@ -244,6 +253,9 @@ func (s *Service) runBackupRestore(ctx context.Context, w *work, b *backupRow, g
 		}
 		if volStatus != "available" {
 			return insertMessage(ctx, tx, backupMessage(b, w.RequestID, eventBackupRestore, msgBackupRestore))
+		}
+		if old := meta.Metadata["src_backup_id"]; b.VolumeID != volumeID || old != "" && old != b.ID {
+			meta.Metadata["src_backup_id"] = b.ID
 		}
 		if len(meta.Metadata) > 0 {
 			if err := putKV(ctx, tx, setMetadata, volumeID, meta.Metadata); err != nil {
@@ -291,6 +303,14 @@ func (s *Service) restoreInto(ctx context.Context, w *work, b *backupRow, volume
 		}
 	}
 	meta.Metadata = maps.Clone(meta.Metadata)
+	if meta.Metadata == nil {
+		meta.Metadata = map[string]string{}
+	}
+	// The backup a volume was last restored from: the restored metadata's,
+	// else the volume's own.
+	if old, ok := v.Metadata["src_backup_id"]; ok && meta.Metadata["src_backup_id"] == "" {
+		meta.Metadata["src_backup_id"] = old
+	}
 	w.t.SetTotal(m.Size)
 	rd := s.backups.Restore(ctx, m)
 	defer rd.Close()

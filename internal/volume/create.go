@@ -21,9 +21,9 @@ type createRequest struct {
 	// Size is in GiB; 0 when not given (then the source's size).
 	Size     int64
 	Metadata map[string]string
-	// The volume's source, at most one honoured: backups are refused (not
-	// found); a snapshot wins over a source volume, which wins over an
-	// image.
+	// The volume's source, at most one honoured: a snapshot wins over a
+	// source volume, which wins over an image, which wins over a backup
+	// (as in Cinder's create flow). BackupID is nil before 3.47.
 	SnapshotID, BackupID, SourceVolID, ImageRef *string
 	VolumeType, AZ                              *string
 }
@@ -65,7 +65,6 @@ func parseCreate(r *http.Request) (*createRequest, error) {
 		max    int
 	}{
 		{&c.SnapshotID, []string{"snapshot_id"}, 0},
-		{&c.BackupID, []string{"backup_id"}, 0},
 		{&c.SourceVolID, []string{"source_volid"}, 0},
 		{&c.ImageRef, []string{"imageRef", "image_id"}, 0},
 		{&c.VolumeType, []string{"volume_type"}, 255},
@@ -74,6 +73,9 @@ func parseCreate(r *http.Request) (*createRequest, error) {
 		if *f.dst, err = firstNonNull(in, f.max, f.fields...); err != nil {
 			return nil, err
 		}
+	}
+	if c.BackupID, err = parseBackupID(r, in); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -130,6 +132,11 @@ func (s *Service) createVolume(w http.ResponseWriter, r *http.Request) error {
 		if err := insertVolume(ctx, tx, v); err != nil {
 			return err
 		}
+		if kind == workFromBackup {
+			if err := lockBackupSource(ctx, tx, payload.BackupID, v.ID); err != nil {
+				return err
+			}
+		}
 		if err := s.chargeNewVolume(ctx, tx, v); err != nil {
 			return err
 		}
@@ -159,8 +166,6 @@ func (s *Service) creationSource(r *http.Request, v *vol, req *createRequest) (s
 		host, err := s.fromSnapshot(r, v, *req.SnapshotID)
 		p.SourceHost = host
 		return workFromSnapshot, p, err
-	case req.BackupID != nil:
-		return "", p, errs.E(errs.NotFound, "Backup %s could not be found.", *req.BackupID)
 	case req.SourceVolID != nil:
 		host, err := s.cloneFrom(r, v, *req.SourceVolID)
 		p.SourceHost = host
@@ -172,6 +177,9 @@ func (s *Service) creationSource(r *http.Request, v *vol, req *createRequest) (s
 		c := caller(r)
 		p.ImageID, p.ImageEndpoint, p.Token = *req.ImageRef, c.EndpointURL("image", "public"), c.Token
 		return workFromImage, p, nil
+	case req.BackupID != nil:
+		p.BackupID = *req.BackupID
+		return workFromBackup, p, s.fromBackup(r, v, *req.BackupID)
 	}
 	return workCreate, p, nil
 }
@@ -244,10 +252,16 @@ func (s *Service) assignAZ(v *vol, az *string) error {
 // msgNoBackend is the user message of a volume no backend could take.
 const msgNoBackend = "schedule allocate volume:Could not find any available weighted backend."
 
-// runCreate schedules and creates a volume (blank, clone or from image).
+// runCreate schedules and creates a volume (blank, clone, from image, or
+// empty for a backup's restore).
 // Failures put the volume in error with a user message.
 func (s *Service) runCreate(ctx context.Context, w *work, v *vol, giveUp bool) error {
 	if v.Status != "creating" {
+		if w.Kind == workFromBackup {
+			// Reset or force-deleted before it was restored into: the
+			// backup it held goes back to available.
+			return releaseRestoringBackup(ctx, s.deps.DB, w.Payload.BackupID, v.ID)
+		}
 		return nil
 	}
 	if giveUp {
@@ -278,6 +292,9 @@ func (s *Service) runCreate(ctx context.Context, w *work, v *vol, giveUp bool) e
 		}
 		return s.failCreate(ctx, w, v, eventScheduleAllocate, "create volume:Failed to create volume.", err)
 	}
+	if w.Kind == workFromBackup {
+		return s.handOverToRestore(ctx, w, b, v)
+	}
 	return s.finishCreate(ctx, w, b, v, bootable)
 }
 
@@ -292,6 +309,11 @@ func (s *Service) failCreate(ctx context.Context, w *work, v *vol, event, msg st
 	err := s.settle(ctx, w, cause, func(tx *db.Tx) error {
 		if err := forceStatus(ctx, tx, v.ID, "error"); err != nil {
 			return err
+		}
+		if w.Kind == workFromBackup {
+			if err := releaseRestoringBackup(ctx, tx, w.Payload.BackupID, v.ID); err != nil {
+				return err
+			}
 		}
 		return insertMessage(ctx, tx, newMessage(v.ProjectID, "VOLUME", v.ID, w.RequestID, event, msg))
 	})
@@ -353,6 +375,12 @@ func (s *Service) finishCreate(ctx context.Context, w *work, b *backend, v *vol,
 	if err != nil || created {
 		return err
 	}
+	return s.dropIfDeleted(ctx, b, v)
+}
+
+// dropIfDeleted deletes the data just written for v on b when v's row is
+// gone (force-deleted while its data was being written).
+func (s *Service) dropIfDeleted(ctx context.Context, b *backend, v *vol) error {
 	if _, gerr := getVolumeRow(ctx, s.deps.DB, v.ID); errs.KindOf(gerr) == errs.NotFound {
 		if derr := b.drv.Delete(context.WithoutCancel(ctx), v.ID); derr != nil && errs.KindOf(derr) != errs.NotFound {
 			return derr

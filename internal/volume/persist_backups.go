@@ -114,6 +114,15 @@ func beginBackupRestore(ctx context.Context, q db.Querier, id, volumeID string) 
 		WHERE id = ? AND status = 'available'`, volumeID, db.Now(), id)
 }
 
+// releaseRestoringBackup returns a backup held in restoring for a new
+// volume volumeID that will not be restored into (its create failed, or
+// it was force-deleted) to available.
+func releaseRestoringBackup(ctx context.Context, q db.Querier, id, volumeID string) error {
+	_, err := q.ExecContext(ctx, `UPDATE backups SET status = 'available', updated_at = ?
+		WHERE id = ? AND status = 'restoring' AND restore_volume_id = ?`, db.Now(), id, volumeID)
+	return err
+}
+
 // markBackupCreated moves a creating backup to available with what it
 // stored; false when it was no longer creating (or is gone).
 func markBackupCreated(ctx context.Context, q db.Querier, id string, objects, stored int64) (bool, error) {

@@ -51,6 +51,11 @@ type workPayload struct {
 	ProjectID       string `json:"project_id,omitempty"`
 	// VolumeID is the volume a backup is restored into.
 	VolumeID string `json:"volume_id,omitempty"`
+	// NewVolume marks a restore into a volume created from the backup: a
+	// failure puts that volume in error (not error_restoring), as Cinder.
+	NewVolume bool `json:"new_volume,omitempty"`
+	// BackupID is the backup a volume is created from.
+	BackupID string `json:"backup_id,omitempty"`
 }
 
 // work is a claimed volume task.
@@ -69,7 +74,7 @@ func (w *work) progress(r io.Reader, size int64) io.Reader {
 
 // registerWork tells the task runner how to run and give up volume work.
 func (s *Service) registerWork(r *task.Runner) {
-	for _, kind := range []string{workCreate, workClone, workFromImage, workUpload, workFromSnapshot, workRevert, workDeleteCascade} {
+	for _, kind := range []string{workCreate, workClone, workFromImage, workFromBackup, workUpload, workFromSnapshot, workRevert, workDeleteCascade} {
 		r.Register(task.Kind{Name: kind, MaxAttempts: maxAttempts,
 			Run:    func(ctx context.Context, t *task.Task) error { return s.runWork(ctx, t, false) },
 			GiveUp: func(ctx context.Context, t *task.Task, _ error) error { return s.runWork(ctx, t, true) }})
@@ -100,6 +105,11 @@ func (s *Service) runWork(ctx context.Context, t *task.Task, giveUp bool) error 
 	}
 	v, err := getVolume(ctx, s.deps.DB, w.VolumeID)
 	if errs.KindOf(err) == errs.NotFound {
+		if w.Kind == workFromBackup {
+			// Force-deleted before it was restored into: the backup it
+			// held goes back to available.
+			return releaseRestoringBackup(ctx, s.deps.DB, w.Payload.BackupID, w.VolumeID)
+		}
 		return nil
 	}
 	if err != nil {

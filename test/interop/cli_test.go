@@ -491,6 +491,24 @@ func cliScenarios() []cliScenario {
 			}
 			waitVolume(t, s.admin, restored, "available")
 			waitShown(t, s.admin, "volume backup", id, "available")
+			// A volume created from the incremental (3.47; openstack 6.0
+			// has no volume create --backup, cinder has --backup-id): the
+			// backup's size, bootable like the backed-up volume.
+			created := parseTable(s.admin.ok(t, "cinder", "--os-volume-api-version", "3.47", "create",
+				"--backup-id", incID, "--name", "interop-from-backup"))
+			fromBackup := created["id"]
+			if fromBackup == "" || created["size"] != "1" {
+				t.Fatalf("cinder create --backup-id printed %v", created)
+			}
+			waitVolume(t, s.admin, fromBackup, "available")
+			var fb map[string]any
+			waitShown(t, s.admin, "volume backup", incID, "available")
+			s.admin.json(t, &fb, "openstack", "volume", "show", fromBackup, "-f", "json")
+			if fb["size"] != float64(1) || fb["bootable"] != "true" {
+				t.Errorf("volume from backup: size %v bootable %v", fb["size"], fb["bootable"])
+			}
+			s.admin.ok(t, "openstack", "volume", "delete", fromBackup)
+			waitGone(t, s.admin, "volume", fromBackup)
 
 			s.admin.ok(t, "openstack", "volume", "backup", "delete", incID)
 			waitGone(t, s.admin, "volume backup", incID)

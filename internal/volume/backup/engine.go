@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,11 +33,25 @@ const (
 const (
 	// DefaultChunkSize is the size of one chunk (one object) of a volume.
 	DefaultChunkSize = 4 << 20
-	// DefaultWorkers is how many chunks are hashed, compressed and stored
-	// (or fetched and checked) at once.
+	// DefaultWorkers is how many chunks are stored (or fetched and
+	// checked) at once.
 	DefaultWorkers = 4
-	// manifestVersion is the manifest format written.
-	manifestVersion = 1
+	// manifestVersion is the manifest format written when every stored
+	// chunk is in the manifest's compression; manifestVersionRaw when
+	// some are stored raw (Chunk.Raw), which a reader of version 1 would
+	// take for corrupt: it refuses the version instead. Both are read.
+	manifestVersion    = 1
+	manifestVersionRaw = 2
+	// sampleSize and samples are the probe of a chunk's compressibility:
+	// that many bytes at evenly spaced places are compressed first, and a
+	// chunk whose samples do not shrink by minSaving is stored raw,
+	// sparing the compression of data that does not compress (random
+	// data, or data already compressed or encrypted).
+	sampleSize = 16 << 10
+	samples    = 4
+	// minSaving is the least a compression must save (1/minSaving of the
+	// input) to be worth its cost on restore.
+	minSaving = 32
 	// cleanupTimeout bounds the removal of a failed backup's objects.
 	cleanupTimeout = 2 * time.Minute
 )
@@ -51,8 +66,8 @@ type Options struct {
 	ChunkSize int64
 	// Compression is CompressZstd (default) or CompressNone.
 	Compression string
-	// Workers bounds the chunks in flight; memory use is about
-	// 2 x Workers x ChunkSize.
+	// Workers is how many chunks are stored at once; memory use is
+	// about (Workers + 2 x CPUs + 2) x ChunkSize.
 	Workers int
 }
 
@@ -125,6 +140,9 @@ type Chunk struct {
 	Object string `json:"object,omitempty"`
 	// Stored is the object's size in bytes.
 	Stored int64 `json:"stored,omitempty"`
+	// Raw marks a chunk stored uncompressed in a manifest whose
+	// compression is zstd: it did not compress.
+	Raw bool `json:"raw,omitempty"`
 }
 
 // Manifest describes one backup: it is stored last, as the object
@@ -196,7 +214,8 @@ func Prefix(container, id string) string { return container + "/" + id + "/" }
 
 func manifestKey(container, id string) string { return Prefix(container, id) + "manifest" }
 
-// Progress is told how many bytes of the volume were processed.
+// Progress is told how many bytes of the volume were processed; it is
+// called from several goroutines at once.
 type Progress func(n int64)
 
 // job is one chunk on its way through Backup's pipeline.
@@ -204,6 +223,7 @@ type job struct {
 	idx  int
 	buf  *[]byte // nil for a chunk known to be a hole
 	data []byte
+	obj  []byte // what to store, once prepared; nil: nothing
 }
 
 // Backup stores src as backup id (the name of its objects) in container,
@@ -233,6 +253,12 @@ func (e *Engine) Backup(ctx context.Context, container, id string, src Source, p
 	m.Chunks = make([]Chunk, n)
 	err = e.run(ctx, v, ext, m, parent, progress)
 	if err == nil {
+		for _, c := range m.Chunks {
+			if c.Raw {
+				m.Version = manifestVersionRaw
+				break
+			}
+		}
 		var data []byte
 		if data, err = json.Marshal(m); err == nil {
 			err = e.store.Put(ctx, manifestKey(container, id), data)
@@ -247,31 +273,52 @@ func (e *Engine) Backup(ctx context.Context, container, id string, src Source, p
 	return m, nil
 }
 
-// run feeds the chunks of v through Workers workers that check, hash,
-// compress and store them.
+// run feeds the chunks of v, read in one sequential pass, to preparers
+// that check, hash and compress them (one per CPU at most: that work is
+// CPU-bound) and hand them to Workers storers: the stores go on, Workers
+// at once, while the next chunks are read and prepared.
 func (e *Engine) run(ctx context.Context, v driver.Volume, ext []driver.Extent, m *Manifest, parent *Manifest, progress Progress) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	jobs := make(chan job, e.o.Workers)
-	var wg sync.WaitGroup
+	jobs := make(chan job, 1)
+	ready := make(chan job)
 	var once sync.Once
 	var first error
 	fail := func(err error) {
 		once.Do(func() { first = err; cancel(err) })
 	}
+	release := func(j job) {
+		if j.buf != nil {
+			e.bufs.Put(j.buf)
+		}
+	}
+	var storers, preparers sync.WaitGroup
 	for range e.o.Workers {
-		wg.Go(func() {
-			for j := range jobs {
+		storers.Go(func() {
+			for j := range ready {
 				if ctx.Err() == nil {
-					if err := e.storeChunk(ctx, m, parent, j); err != nil {
+					c := &m.Chunks[j.idx]
+					if j.obj == nil {
+						if progress != nil {
+							progress(c.Length)
+						}
+					} else if err := e.store.Put(ctx, c.Object, j.obj); err != nil {
 						fail(err)
 					} else if progress != nil {
-						progress(m.Chunks[j.idx].Length)
+						progress(c.Length)
 					}
 				}
-				if j.buf != nil {
-					e.bufs.Put(j.buf)
+				release(j)
+			}
+		})
+	}
+	for range min(e.o.Workers, runtime.GOMAXPROCS(0)) {
+		preparers.Go(func() {
+			for j := range jobs {
+				if ctx.Err() == nil {
+					j.obj = e.prepareChunk(m, parent, j)
 				}
+				ready <- j // the storer releases its buffer
 			}
 		})
 	}
@@ -300,7 +347,9 @@ func (e *Engine) run(ctx context.Context, v driver.Volume, ext []driver.Extent, 
 		jobs <- j
 	}
 	close(jobs)
-	wg.Wait()
+	preparers.Wait()
+	close(ready)
+	storers.Wait()
 	if first != nil {
 		return first
 	}
@@ -335,8 +384,10 @@ func readRanges(v driver.Volume, ext []driver.Extent, off int64, p []byte) error
 	return nil
 }
 
-// storeChunk records chunk j: zero, unchanged from the parent, or stored.
-func (e *Engine) storeChunk(ctx context.Context, m *Manifest, parent *Manifest, j job) error {
+// prepareChunk records chunk j in the manifest (zero, unchanged from the
+// parent, or to be stored) and returns the object to store under its
+// Object, nil when there is none.
+func (e *Engine) prepareChunk(m *Manifest, parent *Manifest, j job) []byte {
 	c := &m.Chunks[j.idx]
 	if j.data == nil || e.isZero(j.data) {
 		c.Zero = true
@@ -348,22 +399,46 @@ func (e *Engine) storeChunk(ctx context.Context, m *Manifest, parent *Manifest, 
 		p = &parent.Chunks[j.idx]
 	}
 	if p != nil && !p.Zero && p.Length == c.Length && p.XXH64 == c.XXH64 {
-		c.SHA256, c.Object, c.Stored = p.SHA256, p.Object, p.Stored
+		c.SHA256, c.Object, c.Stored, c.Raw = p.SHA256, p.Object, p.Stored, p.Raw
 		return nil
 	}
 	sum := sha256.Sum256(j.data)
 	c.SHA256 = hex.EncodeToString(sum[:])
 	if p != nil && !p.Zero && p.Length == c.Length && p.XXH64 == "" && p.SHA256 == c.SHA256 {
-		c.Object, c.Stored = p.Object, p.Stored
+		c.Object, c.Stored, c.Raw = p.Object, p.Stored, p.Raw
 		return nil
 	}
 	obj := j.data
 	if m.Compression == CompressZstd {
-		obj = e.enc.EncodeAll(j.data, make([]byte, 0, len(j.data)/2))
+		obj, c.Raw = e.compress(j.data)
 	}
 	c.Object = fmt.Sprintf("%s%08d", Prefix(m.Container, m.BackupID), j.idx)
 	c.Stored = int64(len(obj))
-	return e.store.Put(ctx, c.Object, obj)
+	return obj
+}
+
+// compress returns p compressed, or p itself and true when it does not
+// compress: its samples do not shrink, or the whole does not by at least
+// 1/minSaving.
+func (e *Engine) compress(p []byte) ([]byte, bool) {
+	if len(p) >= 2*samples*sampleSize {
+		buf := make([]byte, 0, sampleSize+sampleSize/8)
+		var in, out int
+		step := (len(p) - sampleSize) / (samples - 1)
+		for i := range samples {
+			s := p[i*step : i*step+sampleSize]
+			in += len(s)
+			out += len(e.enc.EncodeAll(s, buf[:0]))
+		}
+		if in-out < in/minSaving {
+			return p, true
+		}
+	}
+	obj := e.enc.EncodeAll(p, make([]byte, 0, len(p)/2))
+	if len(p)-len(obj) < len(p)/minSaving {
+		return p, true
+	}
+	return obj, false
 }
 
 // isZero reports whether p is all zero bytes.
@@ -442,7 +517,7 @@ func (e *Engine) Manifest(ctx context.Context, container, id string) (*Manifest,
 	if err := json.Unmarshal(data, m); err != nil {
 		return nil, fmt.Errorf("backup %s: manifest: %w: %v", id, ErrCorrupt, err)
 	}
-	if m.Version != manifestVersion || m.BackupID != id || m.ChunkSize <= 0 {
+	if m.Version != manifestVersion && m.Version != manifestVersionRaw || m.BackupID != id || m.ChunkSize <= 0 {
 		return nil, fmt.Errorf("backup %s: manifest: %w: unexpected version %d or id %q", id, ErrCorrupt, m.Version, m.BackupID)
 	}
 	return m, nil

@@ -54,7 +54,7 @@ func (e *Engine) fetch(ctx context.Context, m *Manifest, i int) fetched {
 		return fetched{err: fmt.Errorf("reading chunk %d of backup %s: %w", i, m.BackupID, err)}
 	}
 	data := obj
-	if m.Compression == CompressZstd {
+	if m.Compression == CompressZstd && !c.Raw {
 		if data, err = e.dec.DecodeAll(obj, make([]byte, 0, c.Length)); err != nil {
 			return fetched{err: fmt.Errorf("chunk %d of backup %s: %w: %v", i, m.BackupID, ErrCorrupt, err)}
 		}

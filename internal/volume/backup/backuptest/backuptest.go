@@ -7,14 +7,21 @@ package backuptest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/volume/backup"
@@ -48,6 +55,8 @@ func Run(t *testing.T, newStore func(t *testing.T) backup.Store) {
 		{"CorruptChunkDetected", testCorrupt},
 		{"FailedBackupLeavesNothing", testFailedBackup},
 		{"DeleteBackup", testDelete},
+		{"RawChunks", testRawChunks},
+		{"Version1Manifest", testVersion1Manifest},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -237,12 +246,24 @@ func testConcurrent(t *testing.T, s backup.Store) {
 	}
 }
 
-// volumeData is 10 chunks: random data with one all-zero chunk and a
-// partial last chunk.
+// volumeData is 10 chunks: random data (which is stored raw) with one
+// all-zero chunk, two chunks that compress (7 and 8) and a partial last
+// chunk.
 func volumeData() []byte {
 	data := Random(9*chunkSize+chunkSize/3, 7)
 	clear(data[2*chunkSize : 3*chunkSize])
+	copy(data[7*chunkSize:9*chunkSize], Compressible(2*chunkSize, 7))
 	return data
+}
+
+// Compressible returns n bytes of text-like data that compresses well.
+func Compressible(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, 1))
+	b := make([]byte, 0, n+64)
+	for len(b) < n {
+		b = fmt.Appendf(b, "record %d of volume %d: status=ok size=%d\n", r.IntN(1000), seed, r.IntN(64))
+	}
+	return b[:n]
 }
 
 func testBackupRestore(t *testing.T, s backup.Store) {
@@ -362,52 +383,183 @@ func testCorrupt(t *testing.T, s backup.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var bad int // the chunk damaged
 	for _, tc := range []struct {
 		name   string
 		damage func(obj []byte) []byte
 	}{
 		{"garbage", func(obj []byte) []byte { return Random(len(obj), 9) }},
 		{"truncated", func(obj []byte) []byte { return obj[:len(obj)/2] }},
-		{"same-size-valid-zstd", func([]byte) []byte {
-			// A well-formed object of other data: only the checksum
-			// tells it apart.
+		{"other-valid-object", func([]byte) []byte {
+			// A well-formed object of other data (raw, and zstd):
+			// only the checksum tells it apart.
 			other, err := backup.New(s, backup.Options{ChunkSize: chunkSize})
 			if err != nil {
 				t.Fatal(err)
 			}
-			om, err := other.Backup(ctx, "c", "other", backup.Source{Volume: &MemVolume{Data: Random(chunkSize, 99)}, VolumeID: "v"}, nil)
+			od := slices.Concat(Random(chunkSize, 99), Compressible(chunkSize, 99))
+			om, err := other.Backup(ctx, "c", "other", backup.Source{Volume: &MemVolume{Data: od}, VolumeID: "v"}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			o, err := s.Get(ctx, om.Chunks[0].Object)
+			o, err := s.Get(ctx, om.Chunks[bad-6].Object)
 			if err != nil {
 				t.Fatal(err)
 			}
 			return o
 		}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			key := m.Chunks[6].Object
-			orig, err := s.Get(ctx, key)
-			if err != nil {
+		for _, bad = range []int{6, 7} { // a raw chunk, a compressed one
+			t.Run(fmt.Sprintf("%s-chunk%d", tc.name, bad), func(t *testing.T) {
+				key := m.Chunks[bad].Object
+				orig, err := s.Get(ctx, key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Put(ctx, key, tc.damage(orig)); err != nil {
+					t.Fatal(err)
+				}
+				defer s.Put(ctx, key, orig)
+				r := e.Restore(ctx, m)
+				defer r.Close()
+				// The bytes before the corrupt chunk may be read; the
+				// corrupt chunk's are not.
+				got, err := io.ReadAll(r)
+				if !errors.Is(err, backup.ErrCorrupt) {
+					t.Fatalf("restore of a corrupt chunk: %v, want ErrCorrupt", err)
+				}
+				if len(got) > bad*chunkSize {
+					t.Fatalf("restore returned %d bytes, past the corrupt chunk at %d", len(got), bad*chunkSize)
+				}
+			})
+		}
+	}
+}
+
+// testRawChunks: chunks that do not compress are stored raw, marked so
+// (and the manifest's version with them); those that do are stored
+// compressed; both restore, and an incremental refers to its parent's
+// raw chunks as raw.
+func testRawChunks(t *testing.T, s backup.Store) {
+	e := engine(t, s)
+	ctx := context.Background()
+	data := volumeData()
+	m, err := e.Backup(ctx, "c", "mixed", backup.Source{Volume: &MemVolume{Data: data}, VolumeID: "vol"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range m.Chunks {
+		compressible := i == 7 || i == 8
+		switch {
+		case c.Zero:
+		case compressible && (c.Raw || c.Stored >= c.Length/2):
+			t.Errorf("chunk %d (text): raw %v, stored %d of %d; want compressed", i, c.Raw, c.Stored, c.Length)
+		case !compressible && (!c.Raw || c.Stored != c.Length):
+			t.Errorf("chunk %d (random): raw %v, stored %d of %d; want raw", i, c.Raw, c.Stored, c.Length)
+		}
+	}
+	m2, err := e.Manifest(ctx, "c", "mixed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2.Version != 2 || !m2.Chunks[0].Raw || m2.Chunks[7].Raw {
+		t.Errorf("manifest read back: version %d, chunk 0 raw %v, chunk 7 raw %v", m2.Version, m2.Chunks[0].Raw, m2.Chunks[7].Raw)
+	}
+	if got, err := restore(t, e, m2); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("restore = %d bytes, %v", len(got), err)
+	}
+	changed := slices.Clone(data)
+	copy(changed[8*chunkSize+5:], "changed")
+	inc, err := e.Backup(ctx, "c", "mixed-inc", backup.Source{Volume: &MemVolume{Data: changed}, VolumeID: "vol", Parent: m2}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inc.Objects() != 2 || !inc.Chunks[0].Raw || inc.Chunks[0].Object != m2.Chunks[0].Object {
+		t.Errorf("incremental: %d objects, chunk 0 raw %v object %q", inc.Objects(), inc.Chunks[0].Raw, inc.Chunks[0].Object)
+	}
+	if got, err := restore(t, e, inc); err != nil || !bytes.Equal(got, changed) {
+		t.Fatalf("restore of the incremental = %d bytes, %v", len(got), err)
+	}
+	// Without compression nothing is marked raw: the manifest says it.
+	plain, err := backup.New(s, backup.Options{ChunkSize: chunkSize, Compression: backup.CompressNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm, err := plain.Backup(ctx, "c", "plain", backup.Source{Volume: &MemVolume{Data: data}, VolumeID: "vol"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pm.Version != 1 || slices.ContainsFunc(pm.Chunks, func(c backup.Chunk) bool { return c.Raw }) {
+		t.Errorf("uncompressed backup: version %d, raw chunks %v", pm.Version, pm.Chunks)
+	}
+}
+
+// testVersion1Manifest: a backup written before chunks could be stored
+// raw (manifest version 1, every chunk zstd-compressed, however little it
+// shrank) restores, and an incremental on top of it too.
+func testVersion1Manifest(t *testing.T, s backup.Store) {
+	e := engine(t, s)
+	ctx := context.Background()
+	data := volumeData()
+	enc, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	// The manifest as the first release wrote it, field for field.
+	type v1Chunk struct {
+		Offset int64  `json:"offset"`
+		Length int64  `json:"length"`
+		Zero   bool   `json:"zero,omitempty"`
+		SHA256 string `json:"sha256,omitempty"`
+		XXH64  string `json:"xxh64,omitempty"`
+		Object string `json:"object,omitempty"`
+		Stored int64  `json:"stored,omitempty"`
+	}
+	var chunks []v1Chunk
+	for off := 0; off < len(data); off += chunkSize {
+		p := data[off:min(off+chunkSize, len(data))]
+		c := v1Chunk{Offset: int64(off), Length: int64(len(p))}
+		if bytes.Count(p, []byte{0}) == len(p) {
+			c.Zero = true
+		} else {
+			sum := sha256.Sum256(p)
+			c.SHA256, c.XXH64 = hex.EncodeToString(sum[:]), strconv.FormatUint(xxhash.Sum64(p), 16)
+			c.Object = fmt.Sprintf("%s%08d", backup.Prefix("c", "old"), off/chunkSize)
+			obj := enc.EncodeAll(p, nil)
+			c.Stored = int64(len(obj))
+			if err := s.Put(ctx, c.Object, obj); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.Put(ctx, key, tc.damage(orig)); err != nil {
-				t.Fatal(err)
-			}
-			defer s.Put(ctx, key, orig)
-			r := e.Restore(ctx, m)
-			defer r.Close()
-			// The bytes before the corrupt chunk may be read; the
-			// corrupt chunk's are not.
-			got, err := io.ReadAll(r)
-			if !errors.Is(err, backup.ErrCorrupt) {
-				t.Fatalf("restore of a corrupt chunk: %v, want ErrCorrupt", err)
-			}
-			if len(got) > 6*chunkSize {
-				t.Fatalf("restore returned %d bytes, past the corrupt chunk at %d", len(got), 6*chunkSize)
-			}
-		})
+		}
+		chunks = append(chunks, c)
+	}
+	man, err := json.Marshal(map[string]any{"version": 1, "backup_id": "old", "volume_id": "vol", "container": "c",
+		"size": len(data), "chunk_size": chunkSize, "compression": "zstd", "created_at": "2026-01-02T03:04:05Z", "chunks": chunks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, backup.Prefix("c", "old")+"manifest", man); err != nil {
+		t.Fatal(err)
+	}
+	old, err := e.Manifest(ctx, "c", "old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := restore(t, e, old); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("restore of a version 1 backup = %d bytes, %v", len(got), err)
+	}
+	changed := slices.Clone(data)
+	copy(changed[5*chunkSize:], "changed")
+	inc, err := e.Backup(ctx, "c", "old-inc", backup.Source{Volume: &MemVolume{Data: changed}, VolumeID: "vol", Parent: old}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inc.Objects() != 2 {
+		t.Errorf("incremental on a version 1 backup stored %d objects, want 2", inc.Objects())
+	}
+	if got, err := restore(t, e, inc); err != nil || !bytes.Equal(got, changed) {
+		t.Fatalf("restore of the incremental = %d bytes, %v", len(got), err)
 	}
 }
 
@@ -448,9 +600,9 @@ func testFailedBackup(t *testing.T, s backup.Store) {
 	}
 	// A backup cut off by its context leaves nothing either.
 	ctx, cancel := context.WithCancel(context.Background())
-	n := 0
+	var n atomic.Int64 // progress is told from several goroutines
 	_, err := engine(t, s).Backup(ctx, "c", "canceled", backup.Source{Volume: &MemVolume{Data: volumeData()}, VolumeID: "vol"}, func(int64) {
-		if n++; n == 2 {
+		if n.Add(1) == 2 {
 			cancel()
 		}
 	})
