@@ -28,15 +28,8 @@ const guardSnap = "ashlar-overwrite-guard"
 // zeroed, then the guard removed. A failure rolls the volume back to the
 // guard: its bytes are as they were.
 func (d *Driver) Overwrite(ctx context.Context, id string, r io.Reader) error {
-	name, err := volName(id)
+	name, ioctx, err := d.prepare(ctx, id)
 	if err != nil {
-		return err
-	}
-	ioctx, err := d.io()
-	if err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
 		return err
 	}
 	unlock := d.lock(name)

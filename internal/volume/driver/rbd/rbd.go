@@ -187,12 +187,21 @@ func tmpName(final string) string {
 // prepareCreate checks a new volume's id and size and returns its image
 // name and the pool's IO context, unless ctx is done.
 func (d *Driver) prepareCreate(ctx context.Context, id string, sizeBytes int64) (string, *rados.IOContext, error) {
+	if sizeBytes <= 0 {
+		if _, err := volName(id); err != nil {
+			return "", nil, err
+		}
+		return "", nil, errs.E(errs.Invalid, "volume size must be positive, got %d", sizeBytes)
+	}
+	return d.prepare(ctx, id)
+}
+
+// prepare checks volume id and returns its image name and the pool's IO
+// context, unless ctx is done: how every operation on a volume starts.
+func (d *Driver) prepare(ctx context.Context, id string) (string, *rados.IOContext, error) {
 	name, err := volName(id)
 	if err != nil {
 		return "", nil, err
-	}
-	if sizeBytes <= 0 {
-		return "", nil, errs.E(errs.Invalid, "volume size must be positive, got %d", sizeBytes)
 	}
 	ioctx, err := d.io()
 	if err != nil {
@@ -362,7 +371,7 @@ type window struct {
 // readAhead is how many objects past the one being read are fetched.
 const readAhead = 3
 
-// Open opens volume id for reading and writing.// Open opens volume id for reading and writing.
+// Open opens volume id for reading and writing.
 func (d *Driver) Open(ctx context.Context, id string) (driver.Volume, error) {
 	name, err := volName(id)
 	if err != nil {
@@ -623,15 +632,8 @@ func cloneParent(img *rbd.Image, name string) (parent, parentSnap string) {
 // as Cinder's RBD driver does. Deleting a clone releases its parent's
 // .clone_snap, and a hidden parent left with nothing is removed in turn.
 func (d *Driver) Delete(ctx context.Context, id string) error {
-	name, err := volName(id)
+	name, ioctx, err := d.prepare(ctx, id)
 	if err != nil {
-		return err
-	}
-	ioctx, err := d.io()
-	if err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
 		return err
 	}
 	v, err := d.open(ctx, name, rbd.NoSnapshot, false, "volume "+id)
