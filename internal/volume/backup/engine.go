@@ -248,9 +248,15 @@ func (e *Engine) Backup(ctx context.Context, container, id string, src Source, p
 }
 
 // run feeds the chunks of v through Workers workers that check, hash,
-// compress and store them.
+// compress and store them. The first failure stops the reader and the
+// chunks not begun, but does not cut off the Puts under way: a request
+// the client gives up on may still complete on the server (an S3 PUT whose
+// body was sent is committed), after Backup's cleanup has listed the
+// backup's objects, leaving one behind. So they finish or fail on their
+// own (the store bounds each request) and, when run returns, no Put of
+// this backup is in flight. The caller's ctx still cuts them off.
 func (e *Engine) run(ctx context.Context, v driver.Volume, ext []driver.Extent, m *Manifest, parent *Manifest, progress Progress) error {
-	ctx, cancel := context.WithCancelCause(ctx)
+	stop, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	jobs := make(chan job, e.o.Workers)
 	var wg sync.WaitGroup
@@ -262,7 +268,7 @@ func (e *Engine) run(ctx context.Context, v driver.Volume, ext []driver.Extent, 
 	for range e.o.Workers {
 		wg.Go(func() {
 			for j := range jobs {
-				if ctx.Err() == nil {
+				if stop.Err() == nil {
 					if err := e.storeChunk(ctx, m, parent, j); err != nil {
 						fail(err)
 					} else if progress != nil {
@@ -281,7 +287,7 @@ func (e *Engine) run(ctx context.Context, v driver.Volume, ext []driver.Extent, 
 		off := int64(i) * m.ChunkSize
 		length := min(m.ChunkSize, m.Size-off)
 		m.Chunks[i] = Chunk{Offset: off, Length: length}
-		if ctx.Err() != nil {
+		if stop.Err() != nil {
 			break
 		}
 		for ei < len(ext) && ext[ei].Offset+ext[ei].Length <= off {
@@ -304,7 +310,7 @@ func (e *Engine) run(ctx context.Context, v driver.Volume, ext []driver.Extent, 
 	if first != nil {
 		return first
 	}
-	return context.Cause(ctx)
+	return context.Cause(stop)
 }
 
 // readRanges fills p, the volume's bytes at off, reading only the parts
