@@ -276,9 +276,16 @@ func (e *Engine) Backup(ctx context.Context, container, id string, src Source, p
 // run feeds the chunks of v, read in one sequential pass, to preparers
 // that check, hash and compress them (one per CPU at most: that work is
 // CPU-bound) and hand them to Workers storers: the stores go on, Workers
-// at once, while the next chunks are read and prepared.
+// at once, while the next chunks are read and prepared. The first failure
+// stops the reader and the chunks not begun, but does not cut off the Puts
+// under way: a request the client gives up on may still complete on the
+// server (an S3 PUT whose body was sent is committed), after Backup's
+// cleanup has listed the backup's objects, leaving one behind. So they
+// finish or fail on their own (the store bounds each request) and, when
+// run returns, no Put of this backup is in flight. The caller's ctx still
+// cuts them off.
 func (e *Engine) run(ctx context.Context, v driver.Volume, ext []driver.Extent, m *Manifest, parent *Manifest, progress Progress) error {
-	ctx, cancel := context.WithCancelCause(ctx)
+	stop, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	jobs := make(chan job, 1)
 	ready := make(chan job)
@@ -296,7 +303,7 @@ func (e *Engine) run(ctx context.Context, v driver.Volume, ext []driver.Extent, 
 	for range e.o.Workers {
 		storers.Go(func() {
 			for j := range ready {
-				if ctx.Err() == nil {
+				if stop.Err() == nil {
 					c := &m.Chunks[j.idx]
 					if j.obj == nil {
 						if progress != nil {
@@ -315,7 +322,7 @@ func (e *Engine) run(ctx context.Context, v driver.Volume, ext []driver.Extent, 
 	for range min(e.o.Workers, runtime.GOMAXPROCS(0)) {
 		preparers.Go(func() {
 			for j := range jobs {
-				if ctx.Err() == nil {
+				if stop.Err() == nil {
 					j.obj = e.prepareChunk(m, parent, j)
 				}
 				ready <- j // the storer releases its buffer
@@ -328,7 +335,7 @@ func (e *Engine) run(ctx context.Context, v driver.Volume, ext []driver.Extent, 
 		off := int64(i) * m.ChunkSize
 		length := min(m.ChunkSize, m.Size-off)
 		m.Chunks[i] = Chunk{Offset: off, Length: length}
-		if ctx.Err() != nil {
+		if stop.Err() != nil {
 			break
 		}
 		for ei < len(ext) && ext[ei].Offset+ext[ei].Length <= off {
@@ -353,7 +360,7 @@ func (e *Engine) run(ctx context.Context, v driver.Volume, ext []driver.Extent, 
 	if first != nil {
 		return first
 	}
-	return context.Cause(ctx)
+	return context.Cause(stop)
 }
 
 // readRanges fills p, the volume's bytes at off, reading only the parts

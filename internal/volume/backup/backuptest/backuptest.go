@@ -19,6 +19,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/zstd"
@@ -579,6 +580,35 @@ func (f *failingStore) Put(ctx context.Context, key string, data []byte) error {
 	return f.Store.Put(ctx, key, data)
 }
 
+// cutStore fails the Put of key failing once the Put of key slow is under
+// way, and records whether that one was cut off (its ctx canceled) within
+// cutWindow, by when a cancellation would have arrived.
+type cutStore struct {
+	backup.Store
+	slow, failing string
+	started       chan struct{}
+	cut           atomic.Bool
+}
+
+const cutWindow = 200 * time.Millisecond
+
+func (c *cutStore) Put(ctx context.Context, key string, data []byte) error {
+	switch key {
+	case c.slow:
+		close(c.started)
+		select {
+		case <-ctx.Done():
+			c.cut.Store(true)
+			return ctx.Err()
+		case <-time.After(cutWindow):
+		}
+	case c.failing:
+		<-c.started
+		return errs.E(errs.Unavailable, "backup storage is unreachable")
+	}
+	return c.Store.Put(ctx, key, data)
+}
+
 func testFailedBackup(t *testing.T, s backup.Store) {
 	for _, cause := range []error{
 		errs.E(errs.TooLarge, "backup storage is full"),
@@ -598,10 +628,30 @@ func testFailedBackup(t *testing.T, s backup.Store) {
 			t.Fatalf("a failed backup left %v (%v)", keys, err)
 		}
 	}
+	// A failure lets the Puts under way finish rather than cut them off (an
+	// S3 PUT the client gives up on may still be committed after the
+	// cleanup listed the backup's objects), and the cleanup removes what
+	// they stored.
+	cs := &cutStore{Store: s, slow: backup.Prefix("c", "cut") + "00000000", failing: backup.Prefix("c", "cut") + "00000001",
+		started: make(chan struct{})}
+	e, err := backup.New(cs, backup.Options{ChunkSize: chunkSize, Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Backup(context.Background(), "c", "cut", backup.Source{Volume: &MemVolume{Data: volumeData()}, VolumeID: "vol"}, nil)
+	if errs.KindOf(err) != errs.Unavailable {
+		t.Fatalf("Backup whose second chunk fails: %v, want Unavailable", err)
+	}
+	if cs.cut.Load() {
+		t.Fatal("the failure of one chunk cut off the Put of another under way")
+	}
+	if keys, err := s.List(context.Background(), backup.Prefix("c", "cut")); err != nil || len(keys) != 0 {
+		t.Fatalf("a failed backup left %v (%v)", keys, err)
+	}
 	// A backup cut off by its context leaves nothing either.
 	ctx, cancel := context.WithCancel(context.Background())
 	var n atomic.Int64 // progress is told from several goroutines
-	_, err := engine(t, s).Backup(ctx, "c", "canceled", backup.Source{Volume: &MemVolume{Data: volumeData()}, VolumeID: "vol"}, func(int64) {
+	_, err = engine(t, s).Backup(ctx, "c", "canceled", backup.Source{Volume: &MemVolume{Data: volumeData()}, VolumeID: "vol"}, func(int64) {
 		if n.Add(1) == 2 {
 			cancel()
 		}
