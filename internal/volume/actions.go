@@ -296,13 +296,13 @@ func (s *Service) actForceDelete(w http.ResponseWriter, r *http.Request, _ any) 
 	if err := s.checkNotFrozen(ctx, s.deps.DB, v); err != nil {
 		return err
 	}
-	if _, err := s.beginVolumeDelete(ctx, r, v, false, true); err != nil {
+	tk, _, err := s.beginVolumeDelete(ctx, r, v, false, true)
+	if err != nil {
 		return err
 	}
 	// Work still recorded for the volume (its create) finds it gone and
 	// ends; work running now deletes the data it wrote (finishCreate).
-	if err := s.destroyVolume(ctx, v); err != nil {
-		_ = forceStatus(context.WithoutCancel(ctx), s.deps.DB, v.ID, "error_deleting")
+	if err := s.finishVolumeDelete(ctx, v, tk); err != nil {
 		return err
 	}
 	return replyEmpty(w, http.StatusAccepted)

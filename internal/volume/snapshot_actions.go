@@ -11,8 +11,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/task"
 )
 
 // snapshotAction dispatches POST /snapshots/{id}/action on the body's key.
@@ -235,10 +237,13 @@ func errNotDeletable(force bool) error {
 // snapshots is refused unless cascade, and then its snapshots must be
 // available or error (and, for non-admins, of its project); they become
 // deleting and a task deletes them, then the volume: queued reports that.
-// Without snapshots the caller deletes the volume itself. A snapshot
-// recorded meanwhile locks the volume in a status it is leaving, so one of
-// the two transactions sees the other (lockVolumeIn).
-func (s *Service) beginVolumeDelete(ctx context.Context, r *http.Request, v *vol, cascade, force bool) (queued bool, err error) {
+// Without snapshots the caller deletes the volume itself, under the task
+// returned, held by this node (finishVolumeDelete): a node that dies
+// first leaves it to another node, which deletes the data and the row, so
+// a volume never stays deleting. A snapshot recorded meanwhile locks the
+// volume in a status it is leaving, so one of the two transactions sees
+// the other (lockVolumeIn).
+func (s *Service) beginVolumeDelete(ctx context.Context, r *http.Request, v *vol, cascade, force bool) (tk *task.Task, queued bool, err error) {
 	err = s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
 		if force {
 			if err := forceStatus(ctx, tx, v.ID, "deleting"); err != nil {
@@ -248,7 +253,12 @@ func (s *Service) beginVolumeDelete(ctx context.Context, r *http.Request, v *vol
 			return errNotDeletable(false)
 		}
 		snaps, err := volumeSnapshots(ctx, tx, v.ID)
-		if err != nil || len(snaps) == 0 {
+		if err != nil {
+			return err
+		}
+		if len(snaps) == 0 {
+			tk, err = s.tasks.Begin(context.WithoutCancel(ctx), tx, task.Spec{Kind: workDeleteCascade, Subject: v.ID,
+				RequestID: api.RequestID(ctx), ProjectID: v.ProjectID})
 			return err
 		}
 		if !cascade {
@@ -267,10 +277,51 @@ func (s *Service) beginVolumeDelete(ctx context.Context, r *http.Request, v *vol
 		queued = true
 		return s.addWork(ctx, tx, v.ID, workDeleteCascade, workPayload{})
 	})
-	if queued && err == nil {
+	if err != nil {
+		if tk != nil {
+			tk.Release()
+		}
+		return nil, false, err
+	}
+	if queued {
 		s.wake()
 	}
-	return queued && err == nil, err
+	return tk, queued, nil
+}
+
+// finishVolumeDelete deletes v's data and row under tk, the delete task
+// beginVolumeDelete left held by this node, and finishes tk in the row's
+// transaction. A failure leaves v in error_deleting, tk failed with it.
+func (s *Service) finishVolumeDelete(ctx context.Context, v *vol, tk *task.Task) error {
+	defer tk.Release()
+	var err error
+	if b := s.backendOf(v); b != nil {
+		if err = b.drv.Delete(ctx, v.ID); errs.KindOf(err) == errs.NotFound {
+			err = nil
+		}
+	}
+	if err == nil {
+		if err = s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
+			if err := s.dropVolumeRow(ctx, tx, v.ID); err != nil {
+				return err
+			}
+			return tk.Complete(ctx, tx)
+		}); err == nil {
+			return nil
+		}
+	}
+	bg := context.WithoutCancel(ctx)
+	cause := err
+	if ferr := s.deps.DB.InTx(bg, func(tx *db.Tx) error {
+		if err := forceStatus(bg, tx, v.ID, "error_deleting"); err != nil {
+			return err
+		}
+		return tk.Fail(bg, tx, cause)
+	}); ferr != nil {
+		// The task stays leased until Release: another node deletes then.
+		s.deps.Logger.Warn("recording a failed volume delete", "volume", v.ID, "err", ferr)
+	}
+	return err
 }
 
 // boolQuery reads an optional boolean query parameter as Cinder's

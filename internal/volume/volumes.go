@@ -5,7 +5,6 @@ import (
 	"net/http"
 
 	"github.com/ashlar-dev/ashlar/internal/db"
-	"github.com/ashlar-dev/ashlar/internal/errs"
 )
 
 // timeFmt is how Cinder prints times (no zone suffix).
@@ -266,28 +265,17 @@ func (s *Service) deleteVolume(w http.ResponseWriter, r *http.Request) error {
 	if v.AttachStatus != "detached" {
 		return errNotDeletable(false)
 	}
-	queued, err := s.beginVolumeDelete(ctx, r, v, cascade, false)
+	tk, queued, err := s.beginVolumeDelete(ctx, r, v, cascade, false)
 	if err != nil {
 		return err
 	}
 	if queued { // a cascade: a task deletes the snapshots, then the volume
 		return replyEmpty(w, http.StatusAccepted)
 	}
-	if err := s.destroyVolume(ctx, v); err != nil {
-		_ = forceStatus(context.WithoutCancel(ctx), s.deps.DB, v.ID, "error_deleting")
+	if err := s.finishVolumeDelete(ctx, v, tk); err != nil {
 		return err
 	}
 	return replyEmpty(w, http.StatusAccepted)
-}
-
-// destroyVolume removes the volume's data and row.
-func (s *Service) destroyVolume(ctx context.Context, v *vol) error {
-	if b := s.backendOf(v); b != nil {
-		if err := b.drv.Delete(ctx, v.ID); err != nil && errs.KindOf(err) != errs.NotFound {
-			return err
-		}
-	}
-	return s.deps.DB.InTx(ctx, func(tx *db.Tx) error { return s.dropVolumeRow(ctx, tx, v.ID) })
 }
 
 // backendOf returns the backend holding v, or nil when it has none (not
