@@ -8,6 +8,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/task"
 )
 
 // actionHandler serves one volume action; arg is the value under the
@@ -118,40 +119,70 @@ func (s *Service) actExtend(w http.ResponseWriter, r *http.Request, arg any) err
 	if newSize <= v.Size {
 		return errs.E(errs.Invalid, "Invalid input received: New size for extend must be greater than current size. (current: %d, extended: %d).", v.Size, newSize)
 	}
-	if err := s.beginExtend(ctx, v, newSize, from); err != nil {
+	tk, err := s.beginExtend(ctx, v, newSize, from)
+	if err != nil {
 		return err
 	}
-	if err := s.extendWhileCopied(ctx, v); err != nil {
-		if rerr := s.endExtend(context.WithoutCancel(ctx), v, newSize, false, nil); rerr != nil {
+	defer tk.Release()
+	bg := context.WithoutCancel(ctx)
+	if busy, err := s.extendWhileCopied(ctx, v); err != nil || busy {
+		if rerr := s.endExtend(bg, v, newSize, false, tk, func(q db.Querier) error {
+			return setStatus(bg, q, v.ID, from, "extending")
+		}); rerr != nil {
 			return rerr
+		}
+		if err == nil {
+			err = errs.E(errs.Invalid, "Invalid volume: Volume %s has a snapshot or clone being created.", v.ID)
 		}
 		return err
 	}
-	if err := s.extend(context.WithoutCancel(ctx), v, newSize, api.RequestID(ctx)); err != nil {
+	if err := s.extend(bg, v, newSize, api.RequestID(ctx), tk); err != nil {
 		return err
 	}
 	return replyEmpty(w, http.StatusAccepted)
 }
 
-// extend grows an extending volume to newSize GiB. A failure leaves it in
-// error_extending with a user message. A volume on no (known) backend, such
-// as one reset to available that was never scheduled, fails the same way:
-// Cinder accepts the extend and its scheduler fails it, so the caller still
-// gets its 202 (a 503 would blame the service for the volume's state).
-func (s *Service) extend(ctx context.Context, v *vol, newSize int64, requestID string) error {
-	failed := func(tx db.Querier) error { return forceStatus(ctx, tx, v.ID, "error_extending") }
+// extend grows an extending volume to newSize GiB under tk. A failure
+// leaves it in error_extending with a user message. A volume on no (known)
+// backend, such as one reset to available that was never scheduled, fails
+// the same way: Cinder accepts the extend and its scheduler fails it, so
+// the caller still gets its 202 (a 503 would blame the service for the
+// volume's state).
+func (s *Service) extend(ctx context.Context, v *vol, newSize int64, requestID string, tk *task.Task) error {
 	b := s.backendOf(v)
 	if b == nil {
-		_ = s.endExtend(ctx, v, newSize, false, failed)
-		s.recordMessage(ctx, v.ProjectID, v.ID, requestID, eventExtend, "extend volume:Compute service failed to extend volume.")
-		return nil
+		return s.failExtend(ctx, v, newSize, requestID, tk, nil)
 	}
 	if err := b.drv.Extend(ctx, v.ID, newSize*gib); err != nil {
-		_ = s.endExtend(ctx, v, newSize, false, failed)
-		s.recordMessage(ctx, v.ProjectID, v.ID, requestID, eventExtend, "extend volume:Compute service failed to extend volume.")
+		return s.failExtend(ctx, v, newSize, requestID, tk, err)
+	}
+	return s.endExtend(ctx, v, newSize, true, tk, func(tx db.Querier) error { return setExtended(ctx, tx, v.ID, newSize) })
+}
+
+// failExtend ends a failed extend: error_extending, a user message, and
+// cause returned.
+func (s *Service) failExtend(ctx context.Context, v *vol, newSize int64, requestID string, tk *task.Task, cause error) error {
+	if err := s.endExtend(ctx, v, newSize, false, tk, func(tx db.Querier) error {
+		return forceStatus(ctx, tx, v.ID, "error_extending")
+	}); err != nil {
 		return err
 	}
-	return s.endExtend(ctx, v, newSize, true, func(tx db.Querier) error { return setExtended(ctx, tx, v.ID, newSize) })
+	s.recordMessage(ctx, v.ProjectID, v.ID, requestID, eventExtend, "extend volume:Compute service failed to extend volume.")
+	return cause
+}
+
+// runExtend resumes (or, giving up, fails) the extend of a volume whose
+// node died before it ended: the driver's extend is done again (growing to
+// the size it already has is fine) and ended as the request would have.
+// A volume no longer extending was ended, task and all, before.
+func (s *Service) runExtend(ctx context.Context, w *work, v *vol, giveUp bool) error {
+	if v.Status != "extending" {
+		return nil
+	}
+	if giveUp {
+		return s.failExtend(ctx, v, w.Payload.Size, w.RequestID, w.t, nil)
+	}
+	return s.extend(ctx, v, w.Payload.Size, w.RequestID, w.t)
 }
 
 var validStatuses = map[string]bool{"available": true, "creating": true, "deleting": true, "error": true,

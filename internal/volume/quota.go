@@ -15,9 +15,11 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/task"
 )
 
 // quotaCounter recounts a project's usage from the rows, by resource key
@@ -507,25 +509,40 @@ func extendCharge(v *vol, newSize int64, sign int64) []quotaChange {
 }
 
 // beginExtend moves a volume from status from (available, or in-use from
-// 3.42) to extending, checks newSize against per_volume_gigabytes and
-// reserves the added gigabytes, in one transaction: a refusal leaves the
-// volume as it was, as in Cinder.
-func (s *Service) beginExtend(ctx context.Context, v *vol, newSize int64, from string) error {
-	return s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
+// 3.42) to extending, checks newSize against per_volume_gigabytes,
+// reserves the added gigabytes and records the extend's task, held by this
+// node, in one transaction: a refusal leaves the volume as it was, as in
+// Cinder, and a node that dies before endExtend leaves the task to another
+// node, which extends the volume or gives up (error_extending), never a
+// volume stuck in extending with gigabytes reserved.
+func (s *Service) beginExtend(ctx context.Context, v *vol, newSize int64, from string) (*task.Task, error) {
+	var tk *task.Task
+	err := s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
 		if err := setStatus(ctx, tx, v.ID, "extending", from); err != nil {
 			return err
 		}
 		if err := s.checkVolumeSize(ctx, tx, v.ProjectID, newSize); err != nil {
 			return err
 		}
-		return s.charge(ctx, tx, opExtend, true, extendCharge(v, newSize, 1)...)
+		if err := s.charge(ctx, tx, opExtend, true, extendCharge(v, newSize, 1)...); err != nil {
+			return err
+		}
+		var err error
+		tk, err = s.tasks.Begin(context.WithoutCancel(ctx), tx, task.Spec{Kind: workExtend, Subject: v.ID,
+			Payload: workPayload{Size: newSize, PreviousStatus: from}, RequestID: api.RequestID(ctx), ProjectID: v.ProjectID})
+		return err
 	})
+	if err != nil && tk != nil {
+		tk.Release()
+		tk = nil
+	}
+	return tk, err
 }
 
-// endExtend ends an extend: write records the outcome, and the reserved
-// gigabytes are given back, and taken into use when done, in one
-// transaction.
-func (s *Service) endExtend(ctx context.Context, v *vol, newSize int64, done bool, write func(q db.Querier) error) error {
+// endExtend ends the extend under tk: write records the outcome, the
+// reserved gigabytes are given back, and taken into use when done, and tk
+// is finished (done or failed), in one transaction.
+func (s *Service) endExtend(ctx context.Context, v *vol, newSize int64, done bool, tk *task.Task, write func(q db.Querier) error) error {
 	return s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
 		if write != nil {
 			if err := write(tx); err != nil {
@@ -536,9 +553,12 @@ func (s *Service) endExtend(ctx context.Context, v *vol, newSize int64, done boo
 			return err
 		}
 		if !done {
-			return nil
+			return tk.Fail(ctx, tx, errs.E(errs.Other, "extend of volume %s to %d GiB did not happen", v.ID, newSize))
 		}
-		return s.charge(ctx, tx, opCommit, false, extendCharge(v, newSize, 1)...)
+		if err := s.charge(ctx, tx, opCommit, false, extendCharge(v, newSize, 1)...); err != nil {
+			return err
+		}
+		return tk.Complete(ctx, tx)
 	})
 }
 

@@ -225,3 +225,40 @@ func TestMultiattachType(t *testing.T) {
 		}
 	})
 }
+
+// An extend whose node died after the volume went extending (gigabytes
+// reserved, task held) is finished by another node: the volume grows, the
+// reservation is taken into use, nothing stays extending.
+func TestExtendRecovered(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d)
+		ctx := context.Background()
+		id := e.createVolume("member", projA, map[string]any{}, "available")["id"].(string)
+		e.stop()
+		v, err := getVolume(ctx, d, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tk, err := e.svc.beginExtend(ctx, v, 3, "available")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u := e.usage(projA)["gigabytes"].(map[string]any); u["reserved"] != float64(2) {
+			t.Fatalf("extend begun: gigabytes %v, want 2 reserved", u)
+		}
+		tk.Release() // the node dies: nothing renews the lease, which runs out
+		if _, err := d.ExecContext(ctx, `UPDATE tasks SET lease_until = ? WHERE id = ?`,
+			db.Timestamp{Time: time.Now().Add(-time.Second)}, tk.ID); err != nil {
+			t.Fatal(err)
+		}
+		e2 := newEnvOn(t, d, e)
+		got := e2.waitStatus("member", projA, id, "available")
+		if got["size"] != float64(3) {
+			t.Errorf("recovered extend: size %v, want 3", got["size"])
+		}
+		if u := e2.usage(projA)["gigabytes"].(map[string]any); u["in_use"] != float64(3) || u["reserved"] != float64(0) {
+			t.Errorf("recovered extend: gigabytes %v, want 3 in use, 0 reserved", u)
+		}
+		waitTasksDone(t, d)
+	})
+}

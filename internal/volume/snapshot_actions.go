@@ -205,21 +205,14 @@ func (s *Service) actRevert(w http.ResponseWriter, r *http.Request, arg any) err
 	return replyEmpty(w, http.StatusAccepted)
 }
 
-// extendWhileCopied refuses the extend of v, just moved to extending,
-// while a snapshot or clone of it is being made, and moves it back: the
-// driver must not change a volume it copies, and the copy would not have
-// the size recorded for it. A snapshot or clone asked for later sees the
-// volume extending and is refused; one recorded before is seen here
-// (each locks the volume in its status, lockVolumeIn).
-func (s *Service) extendWhileCopied(ctx context.Context, v *vol) error {
-	busy, err := volumeBeingCopied(ctx, s.deps.DB, v.ID)
-	if err != nil || !busy {
-		return err
-	}
-	if err := setStatus(context.WithoutCancel(ctx), s.deps.DB, v.ID, "available", "extending"); err != nil {
-		return err
-	}
-	return errs.E(errs.Invalid, "Invalid volume: Volume %s has a snapshot or clone being created.", v.ID)
+// extendWhileCopied reports whether v, just moved to extending, is having
+// a snapshot or clone made: its extend is refused then (the caller moves
+// it back), since the driver must not change a volume it copies and the
+// copy would not have the size recorded for it. A snapshot or clone asked
+// for later sees the volume extending and is refused; one recorded before
+// is seen here (each locks the volume in its status, lockVolumeIn).
+func (s *Service) extendWhileCopied(ctx context.Context, v *vol) (bool, error) {
+	return volumeBeingCopied(ctx, s.deps.DB, v.ID)
 }
 
 // errNotDeletable is Cinder's refusal of a volume delete (without force,

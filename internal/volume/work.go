@@ -25,6 +25,7 @@ const (
 	workClone     = "volume.clone"
 	workFromImage = "volume.from_image"
 	workUpload    = "volume.upload"
+	workExtend    = "volume.extend"
 )
 
 // maxAttempts bounds how often work is claimed (a node dying mid-way
@@ -74,7 +75,7 @@ func (w *work) progress(r io.Reader, size int64) io.Reader {
 
 // registerWork tells the task runner how to run and give up volume work.
 func (s *Service) registerWork(r *task.Runner) {
-	for _, kind := range []string{workCreate, workClone, workFromImage, workFromBackup, workUpload, workFromSnapshot, workRevert, workDeleteCascade} {
+	for _, kind := range []string{workCreate, workClone, workFromImage, workFromBackup, workUpload, workFromSnapshot, workRevert, workDeleteCascade, workExtend} {
 		r.Register(task.Kind{Name: kind, MaxAttempts: maxAttempts,
 			Run:    func(ctx context.Context, t *task.Task) error { return s.runWork(ctx, t, false) },
 			GiveUp: func(ctx context.Context, t *task.Task, _ error) error { return s.runWork(ctx, t, true) }})
@@ -122,6 +123,8 @@ func (s *Service) runWork(ctx context.Context, t *task.Task, giveUp bool) error 
 		return s.runRevert(ctx, w, v, giveUp)
 	case workDeleteCascade:
 		return s.runDeleteCascade(ctx, w, v, giveUp)
+	case workExtend:
+		return s.runExtend(ctx, w, v, giveUp)
 	}
 	return s.runCreate(ctx, w, v, giveUp)
 }
