@@ -32,6 +32,17 @@ type backupEnv struct {
 	storeDir string
 }
 
+// restartOn is a new process on d and the same backup store as be (with
+// an engine of its own, so without any hold or fault be's store had).
+func (be *backupEnv) restartOn(t *testing.T, d *db.DB) *backupEnv {
+	t.Helper()
+	eng, err := backup.New(be.store, backup.Options{ChunkSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &backupEnv{twoBackends: newTwoBackendsOn(t, d, be.twoBackends, eng), store: be.store, storeDir: be.storeDir}
+}
+
 // newBackupEnv starts the service; wrap, when not nil, wraps the store.
 func newBackupEnv(t *testing.T, d *db.DB, wrap func(backup.Store) backup.Store) *backupEnv {
 	t.Helper()
@@ -426,12 +437,7 @@ func TestBackupKilledMidway(t *testing.T) {
 		close(hold.release)
 
 		// A new process (on the same store, without the hold).
-		eng, err := backup.New(be.store, backup.Options{ChunkSize: 1 << 20})
-		if err != nil {
-			t.Fatal(err)
-		}
-		next := newTwoBackendsOn(t, d, be.twoBackends, eng)
-		nb := &backupEnv{twoBackends: next, store: be.store, storeDir: be.storeDir}
+		nb := be.restartOn(t, d)
 		b := nb.waitBackup("member", bid, "available")
 		nb.waitStatus("member", projA, vid, "available")
 		if n := len(nb.objects("volumebackups", bid)); float64(n) != b["object_count"].(float64) {
@@ -543,12 +549,7 @@ func TestBackupRestoreKilledMidway(t *testing.T) {
 		be.stop()
 		be.holds(t, "remote", target, before) // a cut-off restore changed nothing
 
-		eng, err := backup.New(be.store, backup.Options{ChunkSize: 1 << 20})
-		if err != nil {
-			t.Fatal(err)
-		}
-		next := newTwoBackendsOn(t, d, be.twoBackends, eng)
-		nb := &backupEnv{twoBackends: next, store: be.store, storeDir: be.storeDir}
+		nb := be.restartOn(t, d)
 		nb.waitStatus("member", projA, target, "available")
 		nb.waitBackup("member", bid, "available")
 		nb.holds(t, "remote", target, data)

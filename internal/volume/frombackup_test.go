@@ -260,12 +260,7 @@ func TestVolumeFromBackupKilledMidway(t *testing.T) {
 		<-hold.held
 		be.stop()
 
-		eng, err := backup.New(be.store, backup.Options{ChunkSize: 1 << 20})
-		if err != nil {
-			t.Fatal(err)
-		}
-		next := newTwoBackendsOn(t, d, be.twoBackends, eng)
-		nb := &backupEnv{twoBackends: next, store: be.store, storeDir: be.storeDir}
+		nb := be.restartOn(t, d)
 		nb.waitStatus("member", projA, id, "available")
 		nb.waitBackup("member", bid, "available")
 		nb.holds(t, "remote", id, data)
