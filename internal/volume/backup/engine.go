@@ -11,9 +11,11 @@ import (
 	"io"
 	"regexp"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -273,31 +275,29 @@ func (e *Engine) Backup(ctx context.Context, container, id string, src Source, p
 	return m, nil
 }
 
-// run feeds the chunks of v, read in one sequential pass, to preparers
-// that check, hash and compress them (one per CPU at most: that work is
-// CPU-bound) and hand them to Workers storers: the stores go on, Workers
-// at once, while the next chunks are read and prepared. The first failure
-// stops the reader and the chunks not begun, but does not cut off the Puts
-// under way: a request the client gives up on may still complete on the
-// server (an S3 PUT whose body was sent is committed), after Backup's
-// cleanup has listed the backup's objects, leaving one behind. So they
-// finish or fail on their own (the store bounds each request) and, when
-// run returns, no Put of this backup is in flight. The caller's ctx still
-// cuts them off.
+// run reads the chunks of v and hands them to preparers that check, hash
+// and compress them (one per CPU at most: that work is CPU-bound), which
+// hand them to Workers storers: the stores go on, Workers at once, while
+// the next chunks are read and prepared. A volume whose reads may run in
+// parallel (driver.ParallelReader) is read by the preparers themselves,
+// each its own chunks: an incremental backup of a volume that changed
+// little is a pass of reading and hashing, and both halve with two
+// cores. Any other volume is read in one sequential pass, its read-ahead
+// kept whole. The first failure stops the reading and the chunks not
+// begun, but does not cut off the Puts under way: a request the client
+// gives up on may still complete on the server (an S3 PUT whose body was
+// sent is committed), after Backup's cleanup has listed the backup's
+// objects, leaving one behind. So they finish or fail on their own (the
+// store bounds each request) and, when run returns, no Put of this backup
+// is in flight. The caller's ctx still cuts them off.
 func (e *Engine) run(ctx context.Context, v driver.Volume, ext []driver.Extent, m *Manifest, parent *Manifest, progress Progress) error {
 	stop, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	jobs := make(chan job, 1)
 	ready := make(chan job)
 	var once sync.Once
 	var first error
 	fail := func(err error) {
 		once.Do(func() { first = err; cancel(err) })
-	}
-	release := func(j job) {
-		if j.buf != nil {
-			e.bufs.Put(j.buf)
-		}
 	}
 	var storers, preparers sync.WaitGroup
 	for range e.o.Workers {
@@ -315,45 +315,59 @@ func (e *Engine) run(ctx context.Context, v driver.Volume, ext []driver.Extent, 
 						progress(c.Length)
 					}
 				}
-				release(j)
-			}
-		})
-	}
-	for range min(e.o.Workers, runtime.GOMAXPROCS(0)) {
-		preparers.Go(func() {
-			for j := range jobs {
-				if stop.Err() == nil {
-					j.obj = e.prepareChunk(m, parent, j)
+				if j.buf != nil {
+					e.bufs.Put(j.buf)
 				}
-				ready <- j // the storer releases its buffer
 			}
 		})
 	}
-	// The reader: one sequential pass over the extents.
-	ei := 0
-	for i := range m.Chunks {
-		off := int64(i) * m.ChunkSize
-		length := min(m.ChunkSize, m.Size-off)
-		m.Chunks[i] = Chunk{Offset: off, Length: length}
-		if stop.Err() != nil {
-			break
+	// read reads chunk i, or fails the backup and reports false.
+	read := func(i int) (job, bool) {
+		j, err := e.readChunk(v, ext, m, i)
+		if err != nil {
+			fail(err)
 		}
-		for ei < len(ext) && ext[ei].Offset+ext[ei].Length <= off {
-			ei++
+		return j, err == nil
+	}
+	prepare := func(j job) {
+		if stop.Err() == nil {
+			j.obj = e.prepareChunk(m, parent, j)
 		}
-		j := job{idx: i}
-		if ei < len(ext) && ext[ei].Offset < off+length {
-			j.buf = e.bufs.Get().(*[]byte)
-			j.data = (*j.buf)[:length]
-			if err := readRanges(v, ext[ei:], off, j.data); err != nil {
-				e.bufs.Put(j.buf)
-				fail(fmt.Errorf("reading volume at %d: %w", off, err))
+		ready <- j // the storer releases its buffer
+	}
+	n := len(m.Chunks)
+	procs := min(e.o.Workers, runtime.GOMAXPROCS(0))
+	if _, ok := v.(driver.ParallelReader); ok {
+		var next atomic.Int64
+		for range procs {
+			preparers.Go(func() {
+				for i := int(next.Add(1) - 1); i < n && stop.Err() == nil; i = int(next.Add(1) - 1) {
+					j, ok := read(i)
+					if !ok {
+						return
+					}
+					prepare(j)
+				}
+			})
+		}
+	} else {
+		jobs := make(chan job, 1)
+		for range procs {
+			preparers.Go(func() {
+				for j := range jobs {
+					prepare(j)
+				}
+			})
+		}
+		for i := 0; i < n && stop.Err() == nil; i++ {
+			j, ok := read(i)
+			if !ok {
 				break
 			}
+			jobs <- j
 		}
-		jobs <- j
+		close(jobs)
 	}
-	close(jobs)
 	preparers.Wait()
 	close(ready)
 	storers.Wait()
@@ -361,6 +375,26 @@ func (e *Engine) run(ctx context.Context, v driver.Volume, ext []driver.Extent, 
 		return first
 	}
 	return context.Cause(stop)
+}
+
+// readChunk records chunk i's range in m and reads it, into a buffer of
+// the pool, unless it lies wholly in a hole (job.buf nil). ext is sorted.
+func (e *Engine) readChunk(v driver.Volume, ext []driver.Extent, m *Manifest, i int) (job, error) {
+	off := int64(i) * m.ChunkSize
+	length := min(m.ChunkSize, m.Size-off)
+	m.Chunks[i] = Chunk{Offset: off, Length: length}
+	j := job{idx: i}
+	ei := sort.Search(len(ext), func(k int) bool { return ext[k].Offset+ext[k].Length > off })
+	if ei == len(ext) || ext[ei].Offset >= off+length {
+		return j, nil
+	}
+	j.buf = e.bufs.Get().(*[]byte)
+	j.data = (*j.buf)[:length]
+	if err := readRanges(v, ext[ei:], off, j.data); err != nil {
+		e.bufs.Put(j.buf)
+		return job{}, fmt.Errorf("reading volume at %d: %w", off, err)
+	}
+	return j, nil
 }
 
 // readRanges fills p, the volume's bytes at off, reading only the parts

@@ -118,6 +118,16 @@ type Granular interface {
 	Granularity() int64
 }
 
+// ParallelReader is implemented by volumes whose ReadAt serves several
+// goroutines at once, at scattered offsets, as well as one goroutine
+// reading in order (a file's pread): a reader of the whole volume may then
+// split it between goroutines. A volume that reads ahead for one
+// sequential reader (an RBD image) does not implement it: readers at
+// several places would defeat its read-ahead.
+type ParallelReader interface {
+	ReadsInParallel()
+}
+
 // Extent is a byte range [Offset, Offset+Length).
 type Extent struct {
 	Offset, Length int64

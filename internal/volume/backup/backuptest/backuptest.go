@@ -37,10 +37,11 @@ const (
 // Run runs the suite; newStore returns a fresh store with no objects.
 func Run(t *testing.T, newStore func(t *testing.T) backup.Store) {
 	t.Helper()
-	tests := []struct {
+	type storeTest struct {
 		name string
 		fn   func(t *testing.T, s backup.Store)
-	}{
+	}
+	tests := []storeTest{
 		{"PutGetRoundTrip", testPutGet},
 		{"EmptyObject", testEmptyObject},
 		{"Replace", testReplace},
@@ -49,20 +50,43 @@ func Run(t *testing.T, newStore func(t *testing.T) backup.Store) {
 		{"ListPrefix", testListPrefix},
 		{"CanceledPut", testCanceledPut},
 		{"Concurrent", testConcurrent},
-		{"BackupRestore", testBackupRestore},
-		{"ZeroChunksNotStored", testZeroChunks},
-		{"HolesNotRead", testHolesNotRead},
-		{"Incremental", testIncremental},
 		{"CorruptChunkDetected", testCorrupt},
 		{"FailedBackupLeavesNothing", testFailedBackup},
 		{"DeleteBackup", testDelete},
 		{"RawChunks", testRawChunks},
 		{"Version1Manifest", testVersion1Manifest},
 	}
+	// The tests of reading a volume run twice: the engine reads a volume
+	// in one sequential pass, or, when its reads may run in parallel
+	// (driver.ParallelReader), from several goroutines.
+	reading := []struct {
+		name string
+		fn   func(t *testing.T, s backup.Store, open func(*MemVolume) driver.Volume)
+	}{
+		{"BackupRestore", testBackupRestore},
+		{"ZeroChunksNotStored", testZeroChunks},
+		{"HolesNotRead", testHolesNotRead},
+		{"Incremental", testIncremental},
+	}
+	for _, tc := range reading {
+		tests = append(tests,
+			storeTest{tc.name, func(t *testing.T, s backup.Store) { tc.fn(t, s, sequential) }},
+			storeTest{tc.name + "ParallelReads", func(t *testing.T, s backup.Store) { tc.fn(t, s, parallel) }})
+	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
 	}
 }
+
+// sequential and parallel present a MemVolume to the engine as a volume
+// read in order or as one whose reads may run in parallel.
+func sequential(v *MemVolume) driver.Volume { return v }
+func parallel(v *MemVolume) driver.Volume   { return parallelVolume{v} }
+
+// parallelVolume is a MemVolume that implements driver.ParallelReader.
+type parallelVolume struct{ *MemVolume }
+
+func (parallelVolume) ReadsInParallel() {}
 
 // Random returns n pseudo-random bytes from seed.
 func Random(n int, seed uint64) []byte {
@@ -267,12 +291,12 @@ func Compressible(n int, seed uint64) []byte {
 	return b[:n]
 }
 
-func testBackupRestore(t *testing.T, s backup.Store) {
+func testBackupRestore(t *testing.T, s backup.Store, open func(*MemVolume) driver.Volume) {
 	e := engine(t, s)
 	ctx := context.Background()
 	data := volumeData()
 	var done atomic.Int64
-	m, err := e.Backup(ctx, "c", "full", backup.Source{Volume: &MemVolume{Data: data}, VolumeID: "vol"}, func(n int64) { done.Add(n) })
+	m, err := e.Backup(ctx, "c", "full", backup.Source{Volume: open(&MemVolume{Data: data}), VolumeID: "vol"}, func(n int64) { done.Add(n) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,12 +317,12 @@ func testBackupRestore(t *testing.T, s backup.Store) {
 	}
 }
 
-func testZeroChunks(t *testing.T, s backup.Store) {
+func testZeroChunks(t *testing.T, s backup.Store, open func(*MemVolume) driver.Volume) {
 	e := engine(t, s)
 	ctx := context.Background()
 	data := make([]byte, 8*chunkSize)
 	copy(data[5*chunkSize:], Random(100, 3))
-	m, err := e.Backup(ctx, "c", "zeros", backup.Source{Volume: &MemVolume{Data: data}, VolumeID: "vol"}, nil)
+	m, err := e.Backup(ctx, "c", "zeros", backup.Source{Volume: open(&MemVolume{Data: data}), VolumeID: "vol"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,12 +344,12 @@ func testZeroChunks(t *testing.T, s backup.Store) {
 	}
 }
 
-func testHolesNotRead(t *testing.T, s backup.Store) {
+func testHolesNotRead(t *testing.T, s backup.Store, open func(*MemVolume) driver.Volume) {
 	e := engine(t, s)
 	data := make([]byte, 64*chunkSize)
 	copy(data[10*chunkSize+100:], Random(chunkSize, 4))
 	v := &MemVolume{Data: data, Ext: []driver.Extent{{Offset: 10 * chunkSize, Length: 2 * chunkSize}}}
-	m, err := e.Backup(context.Background(), "c", "holes", backup.Source{Volume: v, VolumeID: "vol"}, nil)
+	m, err := e.Backup(context.Background(), "c", "holes", backup.Source{Volume: open(v), VolumeID: "vol"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,18 +362,18 @@ func testHolesNotRead(t *testing.T, s backup.Store) {
 	}
 }
 
-func testIncremental(t *testing.T, s backup.Store) {
+func testIncremental(t *testing.T, s backup.Store, open func(*MemVolume) driver.Volume) {
 	e := engine(t, s)
 	ctx := context.Background()
 	data := volumeData()
-	full, err := e.Backup(ctx, "c", "base", backup.Source{Volume: &MemVolume{Data: data}, VolumeID: "vol"}, nil)
+	full, err := e.Backup(ctx, "c", "base", backup.Source{Volume: open(&MemVolume{Data: data}), VolumeID: "vol"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	changed := slices.Clone(data)
 	copy(changed[4*chunkSize+10:], []byte("changed"))
 	copy(changed[2*chunkSize:], []byte("no longer zero"))
-	inc, err := e.Backup(ctx, "c", "inc", backup.Source{Volume: &MemVolume{Data: changed}, VolumeID: "vol", Parent: full}, nil)
+	inc, err := e.Backup(ctx, "c", "inc", backup.Source{Volume: open(&MemVolume{Data: changed}), VolumeID: "vol", Parent: full}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -484,6 +484,9 @@ func (v *volume) ReadAt(p []byte, off int64) (int, error) { return v.f.ReadAt(p,
 func (v *volume) Close() error                            { return v.f.Close() }
 func (v *volume) Size() int64                             { return v.size }
 
+// ReadsInParallel implements driver.ParallelReader: ReadAt is a pread.
+func (v *volume) ReadsInParallel() {}
+
 // Path implements driver.LocalFile.
 func (v *volume) Path() string { return v.path }
 
