@@ -125,6 +125,12 @@ func TestQuotaSetsAPI(t *testing.T) {
 		wantError(t, "member class", e.Do("member", "GET", cls, nil), 403, "Policy doesn't allow volume_extension:quota_classes:get to be performed.")
 		wantError(t, "bad class key", e.Do("admin", "PUT", cls, map[string]any{"quota_class_set": map[string]any{"nope": 1}}), 400,
 			"Invalid input received: Bad key(s) in quota class set: nope")
+		// The body is checked before the policy (Cinder's schema runs
+		// first): a member's bad body is 400, a good one 403.
+		wantError(t, "member bad class key", e.Do("member", "PUT", cls, map[string]any{"quota_class_set": map[string]any{"nope": 1}}), 400,
+			"Invalid input received: Bad key(s) in quota class set: nope")
+		wantError(t, "member class update", e.Do("member", "PUT", cls, map[string]any{"quota_class_set": map[string]any{"volumes": 1}}), 403,
+			"Policy doesn't allow volume_extension:quota_classes:update to be performed.")
 		c := e.MustJSON(200, e.Do("admin", "PUT", cls, map[string]any{"quota_class_set": map[string]any{"volumes": 4, "snapshots_gold": 2}}))["quota_class_set"].(map[string]any)
 		if c["volumes"] != float64(4) || c["snapshots_gold"] != float64(2) || c["gigabytes"] != float64(1000) {
 			t.Errorf("class update %v", c)

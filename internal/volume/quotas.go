@@ -291,44 +291,52 @@ func (s *Service) updateQuotaClass(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
+	// The body is checked before the policy, as Cinder's schema is: a
+	// bad body is 400 whoever sends it.
+	names, err := loadQuotaKeys(ctx, s.deps.DB)
+	if err != nil {
+		return err
+	}
+	set, err := parseQuotaClassSet(in, names)
+	if err != nil {
+		return err
+	}
 	if err := enforce(r, "volume_extension:quota_classes:update", ""); err != nil {
 		return err
 	}
 	if len(class) > 255 {
 		return errs.E(errs.Invalid, "Invalid input received: quota_class_name has %d characters, more than 255.", len(class))
 	}
-	err = s.deps.DB.InTx(ctx, func(tx *db.Tx) error {
-		names, err := loadQuotaKeys(ctx, tx)
-		if err != nil {
-			return err
-		}
-		set, bad := map[string]int64{}, []string{}
-		for _, k := range sortedKeys(in) {
-			key, ok := names.parse(k)
-			if !ok {
-				bad = append(bad, k)
-				continue
-			}
-			// The class schema: an integer, or a string of digits.
-			n, err := parseQuotaValue(k, in[k])
-			if _, isStr := in[k].(string); err != nil || isStr && n < 0 {
-				return invalidInput(fmt.Sprintf("quota_class_set/%s", k), in[k], "%s is not valid under any of the given schemas", pyRepr(in[k], true))
-			}
-			set[key] = n
-		}
-		if len(bad) > 0 {
-			return errs.E(errs.Invalid, "Invalid input received: Bad key(s) in quota class set: %s", strings.Join(bad, ", "))
-		}
-		return setLimits(ctx, tx, true, class, set)
-	})
+	if err := s.deps.DB.InTx(ctx, func(tx *db.Tx) error { return setLimits(ctx, tx, true, class, set) }); err != nil {
+		return err
+	}
+	out, err := s.classSet(r, class)
 	if err != nil {
 		return err
 	}
-	set, err := s.classSet(r, class)
-	if err != nil {
-		return err
+	return reply(w, http.StatusOK, map[string]any{"quota_class_set": out})
+}
+
+// parseQuotaClassSet checks a quota class set as Cinder's schema does: each
+// key a quota (names), each value an integer or a string of digits.
+func parseQuotaClassSet(in map[string]any, names quotaKeys) (map[string]int64, error) {
+	set, bad := map[string]int64{}, []string{}
+	for _, k := range sortedKeys(in) {
+		key, ok := names.parse(k)
+		if !ok {
+			bad = append(bad, k)
+			continue
+		}
+		n, err := parseQuotaValue(k, in[k])
+		if _, isStr := in[k].(string); err != nil || isStr && n < 0 {
+			return nil, invalidInput(fmt.Sprintf("quota_class_set/%s", k), in[k], "%s is not valid under any of the given schemas", pyRepr(in[k], true))
+		}
+		set[key] = n
 	}
-	return reply(w, http.StatusOK, map[string]any{"quota_class_set": set})
+	if len(bad) > 0 {
+		return nil, errs.E(errs.Invalid, "Invalid input received: Bad key(s) in quota class set: %s", strings.Join(bad, ", "))
+	}
+	return set, nil
 }
 
 // limitNames are the absolute limits of GET /limits, by quota key, and

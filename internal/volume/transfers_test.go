@@ -307,3 +307,43 @@ func TestTransferList(t *testing.T) {
 		e.Must(404, e.Do("member", "GET", "/v3/"+projA+"/volume-transfers?marker="+other[0], nil, mv("3.59")...))
 	})
 }
+
+// TestTransferAcceptCrossing accepts two transfers at once that cross:
+// projA's volume to projB and projB's to projA. Each accept charges both
+// projects' quotas; both must succeed, on PostgreSQL too, where two
+// transactions that lock the same usage rows in different orders
+// deadlock and one is aborted.
+func TestTransferAcceptCrossing(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d)
+		for round := range 8 {
+			va := e.createVolume("member", projA, map[string]any{"name": "a"}, "available")["id"].(string)
+			vb := e.createVolume("memberB", projB, map[string]any{"name": "b"}, "available")["id"].(string)
+			if round%2 == 1 { // the snapshots go with the volumes
+				e.createSnapshot("member", projA, va, nil, "available")
+				e.createSnapshot("memberB", projB, vb, nil, "available")
+			}
+			offer := func(token, project, vol string) (string, string) {
+				r := e.Do(token, "POST", "/v3/"+project+"/volume-transfers", map[string]any{"transfer": map[string]any{"volume_id": vol}}, mv("3.55")...)
+				tr := e.MustJSON(202, r)["transfer"].(map[string]any)
+				return tr["id"].(string), tr["auth_key"].(string)
+			}
+			ida, keya := offer("member", projA, va)
+			idb, keyb := offer("memberB", projB, vb)
+			var wg sync.WaitGroup
+			res := make([]apitest.Resp, 2)
+			for i, a := range []struct{ token, project, id, key string }{{"memberB", projB, ida, keya}, {"member", projA, idb, keyb}} {
+				wg.Go(func() {
+					res[i] = e.Do(a.token, "POST", "/v3/"+a.project+"/volume-transfers/"+a.id+"/accept",
+						map[string]any{"accept": map[string]any{"auth_key": a.key}}, mv("3.55")...)
+				})
+			}
+			wg.Wait()
+			for i, r := range res {
+				if r.Code != 202 {
+					t.Fatalf("round %d: accept %d: %d %s", round, i, r.Code, r.Body)
+				}
+			}
+		}
+	})
+}
