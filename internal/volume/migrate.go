@@ -49,6 +49,18 @@ type migratePayload struct {
 	// NewTypeID is the type a retype gives the volume when it has moved.
 	NewTypeID   string `json:"new_type_id,omitempty"`
 	Multiattach bool   `json:"multiattach,omitempty"`
+	// Reserved is what the retype reserved of the new type's quota when
+	// it began (startMove): the move takes it into use or gives it back,
+	// in the transaction that ends the task. Nil for a plain migration
+	// (and for a task recorded before moves reserved).
+	Reserved *moveReservation `json:"reserved,omitempty"`
+}
+
+// moveReservation is a retype's reservation of its new type's per-type
+// quota: one volume of Size GiB in Project.
+type moveReservation struct {
+	Project string `json:"project"`
+	Size    int64  `json:"size"`
 }
 
 // registerMigrate tells the task runner how to run and give up moves.
@@ -210,7 +222,7 @@ func (s *Service) startMove(ctx context.Context, m migrationStart, p *migratePay
 			_, err = abortMigration(ctx, tx, m.ID)
 			return err
 		}
-		if err := s.checkMoveQuota(ctx, tx, m.ID, p.NewTypeID); err != nil {
+		if err := s.reserveMove(ctx, tx, m.ID, p); err != nil {
 			return err
 		}
 		_, err = s.tasks.Add(ctx, tx, task.Spec{Kind: workMigrate, Subject: m.ID, Payload: *p, RequestID: api.RequestID(ctx)})
@@ -349,7 +361,7 @@ func (s *Service) runMigrate(ctx context.Context, t *task.Task, giveUp bool) err
 		// Gone (an admin's force-delete of a failed move): whatever an
 		// earlier attempt copied is an orphan now.
 		s.dropCopy(ctx, s.backendNamed(p.Target), w.VolumeID)
-		return nil
+		return s.settle(ctx, w, nil, func(tx *db.Tx) error { return s.releaseMove(ctx, tx, &p) })
 	}
 	if err != nil {
 		return task.Retry(err)
@@ -357,15 +369,16 @@ func (s *Service) runMigrate(ctx context.Context, t *task.Task, giveUp bool) err
 	target := s.backendNamed(p.Target)
 	switch {
 	case !migrating(v):
-		return nil // reset by an admin meanwhile: the move is off
+		// Reset by an admin meanwhile: the move is off.
+		return s.settle(ctx, w, nil, func(tx *db.Tx) error { return s.releaseMove(ctx, tx, &p) })
 	case giveUp || t.Attempt > 1:
 		// An earlier attempt's node died (or lost its lease) mid-move:
 		// what it left on the target cannot be trusted.
-		return s.failMove(ctx, w, v, target, errs.E(errs.Other, "volume migration interrupted"))
+		return s.failMove(ctx, w, v, target, &p, errs.E(errs.Other, "volume migration interrupted"))
 	}
 	source := s.backendOf(v)
 	if source == nil || target == nil || source == target {
-		return s.failMove(ctx, w, v, target, errs.E(errs.Unavailable, "volume migration: backend %q or %q not configured", deref(v.Host), p.Target))
+		return s.failMove(ctx, w, v, target, &p, errs.E(errs.Unavailable, "volume migration: backend %q or %q not configured", deref(v.Host), p.Target))
 	}
 	if _, err := setMigrationStatus(ctx, s.deps.DB, v.ID, migStarting, migMigrating); err != nil {
 		return task.Retry(err)
@@ -377,7 +390,7 @@ func (s *Service) runMigrate(ctx context.Context, t *task.Task, giveUp bool) err
 		if ctx.Err() != nil {
 			return err // stopping or lease lost: the next claim decides
 		}
-		return s.failMove(ctx, w, v, target, err)
+		return s.failMove(ctx, w, v, target, &p, err)
 	}
 	var switched bool
 	err = s.settle(ctx, w, nil, func(tx *db.Tx) error {
@@ -387,6 +400,9 @@ func (s *Service) runMigrate(ctx context.Context, t *task.Task, giveUp bool) err
 		}
 		switched, err = finishMigration(ctx, tx, migrationSwitch{ID: v.ID, Host: target.cfg.Name, AZ: target.az,
 			TypeID: p.NewTypeID, Multiattach: p.Multiattach})
+		if err == nil {
+			err = s.releaseMove(ctx, tx, &p)
+		}
 		if err != nil || !switched || p.NewTypeID == "" {
 			return err
 		}
@@ -406,15 +422,21 @@ func (s *Service) runMigrate(ctx context.Context, t *task.Task, giveUp bool) err
 
 // failMove ends a move as failed: the target's copy is deleted, and the
 // volume, still on its backend, gets its status back with migration_status
-// error, in one transaction with the task's end. Cinder records no user
+// error, and the retype's reservation is given back, in one transaction
+// with the task's end. Cinder records no user
 // message for a failed migration; the migration status is the outcome.
-func (s *Service) failMove(ctx context.Context, w *work, v *vol, target *backend, cause error) error {
+func (s *Service) failMove(ctx context.Context, w *work, v *vol, target *backend, p *migratePayload, cause error) error {
 	if target != nil && deref(v.Host) != target.cfg.Name {
 		if err := target.drv.Delete(context.WithoutCancel(ctx), v.ID); err != nil && errs.KindOf(err) != errs.NotFound {
 			return task.Retry(err) // keep the move open until the target is clean
 		}
 	}
-	if err := s.settle(ctx, w, cause, func(tx *db.Tx) error { _, err := abortMigration(ctx, tx, v.ID); return err }); err != nil {
+	if err := s.settle(ctx, w, cause, func(tx *db.Tx) error {
+		if _, err := abortMigration(ctx, tx, v.ID); err != nil {
+			return err
+		}
+		return s.releaseMove(ctx, tx, p)
+	}); err != nil {
 		return err
 	}
 	return cause

@@ -468,24 +468,37 @@ func (s *Service) retypeInPlace(ctx context.Context, id string, t *volType) (boo
 	return changed && err == nil, err
 }
 
-// checkMoveQuota refuses, with Cinder's 413, a retype that moves volume id
-// to type typeID ("" for a migration: nothing to check) when the new
-// type's quota has no room for it. The usage moves when the data has
-// moved (runMigrate); here it is charged and given back in tx, which
-// checks the limits and locks the usage rows until tx ends.
-func (s *Service) checkMoveQuota(ctx context.Context, tx *db.Tx, id, typeID string) error {
-	if typeID == "" {
+// reserveMove reserves, for a retype that moves volume id to p.NewTypeID
+// (none for a migration), the new type's per-type usage of the volume, in
+// tx, refusing with Cinder's 413 when the type's quota has no room for
+// it; p.Reserved records it for the task. The move takes it into use when
+// the data has moved (runMigrate) or gives it back when it does not, so
+// two retypes at once cannot both pass a limit with room for one.
+func (s *Service) reserveMove(ctx context.Context, tx *db.Tx, id string, p *migratePayload) error {
+	if p.NewTypeID == "" {
 		return nil
 	}
 	cur, err := getVolumeRow(ctx, tx, id)
 	if err != nil {
 		return err
 	}
-	ch := retypeCharge(cur, nil, typeID)
-	if err := s.charge(ctx, tx, opVolume, false, ch...); err != nil {
-		return err
+	p.Reserved = &moveReservation{Project: cur.ProjectID, Size: cur.Size}
+	return s.charge(ctx, tx, opVolume, true, p.Reserved.changes(p.NewTypeID)...)
+}
+
+// releaseMove gives back what a move reserved (reserveMove), in the
+// transaction that ends its task; the move's usage, when it switched, is
+// charged apart.
+func (s *Service) releaseMove(ctx context.Context, tx *db.Tx, p *migratePayload) error {
+	if p.Reserved == nil {
+		return nil
 	}
-	return s.charge(ctx, tx, opCommit, false, negated(ch)...)
+	return s.charge(ctx, tx, opCommit, true, negated(p.Reserved.changes(p.NewTypeID))...)
+}
+
+// changes are the reservation's usage of typeID's per-type quota.
+func (r *moveReservation) changes(typeID string) []quotaChange {
+	return []quotaChange{{r.Project, typeKey("volumes", typeID), 1}, {r.Project, typeKey("gigabytes", typeID), r.Size}}
 }
 
 // chargeNewVolume checks a new volume against per_volume_gigabytes and

@@ -12,6 +12,7 @@ import (
 	"github.com/ashlar-dev/ashlar/internal/apitest"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/db/dbtest"
+	"github.com/ashlar-dev/ashlar/internal/errs"
 )
 
 // quotaPath is the os-quota-sets path of target, as project's caller.
@@ -432,6 +433,57 @@ func TestQuotaRetypeMigration(t *testing.T) {
 		}
 		checkUsage(t, tb.env, projA)
 	})
+}
+
+// TestQuotaRetypeMigrationReserved: a retype that moves the volume
+// reserves the new type's quota while the data moves, so a second retype
+// that the limit has no room for is refused at once (413); the move that
+// ends takes the reservation into use, and one that fails gives it back.
+func TestQuotaRetypeMigrationReserved(t *testing.T) {
+	retype := map[string]any{"os-retype": map[string]any{"new_type": "on-remote", "migration_policy": "on-demand"}}
+	for name, fail := range map[string]error{"moved": nil, "failed": errs.E(errs.Unavailable, "target failed")} {
+		t.Run(name, func(t *testing.T) {
+			dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+				var g *gate
+				tb := newTwoBackends(t, d, gateRemote(&g, fail))
+				v1 := tb.createVolume("member", projA, map[string]any{"size": 2, "volume_type": "on-local"}, "available")["id"].(string)
+				v2 := tb.createVolume("member", projA, map[string]any{"size": 1, "volume_type": "on-local"}, "available")["id"].(string)
+				tb.setQuota(projA, map[string]any{"volumes_on-remote": 1})
+				tb.Must(202, tb.volAction("member", projA, v1, retype))
+				g.wait(t)
+				u := tb.usage(projA)
+				if reserved(u, "volumes_on-remote") != 1 || reserved(u, "gigabytes_on-remote") != 2 || inUse(u, "volumes_on-remote") != 0 {
+					t.Errorf("fail=%v: mid-move usage %v %v", fail, u["volumes_on-remote"], u["gigabytes_on-remote"])
+				}
+				wantErrorPart(t, tb.volAction("member", projA, v2, retype), 413, "volumes_on-remote")
+				close(g.release)
+				want, wantType := "success", "on-remote"
+				if fail != nil {
+					want, wantType = "error", "on-local"
+				}
+				if got := tb.waitMigration(v1, want); got["volume_type"] != wantType {
+					t.Errorf("fail=%v: after the move %v", fail, got["volume_type"])
+				}
+				waitTasksDone(t, d)
+				u = tb.usage(projA)
+				wantUse := 1.0
+				if fail != nil {
+					wantUse = 0
+				}
+				if reserved(u, "volumes_on-remote") != 0 || reserved(u, "gigabytes_on-remote") != 0 || inUse(u, "volumes_on-remote") != wantUse {
+					t.Errorf("fail=%v: after the move %v %v", fail, u["volumes_on-remote"], u["gigabytes_on-remote"])
+				}
+				checkUsage(t, tb.env, projA)
+			})
+		})
+	}
+}
+
+// reserved is the reserved count of key in a quota set shown with usage.
+func reserved(set map[string]any, key string) float64 {
+	u, _ := set[key].(map[string]any)
+	f, _ := u["reserved"].(float64)
+	return f
 }
 
 // TestQuotaKeys: keys as quota sets show them and as they are stored.
