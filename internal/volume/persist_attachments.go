@@ -75,13 +75,21 @@ func jsonOrNil(m map[string]any) (any, error) {
 	return string(b), err
 }
 
+// attachmentJSON is an attachment's connector and connection_info columns
+// (jsonOrNil).
+func attachmentJSON(a *attachment) (connector, info any, err error) {
+	if connector, err = jsonOrNil(a.Connector); err != nil {
+		return nil, nil, err
+	}
+	if info, err = jsonOrNil(a.ConnectionInfo); err != nil {
+		return nil, nil, err
+	}
+	return connector, info, nil
+}
+
 // insertAttachment records a new attachment.
 func insertAttachment(ctx context.Context, tx *db.Tx, a *attachment) error {
-	connector, err := jsonOrNil(a.Connector)
-	if err != nil {
-		return err
-	}
-	info, err := jsonOrNil(a.ConnectionInfo)
+	connector, info, err := attachmentJSON(a)
 	if err != nil {
 		return err
 	}
@@ -95,11 +103,7 @@ func insertAttachment(ctx context.Context, tx *db.Tx, a *attachment) error {
 
 // saveAttachment writes an attachment's mutable fields back.
 func saveAttachment(ctx context.Context, q db.Querier, a *attachment) error {
-	connector, err := jsonOrNil(a.Connector)
-	if err != nil {
-		return err
-	}
-	info, err := jsonOrNil(a.ConnectionInfo)
+	connector, info, err := attachmentJSON(a)
 	if err != nil {
 		return err
 	}

@@ -114,23 +114,26 @@ func countGroups(ctx context.Context, q db.Querier, into map[string]int64, prefi
 // countVolumes recounts a project's volumes and their gigabytes from the
 // rows, in total and per type.
 func countVolumes(ctx context.Context, q db.Querier, project string) (map[string]int64, error) {
-	out := map[string]int64{"volumes": 0}
-	if err := countGroups(ctx, q, out, "volumes", `SELECT type_id, COUNT(*) FROM volumes WHERE project_id = ? GROUP BY type_id`, project); err != nil {
-		return nil, err
-	}
-	err := countGroups(ctx, q, out, "gigabytes", `SELECT type_id, COALESCE(SUM(size), 0) FROM volumes WHERE project_id = ? GROUP BY type_id`, project)
-	return out, err
+	return countTypedRows(ctx, q, project, "volumes", "type_id", "size")
 }
 
 // countSnapshots recounts a project's snapshots and their gigabytes (the
 // size of the volume when snapshotted, as Cinder counts them) from the
 // rows, in total and per type.
 func countSnapshots(ctx context.Context, q db.Querier, project string) (map[string]int64, error) {
-	out := map[string]int64{"snapshots": 0}
-	if err := countGroups(ctx, q, out, "snapshots", `SELECT volume_type_id, COUNT(*) FROM snapshots WHERE project_id = ? GROUP BY volume_type_id`, project); err != nil {
+	return countTypedRows(ctx, q, project, "snapshots", "volume_type_id", "volume_size")
+}
+
+// countTypedRows recounts a project's rows of table (under the key table)
+// and the gigabytes in their column size, in total and per type (column
+// typeCol). The names are the callers' constants, never input.
+func countTypedRows(ctx context.Context, q db.Querier, project, table, typeCol, size string) (map[string]int64, error) {
+	out := map[string]int64{table: 0}
+	where := ` FROM ` + table + ` WHERE project_id = ? GROUP BY ` + typeCol
+	if err := countGroups(ctx, q, out, table, `SELECT `+typeCol+`, COUNT(*)`+where, project); err != nil {
 		return nil, err
 	}
-	err := countGroups(ctx, q, out, "gigabytes", `SELECT volume_type_id, COALESCE(SUM(volume_size), 0) FROM snapshots WHERE project_id = ? GROUP BY volume_type_id`, project)
+	err := countGroups(ctx, q, out, "gigabytes", `SELECT `+typeCol+`, COALESCE(SUM(`+size+`), 0)`+where, project)
 	return out, err
 }
 

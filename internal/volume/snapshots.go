@@ -37,13 +37,7 @@ func (s *Service) snapshotRoutes(m *api.Mux, p string) {
 	m.Handle("PUT "+p+"/snapshots/{snapshot_id}", handler(s.updateSnapshot))
 	m.Handle("DELETE "+p+"/snapshots/{snapshot_id}", handler(s.deleteSnapshot))
 	m.Handle("POST "+p+"/snapshots/{snapshot_id}/action", handler(s.snapshotAction))
-	md := snapshotMetadata(s)
-	m.Handle("GET "+p+"/snapshots/{snapshot_id}/metadata", handler(md.show))
-	m.Handle("POST "+p+"/snapshots/{snapshot_id}/metadata", handler(md.create))
-	m.Handle("PUT "+p+"/snapshots/{snapshot_id}/metadata", handler(md.replace))
-	m.Handle("GET "+p+"/snapshots/{snapshot_id}/metadata/{key}", handler(md.showItem))
-	m.Handle("PUT "+p+"/snapshots/{snapshot_id}/metadata/{key}", handler(md.updateItem))
-	m.Handle("DELETE "+p+"/snapshots/{snapshot_id}/metadata/{key}", handler(md.deleteItem))
+	snapshotMetadata(s).routes(m, p+"/snapshots/{snapshot_id}")
 }
 
 // snapshotFor loads the request's snapshot: another project's snapshot is
