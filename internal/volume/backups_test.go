@@ -147,11 +147,7 @@ func TestBackupLifecycle(t *testing.T) {
 		}
 
 		// An incremental backup after a change: only the changed chunk.
-		p, _ := be.drv["local"].(interface{ Path(string) (string, error) }).Path(vid)
-		f, err := os.OpenFile(p, os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
+		f := openVolumeFile(t, be.drv["local"], vid)
 		if _, err := f.WriteAt([]byte("changed!"), 100); err != nil {
 			t.Fatal(err)
 		}
