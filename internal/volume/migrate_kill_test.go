@@ -34,12 +34,16 @@ type killSetup struct {
 }
 
 // killTest is a test that kills a process mid-work: in that child
-// process (env holds its spec) it runs child; in the parent, test runs
-// on every engine with a fresh killSetup and its database.
-func killTest(t *testing.T, env string, child func(t *testing.T, spec string), test func(t *testing.T, k *killSetup, d *db.DB)) {
+// process (env holds its spec) child starts the work on the killSetup and
+// database of the spec, and the process waits to be killed; in the
+// parent, test runs on every engine with a fresh killSetup and its
+// database.
+func killTest(t *testing.T, env string, child func(t *testing.T, k killSetup, d *db.DB), test func(t *testing.T, k *killSetup, d *db.DB)) {
 	if spec := os.Getenv(env); spec != "" {
-		child(t, spec)
-		return
+		k, d := childSetup(t, spec)
+		child(t, k, d)
+		time.Sleep(10 * time.Minute) // the parent kills us long before
+		t.Fatal("not killed")
 	}
 	for _, engine := range dbtest.Engines {
 		t.Run(engine, func(t *testing.T) {
@@ -195,13 +199,10 @@ func (s *slowReader) Read(p []byte) (int, error) {
 }
 
 // migrateInChild is the child's side: it starts the move of the volume to
-// the remote backend through a slow copy and waits to be killed.
-func migrateInChild(t *testing.T, spec string) {
-	k, d := childSetup(t, spec)
+// the remote backend through a slow copy.
+func migrateInChild(t *testing.T, k killSetup, d *db.DB) {
 	tb := k.start(t, d, func(drv driver.Driver) driver.Driver { return slowCopy{Driver: drv, marker: k.marker()} })
 	tb.Must(202, tb.action("member", k.Volume, map[string]any{"os-retype": map[string]any{"new_type": "on-remote", "migration_policy": "on-demand"}}))
-	time.Sleep(10 * time.Minute) // the parent kills us long before
-	t.Fatal("not killed")
 }
 
 func TestMigrationKilledMidCopy(t *testing.T) {
