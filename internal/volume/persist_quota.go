@@ -32,17 +32,10 @@ func addUsage(ctx context.Context, tx *db.Tx, project, resource string, inUse, r
 
 // projectUsages is every usage recorded for project, by resource key.
 func projectUsages(ctx context.Context, q db.Querier, project string) (map[string]quotaUsage, error) {
-	out := map[string]quotaUsage{}
-	err := db.EachRow(ctx, q, func(r db.Row) error {
-		var k string
-		var u quotaUsage
-		if err := r.Scan(&k, &u.InUse, &u.Reserved); err != nil {
-			return err
-		}
-		out[k] = u
-		return nil
+	return db.QueryMap(ctx, q, func(r db.Row) (k string, u quotaUsage, err error) {
+		err = r.Scan(&k, &u.InUse, &u.Reserved)
+		return k, u, err
 	}, `SELECT resource, in_use, reserved FROM quota_usages WHERE project_id = ?`, project)
-	return out, err
 }
 
 // limitsOf reads a set of limits: a project's (table quotas) or a quota
@@ -52,17 +45,7 @@ func limitsOf(ctx context.Context, q db.Querier, class bool, owner string) (map[
 	if class {
 		query = `SELECT resource, hard_limit FROM quota_classes WHERE class_name = ?`
 	}
-	out := map[string]int64{}
-	err := db.EachRow(ctx, q, func(r db.Row) error {
-		var k string
-		var n int64
-		if err := r.Scan(&k, &n); err != nil {
-			return err
-		}
-		out[k] = n
-		return nil
-	}, query, owner)
-	return out, err
+	return db.QueryMap(ctx, q, db.Pair[string, int64], query, owner)
 }
 
 // setLimits writes limits of a project or a quota class, in tx.
@@ -139,14 +122,5 @@ func countTypedRows(ctx context.Context, q db.Querier, project, table, typeCol, 
 
 // typeNames maps every volume type's id to its name, for the per-type keys.
 func typeNames(ctx context.Context, q db.Querier) (map[string]string, error) {
-	out := map[string]string{}
-	err := db.EachRow(ctx, q, func(r db.Row) error {
-		var id, name string
-		if err := r.Scan(&id, &name); err != nil {
-			return err
-		}
-		out[id] = name
-		return nil
-	}, `SELECT id, name FROM volume_types`)
-	return out, err
+	return db.QueryMap(ctx, q, db.Pair[string, string], `SELECT id, name FROM volume_types`)
 }
