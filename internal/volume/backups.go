@@ -690,7 +690,7 @@ func (s *Service) backupList(w http.ResponseWriter, r *http.Request, detail bool
 					return err
 				}
 			}
-			return loadKVSets(ctx, q, rows, setBackupMetadata)
+			return loadBackupKVs(ctx, q, rows)
 		})
 	if err != nil {
 		return err

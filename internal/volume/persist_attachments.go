@@ -59,11 +59,7 @@ func attachmentNotFound(id string) error {
 
 // getAttachment loads an attachment by id without access checks.
 func getAttachment(ctx context.Context, q db.Querier, id string) (*attachment, error) {
-	a, err := scanAttachment(q.QueryRowContext(ctx, `SELECT `+attachmentCols+` FROM volume_attachments a WHERE a.id = ?`, id))
-	if db.IsNoRows(err) {
-		return nil, attachmentNotFound(id)
-	}
-	return a, err
+	return rowByID(ctx, q, scanAttachment, attachmentNotFound, `SELECT `+attachmentCols+` FROM volume_attachments a WHERE a.id = ?`, id)
 }
 
 // jsonOrNil is m as JSON text, or NULL for nil.
