@@ -595,21 +595,8 @@ func (s *Service) actBackupResetStatus(w http.ResponseWriter, r *http.Request, a
 }
 
 func (s *Service) actBackupForceDelete(w http.ResponseWriter, r *http.Request, _ any) error {
-	ctx := r.Context()
-	b, err := s.backupFor(ctx, s.deps.DB, r, "backup:get")
-	if err == nil {
-		err = enforce(r, "volume_extension:backup_admin_actions:force_delete", b.ProjectID)
-	}
-	if err == nil {
-		err = enforce(r, "backup:delete", b.ProjectID)
-	}
-	if err != nil {
-		return err
-	}
-	if err := s.beginBackupDelete(ctx, b, true); err != nil {
-		return err
-	}
-	return replyEmpty(w, http.StatusAccepted)
+	return forceDeleteOf(w, r, s.deps.DB, s.backupFor, s.beginBackupDelete,
+		"backup:get", "volume_extension:backup_admin_actions:force_delete", "backup:delete")
 }
 
 // backupListRequest is a validated backup list query.
