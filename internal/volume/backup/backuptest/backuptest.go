@@ -121,6 +121,17 @@ func engine(t *testing.T, s backup.Store) *backup.Engine {
 	return e
 }
 
+// mustBackup backs data up with e as backup id of container c (an
+// incremental one on parent, when not nil), failing the test on an error.
+func mustBackup(t *testing.T, e *backup.Engine, id string, data []byte, parent *backup.Manifest) *backup.Manifest {
+	t.Helper()
+	m, err := e.Backup(context.Background(), "c", id, backup.Source{Volume: &MemVolume{Data: data}, VolumeID: "vol", Parent: parent}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 func restore(t *testing.T, e *backup.Engine, m *backup.Manifest) ([]byte, error) {
 	t.Helper()
 	r := e.Restore(context.Background(), m)
@@ -298,10 +309,7 @@ func testZeroChunks(t *testing.T, s backup.Store) {
 	ctx := context.Background()
 	data := make([]byte, 8*chunkSize)
 	copy(data[5*chunkSize:], Random(100, 3))
-	m, err := e.Backup(ctx, "c", "zeros", backup.Source{Volume: &MemVolume{Data: data}, VolumeID: "vol"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := mustBackup(t, e, "zeros", data, nil)
 	keys, err := s.List(ctx, backup.Prefix("c", "zeros"))
 	if err != nil {
 		t.Fatal(err)
@@ -342,17 +350,11 @@ func testIncremental(t *testing.T, s backup.Store) {
 	e := engine(t, s)
 	ctx := context.Background()
 	data := volumeData()
-	full, err := e.Backup(ctx, "c", "base", backup.Source{Volume: &MemVolume{Data: data}, VolumeID: "vol"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	full := mustBackup(t, e, "base", data, nil)
 	changed := slices.Clone(data)
 	copy(changed[4*chunkSize+10:], []byte("changed"))
 	copy(changed[2*chunkSize:], []byte("no longer zero"))
-	inc, err := e.Backup(ctx, "c", "inc", backup.Source{Volume: &MemVolume{Data: changed}, VolumeID: "vol", Parent: full}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	inc := mustBackup(t, e, "inc", changed, full)
 	keys, err := s.List(ctx, backup.Prefix("c", "inc"))
 	if err != nil {
 		t.Fatal(err)
@@ -380,10 +382,7 @@ func testCorrupt(t *testing.T, s backup.Store) {
 	e := engine(t, s)
 	ctx := context.Background()
 	data := volumeData()
-	m, err := e.Backup(ctx, "c", "corrupt", backup.Source{Volume: &MemVolume{Data: data}, VolumeID: "vol"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := mustBackup(t, e, "corrupt", data, nil)
 	var bad int // the chunk damaged
 	for _, tc := range []struct {
 		name   string
@@ -445,10 +444,7 @@ func testRawChunks(t *testing.T, s backup.Store) {
 	e := engine(t, s)
 	ctx := context.Background()
 	data := volumeData()
-	m, err := e.Backup(ctx, "c", "mixed", backup.Source{Volume: &MemVolume{Data: data}, VolumeID: "vol"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := mustBackup(t, e, "mixed", data, nil)
 	for i, c := range m.Chunks {
 		compressible := i == 7 || i == 8
 		switch {
@@ -471,10 +467,7 @@ func testRawChunks(t *testing.T, s backup.Store) {
 	}
 	changed := slices.Clone(data)
 	copy(changed[8*chunkSize+5:], "changed")
-	inc, err := e.Backup(ctx, "c", "mixed-inc", backup.Source{Volume: &MemVolume{Data: changed}, VolumeID: "vol", Parent: m2}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	inc := mustBackup(t, e, "mixed-inc", changed, m2)
 	if inc.Objects() != 2 || !inc.Chunks[0].Raw || inc.Chunks[0].Object != m2.Chunks[0].Object {
 		t.Errorf("incremental: %d objects, chunk 0 raw %v object %q", inc.Objects(), inc.Chunks[0].Raw, inc.Chunks[0].Object)
 	}
@@ -486,10 +479,7 @@ func testRawChunks(t *testing.T, s backup.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pm, err := plain.Backup(ctx, "c", "plain", backup.Source{Volume: &MemVolume{Data: data}, VolumeID: "vol"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pm := mustBackup(t, plain, "plain", data, nil)
 	if pm.Version != 1 || slices.ContainsFunc(pm.Chunks, func(c backup.Chunk) bool { return c.Raw }) {
 		t.Errorf("uncompressed backup: version %d, raw chunks %v", pm.Version, pm.Chunks)
 	}
@@ -552,10 +542,7 @@ func testVersion1Manifest(t *testing.T, s backup.Store) {
 	}
 	changed := slices.Clone(data)
 	copy(changed[5*chunkSize:], "changed")
-	inc, err := e.Backup(ctx, "c", "old-inc", backup.Source{Volume: &MemVolume{Data: changed}, VolumeID: "vol", Parent: old}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	inc := mustBackup(t, e, "old-inc", changed, old)
 	if inc.Objects() != 2 {
 		t.Errorf("incremental on a version 1 backup stored %d objects, want 2", inc.Objects())
 	}
