@@ -132,6 +132,16 @@ func mustBackup(t *testing.T, e *backup.Engine, id string, data []byte, parent *
 	return m
 }
 
+// wantRestored fails the test unless m restores (with e) to want; what
+// names the backup in the failure.
+func wantRestored(t *testing.T, e *backup.Engine, m *backup.Manifest, want []byte, what string) {
+	t.Helper()
+	got, err := restore(t, e, m)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("restore of %s = %d bytes, %v; want the %d bytes backed up", what, len(got), err, len(want))
+	}
+}
+
 func restore(t *testing.T, e *backup.Engine, m *backup.Manifest) ([]byte, error) {
 	t.Helper()
 	r := e.Restore(context.Background(), m)
@@ -295,10 +305,7 @@ func testBackupRestore(t *testing.T, s backup.Store) {
 	if err != nil || len(m2.Chunks) != 10 || m2.Size != int64(len(data)) {
 		t.Fatalf("Manifest = %+v, %v", m2, err)
 	}
-	got, err := restore(t, e, m2)
-	if err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("restore = %d bytes, %v; want the %d bytes backed up", len(got), err, len(data))
-	}
+	wantRestored(t, e, m2, data, "the backup")
 	if m.Objects() != 10 { // 9 data chunks + manifest
 		t.Errorf("Objects = %d, want 10", m.Objects())
 	}
@@ -322,10 +329,7 @@ func testZeroChunks(t *testing.T, s backup.Store) {
 			t.Errorf("chunk %d: zero = %v", i, c.Zero)
 		}
 	}
-	got, err := restore(t, e, m)
-	if err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("restore = %d bytes, %v", len(got), err)
-	}
+	wantRestored(t, e, m, data, "the backup")
 }
 
 func testHolesNotRead(t *testing.T, s backup.Store) {
@@ -340,10 +344,7 @@ func testHolesNotRead(t *testing.T, s backup.Store) {
 	if v.Read.Load() > 2*chunkSize {
 		t.Errorf("read %d bytes of a volume with %d bytes of extents", v.Read.Load(), 2*chunkSize)
 	}
-	got, err := restore(t, e, m)
-	if err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("restore = %d bytes, %v", len(got), err)
-	}
+	wantRestored(t, e, m, data, "the backup")
 }
 
 func testIncremental(t *testing.T, s backup.Store) {
@@ -365,17 +366,12 @@ func testIncremental(t *testing.T, s backup.Store) {
 	if inc.ParentID != "base" || inc.Objects() != 3 {
 		t.Errorf("incremental: parent %q, objects %d", inc.ParentID, inc.Objects())
 	}
-	got, err := restore(t, e, inc)
-	if err != nil || !bytes.Equal(got, changed) {
-		t.Fatalf("restore of the incremental = %d bytes, %v", len(got), err)
-	}
+	wantRestored(t, e, inc, changed, "the incremental")
 	// Deleting the incremental leaves its parent whole.
 	if err := e.Delete(ctx, "c", "inc"); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := restore(t, e, full); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("restore of the parent after deleting its child = %d bytes, %v", len(got), err)
-	}
+	wantRestored(t, e, full, data, "the parent after deleting its child")
 }
 
 func testCorrupt(t *testing.T, s backup.Store) {
@@ -462,18 +458,14 @@ func testRawChunks(t *testing.T, s backup.Store) {
 	if m2.Version != 2 || !m2.Chunks[0].Raw || m2.Chunks[7].Raw {
 		t.Errorf("manifest read back: version %d, chunk 0 raw %v, chunk 7 raw %v", m2.Version, m2.Chunks[0].Raw, m2.Chunks[7].Raw)
 	}
-	if got, err := restore(t, e, m2); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("restore = %d bytes, %v", len(got), err)
-	}
+	wantRestored(t, e, m2, data, "the backup")
 	changed := slices.Clone(data)
 	copy(changed[8*chunkSize+5:], "changed")
 	inc := mustBackup(t, e, "mixed-inc", changed, m2)
 	if inc.Objects() != 2 || !inc.Chunks[0].Raw || inc.Chunks[0].Object != m2.Chunks[0].Object {
 		t.Errorf("incremental: %d objects, chunk 0 raw %v object %q", inc.Objects(), inc.Chunks[0].Raw, inc.Chunks[0].Object)
 	}
-	if got, err := restore(t, e, inc); err != nil || !bytes.Equal(got, changed) {
-		t.Fatalf("restore of the incremental = %d bytes, %v", len(got), err)
-	}
+	wantRestored(t, e, inc, changed, "the incremental")
 	// Without compression nothing is marked raw: the manifest says it.
 	plain, err := backup.New(s, backup.Options{ChunkSize: chunkSize, Compression: backup.CompressNone})
 	if err != nil {
@@ -537,18 +529,14 @@ func testVersion1Manifest(t *testing.T, s backup.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := restore(t, e, old); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("restore of a version 1 backup = %d bytes, %v", len(got), err)
-	}
+	wantRestored(t, e, old, data, "a version 1 backup")
 	changed := slices.Clone(data)
 	copy(changed[5*chunkSize:], "changed")
 	inc := mustBackup(t, e, "old-inc", changed, old)
 	if inc.Objects() != 2 {
 		t.Errorf("incremental on a version 1 backup stored %d objects, want 2", inc.Objects())
 	}
-	if got, err := restore(t, e, inc); err != nil || !bytes.Equal(got, changed) {
-		t.Fatalf("restore of the incremental = %d bytes, %v", len(got), err)
-	}
+	wantRestored(t, e, inc, changed, "the incremental")
 }
 
 // failingStore fails every Put after the first `after`, as a bucket that
