@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ashlar-dev/ashlar/internal/apitest"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/task"
 )
@@ -18,27 +17,12 @@ func TestStatus(t *testing.T) {
 	ctx := context.Background()
 	// One node running with a task it holds (begun), one queued task, and
 	// a node that died without a word (its row's heartbeat is old).
-	r := task.New(d, task.Options{Address: "http://node-a:9292", Version: "9.9", Services: []string{"image"},
-		Lease: time.Minute})
-	r.Register(task.Kind{Name: "image.upload", Run: func(context.Context, *task.Task) error { return nil }})
-	held, err := r.Begin(ctx, d, task.Spec{Kind: "image.upload", Subject: "img-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Release()
-	held.SetTotal(100 << 20)
-	held.Add(30 << 20)
+	r := heldUpload(t, d, task.Options{Address: "http://node-a:9292", Version: "9.9", Services: []string{"image"},
+		Lease: time.Minute}, task.Spec{Kind: "image.upload", Subject: "img-1"})
 	if _, err := r.Add(ctx, d, task.Spec{Kind: "volume.create", Subject: "vol-1", Host: "http://node-b:9292"}); err != nil {
 		t.Fatal(err)
 	}
-	rctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go r.Run(rctx)
-	apitest.Eventually(t, 5*time.Second, func() bool {
-		nodes, _ := task.Nodes(ctx, d)
-		infos, _ := task.List(ctx, d, "img-1", 1)
-		return len(nodes) == 1 && len(infos) == 1 && infos[0].BytesDone == 30<<20 // progress saved
-	}, nil)
+	runSaved(t, r, d, "img-1")
 	old := db.Timestamp{Time: time.Now().Add(-time.Hour)}
 	if _, err := d.ExecContext(ctx, `INSERT INTO nodes (id, address, started_at, heartbeat_at, alive_until)
 VALUES ('dead-node', 'http://node-b:9292', ?, ?, ?)`, old, old, old); err != nil {

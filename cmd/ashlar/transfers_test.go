@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ashlar-dev/ashlar/internal/apitest"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/task"
 )
@@ -21,15 +20,8 @@ import (
 func TestTransfersAndStores(t *testing.T) {
 	dir, d := stateDB(t)
 	ctx := context.Background()
-	r := task.New(d, task.Options{Lease: time.Minute, ProgressInterval: 50 * time.Millisecond})
-	r.Register(task.Kind{Name: "image.upload", Run: func(context.Context, *task.Task) error { return nil }})
-	running, err := r.Begin(ctx, d, task.Spec{Kind: "image.upload", Subject: "img-1", Store: "fast"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer running.Release()
-	running.SetTotal(100 << 20)
-	running.Add(30 << 20)
+	r := heldUpload(t, d, task.Options{Lease: time.Minute, ProgressInterval: 50 * time.Millisecond},
+		task.Spec{Kind: "image.upload", Subject: "img-1", Store: "fast"})
 	failed, err := r.Begin(ctx, d, task.Spec{Kind: "image.upload", Subject: "img-2", Store: "cheap"})
 	if err != nil {
 		t.Fatal(err)
@@ -39,13 +31,7 @@ func TestTransfersAndStores(t *testing.T) {
 		t.Fatal(err)
 	}
 	failed.Release()
-	rctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go r.Run(rctx)
-	apitest.Eventually(t, 5*time.Second, func() bool {
-		infos, _ := task.List(ctx, d, "img-1", 1)
-		return len(infos) == 1 && infos[0].BytesDone == 30<<20
-	}, nil)
+	runSaved(t, r, d, "img-1")
 
 	var rep struct{ Transfers []transferJSON }
 	runJSON(t, &rep, "transfers", "--state-path", dir, "--json")

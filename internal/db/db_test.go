@@ -307,6 +307,13 @@ func TestQueryRowsAndChanged(t *testing.T) {
 		if _, err := db.QueryRows(ctx, d, scan, "SELECT name FROM ashlar_meta"); err == nil {
 			t.Error("QueryRows: a failing scan is no error")
 		}
+		m, err := db.QueryMap(ctx, d, db.Pair[string, string], "SELECT name, value FROM ashlar_meta WHERE name IN ("+db.Placeholders(2)+")", "q3", "q1")
+		if err != nil || len(m) != 2 || m["q1"] != "vq1" || m["q3"] != "vq3" {
+			t.Errorf("QueryMap = %v, %v", m, err)
+		}
+		if _, err := db.QueryMap(ctx, d, db.Pair[string, string], "SELECT name FROM ashlar_meta"); err == nil {
+			t.Error("QueryMap: a failing scan is no error")
+		}
 		for _, tt := range []struct {
 			name string
 			want bool

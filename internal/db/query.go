@@ -40,6 +40,29 @@ func QueryRows[T any](ctx context.Context, q Querier, scan func(Row) (T, error),
 	return out, nil
 }
 
+// QueryMap runs query through q and returns its rows as scan reads each
+// into a key and a value (a later row replaces an earlier one's value).
+// With an error, the map holds the rows read before it.
+func QueryMap[K comparable, V any](ctx context.Context, q Querier, scan func(Row) (K, V, error), query string, args ...any) (map[K]V, error) {
+	out := map[K]V{}
+	err := EachRow(ctx, q, func(r Row) error {
+		k, v, err := scan(r)
+		if err != nil {
+			return err
+		}
+		out[k] = v
+		return nil
+	}, query, args...)
+	return out, err
+}
+
+// Pair is the scan function of QueryMap for rows of two columns, the key
+// and the value.
+func Pair[K comparable, V any](r Row) (k K, v V, err error) {
+	err = r.Scan(&k, &v)
+	return k, v, err
+}
+
 // Changed runs a statement through q and reports whether it changed any
 // row: for a conditional update or delete, whether its condition held.
 func Changed(ctx context.Context, q Querier, query string, args ...any) (bool, error) {

@@ -566,16 +566,9 @@ type StoreUse struct{ Images, Bytes int64 }
 // StoreUsage counts the images and bytes every store holds (by location),
 // for stores detail and `ashlar stores`.
 func StoreUsage(ctx context.Context, q db.Querier) (map[string]StoreUse, error) {
-	out := map[string]StoreUse{}
-	err := db.EachRow(ctx, q, func(r db.Row) error {
-		var id string
-		var u StoreUse
-		if err := r.Scan(&id, &u.Images, &u.Bytes); err != nil {
-			return err
-		}
-		out[id] = u
-		return nil
+	return db.QueryMap(ctx, q, func(r db.Row) (id string, u StoreUse, err error) {
+		err = r.Scan(&id, &u.Images, &u.Bytes)
+		return id, u, err
 	}, `SELECT l.store, COUNT(*), COALESCE(SUM(COALESCE(i.size, 0)), 0) FROM image_locations l
 JOIN images i ON i.id = l.image_id GROUP BY l.store`)
-	return out, err
 }

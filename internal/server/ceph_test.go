@@ -41,19 +41,7 @@ func TestCeph(t *testing.T) {
 	cs := startCephServer(t, c, "", "enabled_backends = ceph\n")
 	token, vol, images, waitFor := cs.token, cs.vol, cs.images, cs.waitFor
 	volumes, fsid := c.AdminPool(t, "volumes")
-	parent := func(name string) string {
-		t.Helper()
-		img, err := rbd.OpenImageReadOnly(volumes, name, rbd.NoSnapshot)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer img.Close()
-		p, err := img.GetParent()
-		if err != nil {
-			return ""
-		}
-		return p.Image.PoolName + "/" + p.Image.ImageName + "@" + p.Snap.SnapName
-	}
+	parent := func(name string) string { return testenv.RBDParent(t, volumes, name) }
 
 	// An image in the rbd store: 6 MiB of data, then 2 MiB of zeros.
 	data := make([]byte, 8<<20)

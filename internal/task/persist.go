@@ -118,25 +118,15 @@ created_at, store FROM tasks WHERE id = ?`, c.id).Scan(&t.ID, &t.Kind, &t.Subjec
 // holds that is not among them has been claimed by another node. With an
 // error, the map holds those read before it.
 func renew(ctx context.Context, q db.Querier, owner string, ids []string, leaseUntil time.Time) (map[string]int64, error) {
-	out := map[string]int64{}
 	if len(ids) == 0 {
-		return out, nil
+		return map[string]int64{}, nil
 	}
 	args := []any{ts(leaseUntil), ts(time.Now()), owner}
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	err := db.EachRow(ctx, q, func(r db.Row) error {
-		var id string
-		var epoch int64
-		if err := r.Scan(&id, &epoch); err != nil {
-			return err
-		}
-		out[id] = epoch
-		return nil
-	}, `UPDATE tasks SET lease_until = ?, updated_at = ?
+	return db.QueryMap(ctx, q, db.Pair[string, int64], `UPDATE tasks SET lease_until = ?, updated_at = ?
 WHERE lease_owner = ? AND state = 'running' AND id IN (`+db.Placeholders(len(ids))+`) RETURNING id, epoch`, args...)
-	return out, err
 }
 
 // saveProgress records a held task's bytes done and expected and when its

@@ -69,6 +69,30 @@ func dispatchAction(w http.ResponseWriter, r *http.Request, handlers map[string]
 	return errs.E(errs.Invalid, "There is no such action: %s", name)
 }
 
+// forceDeleteOf is os-force_delete of a snapshot or a backup: load (in q)
+// finds the row for the resource's read policy getAction, the caller must
+// also pass the admin action's forceAction and the resource's
+// deleteAction, then begin deletes the row from any status (force).
+func forceDeleteOf[T owned](w http.ResponseWriter, r *http.Request, q db.Querier,
+	load func(context.Context, db.Querier, *http.Request, string) (T, error), begin func(context.Context, T, bool) error,
+	getAction, forceAction, deleteAction string) error {
+	ctx := r.Context()
+	row, err := load(ctx, q, r, getAction)
+	if err == nil {
+		err = enforce(r, forceAction, row.projectID())
+	}
+	if err == nil {
+		err = enforce(r, deleteAction, row.projectID())
+	}
+	if err != nil {
+		return err
+	}
+	if err := begin(ctx, row, true); err != nil {
+		return err
+	}
+	return replyEmpty(w, http.StatusAccepted)
+}
+
 func argObject(action string, v any) (map[string]any, error) {
 	m, ok := v.(map[string]any)
 	if !ok {

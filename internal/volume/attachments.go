@@ -33,8 +33,8 @@ const (
 
 // attachmentRoutes registers the attachments API.
 func (s *Service) attachmentRoutes(m *api.Mux, p string) {
-	m.Handle("GET "+p+"/attachments", handler(s.listAttachmentsSummary))
-	m.Handle("GET "+p+"/attachments/detail", handler(s.listAttachmentsDetail))
+	m.Handle("GET "+p+"/attachments", lister(s.listAttachments, false))
+	m.Handle("GET "+p+"/attachments/detail", lister(s.listAttachments, true))
 	m.Handle("POST "+p+"/attachments", handler(s.createAttachment))
 	m.Handle("GET "+p+"/attachments/{attachment_id}", handler(s.showAttachment))
 	m.Handle("PUT "+p+"/attachments/{attachment_id}", handler(s.updateAttachment))
@@ -88,18 +88,7 @@ func volumeAttachmentsView(r *http.Request, v *vol) []any {
 // attachmentFor loads the request's attachment: another project's is not
 // found for non-admins; then action is enforced against its project.
 func (s *Service) attachmentFor(ctx context.Context, q db.Querier, r *http.Request, action string) (*attachment, error) {
-	id := r.PathValue("attachment_id")
-	a, err := getAttachment(ctx, q, id)
-	if err != nil {
-		return nil, err
-	}
-	if c := caller(r); a.ProjectID != c.ProjectID && !c.IsAdmin() {
-		return nil, attachmentNotFound(id)
-	}
-	if err := enforce(r, action, a.ProjectID); err != nil {
-		return nil, err
-	}
-	return a, nil
+	return loadOwned(ctx, q, r, r.PathValue("attachment_id"), action, getAttachment, attachmentNotFound)
 }
 
 // attachmentCreate is a validated attachment create body.
@@ -179,14 +168,8 @@ func (s *Service) createAttachment(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	ctx := r.Context()
-	v, err := getVolume(ctx, s.deps.DB, req.VolumeID)
+	v, err := loadOwned(ctx, s.deps.DB, r, req.VolumeID, "volume:attachment_create", getVolume, volumeNotFound)
 	if err != nil {
-		return err
-	}
-	if !visible(r, v) {
-		return volumeNotFound(v.ID)
-	}
-	if err := enforce(r, "volume:attachment_create", v.ProjectID); err != nil {
 		return err
 	}
 	if strings.Contains(v.Status, "error") {
@@ -512,14 +495,6 @@ func (s *Service) deleteAttachment(w http.ResponseWriter, r *http.Request) error
 	return reply(w, http.StatusOK, map[string]any{"attachments": out})
 }
 
-func (s *Service) listAttachmentsSummary(w http.ResponseWriter, r *http.Request) error {
-	return s.listAttachments(w, r, false)
-}
-
-func (s *Service) listAttachmentsDetail(w http.ResponseWriter, r *http.Request) error {
-	return s.listAttachments(w, r, true)
-}
-
 // listAttachments lists the caller's project's attachments (every
 // project's for admins with all_tenants), filtered by volume_id,
 // status/attach_status and instance_id, paged by keyset. Cinder's view
@@ -550,24 +525,15 @@ func (s *Service) listAttachments(w http.ResponseWriter, r *http.Request, detail
 	if _, ok := attachmentSortColumns[page.SortKey]; !ok {
 		return errs.E(errs.Invalid, "Invalid input received: Invalid sort key %s.", page.SortKey)
 	}
-	ctx := r.Context()
-	var rows []*attachment
-	err = s.deps.DB.InReadTx(ctx, func(tx *db.Tx) error {
-		// A marker that is no attachment is Cinder's marker 404 too.
-		get := func(ctx context.Context, q db.Querier, id string) (*attachment, error) {
-			a, err := getAttachment(ctx, q, id)
-			if errs.KindOf(err) == errs.NotFound {
-				return nil, markerNotFound(id)
-			}
-			return a, err
+	// A marker that is no attachment is Cinder's marker 404 too.
+	get := func(ctx context.Context, q db.Querier, id string) (*attachment, error) {
+		a, err := getAttachment(ctx, q, id)
+		if errs.KindOf(err) == errs.NotFound {
+			return nil, markerNotFound(id)
 		}
-		err := checkOwnedMarker(r, tx, page.Marker, get, func(a *attachment) string { return a.ProjectID }, markerNotFound)
-		if err != nil {
-			return err
-		}
-		rows, _, err = listAttachments(ctx, tx, f, page)
-		return err
-	})
+		return a, err
+	}
+	rows, _, err := readOwnedPage(r, s.deps.DB, page, get, markerNotFound, listAttachments, f, nil)
 	if err != nil {
 		return err
 	}

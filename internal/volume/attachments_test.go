@@ -489,21 +489,7 @@ func TestAttachmentViewGolden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := timeRE.ReplaceAllString(mask.Replace(string(b)), `"<time>"`) + "\n"
-		path := filepath.Join("testdata", "golden", "attachment-"+shape+".json")
-		if *updateGolden {
-			if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		want, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatalf("%v (run with -update to create it)", err)
-		}
-		if got != string(want) {
-			t.Errorf("%s:\n got %s\nwant %s", shape, got, want)
-		}
+		goldenText(t, "attachment-"+shape, timeRE.ReplaceAllString(mask.Replace(string(b)), `"<time>"`)+"\n")
 	}
 }
 

@@ -46,15 +46,6 @@ type backupMeta struct {
 	Bootable      bool              `json:"bootable,omitempty"`
 }
 
-// registerBackupWork registers the backup kinds.
-func (s *Service) registerBackupWork(r *task.Runner) {
-	for _, kind := range []string{workBackup, workBackupRestore, workBackupDelete} {
-		r.Register(task.Kind{Name: kind, MaxAttempts: maxAttempts,
-			Run:    func(ctx context.Context, t *task.Task) error { return s.runBackupWork(ctx, t, false) },
-			GiveUp: func(ctx context.Context, t *task.Task, _ error) error { return s.runBackupWork(ctx, t, true) }})
-	}
-}
-
 // runBackupWork runs (or, giving up, fails) one claimed backup task. A
 // backup that is gone (force-deleted) has nothing left to do.
 func (s *Service) runBackupWork(ctx context.Context, t *task.Task, giveUp bool) error {

@@ -41,8 +41,8 @@ var errNoBackupService = errs.E(errs.Unavailable, "Service cinder-backup could n
 
 // backupRoutes registers the backups API under p ("/v3/{project_id}").
 func (s *Service) backupRoutes(m *api.Mux, p string) {
-	m.Handle("GET "+p+"/backups", handler(s.listBackups))
-	m.Handle("GET "+p+"/backups/detail", handler(s.listBackupsDetail))
+	m.Handle("GET "+p+"/backups", lister(s.backupList, false))
+	m.Handle("GET "+p+"/backups/detail", lister(s.backupList, true))
 	m.Handle("POST "+p+"/backups", handler(s.createBackup))
 	m.Handle("POST "+p+"/backups/import_record", handler(s.importBackupRecord))
 	m.Handle("GET "+p+"/backups/{backup_id}", handler(s.showBackup))
@@ -56,18 +56,7 @@ func (s *Service) backupRoutes(m *api.Mux, p string) {
 // backupFor loads the request's backup: another project's backup is not
 // found for non-admins, then action is enforced against its project.
 func (s *Service) backupFor(ctx context.Context, q db.Querier, r *http.Request, action string) (*backupRow, error) {
-	id := r.PathValue("backup_id")
-	b, err := getBackup(ctx, q, id)
-	if err != nil {
-		return nil, err
-	}
-	if c := caller(r); b.ProjectID != c.ProjectID && !c.IsAdmin() {
-		return nil, backupNotFound(id)
-	}
-	if err := enforce(r, action, b.ProjectID); err != nil {
-		return nil, err
-	}
-	return b, nil
+	return loadOwned(ctx, q, r, r.PathValue("backup_id"), action, getBackup, backupNotFound)
 }
 
 func (s *Service) backupLinks(r *http.Request, id string) []map[string]string {
@@ -193,13 +182,7 @@ func (s *Service) createBackup(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := r.Context()
-	v, err := getVolume(ctx, s.deps.DB, req.VolumeID)
-	if err == nil && !visible(r, v) {
-		err = volumeNotFound(v.ID)
-	}
-	if err == nil {
-		err = enforce(r, "backup:create", v.ProjectID)
-	}
+	v, err := loadOwned(ctx, s.deps.DB, r, req.VolumeID, "backup:create", getVolume, volumeNotFound)
 	if err != nil {
 		return err
 	}
@@ -221,7 +204,7 @@ func (s *Service) createBackup(w http.ResponseWriter, r *http.Request) error {
 	b.AZ = &az
 	var sn *snapshot
 	if req.SnapshotID != nil {
-		if sn, err = getSnapshotRow(ctx, s.deps.DB, *req.SnapshotID); err == nil && sn.ProjectID != c.ProjectID && !c.IsAdmin() {
+		if sn, err = getSnapshotRow(ctx, s.deps.DB, *req.SnapshotID); err == nil && !visible(r, sn) {
 			err = snapshotNotFound(sn.ID)
 		}
 		if err != nil {
@@ -612,29 +595,8 @@ func (s *Service) actBackupResetStatus(w http.ResponseWriter, r *http.Request, a
 }
 
 func (s *Service) actBackupForceDelete(w http.ResponseWriter, r *http.Request, _ any) error {
-	ctx := r.Context()
-	b, err := s.backupFor(ctx, s.deps.DB, r, "backup:get")
-	if err == nil {
-		err = enforce(r, "volume_extension:backup_admin_actions:force_delete", b.ProjectID)
-	}
-	if err == nil {
-		err = enforce(r, "backup:delete", b.ProjectID)
-	}
-	if err != nil {
-		return err
-	}
-	if err := s.beginBackupDelete(ctx, b, true); err != nil {
-		return err
-	}
-	return replyEmpty(w, http.StatusAccepted)
-}
-
-func (s *Service) listBackups(w http.ResponseWriter, r *http.Request) error {
-	return s.backupList(w, r, false)
-}
-
-func (s *Service) listBackupsDetail(w http.ResponseWriter, r *http.Request) error {
-	return s.backupList(w, r, true)
+	return forceDeleteOf(w, r, s.deps.DB, s.backupFor, s.beginBackupDelete,
+		"backup:get", "volume_extension:backup_admin_actions:force_delete", "backup:delete")
 }
 
 // backupListRequest is a validated backup list query.
@@ -649,14 +611,8 @@ type backupListRequest struct {
 func parseBackupList(r *http.Request) (*backupListRequest, error) {
 	l := &backupListRequest{mv: versionOf(r), admin: caller(r).IsAdmin()}
 	var err error
-	if l.page, l.filter.scope, err = parseListQuery(r, l.apply); err != nil {
+	if l.page, l.filter.scope, err = parseSortedList(r, l.apply, mvBackupSortName, backupSortColumns); err != nil {
 		return nil, err
-	}
-	if l.page.SortKey == "name" && l.mv >= mvBackupSortName {
-		l.page.SortKey = "display_name"
-	}
-	if _, ok := backupSortColumns[l.page.SortKey]; !ok {
-		return nil, errs.E(errs.Invalid, "Invalid input received: Invalid sort key")
 	}
 	return l, nil
 }
@@ -712,26 +668,17 @@ func (s *Service) backupList(w http.ResponseWriter, r *http.Request, detail bool
 	if err != nil {
 		return err
 	}
-	ctx := r.Context()
-	var rows []*backupRow
-	var more bool
 	var count int64
-	err = s.deps.DB.InReadTx(ctx, func(tx *db.Tx) error {
-		err := checkOwnedMarker(r, tx, l.page.Marker, getBackupRow,
-			func(b *backupRow) string { return b.ProjectID }, backupNotFound)
-		if err != nil {
-			return err
-		}
-		if rows, more, err = listBackups(ctx, tx, l.filter, l.page); err != nil {
-			return err
-		}
-		if l.withCount {
-			if count, err = countBackups(ctx, tx, l.filter); err != nil {
-				return err
+	rows, more, err := readOwnedPage(r, s.deps.DB, l.page, getBackupRow, backupNotFound, listBackups, l.filter,
+		func(ctx context.Context, q db.Querier, rows []*backupRow) error {
+			if l.withCount {
+				var err error
+				if count, err = countBackups(ctx, q, l.filter); err != nil {
+					return err
+				}
 			}
-		}
-		return loadKVSets(ctx, tx, rows, setBackupMetadata)
-	})
+			return loadBackupKVs(ctx, q, rows)
+		})
 	if err != nil {
 		return err
 	}

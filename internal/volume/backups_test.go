@@ -64,6 +64,16 @@ func newBackupEnv(t *testing.T, d *db.DB, wrap func(backup.Store) backup.Store) 
 	return be
 }
 
+// backedUp creates a volume of sizeGiB on local holding a GiB of data and
+// an available backup of it: the volume's id and data and the backup's id.
+func (be *backupEnv) backedUp(sizeGiB int) (vid string, data content, bid string) {
+	be.t.Helper()
+	vid = be.createVolume("member", projA, map[string]any{"size": sizeGiB}, "available")["id"].(string)
+	data = be.fill(be.t, "local", vid, 1)
+	bid = be.backup("member", map[string]any{"volume_id": vid}, "available")["id"].(string)
+	return vid, data, bid
+}
+
 // backup creates a backup as token from body and waits for want.
 func (be *backupEnv) backup(token string, body map[string]any, want string) map[string]any {
 	be.t.Helper()
@@ -137,11 +147,7 @@ func TestBackupLifecycle(t *testing.T) {
 		}
 
 		// An incremental backup after a change: only the changed chunk.
-		p, _ := be.drv["local"].(interface{ Path(string) (string, error) }).Path(vid)
-		f, err := os.OpenFile(p, os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
+		f := openVolumeFile(t, be.drv["local"], vid)
 		if _, err := f.WriteAt([]byte("changed!"), 100); err != nil {
 			t.Fatal(err)
 		}
@@ -325,9 +331,8 @@ func TestBackupStoreFailure(t *testing.T) {
 			if left := be.objects("volumebackups", bid); len(left) != 0 {
 				t.Errorf("a failed backup left %v", left)
 			}
-			msgs := be.MustJSON(200, be.Do("member", "GET", "/v3/"+projA+"/messages?resource_uuid="+bid, nil, "OpenStack-API-Version", "volume "+"3.3"))["messages"].([]any)
-			if len(msgs) != 1 || msgs[0].(map[string]any)["user_message"] != msgBackupCreate || msgs[0].(map[string]any)["event_id"] != eventBackupCreate {
-				t.Errorf("user messages = %v", msgs)
+			if m := be.oneMessage(bid); m["user_message"] != msgBackupCreate || m["event_id"] != eventBackupCreate {
+				t.Errorf("user message = %v", m)
 			}
 			// A backup in error is deleted like any other.
 			be.Must(202, be.Do("member", "DELETE", "/v3/"+projA+"/backups/"+bid, nil))
@@ -339,9 +344,7 @@ func TestBackupStoreFailure(t *testing.T) {
 func TestBackupRestoreCorrupt(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
 		be := newBackupEnv(t, d, nil)
-		vid := be.createVolume("member", projA, map[string]any{"size": 1}, "available")["id"].(string)
-		be.fill(t, "local", vid, 1)
-		bid := be.backup("member", map[string]any{"volume_id": vid}, "available")["id"].(string)
+		_, _, bid := be.backedUp(1)
 		target := be.createVolume("member", projA, map[string]any{"size": 1}, "available")["id"].(string)
 		before := be.fill(t, "local", target, 1)
 		// Damage one chunk of the backup.
@@ -359,9 +362,8 @@ func TestBackupRestoreCorrupt(t *testing.T) {
 		be.waitBackup("member", bid, "available")
 		// Nothing of the corrupt backup reached the volume.
 		be.holds(t, "local", target, before)
-		msgs := be.MustJSON(200, be.Do("member", "GET", "/v3/"+projA+"/messages?resource_uuid="+bid, nil, "OpenStack-API-Version", "volume "+"3.3"))["messages"].([]any)
-		if len(msgs) != 1 || msgs[0].(map[string]any)["user_message"] != msgBackupRestore {
-			t.Errorf("user messages = %v", msgs)
+		if m := be.oneMessage(bid); m["user_message"] != msgBackupRestore {
+			t.Errorf("user message = %v", m)
 		}
 	})
 }
@@ -508,6 +510,14 @@ func newTwoBackendsOn(t *testing.T, d *db.DB, prev *twoBackends, eng *backup.Eng
 	return &twoBackends{env: newEnvFor(t, svc, prev.glance, d, prev.dir), dirs: prev.dirs, drv: prev.drv}
 }
 
+// newHoldingBackupEnv is newBackupEnv with a getHoldingStore, not armed
+// yet.
+func newHoldingBackupEnv(t *testing.T, d *db.DB) (*backupEnv, *getHoldingStore) {
+	t.Helper()
+	hold := &getHoldingStore{armed: make(chan struct{}), held: make(chan struct{})}
+	return newBackupEnv(t, d, func(s backup.Store) backup.Store { hold.Store = s; return hold }), hold
+}
+
 // getHoldingStore blocks every Get, once armed, until its context ends:
 // a restore that hangs in the store.
 type getHoldingStore struct {
@@ -535,11 +545,8 @@ func (h *getHoldingStore) Get(ctx context.Context, key string) ([]byte, error) {
 // takes the restore over and completes it.
 func TestBackupRestoreKilledMidway(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
-		hold := &getHoldingStore{armed: make(chan struct{}), held: make(chan struct{})}
-		be := newBackupEnv(t, d, func(s backup.Store) backup.Store { hold.Store = s; return hold })
-		vid := be.createVolume("member", projA, map[string]any{"size": 1}, "available")["id"].(string)
-		data := be.fill(t, "local", vid, 1)
-		bid := be.backup("member", map[string]any{"volume_id": vid}, "available")["id"].(string)
+		be, hold := newHoldingBackupEnv(t, d)
+		_, data, bid := be.backedUp(1)
 		target := be.createVolume("member", projA, map[string]any{"size": 1, "volume_type": "on-remote"}, "available")["id"].(string)
 		before := be.fill(t, "remote", target, 1)
 		close(hold.armed)
@@ -588,10 +595,8 @@ func TestBackupS3GoesAway(t *testing.T) {
 			t.Errorf("fail_reason = %v", b["fail_reason"])
 		}
 		be.waitStatus("member", projA, vid, "available")
-		msgs := be.MustJSON(200, be.Do("member", "GET", "/v3/"+projA+"/messages?resource_uuid="+bid, nil,
-			"OpenStack-API-Version", "volume 3.3"))["messages"].([]any)
-		if len(msgs) != 1 || msgs[0].(map[string]any)["user_message"] != msgBackupCreate {
-			t.Errorf("user messages = %v", msgs)
+		if m := be.oneMessage(bid); m["user_message"] != msgBackupCreate {
+			t.Errorf("user message = %v", m)
 		}
 		// The server comes back (same data, new port): deleting the
 		// failed backup removes what the cut-off backup had stored.

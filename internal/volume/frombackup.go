@@ -57,14 +57,8 @@ func parseBackupID(r *http.Request, in map[string]any) (*string, error) {
 // request named none.
 func (s *Service) fromBackup(r *http.Request, v *vol, id string) error {
 	ctx := r.Context()
-	b, err := getBackup(ctx, s.deps.DB, id)
-	if c := caller(r); err == nil && b.ProjectID != c.ProjectID && !c.IsAdmin() {
-		err = backupNotFound(id)
-	}
+	b, err := loadOwned(ctx, s.deps.DB, r, id, "backup:get", getBackup, backupNotFound)
 	if err != nil {
-		return err
-	}
-	if err := enforce(r, "backup:get", b.ProjectID); err != nil {
 		return err
 	}
 	if b.Status != "available" {

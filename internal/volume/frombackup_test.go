@@ -127,9 +127,7 @@ func TestVolumeFromBackup(t *testing.T) {
 func TestVolumeFromBackupRefused(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
 		be := newBackupEnv(t, d, nil)
-		vid := be.createVolume("member", projA, map[string]any{"size": 2}, "available")["id"].(string)
-		be.fill(t, "local", vid, 1)
-		bid := be.backup("member", map[string]any{"volume_id": vid}, "available")["id"].(string)
+		vid, _, bid := be.backedUp(2)
 		inErr := be.backup("member", map[string]any{"volume_id": vid}, "available")["id"].(string)
 		be.Must(202, be.Do("admin", "POST", "/v3/"+projA+"/backups/"+inErr+"/action",
 			map[string]any{"os-reset_status": map[string]any{"status": "error"}}))
@@ -191,18 +189,14 @@ func TestVolumeFromBackupUnplaceable(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
 		be := newBackupEnv(t, d, nil)
 		be.createType("on-nowhere", map[string]string{"volume_backend_name": "nosuch"})
-		vid := be.createVolume("member", projA, map[string]any{"size": 1}, "available")["id"].(string)
-		be.fill(t, "local", vid, 1)
-		bid := be.backup("member", map[string]any{"volume_id": vid}, "available")["id"].(string)
+		_, _, bid := be.backedUp(1)
 		v := be.MustJSON(202, be.Do("member", "POST", "/v3/"+projA+"/volumes",
 			map[string]any{"volume": map[string]any{"backup_id": bid, "volume_type": "on-nowhere"}}, mv347...))["volume"].(map[string]any)
 		id := v["id"].(string)
 		be.waitStatus("member", projA, id, "error")
 		be.waitBackup("member", bid, "available")
-		msgs := be.MustJSON(200, be.Do("member", "GET", "/v3/"+projA+"/messages?resource_uuid="+id, nil,
-			"OpenStack-API-Version", "volume 3.3"))["messages"].([]any)
-		if len(msgs) != 1 || msgs[0].(map[string]any)["user_message"] != msgNoBackend {
-			t.Errorf("user messages = %v", msgs)
+		if m := be.oneMessage(id); m["user_message"] != msgNoBackend {
+			t.Errorf("user message = %v", m)
 		}
 		// The backup can be used again.
 		be.MustJSON(202, be.Do("member", "POST", "/v3/"+projA+"/volumes",
@@ -219,9 +213,7 @@ func TestVolumeFromBackupUnplaceable(t *testing.T) {
 func TestVolumeFromBackupCorrupt(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
 		be := newBackupEnv(t, d, nil)
-		vid := be.createVolume("member", projA, map[string]any{"size": 1}, "available")["id"].(string)
-		be.fill(t, "local", vid, 1)
-		bid := be.backup("member", map[string]any{"volume_id": vid}, "available")["id"].(string)
+		_, _, bid := be.backedUp(1)
 		keys := be.objects("volumebackups", bid)
 		slices.Sort(keys)
 		if err := be.store.Put(context.Background(), keys[0], []byte("not a chunk")); err != nil {
@@ -231,10 +223,8 @@ func TestVolumeFromBackupCorrupt(t *testing.T) {
 			map[string]any{"volume": map[string]any{"backup_id": bid}}, mv347...))["volume"].(map[string]any)
 		be.waitStatus("member", projA, v["id"].(string), "error")
 		be.waitBackup("member", bid, "available")
-		msgs := be.MustJSON(200, be.Do("member", "GET", "/v3/"+projA+"/messages?resource_uuid="+bid, nil,
-			"OpenStack-API-Version", "volume 3.3"))["messages"].([]any)
-		if len(msgs) != 1 || msgs[0].(map[string]any)["user_message"] != msgBackupRestore {
-			t.Errorf("user messages = %v", msgs)
+		if m := be.oneMessage(bid); m["user_message"] != msgBackupRestore {
+			t.Errorf("user message = %v", m)
 		}
 		// A volume in error is deleted like any other, and gives its quota back.
 		be.Must(202, be.Do("member", "DELETE", "/v3/"+projA+"/volumes/"+v["id"].(string), nil))
@@ -248,11 +238,8 @@ func TestVolumeFromBackupCorrupt(t *testing.T) {
 // restore over, and the volume becomes available with the backup's bytes.
 func TestVolumeFromBackupKilledMidway(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
-		hold := &getHoldingStore{armed: make(chan struct{}), held: make(chan struct{})}
-		be := newBackupEnv(t, d, func(s backup.Store) backup.Store { hold.Store = s; return hold })
-		vid := be.createVolume("member", projA, map[string]any{"size": 1}, "available")["id"].(string)
-		data := be.fill(t, "local", vid, 1)
-		bid := be.backup("member", map[string]any{"volume_id": vid}, "available")["id"].(string)
+		be, hold := newHoldingBackupEnv(t, d)
+		_, data, bid := be.backedUp(1)
 		close(hold.armed)
 		v := be.MustJSON(202, be.Do("member", "POST", "/v3/"+projA+"/volumes",
 			map[string]any{"volume": map[string]any{"backup_id": bid, "volume_type": "on-remote"}}, mv347...))["volume"].(map[string]any)

@@ -210,3 +210,15 @@ func newBenchEnv(b *testing.B, d *db.DB) http.Handler {
 	}
 	return svc.Handler()
 }
+
+// oneMessage returns resource's user message (at 3.3), failing the test
+// unless it has exactly one.
+func (e *env) oneMessage(resource string) map[string]any {
+	e.t.Helper()
+	msgs := e.MustJSON(200, e.Do("member", "GET", "/v3/"+projA+"/messages?resource_uuid="+resource, nil,
+		"OpenStack-API-Version", "volume 3.3"))["messages"].([]any)
+	if len(msgs) != 1 {
+		e.t.Fatalf("user messages of %s = %v, want one", resource, msgs)
+	}
+	return msgs[0].(map[string]any)
+}

@@ -72,6 +72,23 @@ func parseListQuery(r *http.Request, filter func(key, val string) error) (listPa
 	return p, sc, nil
 }
 
+// parseSortedList is parseListQuery for the snapshot and backup lists,
+// which sort by name (display_name) from microversion nameSort and refuse
+// a sort key not in columns without naming it.
+func parseSortedList(r *http.Request, filter func(key, val string) error, nameSort microversion, columns map[string]string) (listPage, scope, error) {
+	page, sc, err := parseListQuery(r, filter)
+	if err != nil {
+		return page, sc, err
+	}
+	if page.SortKey == "name" && versionOf(r) >= nameSort {
+		page.SortKey = "display_name"
+	}
+	if _, ok := columns[page.SortKey]; !ok {
+		return page, sc, errs.E(errs.Invalid, "Invalid input received: Invalid sort key")
+	}
+	return page, sc, nil
+}
+
 // parseLimit reads limit as Cinder's _get_limit_param: an integer >= 0,
 // at most maxLimit.
 func parseLimit(s string) (int, error) {
@@ -203,14 +220,6 @@ func parseDictParam(s string) (map[string]string, error) {
 	return out, nil
 }
 
-func (s *Service) listVolumes(w http.ResponseWriter, r *http.Request) error {
-	return s.list(w, r, false)
-}
-
-func (s *Service) listVolumesDetail(w http.ResponseWriter, r *http.Request) error {
-	return s.list(w, r, true)
-}
-
 // listQuery authorizes a volume list or summary and reads its query.
 func listQuery(r *http.Request) (*listRequest, error) {
 	if err := enforce(r, "volume:get_all", ""); err != nil {
@@ -253,18 +262,40 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request, detail bool) erro
 
 // checkOwnedMarker refuses a list marker of another project's (unless the
 // caller is an admin) with foreign; get loads the marker's row through q
-// (its error, such as NotFound, is returned as it is) and project says
-// whose it is.
-func checkOwnedMarker[T any](r *http.Request, q db.Querier, marker string, get func(context.Context, db.Querier, string) (T, error),
-	project func(T) string, foreign func(string) error) error {
+// (its error, such as NotFound, is returned as it is).
+func checkOwnedMarker[T owned](r *http.Request, q db.Querier, marker string, get func(context.Context, db.Querier, string) (T, error),
+	foreign func(string) error) error {
 	if marker == "" {
 		return nil
 	}
 	row, err := get(r.Context(), q, marker)
-	if err == nil && project(row) != caller(r).ProjectID && !caller(r).IsAdmin() {
+	if err == nil && !visible(r, row) {
 		return foreign(marker)
 	}
 	return err
+}
+
+// readOwnedPage reads page of a list of project-owned rows (filtered by f)
+// in one read transaction, so that the page and what is shown with it
+// agree: the marker is checked (checkOwnedMarker with get and foreign),
+// list reads the page, then load (when not nil) reads through the same
+// transaction what the view shows with the rows (metadata, a count).
+func readOwnedPage[T owned, F any](r *http.Request, d *db.DB, page listPage,
+	get func(context.Context, db.Querier, string) (T, error), foreign func(string) error,
+	list func(context.Context, db.Querier, F, listPage) ([]T, bool, error), f F,
+	load func(context.Context, db.Querier, []T) error) (rows []T, more bool, err error) {
+	ctx := r.Context()
+	err = d.InReadTx(ctx, func(tx *db.Tx) error {
+		if err := checkOwnedMarker(r, tx, page.Marker, get, foreign); err != nil {
+			return err
+		}
+		var err error
+		if rows, more, err = list(ctx, tx, f, page); err != nil || load == nil {
+			return err
+		}
+		return load(ctx, tx, rows)
+	})
+	return rows, more, err
 }
 
 // markerNotFound is Cinder's 404 for a list marker that names no row the

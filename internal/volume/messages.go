@@ -92,15 +92,7 @@ func (s *Service) messageFor(r *http.Request, action string) (*message, error) {
 	if versionOf(r) < minMessagesVersion {
 		return nil, errResourceNotFound
 	}
-	id := r.PathValue("message_id")
-	m, err := getMessage(r.Context(), s.deps.DB, id)
-	if err != nil {
-		return nil, err
-	}
-	if c := caller(r); m.ProjectID != c.ProjectID && !c.IsAdmin() {
-		return nil, messageNotFound(id)
-	}
-	return m, enforce(r, action, m.ProjectID)
+	return loadOwned(r.Context(), s.deps.DB, r, r.PathValue("message_id"), action, getMessage, messageNotFound)
 }
 
 func (s *Service) showMessage(w http.ResponseWriter, r *http.Request) error {

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"unicode/utf8"
 
+	"github.com/ashlar-dev/ashlar/internal/api"
 	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/errs"
 )
@@ -22,23 +23,23 @@ type kvLoader func(ctx context.Context, q db.Querier, r *http.Request, action st
 
 // volumeKV loads the request's volume and its set.
 func (s *Service) volumeKV(set kvSet) kvLoader {
-	return func(ctx context.Context, q db.Querier, r *http.Request, action string) (string, map[string]string, error) {
-		v, err := s.volumeFor(ctx, q, r, action)
-		if err != nil {
-			return "", nil, err
-		}
-		return v.ID, v.kv(set), nil
-	}
+	return kvOf(s.volumeFor, set)
 }
 
 // snapshotKV loads the request's snapshot and its set.
 func (s *Service) snapshotKV(set kvSet) kvLoader {
+	return kvOf(s.snapshotFor, set)
+}
+
+// kvOf is the kvLoader of set of the row forRequest loads (volumeFor,
+// snapshotFor).
+func kvOf[T kvHolder](forRequest func(context.Context, db.Querier, *http.Request, string) (T, error), set kvSet) kvLoader {
 	return func(ctx context.Context, q db.Querier, r *http.Request, action string) (string, map[string]string, error) {
-		sn, err := s.snapshotFor(ctx, q, r, action)
+		row, err := forRequest(ctx, q, r, action)
 		if err != nil {
 			return "", nil, err
 		}
-		return sn.ID, sn.kv(set), nil
+		return row.owner(), row.kv(set), nil
 	}
 }
 
@@ -243,30 +244,14 @@ func (k kvResource) deleteItem(w http.ResponseWriter, r *http.Request) error {
 	return replyEmpty(w, http.StatusOK)
 }
 
-// The volume metadata routes' handlers.
-
-func (s *Service) showMetadata(w http.ResponseWriter, r *http.Request) error {
-	return s.volumeMetadata().show(w, r)
-}
-
-func (s *Service) createMetadata(w http.ResponseWriter, r *http.Request) error {
-	return s.volumeMetadata().create(w, r)
-}
-
-func (s *Service) replaceMetadata(w http.ResponseWriter, r *http.Request) error {
-	return s.volumeMetadata().replace(w, r)
-}
-
-func (s *Service) showMetadataItem(w http.ResponseWriter, r *http.Request) error {
-	return s.volumeMetadata().showItem(w, r)
-}
-
-func (s *Service) updateMetadataItem(w http.ResponseWriter, r *http.Request) error {
-	return s.volumeMetadata().updateItem(w, r)
-}
-
-func (s *Service) deleteMetadataItem(w http.ResponseWriter, r *http.Request) error {
-	return s.volumeMetadata().deleteItem(w, r)
+// routes registers the API under item ("/v3/{project_id}/volumes/{volume_id}").
+func (k kvResource) routes(m *api.Mux, item string) {
+	m.Handle("GET "+item+"/metadata", handler(k.show))
+	m.Handle("POST "+item+"/metadata", handler(k.create))
+	m.Handle("PUT "+item+"/metadata", handler(k.replace))
+	m.Handle("GET "+item+"/metadata/{key}", handler(k.showItem))
+	m.Handle("PUT "+item+"/metadata/{key}", handler(k.updateItem))
+	m.Handle("DELETE "+item+"/metadata/{key}", handler(k.deleteItem))
 }
 
 func (s *Service) actSetImageMetadata(w http.ResponseWriter, r *http.Request, arg any) error {

@@ -63,13 +63,6 @@ type moveReservation struct {
 	Size    int64  `json:"size"`
 }
 
-// registerMigrate tells the task runner how to run and give up moves.
-func (s *Service) registerMigrate(r *task.Runner) {
-	r.Register(task.Kind{Name: workMigrate, MaxAttempts: maxAttempts,
-		Run:    func(ctx context.Context, t *task.Task) error { return s.runMigrate(ctx, t, false) },
-		GiveUp: func(ctx context.Context, t *task.Task, _ error) error { return s.runMigrate(ctx, t, true) }})
-}
-
 // parseRetype reads os-retype's new type and migration policy ("never"
 // when absent or null).
 func parseRetype(arg any) (newType, policy string, err error) {

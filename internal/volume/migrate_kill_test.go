@@ -33,6 +33,26 @@ type killSetup struct {
 	Conn, Dir, Volume string
 }
 
+// killTest is a test that kills a process mid-work: in that child
+// process (env holds its spec) child starts the work on the killSetup and
+// database of the spec, and the process waits to be killed; in the
+// parent, test runs on every engine with a fresh killSetup and its
+// database.
+func killTest(t *testing.T, env string, child func(t *testing.T, k killSetup, d *db.DB), test func(t *testing.T, k *killSetup, d *db.DB)) {
+	if spec := os.Getenv(env); spec != "" {
+		k, d := childSetup(t, spec)
+		child(t, k, d)
+		time.Sleep(10 * time.Minute) // the parent kills us long before
+		t.Fatal("not killed")
+	}
+	for _, engine := range dbtest.Engines {
+		t.Run(engine, func(t *testing.T) {
+			k := &killSetup{Conn: dbtest.Connection(t, engine), Dir: t.TempDir()}
+			test(t, k, k.openDB(t))
+		})
+	}
+}
+
 // config is the service's configuration: two file backends under Dir and
 // a short task lease, so that on PostgreSQL the next process takes the
 // dead one's task over soon.
@@ -179,60 +199,48 @@ func (s *slowReader) Read(p []byte) (int, error) {
 }
 
 // migrateInChild is the child's side: it starts the move of the volume to
-// the remote backend through a slow copy and waits to be killed.
-func migrateInChild(t *testing.T, spec string) {
-	k, d := childSetup(t, spec)
+// the remote backend through a slow copy.
+func migrateInChild(t *testing.T, k killSetup, d *db.DB) {
 	tb := k.start(t, d, func(drv driver.Driver) driver.Driver { return slowCopy{Driver: drv, marker: k.marker()} })
 	tb.Must(202, tb.action("member", k.Volume, map[string]any{"os-retype": map[string]any{"new_type": "on-remote", "migration_policy": "on-demand"}}))
-	time.Sleep(10 * time.Minute) // the parent kills us long before
-	t.Fatal("not killed")
 }
 
 func TestMigrationKilledMidCopy(t *testing.T) {
-	if spec := os.Getenv(killChildEnv); spec != "" {
-		migrateInChild(t, spec)
-		return
-	}
-	for _, engine := range dbtest.Engines {
-		t.Run(engine, func(t *testing.T) {
-			k := killSetup{Conn: dbtest.Connection(t, engine), Dir: t.TempDir()}
-			d := k.openDB(t)
+	killTest(t, killChildEnv, migrateInChild, func(t *testing.T, k *killSetup, d *db.DB) {
+		// The volume, on local, with data.
+		tb := k.start(t, d, nil)
+		tb.createType("on-local", map[string]string{"volume_backend_name": "local"})
+		tb.createType("on-remote", map[string]string{"volume_backend_name": "remote"})
+		k.Volume = tb.createVolume("member", projA, map[string]any{"volume_type": "on-local"}, "available")["id"].(string)
+		data := tb.fill(t, "local", k.Volume, 1)
+		tb.stop()
 
-			// The volume, on local, with data.
-			tb := k.start(t, d, nil)
-			tb.createType("on-local", map[string]string{"volume_backend_name": "local"})
-			tb.createType("on-remote", map[string]string{"volume_backend_name": "remote"})
-			k.Volume = tb.createVolume("member", projA, map[string]any{"volume_type": "on-local"}, "available")["id"].(string)
-			data := tb.fill(t, "local", k.Volume, 1)
-			tb.stop()
+		// The child moves it, and is killed mid-copy.
+		kill := k.runChild(t, killChildEnv, "copy")
+		if mid := tb.show(k.Volume); mid["status"] != "retyping" || mid["migration_status"] != "migrating" {
+			t.Errorf("mid-copy: status %v migration %v", mid["status"], mid["migration_status"])
+		}
+		kill()
+		if partial := allocatedTemp(t, tb.dirs["remote"], k.Volume); partial == 0 {
+			t.Fatalf("the kill left no partial copy on the target: the test proves nothing")
+		}
 
-			// The child moves it, and is killed mid-copy.
-			kill := k.runChild(t, killChildEnv, "copy")
-			if mid := tb.show(k.Volume); mid["status"] != "retyping" || mid["migration_status"] != "migrating" {
-				t.Errorf("mid-copy: status %v migration %v", mid["status"], mid["migration_status"])
-			}
-			kill()
-			if partial := allocatedTemp(t, tb.dirs["remote"], k.Volume); partial == 0 {
-				t.Fatalf("the kill left no partial copy on the target: the test proves nothing")
-			}
-
-			// The next process: the volume is back on local, usable.
-			if err := d.LockSingleNode(); err != nil {
-				t.Fatal(err)
-			}
-			next := k.start(t, d, nil)
-			after := next.waitMigration(k.Volume, "error")
-			if after["status"] != "available" || after["volume_type"] != "on-local" || !strings.HasSuffix(after["os-vol-host-attr:host"].(string), "@local#local") {
-				t.Errorf("after the kill: status %v type %v host %v", after["status"], after["volume_type"], after["os-vol-host-attr:host"])
-			}
-			next.holds(t, "local", k.Volume, data)
-			next.absent(t, "remote", k.Volume)
-			next.Must(202, next.action("member", k.Volume, map[string]any{"os-retype": map[string]any{"new_type": "on-remote", "migration_policy": "on-demand"}}))
-			next.waitMigration(k.Volume, "success")
-			next.holds(t, "remote", k.Volume, data)
-			next.absent(t, "local", k.Volume)
-		})
-	}
+		// The next process: the volume is back on local, usable.
+		if err := d.LockSingleNode(); err != nil {
+			t.Fatal(err)
+		}
+		next := k.start(t, d, nil)
+		after := next.waitMigration(k.Volume, "error")
+		if after["status"] != "available" || after["volume_type"] != "on-local" || !strings.HasSuffix(after["os-vol-host-attr:host"].(string), "@local#local") {
+			t.Errorf("after the kill: status %v type %v host %v", after["status"], after["volume_type"], after["os-vol-host-attr:host"])
+		}
+		next.holds(t, "local", k.Volume, data)
+		next.absent(t, "remote", k.Volume)
+		next.Must(202, next.action("member", k.Volume, map[string]any{"os-retype": map[string]any{"new_type": "on-remote", "migration_policy": "on-demand"}}))
+		next.waitMigration(k.Volume, "success")
+		next.holds(t, "remote", k.Volume, data)
+		next.absent(t, "local", k.Volume)
+	})
 }
 
 // allocatedTemp returns the bytes of disk the temporary files of volume

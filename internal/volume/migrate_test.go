@@ -83,12 +83,11 @@ type content struct {
 	chunks map[int64][]byte
 }
 
-// fill writes random chunks (one at the start, one in the middle, one at
-// the end, holes between them) into volume id on backend and returns what
-// the volume holds now.
-func (tb *twoBackends) fill(t *testing.T, backend, id string, sizeGiB int64) content {
+// openVolumeFile opens the file of volume id on drv (a file driver) for
+// writing, as an attached instance would write the volume.
+func openVolumeFile(t *testing.T, drv driver.Driver, id string) *os.File {
 	t.Helper()
-	p, err := tb.drv[backend].(interface{ Path(string) (string, error) }).Path(id)
+	p, err := drv.(interface{ Path(string) (string, error) }).Path(id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +95,15 @@ func (tb *twoBackends) fill(t *testing.T, backend, id string, sizeGiB int64) con
 	if err != nil {
 		t.Fatal(err)
 	}
+	return f
+}
+
+// fill writes random chunks (one at the start, one in the middle, one at
+// the end, holes between them) into volume id on backend and returns what
+// the volume holds now.
+func (tb *twoBackends) fill(t *testing.T, backend, id string, sizeGiB int64) content {
+	t.Helper()
+	f := openVolumeFile(t, tb.drv[backend], id)
 	defer f.Close()
 	c := content{size: sizeGiB * gib, chunks: map[int64][]byte{}}
 	for _, off := range []int64{0, c.size/2 + 12345, c.size - 3<<20} {

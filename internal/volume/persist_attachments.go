@@ -59,11 +59,7 @@ func attachmentNotFound(id string) error {
 
 // getAttachment loads an attachment by id without access checks.
 func getAttachment(ctx context.Context, q db.Querier, id string) (*attachment, error) {
-	a, err := scanAttachment(q.QueryRowContext(ctx, `SELECT `+attachmentCols+` FROM volume_attachments a WHERE a.id = ?`, id))
-	if db.IsNoRows(err) {
-		return nil, attachmentNotFound(id)
-	}
-	return a, err
+	return rowByID(ctx, q, scanAttachment, attachmentNotFound, `SELECT `+attachmentCols+` FROM volume_attachments a WHERE a.id = ?`, id)
 }
 
 // jsonOrNil is m as JSON text, or NULL for nil.
@@ -75,13 +71,21 @@ func jsonOrNil(m map[string]any) (any, error) {
 	return string(b), err
 }
 
+// attachmentJSON is an attachment's connector and connection_info columns
+// (jsonOrNil).
+func attachmentJSON(a *attachment) (connector, info any, err error) {
+	if connector, err = jsonOrNil(a.Connector); err != nil {
+		return nil, nil, err
+	}
+	if info, err = jsonOrNil(a.ConnectionInfo); err != nil {
+		return nil, nil, err
+	}
+	return connector, info, nil
+}
+
 // insertAttachment records a new attachment.
 func insertAttachment(ctx context.Context, tx *db.Tx, a *attachment) error {
-	connector, err := jsonOrNil(a.Connector)
-	if err != nil {
-		return err
-	}
-	info, err := jsonOrNil(a.ConnectionInfo)
+	connector, info, err := attachmentJSON(a)
 	if err != nil {
 		return err
 	}
@@ -95,11 +99,7 @@ func insertAttachment(ctx context.Context, tx *db.Tx, a *attachment) error {
 
 // saveAttachment writes an attachment's mutable fields back.
 func saveAttachment(ctx context.Context, q db.Querier, a *attachment) error {
-	connector, err := jsonOrNil(a.Connector)
-	if err != nil {
-		return err
-	}
-	info, err := jsonOrNil(a.ConnectionInfo)
+	connector, info, err := attachmentJSON(a)
 	if err != nil {
 		return err
 	}

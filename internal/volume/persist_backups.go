@@ -66,22 +66,17 @@ func backupNotFound(id string) error {
 
 // getBackup loads a backup and its metadata without access checks.
 func getBackup(ctx context.Context, q db.Querier, id string) (*backupRow, error) {
-	return db.Snapshot(ctx, q, func(q db.Querier) (*backupRow, error) {
-		b, err := getBackupRow(ctx, q, id)
-		if err != nil {
-			return nil, err
-		}
-		return b, loadKVSets(ctx, q, []*backupRow{b}, setBackupMetadata)
-	})
+	return getWith(ctx, q, id, getBackupRow, loadBackupKVs)
+}
+
+// loadBackupKVs fills the metadata of backups with one query.
+func loadBackupKVs(ctx context.Context, q db.Querier, backups []*backupRow) error {
+	return loadKVSets(ctx, q, backups, setBackupMetadata)
 }
 
 // getBackupRow loads a backup's row without its metadata.
 func getBackupRow(ctx context.Context, q db.Querier, id string) (*backupRow, error) {
-	b, err := scanBackup(q.QueryRowContext(ctx, `SELECT `+backupCols+` FROM backups b WHERE b.id = ?`, id))
-	if db.IsNoRows(err) {
-		return nil, backupNotFound(id)
-	}
-	return b, err
+	return rowByID(ctx, q, scanBackup, backupNotFound, `SELECT `+backupCols+` FROM backups b WHERE b.id = ?`, id)
 }
 
 // insertBackup writes a new backup's row and metadata.

@@ -55,11 +55,7 @@ func listMessages(ctx context.Context, q db.Querier, project string, filters map
 
 // getMessage loads a message by id.
 func getMessage(ctx context.Context, q db.Querier, id string) (*message, error) {
-	m, err := scanMessage(q.QueryRowContext(ctx, `SELECT `+msgCols+` FROM volume_messages WHERE id = ?`, id))
-	if db.IsNoRows(err) {
-		return nil, messageNotFound(id)
-	}
-	return m, err
+	return rowByID(ctx, q, scanMessage, messageNotFound, `SELECT `+msgCols+` FROM volume_messages WHERE id = ?`, id)
 }
 
 // messageNotFound is Cinder's 404 for a message id.

@@ -32,17 +32,10 @@ func addUsage(ctx context.Context, tx *db.Tx, project, resource string, inUse, r
 
 // projectUsages is every usage recorded for project, by resource key.
 func projectUsages(ctx context.Context, q db.Querier, project string) (map[string]quotaUsage, error) {
-	out := map[string]quotaUsage{}
-	err := db.EachRow(ctx, q, func(r db.Row) error {
-		var k string
-		var u quotaUsage
-		if err := r.Scan(&k, &u.InUse, &u.Reserved); err != nil {
-			return err
-		}
-		out[k] = u
-		return nil
+	return db.QueryMap(ctx, q, func(r db.Row) (k string, u quotaUsage, err error) {
+		err = r.Scan(&k, &u.InUse, &u.Reserved)
+		return k, u, err
 	}, `SELECT resource, in_use, reserved FROM quota_usages WHERE project_id = ?`, project)
-	return out, err
 }
 
 // limitsOf reads a set of limits: a project's (table quotas) or a quota
@@ -52,17 +45,7 @@ func limitsOf(ctx context.Context, q db.Querier, class bool, owner string) (map[
 	if class {
 		query = `SELECT resource, hard_limit FROM quota_classes WHERE class_name = ?`
 	}
-	out := map[string]int64{}
-	err := db.EachRow(ctx, q, func(r db.Row) error {
-		var k string
-		var n int64
-		if err := r.Scan(&k, &n); err != nil {
-			return err
-		}
-		out[k] = n
-		return nil
-	}, query, owner)
-	return out, err
+	return db.QueryMap(ctx, q, db.Pair[string, int64], query, owner)
 }
 
 // setLimits writes limits of a project or a quota class, in tx.
@@ -114,36 +97,30 @@ func countGroups(ctx context.Context, q db.Querier, into map[string]int64, prefi
 // countVolumes recounts a project's volumes and their gigabytes from the
 // rows, in total and per type.
 func countVolumes(ctx context.Context, q db.Querier, project string) (map[string]int64, error) {
-	out := map[string]int64{"volumes": 0}
-	if err := countGroups(ctx, q, out, "volumes", `SELECT type_id, COUNT(*) FROM volumes WHERE project_id = ? GROUP BY type_id`, project); err != nil {
-		return nil, err
-	}
-	err := countGroups(ctx, q, out, "gigabytes", `SELECT type_id, COALESCE(SUM(size), 0) FROM volumes WHERE project_id = ? GROUP BY type_id`, project)
-	return out, err
+	return countTypedRows(ctx, q, project, "volumes", "type_id", "size")
 }
 
 // countSnapshots recounts a project's snapshots and their gigabytes (the
 // size of the volume when snapshotted, as Cinder counts them) from the
 // rows, in total and per type.
 func countSnapshots(ctx context.Context, q db.Querier, project string) (map[string]int64, error) {
-	out := map[string]int64{"snapshots": 0}
-	if err := countGroups(ctx, q, out, "snapshots", `SELECT volume_type_id, COUNT(*) FROM snapshots WHERE project_id = ? GROUP BY volume_type_id`, project); err != nil {
+	return countTypedRows(ctx, q, project, "snapshots", "volume_type_id", "volume_size")
+}
+
+// countTypedRows recounts a project's rows of table (under the key table)
+// and the gigabytes in their column size, in total and per type (column
+// typeCol). The names are the callers' constants, never input.
+func countTypedRows(ctx context.Context, q db.Querier, project, table, typeCol, size string) (map[string]int64, error) {
+	out := map[string]int64{table: 0}
+	where := ` FROM ` + table + ` WHERE project_id = ? GROUP BY ` + typeCol
+	if err := countGroups(ctx, q, out, table, `SELECT `+typeCol+`, COUNT(*)`+where, project); err != nil {
 		return nil, err
 	}
-	err := countGroups(ctx, q, out, "gigabytes", `SELECT volume_type_id, COALESCE(SUM(volume_size), 0) FROM snapshots WHERE project_id = ? GROUP BY volume_type_id`, project)
+	err := countGroups(ctx, q, out, "gigabytes", `SELECT `+typeCol+`, COALESCE(SUM(`+size+`), 0)`+where, project)
 	return out, err
 }
 
 // typeNames maps every volume type's id to its name, for the per-type keys.
 func typeNames(ctx context.Context, q db.Querier) (map[string]string, error) {
-	out := map[string]string{}
-	err := db.EachRow(ctx, q, func(r db.Row) error {
-		var id, name string
-		if err := r.Scan(&id, &name); err != nil {
-			return err
-		}
-		out[id] = name
-		return nil
-	}, `SELECT id, name FROM volume_types`)
-	return out, err
+	return db.QueryMap(ctx, q, db.Pair[string, string], `SELECT id, name FROM volume_types`)
 }

@@ -24,17 +24,10 @@ type serviceState struct {
 
 // serviceStates reads the settings of every service that has any.
 func serviceStates(ctx context.Context, q db.Querier) (map[serviceKey]serviceState, error) {
-	out := map[serviceKey]serviceState{}
-	err := db.EachRow(ctx, q, func(r db.Row) error {
-		var k serviceKey
-		var st serviceState
-		if err := r.Scan(&k.Binary, &k.Backend, &st.Disabled, &st.DisabledReason, &st.Frozen, &st.UpdatedAt); err != nil {
-			return err
-		}
-		out[k] = st
-		return nil
+	return db.QueryMap(ctx, q, func(r db.Row) (k serviceKey, st serviceState, err error) {
+		err = r.Scan(&k.Binary, &k.Backend, &st.Disabled, &st.DisabledReason, &st.Frozen, &st.UpdatedAt)
+		return k, st, err
 	}, `SELECT service_binary, backend, disabled, disabled_reason, frozen, updated_at FROM volume_services`)
-	return out, err
 }
 
 // setServiceDisabled enables or disables a service; reason, when set,

@@ -60,22 +60,12 @@ func snapshotNotFound(id string) error {
 // getSnapshot loads a snapshot and its metadata by id without access
 // checks, in one snapshot of the database when q is the pool.
 func getSnapshot(ctx context.Context, q db.Querier, id string) (*snapshot, error) {
-	return db.Snapshot(ctx, q, func(q db.Querier) (*snapshot, error) {
-		sn, err := getSnapshotRow(ctx, q, id)
-		if err != nil {
-			return nil, err
-		}
-		return sn, loadSnapshotKVs(ctx, q, []*snapshot{sn})
-	})
+	return getWith(ctx, q, id, getSnapshotRow, loadSnapshotKVs)
 }
 
 // getSnapshotRow loads a snapshot's row without its metadata.
 func getSnapshotRow(ctx context.Context, q db.Querier, id string) (*snapshot, error) {
-	sn, err := scanSnapshot(q.QueryRowContext(ctx, `SELECT `+snapCols+` FROM snapshots s WHERE s.id = ?`, id))
-	if db.IsNoRows(err) {
-		return nil, snapshotNotFound(id)
-	}
-	return sn, err
+	return rowByID(ctx, q, scanSnapshot, snapshotNotFound, `SELECT `+snapCols+` FROM snapshots s WHERE s.id = ?`, id)
 }
 
 // loadSnapshotKVs fills the metadata of snapshots with one query per set.

@@ -43,12 +43,8 @@ func transferNotFound(id string) error {
 
 // getTransfer loads a live (neither accepted nor deleted) transfer.
 func getTransfer(ctx context.Context, q db.Querier, id string) (*transfer, error) {
-	t, err := scanTransfer(q.QueryRowContext(ctx, `SELECT `+transferCols+` FROM volume_transfers t
-		WHERE t.id = ? AND t.deleted_at IS NULL`, id))
-	if db.IsNoRows(err) {
-		return nil, transferNotFound(id)
-	}
-	return t, err
+	return rowByID(ctx, q, scanTransfer, transferNotFound, `SELECT `+transferCols+` FROM volume_transfers t
+		WHERE t.id = ? AND t.deleted_at IS NULL`, id)
 }
 
 // offerVolume puts an available volume up for transfer: the volume goes

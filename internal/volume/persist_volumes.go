@@ -78,46 +78,38 @@ func volumeNotFound(id string) error {
 // getVolume loads a volume by id without access checks. Given the pool, it
 // reads the row and its metadata in one snapshot (db.Snapshot).
 func getVolume(ctx context.Context, q db.Querier, id string) (*vol, error) {
-	return db.Snapshot(ctx, q, func(q db.Querier) (*vol, error) {
-		v, err := getVolumeRow(ctx, q, id)
+	return getWith(ctx, q, id, getVolumeRow, loadKVs)
+}
+
+// getWith loads row id through getRow and what load reads for it (its
+// key/value sets, attachments), in one snapshot of the database when q is
+// the pool (db.Snapshot).
+func getWith[T any](ctx context.Context, q db.Querier, id string, getRow func(context.Context, db.Querier, string) (T, error),
+	load func(context.Context, db.Querier, []T) error) (T, error) {
+	return db.Snapshot(ctx, q, func(q db.Querier) (T, error) {
+		row, err := getRow(ctx, q, id)
 		if err != nil {
-			return nil, err
+			var none T
+			return none, err
 		}
-		if err := loadKV(ctx, q, v); err != nil {
-			return nil, err
-		}
-		return v, loadAttachments(ctx, q, []*vol{v})
+		return row, load(ctx, q, []T{row})
 	})
 }
 
 // getVolumeRow loads a volume's row without its metadata.
 func getVolumeRow(ctx context.Context, q db.Querier, id string) (*vol, error) {
-	v, err := scanVol(q.QueryRowContext(ctx, `SELECT `+volCols+volFrom+` WHERE v.id = ?`, id))
+	return rowByID(ctx, q, scanVol, volumeNotFound, `SELECT `+volCols+volFrom+` WHERE v.id = ?`, id)
+}
+
+// rowByID reads through scan the row query selects by id (its one
+// argument); no row is notFound(id), Cinder's 404 for the kind of row.
+func rowByID[T any](ctx context.Context, q db.Querier, scan func(db.Row) (T, error), notFound func(string) error, query, id string) (T, error) {
+	row, err := scan(q.QueryRowContext(ctx, query, id))
 	if db.IsNoRows(err) {
-		return nil, volumeNotFound(id)
+		var none T
+		return none, notFound(id)
 	}
-	return v, err
-}
-
-// loadKV fills a volume's metadata and image metadata.
-func loadKV(ctx context.Context, q db.Querier, v *vol) error {
-	var err error
-	if v.Metadata, err = readKV(ctx, q, setMetadata, v.ID); err != nil {
-		return err
-	}
-	v.ImageMetadata, err = readKV(ctx, q, setImageMetadata, v.ID)
-	return err
-}
-
-func readKV(ctx context.Context, q db.Querier, set kvSet, id string) (map[string]string, error) {
-	m, err := readKVs(ctx, q, set, []string{id})
-	if err != nil {
-		return nil, err
-	}
-	if m[id] == nil {
-		return map[string]string{}, nil
-	}
-	return m[id], nil
+	return row, err
 }
 
 // readKVs reads set for each of ids with one query: owner id -> key ->

@@ -1,8 +1,10 @@
 package volume
 
 import (
+	"context"
 	"net/http"
 
+	"github.com/ashlar-dev/ashlar/internal/db"
 	"github.com/ashlar-dev/ashlar/internal/policy"
 )
 
@@ -137,4 +139,37 @@ func enforce(r *http.Request, action, project string) error {
 // allowed is enforce as a boolean, for view decisions.
 func allowed(r *http.Request, action, project string) bool {
 	return enforce(r, action, project) == nil
+}
+
+// owned is a row that belongs to a project: a volume, snapshot, backup,
+// attachment or message.
+type owned interface {
+	// projectID is the project the row belongs to.
+	projectID() string
+}
+
+func (v *vol) projectID() string        { return v.ProjectID }
+func (sn *snapshot) projectID() string  { return sn.ProjectID }
+func (b *backupRow) projectID() string  { return b.ProjectID }
+func (a *attachment) projectID() string { return a.ProjectID }
+func (m *message) projectID() string    { return m.ProjectID }
+
+// loadOwned loads row id through get for a request: another project's row
+// is notFound for non-admins (Cinder does not tell them it exists), then
+// action is enforced against the row's project. Every handler that names a
+// row of a project's loads it so.
+func loadOwned[T owned](ctx context.Context, q db.Querier, r *http.Request, id, action string,
+	get func(context.Context, db.Querier, string) (T, error), notFound func(string) error) (T, error) {
+	var none T
+	row, err := get(ctx, q, id)
+	if err != nil {
+		return none, err
+	}
+	if !visible(r, row) {
+		return none, notFound(id)
+	}
+	if err := enforce(r, action, row.projectID()); err != nil {
+		return none, err
+	}
+	return row, nil
 }

@@ -24,6 +24,12 @@ func (h handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// lister is the handler of a collection's list (detail false) or of its
+// /detail list: one function serves both.
+func lister(list func(w http.ResponseWriter, r *http.Request, detail bool) error, detail bool) handler {
+	return func(w http.ResponseWriter, r *http.Request) error { return list(w, r, detail) }
+}
+
 // writeError renders err as a Cinder error body; a refusal for quota
 // carries Cinder's Retry-After header and retryAfter.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
@@ -71,8 +77,8 @@ func (s *Service) routes() {
 	m.Handle("PUT "+p+"/types/{type_id}/extra_specs/{key}", handler(s.updateExtraSpec))
 	m.Handle("DELETE "+p+"/types/{type_id}/extra_specs/{key}", handler(s.deleteExtraSpec))
 
-	m.Handle("GET "+p+"/volumes", handler(s.listVolumes))
-	m.Handle("GET "+p+"/volumes/detail", handler(s.listVolumesDetail))
+	m.Handle("GET "+p+"/volumes", lister(s.list, false))
+	m.Handle("GET "+p+"/volumes/detail", lister(s.list, true))
 	m.Handle("GET "+p+"/volumes/summary", handler(s.volumeSummary))
 	m.Handle("POST "+p+"/volumes", handler(s.createVolume))
 	m.Handle("GET "+p+"/volumes/{volume_id}", handler(s.showVolume))
@@ -80,12 +86,7 @@ func (s *Service) routes() {
 	m.Handle("PUT "+p+"/volumes/{volume_id}", handler(s.updateVolume))
 	m.Handle("DELETE "+p+"/volumes/{volume_id}", handler(s.deleteVolume))
 	m.Handle("POST "+p+"/volumes/{volume_id}/action", handler(s.volumeAction))
-	m.Handle("GET "+p+"/volumes/{volume_id}/metadata", handler(s.showMetadata))
-	m.Handle("POST "+p+"/volumes/{volume_id}/metadata", handler(s.createMetadata))
-	m.Handle("PUT "+p+"/volumes/{volume_id}/metadata", handler(s.replaceMetadata))
-	m.Handle("GET "+p+"/volumes/{volume_id}/metadata/{key}", handler(s.showMetadataItem))
-	m.Handle("PUT "+p+"/volumes/{volume_id}/metadata/{key}", handler(s.updateMetadataItem))
-	m.Handle("DELETE "+p+"/volumes/{volume_id}/metadata/{key}", handler(s.deleteMetadataItem))
+	s.volumeMetadata().routes(m, p+"/volumes/{volume_id}")
 	s.snapshotRoutes(m, p)
 	s.quotaRoutes(m, p)
 	s.attachmentRoutes(m, p)
@@ -106,9 +107,9 @@ func (s *Service) routes() {
 	m.Handle("GET "+p+"/volumes/{volume_id}/encryption", handler(s.showVolumeEncryption))
 	m.Handle("GET "+p+"/volumes/{volume_id}/encryption/{key}", handler(s.showVolumeEncryptionItem))
 	for _, c := range []string{"os-volume-transfer", transferPathV3} {
-		m.Handle("GET "+p+"/"+c, handler(s.listTransfers))
+		m.Handle("GET "+p+"/"+c, lister(s.transferList, false))
 		m.Handle("POST "+p+"/"+c, handler(s.createTransfer))
-		m.Handle("GET "+p+"/"+c+"/detail", handler(s.listTransfersDetail))
+		m.Handle("GET "+p+"/"+c+"/detail", lister(s.transferList, true))
 		m.Handle("GET "+p+"/"+c+"/{transfer_id}", handler(s.showTransfer))
 		m.Handle("DELETE "+p+"/"+c+"/{transfer_id}", handler(s.deleteTransfer))
 		m.Handle("POST "+p+"/"+c+"/{transfer_id}/accept", handler(s.acceptTransfer))

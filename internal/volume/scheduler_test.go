@@ -80,9 +80,8 @@ func TestSchedulerSpecs(t *testing.T) {
 		} {
 			e.createType(name, specs)
 			v := e.createVolume("member", projA, map[string]any{"volume_type": name}, "error")
-			msgs := e.MustJSON(200, e.Do("member", "GET", "/v3/"+projA+"/messages?resource_uuid="+v["id"].(string), nil, "OpenStack-API-Version", "volume 3.3"))["messages"].([]any)
-			if len(msgs) != 1 || msgs[0].(map[string]any)["user_message"] != "schedule allocate volume:Could not find any available weighted backend." {
-				t.Errorf("%s: messages %v", name, msgs)
+			if m := e.oneMessage(v["id"].(string)); m["user_message"] != "schedule allocate volume:Could not find any available weighted backend." {
+				t.Errorf("%s: message %v", name, m)
 			}
 			// An errored volume can be deleted.
 			e.MustJSON(202, e.Do("member", "DELETE", "/v3/"+projA+"/volumes/"+v["id"].(string), nil))

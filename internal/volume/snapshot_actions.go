@@ -76,21 +76,8 @@ func (s *Service) actSnapshotResetStatus(w http.ResponseWriter, r *http.Request,
 }
 
 func (s *Service) actSnapshotForceDelete(w http.ResponseWriter, r *http.Request, _ any) error {
-	ctx := r.Context()
-	sn, err := s.snapshotFor(ctx, s.deps.DB, r, "volume:get_snapshot")
-	if err == nil {
-		err = enforce(r, "volume_extension:snapshot_admin_actions:force_delete", sn.ProjectID)
-	}
-	if err == nil {
-		err = enforce(r, "volume:delete_snapshot", sn.ProjectID)
-	}
-	if err != nil {
-		return err
-	}
-	if err := s.beginSnapshotDelete(ctx, sn, true); err != nil {
-		return err
-	}
-	return replyEmpty(w, http.StatusAccepted)
+	return forceDeleteOf(w, r, s.deps.DB, s.snapshotFor, s.beginSnapshotDelete,
+		"volume:get_snapshot", "volume_extension:snapshot_admin_actions:force_delete", "volume:delete_snapshot")
 }
 
 // snapshotStatusMoves are the moves os-update_snapshot_status allows: a

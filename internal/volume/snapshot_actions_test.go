@@ -215,14 +215,7 @@ func writeVolume(t *testing.T, e *env, id string, data []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := fd.Path(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(p, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := openVolumeFile(t, fd, id)
 	defer f.Close()
 	if _, err := f.WriteAt(data, 0); err != nil {
 		t.Fatal(err)

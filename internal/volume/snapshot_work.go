@@ -40,16 +40,6 @@ const (
 	msgSnapshotDelete    = "delete snapshot:Snapshot failed to delete."
 )
 
-// registerSnapshotWork registers the kinds whose subject is a snapshot
-// (the volume kinds are run by runWork).
-func (s *Service) registerSnapshotWork(r *task.Runner) {
-	for _, kind := range []string{workSnapshot, workSnapshotDelete} {
-		r.Register(task.Kind{Name: kind, MaxAttempts: maxAttempts,
-			Run:    func(ctx context.Context, t *task.Task) error { return s.runSnapshotWork(ctx, t, false) },
-			GiveUp: func(ctx context.Context, t *task.Task, _ error) error { return s.runSnapshotWork(ctx, t, true) }})
-	}
-}
-
 // runSnapshotWork runs (or, giving up, fails) one claimed snapshot task.
 // A snapshot that is gone (force-deleted) has nothing left to do.
 func (s *Service) runSnapshotWork(ctx context.Context, t *task.Task, giveUp bool) error {

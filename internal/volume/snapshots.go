@@ -30,37 +30,20 @@ const (
 
 // snapshotRoutes registers the snapshot API under p ("/v3/{project_id}").
 func (s *Service) snapshotRoutes(m *api.Mux, p string) {
-	m.Handle("GET "+p+"/snapshots", handler(s.listSnapshots))
-	m.Handle("GET "+p+"/snapshots/detail", handler(s.listSnapshotsDetail))
+	m.Handle("GET "+p+"/snapshots", lister(s.snapshotList, false))
+	m.Handle("GET "+p+"/snapshots/detail", lister(s.snapshotList, true))
 	m.Handle("POST "+p+"/snapshots", handler(s.createSnapshot))
 	m.Handle("GET "+p+"/snapshots/{snapshot_id}", handler(s.showSnapshot))
 	m.Handle("PUT "+p+"/snapshots/{snapshot_id}", handler(s.updateSnapshot))
 	m.Handle("DELETE "+p+"/snapshots/{snapshot_id}", handler(s.deleteSnapshot))
 	m.Handle("POST "+p+"/snapshots/{snapshot_id}/action", handler(s.snapshotAction))
-	md := snapshotMetadata(s)
-	m.Handle("GET "+p+"/snapshots/{snapshot_id}/metadata", handler(md.show))
-	m.Handle("POST "+p+"/snapshots/{snapshot_id}/metadata", handler(md.create))
-	m.Handle("PUT "+p+"/snapshots/{snapshot_id}/metadata", handler(md.replace))
-	m.Handle("GET "+p+"/snapshots/{snapshot_id}/metadata/{key}", handler(md.showItem))
-	m.Handle("PUT "+p+"/snapshots/{snapshot_id}/metadata/{key}", handler(md.updateItem))
-	m.Handle("DELETE "+p+"/snapshots/{snapshot_id}/metadata/{key}", handler(md.deleteItem))
+	snapshotMetadata(s).routes(m, p+"/snapshots/{snapshot_id}")
 }
 
 // snapshotFor loads the request's snapshot: another project's snapshot is
 // not found for non-admins, then action is enforced against its project.
 func (s *Service) snapshotFor(ctx context.Context, q db.Querier, r *http.Request, action string) (*snapshot, error) {
-	id := r.PathValue("snapshot_id")
-	sn, err := getSnapshot(ctx, q, id)
-	if err != nil {
-		return nil, err
-	}
-	if c := caller(r); sn.ProjectID != c.ProjectID && !c.IsAdmin() {
-		return nil, snapshotNotFound(id)
-	}
-	if err := enforce(r, action, sn.ProjectID); err != nil {
-		return nil, err
-	}
-	return sn, nil
+	return loadOwned(ctx, q, r, r.PathValue("snapshot_id"), action, getSnapshot, snapshotNotFound)
 }
 
 // snapshotShape selects a snapshot's rendering.
@@ -182,13 +165,7 @@ func (s *Service) createSnapshot(w http.ResponseWriter, r *http.Request) error {
 	if req.VolumeID == nil {
 		return volumeNotFound("None")
 	}
-	v, err := getVolume(ctx, s.deps.DB, *req.VolumeID)
-	if err == nil && !visible(r, v) {
-		err = volumeNotFound(v.ID)
-	}
-	if err == nil {
-		err = enforce(r, "volume:get", v.ProjectID)
-	}
+	v, err := loadOwned(ctx, s.deps.DB, r, *req.VolumeID, "volume:get", getVolume, volumeNotFound)
 	if err != nil {
 		return err
 	}
@@ -380,14 +357,6 @@ func (s *Service) beginSnapshotDelete(ctx context.Context, sn *snapshot, force b
 	return err
 }
 
-func (s *Service) listSnapshots(w http.ResponseWriter, r *http.Request) error {
-	return s.snapshotList(w, r, false)
-}
-
-func (s *Service) listSnapshotsDetail(w http.ResponseWriter, r *http.Request) error {
-	return s.snapshotList(w, r, true)
-}
-
 // snapshotListRequest is a validated snapshot list query.
 type snapshotListRequest struct {
 	filter snapshotFilter
@@ -398,14 +367,8 @@ type snapshotListRequest struct {
 func parseSnapshotList(r *http.Request) (*snapshotListRequest, error) {
 	l := &snapshotListRequest{mv: versionOf(r)}
 	var err error
-	if l.page, l.filter.scope, err = parseListQuery(r, l.apply); err != nil {
+	if l.page, l.filter.scope, err = parseSortedList(r, l.apply, mvSnapshotSortName, snapshotSortColumns); err != nil {
 		return nil, err
-	}
-	if l.page.SortKey == "name" && l.mv >= mvSnapshotSortName {
-		l.page.SortKey = "display_name"
-	}
-	if _, ok := snapshotSortColumns[l.page.SortKey]; !ok {
-		return nil, errs.E(errs.Invalid, "Invalid input received: Invalid sort key")
 	}
 	return l, nil
 }
@@ -454,21 +417,8 @@ func (s *Service) snapshotList(w http.ResponseWriter, r *http.Request, detail bo
 	if err != nil {
 		return err
 	}
-	ctx := r.Context()
-	var snaps []*snapshot
-	var more bool
-	// the page and the metadata shown with it, from one snapshot
-	err = s.deps.DB.InReadTx(ctx, func(tx *db.Tx) error {
-		err := checkOwnedMarker(r, tx, l.page.Marker, getSnapshotRow,
-			func(sn *snapshot) string { return sn.ProjectID }, snapshotNotFound)
-		if err != nil {
-			return err
-		}
-		if snaps, more, err = listSnapshots(ctx, tx, l.filter, l.page); err != nil {
-			return err
-		}
-		return loadSnapshotKVs(ctx, tx, snaps)
-	})
+	snaps, more, err := readOwnedPage(r, s.deps.DB, l.page, getSnapshotRow, snapshotNotFound,
+		listSnapshots, l.filter, loadSnapshotKVs)
 	if err != nil {
 		return err
 	}

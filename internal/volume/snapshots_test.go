@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"net/url"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -285,24 +283,7 @@ func TestSnapshotViewGolden(t *testing.T) {
 			if err := enc.Encode(body); err != nil {
 				t.Fatal(err)
 			}
-			got := mask.Replace(b.String())
-			path := filepath.Join("testdata", "golden", "snapshot-"+shape+"-"+mv+".json")
-			if *updateGolden {
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				continue
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("%s at %s:\n got %s\nwant %s", shape, mv, got, want)
-			}
+			goldenText(t, "snapshot-"+shape+"-"+mv, mask.Replace(b.String()))
 		}
 	}
 }

@@ -115,14 +115,8 @@ func (s *Service) createTransfer(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := r.Context()
-	v, err := getVolume(ctx, s.deps.DB, req.VolumeID)
-	if err == nil && !visible(r, v) {
-		err = volumeNotFound(req.VolumeID)
-	}
+	v, err := loadOwned(ctx, s.deps.DB, r, req.VolumeID, "volume:create_transfer", getVolume, volumeNotFound)
 	if err != nil {
-		return err
-	}
-	if err := enforce(r, "volume:create_transfer", v.ProjectID); err != nil {
 		return err
 	}
 	if v.Status != "available" {
@@ -266,15 +260,6 @@ func (s *Service) acceptTransfer(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return reply(w, http.StatusAccepted, map[string]any{"transfer": s.transferSummary(r, t)})
-}
-
-// listTransfers and listTransfersDetail serve both paths' lists.
-func (s *Service) listTransfers(w http.ResponseWriter, r *http.Request) error {
-	return s.transferList(w, r, false)
-}
-
-func (s *Service) listTransfersDetail(w http.ResponseWriter, r *http.Request) error {
-	return s.transferList(w, r, true)
 }
 
 // transferListRequest reads a transfer list query as Cinder does: on the

@@ -29,7 +29,13 @@ func golden(t *testing.T, name string, v any, replace map[string]string) {
 	for val, placeholder := range replace {
 		got = strings.ReplaceAll(got, val, placeholder)
 	}
-	got += "\n"
+	goldenText(t, name, got+"\n")
+}
+
+// goldenText compares got with testdata/golden/<name>.json; with -update
+// it writes the file instead.
+func goldenText(t *testing.T, name, got string) {
+	t.Helper()
 	path := filepath.Join("testdata", "golden", name+".json")
 	if *updateGolden {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {

@@ -29,25 +29,14 @@ func deref(s *string) string {
 // volumeFor loads the request's volume: another project's volume is not
 // found for non-admins, then action is enforced against its project.
 func (s *Service) volumeFor(ctx context.Context, q db.Querier, r *http.Request, action string) (*vol, error) {
-	id := r.PathValue("volume_id")
-	v, err := getVolume(ctx, q, id)
-	if err != nil {
-		return nil, err
-	}
-	if !visible(r, v) {
-		return nil, volumeNotFound(id)
-	}
-	if err := enforce(r, action, v.ProjectID); err != nil {
-		return nil, err
-	}
-	return v, nil
+	return loadOwned(ctx, q, r, r.PathValue("volume_id"), action, getVolume, volumeNotFound)
 }
 
-// visible reports whether the caller may know of v: its own project's
-// volumes, every volume for admins.
-func visible(r *http.Request, v *vol) bool {
+// visible reports whether the caller may know of row: its own project's
+// volumes (snapshots, ...), every project's for admins.
+func visible(r *http.Request, row owned) bool {
 	c := caller(r)
-	return v.ProjectID == c.ProjectID || c.IsAdmin()
+	return row.projectID() == c.ProjectID || c.IsAdmin()
 }
 
 // viewKind selects a volume's rendering.

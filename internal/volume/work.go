@@ -73,16 +73,25 @@ func (w *work) progress(r io.Reader, size int64) io.Reader {
 	return w.t.Reader(r)
 }
 
-// registerWork tells the task runner how to run and give up volume work.
-func (s *Service) registerWork(r *task.Runner) {
-	for _, kind := range []string{workCreate, workClone, workFromImage, workFromBackup, workUpload, workFromSnapshot, workRevert, workDeleteCascade, workExtend} {
+// registerKinds registers kinds with r, each run by run, which fails the
+// task instead when giveUp (the task's attempts are spent).
+func registerKinds(r *task.Runner, run func(ctx context.Context, t *task.Task, giveUp bool) error, kinds ...string) {
+	for _, kind := range kinds {
 		r.Register(task.Kind{Name: kind, MaxAttempts: maxAttempts,
-			Run:    func(ctx context.Context, t *task.Task) error { return s.runWork(ctx, t, false) },
-			GiveUp: func(ctx context.Context, t *task.Task, _ error) error { return s.runWork(ctx, t, true) }})
+			Run:    func(ctx context.Context, t *task.Task) error { return run(ctx, t, false) },
+			GiveUp: func(ctx context.Context, t *task.Task, _ error) error { return run(ctx, t, true) }})
 	}
-	s.registerSnapshotWork(r)
-	s.registerBackupWork(r)
-	s.registerMigrate(r)
+}
+
+// registerWork tells the task runner how to run and give up the
+// service's work: the volume kinds, the kinds whose subject is a snapshot
+// or a backup, and moves.
+func (s *Service) registerWork(r *task.Runner) {
+	registerKinds(r, s.runWork, workCreate, workClone, workFromImage, workFromBackup, workUpload, workFromSnapshot,
+		workRevert, workDeleteCascade, workExtend)
+	registerKinds(r, s.runSnapshotWork, workSnapshot, workSnapshotDelete)
+	registerKinds(r, s.runBackupWork, workBackup, workBackupRestore, workBackupDelete)
+	registerKinds(r, s.runMigrate, workMigrate)
 }
 
 // addWork records work in the caller's transaction, so a volume's status

@@ -589,16 +589,8 @@ func (c *cluster) killLoop(t *testing.T, end time.Time, every time.Duration, st 
 
 // heldTasks are the epochs of the running tasks node holds.
 func (c *cluster) heldTasks(t *testing.T, node string) map[string]int64 {
-	out := map[string]int64{}
-	err := db.EachRow(context.Background(), c.g.db, func(r db.Row) error {
-		var id string
-		var epoch int64
-		if err := r.Scan(&id, &epoch); err != nil {
-			return err
-		}
-		out[id] = epoch
-		return nil
-	}, `SELECT id, epoch FROM tasks WHERE lease_owner = ? AND state = 'running'`, node)
+	out, err := db.QueryMap(context.Background(), c.g.db, db.Pair[string, int64],
+		`SELECT id, epoch FROM tasks WHERE lease_owner = ? AND state = 'running'`, node)
 	if err != nil {
 		t.Error(err)
 	}

@@ -58,12 +58,8 @@ func cliVolumeMoveScenarios() []cliScenario {
 			}
 			s.moved = id
 		}},
-		{name: "volume/migrate", needs: func(s *cliState) string {
-			if s.moved == "" || s.backendHost == "" {
-				return "no retyped volume, or no backend host from the service list"
-			}
-			return ""
-		}, run: func(t *testing.T, s *cliState) {
+		{name: "volume/migrate", needs: need("no retyped volume, or no backend host from the service list",
+			func(s *cliState) bool { return s.moved != "" && s.backendHost != "" }), run: func(t *testing.T, s *cliState) {
 			s.member.refused(t, []string{"HTTP 403"}, "openstack", "volume", "migrate", "--host", s.backendHost+"@b1", s.moved)
 			s.admin.refused(t, []string{"HTTP 400", "No available service named"}, "openstack", "volume", "migrate", "--host", "nosuch@b1", s.moved)
 			// The type names b2: a move to b1 fails after the 202, in place.

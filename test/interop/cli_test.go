@@ -47,11 +47,10 @@ type cliScenario struct {
 func TestCLI(t *testing.T) {
 	requireInterop(t)
 	requireTools(t, "openstack", "glance", "cinder")
-	start := time.Now()
+	defer logTook(t, time.Now())
 	a := startAshlar(t, "cli", ashlarOpts{cheapS3: true, scan: true, backends: cliBackends})
 	runCLI(t, a)
 	a.checkResponses(t)
-	t.Logf("TestCLI took %s", time.Since(start).Round(time.Second))
 }
 
 // runCLI runs the CLI scenarios against a, one subtest each; the volume
@@ -86,32 +85,23 @@ func runCLI(t *testing.T, a *ashlar) {
 	t.Logf("client commands logged in %s/cli.log", dir)
 }
 
-func needMember(s *cliState) string {
-	if s.member == nil {
-		return "the member account was not created"
-	}
-	return ""
-}
+// The needs the scenarios share.
+var (
+	needMember     = need("the member account was not created", func(s *cliState) bool { return s.member != nil })
+	needVolume     = need("no volume from image", func(s *cliState) bool { return s.volume != "" })
+	needSnapshot   = need("no snapshot of the volume", func(s *cliState) bool { return s.snapshot != "" })
+	needCheapImage = need("no image was uploaded to store cheap", func(s *cliState) bool { return s.cheapImage != "" })
+)
 
-func needVolume(s *cliState) string {
-	if s.volume == "" {
-		return "no volume from image"
+// need is a cliScenario's needs: met when an earlier step made what made
+// looks for, else why not.
+func need(why string, made func(*cliState) bool) func(*cliState) string {
+	return func(s *cliState) string {
+		if made(s) {
+			return ""
+		}
+		return why
 	}
-	return ""
-}
-
-func needSnapshot(s *cliState) string {
-	if s.snapshot == "" {
-		return "no snapshot of the volume"
-	}
-	return ""
-}
-
-func needCheapImage(s *cliState) string {
-	if s.cheapImage == "" {
-		return "no image was uploaded to store cheap"
-	}
-	return ""
 }
 
 func cliScenarios() []cliScenario {
@@ -299,12 +289,7 @@ func cliScenarios() []cliScenario {
 			}
 			s.admin.ok(t, "openstack", "image", "delete", id)
 		}},
-		{name: "image/delete", needs: func(s *cliState) string {
-			if s.multiImage == "" {
-				return "no multi-store image"
-			}
-			return ""
-		}, run: func(t *testing.T, s *cliState) {
+		{name: "image/delete", needs: need("no multi-store image", func(s *cliState) bool { return s.multiImage != "" }), run: func(t *testing.T, s *cliState) {
 			s.admin.ok(t, "glance", "stores-delete", s.multiImage, "--store", "cheap")
 			waitImageStores(t, s.admin, s.multiImage, "fast,reliable")
 			s.admin.ok(t, "openstack", "image", "delete", s.multiImage)

@@ -204,7 +204,7 @@ defaults
 // stuck or orphaned.
 func TestCluster(t *testing.T) {
 	requireInterop(t)
-	start := time.Now()
+	defer logTook(t, time.Now())
 	c := startCluster(t, "3", 3)
 	t.Run("cli", func(t *testing.T) {
 		requireTools(t, "openstack", "glance", "cinder")
@@ -225,7 +225,6 @@ func TestCluster(t *testing.T) {
 		}
 		c.chaos(t, chaosOpts{clients: 8, duration: d, killEvery: 20 * time.Second})
 	})
-	t.Logf("TestCluster took %s", time.Since(start).Round(time.Second))
 }
 
 // TestClusterThroughput measures the mixed workload of the chaos run

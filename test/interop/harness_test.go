@@ -80,6 +80,12 @@ func requireInterop(t *testing.T) {
 	}
 }
 
+// logTook, deferred at the start of a test, logs how long the test took:
+// the interop tests are long, and CI's log says which took the time.
+func logTook(t *testing.T, start time.Time) {
+	t.Logf("%s took %s", t.Name(), time.Since(start).Round(time.Second))
+}
+
 // requireTools skips (or, under CI=true, fails) when a command the test
 // needs is not installed; scripts/setup.sh installs them.
 func requireTools(t *testing.T, tools ...string) {

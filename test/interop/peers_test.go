@@ -19,11 +19,10 @@ import (
 func TestPeers(t *testing.T) {
 	requireInterop(t)
 	requireTools(t, "openstack", "cinder")
-	start := time.Now()
+	defer logTook(t, time.Now())
 	t.Run("glance_behind_volume", testPeerGlance)
 	t.Run("keystone_external_identity", testPeerKeystone)
 	t.Run("cinder_api_on_image", testPeerCinder)
-	t.Logf("TestPeers took %s", time.Since(start).Round(time.Second))
 }
 
 // testPeerGlance: Ashlar's volume service with a real Glance as its image

@@ -27,13 +27,12 @@ func TestTempestRBD(t *testing.T) {
 	requireInterop(t)
 	requireTools(t, "tempest", "stestr", "python3")
 	c := testenv.SharedCeph(t)
-	start := time.Now()
+	defer logTook(t, time.Now())
 	t.Setenv("ASHLAR_TEMPEST_LISTS", "volume-core,volume-later")
 	a := startAshlar(t, "tempest-rbd", ashlarOpts{postgres: true, backends: tempestBackends, rbdConf: c.Conf,
 		rbdOptions: "rbd_flatten_volume_from_snapshot = true\n"})
 	checkUntypedOnRBD(t, a)
 	runTempest(t, a)
-	t.Logf("TestTempestRBD took %s", time.Since(start).Round(time.Second))
 }
 
 // checkUntypedOnRBD checks that a volume of no particular backend (as

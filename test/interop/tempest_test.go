@@ -142,11 +142,10 @@ var tempestBackends = []string{"b1", "b2"}
 func TestTempest(t *testing.T) {
 	requireInterop(t)
 	requireTools(t, "tempest", "stestr", "python3")
-	start := time.Now()
+	defer logTook(t, time.Now())
 	a := startAshlar(t, "tempest", ashlarOpts{postgres: true, scan: true, backends: tempestBackends})
 	runTempest(t, a)
 	a.checkResponses(t)
-	t.Logf("TestTempest took %s", time.Since(start).Round(time.Second))
 }
 
 // runTempest provisions tempest's accounts on a and runs the include-lists

@@ -24,8 +24,10 @@ package store
 import (
 	"context"
 	"io"
+	"strings"
 
 	"github.com/ashlar-dev/ashlar/internal/config"
+	"github.com/ashlar-dev/ashlar/internal/errs"
 )
 
 // Driver is one storage backend. Keys are opaque strings chosen by the image
@@ -46,6 +48,23 @@ type Driver interface {
 	Delete(ctx context.Context, key string) error
 	// Size returns the object's size; errs.NotFound when it does not exist.
 	Size(ctx context.Context, key string) (int64, error)
+}
+
+// EmptyGet is a driver's Get of an empty range at offset of key, for
+// backends that cannot be asked for one (HTTP and S3 have no empty range,
+// and refuse a range that starts at the end): key must exist (Size), and
+// an offset past its end is errs.BadRange. With atEnd, where the backend
+// has refused the range as starting past the end, only the end itself is
+// empty.
+func EmptyGet(ctx context.Context, d Driver, key string, offset int64, atEnd bool) (io.ReadCloser, error) {
+	size, err := d.Size(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if offset > size || atEnd && offset != size {
+		return nil, errs.E(errs.BadRange, "offset %d beyond object size %d", offset, size)
+	}
+	return io.NopCloser(strings.NewReader("")), nil
 }
 
 // ReadOnlyDriver is implemented by drivers that never accept writes (http).

@@ -31,6 +31,7 @@ import (
 
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/image/store"
 )
 
 // OptBaseURL is the [store:<id>] key of the URL keys are relative to.
@@ -220,14 +221,7 @@ func (d *Driver) Get(ctx context.Context, key string, offset, length int64) (io.
 		return nil, err
 	}
 	if length == 0 {
-		size, err := d.Size(ctx, key)
-		if err != nil {
-			return nil, err
-		}
-		if offset > size {
-			return nil, errs.E(errs.BadRange, "offset %d beyond object size %d", offset, size)
-		}
-		return io.NopCloser(strings.NewReader("")), nil
+		return store.EmptyGet(ctx, d, key, offset, false)
 	}
 	rng := ""
 	switch {
@@ -251,14 +245,7 @@ func (d *Driver) Get(ctx context.Context, key string, offset, length int64) (io.
 	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
-		size, err := d.Size(ctx, key)
-		if err != nil {
-			return nil, err
-		}
-		if offset == size {
-			return io.NopCloser(strings.NewReader("")), nil
-		}
-		return nil, errs.E(errs.BadRange, "offset %d beyond object size %d", offset, size)
+		return store.EmptyGet(ctx, d, key, offset, true)
 	case resp.StatusCode >= 300:
 		return nil, statusErr(resp, u)
 	}

@@ -37,6 +37,7 @@ import (
 
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/errs"
+	"github.com/ashlar-dev/ashlar/internal/image/store"
 	"github.com/ashlar-dev/ashlar/internal/s3client"
 )
 
@@ -441,15 +442,7 @@ func (d *Driver) abortUpload(ctx context.Context, key, id string) error {
 // Get implements the store.Driver method.
 func (d *Driver) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
 	if length == 0 {
-		// S3 has no empty range; check existence and bounds instead.
-		size, err := d.Size(ctx, key)
-		if err != nil {
-			return nil, err
-		}
-		if offset > size {
-			return nil, errs.E(errs.BadRange, "offset %d beyond object size %d", offset, size)
-		}
-		return io.NopCloser(bytes.NewReader(nil)), nil
+		return store.EmptyGet(ctx, d, key, offset, false)
 	}
 	in := &s3.GetObjectInput{Bucket: &d.bucket, Key: &key}
 	switch {
@@ -462,14 +455,7 @@ func (d *Driver) Get(ctx context.Context, key string, offset, length int64) (io.
 	if err != nil {
 		if isInvalidRange(err) {
 			// Reading at the very end is empty, not an error.
-			size, serr := d.Size(ctx, key)
-			if serr != nil {
-				return nil, serr
-			}
-			if offset == size {
-				return io.NopCloser(bytes.NewReader(nil)), nil
-			}
-			return nil, errs.E(errs.BadRange, "offset %d beyond object size %d", offset, size)
+			return store.EmptyGet(ctx, d, key, offset, true)
 		}
 		return nil, d.mapErr(ctx, err, "cannot read from store")
 	}

@@ -145,6 +145,33 @@ func engine(t *testing.T, s backup.Store) *backup.Engine {
 	return e
 }
 
+// mustBackup backs data up with e as backup id of container c (an
+// incremental one on parent, when not nil), failing the test on an error.
+func mustBackup(t *testing.T, e *backup.Engine, id string, data []byte, parent *backup.Manifest) *backup.Manifest {
+	t.Helper()
+	return mustBackupOf(t, e, id, &MemVolume{Data: data}, parent)
+}
+
+// mustBackupOf is mustBackup of volume v.
+func mustBackupOf(t *testing.T, e *backup.Engine, id string, v driver.Volume, parent *backup.Manifest) *backup.Manifest {
+	t.Helper()
+	m, err := e.Backup(context.Background(), "c", id, backup.Source{Volume: v, VolumeID: "vol", Parent: parent}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// wantRestored fails the test unless m restores (with e) to want; what
+// names the backup in the failure.
+func wantRestored(t *testing.T, e *backup.Engine, m *backup.Manifest, want []byte, what string) {
+	t.Helper()
+	got, err := restore(t, e, m)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("restore of %s = %d bytes, %v; want the %d bytes backed up", what, len(got), err, len(want))
+	}
+}
+
 func restore(t *testing.T, e *backup.Engine, m *backup.Manifest) ([]byte, error) {
 	t.Helper()
 	r := e.Restore(context.Background(), m)
@@ -308,10 +335,7 @@ func testBackupRestore(t *testing.T, s backup.Store, open func(*MemVolume) drive
 	if err != nil || len(m2.Chunks) != 10 || m2.Size != int64(len(data)) {
 		t.Fatalf("Manifest = %+v, %v", m2, err)
 	}
-	got, err := restore(t, e, m2)
-	if err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("restore = %d bytes, %v; want the %d bytes backed up", len(got), err, len(data))
-	}
+	wantRestored(t, e, m2, data, "the backup")
 	if m.Objects() != 10 { // 9 data chunks + manifest
 		t.Errorf("Objects = %d, want 10", m.Objects())
 	}
@@ -322,10 +346,7 @@ func testZeroChunks(t *testing.T, s backup.Store, open func(*MemVolume) driver.V
 	ctx := context.Background()
 	data := make([]byte, 8*chunkSize)
 	copy(data[5*chunkSize:], Random(100, 3))
-	m, err := e.Backup(ctx, "c", "zeros", backup.Source{Volume: open(&MemVolume{Data: data}), VolumeID: "vol"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := mustBackupOf(t, e, "zeros", open(&MemVolume{Data: data}), nil)
 	keys, err := s.List(ctx, backup.Prefix("c", "zeros"))
 	if err != nil {
 		t.Fatal(err)
@@ -338,10 +359,7 @@ func testZeroChunks(t *testing.T, s backup.Store, open func(*MemVolume) driver.V
 			t.Errorf("chunk %d: zero = %v", i, c.Zero)
 		}
 	}
-	got, err := restore(t, e, m)
-	if err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("restore = %d bytes, %v", len(got), err)
-	}
+	wantRestored(t, e, m, data, "the backup")
 }
 
 func testHolesNotRead(t *testing.T, s backup.Store, open func(*MemVolume) driver.Volume) {
@@ -356,27 +374,18 @@ func testHolesNotRead(t *testing.T, s backup.Store, open func(*MemVolume) driver
 	if v.Read.Load() > 2*chunkSize {
 		t.Errorf("read %d bytes of a volume with %d bytes of extents", v.Read.Load(), 2*chunkSize)
 	}
-	got, err := restore(t, e, m)
-	if err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("restore = %d bytes, %v", len(got), err)
-	}
+	wantRestored(t, e, m, data, "the backup")
 }
 
 func testIncremental(t *testing.T, s backup.Store, open func(*MemVolume) driver.Volume) {
 	e := engine(t, s)
 	ctx := context.Background()
 	data := volumeData()
-	full, err := e.Backup(ctx, "c", "base", backup.Source{Volume: open(&MemVolume{Data: data}), VolumeID: "vol"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	full := mustBackupOf(t, e, "base", open(&MemVolume{Data: data}), nil)
 	changed := slices.Clone(data)
 	copy(changed[4*chunkSize+10:], []byte("changed"))
 	copy(changed[2*chunkSize:], []byte("no longer zero"))
-	inc, err := e.Backup(ctx, "c", "inc", backup.Source{Volume: open(&MemVolume{Data: changed}), VolumeID: "vol", Parent: full}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	inc := mustBackupOf(t, e, "inc", open(&MemVolume{Data: changed}), full)
 	keys, err := s.List(ctx, backup.Prefix("c", "inc"))
 	if err != nil {
 		t.Fatal(err)
@@ -387,27 +396,19 @@ func testIncremental(t *testing.T, s backup.Store, open func(*MemVolume) driver.
 	if inc.ParentID != "base" || inc.Objects() != 3 {
 		t.Errorf("incremental: parent %q, objects %d", inc.ParentID, inc.Objects())
 	}
-	got, err := restore(t, e, inc)
-	if err != nil || !bytes.Equal(got, changed) {
-		t.Fatalf("restore of the incremental = %d bytes, %v", len(got), err)
-	}
+	wantRestored(t, e, inc, changed, "the incremental")
 	// Deleting the incremental leaves its parent whole.
 	if err := e.Delete(ctx, "c", "inc"); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := restore(t, e, full); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("restore of the parent after deleting its child = %d bytes, %v", len(got), err)
-	}
+	wantRestored(t, e, full, data, "the parent after deleting its child")
 }
 
 func testCorrupt(t *testing.T, s backup.Store) {
 	e := engine(t, s)
 	ctx := context.Background()
 	data := volumeData()
-	m, err := e.Backup(ctx, "c", "corrupt", backup.Source{Volume: &MemVolume{Data: data}, VolumeID: "vol"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := mustBackup(t, e, "corrupt", data, nil)
 	var bad int // the chunk damaged
 	for _, tc := range []struct {
 		name   string
@@ -469,10 +470,7 @@ func testRawChunks(t *testing.T, s backup.Store) {
 	e := engine(t, s)
 	ctx := context.Background()
 	data := volumeData()
-	m, err := e.Backup(ctx, "c", "mixed", backup.Source{Volume: &MemVolume{Data: data}, VolumeID: "vol"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := mustBackup(t, e, "mixed", data, nil)
 	for i, c := range m.Chunks {
 		compressible := i == 7 || i == 8
 		switch {
@@ -490,30 +488,20 @@ func testRawChunks(t *testing.T, s backup.Store) {
 	if m2.Version != 2 || !m2.Chunks[0].Raw || m2.Chunks[7].Raw {
 		t.Errorf("manifest read back: version %d, chunk 0 raw %v, chunk 7 raw %v", m2.Version, m2.Chunks[0].Raw, m2.Chunks[7].Raw)
 	}
-	if got, err := restore(t, e, m2); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("restore = %d bytes, %v", len(got), err)
-	}
+	wantRestored(t, e, m2, data, "the backup")
 	changed := slices.Clone(data)
 	copy(changed[8*chunkSize+5:], "changed")
-	inc, err := e.Backup(ctx, "c", "mixed-inc", backup.Source{Volume: &MemVolume{Data: changed}, VolumeID: "vol", Parent: m2}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	inc := mustBackup(t, e, "mixed-inc", changed, m2)
 	if inc.Objects() != 2 || !inc.Chunks[0].Raw || inc.Chunks[0].Object != m2.Chunks[0].Object {
 		t.Errorf("incremental: %d objects, chunk 0 raw %v object %q", inc.Objects(), inc.Chunks[0].Raw, inc.Chunks[0].Object)
 	}
-	if got, err := restore(t, e, inc); err != nil || !bytes.Equal(got, changed) {
-		t.Fatalf("restore of the incremental = %d bytes, %v", len(got), err)
-	}
+	wantRestored(t, e, inc, changed, "the incremental")
 	// Without compression nothing is marked raw: the manifest says it.
 	plain, err := backup.New(s, backup.Options{ChunkSize: chunkSize, Compression: backup.CompressNone})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pm, err := plain.Backup(ctx, "c", "plain", backup.Source{Volume: &MemVolume{Data: data}, VolumeID: "vol"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pm := mustBackup(t, plain, "plain", data, nil)
 	if pm.Version != 1 || slices.ContainsFunc(pm.Chunks, func(c backup.Chunk) bool { return c.Raw }) {
 		t.Errorf("uncompressed backup: version %d, raw chunks %v", pm.Version, pm.Chunks)
 	}
@@ -571,21 +559,14 @@ func testVersion1Manifest(t *testing.T, s backup.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := restore(t, e, old); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("restore of a version 1 backup = %d bytes, %v", len(got), err)
-	}
+	wantRestored(t, e, old, data, "a version 1 backup")
 	changed := slices.Clone(data)
 	copy(changed[5*chunkSize:], "changed")
-	inc, err := e.Backup(ctx, "c", "old-inc", backup.Source{Volume: &MemVolume{Data: changed}, VolumeID: "vol", Parent: old}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	inc := mustBackup(t, e, "old-inc", changed, old)
 	if inc.Objects() != 2 {
 		t.Errorf("incremental on a version 1 backup stored %d objects, want 2", inc.Objects())
 	}
-	if got, err := restore(t, e, inc); err != nil || !bytes.Equal(got, changed) {
-		t.Fatalf("restore of the incremental = %d bytes, %v", len(got), err)
-	}
+	wantRestored(t, e, inc, changed, "the incremental")
 }
 
 // failingStore fails every Put after the first `after`, as a bucket that

@@ -72,6 +72,16 @@ func mustSnapshot(t *testing.T, d driver.Driver, volumeID, snapshotID string) {
 	}
 }
 
+// snapshotted creates volume v of size bytes (islands of seed) and its
+// snapshot s, and returns the volume's data.
+func snapshotted(t *testing.T, d driver.Driver, size int, seed uint64) []byte {
+	t.Helper()
+	data := islands(size, seed)
+	mustCreate(t, d, "v", data)
+	mustSnapshot(t, d, "v", "s")
+	return data
+}
+
 // write writes p at off into volume id, as an attached instance would:
 // through the volume's path (driver.LocalFile), or through the open
 // volume itself when it is an io.WriterAt (an RBD image through librbd).
@@ -288,9 +298,7 @@ func testSnapshotSameIDConcurrent(t *testing.T, d driver.Driver) {
 func testCreateFromSnapshot(t *testing.T, d driver.Driver) {
 	ctx := context.Background()
 	const size = 3*mib + 7
-	data := islands(size, 16)
-	mustCreate(t, d, "v", data)
-	mustSnapshot(t, d, "v", "s")
+	data := snapshotted(t, d, size, 16)
 	snap := bytes.Clone(data)
 	scribble(t, d, "v", data, 17)
 
@@ -345,25 +353,24 @@ func testCloneIndependent(t *testing.T, d driver.Driver) {
 	equal(t, readAll(t, d, "same"), same, "clone after its own writes")
 
 	// The clone is as sparse as its source.
-	v, err := d.Open(ctx, "larger")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	checkSparse(t, d, "larger", v, 2*mib)
+	checkSparse(t, d, "larger", 2*mib)
 	if err := d.Delete(ctx, "src"); err != nil {
 		t.Fatal(err)
 	}
 	equal(t, readAll(t, d, "larger"), larger, "clone after its source was deleted")
 }
 
-// checkSparse fails when volume id (open as v) covers more than limit
-// bytes of extents or, where the driver tells, of allocated space. A
-// volume whose extents come in units (driver.Granular) may cover the
-// units the data touches: up to two more, one partly used at each end
-// of the data.
-func checkSparse(t *testing.T, d driver.Driver, id string, v driver.Volume, limit int64) {
+// checkSparse fails when volume id covers more than limit bytes of
+// extents or, where the driver tells, of allocated space. A volume whose
+// extents come in units (driver.Granular) may cover the units the data
+// touches: up to two more, one partly used at each end of the data.
+func checkSparse(t *testing.T, d driver.Driver, id string, limit int64) {
 	t.Helper()
+	v, err := d.Open(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
 	if g, ok := v.(driver.Granular); ok {
 		limit += 2 * g.Granularity()
 	}
@@ -392,9 +399,7 @@ func checkSparse(t *testing.T, d driver.Driver, id string, v driver.Volume, limi
 func testRevert(t *testing.T, d driver.Driver) {
 	ctx := context.Background()
 	const size = 4*mib + 5
-	data := islands(size, 28)
-	mustCreate(t, d, "v", data)
-	mustSnapshot(t, d, "v", "s")
+	data := snapshotted(t, d, size, 28)
 	snap := bytes.Clone(data)
 	scribble(t, d, "v", data, 29)
 	if err := d.Revert(ctx, "v", "s"); err != nil {
@@ -409,20 +414,13 @@ func testRevert(t *testing.T, d driver.Driver) {
 		t.Fatal(err)
 	}
 	equal(t, readAll(t, d, "v"), snap, "volume after a second revert")
-	v, err := d.Open(ctx, "v")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	checkSparse(t, d, "v", v, 2*mib)
+	checkSparse(t, d, "v", 2*mib)
 }
 
 func testRevertAfterExtend(t *testing.T, d driver.Driver) {
 	ctx := context.Background()
 	const size = 2*mib + 77
-	data := islands(size, 31)
-	mustCreate(t, d, "v", data)
-	mustSnapshot(t, d, "v", "s")
+	data := snapshotted(t, d, size, 31)
 	if err := d.Extend(ctx, "v", 3*size); err != nil {
 		t.Fatal(err)
 	}
@@ -646,12 +644,7 @@ func testCopyBetweenBackends(t *testing.T, newDriver func(t *testing.T) driver.D
 			}
 			want := append(bytes.Clone(data), make([]byte, mib)...)
 			equal(t, readAll(t, dst, id), want, "copy")
-			v, err := dst.Open(ctx, id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer v.Close()
-			checkSparse(t, dst, id, v, 2*mib)
+			checkSparse(t, dst, id, 2*mib)
 			// Independent of the source, both ways.
 			scribble(t, src, id, data, 43)
 			equal(t, readAll(t, dst, id), want, "copy after writes to its source")

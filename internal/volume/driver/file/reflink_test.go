@@ -141,15 +141,23 @@ func createScattered(t *testing.T, d *Driver, id string, size, data int64, seed 
 	return b
 }
 
+// scatteredOnXFS is a driver in a new 1 GiB XFS filesystem (with reflinks
+// or without) holding volume v of createScattered(size, data, seed): it
+// returns the driver, the filesystem's mount point and v's bytes.
+func scatteredOnXFS(t *testing.T, reflink bool, size, data int64, seed byte) (*Driver, string, []byte) {
+	t.Helper()
+	mnt := mountXFS(t, 1<<30, reflink)
+	d := newDriverIn(t, mnt)
+	return d, mnt, createScattered(t, d, "v", size, data, seed)
+}
+
 // TestReflinks checks that on XFS with reflinks, snapshots, clones,
 // volumes from snapshots and reverts share the source's blocks (FIEMAP
 // reports every mapped byte shared) and take no space for the data.
 func TestReflinks(t *testing.T) {
-	mnt := mountXFS(t, 1<<30, true)
-	d := newDriverIn(t, mnt)
-	ctx := context.Background()
 	const size, dataSize = 256 * mib, 64 * mib
-	data := createScattered(t, d, "v", size, dataSize, 1)
+	d, mnt, data := scatteredOnXFS(t, true, size, dataSize, 1)
+	ctx := context.Background()
 	before := freeBytes(t, mnt)
 	steps := []struct {
 		name string
@@ -203,12 +211,9 @@ func readVolume(t *testing.T, d *Driver, id string) []byte {
 // TestSparseCopyNoReflink checks the fallback: where the filesystem has
 // no reflinks, a clone copies the data ranges only and shares nothing.
 func TestSparseCopyNoReflink(t *testing.T) {
-	mnt := mountXFS(t, 1<<30, false)
-	d := newDriverIn(t, mnt)
-	ctx := context.Background()
 	const size, dataSize = 256 * mib, 16 * mib
-	data := createScattered(t, d, "v", size, dataSize, 2)
-	if err := d.Clone(ctx, "v", "c", size); err != nil {
+	d, _, data := scatteredOnXFS(t, false, size, dataSize, 2)
+	if err := d.Clone(context.Background(), "v", "c", size); err != nil {
 		t.Fatal(err)
 	}
 	shared, mapped := sharedBytes(t, filepath.Join(d.dir, volPrefix+"c"))

@@ -107,16 +107,7 @@ func TestConformance(t *testing.T) {
 func parentOf(t *testing.T, d *Driver, id string) string {
 	t.Helper()
 	ioctx, _ := d.io()
-	img, err := rbd.OpenImageReadOnly(ioctx, volPrefix+id, rbd.NoSnapshot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer img.Close()
-	p, err := img.GetParent()
-	if err != nil {
-		return ""
-	}
-	return p.Image.ImageName + "@" + p.Snap.SnapName
+	return testenv.RBDParent(t, ioctx, volPrefix+id)
 }
 
 // TestCOW checks that clones and volumes from snapshots are copy-on-write
@@ -132,13 +123,13 @@ func TestCOW(t *testing.T) {
 	if err := d.Clone(ctx, "a", "b", 8<<20); err != nil {
 		t.Fatal(err)
 	}
-	if p := parentOf(t, d, "b"); p != "volume-a@volume-b.clone_snap" {
+	if p := parentOf(t, d, "b"); p != "volumes/volume-a@volume-b.clone_snap" {
 		t.Fatalf("b's parent is %q, want a COW clone of volume-a@volume-b.clone_snap", p)
 	}
 	if err := d.Clone(ctx, "b", "c", 8<<20); err != nil {
 		t.Fatal(err)
 	}
-	if p := parentOf(t, d, "c"); p != "volume-b@volume-c.clone_snap" {
+	if p := parentOf(t, d, "c"); p != "volumes/volume-b@volume-c.clone_snap" {
 		t.Fatalf("c's parent is %q", p)
 	}
 	// c is two deep; a clone of c would be three: flattened, and its
@@ -203,7 +194,7 @@ func TestSnapshotBusy(t *testing.T) {
 	if err := d.CreateFromSnapshot(ctx, "v", "s", "child", 2<<20); err != nil {
 		t.Fatal(err)
 	}
-	if p := parentOf(t, d, "child"); p != "volume-v@snapshot-s" {
+	if p := parentOf(t, d, "child"); p != "volumes/volume-v@snapshot-s" {
 		t.Fatalf("child's parent %q, want a COW clone of volume-v@snapshot-s", p)
 	}
 	err := d.DeleteSnapshot(ctx, "v", "s")
@@ -345,7 +336,7 @@ func TestCloneImage(t *testing.T) {
 	if !handled || err != nil {
 		t.Fatalf("CloneImage = %v, %v", handled, err)
 	}
-	if p := parentOf(t, d, "v"); p != name+"@snap" {
+	if p := parentOf(t, d, "v"); p != "images/"+name+"@snap" {
 		t.Fatalf("volume's parent %q, want a COW clone of %s@snap", p, name)
 	}
 	v, _ := d.Open(ctx, "v")
@@ -415,7 +406,7 @@ func TestOverwriteClone(t *testing.T) {
 		}
 		t.Fatalf("overwritten clone differs from the new bytes at offset %d", i)
 	}
-	if p := parentOf(t, d, "child"); p != "volume-base@snapshot-s1" {
+	if p := parentOf(t, d, "child"); p != "volumes/volume-base@snapshot-s1" {
 		t.Errorf("child's parent after overwrite: %q", p)
 	}
 	if err := d.Delete(ctx, "child"); err != nil {

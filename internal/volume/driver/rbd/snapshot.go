@@ -21,16 +21,11 @@ import (
 // CreateSnapshot takes RBD snapshot snapshot-<snapshotID> of the volume and
 // protects it, so volumes can be cloned from it (as Cinder does).
 func (d *Driver) CreateSnapshot(ctx context.Context, volumeID, snapshotID string) error {
-	name, sname, err := snapNames(volumeID, snapshotID)
-	if err != nil {
-		return err
-	}
-	v, err := d.open(ctx, name, rbd.NoSnapshot, false, "volume "+volumeID)
+	v, name, sname, what, err := d.openSnapVolume(ctx, volumeID, snapshotID, "volume "+volumeID)
 	if err != nil {
 		return err
 	}
 	defer v.Close()
-	what := snapWhat(volumeID, snapshotID)
 	// librbd lets concurrent creates of one name all succeed (the lock
 	// owner does the work once), so this process decides which one wins.
 	unlock := d.lock(name)
@@ -84,16 +79,25 @@ func needSnap(ctx context.Context, img *rbd.Image, sname, what string) error {
 	return ctx.Err()
 }
 
+// openSnapVolume opens volume volumeID for reading and writing, to act on
+// its snapshot snapshotID, with the RBD names of both and the snapshot's
+// name in errors (snapWhat). Errors opening the volume name it as openAs.
+func (d *Driver) openSnapVolume(ctx context.Context, volumeID, snapshotID, openAs string) (v *volume, name, sname, what string, err error) {
+	if name, sname, err = snapNames(volumeID, snapshotID); err != nil {
+		return nil, "", "", "", err
+	}
+	if v, err = d.open(ctx, name, rbd.NoSnapshot, false, openAs); err != nil {
+		return nil, "", "", "", err
+	}
+	return v, name, sname, snapWhat(volumeID, snapshotID), nil
+}
+
 // DeleteSnapshot unprotects and removes the snapshot. A snapshot that
 // volumes were cloned from (rbd_flatten_volume_from_snapshot = false) is
 // busy: errs.Conflict naming them, and it stays (Cinder's SnapshotIsBusy).
 func (d *Driver) DeleteSnapshot(ctx context.Context, volumeID, snapshotID string) error {
-	name, sname, err := snapNames(volumeID, snapshotID)
-	if err != nil {
-		return err
-	}
-	what := snapWhat(volumeID, snapshotID)
-	v, err := d.open(ctx, name, rbd.NoSnapshot, false, what)
+	// A snapshot whose volume is gone is not found itself.
+	v, _, sname, what, err := d.openSnapVolume(ctx, volumeID, snapshotID, snapWhat(volumeID, snapshotID))
 	if err != nil {
 		return err
 	}
@@ -315,16 +319,11 @@ func (d *Driver) Clone(ctx context.Context, srcID, newID string, sizeBytes int64
 // Cinder's RBD revert_to_snapshot does; the space past the snapshot's size
 // then reads as zeros. Once the rollback has begun it runs to the end.
 func (d *Driver) Revert(ctx context.Context, volumeID, snapshotID string) error {
-	name, sname, err := snapNames(volumeID, snapshotID)
-	if err != nil {
-		return err
-	}
-	v, err := d.open(ctx, name, rbd.NoSnapshot, false, "volume "+volumeID)
+	v, _, sname, what, err := d.openSnapVolume(ctx, volumeID, snapshotID, "volume "+volumeID)
 	if err != nil {
 		return err
 	}
 	defer v.Close()
-	what := snapWhat(volumeID, snapshotID)
 	if err := needSnap(ctx, v.img, sname, what); err != nil {
 		return err
 	}
