@@ -416,8 +416,8 @@ func (s *Service) runMigrate(ctx context.Context, t *task.Task, giveUp bool) err
 // failMove ends a move as failed: the target's copy is deleted, and the
 // volume, still on its backend, gets its status back with migration_status
 // error, and the retype's reservation is given back, in one transaction
-// with the task's end. Cinder records no user
-// message for a failed migration; the migration status is the outcome.
+// with the task's end. Cinder records no user message for a failed
+// migration; the migration status is the outcome.
 func (s *Service) failMove(ctx context.Context, w *work, v *vol, target *backend, p *migratePayload, cause error) error {
 	if target != nil && deref(v.Host) != target.cfg.Name {
 		if err := target.drv.Delete(context.WithoutCancel(ctx), v.ID); err != nil && errs.KindOf(err) != errs.NotFound {
