@@ -349,12 +349,16 @@ func (s *Service) runMigrate(ctx context.Context, t *task.Task, giveUp bool) err
 		return err
 	}
 	w := &work{VolumeID: t.Subject, Kind: t.Kind, RequestID: t.RequestID, t: t}
+	// off ends a move that no longer has a volume to move.
+	off := func() error {
+		return s.settle(ctx, w, nil, func(tx *db.Tx) error { return s.releaseMove(ctx, tx, &p) })
+	}
 	v, err := getVolume(ctx, s.deps.DB, w.VolumeID)
 	if errs.KindOf(err) == errs.NotFound {
 		// Gone (an admin's force-delete of a failed move): whatever an
 		// earlier attempt copied is an orphan now.
 		s.dropCopy(ctx, s.backendNamed(p.Target), w.VolumeID)
-		return s.settle(ctx, w, nil, func(tx *db.Tx) error { return s.releaseMove(ctx, tx, &p) })
+		return off()
 	}
 	if err != nil {
 		return task.Retry(err)
@@ -362,8 +366,7 @@ func (s *Service) runMigrate(ctx context.Context, t *task.Task, giveUp bool) err
 	target := s.backendNamed(p.Target)
 	switch {
 	case !migrating(v):
-		// Reset by an admin meanwhile: the move is off.
-		return s.settle(ctx, w, nil, func(tx *db.Tx) error { return s.releaseMove(ctx, tx, &p) })
+		return off() // reset by an admin meanwhile
 	case giveUp || t.Attempt > 1:
 		// An earlier attempt's node died (or lost its lease) mid-move:
 		// what it left on the target cannot be trusted.

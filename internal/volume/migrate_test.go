@@ -539,6 +539,12 @@ func TestResetMigrationStatus(t *testing.T) {
 			t.Errorf("after the reset: %v", v)
 		}
 		tb.holds(t, "local", id, data)
+		// The retype's reservation of the new type went with the move.
+		waitTasksDone(t, d)
+		if u := tb.usage(projA); reserved(u, "volumes_on-remote") != 0 || reserved(u, "gigabytes_on-remote") != 0 {
+			t.Errorf("after the reset move: %v %v", u["volumes_on-remote"], u["gigabytes_on-remote"])
+		}
+		checkUsage(t, tb.env, projA)
 		tb.Must(202, reset(map[string]any{"migration_status": "none"}))
 		if v := tb.show(id); v["migration_status"] != nil {
 			t.Errorf("migration_status after none: %v", v["migration_status"])
