@@ -67,6 +67,7 @@ func Run(t *testing.T, newStore func(t *testing.T) backup.Store) {
 		{"ZeroChunksNotStored", testZeroChunks},
 		{"HolesNotRead", testHolesNotRead},
 		{"Incremental", testIncremental},
+		{"ReadErrorLeavesNothing", testReadError},
 	}
 	for _, tc := range reading {
 		tests = append(tests,
@@ -107,12 +108,19 @@ type MemVolume struct {
 	Data []byte
 	Ext  []driver.Extent
 	Read atomic.Int64
+	// Fail, when not nil, is the error of every read that reaches FailAt
+	// (a disk failing under the backup).
+	Fail   error
+	FailAt int64
 }
 
 // ReadAt implements driver.Volume.
 func (v *MemVolume) ReadAt(p []byte, off int64) (int, error) {
 	if off >= int64(len(v.Data)) {
 		return 0, io.EOF
+	}
+	if v.Fail != nil && off+int64(len(p)) > v.FailAt {
+		return 0, v.Fail
 	}
 	n := copy(p, v.Data[off:])
 	v.Read.Add(int64(n))
@@ -612,6 +620,22 @@ func (c *cutStore) Put(ctx context.Context, key string, data []byte) error {
 		return errs.E(errs.Unavailable, "backup storage is unreachable")
 	}
 	return c.Store.Put(ctx, key, data)
+}
+
+// testReadError: a volume that fails to read mid-backup fails the backup
+// with the read's error, and nothing it stored is left.
+func testReadError(t *testing.T, s backup.Store, open func(*MemVolume) driver.Volume) {
+	e := engine(t, s)
+	cause := errs.E(errs.Other, "input/output error")
+	v := &MemVolume{Data: volumeData(), Fail: cause, FailAt: 5 * chunkSize}
+	_, err := e.Backup(context.Background(), "c", "unread", backup.Source{Volume: open(v), VolumeID: "vol"}, nil)
+	if !errors.Is(err, cause) {
+		t.Fatalf("Backup of a failing volume: %v, want %v", err, cause)
+	}
+	keys, err := s.List(context.Background(), backup.Prefix("c", "unread"))
+	if err != nil || len(keys) != 0 {
+		t.Fatalf("a backup that could not read its volume left %v (%v)", keys, err)
+	}
 }
 
 func testFailedBackup(t *testing.T, s backup.Store) {
