@@ -243,12 +243,26 @@ func (c *HTTP) CreateImage(ctx context.Context, token string, fields map[string]
 
 // GetImage shows an image (GET /v2/images/{id}).
 func (c *HTTP) GetImage(ctx context.Context, token, id string) (*Image, error) {
-	resp, err := c.do(ctx, token, http.MethodGet, "/v2/images/"+url.PathEscape(id), nil, nil, 0)
+	p, err := imagePath(id)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(ctx, token, http.MethodGet, p, nil, nil, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	return decodeImage(resp.Body)
+}
+
+// imagePath is image id's path. An id that is a dot segment (or empty)
+// names no image: PathEscape leaves it as it is, and the server would
+// resolve "/v2/images/." to the image list, so it is not found here.
+func imagePath(id string) (string, error) {
+	if id == "" || id == "." || id == ".." {
+		return "", errs.E(errs.NotFound, "image %q not found", id)
+	}
+	return "/v2/images/" + url.PathEscape(id), nil
 }
 
 // coreKeys are the image fields decoded into Image's own fields.
