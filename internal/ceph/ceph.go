@@ -84,6 +84,22 @@ func Errno(err error) int {
 	return 0
 }
 
+// RemoveImage removes RBD image name of ioctx and its snapshots,
+// unprotecting them first, as the cleanup after a failed or replaced
+// upload (and a test's purge) does: best effort, so a snapshot that will
+// not go is left to make the image's removal fail, which is returned.
+func RemoveImage(ioctx *rados.IOContext, name string) error {
+	if img, err := rbd.OpenImage(ioctx, name, rbd.NoSnapshot); err == nil {
+		snaps, _ := img.GetSnapshotNames()
+		for _, s := range snaps {
+			_ = img.GetSnapshot(s.Name).Unprotect()
+			_ = img.GetSnapshot(s.Name).Remove()
+		}
+		img.Close()
+	}
+	return rbd.RemoveImage(ioctx, name)
+}
+
 // ImageExists reports whether RBD image name exists in ioctx's pool and
 // namespace, from the image directory (rbd_directory's name_<image> key):
 // never by opening a missing image, which librbd answers only after

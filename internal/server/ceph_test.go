@@ -21,7 +21,6 @@ import (
 	"github.com/ceph/go-ceph/rbd"
 
 	"github.com/ashlar-dev/ashlar/internal/apitest"
-	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/identity"
 	"github.com/ashlar-dev/ashlar/internal/image/store/drivers"
 	"github.com/ashlar-dev/ashlar/internal/testenv"
@@ -153,39 +152,20 @@ type cephServer struct {
 // least); extra may add store and backend sections.
 func startCephServer(t *testing.T, c *testenv.Ceph, stores, volume string, extra ...string) *cephServer {
 	t.Setenv(identity.EnvAdminPassword, adminPassword)
-	text := fmt.Sprintf(`[DEFAULT]
-metrics_bind =
-[database]
-connection = sqlite:///%s/a.db
-[identity]
-bind = %s
-[dashboard]
-bind =
-[image]
-bind = %s
-enabled_backends = fast:file, ceph:rbd%s
+	cfg := parseTestConfig(t, "sqlite:///"+t.TempDir()+"/a.db", map[string]string{
+		"image": `enabled_backends = fast:file, ceph:rbd` + stores + `
 default_backend = fast
 show_multiple_locations = true
-show_image_direct_url = true
-[store:ceph]
-rbd_store_pool = images
+show_image_direct_url = true`,
+		"store:ceph": `rbd_store_pool = images
 rbd_store_user = glance
-rbd_store_ceph_conf = %s
-rbd_thin_provisioning = true
-[volume]
-bind = %s
-%s
-[backend:ceph]
-volume_driver = rbd
+rbd_store_ceph_conf = ` + c.Conf + `
+rbd_thin_provisioning = true`,
+		"volume": volume,
+		"backend:ceph": `volume_driver = rbd
 rbd_pool = volumes
 rbd_user = cinder
-rbd_ceph_conf = %s
-%s
-`, t.TempDir(), freePort(t), freePort(t), stores, c.Conf, freePort(t), volume, c.Conf, strings.Join(extra, "\n"))
-	cfg, err := config.Parse(text, t.TempDir(), drivers.Check, voldrivers.Check)
-	if err != nil {
-		t.Fatal(err)
-	}
+rbd_ceph_conf = ` + c.Conf + "\n" + strings.Join(extra, "\n")}, drivers.Check, voldrivers.Check)
 	srv, err := New(context.Background(), cfg, cephTestLogger())
 	if err != nil {
 		t.Fatal(err)

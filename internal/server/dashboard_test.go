@@ -36,25 +36,9 @@ type dashEnv struct {
 func startDashboard(t *testing.T) *dashEnv {
 	t.Helper()
 	t.Setenv(identity.EnvAdminPassword, adminPassword)
-	text := fmt.Sprintf(`[DEFAULT]
-metrics_bind =
-progress_stall_after = 30
-[dashboard]
-bind = %s
-[database]
-connection = sqlite:///%s/a.db
-[identity]
-bind = %s
-[image]
-bind = %s
-store_check_interval = 1
-[volume]
-bind = %s
-`, freePort(t), t.TempDir(), freePort(t), freePort(t), freePort(t))
-	cfg, err := config.Parse(text, t.TempDir(), drivers.Check)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := parseTestConfig(t, "sqlite:///"+t.TempDir()+"/a.db", map[string]string{
+		"DEFAULT": "progress_stall_after = 30", "dashboard": "bind = " + freePort(t),
+		"image": "store_check_interval = 1"}, drivers.Check)
 	serve(t, cfg)
 	e := &dashEnv{cfg: cfg, url: "http://" + cfg.Dashboard.Bind, memberUser: "dash-member", memberPw: "dash-member-pw"}
 	e.adminToken = adminToken(t, "http://"+cfg.Identity.Bind)

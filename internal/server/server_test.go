@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -40,9 +42,33 @@ func freePort(t *testing.T) string {
 // database; defaults are more "key = value" lines for [DEFAULT].
 func testConfig(t *testing.T, connection string, defaults ...string) *config.Config {
 	t.Helper()
-	text := fmt.Sprintf("[DEFAULT]\nmetrics_bind = %s\n%s\n[dashboard]\nbind =\n[database]\nconnection = %s\n[identity]\nbind = %s\n[image]\nbind = %s\n[volume]\nbind = %s\n",
-		freePort(t), strings.Join(defaults, "\n"), connection, freePort(t), freePort(t), freePort(t))
-	cfg, err := config.Parse(text, t.TempDir())
+	return parseTestConfig(t, connection, map[string]string{
+		"DEFAULT": "metrics_bind = " + freePort(t) + "\n" + strings.Join(defaults, "\n")})
+}
+
+// parseTestConfig parses the config of one process whose services listen
+// on free ports, with metrics and the dashboard off and its database at
+// connection. extra adds lines to the sections it names, those above or
+// new ones such as "store:ceph" (a key given again wins); checks are the
+// drivers' option checks.
+func parseTestConfig(t *testing.T, connection string, extra map[string]string, checks ...config.Check) *config.Config {
+	t.Helper()
+	base := []struct{ section, lines string }{
+		{"DEFAULT", "metrics_bind ="}, {"dashboard", "bind ="}, {"database", "connection = " + connection},
+		{"identity", "bind = " + freePort(t)}, {"image", "bind = " + freePort(t)}, {"volume", "bind = " + freePort(t)},
+	}
+	var b strings.Builder
+	done := map[string]bool{}
+	for _, s := range base {
+		fmt.Fprintf(&b, "[%s]\n%s\n%s\n", s.section, s.lines, extra[s.section])
+		done[s.section] = true
+	}
+	for _, section := range slices.Sorted(maps.Keys(extra)) {
+		if !done[section] {
+			fmt.Fprintf(&b, "[%s]\n%s\n", section, extra[section])
+		}
+	}
+	cfg, err := config.Parse(b.String(), t.TempDir(), checks...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,27 +337,10 @@ func TestShutdownLetsInFlightUploadFinish(t *testing.T) {
 func TestVolumeUploadReachesOwnImageServiceInProcess(t *testing.T) {
 	t.Setenv(identity.EnvAdminPassword, adminPassword)
 	nowhere := freePort(t) // closed again: connecting there is refused
-	state := t.TempDir()
-	text := fmt.Sprintf(`[DEFAULT]
-metrics_bind =
-[dashboard]
-bind =
-[database]
-connection = sqlite:///%s/a.db
-[identity]
-bind = %s
-[image]
-bind = %s
-public_url = http://%s
-[volume]
-bind = %s
-`, t.TempDir(), freePort(t), freePort(t), nowhere, freePort(t))
 	// as serve loads it: the drivers resolve their options (the default
 	// store's directory, removed below)
-	cfg, err := config.Parse(text, state, drivers.Check)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := parseTestConfig(t, "sqlite:///"+t.TempDir()+"/a.db",
+		map[string]string{"image": "public_url = http://" + nowhere}, drivers.Check)
 	serve(t, cfg)
 	if c, err := net.DialTimeout("tcp", nowhere, time.Second); err == nil {
 		c.Close()

@@ -150,7 +150,7 @@ func (d *Driver) Put(ctx context.Context, key string, r io.Reader) (int64, error
 	done := false
 	defer func() {
 		if !done {
-			removeImage(ioctx, tmp)
+			_ = ceph.RemoveImage(ioctx, tmp)
 		}
 	}()
 	img, err := rbd.OpenImage(ioctx, tmp, rbd.NoSnapshot)
@@ -197,7 +197,7 @@ func (d *Driver) Put(ctx context.Context, key string, r io.Reader) (int64, error
 	}
 	done = true
 	if old != "" {
-		removeImage(ioctx, old)
+		_ = ceph.RemoveImage(ioctx, old)
 	}
 	return n, nil
 }
@@ -293,21 +293,6 @@ func (d *Driver) write(ctx context.Context, img *rbd.Image, r io.Reader) (int64,
 		err = img.Resize(uint64(off))
 	}
 	return off, err
-}
-
-// removeImage unprotects and removes an image's snapshots and the image,
-// best effort (an upload's leftovers).
-func removeImage(ioctx *rados.IOContext, name string) {
-	img, err := rbd.OpenImage(ioctx, name, rbd.NoSnapshot)
-	if err == nil {
-		snaps, _ := img.GetSnapshotNames()
-		for _, s := range snaps {
-			_ = img.GetSnapshot(s.Name).Unprotect()
-			_ = img.GetSnapshot(s.Name).Remove()
-		}
-		img.Close()
-	}
-	_ = rbd.RemoveImage(ioctx, name)
 }
 
 // openSnap opens key's snapshot "snap" read-only: the image's content.
@@ -609,7 +594,7 @@ func (d *Driver) Recover(ctx context.Context, key string) error {
 	}
 	for _, n := range names {
 		if strings.HasPrefix(n, key+tmpInfix) {
-			removeImage(ioctx, n)
+			_ = ceph.RemoveImage(ioctx, n)
 		}
 	}
 	return nil

@@ -82,6 +82,16 @@ func snapshotted(t *testing.T, d driver.Driver, size int, seed uint64) []byte {
 	return data
 }
 
+// snapshottedThenWritten is snapshotted(seed) followed by writes to the
+// volume (seed+1): it returns the snapshot's bytes and the volume's.
+func snapshottedThenWritten(t *testing.T, d driver.Driver, size int, seed uint64) (snap, data []byte) {
+	t.Helper()
+	data = snapshotted(t, d, size, seed)
+	snap = bytes.Clone(data)
+	scribble(t, d, "v", data, seed+1)
+	return snap, data
+}
+
 // write writes p at off into volume id, as an attached instance would:
 // through the volume's path (driver.LocalFile), or through the open
 // volume itself when it is an io.WriterAt (an RBD image through librbd).
@@ -298,9 +308,7 @@ func testSnapshotSameIDConcurrent(t *testing.T, d driver.Driver) {
 func testCreateFromSnapshot(t *testing.T, d driver.Driver) {
 	ctx := context.Background()
 	const size = 3*mib + 7
-	data := snapshotted(t, d, size, 16)
-	snap := bytes.Clone(data)
-	scribble(t, d, "v", data, 17)
+	snap, data := snapshottedThenWritten(t, d, size, 16)
 
 	for _, c := range []struct {
 		id   string
@@ -399,9 +407,7 @@ func checkSparse(t *testing.T, d driver.Driver, id string, limit int64) {
 func testRevert(t *testing.T, d driver.Driver) {
 	ctx := context.Background()
 	const size = 4*mib + 5
-	data := snapshotted(t, d, size, 28)
-	snap := bytes.Clone(data)
-	scribble(t, d, "v", data, 29)
+	snap, data := snapshottedThenWritten(t, d, size, 28)
 	if err := d.Revert(ctx, "v", "s"); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/ceph/go-ceph/rados"
 	"github.com/ceph/go-ceph/rbd"
 
+	"github.com/ashlar-dev/ashlar/internal/ceph"
 	"github.com/ashlar-dev/ashlar/internal/config"
 	"github.com/ashlar-dev/ashlar/internal/errs"
 	"github.com/ashlar-dev/ashlar/internal/testenv"
@@ -78,17 +79,7 @@ func purge(t testing.TB, ioctx *rados.IOContext) {
 			return
 		}
 		for _, n := range names {
-			img, err := rbd.OpenImage(ioctx, n, rbd.NoSnapshot)
-			if err != nil {
-				continue
-			}
-			snaps, _ := img.GetSnapshotNames()
-			for _, s := range snaps {
-				_ = img.GetSnapshot(s.Name).Unprotect()
-				_ = img.GetSnapshot(s.Name).Remove()
-			}
-			img.Close()
-			_ = rbd.RemoveImage(ioctx, n)
+			_ = ceph.RemoveImage(ioctx, n)
 		}
 	}
 	names, _ := rbd.GetImageNames(ioctx)
