@@ -7,11 +7,19 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ashlar-dev/ashlar/internal/volume/driver"
 )
 
 // copyChunk bounds one copy_file_range call, so a cancelled copy stops
 // within a chunk.
 const copyChunk = 64 << 20
+
+// readAheadWindow is how much of the source's data the copy asks the
+// kernel to read ahead of it (posix_fadvise WILLNEED). A volume's data is
+// often many small ranges; copied one after the other, each is read with
+// the default read-ahead of its own, one small read at a time.
+const readAheadWindow = 64 << 20
 
 // copyFile fills dst, a new empty file, with src's bytes and makes it size
 // bytes long (at least src's size; the rest is a hole). Where the
@@ -61,12 +69,17 @@ func copyRanges(ctx context.Context, dst, src *os.File, size int64) error {
 		return err
 	}
 	var buf, zero []byte // for read and write, once copy_file_range is refused
+	fd := int(src.Fd())
+	ahead := &readAhead{ranges: ranges, window: readAheadWindow, advise: func(off, n int64) {
+		_ = unix.Fadvise(fd, off, n, unix.FADV_WILLNEED) // advice: a filesystem may ignore it
+	}}
 	for _, r := range ranges {
 		for off, end := r.Offset, r.Offset+r.Length; off < end; {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 			n := min(end-off, copyChunk)
+			ahead.advance(n)
 			var done int
 			if buf == nil {
 				roff, woff := off, off
@@ -102,4 +115,32 @@ func copyPlain(dst, src *os.File, off, n int64, buf, zero []byte) (int, error) {
 		return 0, err
 	}
 	return got, nil
+}
+
+// readAhead asks the kernel to read the data ranges of a file ahead of a
+// copy that goes through them in order, up to window bytes beyond what the
+// copy has taken so far.
+type readAhead struct {
+	ranges []driver.Extent
+	window int64
+	advise func(off, n int64)
+	i      int   // the range the next advice starts in
+	next   int64 // and where in it
+	lead   int64 // bytes advised and not yet taken
+}
+
+// advance notes that the copy is about to take the next n bytes, and
+// advises what keeps the window ahead of it.
+func (a *readAhead) advance(n int64) {
+	a.lead -= n
+	for a.lead < a.window && a.i < len(a.ranges) {
+		r := a.ranges[a.i]
+		start := max(r.Offset, a.next)
+		m := min(r.Offset+r.Length-start, a.window-a.lead)
+		a.advise(start, m)
+		a.lead += m
+		if a.next = start + m; a.next >= r.Offset+r.Length {
+			a.i++
+		}
+	}
 }
