@@ -73,13 +73,13 @@ func copyRanges(ctx context.Context, dst, src *os.File, size int64) error {
 	ahead := &readAhead{ranges: ranges, window: readAheadWindow, advise: func(off, n int64) {
 		_ = unix.Fadvise(fd, off, n, unix.FADV_WILLNEED) // advice: a filesystem may ignore it
 	}}
+	ahead.advance(0)
 	for _, r := range ranges {
 		for off, end := r.Offset, r.Offset+r.Length; off < end; {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 			n := min(end-off, copyChunk)
-			ahead.advance(n)
 			var done int
 			if buf == nil {
 				roff, woff := off, off
@@ -98,6 +98,7 @@ func copyRanges(ctx context.Context, dst, src *os.File, size int64) error {
 				return nil // src ends early: the rest reads as zeros
 			}
 			off += int64(done)
+			ahead.advance(int64(done))
 		}
 	}
 	return nil
@@ -119,18 +120,18 @@ func copyPlain(dst, src *os.File, off, n int64, buf, zero []byte) (int, error) {
 
 // readAhead asks the kernel to read the data ranges of a file ahead of a
 // copy that goes through them in order, up to window bytes beyond what the
-// copy has taken so far.
+// copy has done so far.
 type readAhead struct {
 	ranges []driver.Extent
 	window int64
 	advise func(off, n int64)
 	i      int   // the range the next advice starts in
 	next   int64 // and where in it
-	lead   int64 // bytes advised and not yet taken
+	lead   int64 // bytes advised and not yet copied
 }
 
-// advance notes that the copy is about to take the next n bytes, and
-// advises what keeps the window ahead of it.
+// advance notes that the copy has done n more bytes (0 before it starts),
+// and advises what keeps the window ahead of it.
 func (a *readAhead) advance(n int64) {
 	a.lead -= n
 	for a.lead < a.window && a.i < len(a.ranges) {
