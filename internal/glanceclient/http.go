@@ -255,9 +255,10 @@ func (c *HTTP) GetImage(ctx context.Context, token, id string) (*Image, error) {
 	return decodeImage(resp.Body)
 }
 
-// imagePath is image id's path. An id that is a dot segment (or empty)
-// names no image: PathEscape leaves it as it is, and the server would
-// resolve "/v2/images/." to the image list, so it is not found here.
+// imagePath is image id's path, for every request about one image. An id
+// that is a dot segment (or empty) names no image: PathEscape leaves it as
+// it is, and the server would resolve "/v2/images/." to the image list and
+// "/v2/images/../file" to another resource, so it is not found here.
 func imagePath(id string) (string, error) {
 	if id == "" || id == "." || id == ".." {
 		return "", errs.E(errs.NotFound, "image %q not found", id)
@@ -294,6 +295,10 @@ func decodeImage(r io.Reader) (*Image, error) {
 // Upload sends the image data (PUT /v2/images/{id}/file). size < 0 means
 // unknown (chunked transfer). A non-empty store sets X-Image-Meta-Store.
 func (c *HTTP) Upload(ctx context.Context, token, id, store string, r io.Reader, size int64) error {
+	p, err := imagePath(id)
+	if err != nil {
+		return err
+	}
 	// With 100-continue an upload the image service refuses outright (a
 	// read-only or unknown store, a second upload, quota) gets its error
 	// response, instead of a connection reset half-way through a body the
@@ -315,7 +320,7 @@ func (c *HTTP) Upload(ctx context.Context, token, id, store string, r io.Reader,
 		body = io.NopCloser(f) // keeps the transport from closing the caller's file
 		src.r = nil
 	}
-	resp, err := c.send(ctx, c.up, token, http.MethodPut, "/v2/images/"+url.PathEscape(id)+"/file", hdr, body, size)
+	resp, err := c.send(ctx, c.up, token, http.MethodPut, p+"/file", hdr, body, size)
 	if err != nil {
 		// A failing source surfaces as a transport error; report the cause.
 		if src.err != nil && !errors.Is(src.err, io.EOF) && errs.KindOf(err) == errs.Unavailable {
@@ -345,7 +350,11 @@ func (t *trackingReader) Read(p []byte) (int, error) {
 // Download streams the image data (GET /v2/images/{id}/file). An image
 // without data (204) is errs.Invalid.
 func (c *HTTP) Download(ctx context.Context, token, id string) (io.ReadCloser, error) {
-	resp, err := c.do(ctx, token, http.MethodGet, "/v2/images/"+url.PathEscape(id)+"/file", nil, nil, 0)
+	p, err := imagePath(id)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(ctx, token, http.MethodGet, p+"/file", nil, nil, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -358,7 +367,11 @@ func (c *HTTP) Download(ctx context.Context, token, id string) (io.ReadCloser, e
 
 // DeleteImage deletes an image (DELETE /v2/images/{id}).
 func (c *HTTP) DeleteImage(ctx context.Context, token, id string) error {
-	resp, err := c.do(ctx, token, http.MethodDelete, "/v2/images/"+url.PathEscape(id), nil, nil, 0)
+	p, err := imagePath(id)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(ctx, token, http.MethodDelete, p, nil, nil, 0)
 	if err != nil {
 		return err
 	}

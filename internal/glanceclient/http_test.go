@@ -447,3 +447,37 @@ func TestUploadOnFreshConnection(t *testing.T) {
 		t.Fatalf("other calls did not keep their connection alive: %v", order)
 	}
 }
+
+// Every request about one image refuses an id that is a dot segment (or
+// empty) as not found, without a request: the server would resolve such
+// a path to another resource (the fuzzer's imageRef "." reached the image
+// list).
+func TestDotSegmentIDs(t *testing.T) {
+	var requests int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests++
+		w.WriteHeader(http.StatusTeapot)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := New(srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	calls := map[string]func(id string) error{
+		"GetImage":    func(id string) error { _, err := c.GetImage(ctx, goodToken, id); return err },
+		"Upload":      func(id string) error { return c.Upload(ctx, goodToken, id, "", strings.NewReader("x"), 1) },
+		"Download":    func(id string) error { _, err := c.Download(ctx, goodToken, id); return err },
+		"DeleteImage": func(id string) error { return c.DeleteImage(ctx, goodToken, id) },
+	}
+	for name, call := range calls {
+		for _, id := range []string{"", ".", ".."} {
+			if err := call(id); !errs.Is(err, errs.NotFound) {
+				t.Errorf("%s(%q) = %v, want not found", name, id, err)
+			}
+		}
+	}
+	if requests != 0 {
+		t.Errorf("%d requests reached the server", requests)
+	}
+}
