@@ -86,9 +86,10 @@ func Errno(err error) int {
 
 // RemoveImage removes RBD image name of ioctx and its snapshots,
 // unprotecting them first, as the cleanup after a failed or replaced
-// upload (and a test's purge) does: best effort, so a snapshot that will
-// not go is left to make the image's removal fail, which is returned.
-func RemoveImage(ioctx *rados.IOContext, name string) error {
+// upload (and a test's purge) does: best effort. What it cannot remove
+// stays; the image store's Recover looks for an unfinished upload's image
+// again, nothing for a replaced one's.
+func RemoveImage(ioctx *rados.IOContext, name string) {
 	if img, err := rbd.OpenImage(ioctx, name, rbd.NoSnapshot); err == nil {
 		snaps, _ := img.GetSnapshotNames()
 		for _, s := range snaps {
@@ -97,7 +98,7 @@ func RemoveImage(ioctx *rados.IOContext, name string) error {
 		}
 		img.Close()
 	}
-	return rbd.RemoveImage(ioctx, name)
+	_ = rbd.RemoveImage(ioctx, name)
 }
 
 // ImageExists reports whether RBD image name exists in ioctx's pool and

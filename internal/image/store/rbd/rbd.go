@@ -150,7 +150,7 @@ func (d *Driver) Put(ctx context.Context, key string, r io.Reader) (int64, error
 	done := false
 	defer func() {
 		if !done {
-			_ = ceph.RemoveImage(ioctx, tmp)
+			ceph.RemoveImage(ioctx, tmp)
 		}
 	}()
 	img, err := rbd.OpenImage(ioctx, tmp, rbd.NoSnapshot)
@@ -197,7 +197,7 @@ func (d *Driver) Put(ctx context.Context, key string, r io.Reader) (int64, error
 	}
 	done = true
 	if old != "" {
-		_ = ceph.RemoveImage(ioctx, old)
+		ceph.RemoveImage(ioctx, old)
 	}
 	return n, nil
 }
@@ -594,7 +594,7 @@ func (d *Driver) Recover(ctx context.Context, key string) error {
 	}
 	for _, n := range names {
 		if strings.HasPrefix(n, key+tmpInfix) {
-			_ = ceph.RemoveImage(ioctx, n)
+			ceph.RemoveImage(ioctx, n)
 		}
 	}
 	return nil

@@ -79,7 +79,7 @@ func purge(t testing.TB, ioctx *rados.IOContext) {
 			return
 		}
 		for _, n := range names {
-			_ = ceph.RemoveImage(ioctx, n)
+			ceph.RemoveImage(ioctx, n)
 		}
 	}
 	names, _ := rbd.GetImageNames(ioctx)
