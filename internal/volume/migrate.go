@@ -391,6 +391,9 @@ func (s *Service) runMigrate(ctx context.Context, t *task.Task, giveUp bool) err
 	var switched bool
 	err = s.settle(ctx, w, nil, func(tx *db.Tx) error {
 		cur, err := getVolumeRow(ctx, tx, v.ID)
+		if errs.KindOf(err) == errs.NotFound {
+			return s.releaseMove(ctx, tx, &p) // deleted while copying (after a reset): not switched
+		}
 		if err != nil {
 			return err
 		}
@@ -408,7 +411,7 @@ func (s *Service) runMigrate(ctx context.Context, t *task.Task, giveUp bool) err
 		return err
 	}
 	if !switched {
-		// Reset or deleted while copying: the copy is not wanted.
+		// Reset, or reset and deleted, while copying: the copy is not wanted.
 		s.dropCopy(ctx, target, v.ID)
 		return nil
 	}

@@ -551,3 +551,33 @@ func TestResetMigrationStatus(t *testing.T) {
 		}
 	})
 }
+
+// TestMoveOfDeletedVolume: a move whose volume an admin reset and then
+// force-deleted mid-copy ends without a volume to move: its copy on the
+// target is dropped, the retype's reservation is given back and the task
+// ends.
+func TestMoveOfDeletedVolume(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, d *db.DB) {
+		var g *gate
+		tb := newTwoBackends(t, d, gateRemote(&g, nil))
+		id := tb.createVolume("member", projA, map[string]any{"volume_type": "on-local"}, "available")["id"].(string)
+		tb.fill(t, "local", id, 1)
+		tb.Must(202, tb.action("member", id, map[string]any{"os-retype": map[string]any{"new_type": "on-remote", "migration_policy": "on-demand"}}))
+		g.wait(t)
+		tb.Must(202, tb.action("admin", id, map[string]any{"os-reset_status": map[string]any{"status": "available", "migration_status": "error"}}))
+		tb.Must(202, tb.action("admin", id, map[string]any{"os-force_delete": nil}))
+		apitest.Eventually(t, 30*time.Second, func() bool {
+			return tb.Do("admin", "GET", "/v3/"+projA+"/volumes/"+id, nil).Code == 404
+		}, func() string { return "the volume is still there" })
+		close(g.release)
+		waitTasksDone(t, d)
+		apitest.Eventually(t, 30*time.Second, func() bool {
+			entries, _ := os.ReadDir(tb.dirs["remote"])
+			return len(entries) == 0
+		}, func() string { return "the deleted volume's copy is still on remote" })
+		if u := tb.usage(projA); reserved(u, "volumes_on-remote") != 0 || reserved(u, "gigabytes_on-remote") != 0 {
+			t.Errorf("after the move of a deleted volume: %v %v", u["volumes_on-remote"], u["gigabytes_on-remote"])
+		}
+		checkUsage(t, tb.env, projA)
+	})
+}
